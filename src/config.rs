@@ -1,0 +1,738 @@
+//! Typed settings: the TOML file of PRODUCT.md section 3, validated once at load.
+//!
+//! Layering: built-in defaults, then the file. Unknown keys and wrong types are errors that
+//! name the key path (`csv.columns.amont`) and the file. Relative paths are resolved
+//! against the config file's folder. Secrets are read lazily through [`SecretSource`]
+//! (value, `*_env`, `*_file`, or `$CREDENTIALS_DIRECTORY/<name>`), so that `import` never
+//! needs the CM secret, and they are held in [`secrecy::SecretString`], whose `Debug` prints
+//! `[REDACTED]`. This module never logs.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// Where the config is looked for when `--config` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/invoice-sync/invoice-sync.toml";
+/// The environment variable naming the config file.
+pub const CONFIG_ENV: &str = "INVOICE_SYNC_CONFIG";
+
+/// A config problem, always naming the file and, where there is one, the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path}: key `{key}`: {message}")]
+    Key {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+    #[error("config file {path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+}
+
+/// The whole configuration, paths resolved.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub storage: Storage,
+    pub inbox: Inbox,
+    pub csv: CsvSettings,
+    pub cm: Cm,
+    pub ideal_qr: IdealQr,
+    pub email: Email,
+    pub daemon: Daemon,
+    /// The file this was read from (not a key).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Storage {
+    pub database: PathBuf,
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Self {
+            database: "/var/lib/invoice-sync/invoice-sync.db".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Inbox {
+    pub dir: PathBuf,
+    pub archive_dir: PathBuf,
+    pub rejected_dir: PathBuf,
+    pub pattern: String,
+    pub settle_seconds: u64,
+}
+
+impl Default for Inbox {
+    fn default() -> Self {
+        Self {
+            dir: "/var/lib/invoice-sync/inbox".into(),
+            archive_dir: "/var/lib/invoice-sync/archive".into(),
+            rejected_dir: "/var/lib/invoice-sync/rejected".into(),
+            pattern: "*.csv".into(),
+            settle_seconds: 5,
+        }
+    }
+}
+
+/// `csv.delimiter`: `"auto"` or one single-byte delimiter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delimiter {
+    Auto,
+    Byte(u8),
+}
+
+impl<'de> Deserialize<'de> for Delimiter {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.as_str() {
+            "auto" => Ok(Delimiter::Auto),
+            "," => Ok(Delimiter::Byte(b',')),
+            ";" => Ok(Delimiter::Byte(b';')),
+            "\t" | "\\t" | "tab" => Ok(Delimiter::Byte(b'\t')),
+            "|" => Ok(Delimiter::Byte(b'|')),
+            other => Err(serde::de::Error::custom(format!(
+                "`{other}` is not a delimiter: use \"auto\", \",\", \";\", \"\\t\" or \"|\""
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Encoding {
+    Auto,
+    #[serde(alias = "utf8")]
+    Utf8,
+    #[serde(alias = "cp1252")]
+    Windows1252,
+}
+
+pub use crate::domain::money::DecimalSeparator;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Settlement {
+    /// Only rows say an invoice is settled (status column or zero outstanding).
+    Status,
+    /// Each file is the complete list of open invoices.
+    Snapshot,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CsvSettings {
+    pub delimiter: Delimiter,
+    pub encoding: Encoding,
+    pub decimal_separator: DecimalSeparator,
+    pub date_formats: Vec<String>,
+    pub paid_values: Vec<String>,
+    pub settlement: Settlement,
+    pub columns: Columns,
+}
+
+impl Default for CsvSettings {
+    fn default() -> Self {
+        Self {
+            delimiter: Delimiter::Auto,
+            encoding: Encoding::Auto,
+            decimal_separator: DecimalSeparator::Auto,
+            date_formats: vec!["%Y-%m-%d".into(), "%d-%m-%Y".into(), "%d/%m/%Y".into()],
+            paid_values: vec!["paid".into(), "betaald".into(), "voldaan".into()],
+            settlement: Settlement::Status,
+            columns: Columns::default(),
+        }
+    }
+}
+
+/// Header names in the export (`[csv.columns]`), matched case-insensitively and trimmed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Columns {
+    pub invoice_reference: String,
+    pub customer_email: String,
+    pub customer_name: String,
+    pub amount: String,
+    pub outstanding: String,
+    pub currency: String,
+    pub due_date: String,
+    pub status: String,
+    pub language: String,
+    pub country_code: String,
+}
+
+impl Default for Columns {
+    fn default() -> Self {
+        Self {
+            invoice_reference: "invoice_reference".into(),
+            customer_email: "customer_email".into(),
+            customer_name: "customer_name".into(),
+            amount: "amount".into(),
+            outstanding: "outstanding".into(),
+            currency: "currency".into(),
+            due_date: "due_date".into(),
+            status: "status".into(),
+            language: "language".into(),
+            country_code: "country_code".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Cm {
+    /// `https://api.cmpayments.com`, or `sandbox` for a simulator started in-process.
+    pub base_url: String,
+    pub client_id: String,
+    pub client_secret: Option<SecretString>,
+    pub client_secret_env: Option<String>,
+    pub client_secret_file: Option<PathBuf>,
+    pub requests_per_second: u32,
+    pub burst: u32,
+    pub max_in_flight: usize,
+    pub timeout_seconds: u64,
+    pub callback_url: Option<String>,
+    pub link_expiry_days_after_due: Option<u32>,
+    pub default_language: String,
+    pub default_country: String,
+}
+
+impl Default for Cm {
+    fn default() -> Self {
+        Self {
+            base_url: "https://api.cmpayments.com".into(),
+            client_id: String::new(),
+            client_secret: None,
+            client_secret_env: None,
+            client_secret_file: None,
+            requests_per_second: 10,
+            burst: 10,
+            max_in_flight: 8,
+            timeout_seconds: 30,
+            callback_url: None,
+            link_expiry_days_after_due: None,
+            default_language: "NL".into(),
+            default_country: "NL".into(),
+        }
+    }
+}
+
+impl Cm {
+    /// Where the CM client secret comes from.
+    pub fn client_secret_source(&self) -> SecretSource {
+        SecretSource {
+            key: "cm.client_secret",
+            credential: "cm_client_secret",
+            value: self.client_secret.clone(),
+            env: self.client_secret_env.clone(),
+            file: self.client_secret_file.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdealQr {
+    pub enabled: bool,
+    pub base_url: String,
+    pub token_url: String,
+    /// Defaults to the `[cm]` credentials when absent.
+    pub client_id: Option<String>,
+    pub client_secret: Option<SecretString>,
+    pub client_secret_env: Option<String>,
+    pub client_secret_file: Option<PathBuf>,
+    pub size: u32,
+    pub return_url: Option<String>,
+    pub description: String,
+}
+
+impl Default for IdealQr {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            base_url: "https://api.pay.cm.com".into(),
+            token_url: "https://api.pay.cm.com/api/v1/authorization/oauth2/token".into(),
+            client_id: None,
+            client_secret: None,
+            client_secret_env: None,
+            client_secret_file: None,
+            size: 300,
+            return_url: None,
+            description: "Invoice {invoice_reference}".into(),
+        }
+    }
+}
+
+impl IdealQr {
+    /// Where the iDEAL QR client secret comes from, when it has credentials of its own.
+    pub fn client_secret_source(&self) -> SecretSource {
+        SecretSource {
+            key: "ideal_qr.client_secret",
+            credential: "ideal_qr_client_secret",
+            value: self.client_secret.clone(),
+            env: self.client_secret_env.clone(),
+            file: self.client_secret_file.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MailTransport {
+    Smtp,
+    File,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    None,
+    Starttls,
+    Tls,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Email {
+    pub transport: MailTransport,
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    pub smtp_tls: SmtpTls,
+    pub smtp_username: Option<String>,
+    pub smtp_password: Option<SecretString>,
+    pub smtp_password_env: Option<String>,
+    pub smtp_password_file: Option<PathBuf>,
+    pub file_dir: PathBuf,
+    pub from: String,
+    pub reply_to: Option<String>,
+    pub templates_dir: Option<PathBuf>,
+    pub messages_per_second: u32,
+}
+
+impl Default for Email {
+    fn default() -> Self {
+        Self {
+            transport: MailTransport::Smtp,
+            smtp_host: "localhost".into(),
+            smtp_port: 25,
+            smtp_tls: SmtpTls::None,
+            smtp_username: None,
+            smtp_password: None,
+            smtp_password_env: None,
+            smtp_password_file: None,
+            file_dir: "/var/lib/invoice-sync/outbox".into(),
+            from: String::new(),
+            reply_to: None,
+            templates_dir: None,
+            messages_per_second: 10,
+        }
+    }
+}
+
+impl Email {
+    /// Where the SMTP password comes from.
+    pub fn smtp_password_source(&self) -> SecretSource {
+        SecretSource {
+            key: "email.smtp_password",
+            credential: "smtp_password",
+            value: self.smtp_password.clone(),
+            env: self.smtp_password_env.clone(),
+            file: self.smtp_password_file.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Daemon {
+    pub schedule: String,
+    pub callback_listen: Option<SocketAddr>,
+    pub callback_path: String,
+}
+
+impl Default for Daemon {
+    fn default() -> Self {
+        Self {
+            schedule: "0 */5 * * * *".into(),
+            callback_listen: None,
+            callback_path: "/callback".into(),
+        }
+    }
+}
+
+/// Where one secret comes from: the config value, `<key>_env`, `<key>_file`, or
+/// `$CREDENTIALS_DIRECTORY/<credential>` (systemd `LoadCredential=`), in that order of
+/// preference. At most one of the three keys may be set.
+#[derive(Debug, Clone)]
+pub struct SecretSource {
+    /// The config key, for messages (`cm.client_secret`).
+    pub key: &'static str,
+    /// The systemd credential name (`cm_client_secret`).
+    pub credential: &'static str,
+    pub value: Option<SecretString>,
+    pub env: Option<String>,
+    pub file: Option<PathBuf>,
+}
+
+/// Why a secret could not be had. Never carries the secret itself.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("`{key}`, `{key}_env` and `{key}_file` are alternatives: set only one")]
+    Ambiguous { key: &'static str },
+    #[error("`{key}_env` names the environment variable {var}, which is not set")]
+    EnvMissing { key: &'static str, var: String },
+    #[error("`{key}_file`: cannot read {path}: {source}")]
+    File {
+        key: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "no `{key}` is configured (set `{key}`, `{key}_env`, `{key}_file`, or provide the systemd credential `{credential}`)"
+    )]
+    Missing {
+        key: &'static str,
+        credential: &'static str,
+    },
+}
+
+impl SecretSource {
+    /// Whether any source is configured or available (for optional secrets such as SMTP AUTH).
+    pub fn is_configured(&self) -> bool {
+        self.value.is_some()
+            || self.env.is_some()
+            || self.file.is_some()
+            || credential_path(self.credential).is_some_and(|p| p.is_file())
+    }
+
+    /// Reads the secret. A trailing newline of a file or credential is dropped.
+    pub fn resolve(&self) -> Result<SecretString, SecretError> {
+        let set = [
+            self.value.is_some(),
+            self.env.is_some(),
+            self.file.is_some(),
+        ];
+        if set.iter().filter(|s| **s).count() > 1 {
+            return Err(SecretError::Ambiguous { key: self.key });
+        }
+        if let Some(v) = &self.value {
+            return Ok(v.clone());
+        }
+        if let Some(var) = &self.env {
+            return std::env::var(var)
+                .map(SecretString::from)
+                .map_err(|_| SecretError::EnvMissing {
+                    key: self.key,
+                    var: var.clone(),
+                });
+        }
+        if let Some(path) = &self.file {
+            return read_secret_file(path).map_err(|source| SecretError::File {
+                key: self.key,
+                path: path.clone(),
+                source,
+            });
+        }
+        if let Some(path) = credential_path(self.credential)
+            && path.is_file()
+        {
+            return read_secret_file(&path).map_err(|source| SecretError::File {
+                key: self.key,
+                path,
+                source,
+            });
+        }
+        Err(SecretError::Missing {
+            key: self.key,
+            credential: self.credential,
+        })
+    }
+}
+
+fn credential_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("CREDENTIALS_DIRECTORY").map(|d| PathBuf::from(d).join(name))
+}
+
+fn read_secret_file(path: &Path) -> std::io::Result<SecretString> {
+    let mut s = std::fs::read_to_string(path)?;
+    while s.ends_with('\n') || s.ends_with('\r') {
+        s.pop();
+    }
+    Ok(SecretString::from(s))
+}
+
+impl Config {
+    /// The config path from `--config`, else `INVOICE_SYNC_CONFIG`, else the default.
+    pub fn locate(cli: Option<&Path>) -> PathBuf {
+        if let Some(p) = cli {
+            return p.to_path_buf();
+        }
+        match std::env::var_os(CONFIG_ENV) {
+            Some(p) if !p.is_empty() => PathBuf::from(p),
+            _ => PathBuf::from(DEFAULT_CONFIG_PATH),
+        }
+    }
+
+    /// Reads, parses and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text, path)
+    }
+
+    /// Parses `text` as if read from `path` (used for messages and relative paths).
+    pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let de = toml::Deserializer::parse(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_path_buf(),
+            message: one_line(&e.to_string()),
+        })?;
+        let mut config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let message = one_line(&e.into_inner().to_string());
+            if key.is_empty() || key == "." {
+                ConfigError::Syntax {
+                    path: path.to_path_buf(),
+                    message,
+                }
+            } else {
+                ConfigError::Key {
+                    path: path.to_path_buf(),
+                    key,
+                    message,
+                }
+            }
+        })?;
+        let base = path
+            .parent()
+            .map(Path::to_path_buf)
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from("."));
+        config.resolve_paths(&base);
+        config.source = Some(path.to_path_buf());
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let abs = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        abs(&mut self.storage.database);
+        abs(&mut self.inbox.dir);
+        abs(&mut self.inbox.archive_dir);
+        abs(&mut self.inbox.rejected_dir);
+        abs(&mut self.email.file_dir);
+        if let Some(p) = &mut self.email.templates_dir {
+            if p.as_os_str().is_empty() {
+                self.email.templates_dir = None;
+            } else {
+                abs(p);
+            }
+        }
+        for p in [
+            &mut self.cm.client_secret_file,
+            &mut self.ideal_qr.client_secret_file,
+            &mut self.email.smtp_password_file,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            abs(p);
+        }
+    }
+
+    /// Checks the values serde cannot: formats, ranges, shapes.
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let err = |key: &str, message: String| ConfigError::Key {
+            path: path.to_path_buf(),
+            key: key.to_string(),
+            message,
+        };
+        if self.csv.date_formats.is_empty() {
+            return Err(err("csv.date_formats", "needs at least one format".into()));
+        }
+        for f in &self.csv.date_formats {
+            use chrono::format::{Item, StrftimeItems};
+            if StrftimeItems::new(f).any(|i| matches!(i, Item::Error)) {
+                return Err(err(
+                    "csv.date_formats",
+                    format!("`{f}` is not a valid date format"),
+                ));
+            }
+        }
+        if self.inbox.pattern.is_empty() {
+            return Err(err("inbox.pattern", "must not be empty".into()));
+        }
+        let c = &self.csv.columns;
+        for (key, v) in [
+            ("csv.columns.invoice_reference", &c.invoice_reference),
+            ("csv.columns.customer_email", &c.customer_email),
+            ("csv.columns.amount", &c.amount),
+            ("csv.columns.due_date", &c.due_date),
+        ] {
+            if v.trim().is_empty() {
+                return Err(err(key, "a required column needs a header name".into()));
+            }
+        }
+        if self.cm.requests_per_second == 0 {
+            return Err(err("cm.requests_per_second", "must be at least 1".into()));
+        }
+        if self.cm.burst == 0 {
+            return Err(err("cm.burst", "must be at least 1".into()));
+        }
+        if self.cm.max_in_flight == 0 {
+            return Err(err("cm.max_in_flight", "must be at least 1".into()));
+        }
+        if self.cm.timeout_seconds == 0 {
+            return Err(err("cm.timeout_seconds", "must be at least 1".into()));
+        }
+        if self.email.messages_per_second == 0 {
+            return Err(err("email.messages_per_second", "must be at least 1".into()));
+        }
+        if !(100..=2000).contains(&self.ideal_qr.size) {
+            return Err(err("ideal_qr.size", "must be between 100 and 2000".into()));
+        }
+        if crate::domain::Language::parse(&self.cm.default_language).is_err() {
+            return Err(err(
+                "cm.default_language",
+                format!("`{}` is not an ISO 639-1 code", self.cm.default_language),
+            ));
+        }
+        if crate::domain::Country::parse(&self.cm.default_country).is_err() {
+            return Err(err(
+                "cm.default_country",
+                format!(
+                    "`{}` is not an ISO 3166-1 alpha-2 code",
+                    self.cm.default_country
+                ),
+            ));
+        }
+        if !self.daemon.callback_path.starts_with('/') {
+            return Err(err("daemon.callback_path", "must start with `/`".into()));
+        }
+        Ok(())
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, Path::new("/etc/x/invoice-sync.toml"))
+    }
+
+    #[test]
+    fn defaults_match_the_product_contract() {
+        let c = parse("").unwrap();
+        assert_eq!(c.inbox.pattern, "*.csv");
+        assert_eq!(c.inbox.settle_seconds, 5);
+        assert_eq!(c.csv.delimiter, Delimiter::Auto);
+        assert_eq!(c.csv.encoding, Encoding::Auto);
+        assert_eq!(c.csv.date_formats, ["%Y-%m-%d", "%d-%m-%Y", "%d/%m/%Y"]);
+        assert_eq!(c.csv.paid_values, ["paid", "betaald", "voldaan"]);
+        assert_eq!(c.csv.settlement, Settlement::Status);
+        assert_eq!(c.csv.columns.outstanding, "outstanding");
+        assert_eq!(c.cm.requests_per_second, 10);
+        assert_eq!(c.cm.max_in_flight, 8);
+        assert_eq!(c.daemon.callback_path, "/callback");
+        assert_eq!(
+            c.storage.database,
+            PathBuf::from("/var/lib/invoice-sync/invoice-sync.db")
+        );
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_folder() {
+        let c = parse("[storage]\ndatabase = \"state/db.sqlite\"\n[inbox]\ndir = \"in\"\n").unwrap();
+        assert_eq!(c.storage.database, PathBuf::from("/etc/x/state/db.sqlite"));
+        assert_eq!(c.inbox.dir, PathBuf::from("/etc/x/in"));
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_path_and_the_file() {
+        let e = parse("[csv.columns]\namont = \"Bedrag\"\n").unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("csv.columns.amont"), "{msg}");
+        assert!(msg.contains("/etc/x/invoice-sync.toml"), "{msg}");
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let e = parse("[inbox]\nsettle_seconds = \"five\"\n").unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("inbox.settle_seconds"), "{msg}");
+    }
+
+    #[test]
+    fn bad_enum_value_is_named() {
+        let e = parse("[csv]\nsettlement = \"sometimes\"\n").unwrap_err();
+        assert!(e.to_string().contains("csv.settlement"), "{e}");
+        let e = parse("[csv]\ndelimiter = \"::\"\n").unwrap_err();
+        assert!(e.to_string().contains("csv.delimiter"), "{e}");
+    }
+
+    #[test]
+    fn bad_date_format_is_named() {
+        let e = parse("[csv]\ndate_formats = [\"%Q\"]\n").unwrap_err();
+        assert!(e.to_string().contains("csv.date_formats"), "{e}");
+    }
+
+    #[test]
+    fn secret_from_value_is_redacted_in_debug() {
+        let c = parse("[cm]\nclient_secret = \"hunter2-very-secret\"\n").unwrap();
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("hunter2"), "{dbg}");
+        let s = c.cm.client_secret_source().resolve().unwrap();
+        assert_eq!(s.expose_secret(), "hunter2-very-secret");
+    }
+
+    #[test]
+    fn secret_from_file_drops_trailing_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("s"), "from-file\n").unwrap();
+        let cfg = dir.path().join("c.toml");
+        let c = Config::from_toml("[email]\nsmtp_password_file = \"s\"\n", &cfg).unwrap();
+        let s = c.email.smtp_password_source().resolve().unwrap();
+        assert_eq!(s.expose_secret(), "from-file");
+    }
+
+    #[test]
+    fn two_secret_sources_are_an_error_without_the_secret() {
+        let c = parse("[cm]\nclient_secret = \"abc-secret\"\nclient_secret_env = \"X\"\n").unwrap();
+        let e = c.cm.client_secret_source().resolve().unwrap_err();
+        assert!(e.to_string().contains("cm.client_secret"));
+        assert!(!e.to_string().contains("abc-secret"));
+    }
+
+    #[test]
+    fn missing_env_secret_names_the_variable() {
+        let c = parse("[cm]\nclient_secret_env = \"INVOICE_SYNC_TEST_UNSET_VAR\"\n").unwrap();
+        let e = c.cm.client_secret_source().resolve().unwrap_err();
+        assert!(e.to_string().contains("INVOICE_SYNC_TEST_UNSET_VAR"), "{e}");
+    }
+}

@@ -1,0 +1,1 @@
+//! Inbox scan, decoding, column mapping, row validation, rejection reports.

@@ -1,0 +1,1 @@
+//! The exclusive run lock per database.
