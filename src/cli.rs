@@ -1,7 +1,370 @@
-//! Command-line definitions and dispatch.
+//! The command line (PRODUCT.md section 2): clap definitions, logging set-up, dispatch,
+//! and the mapping of outcomes to exit codes. Every non-zero exit prints one plain
+//! sentence on stderr saying why.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-/// Parses the command line and runs the command.
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::Config;
+use crate::ingest;
+use crate::lock::RunLock;
+use crate::store::Store;
+use crate::store::invoices::{self, InvoiceView, State};
+
+/// The exit codes of PRODUCT.md section 2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Exit {
+    /// Everything done.
+    Success = 0,
+    /// Config, database, I/O or an unexpected error.
+    Fatal = 1,
+    /// The command line was wrong.
+    Usage = 2,
+    /// Done, but something needs an operator: rejected rows, refused files, failures.
+    Attention = 3,
+    /// Another cycle holds the run lock; nothing was done.
+    Locked = 75,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> ExitCode {
+        ExitCode::from(e as u8)
+    }
+}
+
+/// A command's result: the exit code and, when non-zero, the sentence for stderr.
+#[derive(Debug)]
+pub struct Outcome {
+    pub exit: Exit,
+    pub message: Option<String>,
+}
+
+impl Outcome {
+    fn ok() -> Self {
+        Outcome {
+            exit: Exit::Success,
+            message: None,
+        }
+    }
+    fn attention(message: String) -> Self {
+        Outcome {
+            exit: Exit::Attention,
+            message: Some(message),
+        }
+    }
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "invoice-sync",
+    version,
+    about = "Turns accounting CSV exports into CM.com payment links, mails them and follows the payments",
+    propagate_version = true
+)]
+struct Cli {
+    /// The config file [default: $INVOICE_SYNC_CONFIG, else /etc/invoice-sync/invoice-sync.toml]
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Log line format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// More log detail (-v debug, -vv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Less log detail (-q warnings only, -qq errors only).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "verbose")]
+    quiet: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Ingest CSV exports only (no API calls, no mail). Named files are never moved or
+    /// changed; with no FILE, the ready files of the inbox are ingested and archived.
+    Import {
+        /// CSV files to ingest.
+        #[arg(value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// Show invoices: reference, customer, amount, due date, state, link, mail, last error.
+    Status {
+        /// Only this invoice reference.
+        #[arg(value_name = "INVOICE")]
+        invoice: Option<String>,
+        /// Only invoices in this state.
+        #[arg(long, value_enum, value_name = "S")]
+        state: Option<State>,
+        /// A JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Parses the command line, runs the command and returns the process exit code.
 pub fn main() -> ExitCode {
-    ExitCode::SUCCESS
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                Exit::Usage
+            } else {
+                Exit::Success
+            };
+            let _ = e.print();
+            return code.into();
+        }
+    };
+    init_logging(cli.log_format, cli.verbose, cli.quiet);
+    match run(cli) {
+        Ok(outcome) => {
+            if let Some(m) = &outcome.message {
+                eprintln!("invoice-sync: {m}");
+            }
+            outcome.exit.into()
+        }
+        Err(e) => {
+            eprintln!("invoice-sync: {}", one_sentence(&e));
+            Exit::Fatal.into()
+        }
+    }
+}
+
+/// An error chain as one line: `context: cause: root cause`.
+fn one_sentence(e: &anyhow::Error) -> String {
+    format!("{e:#}").replace('\n', " ")
+}
+
+fn init_logging(format: LogFormat, verbose: u8, quiet: u8) {
+    use tracing_subscriber::EnvFilter;
+    let level = match (verbose, quiet) {
+        (0, 0) => "info",
+        (1, _) => "debug",
+        (v, _) if v >= 2 => "trace",
+        (_, 1) => "warn",
+        _ => "error",
+    };
+    let filter = EnvFilter::try_from_env("INVOICE_SYNC_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(format!("invoice_sync={level},warn")));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    // journald stamps every line itself; a second timestamp is noise.
+    let under_journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let result = match (format, under_journald) {
+        (LogFormat::Json, _) => builder.json().flatten_event(true).try_init(),
+        (LogFormat::Text, true) => builder.without_time().with_ansi(false).try_init(),
+        (LogFormat::Text, false) => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+    };
+    let _ = result;
+}
+
+fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    let path = Config::locate(cli.config.as_deref());
+    Ok(Config::load(&path)?)
+}
+
+fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    let config = load_config(&cli)?;
+    match cli.command {
+        Command::Import { files } => import(&config, &files),
+        Command::Status {
+            invoice,
+            state,
+            json,
+        } => status(&config, invoice.as_deref(), state, json),
+    }
+}
+
+fn locked_outcome(config: &Config) -> Outcome {
+    Outcome {
+        exit: Exit::Locked,
+        message: Some(format!(
+            "another invoice-sync cycle holds the run lock for {}; nothing was done",
+            config.storage.database.display()
+        )),
+    }
+}
+
+fn import(config: &Config, files: &[PathBuf]) -> anyhow::Result<Outcome> {
+    for f in files {
+        if !f.is_file() {
+            return Ok(Outcome {
+                exit: Exit::Usage,
+                message: Some(format!("{} is not a readable file", f.display())),
+            });
+        }
+    }
+    let Some(_lock) = RunLock::try_acquire(&config.storage.database)? else {
+        return Ok(locked_outcome(config));
+    };
+    let store = Store::open(&config.storage.database)?;
+    let opts = ingest::Options {
+        dry_run: false,
+        progress: std::io::stderr().is_terminal(),
+    };
+    let report = if files.is_empty() {
+        ingest::ingest_inbox(store.conn(), config, opts)?
+    } else {
+        ingest::ingest_paths(store.conn(), config, files, opts)?
+    };
+    tracing::info!("import: {}", report.summary());
+    Ok(attention_for_ingest(&report, config).unwrap_or_else(Outcome::ok))
+}
+
+/// The exit-3 sentence for an ingest that needs an operator.
+fn attention_for_ingest(report: &ingest::Report, config: &Config) -> Option<Outcome> {
+    if !report.needs_attention() {
+        return None;
+    }
+    let t = report.totals();
+    let mut parts = Vec::new();
+    if t.rows_rejected > 0 {
+        parts.push(format!("{} row(s) were rejected", t.rows_rejected));
+    }
+    if report.files_refused() > 0 {
+        parts.push(format!(
+            "{} file(s) could not be imported",
+            report.files_refused()
+        ));
+    }
+    if t.snapshot_guard {
+        parts.push(
+            "a snapshot export lacked more than half of the open invoices, so nothing was settled"
+                .into(),
+        );
+    }
+    Some(Outcome::attention(format!(
+        "{}; see {}",
+        parts.join(", "),
+        config.inbox.rejected_dir.display()
+    )))
+}
+
+fn open_existing(config: &Config) -> anyhow::Result<Store> {
+    let db = &config.storage.database;
+    if !db.exists() {
+        anyhow::bail!(
+            "there is no database at {} yet (run `invoice-sync import` or `invoice-sync run` first)",
+            db.display()
+        );
+    }
+    Store::open(db)
+}
+
+fn status(
+    config: &Config,
+    invoice: Option<&str>,
+    state: Option<State>,
+    json: bool,
+) -> anyhow::Result<Outcome> {
+    let store = open_existing(config)?;
+    let list = invoices::list(store.conn(), invoice, state)?;
+    if let Some(reference) = invoice
+        && list.is_empty()
+    {
+        return Ok(Outcome {
+            exit: Exit::Fatal,
+            message: Some(format!(
+                "there is no invoice with the reference {reference:?}"
+            )),
+        });
+    }
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &list).context("cannot write the status")?;
+        writeln!(out)?;
+    } else {
+        write_table(&mut out, &list)?;
+    }
+    Ok(Outcome::ok())
+}
+
+/// Strips what a terminal would interpret (escape sequences, line breaks).
+fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+fn write_table(out: &mut impl Write, list: &[InvoiceView]) -> anyhow::Result<()> {
+    if list.is_empty() {
+        writeln!(out, "no invoices")?;
+        return Ok(());
+    }
+    let dash = |v: &Option<String>| v.as_deref().map(printable).unwrap_or_else(|| "-".into());
+    let header = [
+        "INVOICE",
+        "CUSTOMER",
+        "AMOUNT",
+        "DUE",
+        "STATE",
+        "LINK",
+        "LINK URI",
+        "MAIL",
+        "LAST ERROR",
+    ];
+    let rows: Vec<[String; 9]> = list
+        .iter()
+        .map(|v| {
+            let customer = if v.customer_name.is_empty() {
+                v.customer_email.clone()
+            } else {
+                format!("{} <{}>", v.customer_name, v.customer_email)
+            };
+            [
+                printable(&v.invoice_reference),
+                printable(&customer),
+                format!("{} {}", v.currency, v.amount),
+                v.due_date.clone(),
+                v.state.as_str().to_string(),
+                dash(&v.link_ref),
+                dash(&v.link_uri),
+                v.mail_state.clone(),
+                dash(&v.last_error),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(|h| h.chars().count());
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let mut s = String::new();
+        for (i, (c, w)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(c);
+                s.push_str(&" ".repeat(w - c.chars().count() + 2));
+            }
+        }
+        s.trim_end().to_string()
+    };
+    writeln!(out, "{}", line(&header.map(String::from)))?;
+    for r in &rows {
+        writeln!(out, "{}", line(r))?;
+    }
+    Ok(())
+}
+
+/// The config path a command would use (for messages in other modules).
+pub fn config_path(cli_value: Option<&Path>) -> PathBuf {
+    Config::locate(cli_value)
 }

@@ -1,1 +1,511 @@
-//! Inbox scan, decoding, column mapping, row validation, rejection reports.
+//! Ingest: CSV drops in, invoice revisions recorded (PRODUCT.md section 4.1).
+//!
+//! A file is applied atomically: its accepted rows are written in one SQLite savepoint
+//! together with the import record (keyed by the content's SHA-256); only after that
+//! commits is the rejection report put in place and the inbox file moved to the archive.
+//! A crash in between re-reads the file next time and, by its hash, changes nothing.
+//! Rows stream through; nothing here holds more than one record in memory.
+//!
+//! What the link step must do next is not stored separately: it follows from each
+//! invoice's state and current revision. This module never calls an API or sends mail.
+
+pub mod decode;
+pub mod files;
+pub mod rows;
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use rusqlite::Connection;
+
+use crate::config::{Config, Settlement};
+use crate::store::imports::{self, ImportCounts, ImportSource};
+use crate::store::invoices::{self, RevisionReason, Source, State};
+use crate::store::now_text;
+use rows::{Checked, ColumnMap, Validator};
+
+/// How an ingest runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Apply inside the caller's transaction and leave every file and report alone; the
+    /// caller rolls back.
+    pub dry_run: bool,
+    /// Show a progress bar for large files (interactive terminals only).
+    pub progress: bool,
+}
+
+/// What happened to one file.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Its rows were applied.
+    Applied(ImportCounts),
+    /// The same content was imported before; nothing changed.
+    Duplicate {
+        prior_file: String,
+        prior_at: String,
+    },
+    /// It cannot be read as CSV or lacks a required column; moved whole to `rejected_dir`.
+    SetAside { reason: String },
+    /// Reading it failed (I/O); it stays where it is for the next cycle.
+    Failed { error: String },
+}
+
+/// One file's result.
+#[derive(Debug, Clone)]
+pub struct FileReport {
+    pub path: PathBuf,
+    pub outcome: Outcome,
+    /// `rejected_dir/<file>.rejected.csv`, when rows were rejected.
+    pub rejections: Option<PathBuf>,
+    /// Where the file went (archive or rejected), for inbox files.
+    pub moved_to: Option<PathBuf>,
+}
+
+/// The result of ingesting a set of files.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub files: Vec<FileReport>,
+}
+
+impl Report {
+    /// Rows and invoices summed over every applied file.
+    pub fn totals(&self) -> ImportCounts {
+        let mut t = ImportCounts::default();
+        for f in &self.files {
+            if let Outcome::Applied(c) = &f.outcome {
+                t.rows_read += c.rows_read;
+                t.rows_accepted += c.rows_accepted;
+                t.rows_rejected += c.rows_rejected;
+                t.rows_skipped += c.rows_skipped;
+                t.invoices_new += c.invoices_new;
+                t.invoices_changed += c.invoices_changed;
+                t.invoices_settled += c.invoices_settled;
+                t.snapshot_guard |= c.snapshot_guard;
+            }
+        }
+        t
+    }
+
+    /// Files that were set aside or could not be read.
+    pub fn files_refused(&self) -> usize {
+        self.files
+            .iter()
+            .filter(|f| matches!(f.outcome, Outcome::SetAside { .. } | Outcome::Failed { .. }))
+            .count()
+    }
+
+    /// Files whose content had been imported before.
+    pub fn files_duplicate(&self) -> usize {
+        self.files
+            .iter()
+            .filter(|f| matches!(f.outcome, Outcome::Duplicate { .. }))
+            .count()
+    }
+
+    /// Whether an operator must look: rejected rows, refused files, a held-back snapshot.
+    pub fn needs_attention(&self) -> bool {
+        let t = self.totals();
+        t.rows_rejected > 0 || t.snapshot_guard || self.files_refused() > 0
+    }
+
+    /// One line for the log and the terminal.
+    pub fn summary(&self) -> String {
+        let t = self.totals();
+        let mut s = format!(
+            "{} file(s): {} row(s) accepted, {} rejected, {} skipped; invoices {} new, {} changed, {} settled elsewhere",
+            self.files.len(),
+            t.rows_accepted,
+            t.rows_rejected,
+            t.rows_skipped,
+            t.invoices_new,
+            t.invoices_changed,
+            t.invoices_settled
+        );
+        if self.files_duplicate() > 0 {
+            s.push_str(&format!(
+                "; {} file(s) already imported",
+                self.files_duplicate()
+            ));
+        }
+        if self.files_refused() > 0 {
+            s.push_str(&format!("; {} file(s) set aside", self.files_refused()));
+        }
+        if t.snapshot_guard {
+            s.push_str("; snapshot settlement held back (more than 50 % would vanish)");
+        }
+        s
+    }
+}
+
+/// Ingests the ready files of the inbox, moving each to the archive (or to
+/// `rejected_dir`) once applied.
+pub fn ingest_inbox(conn: &Connection, cfg: &Config, opts: Options) -> anyhow::Result<Report> {
+    let files = files::ready_files(
+        &cfg.inbox.dir,
+        &cfg.inbox.pattern,
+        Duration::from_secs(cfg.inbox.settle_seconds),
+    )
+    .with_context(|| format!("cannot list the inbox {}", cfg.inbox.dir.display()))?;
+    let mut report = Report::default();
+    for path in files {
+        report
+            .files
+            .push(ingest_file(conn, cfg, &path, ImportSource::Inbox, opts)?);
+    }
+    Ok(report)
+}
+
+/// Ingests files named on the command line. They are never moved or changed.
+pub fn ingest_paths(
+    conn: &Connection,
+    cfg: &Config,
+    paths: &[PathBuf],
+    opts: Options,
+) -> anyhow::Result<Report> {
+    let mut report = Report::default();
+    for path in paths {
+        report
+            .files
+            .push(ingest_file(conn, cfg, path, ImportSource::Argument, opts)?);
+    }
+    Ok(report)
+}
+
+/// Why a file's rows could not be applied.
+enum FileError {
+    /// The file is not usable CSV; set it aside.
+    Unreadable(String),
+    /// Reading failed; leave it for the next cycle.
+    Io(String),
+    /// The database failed; stop the cycle.
+    Db(anyhow::Error),
+}
+
+impl From<rusqlite::Error> for FileError {
+    fn from(e: rusqlite::Error) -> Self {
+        FileError::Db(e.into())
+    }
+}
+
+/// Ingests one file. Only database errors are returned as errors; everything about the
+/// file itself becomes its [`Outcome`].
+pub fn ingest_file(
+    conn: &Connection,
+    cfg: &Config,
+    path: &Path,
+    source: ImportSource,
+    opts: Options,
+) -> anyhow::Result<FileReport> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string());
+    let movable = source == ImportSource::Inbox && !opts.dry_run;
+    let mut report = FileReport {
+        path: path.to_path_buf(),
+        outcome: Outcome::Failed {
+            error: String::new(),
+        },
+        rejections: None,
+        moved_to: None,
+    };
+
+    let info = match decode::inspect(path, cfg.csv.encoding) {
+        Ok(i) => i,
+        Err(e) => {
+            tracing::warn!(file = %path.display(), "cannot read the file, left for the next cycle: {e}");
+            report.outcome = Outcome::Failed {
+                error: format!("cannot read {}: {e}", path.display()),
+            };
+            return Ok(report);
+        }
+    };
+
+    if let Some(prior) = imports::find_by_hash(conn, &info.sha256)? {
+        tracing::info!(file = %path.display(), prior = %prior.file_name,
+            "same content as an earlier import; nothing changes");
+        if movable {
+            report.moved_to = Some(archive(path, cfg)?);
+        }
+        report.outcome = Outcome::Duplicate {
+            prior_file: prior.file_name,
+            prior_at: prior.imported_at,
+        };
+        return Ok(report);
+    }
+
+    conn.execute_batch("SAVEPOINT ingest_file")?;
+    let mut rejections = files::RejectionReport::new(&cfg.inbox.rejected_dir, &name, b',');
+    let applied = apply(conn, cfg, path, &name, &info, source, opts, &mut rejections);
+    match applied {
+        Ok(counts) => {
+            conn.execute_batch("RELEASE ingest_file")?;
+            if !opts.dry_run {
+                report.rejections = rejections.keep().with_context(|| {
+                    format!(
+                        "cannot write the rejection report in {}",
+                        cfg.inbox.rejected_dir.display()
+                    )
+                })?;
+            }
+            if movable {
+                report.moved_to = Some(archive(path, cfg)?);
+            }
+            log_applied(path, &counts, report.rejections.as_deref());
+            report.outcome = Outcome::Applied(counts);
+        }
+        Err(e) => {
+            conn.execute_batch("ROLLBACK TO ingest_file; RELEASE ingest_file")?;
+            match e {
+                FileError::Db(e) => return Err(e.context(format!("while importing {name}"))),
+                FileError::Io(error) => {
+                    tracing::warn!(file = %path.display(), "reading failed, left for the next cycle: {error}");
+                    report.outcome = Outcome::Failed { error };
+                }
+                FileError::Unreadable(reason) => {
+                    tracing::warn!(file = %path.display(), "file set aside: {reason}");
+                    if !opts.dry_run {
+                        let reason_file =
+                            files::set_aside(path, &cfg.inbox.rejected_dir, &reason, movable)
+                                .with_context(|| format!("cannot set {} aside", path.display()))?;
+                        if movable {
+                            report.moved_to = reason_file
+                                .to_str()
+                                .and_then(|s| s.strip_suffix(".reason.txt"))
+                                .map(PathBuf::from);
+                        }
+                        report.rejections = Some(reason_file);
+                    }
+                    report.outcome = Outcome::SetAside { reason };
+                }
+            }
+        }
+    }
+    Ok(report)
+}
+
+fn archive(path: &Path, cfg: &Config) -> anyhow::Result<PathBuf> {
+    files::move_into(path, &cfg.inbox.archive_dir, true).with_context(|| {
+        format!(
+            "cannot move {} to the archive {}",
+            path.display(),
+            cfg.inbox.archive_dir.display()
+        )
+    })
+}
+
+fn log_applied(path: &Path, c: &ImportCounts, rejections: Option<&Path>) {
+    tracing::info!(
+        file = %path.display(),
+        rows = c.rows_read,
+        accepted = c.rows_accepted,
+        rejected = c.rows_rejected,
+        skipped = c.rows_skipped,
+        new = c.invoices_new,
+        changed = c.invoices_changed,
+        settled = c.invoices_settled,
+        "imported"
+    );
+    if let Some(r) = rejections {
+        tracing::warn!(file = %path.display(), report = %r.display(),
+            "{} row(s) rejected; the report lists line, column and reason", c.rows_rejected);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn apply(
+    conn: &Connection,
+    cfg: &Config,
+    path: &Path,
+    name: &str,
+    info: &decode::Inspected,
+    source: ImportSource,
+    opts: Options,
+    rejections: &mut files::RejectionReport,
+) -> Result<ImportCounts, FileError> {
+    let progress = (opts.progress && info.size >= 8 * 1024 * 1024).then(|| {
+        let bar = indicatif::ProgressBar::new(info.size);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar.set_message(name.to_string());
+        bar
+    });
+    let wrap = |f: File| -> Box<dyn Read> {
+        match &progress {
+            Some(bar) => Box::new(bar.wrap_read(f)),
+            None => Box::new(f),
+        }
+    };
+    let mut opened = match decode::open(path, info, cfg.csv.delimiter, wrap) {
+        Ok(o) => o,
+        Err(decode::OpenError::Io(e)) => return Err(FileError::Io(e.to_string())),
+        Err(e) => return Err(FileError::Unreadable(e.to_string())),
+    };
+    *rejections = files::RejectionReport::new(&cfg.inbox.rejected_dir, name, opened.delimiter);
+    let header = match opened.reader.byte_headers() {
+        Ok(h) => h.clone(),
+        Err(e) => return Err(csv_error(e)),
+    };
+    let map = ColumnMap::from_header(&header, &cfg.csv.columns).map_err(FileError::Unreadable)?;
+    let validator = Validator::new(&map, &cfg.csv);
+
+    let now = now_text();
+    let import_id = imports::begin(conn, name, &info.sha256, source, &now)?;
+    let open_before = invoices::count_open(conn)?;
+    let mut counts = ImportCounts::default();
+    let mut record = csv::ByteRecord::new();
+    loop {
+        match opened.reader.read_byte_record(&mut record) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => return Err(csv_error(e)),
+        }
+        let line = record.position().map(|p| p.line()).unwrap_or(0) + opened.line_offset;
+        let src = Source {
+            import_id,
+            line: i64::try_from(line).unwrap_or(i64::MAX),
+            now: &now,
+        };
+        match validator.check(&record) {
+            Checked::Blank => continue,
+            Checked::Skipped(_) => {
+                counts.rows_read += 1;
+                counts.rows_skipped += 1;
+            }
+            Checked::Rejected(problems) => {
+                counts.rows_read += 1;
+                counts.rows_rejected += 1;
+                let problems: Vec<_> = problems.into_iter().map(|p| (p.column, p.reason)).collect();
+                rejections.add(line, &problems, &record).map_err(|e| {
+                    FileError::Io(format!("cannot write the rejection report: {e}"))
+                })?;
+            }
+            Checked::Row(row) => {
+                counts.rows_read += 1;
+                match apply_row(conn, &row, src, &mut counts)? {
+                    None => counts.rows_accepted += 1,
+                    Some(first_line) => {
+                        counts.rows_rejected += 1;
+                        let reason = format!(
+                            "the reference {:?} repeats; its first occurrence is on line {first_line}",
+                            row.reference
+                        );
+                        rejections
+                            .add(
+                                line,
+                                &[(map.reference_header().to_string(), reason)],
+                                &record,
+                            )
+                            .map_err(|e| {
+                                FileError::Io(format!("cannot write the rejection report: {e}"))
+                            })?;
+                    }
+                }
+            }
+        }
+    }
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
+    }
+
+    if cfg.csv.settlement == Settlement::Snapshot {
+        let missing = invoices::count_open_unseen(conn, import_id)?;
+        if missing > 0 && missing * 2 > open_before {
+            counts.snapshot_guard = true;
+            tracing::warn!(
+                file = %path.display(),
+                missing,
+                open = open_before,
+                "snapshot: more than 50 % of the open invoices are missing from this export; \
+                 nothing is settled (a truncated export must not deactivate everything)"
+            );
+        } else if missing > 0 {
+            let n = invoices::settle_open_unseen(conn, import_id, &now)?;
+            counts.invoices_settled += n as u64;
+        }
+    }
+    imports::finish(conn, import_id, &counts)?;
+    Ok(counts)
+}
+
+fn csv_error(e: csv::Error) -> FileError {
+    match e.into_kind() {
+        csv::ErrorKind::Io(e) => FileError::Io(e.to_string()),
+        other => FileError::Unreadable(format!("not readable as CSV: {other:?}")),
+    }
+}
+
+/// Applies one valid row. Returns `Some(first_line)` when the reference already appeared
+/// earlier in the same file (the row is then rejected and nothing changes).
+fn apply_row(
+    conn: &Connection,
+    row: &rows::Row,
+    src: Source<'_>,
+    counts: &mut ImportCounts,
+) -> Result<Option<i64>, FileError> {
+    let Some(cur) = invoices::lookup(conn, &row.reference)? else {
+        let state = if row.settled {
+            counts.invoices_settled += 1;
+            State::SettledElsewhere
+        } else {
+            counts.invoices_new += 1;
+            State::Open
+        };
+        invoices::insert(conn, &row.reference, state, &row.data, src)?;
+        return Ok(None);
+    };
+    if cur.seen_import_id == Some(src.import_id) {
+        return Ok(Some(cur.seen_line.unwrap_or(0)));
+    }
+    if row.settled {
+        if cur.state == State::Open {
+            invoices::settle(conn, cur.id, src)?;
+            counts.invoices_settled += 1;
+        } else {
+            invoices::mark_seen(conn, cur.id, src)?;
+        }
+        return Ok(None);
+    }
+    let differs = cur.data.payment_differs(&row.data);
+    match cur.state {
+        // Paid through a link: the export may lag behind; never ask again.
+        State::Paid => {
+            if differs {
+                tracing::warn!(invoice = %row.reference,
+                    "the export changes an invoice already paid through its link; left as paid");
+            }
+            invoices::mark_seen(conn, cur.id, src)?;
+        }
+        // The accounting reopened it: a new revision gets a new link.
+        State::SettledElsewhere => {
+            let reason = if differs {
+                RevisionReason::Changed
+            } else {
+                RevisionReason::Reopened
+            };
+            invoices::add_revision(conn, &cur, &row.data, reason, src)?;
+            counts.invoices_changed += 1;
+        }
+        State::Open | State::Failed | State::Expired if differs => {
+            let reason = if row.partial && cur.data.due_minor != row.data.due_minor {
+                RevisionReason::PartialPayment
+            } else {
+                RevisionReason::Changed
+            };
+            invoices::add_revision(conn, &cur, &row.data, reason, src)?;
+            counts.invoices_changed += 1;
+        }
+        State::Open | State::Failed | State::Expired => {
+            invoices::mark_seen(conn, cur.id, src)?;
+        }
+    }
+    Ok(None)
+}

@@ -1,1 +1,147 @@
-//! SQLite store.
+//! The SQLite store: one file, opened with WAL, foreign keys and a busy timeout, and
+//! migrated on open from the append-only SQL files in `schema/`.
+//!
+//! Each submodule owns the statements of one aggregate ([`imports`], [`invoices`]). This
+//! module never talks to the network and never holds a secret.
+
+pub mod imports;
+pub mod invoices;
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use rusqlite::Connection;
+
+/// The migrations, in order. `user_version` is the number applied so far.
+const MIGRATIONS: &[(&str, &str)] =
+    &[("0001_init.sql", include_str!("../../schema/0001_init.sql"))];
+
+/// How long a writer waits for another connection's lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An open, migrated database.
+pub struct Store {
+    conn: Connection,
+}
+
+impl Store {
+    /// Opens (creating if needed, with its folder) and migrates the database at `path`.
+    pub fn open(path: &Path) -> anyhow::Result<Store> {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create the database folder {}", dir.display()))?;
+        }
+        let conn = Connection::open(path)
+            .with_context(|| format!("cannot open the database {}", path.display()))?;
+        Self::setup(conn).with_context(|| format!("cannot prepare the database {}", path.display()))
+    }
+
+    /// Opens an in-memory database (for unit tests).
+    pub fn open_in_memory() -> anyhow::Result<Store> {
+        Self::setup(Connection::open_in_memory()?)
+    }
+
+    fn setup(mut conn: Connection) -> anyhow::Result<Store> {
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        // WAL lets `status` read while a cycle writes; NORMAL is durable across process
+        // crashes in WAL mode (only an OS crash can lose the last transactions).
+        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        if mode != "wal" && mode != "memory" {
+            bail!("the database does not support WAL mode (journal_mode is {mode})");
+        }
+        conn.execute_batch(
+            "PRAGMA synchronous = NORMAL;
+             PRAGMA foreign_keys = ON;
+             PRAGMA cache_size = -16384;",
+        )?;
+        migrate(&mut conn)?;
+        Ok(Store { conn })
+    }
+
+    /// The connection, for the aggregate modules.
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// The connection, for starting transactions.
+    pub fn conn_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
+    /// The schema version this database is at.
+    pub fn schema_version(&self) -> anyhow::Result<usize> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize)
+    }
+}
+
+/// Applies every migration not yet applied, all in one transaction, so that a failure
+/// leaves the database as it was. Safe to run any number of times.
+fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let current: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let current = usize::try_from(current).unwrap_or(usize::MAX);
+    if current > MIGRATIONS.len() {
+        bail!(
+            "the database is at schema version {current}, newer than this program knows ({}); \
+             use the newer invoice-sync that wrote it",
+            MIGRATIONS.len()
+        );
+    }
+    for (name, sql) in &MIGRATIONS[current..] {
+        tx.execute_batch(sql)
+            .with_context(|| format!("migration {name} failed"))?;
+    }
+    if current < MIGRATIONS.len() {
+        tx.pragma_update(None, "user_version", MIGRATIONS.len() as i64)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Now, as stored in the database: RFC 3339 UTC with seconds.
+pub fn now_text() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrating_twice_is_harmless() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/db.sqlite");
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len());
+        drop(s);
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len());
+        let mode: String = s
+            .conn()
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let fk: i64 = s
+            .conn()
+            .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(fk, 1);
+    }
+
+    #[test]
+    fn a_newer_database_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        drop(Store::open(&path).unwrap());
+        let c = Connection::open(&path).unwrap();
+        c.pragma_update(None, "user_version", 999).unwrap();
+        drop(c);
+        let err = format!("{:#}", Store::open(&path).err().unwrap());
+        assert!(err.contains("newer than this program"), "{err}");
+    }
+}

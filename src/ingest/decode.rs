@@ -1,0 +1,309 @@
+//! From bytes on disk to a CSV reader: content hash, encoding (UTF-8 with or without BOM,
+//! else Windows-1252), an Excel `sep=` first line, and delimiter detection.
+//!
+//! Everything streams: the hash pass reads fixed-size chunks and the reader decodes as it
+//! goes, so memory does not grow with the file.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Cursor, Read};
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use crate::config::{Delimiter, Encoding};
+
+const CHUNK: usize = 64 * 1024;
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// The encodings a file can be read in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileEncoding {
+    Utf8,
+    Windows1252,
+}
+
+/// What the first pass learnt about a file.
+#[derive(Debug, Clone)]
+pub struct Inspected {
+    /// Lowercase hex SHA-256 of the bytes.
+    pub sha256: String,
+    pub size: u64,
+    pub encoding: FileEncoding,
+    pub bom: bool,
+}
+
+/// Hashes the file and, for `encoding = "auto"`, decides between UTF-8 (valid throughout,
+/// or with a BOM) and Windows-1252 (anything else).
+pub fn inspect(path: &Path, wanted: Encoding) -> io::Result<Inspected> {
+    let mut file = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; CHUNK];
+    let mut carry: Vec<u8> = Vec::with_capacity(8);
+    let mut scratch: Vec<u8> = Vec::with_capacity(CHUNK + 8);
+    let mut valid_utf8 = true;
+    let mut size = 0u64;
+    let mut first = true;
+    let mut bom = false;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        let chunk = &buf[..n];
+        hasher.update(chunk);
+        size += n as u64;
+        if first {
+            bom = chunk.starts_with(BOM);
+            first = false;
+        }
+        if valid_utf8 && wanted == Encoding::Auto {
+            scratch.clear();
+            scratch.extend_from_slice(&carry);
+            scratch.extend_from_slice(chunk);
+            carry.clear();
+            if let Err(e) = std::str::from_utf8(&scratch) {
+                if e.error_len().is_some() {
+                    valid_utf8 = false;
+                } else {
+                    carry.extend_from_slice(&scratch[e.valid_up_to()..]);
+                }
+            }
+        }
+    }
+    if !carry.is_empty() {
+        valid_utf8 = false;
+    }
+    let encoding = match wanted {
+        Encoding::Utf8 => FileEncoding::Utf8,
+        Encoding::Windows1252 => FileEncoding::Windows1252,
+        Encoding::Auto if bom || valid_utf8 => FileEncoding::Utf8,
+        Encoding::Auto => FileEncoding::Windows1252,
+    };
+    Ok(Inspected {
+        sha256: hex::encode(hasher.finalize()),
+        size,
+        encoding,
+        bom,
+    })
+}
+
+/// A CSV reader over the decoded file, with what the preamble said.
+pub struct Opened {
+    pub reader: csv::Reader<Box<dyn Read>>,
+    pub delimiter: u8,
+    /// Physical lines before the header that the CSV reader does not see (`sep=`).
+    pub line_offset: u64,
+}
+
+/// Why a file cannot be read as CSV at all.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("the file is empty")]
+    Empty,
+    #[error("the file has no header line")]
+    NoHeader,
+}
+
+/// Opens `path` for reading rows. `wrap` may wrap the raw file (a progress bar).
+pub fn open(
+    path: &Path,
+    info: &Inspected,
+    delimiter: Delimiter,
+    wrap: impl FnOnce(File) -> Box<dyn Read>,
+) -> Result<Opened, OpenError> {
+    if info.size == 0 {
+        return Err(OpenError::Empty);
+    }
+    let raw = wrap(File::open(path)?);
+    let decoded: Box<dyn Read> = match info.encoding {
+        FileEncoding::Utf8 => Box::new(raw),
+        FileEncoding::Windows1252 => Box::new(
+            encoding_rs_io::DecodeReaderBytesBuilder::new()
+                .encoding(Some(encoding_rs::WINDOWS_1252))
+                .bom_override(false)
+                .build(raw),
+        ),
+    };
+    let mut input = BufReader::with_capacity(CHUNK, decoded);
+    if info.encoding == FileEncoding::Utf8 && info.bom {
+        let mut skip = [0u8; 3];
+        input.read_exact(&mut skip)?;
+    }
+
+    let mut first = Vec::new();
+    input.read_until(b'\n', &mut first)?;
+    let mut line_offset = 0;
+    let mut from_sep = None;
+    if let Some(d) = sep_line(&first) {
+        from_sep = Some(d);
+        line_offset = 1;
+        first.clear();
+        input.read_until(b'\n', &mut first)?;
+    }
+    if first.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(OpenError::NoHeader);
+    }
+    let delimiter = match (from_sep, delimiter) {
+        (Some(d), _) => d,
+        (None, Delimiter::Byte(d)) => d,
+        (None, Delimiter::Auto) => sniff_delimiter(&first),
+    };
+    let stream: Box<dyn Read> = Box::new(Cursor::new(first).chain(input));
+    let reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .has_headers(true)
+        .flexible(true)
+        .buffer_capacity(CHUNK)
+        .from_reader(stream);
+    Ok(Opened {
+        reader,
+        delimiter,
+        line_offset,
+    })
+}
+
+/// Excel's `sep=;` first line: returns the delimiter it names.
+fn sep_line(line: &[u8]) -> Option<u8> {
+    let line = trim_eol(line);
+    if line.len() == 5 && line[..4].eq_ignore_ascii_case(b"sep=") {
+        Some(line[4])
+    } else {
+        None
+    }
+}
+
+fn trim_eol(mut line: &[u8]) -> &[u8] {
+    while let [rest @ .., b'\n' | b'\r'] = line {
+        line = rest;
+    }
+    line
+}
+
+/// The candidate that occurs most often outside quotes in the header line; `,` on a tie.
+fn sniff_delimiter(header: &[u8]) -> u8 {
+    const CANDIDATES: [u8; 4] = [b',', b';', b'\t', b'|'];
+    let mut counts = [0usize; 4];
+    let mut in_quotes = false;
+    for &b in header {
+        if b == b'"' {
+            in_quotes = !in_quotes;
+        } else if !in_quotes && let Some(i) = CANDIDATES.iter().position(|c| *c == b) {
+            counts[i] += 1;
+        }
+    }
+    let mut best = 0;
+    for i in 1..CANDIDATES.len() {
+        if counts[i] > counts[best] {
+            best = i;
+        }
+    }
+    CANDIDATES[best]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn write(bytes: &[u8]) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(bytes).unwrap();
+        f
+    }
+
+    fn rows(bytes: &[u8]) -> (u8, u64, Vec<Vec<String>>) {
+        let f = write(bytes);
+        let info = inspect(f.path(), Encoding::Auto).unwrap();
+        let mut o = open(f.path(), &info, Delimiter::Auto, |f| Box::new(f)).unwrap();
+        let mut out = vec![
+            o.reader
+                .headers()
+                .unwrap()
+                .iter()
+                .map(String::from)
+                .collect(),
+        ];
+        for r in o.reader.records() {
+            out.push(r.unwrap().iter().map(String::from).collect());
+        }
+        (o.delimiter, o.line_offset, out)
+    }
+
+    #[test]
+    fn utf8_with_bom_and_crlf() {
+        let (d, off, r) = rows(b"\xEF\xBB\xBFa,b\r\n1,\xC3\xA9\r\n");
+        assert_eq!((d, off), (b',', 0));
+        assert_eq!(r, vec![vec!["a", "b"], vec!["1", "é"]]);
+    }
+
+    #[test]
+    fn windows_1252_is_decoded() {
+        // 0x80 is € and 0xEB is ë in Windows-1252; neither is valid UTF-8 here.
+        let f = write(b"naam;bedrag\nZo\xEB;\x80 12,50\n");
+        let info = inspect(f.path(), Encoding::Auto).unwrap();
+        assert_eq!(info.encoding, FileEncoding::Windows1252);
+        let (d, _, r) = rows(b"naam;bedrag\nZo\xEB;\x80 12,50\n");
+        assert_eq!(d, b';');
+        assert_eq!(r[1], vec!["Zoë", "€ 12,50"]);
+    }
+
+    #[test]
+    fn sep_line_sets_the_delimiter_and_shifts_lines() {
+        let (d, off, r) = rows(b"sep=;\r\na;b,c\r\n1;2,5\r\n");
+        assert_eq!((d, off), (b';', 1));
+        assert_eq!(r[1], vec!["1", "2,5"]);
+    }
+
+    #[test]
+    fn quoted_fields_keep_delimiters_and_line_breaks() {
+        let (d, _, r) = rows(b"a,b\n\"x, y\",\"line1\nline2\"\n");
+        assert_eq!(d, b',');
+        assert_eq!(r[1], vec!["x, y", "line1\nline2"]);
+    }
+
+    #[test]
+    fn tab_delimiter_is_detected() {
+        let (d, _, _) = rows(b"a\tb\tc\n1\t2\t3\n");
+        assert_eq!(d, b'\t');
+    }
+
+    #[test]
+    fn utf8_split_across_chunks_is_still_utf8() {
+        let mut bytes = b"a,b\n".to_vec();
+        while bytes.len() < CHUNK - 1 {
+            bytes.push(b'x');
+        }
+        bytes.extend_from_slice("é,1\n".as_bytes()); // é straddles the chunk boundary
+        let f = write(&bytes);
+        let info = inspect(f.path(), Encoding::Auto).unwrap();
+        assert_eq!(info.encoding, FileEncoding::Utf8);
+    }
+
+    #[test]
+    fn hash_is_sha256_of_the_bytes() {
+        let f = write(b"abc");
+        let info = inspect(f.path(), Encoding::Auto).unwrap();
+        assert_eq!(
+            info.sha256,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn empty_and_headerless_files_are_refused() {
+        let f = write(b"");
+        let info = inspect(f.path(), Encoding::Auto).unwrap();
+        assert!(matches!(
+            open(f.path(), &info, Delimiter::Auto, |f| Box::new(f)),
+            Err(OpenError::Empty)
+        ));
+        let f = write(b"sep=;\n\n");
+        let info = inspect(f.path(), Encoding::Auto).unwrap();
+        assert!(matches!(
+            open(f.path(), &info, Delimiter::Auto, |f| Box::new(f)),
+            Err(OpenError::NoHeader)
+        ));
+    }
+}

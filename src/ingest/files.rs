@@ -1,0 +1,309 @@
+//! The file side of ingest: which inbox files are ready, where applied and refused files
+//! go, and the rejection reports written beside them. Names never overwrite: a name that
+//! is taken gets a timestamp, then a counter.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use chrono::Utc;
+
+/// Files in `dir` that match `pattern`, are settled (unchanged for `settle`), and are not
+/// hidden, `*.tmp` or `*.part`; in name order. A missing inbox is empty.
+pub fn ready_files(dir: &Path, pattern: &str, settle: Duration) -> io::Result<Vec<PathBuf>> {
+    let pattern = glob::Pattern::new(pattern).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("inbox.pattern: {}", e.msg),
+        )
+    })?;
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let now = SystemTime::now();
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let lower = name.to_ascii_lowercase();
+        if name.starts_with('.')
+            || lower.ends_with(".tmp")
+            || lower.ends_with(".part")
+            || !pattern.matches(name)
+        {
+            continue;
+        }
+        let meta = entry.metadata()?;
+        if !meta.is_file() {
+            continue;
+        }
+        let age = meta
+            .modified()
+            .ok()
+            .and_then(|m| now.duration_since(m).ok())
+            .unwrap_or(Duration::ZERO);
+        if age < settle {
+            continue;
+        }
+        out.push(entry.path());
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn stamp() -> String {
+    Utc::now().format("%Y%m%dT%H%M%SZ").to_string()
+}
+
+/// A free path in `dir` for `name`; `stamped` puts a timestamp before the extension even
+/// when the plain name is free (the archive keeps every drop of a daily export).
+pub fn free_path(dir: &Path, name: &str, stamped: bool) -> PathBuf {
+    let (stem, ext) = match name.rfind('.') {
+        Some(i) if i > 0 => (&name[..i], &name[i..]),
+        _ => (name, ""),
+    };
+    let ts = stamp();
+    let mut candidates = Vec::new();
+    if !stamped {
+        candidates.push(name.to_string());
+    }
+    candidates.push(format!("{stem}.{ts}{ext}"));
+    for c in candidates {
+        let p = dir.join(&c);
+        if !p.exists() {
+            return p;
+        }
+    }
+    (1..)
+        .map(|n| dir.join(format!("{stem}.{ts}-{n}{ext}")))
+        .find(|p| !p.exists())
+        .expect("an unbounded counter always finds a free name")
+}
+
+/// Moves `from` into `dir` (created if needed) under a free name; falls back to copy and
+/// remove across file systems. Returns the new path.
+pub fn move_into(from: &Path, dir: &Path, stamped: bool) -> io::Result<PathBuf> {
+    fs::create_dir_all(dir)?;
+    let name = from
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("export.csv");
+    let to = free_path(dir, name, stamped);
+    match fs::rename(from, &to) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+            fs::copy(from, &to)?;
+            fs::File::open(&to)?.sync_all()?;
+            fs::remove_file(from)?;
+        }
+        Err(e) => return Err(e),
+    }
+    Ok(to)
+}
+
+/// Writes `text` to `path` atomically (temporary file in the same folder, then rename).
+pub fn write_atomic(path: &Path, text: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(text)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// The `<file>.rejected.csv` report of one file, written to a temporary file while rows
+/// are read and put in place only after the file's transaction commits.
+pub struct RejectionReport {
+    dir: PathBuf,
+    file_name: String,
+    writer: Option<csv::Writer<tempfile::NamedTempFile>>,
+    delimiter: u8,
+    /// Rows rejected so far.
+    pub rows: u64,
+}
+
+impl RejectionReport {
+    /// A report for the file named `file_name`, to be kept in `dir`.
+    pub fn new(dir: &Path, file_name: &str, delimiter: u8) -> Self {
+        RejectionReport {
+            dir: dir.to_path_buf(),
+            file_name: file_name.to_string(),
+            writer: None,
+            delimiter,
+            rows: 0,
+        }
+    }
+
+    /// Adds one line per problem of a rejected row: line, column, reason, original row.
+    pub fn add(
+        &mut self,
+        line: u64,
+        problems: &[(String, String)],
+        record: &csv::ByteRecord,
+    ) -> io::Result<()> {
+        self.rows += 1;
+        if self.writer.is_none() {
+            fs::create_dir_all(&self.dir)?;
+            let tmp = tempfile::Builder::new()
+                .prefix(".rejected-")
+                .suffix(".tmp")
+                .tempfile_in(&self.dir)?;
+            let mut w = csv::Writer::from_writer(tmp);
+            w.write_record(["line", "column", "reason", "original_row"])?;
+            self.writer = Some(w);
+        }
+        let original = original_row(record, self.delimiter);
+        let w = self.writer.as_mut().expect("created above");
+        for (column, reason) in problems {
+            w.write_record([
+                line.to_string().as_bytes(),
+                column.as_bytes(),
+                reason.as_bytes(),
+                &original,
+            ])?;
+        }
+        Ok(())
+    }
+
+    /// Puts the report in place; returns its path, or `None` when nothing was rejected.
+    pub fn keep(self) -> io::Result<Option<PathBuf>> {
+        let Some(w) = self.writer else {
+            return Ok(None);
+        };
+        let tmp = w.into_inner().map_err(|e| e.into_error())?;
+        tmp.as_file().sync_all()?;
+        let path = free_path(
+            &self.dir,
+            &format!("{}.rejected.csv", self.file_name),
+            false,
+        );
+        tmp.persist(&path).map_err(|e| e.error)?;
+        Ok(Some(path))
+    }
+}
+
+/// The record written back as one CSV line with the file's own delimiter.
+fn original_row(record: &csv::ByteRecord, delimiter: u8) -> Vec<u8> {
+    let mut w = csv::WriterBuilder::new()
+        .delimiter(delimiter)
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
+    let _ = w.write_byte_record(record);
+    let mut bytes = w.into_inner().unwrap_or_default();
+    if bytes.last() == Some(&b'\n') {
+        bytes.pop();
+    }
+    bytes
+}
+
+/// Moves a file that cannot be imported at all into `rejected_dir` (inbox files) and
+/// writes `<name>.reason.txt` beside it; for files named on the command line only the
+/// reason is written. Returns the reason file's path.
+pub fn set_aside(
+    path: &Path,
+    rejected_dir: &Path,
+    reason: &str,
+    move_file: bool,
+) -> io::Result<PathBuf> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("export.csv")
+        .to_string();
+    let kept_name = if move_file {
+        let to = move_into(path, rejected_dir, false)?;
+        to.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or(&name)
+            .to_string()
+    } else {
+        name
+    };
+    let reason_path = free_path(rejected_dir, &format!("{kept_name}.reason.txt"), false);
+    let text = format!(
+        "{}\nfile: {}\nwhen: {}\n",
+        reason,
+        path.display(),
+        Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    );
+    write_atomic(&reason_path, text.as_bytes())?;
+    Ok(reason_path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_files_skip_hidden_partial_unsettled_and_sort() {
+        let d = tempfile::tempdir().unwrap();
+        for n in [
+            "b.csv",
+            "a.csv",
+            ".hidden.csv",
+            "c.csv.tmp",
+            "d.part",
+            "e.txt",
+            "f.CSV.TMP",
+        ] {
+            fs::write(d.path().join(n), "x").unwrap();
+        }
+        fs::create_dir(d.path().join("dir.csv")).unwrap();
+        let files = ready_files(d.path(), "*.csv", Duration::ZERO).unwrap();
+        let names: Vec<_> = files
+            .iter()
+            .map(|p| p.file_name().unwrap().to_str().unwrap())
+            .collect();
+        assert_eq!(names, ["a.csv", "b.csv"]);
+        // settle time: everything was just written
+        assert!(
+            ready_files(d.path(), "*.csv", Duration::from_secs(60))
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn missing_inbox_is_empty() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(
+            ready_files(&d.path().join("nope"), "*.csv", Duration::ZERO)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn archive_names_are_stamped_and_never_overwrite() {
+        let d = tempfile::tempdir().unwrap();
+        let a = free_path(d.path(), "x.csv", true);
+        let name = a.file_name().unwrap().to_str().unwrap().to_string();
+        assert!(name.starts_with("x.2") && name.ends_with("Z.csv"), "{name}");
+        fs::write(&a, "1").unwrap();
+        let b = free_path(d.path(), "x.csv", true);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn rejection_report_has_line_column_reason_and_row() {
+        let d = tempfile::tempdir().unwrap();
+        let mut r = RejectionReport::new(d.path(), "in.csv", b';');
+        let rec = csv::ByteRecord::from(vec!["INV;1", "x"]);
+        r.add(7, &[("amount".into(), "bad".into())], &rec).unwrap();
+        let p = r.keep().unwrap().unwrap();
+        assert_eq!(p.file_name().unwrap(), "in.csv.rejected.csv");
+        let text = fs::read_to_string(p).unwrap();
+        assert_eq!(
+            text,
+            "line,column,reason,original_row\n7,amount,bad,\"\"\"INV;1\"\";x\"\n"
+        );
+        // nothing rejected: no report
+        let r = RejectionReport::new(d.path(), "ok.csv", b',');
+        assert!(r.keep().unwrap().is_none());
+    }
+}

@@ -1,0 +1,716 @@
+//! Column mapping and row validation: from a CSV record to a validated [`Row`], a skip,
+//! or the list of reasons it was rejected (one per bad column).
+
+use chrono::NaiveDate;
+
+use crate::config::{Columns, CsvSettings};
+use crate::domain::money::parse_amount;
+use crate::domain::{Country, Currency, CustomerName, EmailAddress, InvoiceRef, Language};
+use crate::store::invoices::RevisionData;
+
+/// Positions of the configured columns in a file's header.
+#[derive(Debug, Clone)]
+pub struct ColumnMap {
+    reference: usize,
+    email: usize,
+    name: Option<usize>,
+    amount: usize,
+    outstanding: Option<usize>,
+    currency: Option<usize>,
+    due_date: usize,
+    status: Option<usize>,
+    language: Option<usize>,
+    country: Option<usize>,
+    /// The header names as written in the file, for reports.
+    headers: Vec<String>,
+}
+
+impl ColumnMap {
+    /// Maps the header; a missing required column is the reason the whole file is refused.
+    pub fn from_header(header: &csv::ByteRecord, cols: &Columns) -> Result<ColumnMap, String> {
+        let headers: Vec<String> = header
+            .iter()
+            .map(|h| {
+                String::from_utf8_lossy(h)
+                    .trim_start_matches('\u{feff}')
+                    .trim()
+                    .to_string()
+            })
+            .collect();
+        let find = |name: &str| {
+            let name = name.trim();
+            (!name.is_empty())
+                .then(|| headers.iter().position(|h| h.eq_ignore_ascii_case(name)))
+                .flatten()
+        };
+        let mut missing = Vec::new();
+        let mut required = |name: &str| {
+            find(name).unwrap_or_else(|| {
+                missing.push(name.to_string());
+                usize::MAX
+            })
+        };
+        let reference = required(&cols.invoice_reference);
+        let email = required(&cols.customer_email);
+        let amount = required(&cols.amount);
+        let due_date = required(&cols.due_date);
+        if !missing.is_empty() {
+            let list = missing
+                .iter()
+                .map(|m| format!("`{m}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let found = headers
+                .iter()
+                .map(|h| format!("`{h}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let noun = if missing.len() == 1 {
+                "column"
+            } else {
+                "columns"
+            };
+            return Err(format!(
+                "the header lacks the required {noun} {list} (found {found}); \
+                 map the export's names under [csv.columns]"
+            ));
+        }
+        Ok(ColumnMap {
+            reference,
+            email,
+            name: find(&cols.customer_name),
+            amount,
+            outstanding: find(&cols.outstanding),
+            currency: find(&cols.currency),
+            due_date,
+            status: find(&cols.status),
+            language: find(&cols.language),
+            country: find(&cols.country_code),
+            headers,
+        })
+    }
+
+    /// The file's name for a column position.
+    pub fn header(&self, idx: usize) -> &str {
+        self.headers.get(idx).map(String::as_str).unwrap_or("?")
+    }
+
+    /// The reference column's header name.
+    pub fn reference_header(&self) -> &str {
+        self.header(self.reference)
+    }
+}
+
+/// A valid row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    pub reference: String,
+    pub data: RevisionData,
+    /// The export says it is paid (status in `paid_values`, or nothing outstanding).
+    pub settled: bool,
+    /// An outstanding balance below the amount: a partial payment elsewhere.
+    pub partial: bool,
+}
+
+/// One reason a row was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub column: String,
+    pub reason: String,
+}
+
+/// What a record turned out to be.
+#[derive(Debug)]
+pub enum Checked {
+    Row(Row),
+    /// A credit note (negative) or a zero amount: counted, not imported.
+    Skipped(String),
+    /// Every field empty (spreadsheets leave such lines): ignored.
+    Blank,
+    Rejected(Vec<Problem>),
+}
+
+/// Validates records against one file's column map and the `[csv]` settings.
+pub struct Validator<'a> {
+    map: &'a ColumnMap,
+    settings: &'a CsvSettings,
+    paid_values: Vec<String>,
+}
+
+impl<'a> Validator<'a> {
+    /// A validator for one file.
+    pub fn new(map: &'a ColumnMap, settings: &'a CsvSettings) -> Self {
+        Validator {
+            map,
+            settings,
+            paid_values: settings
+                .paid_values
+                .iter()
+                .map(|v| v.trim().to_lowercase())
+                .collect(),
+        }
+    }
+
+    /// Checks one record.
+    pub fn check(&self, rec: &csv::ByteRecord) -> Checked {
+        if rec.iter().all(|f| f.iter().all(u8::is_ascii_whitespace)) {
+            return Checked::Blank;
+        }
+        let mut problems = Vec::new();
+        let m = self.map;
+        let field = |idx: Option<usize>, problems: &mut Vec<Problem>| -> Option<&str> {
+            let idx = idx?;
+            match rec.get(idx) {
+                None => None,
+                Some(bytes) => match std::str::from_utf8(bytes) {
+                    Ok(s) => Some(s.trim()),
+                    Err(_) => {
+                        problems.push(Problem {
+                            column: m.header(idx).to_string(),
+                            reason: "the value is not valid UTF-8 (set csv.encoding)".into(),
+                        });
+                        None
+                    }
+                },
+            }
+        };
+        let reference = field(Some(m.reference), &mut problems).unwrap_or("");
+        let email = field(Some(m.email), &mut problems).unwrap_or("");
+        let name = field(m.name, &mut problems).unwrap_or("");
+        let amount = field(Some(m.amount), &mut problems).unwrap_or("");
+        let outstanding = field(m.outstanding, &mut problems).filter(|s| !s.is_empty());
+        let currency = field(m.currency, &mut problems).filter(|s| !s.is_empty());
+        let due = field(Some(m.due_date), &mut problems).unwrap_or("");
+        let status = field(m.status, &mut problems).unwrap_or("");
+        let language = field(m.language, &mut problems).filter(|s| !s.is_empty());
+        let country = field(m.country, &mut problems).filter(|s| !s.is_empty());
+
+        let reference = match InvoiceRef::parse(reference) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                push(&mut problems, m, m.reference, e.to_string());
+                None
+            }
+        };
+        let email = match EmailAddress::parse(email) {
+            Ok(e) => Some(e),
+            Err(e) => {
+                push(&mut problems, m, m.email, e.to_string());
+                None
+            }
+        };
+        let name = match CustomerName::parse(name) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                push(
+                    &mut problems,
+                    m,
+                    m.name.unwrap_or(usize::MAX),
+                    e.to_string(),
+                );
+                None
+            }
+        };
+        let currency = match currency.map(Currency::parse).unwrap_or(Ok(Currency::EUR)) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                push(
+                    &mut problems,
+                    m,
+                    m.currency.unwrap_or(usize::MAX),
+                    e.to_string(),
+                );
+                None
+            }
+        };
+        let sep = self.settings.decimal_separator;
+        let exponent = currency.map(|c| c.exponent()).unwrap_or(2);
+        let amount_minor = if amount.is_empty() {
+            push(&mut problems, m, m.amount, "the amount is empty".into());
+            None
+        } else {
+            match parse_amount(amount, sep, exponent) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    push(&mut problems, m, m.amount, e.to_string());
+                    None
+                }
+            }
+        };
+        let outstanding_minor = match outstanding {
+            None => None,
+            Some(s) => match parse_amount(s, sep, exponent) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    push(
+                        &mut problems,
+                        m,
+                        m.outstanding.unwrap_or(usize::MAX),
+                        e.to_string(),
+                    );
+                    None
+                }
+            },
+        };
+        let due_date = if due.is_empty() {
+            push(&mut problems, m, m.due_date, "the due date is empty".into());
+            None
+        } else {
+            match parse_date(due, &self.settings.date_formats) {
+                Some(d) => Some(d),
+                None => {
+                    push(
+                        &mut problems,
+                        m,
+                        m.due_date,
+                        format!(
+                            "{} is not a date in any of the formats {}",
+                            quote(due),
+                            self.settings.date_formats.join(", ")
+                        ),
+                    );
+                    None
+                }
+            }
+        };
+        let language = match language.map(Language::parse).transpose() {
+            Ok(l) => l,
+            Err(e) => {
+                push(
+                    &mut problems,
+                    m,
+                    m.language.unwrap_or(usize::MAX),
+                    e.to_string(),
+                );
+                None
+            }
+        };
+        let country = match country.map(Country::parse).transpose() {
+            Ok(c) => c,
+            Err(e) => {
+                push(
+                    &mut problems,
+                    m,
+                    m.country.unwrap_or(usize::MAX),
+                    e.to_string(),
+                );
+                None
+            }
+        };
+
+        // A credit note or zero amount is skipped whatever else is wrong with it only
+        // when the amount itself is readable; otherwise it is an ordinary rejection.
+        if let Some(a) = amount_minor
+            && a <= 0
+            && problems.is_empty()
+        {
+            let what = if a < 0 {
+                "a negative amount (credit note)"
+            } else {
+                "a zero amount"
+            };
+            return Checked::Skipped(format!("{what} is not invoiced"));
+        }
+        if let (Some(a), Some(o)) = (amount_minor, outstanding_minor)
+            && o > a
+        {
+            push(
+                &mut problems,
+                m,
+                m.outstanding.unwrap_or(usize::MAX),
+                format!(
+                    "the outstanding balance {} is more than the amount {}",
+                    quote(outstanding.unwrap_or("")),
+                    quote(amount)
+                ),
+            );
+        }
+        if !problems.is_empty() {
+            return Checked::Rejected(problems);
+        }
+        let (
+            Some(reference),
+            Some(email),
+            Some(name),
+            Some(currency),
+            Some(amount_minor),
+            Some(due_date),
+        ) = (reference, email, name, currency, amount_minor, due_date)
+        else {
+            // Every None above pushed a problem, so this is unreachable in practice;
+            // refuse rather than guess.
+            return Checked::Rejected(vec![Problem {
+                column: m.reference_header().to_string(),
+                reason: "the row could not be read".into(),
+            }]);
+        };
+
+        let status_paid = !status.is_empty() && {
+            let s = status.to_lowercase();
+            self.paid_values.contains(&s)
+        };
+        let due_minor = outstanding_minor.unwrap_or(amount_minor);
+        let settled = status_paid || due_minor <= 0;
+        let partial = !settled && due_minor < amount_minor;
+        Checked::Row(Row {
+            reference: reference.as_str().to_string(),
+            data: RevisionData {
+                customer_email: email.as_str().to_string(),
+                customer_name: name.as_str().to_string(),
+                amount_minor,
+                due_minor,
+                currency: currency.code().to_string(),
+                due_date: due_date.format("%Y-%m-%d").to_string(),
+                language: language.map(|l| l.as_str().to_string()),
+                country_code: country.map(|c| c.as_str().to_string()),
+            },
+            settled,
+            partial,
+        })
+    }
+}
+
+fn push(problems: &mut Vec<Problem>, m: &ColumnMap, idx: usize, reason: String) {
+    problems.push(Problem {
+        column: m.header(idx).to_string(),
+        reason,
+    });
+}
+
+/// The first configured format that reads `s` as a whole.
+pub fn parse_date(s: &str, formats: &[String]) -> Option<NaiveDate> {
+    formats
+        .iter()
+        .find_map(|f| NaiveDate::parse_from_str(s, f).ok())
+}
+
+fn quote(s: &str) -> String {
+    let mut q: String = s.chars().take(40).collect();
+    if q.len() < s.len() {
+        q.push('…');
+    }
+    format!("\"{q}\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(fields: &[&str]) -> csv::ByteRecord {
+        csv::ByteRecord::from(fields.to_vec())
+    }
+
+    fn map_for(header: &[&str], settings: &CsvSettings) -> ColumnMap {
+        ColumnMap::from_header(&rec(header), &settings.columns).unwrap()
+    }
+
+    const HEADER: &[&str] = &[
+        "invoice_reference",
+        "customer_email",
+        "customer_name",
+        "amount",
+        "due_date",
+        "status",
+        "outstanding",
+        "currency",
+        "language",
+        "country_code",
+    ];
+
+    fn check(fields: &[&str]) -> Checked {
+        let s = CsvSettings::default();
+        let m = map_for(HEADER, &s);
+        Validator::new(&m, &s).check(&rec(fields))
+    }
+
+    fn row(fields: &[&str]) -> Row {
+        match check(fields) {
+            Checked::Row(r) => r,
+            other => panic!("expected a row, got {other:?}"),
+        }
+    }
+
+    fn problems(fields: &[&str]) -> Vec<Problem> {
+        match check(fields) {
+            Checked::Rejected(p) => p,
+            other => panic!("expected a rejection, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_good_row() {
+        let r = row(&[
+            "INV-1",
+            "a@example.com",
+            "Ann",
+            "1.234,56",
+            "2026-12-01",
+            "",
+            "",
+            "",
+            "nl",
+            "nl",
+        ]);
+        assert_eq!(r.reference, "INV-1");
+        assert_eq!(r.data.amount_minor, 123456);
+        assert_eq!(r.data.due_minor, 123456);
+        assert_eq!(r.data.currency, "EUR");
+        assert_eq!(r.data.due_date, "2026-12-01");
+        assert_eq!(r.data.language.as_deref(), Some("nl"));
+        assert_eq!(r.data.country_code.as_deref(), Some("NL"));
+        assert!(!r.settled && !r.partial);
+    }
+
+    #[test]
+    fn header_lookup_is_case_insensitive_and_trimmed() {
+        let s = CsvSettings::default();
+        let m = ColumnMap::from_header(
+            &rec(&[
+                " Invoice_Reference",
+                "CUSTOMER_EMAIL ",
+                "amount",
+                "Due_Date",
+            ]),
+            &s.columns,
+        );
+        assert!(m.is_ok());
+    }
+
+    #[test]
+    fn missing_required_columns_are_named() {
+        let s = CsvSettings::default();
+        let e =
+            ColumnMap::from_header(&rec(&["invoice_reference", "amount"]), &s.columns).unwrap_err();
+        assert!(
+            e.contains("`customer_email`") && e.contains("`due_date`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn date_formats_in_order() {
+        let f = CsvSettings::default().date_formats;
+        assert_eq!(
+            parse_date("31-12-2026", &f),
+            NaiveDate::from_ymd_opt(2026, 12, 31)
+        );
+        assert_eq!(
+            parse_date("31/12/2026", &f),
+            NaiveDate::from_ymd_opt(2026, 12, 31)
+        );
+        assert_eq!(
+            parse_date("2026-12-31", &f),
+            NaiveDate::from_ymd_opt(2026, 12, 31)
+        );
+        assert_eq!(parse_date("2026-02-30", &f), None);
+        assert_eq!(parse_date("12/31/2026", &f), None);
+    }
+
+    #[test]
+    fn every_bad_column_is_reported() {
+        let p = problems(&[
+            "INV-2",
+            "not-an-address",
+            "Bob",
+            "12.345",
+            "tomorrow",
+            "",
+            "",
+            "EURO",
+            "xx",
+            "ZZ",
+        ]);
+        let cols: Vec<_> = p.iter().map(|p| p.column.as_str()).collect();
+        assert_eq!(
+            cols,
+            [
+                "customer_email",
+                "currency",
+                "amount",
+                "due_date",
+                "language",
+                "country_code"
+            ]
+        );
+    }
+
+    #[test]
+    fn empty_required_values_are_rejected() {
+        let p = problems(&["", "a@example.com", "", "", "", "open", "", "", "", ""]);
+        let cols: Vec<_> = p.iter().map(|p| p.column.as_str()).collect();
+        assert_eq!(cols, ["invoice_reference", "amount", "due_date"]);
+    }
+
+    #[test]
+    fn blank_lines_are_ignored() {
+        assert!(matches!(
+            check(&["", " ", "", "", "", "", "", "", "", ""]),
+            Checked::Blank
+        ));
+    }
+
+    #[test]
+    fn credit_notes_and_zero_amounts_are_skipped() {
+        assert!(matches!(
+            check(&[
+                "C-1",
+                "a@example.com",
+                "",
+                "-10,00",
+                "2026-12-01",
+                "",
+                "",
+                "",
+                "",
+                ""
+            ]),
+            Checked::Skipped(_)
+        ));
+        assert!(matches!(
+            check(&[
+                "C-2",
+                "a@example.com",
+                "",
+                "0",
+                "2026-12-01",
+                "",
+                "",
+                "",
+                "",
+                ""
+            ]),
+            Checked::Skipped(_)
+        ));
+    }
+
+    #[test]
+    fn paid_values_are_case_insensitive() {
+        let r = row(&[
+            "INV-3",
+            "a@example.com",
+            "",
+            "10",
+            "2026-12-01",
+            "BETAALD",
+            "",
+            "",
+            "",
+            "",
+        ]);
+        assert!(r.settled);
+        let r = row(&[
+            "INV-3",
+            "a@example.com",
+            "",
+            "10",
+            "2026-12-01",
+            "Open",
+            "",
+            "",
+            "",
+            "",
+        ]);
+        assert!(!r.settled);
+    }
+
+    #[test]
+    fn outstanding_zero_settles_and_below_amount_is_partial() {
+        let r = row(&[
+            "INV-4",
+            "a@example.com",
+            "",
+            "100,00",
+            "2026-12-01",
+            "",
+            "0,00",
+            "",
+            "",
+            "",
+        ]);
+        assert!(r.settled);
+        let r = row(&[
+            "INV-4",
+            "a@example.com",
+            "",
+            "100,00",
+            "2026-12-01",
+            "",
+            "40,00",
+            "",
+            "",
+            "",
+        ]);
+        assert!(r.partial && !r.settled);
+        assert_eq!((r.data.amount_minor, r.data.due_minor), (10000, 4000));
+        let p = problems(&[
+            "INV-4",
+            "a@example.com",
+            "",
+            "100,00",
+            "2026-12-01",
+            "",
+            "140,00",
+            "",
+            "",
+            "",
+        ]);
+        assert_eq!(p[0].column, "outstanding");
+    }
+
+    #[test]
+    fn jpy_has_no_decimals() {
+        let r = row(&[
+            "INV-5",
+            "a@example.com",
+            "",
+            "1.234",
+            "2026-12-01",
+            "",
+            "",
+            "JPY",
+            "",
+            "",
+        ]);
+        assert_eq!(
+            (r.data.amount_minor, r.data.currency.as_str()),
+            (1234, "JPY")
+        );
+        let p = problems(&[
+            "INV-5",
+            "a@example.com",
+            "",
+            "12.5",
+            "2026-12-01",
+            "",
+            "",
+            "JPY",
+            "",
+            "",
+        ]);
+        assert_eq!(p[0].column, "amount");
+    }
+
+    #[test]
+    fn line_breaks_in_names_are_rejected() {
+        let p = problems(&[
+            "INV-6",
+            "a@example.com",
+            "Ann\r\nBcc: x@y.z",
+            "10",
+            "2026-12-01",
+            "",
+            "",
+            "",
+            "",
+            "",
+        ]);
+        assert_eq!(p[0].column, "customer_name");
+    }
+
+    #[test]
+    fn short_rows_report_missing_fields() {
+        let p = problems(&["INV-7", "a@example.com"]);
+        let cols: Vec<_> = p.iter().map(|p| p.column.as_str()).collect();
+        assert_eq!(cols, ["amount", "due_date"]);
+    }
+}

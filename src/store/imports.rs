@@ -1,0 +1,95 @@
+//! Imports: one row per applied file, keyed by the SHA-256 of its content, so that the
+//! same bytes dropped again (or re-read after a crash before the archive move) change
+//! nothing.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// Where a file came from: the inbox (moved to the archive afterwards) or a command-line
+/// argument (never moved or changed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportSource {
+    Inbox,
+    Argument,
+}
+
+impl ImportSource {
+    fn as_str(self) -> &'static str {
+        match self {
+            ImportSource::Inbox => "inbox",
+            ImportSource::Argument => "argument",
+        }
+    }
+}
+
+/// The counts recorded for an import.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ImportCounts {
+    pub rows_read: u64,
+    pub rows_accepted: u64,
+    pub rows_rejected: u64,
+    pub rows_skipped: u64,
+    pub invoices_new: u64,
+    pub invoices_changed: u64,
+    pub invoices_settled: u64,
+    pub snapshot_guard: bool,
+}
+
+/// A previous import of the same content: its file name and time.
+#[derive(Debug, Clone)]
+pub struct PriorImport {
+    pub file_name: String,
+    pub imported_at: String,
+}
+
+/// The earlier import with this content hash, if any.
+pub fn find_by_hash(conn: &Connection, sha256: &str) -> rusqlite::Result<Option<PriorImport>> {
+    conn.query_row(
+        "SELECT file_name, imported_at FROM imports WHERE sha256 = ?1",
+        [sha256],
+        |r| {
+            Ok(PriorImport {
+                file_name: r.get(0)?,
+                imported_at: r.get(1)?,
+            })
+        },
+    )
+    .optional()
+}
+
+/// Records the start of an import inside the file's transaction; returns its id.
+pub fn begin(
+    conn: &Connection,
+    file_name: &str,
+    sha256: &str,
+    source: ImportSource,
+    now: &str,
+) -> rusqlite::Result<i64> {
+    conn.execute(
+        "INSERT INTO imports (file_name, sha256, source, imported_at) VALUES (?1, ?2, ?3, ?4)",
+        params![file_name, sha256, source.as_str(), now],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Records the final counts of an import, in the same transaction as its rows.
+pub fn finish(conn: &Connection, id: i64, c: &ImportCounts) -> rusqlite::Result<()> {
+    let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    conn.execute(
+        "UPDATE imports SET rows_read = ?2, rows_accepted = ?3, rows_rejected = ?4,
+                rows_skipped = ?5, invoices_new = ?6, invoices_changed = ?7,
+                invoices_settled = ?8, snapshot_guard = ?9
+         WHERE id = ?1",
+        params![
+            id,
+            n(c.rows_read),
+            n(c.rows_accepted),
+            n(c.rows_rejected),
+            n(c.rows_skipped),
+            n(c.invoices_new),
+            n(c.invoices_changed),
+            n(c.invoices_settled),
+            c.snapshot_guard
+        ],
+    )?;
+    Ok(())
+}

@@ -1,0 +1,342 @@
+//! Invoices and their revisions: the statements the ingest applies row by row and the
+//! views `status` shows. Everything here runs inside the caller's transaction.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+/// The lifecycle of PRODUCT.md section 5.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
+pub enum State {
+    /// Needs or has an active link.
+    Open,
+    /// Paid through a CM link.
+    Paid,
+    /// The export says it was paid some other way; its link is deactivated, no mail.
+    SettledElsewhere,
+    /// Its link passed its expiry date unpaid.
+    Expired,
+    /// The API refused this revision for good; waits for a changed export.
+    Failed,
+}
+
+impl State {
+    /// The name stored in the database and shown by `status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Open => "open",
+            State::Paid => "paid",
+            State::SettledElsewhere => "settled_elsewhere",
+            State::Expired => "expired",
+            State::Failed => "failed",
+        }
+    }
+
+    /// The inverse of [`State::as_str`].
+    pub fn from_db(s: &str) -> Option<State> {
+        Some(match s {
+            "open" => State::Open,
+            "paid" => State::Paid,
+            "settled_elsewhere" => State::SettledElsewhere,
+            "expired" => State::Expired,
+            "failed" => State::Failed,
+            _ => return None,
+        })
+    }
+}
+
+fn state_from_row(s: String) -> rusqlite::Result<State> {
+    State::from_db(&s).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Text,
+            format!("unknown invoice state {s:?}").into(),
+        )
+    })
+}
+
+/// What one revision asks of the customer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevisionData {
+    pub customer_email: String,
+    pub customer_name: String,
+    pub amount_minor: i64,
+    pub due_minor: i64,
+    pub currency: String,
+    /// `YYYY-MM-DD`.
+    pub due_date: String,
+    pub language: Option<String>,
+    pub country_code: Option<String>,
+}
+
+impl RevisionData {
+    /// Whether `other` asks for a different payment: the fields that, when changed, make
+    /// the old link wrong (amount due, currency, due date, address).
+    pub fn payment_differs(&self, other: &RevisionData) -> bool {
+        self.due_minor != other.due_minor
+            || self.currency != other.currency
+            || self.due_date != other.due_date
+            || !self
+                .customer_email
+                .eq_ignore_ascii_case(&other.customer_email)
+    }
+}
+
+/// Why a revision exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevisionReason {
+    New,
+    Changed,
+    PartialPayment,
+    Reopened,
+}
+
+impl RevisionReason {
+    fn as_str(self) -> &'static str {
+        match self {
+            RevisionReason::New => "new",
+            RevisionReason::Changed => "changed",
+            RevisionReason::PartialPayment => "partial_payment",
+            RevisionReason::Reopened => "reopened",
+        }
+    }
+}
+
+/// An invoice as the ingest needs it to decide what a row means.
+#[derive(Debug, Clone)]
+pub struct Current {
+    pub id: i64,
+    pub state: State,
+    pub revision: i64,
+    pub seen_import_id: Option<i64>,
+    pub seen_line: Option<i64>,
+    pub data: RevisionData,
+}
+
+/// The invoice with this reference and its current revision, if known.
+pub fn lookup(conn: &Connection, reference: &str) -> rusqlite::Result<Option<Current>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT i.id, i.state, i.revision, i.seen_import_id, i.seen_line,
+                r.customer_email, r.customer_name, r.amount_minor, r.due_minor, r.currency,
+                r.due_date, r.language, r.country_code
+         FROM invoices i JOIN revisions r ON r.invoice_id = i.id AND r.revision = i.revision
+         WHERE i.reference = ?1",
+    )?;
+    stmt.query_row([reference], |r| {
+        Ok(Current {
+            id: r.get(0)?,
+            state: state_from_row(r.get(1)?)?,
+            revision: r.get(2)?,
+            seen_import_id: r.get(3)?,
+            seen_line: r.get(4)?,
+            data: RevisionData {
+                customer_email: r.get(5)?,
+                customer_name: r.get(6)?,
+                amount_minor: r.get(7)?,
+                due_minor: r.get(8)?,
+                currency: r.get(9)?,
+                due_date: r.get(10)?,
+                language: r.get(11)?,
+                country_code: r.get(12)?,
+            },
+        })
+    })
+    .optional()
+}
+
+/// Where a row came from, for the revision's provenance and duplicate detection.
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'a> {
+    pub import_id: i64,
+    pub line: i64,
+    pub now: &'a str,
+}
+
+/// Records a new invoice with revision 1.
+pub fn insert(
+    conn: &Connection,
+    reference: &str,
+    state: State,
+    data: &RevisionData,
+    src: Source<'_>,
+) -> rusqlite::Result<i64> {
+    let settled_at = (state == State::SettledElsewhere).then_some(src.now);
+    conn.prepare_cached(
+        "INSERT INTO invoices (reference, state, revision, settled_at, seen_import_id, seen_line,
+                               created_at, updated_at)
+         VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6, ?6)",
+    )?
+    .execute(params![
+        reference,
+        state.as_str(),
+        settled_at,
+        src.import_id,
+        src.line,
+        src.now
+    ])?;
+    let id = conn.last_insert_rowid();
+    insert_revision(conn, id, 1, data, RevisionReason::New, src)?;
+    Ok(id)
+}
+
+fn insert_revision(
+    conn: &Connection,
+    invoice_id: i64,
+    revision: i64,
+    d: &RevisionData,
+    reason: RevisionReason,
+    src: Source<'_>,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO revisions (invoice_id, revision, customer_email, customer_name, amount_minor,
+                                due_minor, currency, due_date, language, country_code, reason,
+                                import_id, source_line, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+    )?
+    .execute(params![
+        invoice_id,
+        revision,
+        d.customer_email,
+        d.customer_name,
+        d.amount_minor,
+        d.due_minor,
+        d.currency,
+        d.due_date,
+        d.language,
+        d.country_code,
+        reason.as_str(),
+        src.import_id,
+        src.line,
+        src.now
+    ])?;
+    Ok(())
+}
+
+/// Starts a new revision in state `open` (the link step replaces the old link).
+pub fn add_revision(
+    conn: &Connection,
+    cur: &Current,
+    data: &RevisionData,
+    reason: RevisionReason,
+    src: Source<'_>,
+) -> rusqlite::Result<i64> {
+    let revision = cur.revision + 1;
+    insert_revision(conn, cur.id, revision, data, reason, src)?;
+    conn.prepare_cached(
+        "UPDATE invoices SET revision = ?2, state = 'open', last_error = NULL, settled_at = NULL,
+                seen_import_id = ?3, seen_line = ?4, updated_at = ?5
+         WHERE id = ?1",
+    )?
+    .execute(params![cur.id, revision, src.import_id, src.line, src.now])?;
+    Ok(revision)
+}
+
+/// Notes that this import listed the invoice (for duplicates and snapshots).
+pub fn mark_seen(conn: &Connection, id: i64, src: Source<'_>) -> rusqlite::Result<()> {
+    conn.prepare_cached("UPDATE invoices SET seen_import_id = ?2, seen_line = ?3 WHERE id = ?1")?
+        .execute(params![id, src.import_id, src.line])?;
+    Ok(())
+}
+
+/// Marks an open invoice as settled elsewhere (its link is deactivated by the link step).
+pub fn settle(conn: &Connection, id: i64, src: Source<'_>) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE invoices SET state = 'settled_elsewhere', settled_at = ?2, updated_at = ?2,
+                seen_import_id = ?3, seen_line = ?4
+         WHERE id = ?1",
+    )?
+    .execute(params![id, src.now, src.import_id, src.line])?;
+    Ok(())
+}
+
+/// Number of invoices in state `open`.
+pub fn count_open(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "SELECT count(*) FROM invoices WHERE state = 'open'",
+        [],
+        |r| r.get(0),
+    )
+}
+
+/// Open invoices that the given import did not list (the snapshot's missing ones).
+pub fn count_open_unseen(conn: &Connection, import_id: i64) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "SELECT count(*) FROM invoices WHERE state = 'open' AND seen_import_id IS NOT ?1",
+        [import_id],
+        |r| r.get(0),
+    )
+}
+
+/// Settles every open invoice the given import did not list; returns how many.
+pub fn settle_open_unseen(conn: &Connection, import_id: i64, now: &str) -> rusqlite::Result<usize> {
+    conn.execute(
+        "UPDATE invoices SET state = 'settled_elsewhere', settled_at = ?2, updated_at = ?2
+         WHERE state = 'open' AND seen_import_id IS NOT ?1",
+        params![import_id, now],
+    )
+}
+
+/// One invoice as `status` shows it. Field names are the `status --json` contract.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct InvoiceView {
+    pub invoice_reference: String,
+    pub customer_email: String,
+    pub customer_name: String,
+    /// A decimal string in the currency's minor units, e.g. `"1234.56"`.
+    pub amount: String,
+    pub currency: String,
+    /// `YYYY-MM-DD`.
+    pub due_date: String,
+    pub state: State,
+    pub link_ref: Option<String>,
+    pub link_uri: Option<String>,
+    pub link_active: Option<bool>,
+    pub qr_url: Option<String>,
+    /// `none` | `queued` | `sent` | `failed`.
+    pub mail_state: String,
+    pub last_error: Option<String>,
+    pub paid_at: Option<String>,
+    /// The current revision number (not part of the JSON contract's required keys).
+    #[serde(skip)]
+    pub revision: i64,
+}
+
+/// The invoices `status` lists, by reference, optionally one reference or one state.
+pub fn list(
+    conn: &Connection,
+    reference: Option<&str>,
+    state: Option<State>,
+) -> anyhow::Result<Vec<InvoiceView>> {
+    let mut stmt = conn.prepare(
+        "SELECT i.reference, r.customer_email, r.customer_name, r.due_minor, r.currency,
+                r.due_date, i.state, i.last_error, i.paid_at, i.revision
+         FROM invoices i JOIN revisions r ON r.invoice_id = i.id AND r.revision = i.revision
+         WHERE (?1 IS NULL OR i.reference = ?1) AND (?2 IS NULL OR i.state = ?2)
+         ORDER BY i.reference",
+    )?;
+    let rows = stmt.query_map(params![reference, state.map(State::as_str)], |r| {
+        let currency: String = r.get(4)?;
+        let exponent = crate::domain::Currency::parse(&currency)
+            .map(|c| c.exponent())
+            .unwrap_or(2);
+        Ok(InvoiceView {
+            invoice_reference: r.get(0)?,
+            customer_email: r.get(1)?,
+            customer_name: r.get(2)?,
+            amount: crate::domain::money::format_minor(r.get(3)?, exponent),
+            currency,
+            due_date: r.get(5)?,
+            state: state_from_row(r.get(6)?)?,
+            link_ref: None,
+            link_uri: None,
+            link_active: None,
+            qr_url: None,
+            mail_state: "none".into(),
+            last_error: r.get(7)?,
+            paid_at: r.get(8)?,
+            revision: r.get(9)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
