@@ -159,35 +159,83 @@ impl Default for CsvSettings {
     }
 }
 
-/// Header names in the export (`[csv.columns]`), matched case-insensitively and trimmed.
+/// One column's header name in the export, or a list of accepted names (so that one
+/// config reads the layouts of several accounting packages). Matched case-insensitively,
+/// trimmed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnNames(pub Vec<String>);
+
+impl ColumnNames {
+    fn one(name: &str) -> Self {
+        ColumnNames(vec![name.to_string()])
+    }
+
+    /// Whether a header cell is one of these names.
+    pub fn matches(&self, header: &str) -> bool {
+        self.0
+            .iter()
+            .any(|n| !n.trim().is_empty() && n.trim().eq_ignore_ascii_case(header))
+    }
+
+    /// The names for messages: `amount` or `amount`/`Bedrag`.
+    pub fn display(&self) -> String {
+        self.0
+            .iter()
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+}
+
+impl<'de> Deserialize<'de> for ColumnNames {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum OneOrMany {
+            One(String),
+            Many(Vec<String>),
+        }
+        match OneOrMany::deserialize(d).map_err(|_| {
+            serde::de::Error::custom("expected a header name or a list of header names")
+        })? {
+            OneOrMany::One(s) => Ok(ColumnNames(vec![s])),
+            OneOrMany::Many(v) if v.is_empty() => Err(serde::de::Error::custom(
+                "the list of header names is empty",
+            )),
+            OneOrMany::Many(v) => Ok(ColumnNames(v)),
+        }
+    }
+}
+
+/// Header names in the export (`[csv.columns]`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Columns {
-    pub invoice_reference: String,
-    pub customer_email: String,
-    pub customer_name: String,
-    pub amount: String,
-    pub outstanding: String,
-    pub currency: String,
-    pub due_date: String,
-    pub status: String,
-    pub language: String,
-    pub country_code: String,
+    pub invoice_reference: ColumnNames,
+    pub customer_email: ColumnNames,
+    pub customer_name: ColumnNames,
+    pub amount: ColumnNames,
+    pub outstanding: ColumnNames,
+    pub currency: ColumnNames,
+    pub due_date: ColumnNames,
+    pub status: ColumnNames,
+    pub language: ColumnNames,
+    pub country_code: ColumnNames,
 }
 
 impl Default for Columns {
     fn default() -> Self {
         Self {
-            invoice_reference: "invoice_reference".into(),
-            customer_email: "customer_email".into(),
-            customer_name: "customer_name".into(),
-            amount: "amount".into(),
-            outstanding: "outstanding".into(),
-            currency: "currency".into(),
-            due_date: "due_date".into(),
-            status: "status".into(),
-            language: "language".into(),
-            country_code: "country_code".into(),
+            invoice_reference: ColumnNames::one("invoice_reference"),
+            customer_email: ColumnNames::one("customer_email"),
+            customer_name: ColumnNames::one("customer_name"),
+            amount: ColumnNames::one("amount"),
+            outstanding: ColumnNames::one("outstanding"),
+            currency: ColumnNames::one("currency"),
+            due_date: ColumnNames::one("due_date"),
+            status: ColumnNames::one("status"),
+            language: ColumnNames::one("language"),
+            country_code: ColumnNames::one("country_code"),
         }
     }
 }
@@ -417,11 +465,16 @@ impl SecretSource {
         self.value.is_some()
             || self.env.is_some()
             || self.file.is_some()
-            || credential_path(self.credential).is_some_and(|p| p.is_file())
+            || credentials_dir().is_some_and(|d| d.join(self.credential).is_file())
     }
 
     /// Reads the secret. A trailing newline of a file or credential is dropped.
     pub fn resolve(&self) -> Result<SecretString, SecretError> {
+        self.resolve_in(credentials_dir().as_deref())
+    }
+
+    /// [`SecretSource::resolve`] with the systemd credentials folder given.
+    pub fn resolve_in(&self, credentials: Option<&Path>) -> Result<SecretString, SecretError> {
         let set = [
             self.value.is_some(),
             self.env.is_some(),
@@ -448,7 +501,7 @@ impl SecretSource {
                 source,
             });
         }
-        if let Some(path) = credential_path(self.credential)
+        if let Some(path) = credentials.map(|d| d.join(self.credential))
             && path.is_file()
         {
             return read_secret_file(&path).map_err(|source| SecretError::File {
@@ -464,8 +517,10 @@ impl SecretSource {
     }
 }
 
-fn credential_path(name: &str) -> Option<PathBuf> {
-    std::env::var_os("CREDENTIALS_DIRECTORY").map(|d| PathBuf::from(d).join(name))
+fn credentials_dir() -> Option<PathBuf> {
+    std::env::var_os("CREDENTIALS_DIRECTORY")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
 }
 
 fn read_secret_file(path: &Path) -> std::io::Result<SecretString> {
@@ -589,7 +644,7 @@ impl Config {
             ("csv.columns.amount", &c.amount),
             ("csv.columns.due_date", &c.due_date),
         ] {
-            if v.trim().is_empty() {
+            if v.0.iter().all(|n| n.trim().is_empty()) {
                 return Err(err(key, "a required column needs a header name".into()));
             }
         }
@@ -659,7 +714,7 @@ mod tests {
         assert_eq!(c.csv.date_formats, ["%Y-%m-%d", "%d-%m-%Y", "%d/%m/%Y"]);
         assert_eq!(c.csv.paid_values, ["paid", "betaald", "voldaan"]);
         assert_eq!(c.csv.settlement, Settlement::Status);
-        assert_eq!(c.csv.columns.outstanding, "outstanding");
+        assert_eq!(c.csv.columns.outstanding.0, ["outstanding"]);
         assert_eq!(c.cm.requests_per_second, 10);
         assert_eq!(c.cm.max_in_flight, 8);
         assert_eq!(c.daemon.callback_path, "/callback");
@@ -683,6 +738,18 @@ mod tests {
         let msg = e.to_string();
         assert!(msg.contains("csv.columns.amont"), "{msg}");
         assert!(msg.contains("/etc/x/invoice-sync.toml"), "{msg}");
+    }
+
+    #[test]
+    fn a_column_takes_one_name_or_a_list() {
+        let c =
+            parse("[csv.columns]\namount = [\"amount\", \"Bedrag\"]\ndue_date = \"Vervaldatum\"\n")
+                .unwrap();
+        assert!(c.csv.columns.amount.matches("bedrag"));
+        assert!(c.csv.columns.due_date.matches("VERVALDATUM"));
+        assert!(!c.csv.columns.due_date.matches("due_date"));
+        let e = parse("[csv.columns]\namount = 5\n").unwrap_err();
+        assert!(e.to_string().contains("csv.columns.amount"), "{e}");
     }
 
     #[test]
@@ -731,6 +798,36 @@ mod tests {
         let e = c.cm.client_secret_source().resolve().unwrap_err();
         assert!(e.to_string().contains("cm.client_secret"));
         assert!(!e.to_string().contains("abc-secret"));
+    }
+
+    #[test]
+    fn secret_from_systemd_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("cm_client_secret"), "cred-value\n").unwrap();
+        let c = parse("").unwrap();
+        let s =
+            c.cm.client_secret_source()
+                .resolve_in(Some(dir.path()))
+                .unwrap();
+        assert_eq!(s.expose_secret(), "cred-value");
+        // a configured value wins over the credential
+        let c = parse("[cm]\nclient_secret = \"inline\"\n").unwrap();
+        let s =
+            c.cm.client_secret_source()
+                .resolve_in(Some(dir.path()))
+                .unwrap();
+        assert_eq!(s.expose_secret(), "inline");
+        // nothing anywhere: the error names the key and the credential
+        let e = parse("")
+            .unwrap()
+            .email
+            .smtp_password_source()
+            .resolve_in(Some(dir.path()))
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("email.smtp_password")
+                && e.to_string().contains("smtp_password")
+        );
     }
 
     #[test]

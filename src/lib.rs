@@ -18,3 +18,18 @@ pub mod domain;
 pub mod ingest;
 pub mod lock;
 pub mod store;
+
+/// A crash-test hook: in debug builds (the ones the tests drive), kills this process with
+/// SIGKILL at the named point when `INVOICE_SYNC_FAILPOINT` names it, so tests can prove
+/// that a crash there loses and repeats nothing. Release builds compile it to nothing.
+pub fn failpoint(name: &str) {
+    #[cfg(debug_assertions)]
+    if std::env::var("INVOICE_SYNC_FAILPOINT").as_deref() == Ok(name) {
+        // SAFETY: sending a signal to our own pid has no memory-safety preconditions.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = name;
+}

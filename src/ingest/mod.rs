@@ -243,6 +243,7 @@ pub fn ingest_file(
     match applied {
         Ok(counts) => {
             conn.execute_batch("RELEASE ingest_file")?;
+            crate::failpoint("ingest-after-commit");
             if !opts.dry_run {
                 report.rejections = rejections.keep().with_context(|| {
                     format!(

@@ -3,7 +3,7 @@
 
 use chrono::NaiveDate;
 
-use crate::config::{Columns, CsvSettings};
+use crate::config::{ColumnNames, Columns, CsvSettings};
 use crate::domain::money::parse_amount;
 use crate::domain::{Country, Currency, CustomerName, EmailAddress, InvoiceRef, Language};
 use crate::store::invoices::RevisionData;
@@ -37,16 +37,11 @@ impl ColumnMap {
                     .to_string()
             })
             .collect();
-        let find = |name: &str| {
-            let name = name.trim();
-            (!name.is_empty())
-                .then(|| headers.iter().position(|h| h.eq_ignore_ascii_case(name)))
-                .flatten()
-        };
+        let find = |names: &ColumnNames| headers.iter().position(|h| names.matches(h));
         let mut missing = Vec::new();
-        let mut required = |name: &str| {
-            find(name).unwrap_or_else(|| {
-                missing.push(name.to_string());
+        let mut required = |names: &ColumnNames| {
+            find(names).unwrap_or_else(|| {
+                missing.push(names.display());
                 usize::MAX
             })
         };
@@ -55,11 +50,7 @@ impl ColumnMap {
         let amount = required(&cols.amount);
         let due_date = required(&cols.due_date);
         if !missing.is_empty() {
-            let list = missing
-                .iter()
-                .map(|m| format!("`{m}`"))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let list = missing.iter().cloned().collect::<Vec<_>>().join(", ");
             let found = headers
                 .iter()
                 .map(|h| format!("`{h}`"))

@@ -1,0 +1,182 @@
+//! The test environment shared by the integration tests: a temporary folder with a config
+//! file, a real SQLite database file, an inbox, and the `invoice-sync` binary driven as an
+//! operator runs it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// One isolated installation.
+pub struct TestEnv {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+}
+
+/// What one command run printed and returned.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl TestEnv {
+    /// An installation with the default settings plus `extra` TOML, settle time 0.
+    pub fn new(extra: &str) -> TestEnv {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("invoice-sync.toml");
+        let env = TestEnv { dir, config };
+        env.write_config(extra);
+        env
+    }
+
+    /// Rewrites the config: storage and inbox in the temp folder, then `extra`.
+    pub fn write_config(&self, extra: &str) {
+        let base = format!(
+            "[storage]\ndatabase = \"state/invoice-sync.db\"\n\n\
+             [inbox]\ndir = \"inbox\"\narchive_dir = \"archive\"\nrejected_dir = \"rejected\"\nsettle_seconds = 0\n\n"
+        );
+        std::fs::write(&self.config, merge_toml(&base, extra)).expect("write config");
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn inbox(&self) -> PathBuf {
+        self.path("inbox")
+    }
+
+    /// Drops a file into the inbox (created if needed), with an old enough mtime.
+    pub fn drop_file(&self, name: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
+        std::fs::create_dir_all(self.inbox()).unwrap();
+        let p = self.inbox().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+
+    /// Writes a file outside the inbox (for `import FILE`).
+    pub fn write_file(&self, name: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+
+    /// The binary with `--config` set and a quiet, deterministic environment.
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_invoice-sync"));
+        c.arg("--config").arg(&self.config);
+        c.env_remove("INVOICE_SYNC_CONFIG");
+        c.env_remove("JOURNAL_STREAM");
+        c.env_remove("INVOICE_SYNC_FAILPOINT");
+        c.env_remove("CREDENTIALS_DIRECTORY");
+        c.current_dir(self.dir.path());
+        c
+    }
+
+    /// Runs the binary with these arguments.
+    pub fn run(&self, args: &[&str]) -> Run {
+        let out = self
+            .command()
+            .args(args)
+            .output()
+            .expect("spawn invoice-sync");
+        if std::env::var_os("TEST_LOG").is_some() {
+            eprintln!(
+                "$ invoice-sync {}\n{}{}",
+                args.join(" "),
+                out_str(&out.stdout),
+                out_str(&out.stderr)
+            );
+        }
+        Run::from(out)
+    }
+
+    /// `status --json`, parsed.
+    pub fn status(&self) -> Vec<Value> {
+        let r = self.run(&["status", "--json"]);
+        assert_eq!(r.code, 0, "status failed: {}", r.stderr);
+        serde_json::from_str::<Vec<Value>>(&r.stdout).expect("status --json is a JSON array")
+    }
+
+    /// One invoice from `status --json`.
+    pub fn invoice(&self, reference: &str) -> Value {
+        self.status()
+            .into_iter()
+            .find(|v| v["invoice_reference"] == reference)
+            .unwrap_or_else(|| panic!("no invoice {reference} in status"))
+    }
+
+    /// The database, opened directly (for counts the CLI does not show).
+    pub fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.path("state/invoice-sync.db")).expect("open db")
+    }
+
+    pub fn count(&self, sql: &str) -> i64 {
+        self.db().query_row(sql, [], |r| r.get(0)).expect(sql)
+    }
+
+    /// File names in a folder of the installation (sorted; empty when missing).
+    pub fn files_in(&self, rel: &str) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.path(rel))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+}
+
+fn out_str(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Joins two TOML snippets, letting `extra` add keys to tables `base` already has.
+fn merge_toml(base: &str, extra: &str) -> String {
+    let mut b: toml::Table = base.parse().expect("base toml");
+    let e: toml::Table = extra.parse().expect("extra toml");
+    merge(&mut b, e);
+    toml::to_string(&b).expect("serialize toml")
+}
+
+fn merge(into: &mut toml::Table, from: toml::Table) {
+    for (k, v) in from {
+        match (into.get_mut(&k), v) {
+            (Some(toml::Value::Table(a)), toml::Value::Table(b)) => merge(a, b),
+            (_, v) => {
+                into.insert(k, v);
+            }
+        }
+    }
+}
+
+/// A CSV in the default layout from (reference, email, name, amount, due date) rows.
+pub fn default_csv(rows: &[(&str, &str, &str, &str, &str)]) -> String {
+    let mut s = String::from("invoice_reference,customer_email,customer_name,amount,due_date\n");
+    for (r, e, n, a, d) in rows {
+        s.push_str(&format!("{r},{e},{n},\"{a}\",{d}\n"));
+    }
+    s
+}
+
+/// The SHA-256 and modification time of a file (to prove it was not touched).
+pub fn fingerprint(p: &Path) -> (Vec<u8>, std::time::SystemTime) {
+    (
+        std::fs::read(p).unwrap(),
+        std::fs::metadata(p).unwrap().modified().unwrap(),
+    )
+}
