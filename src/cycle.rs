@@ -1,0 +1,397 @@
+//! One cycle (PRODUCT.md section 4): ingest → deactivate what must go → create what is
+//! missing → report. Later steps (payment status, mail) hang off the same report.
+//!
+//! Ordering is the safety argument: links that must go are deactivated first, and an
+//! invoice gets a new link only when it holds no live one (the database refuses two).
+//! The intent to create is committed before each request, so a crash in between is found
+//! by the next cycle and reported as a possible orphan at CM; a link is recorded before
+//! anything announces it. A dry run does the same work inside one transaction that is
+//! rolled back, and sends nothing.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use chrono::{Days, NaiveDate, Utc};
+use futures_util::StreamExt;
+use rusqlite::Connection;
+
+use crate::cm::{CmClient, CmError, CreateLink};
+use crate::config::Config;
+use crate::domain::Currency;
+use crate::ingest;
+use crate::store::links::{self, DeactivateReason, ToCreate, ToDeactivate};
+use crate::store::now_text;
+
+/// How a cycle runs.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Files named on the command line, ingested (never moved) besides the inbox.
+    pub files: Vec<PathBuf>,
+    /// Plan only: no API write, no mail, no state change, no file moved.
+    pub dry_run: bool,
+    /// Progress bars for large files.
+    pub progress: bool,
+}
+
+/// What a dry run would do.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub deactivate: Vec<ToDeactivate>,
+    pub create: Vec<ToCreate>,
+}
+
+/// What a cycle did, for the summary line and the exit code.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub ingest: ingest::Report,
+    pub links_created: u64,
+    pub links_replaced: u64,
+    pub links_deactivated: u64,
+    pub links_failed: u64,
+    /// Requests that failed transiently and are left for the next cycle.
+    pub deferred: u64,
+    /// Create intents a crash interrupted, found at the start of this cycle.
+    pub interrupted: Vec<(String, String)>,
+    /// CM refused the credentials: nothing can work until the config changes.
+    pub auth_error: Option<String>,
+    pub payments_seen: u64,
+    pub mails_sent: u64,
+    pub mails_queued: u64,
+    pub mails_failed: u64,
+    /// Set for dry runs.
+    pub plan: Option<Plan>,
+}
+
+impl Report {
+    /// The one summary line of PRODUCT.md section 4.6.
+    pub fn summary(&self) -> String {
+        let t = self.ingest.totals();
+        let mut s = format!(
+            "files {}, rows {} accepted / {} rejected / {} skipped; links {} created / {} replaced / {} deactivated / {} failed; payments seen {}; mails {} sent / {} queued / {} failed",
+            self.ingest.files.len(),
+            t.rows_accepted,
+            t.rows_rejected,
+            t.rows_skipped,
+            self.links_created,
+            self.links_replaced,
+            self.links_deactivated,
+            self.links_failed,
+            self.payments_seen,
+            self.mails_sent,
+            self.mails_queued,
+            self.mails_failed,
+        );
+        if self.deferred > 0 {
+            s.push_str(&format!(
+                "; {} request(s) left for the next cycle",
+                self.deferred
+            ));
+        }
+        if !self.interrupted.is_empty() {
+            s.push_str(&format!(
+                "; {} interrupted create(s) may have left orphan links at CM",
+                self.interrupted.len()
+            ));
+        }
+        if self.ingest.files_refused() > 0 {
+            s.push_str(&format!(
+                "; {} file(s) set aside",
+                self.ingest.files_refused()
+            ));
+        }
+        if t.snapshot_guard {
+            s.push_str("; snapshot settlement held back");
+        }
+        s
+    }
+
+    /// Why an operator must look, if they must (exit 3).
+    pub fn attention(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        let t = self.ingest.totals();
+        if t.rows_rejected > 0 {
+            parts.push(format!("{} row(s) were rejected", t.rows_rejected));
+        }
+        if self.ingest.files_refused() > 0 {
+            parts.push(format!(
+                "{} file(s) could not be imported",
+                self.ingest.files_refused()
+            ));
+        }
+        if t.snapshot_guard {
+            parts.push("a snapshot export lacked more than half of the open invoices, so nothing was settled".into());
+        }
+        if self.links_failed > 0 {
+            parts.push(format!(
+                "CM refused {} link(s) for good (see `status --state failed`)",
+                self.links_failed
+            ));
+        }
+        if self.deferred > 0 {
+            parts.push(format!(
+                "{} request(s) failed for now and are left for the next cycle",
+                self.deferred
+            ));
+        }
+        if !self.interrupted.is_empty() {
+            let refs: Vec<_> = self
+                .interrupted
+                .iter()
+                .take(5)
+                .map(|(_, m)| m.as_str())
+                .collect();
+            parts.push(format!(
+                "{} link create(s) were interrupted by a crash and CM may hold orphan links (merchant references {}{})",
+                self.interrupted.len(),
+                refs.join(", "),
+                if self.interrupted.len() > 5 { ", …" } else { "" }
+            ));
+        }
+        if self.mails_failed > 0 {
+            parts.push(format!("{} mail(s) failed for good", self.mails_failed));
+        }
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
+}
+
+/// Runs one cycle. `cm` is `None` only for dry runs.
+pub async fn run(
+    conn: &Connection,
+    cfg: &Config,
+    cm: Option<&CmClient>,
+    opts: &Options,
+) -> anyhow::Result<Report> {
+    if opts.dry_run {
+        return dry_run(conn, cfg, opts);
+    }
+    let cm = cm.context("a cycle that is not a dry run needs a CM client")?;
+    let mut report = Report {
+        interrupted: links::recover_interrupted(conn)?,
+        ..Report::default()
+    };
+    for (invoice, merchant) in &report.interrupted {
+        tracing::warn!(%invoice, merchant_reference = %merchant,
+            "a create request was interrupted by a crash: CM may hold an orphan link with this merchant reference (it was never mailed); check the CM dashboard");
+    }
+    report.ingest = ingest_all(conn, cfg, opts)?;
+
+    deactivate_step(conn, cfg, cm, &mut report).await?;
+    if report.auth_error.is_none() {
+        create_step(conn, cfg, cm, &mut report).await?;
+    }
+    if let Some(e) = &report.auth_error {
+        anyhow::bail!("{e}");
+    }
+    Ok(report)
+}
+
+fn ingest_all(conn: &Connection, cfg: &Config, opts: &Options) -> anyhow::Result<ingest::Report> {
+    let iopts = ingest::Options {
+        dry_run: opts.dry_run,
+        progress: opts.progress,
+    };
+    let mut report = ingest::ingest_inbox(conn, cfg, iopts)?;
+    if !opts.files.is_empty() {
+        let named = ingest::ingest_paths(conn, cfg, &opts.files, iopts)?;
+        report.files.extend(named.files);
+    }
+    Ok(report)
+}
+
+fn dry_run(conn: &Connection, cfg: &Config, opts: &Options) -> anyhow::Result<Report> {
+    conn.execute_batch("BEGIN")?;
+    let result = (|| -> anyhow::Result<Report> {
+        let mut report = Report {
+            ingest: ingest_all(conn, cfg, opts)?,
+            ..Report::default()
+        };
+        let deactivate = links::plan_deactivations(conn)?;
+        // Assume the deactivations succeed, so that replacements show as creates.
+        for d in &deactivate {
+            links::record_deactivated(conn, d.link_id, None, &now_text())?;
+        }
+        let create = links::plan_creates(conn)?;
+        report.plan = Some(Plan { deactivate, create });
+        Ok(report)
+    })();
+    conn.execute_batch("ROLLBACK")?;
+    result
+}
+
+async fn deactivate_step(
+    conn: &Connection,
+    cfg: &Config,
+    cm: &CmClient,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let list = links::plan_deactivations(conn)?;
+    if list.is_empty() {
+        return Ok(());
+    }
+    conn.execute_batch("BEGIN")?;
+    for d in &list {
+        links::mark_deactivating(conn, d.link_id, d.reason)?;
+    }
+    conn.execute_batch("COMMIT")?;
+    let mut results = futures_util::stream::iter(list)
+        .map(|d| async move {
+            let r = cm.deactivate_link(&d.link_ref).await;
+            (d, r)
+        })
+        .buffer_unordered(cfg.cm.max_in_flight);
+    while let Some((d, result)) = results.next().await {
+        let now = now_text();
+        match result {
+            Ok(_) => {
+                links::record_deactivated(conn, d.link_id, None, &now)?;
+                report.links_deactivated += 1;
+                tracing::info!(invoice = %d.reference, link = %d.link_ref, reason = d.reason.as_str(), "link deactivated");
+            }
+            Err(e) if e.is_not_found() => {
+                links::record_deactivated(
+                    conn,
+                    d.link_id,
+                    Some("CM no longer knows this link"),
+                    &now,
+                )?;
+                report.links_deactivated += 1;
+                tracing::warn!(invoice = %d.reference, link = %d.link_ref, "CM does not know the link to deactivate; recorded as inactive");
+            }
+            Err(e) => {
+                let message = e.to_string();
+                links::record_deactivation_failed(conn, d.link_id, &message)?;
+                note_failure(report, &e);
+                tracing::warn!(invoice = %d.reference, link = %d.link_ref, "deactivation left for the next cycle: {message}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn note_failure(report: &mut Report, e: &CmError) {
+    report.deferred += 1;
+    if let CmError::Auth { .. } = e
+        && report.auth_error.is_none()
+    {
+        report.auth_error = Some(format!("{e}; check cm.client_id and the client secret"));
+    }
+}
+
+/// The fields of the create request for one invoice revision.
+pub fn create_request(c: &ToCreate, cfg: &Config, today: NaiveDate) -> CreateLink {
+    let exponent = Currency::parse(&c.data.currency)
+        .map(|cur| cur.exponent())
+        .unwrap_or(2);
+    let language = c
+        .data
+        .language
+        .clone()
+        .unwrap_or_else(|| cfg.cm.default_language.clone())
+        .to_uppercase();
+    let country = c
+        .data
+        .country_code
+        .clone()
+        .unwrap_or_else(|| cfg.cm.default_country.clone())
+        .to_uppercase();
+    CreateLink {
+        amount_minor: c.data.due_minor,
+        exponent,
+        currency_code: c.data.currency.clone(),
+        invoice_reference: c.reference.clone(),
+        invoice_due_date: format!("{}T00:00:00+00:00", c.data.due_date),
+        merchant_reference: c.merchant_reference(),
+        language_code: language,
+        country_code: country,
+        expiry_date: expiry_date(&c.data.due_date, cfg.cm.link_expiry_days_after_due, today),
+        callback_url: cfg.cm.callback_url.clone(),
+    }
+}
+
+/// `link_expiry_days_after_due` days after the due date, at the end of that day (UTC);
+/// for an invoice already that far overdue, the same number of days from today, so that
+/// a link is never born expired.
+pub fn expiry_date(due: &str, days: Option<u32>, today: NaiveDate) -> Option<String> {
+    let days = days?;
+    let due = NaiveDate::parse_from_str(due, "%Y-%m-%d").ok()?;
+    let mut expiry = due.checked_add_days(Days::new(days.into()))?;
+    if expiry <= today {
+        expiry = today.checked_add_days(Days::new(days.max(1).into()))?;
+    }
+    Some(format!("{expiry}T23:59:59+00:00"))
+}
+
+async fn create_step(
+    conn: &Connection,
+    cfg: &Config,
+    cm: &CmClient,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let plan = links::plan_creates(conn)?;
+    if plan.is_empty() {
+        return Ok(());
+    }
+    let today = Utc::now().date_naive();
+    let mut results = futures_util::stream::iter(plan)
+        .map(|c| {
+            // Runs when the stream pulls the item, just before the request is built: the
+            // intent is committed before anything is sent.
+            let request = create_request(&c, cfg, today);
+            let intent = links::record_intent(conn, &c, request.expiry_date.as_deref(), &now_text());
+            async move {
+                let outcome = match intent {
+                    Ok(link_id) => Ok((link_id, cm.create_link(&request).await)),
+                    Err(e) => Err(e),
+                };
+                (c, outcome)
+            }
+        })
+        .buffer_unordered(cfg.cm.max_in_flight);
+    while let Some((c, outcome)) = results.next().await {
+        let (link_id, result) = outcome.context("cannot record the intent to create a link")?;
+        crate::failpoint("link-after-create");
+        let now = now_text();
+        match result {
+            Ok(link) => {
+                links::record_created(conn, link_id, &link.reference, &link.uri, &now)?;
+                report.links_created += 1;
+                if c.replaces {
+                    report.links_replaced += 1;
+                }
+                tracing::info!(invoice = %c.reference, link = %link.reference, "link created");
+            }
+            Err(e @ (CmError::Permanent { .. } | CmError::Invalid(_))) => {
+                let message = e.to_string();
+                links::record_create_refused(conn, link_id, c.invoice_id, &message, &now)?;
+                report.links_failed += 1;
+                tracing::warn!(invoice = %c.reference, "CM refused the link for this revision: {message}");
+            }
+            Err(e) => {
+                let message = e.to_string();
+                links::record_create_deferred(conn, link_id, &message, e.maybe_applied())?;
+                note_failure(report, &e);
+                tracing::warn!(invoice = %c.reference, "link creation left for the next cycle: {message}");
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_is_after_the_due_date_and_never_in_the_past() {
+        let today = NaiveDate::from_ymd_opt(2026, 11, 21).unwrap();
+        assert_eq!(expiry_date("2026-12-01", None, today), None);
+        assert_eq!(
+            expiry_date("2026-12-01", Some(14), today).as_deref(),
+            Some("2026-12-15T23:59:59+00:00")
+        );
+        assert_eq!(
+            expiry_date("2026-01-01", Some(14), today).as_deref(),
+            Some("2026-12-05T23:59:59+00:00")
+        );
+    }
+}

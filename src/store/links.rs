@@ -1,0 +1,303 @@
+//! Payment links: the plan the link step derives from invoice state, the intent written
+//! before every create request, and the record of each answer.
+//!
+//! The invariant the database enforces: at most one live link (`creating`, `active` or
+//! `deactivating`) per invoice. A replacement is therefore created only after the old
+//! link is deactivated.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::invoices::RevisionData;
+
+/// An invoice revision that needs a link created (or a create retried).
+#[derive(Debug, Clone)]
+pub struct ToCreate {
+    pub invoice_id: i64,
+    pub revision: i64,
+    pub reference: String,
+    pub data: RevisionData,
+    /// The earlier intent for this revision, when a create is being retried.
+    pub link_id: Option<i64>,
+    /// Whether an older revision had a link (this is a replacement).
+    pub replaces: bool,
+}
+
+impl ToCreate {
+    /// Unique per invoice revision, and the same for every retry of that revision.
+    pub fn merchant_reference(&self) -> String {
+        merchant_reference(&self.reference, self.revision)
+    }
+}
+
+/// The merchant reference of an invoice revision: `<reference>/r<revision>`.
+pub fn merchant_reference(reference: &str, revision: i64) -> String {
+    format!("{reference}/r{revision}")
+}
+
+/// Why a live link must go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeactivateReason {
+    /// A newer revision replaces it.
+    Replaced,
+    /// The invoice is settled elsewhere, paid, expired or failed.
+    NotOpen,
+    /// An operator asked (`deactivate INVOICE`).
+    Operator,
+}
+
+impl DeactivateReason {
+    /// Stored in `links.deactivation_reason`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeactivateReason::Replaced => "replaced",
+            DeactivateReason::NotOpen => "invoice_not_open",
+            DeactivateReason::Operator => "operator",
+        }
+    }
+}
+
+/// A live link that must be deactivated.
+#[derive(Debug, Clone)]
+pub struct ToDeactivate {
+    pub link_id: i64,
+    pub link_ref: String,
+    pub reference: String,
+    pub reason: DeactivateReason,
+    /// The invoice's state, for the plan.
+    pub invoice_state: String,
+}
+
+/// Active (or half-deactivated) links whose invoice is no longer open or whose revision
+/// is no longer current.
+pub fn plan_deactivations(conn: &Connection) -> rusqlite::Result<Vec<ToDeactivate>> {
+    let mut stmt = conn.prepare(
+        "SELECT l.id, l.link_ref, i.reference, i.state, l.revision = i.revision
+         FROM links l JOIN invoices i ON i.id = l.invoice_id
+         WHERE l.state IN ('active', 'deactivating') AND l.link_ref IS NOT NULL
+           AND (i.state <> 'open' OR l.revision <> i.revision)
+         ORDER BY i.reference",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        let current: bool = r.get(4)?;
+        Ok(ToDeactivate {
+            link_id: r.get(0)?,
+            link_ref: r.get(1)?,
+            reference: r.get(2)?,
+            invoice_state: r.get(3)?,
+            reason: if current {
+                DeactivateReason::NotOpen
+            } else {
+                DeactivateReason::Replaced
+            },
+        })
+    })?;
+    rows.collect()
+}
+
+/// Open invoices whose current revision has no link yet (or an unfinished intent), and
+/// that hold no live link of an older revision.
+pub fn plan_creates(conn: &Connection) -> rusqlite::Result<Vec<ToCreate>> {
+    let mut stmt = conn.prepare(
+        "SELECT i.id, i.revision, i.reference,
+                r.customer_email, r.customer_name, r.amount_minor, r.due_minor, r.currency,
+                r.due_date, r.language, r.country_code,
+                (SELECT l.id FROM links l
+                  WHERE l.invoice_id = i.id AND l.revision = i.revision AND l.state = 'creating'),
+                EXISTS (SELECT 1 FROM links l WHERE l.invoice_id = i.id AND l.revision < i.revision)
+         FROM invoices i JOIN revisions r ON r.invoice_id = i.id AND r.revision = i.revision
+         WHERE i.state = 'open'
+           AND NOT EXISTS (SELECT 1 FROM links l
+                           WHERE l.invoice_id = i.id AND l.revision = i.revision
+                             AND l.state <> 'creating')
+           AND NOT EXISTS (SELECT 1 FROM links l
+                           WHERE l.invoice_id = i.id AND l.revision <> i.revision
+                             AND l.state IN ('creating', 'active', 'deactivating'))
+         ORDER BY i.reference",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(ToCreate {
+            invoice_id: r.get(0)?,
+            revision: r.get(1)?,
+            reference: r.get(2)?,
+            data: RevisionData {
+                customer_email: r.get(3)?,
+                customer_name: r.get(4)?,
+                amount_minor: r.get(5)?,
+                due_minor: r.get(6)?,
+                currency: r.get(7)?,
+                due_date: r.get(8)?,
+                language: r.get(9)?,
+                country_code: r.get(10)?,
+            },
+            link_id: r.get(11)?,
+            replaces: r.get(12)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Create requests that a crash interrupted (intent written, no answer recorded): they
+/// become possible orphans. Returns `(invoice reference, merchant reference)` of each.
+pub fn recover_interrupted(conn: &Connection) -> rusqlite::Result<Vec<(String, String)>> {
+    let mut stmt = conn.prepare(
+        "SELECT i.reference, l.merchant_reference FROM links l JOIN invoices i ON i.id = l.invoice_id
+         WHERE l.in_flight = 1 ORDER BY i.reference",
+    )?;
+    let found: Vec<(String, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    conn.execute(
+        "UPDATE links SET in_flight = 0, possible_orphan = 1,
+                last_error = 'a create request was interrupted (crash or kill); CM may hold an unrecorded link with this merchant reference'
+         WHERE in_flight = 1",
+        [],
+    )?;
+    Ok(found)
+}
+
+/// Writes the intent to create (or retries an earlier one): state `creating`,
+/// `in_flight = 1`. Committed by the caller before the request is sent.
+pub fn record_intent(
+    conn: &Connection,
+    c: &ToCreate,
+    expiry_date: Option<&str>,
+    now: &str,
+) -> rusqlite::Result<i64> {
+    if let Some(id) = c.link_id {
+        conn.execute(
+            "UPDATE links SET in_flight = 1, attempts = attempts + 1, expiry_date = ?2 WHERE id = ?1",
+            params![id, expiry_date],
+        )?;
+        return Ok(id);
+    }
+    conn.execute(
+        "INSERT INTO links (invoice_id, revision, merchant_reference, state, in_flight,
+                            amount_minor, currency, expiry_date, attempts, created_at)
+         VALUES (?1, ?2, ?3, 'creating', 1, ?4, ?5, ?6, 1, ?7)",
+        params![
+            c.invoice_id,
+            c.revision,
+            c.merchant_reference(),
+            c.data.due_minor,
+            c.data.currency,
+            expiry_date,
+            now
+        ],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Records CM's answer to a create: the link is active.
+pub fn record_created(
+    conn: &Connection,
+    link_id: i64,
+    link_ref: &str,
+    uri: &str,
+    now: &str,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE links SET state = 'active', in_flight = 0, link_ref = ?2, uri = ?3,
+                cm_status = 'open', activated_at = ?4, last_error = NULL
+         WHERE id = ?1",
+        params![link_id, link_ref, uri, now],
+    )?;
+    Ok(())
+}
+
+/// Records a permanent refusal: the link intent failed and so did the invoice revision,
+/// with CM's message, until a later export changes it.
+pub fn record_create_refused(
+    conn: &Connection,
+    link_id: i64,
+    invoice_id: i64,
+    message: &str,
+    now: &str,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE links SET state = 'failed', in_flight = 0, last_error = ?2 WHERE id = ?1",
+        params![link_id, message],
+    )?;
+    conn.execute(
+        "UPDATE invoices SET state = 'failed', last_error = ?2, updated_at = ?3 WHERE id = ?1",
+        params![invoice_id, message, now],
+    )?;
+    Ok(())
+}
+
+/// Records a transient failure: the intent stays for the next cycle; when CM may have
+/// carried the request out, the intent is marked a possible orphan.
+pub fn record_create_deferred(
+    conn: &Connection,
+    link_id: i64,
+    message: &str,
+    maybe_applied: bool,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE links SET in_flight = 0, last_error = ?2,
+                possible_orphan = possible_orphan OR ?3
+         WHERE id = ?1",
+        params![link_id, message, maybe_applied],
+    )?;
+    Ok(())
+}
+
+/// Marks a link as being deactivated (so a crash mid-request retries it).
+pub fn mark_deactivating(
+    conn: &Connection,
+    link_id: i64,
+    reason: DeactivateReason,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE links SET state = 'deactivating', deactivation_reason = ?2 WHERE id = ?1",
+        params![link_id, reason.as_str()],
+    )?;
+    Ok(())
+}
+
+/// Records a completed deactivation.
+pub fn record_deactivated(
+    conn: &Connection,
+    link_id: i64,
+    note: Option<&str>,
+    now: &str,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE links SET state = 'inactive', deactivated_at = ?2, last_error = ?3 WHERE id = ?1",
+        params![link_id, now, note],
+    )?;
+    Ok(())
+}
+
+/// Records a failed deactivation attempt (retried next cycle).
+pub fn record_deactivation_failed(
+    conn: &Connection,
+    link_id: i64,
+    message: &str,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE links SET last_error = ?2 WHERE id = ?1",
+        params![link_id, message],
+    )?;
+    Ok(())
+}
+
+/// The live link of an invoice, for `deactivate INVOICE`: `(link id, CM ref)`.
+pub fn live_link_of(conn: &Connection, reference: &str) -> rusqlite::Result<Option<(i64, String)>> {
+    conn.query_row(
+        "SELECT l.id, l.link_ref FROM links l JOIN invoices i ON i.id = l.invoice_id
+         WHERE i.reference = ?1 AND l.state IN ('active', 'deactivating') AND l.link_ref IS NOT NULL",
+        [reference],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()
+}
+
+/// Intents that may have left an unrecorded link at CM, for the summary and `status`.
+pub fn possible_orphans(conn: &Connection) -> rusqlite::Result<Vec<(String, String)>> {
+    let mut stmt = conn.prepare(
+        "SELECT i.reference, l.merchant_reference FROM links l JOIN invoices i ON i.id = l.invoice_id
+         WHERE l.possible_orphan = 1 ORDER BY i.reference, l.id",
+    )?;
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect()
+}
