@@ -9,14 +9,18 @@
 //! - [`ingest`]  inbox scan, decoding, column mapping, row validation, rejection reports.
 //! - [`store`]   SQLite: open (WAL, foreign keys, busy timeout), migrations from `schema/`,
 //!   invoices with revisions, imports.
+//! - [`cm`]      the CM Payment Link API client: token cache, retry policy, shared throttle.
+//! - [`sandbox`] the CM simulator for tests, demos and benchmarks (`invoice-sync sandbox`).
 //! - [`lock`]    the exclusive run lock per database.
 //! - [`cli`]     clap definitions and the commands; maps outcomes to exit codes.
 
 pub mod cli;
+pub mod cm;
 pub mod config;
 pub mod domain;
 pub mod ingest;
 pub mod lock;
+pub mod sandbox;
 pub mod store;
 
 /// A crash-test hook: in debug builds (the ones the tests drive), kills this process with

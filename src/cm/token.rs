@@ -1,0 +1,183 @@
+//! The one OAuth access token of a client: cached, refreshed shortly before it expires,
+//! fetched by one caller while the others wait.
+//!
+//! It owns the cached token and the decision when to fetch a new one. It never talks HTTP
+//! itself (the client passes the fetch in) and never shows the token: it is held in a
+//! [`SecretString`].
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use secrecy::SecretString;
+
+use super::CmError;
+
+/// A token handed to one request; `id` tells a stale `401` from a fresh one.
+#[derive(Clone)]
+pub(crate) struct Token {
+    pub id: u64,
+    pub value: SecretString,
+}
+
+struct Cached {
+    token: Token,
+    /// When it is no longer handed out (before CM's expiry, by the margin).
+    fresh_until: Instant,
+}
+
+#[derive(Default)]
+struct Slot {
+    current: Option<Cached>,
+    /// Fetches started so far; also the next token id.
+    fetches: u64,
+    /// The outcome of the last fetch when it failed, for the callers that waited for it.
+    last_error: Option<CmError>,
+    /// Refused credentials do not get better by asking again.
+    refused: Option<CmError>,
+}
+
+/// The cache. The lock is held during a fetch, which is what makes the refresh
+/// single-flight: concurrent callers queue on it and then find the new token.
+#[derive(Default)]
+pub(crate) struct TokenCache {
+    slot: tokio::sync::Mutex<Slot>,
+    /// Fetches finished so far, readable without waiting for the lock.
+    finished: AtomicU64,
+}
+
+/// How long before CM's expiry a token stops being used: a tenth of its lifetime, at most
+/// a minute, so a request never starts with a token about to lapse.
+pub(crate) fn margin(ttl: Duration) -> Duration {
+    (ttl / 10).min(Duration::from_secs(60))
+}
+
+impl TokenCache {
+    /// The cached token, or a new one from `fetch` (which returns the token and its
+    /// lifetime). A caller that waited while another caller's fetch failed gets that
+    /// failure instead of fetching again, so an outage costs one round of retries, not one
+    /// per waiting request.
+    pub async fn get<F, Fut>(&self, fetch: F) -> Result<Token, CmError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<(SecretString, Duration), CmError>>,
+    {
+        let seen = self.finished.load(Ordering::SeqCst);
+        let mut slot = self.slot.lock().await;
+        if let Some(c) = &slot.current
+            && Instant::now() < c.fresh_until
+        {
+            return Ok(c.token.clone());
+        }
+        if let Some(e) = &slot.refused {
+            return Err(e.clone());
+        }
+        if self.finished.load(Ordering::SeqCst) != seen
+            && let Some(e) = &slot.last_error
+        {
+            return Err(e.clone());
+        }
+        slot.fetches += 1;
+        let id = slot.fetches;
+        let started = Instant::now();
+        let result = fetch().await;
+        self.finished.fetch_add(1, Ordering::SeqCst);
+        match result {
+            Ok((value, ttl)) => {
+                let token = Token { id, value };
+                slot.current = Some(Cached {
+                    token: token.clone(),
+                    fresh_until: started + ttl - margin(ttl),
+                });
+                slot.last_error = None;
+                Ok(token)
+            }
+            Err(e) => {
+                if matches!(e, CmError::Auth { .. }) {
+                    slot.refused = Some(e.clone());
+                }
+                slot.current = None;
+                slot.last_error = Some(e.clone());
+                Err(e)
+            }
+        }
+    }
+
+    /// Drops the token `id` after CM refused it, unless it was already replaced.
+    pub async fn invalidate(&self, id: u64) {
+        let mut slot = self.slot.lock().await;
+        if slot.current.as_ref().is_some_and(|c| c.token.id == id) {
+            slot.current = None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicU32;
+
+    #[test]
+    fn margin_is_a_tenth_capped_at_a_minute() {
+        assert_eq!(margin(Duration::from_secs(86_400)), Duration::from_secs(60));
+        assert_eq!(margin(Duration::from_secs(100)), Duration::from_secs(10));
+        assert_eq!(margin(Duration::ZERO), Duration::ZERO);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn concurrent_callers_share_one_fetch() {
+        let cache = Arc::new(TokenCache::default());
+        let fetches = Arc::new(AtomicU32::new(0));
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let (cache, fetches) = (cache.clone(), fetches.clone());
+                tokio::spawn(async move {
+                    cache
+                        .get(|| async {
+                            fetches.fetch_add(1, Ordering::SeqCst);
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            Ok((SecretString::from("t"), Duration::from_secs(3600)))
+                        })
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.unwrap().value.expose_secret(), "t");
+        }
+        assert_eq!(fetches.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn invalidation_only_drops_the_refused_token() {
+        let cache = TokenCache::default();
+        let ok =
+            |v: &'static str| async move { Ok((SecretString::from(v), Duration::from_secs(3600))) };
+        let first = cache.get(|| ok("a")).await.unwrap();
+        cache.invalidate(first.id).await;
+        let second = cache.get(|| ok("b")).await.unwrap();
+        assert_eq!(second.value.expose_secret(), "b");
+        cache.invalidate(first.id).await; // a late 401 for the old token
+        let third = cache.get(|| ok("c")).await.unwrap();
+        assert_eq!(third.value.expose_secret(), "b");
+    }
+
+    #[tokio::test]
+    async fn refused_credentials_are_remembered() {
+        let cache = TokenCache::default();
+        let refused = || async {
+            Err(CmError::Auth {
+                client_id: "x".into(),
+                message: "no".into(),
+            })
+        };
+        assert!(cache.get(refused).await.is_err());
+        let e = cache
+            .get(|| async { Ok((SecretString::from("t"), Duration::from_secs(1))) })
+            .await;
+        assert!(matches!(e, Err(CmError::Auth { .. })));
+    }
+}

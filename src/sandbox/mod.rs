@@ -1,0 +1,218 @@
+//! The CM simulator of PRODUCT.md section 8: a local HTTP server that speaks the Payment
+//! Link API of `cm-payment-link-api.txt` (OAuth token, create / update / get / status,
+//! merchant callback), with its validation and status codes.
+//!
+//! It owns: the routes and their validation, the simulated conditions (latency, a 503
+//! failure rate, a 429 rate limit, expiring tokens), the in-memory link state and its
+//! optional state file, and the inspection surface tests use (links with the exact body
+//! they were created with, a request log, counters). It serves loopback tests, demos and
+//! benchmarks, started in-process with [`start`] or as a command with [`run_command`].
+//!
+//! It never talks to the real CM, never holds real credentials, and is never used by the
+//! client itself: the client only sees a base URL. It does not implement the iDEAL QR
+//! endpoints (yet).
+
+mod command;
+mod routes;
+mod state;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use command::{SandboxArgs, run_command};
+
+use state::Shared;
+
+/// How the simulator behaves. The defaults are a well-behaved CM: no latency, no
+/// failures, no rate limit, day-long tokens, and the credentials `sandbox` / `sandbox`,
+/// so a demo config works without setup.
+#[derive(Debug, Clone)]
+pub struct SandboxOptions {
+    /// Added before every API request is answered, to model a slow remote API (so that
+    /// throughput tests show concurrency at work).
+    pub latency: Duration,
+    /// Fraction (0.0..=1.0) of API requests answered `503`, to exercise retries.
+    pub fail_rate: f64,
+    /// Requests per second accepted (burst of the same size); beyond it `429` with
+    /// `Retry-After: 1`, as CM's own gateway would.
+    pub rate_limit: Option<u32>,
+    /// How long an issued token is accepted (and the `expires_in` it reports).
+    pub token_ttl: Duration,
+    /// The only client id accepted by the token endpoint.
+    pub client_id: String,
+    /// The only client secret accepted by the token endpoint.
+    pub client_secret: String,
+    /// Base of the link URIs handed out (`<public_base>/pml/<code>`); the server's own base
+    /// URL when `None`. Lets a demo hand out URIs that stay stable across restarts.
+    pub public_base: Option<String>,
+    /// When set, links are loaded from here at start and written after every change, so
+    /// an embedded demo sandbox remembers its links between runs.
+    pub state_file: Option<PathBuf>,
+}
+
+impl Default for SandboxOptions {
+    fn default() -> Self {
+        Self {
+            latency: Duration::ZERO,
+            fail_rate: 0.0,
+            rate_limit: None,
+            token_ttl: Duration::from_secs(86_400),
+            client_id: "sandbox".into(),
+            client_secret: "sandbox".into(),
+            public_base: None,
+            state_file: None,
+        }
+    }
+}
+
+/// A running simulator. Dropping it leaves the server running until the runtime ends;
+/// call [`Sandbox::shutdown`] to stop it (and release a state file) deterministically.
+pub struct Sandbox {
+    shared: Arc<Shared>,
+    base_url: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+/// One payment link as the sandbox holds it, for tests to check what the client sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkRecord {
+    /// CM's reference (`pml-...`).
+    pub reference: String,
+    /// The exact request body the link was created with, byte for byte.
+    pub created_with: String,
+    /// The current top-level fields as raw JSON literals (`amount` → `0.10`,
+    /// `currency_code` → `"EUR"`), so a test can check a literal, not a parsed value.
+    pub fields: std::collections::BTreeMap<String, String>,
+    /// Whether the link can still be paid.
+    pub active: bool,
+    /// `open` or `paid`.
+    pub status: String,
+    /// The payment page address handed out.
+    pub uri: String,
+}
+
+/// One request as the sandbox saw it, so tests can check order and timing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestRecord {
+    /// HTTP method (`POST`).
+    pub method: String,
+    /// Request path without query (`/paymentlink/v1/pml-...`).
+    pub path: String,
+    /// Status code answered.
+    pub status: u16,
+    /// When the request arrived.
+    pub started: Instant,
+    /// When the answer was ready.
+    pub finished: Instant,
+}
+
+/// What the simulator counted, for assertions about client behaviour.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Tokens handed out by `POST /auth/v1/token`.
+    pub tokens_issued: u64,
+    /// `429` answers served by the rate limit.
+    pub rate_limited: u64,
+    /// `5xx` answers served (simulated failures).
+    pub server_errors: u64,
+    /// The most API requests ever in progress at once.
+    pub max_concurrent: u64,
+    /// API requests received (not counting `/sandbox/*`).
+    pub api_requests: u64,
+}
+
+/// Starts the simulator on `addr` (port 0 picks a free port). Fails when the address
+/// cannot be bound or the state file cannot be read.
+pub async fn start(addr: SocketAddr, opts: SandboxOptions) -> std::io::Result<Sandbox> {
+    // The callback sender uses reqwest, which needs a process-wide rustls provider even
+    // for plain HTTP.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    let base_url = format!("http://{local}");
+    let shared = Arc::new(Shared::new(opts, base_url.clone())?);
+    let app = routes::router(shared.clone());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = stopped.await;
+        });
+        if let Err(e) = serve.await {
+            tracing::warn!(error = %e, "sandbox server ended with an error");
+        }
+    });
+    tracing::debug!(%base_url, "sandbox started");
+    Ok(Sandbox {
+        shared,
+        base_url,
+        stop: Some(stop),
+        task: Some(task),
+    })
+}
+
+impl Sandbox {
+    /// The address clients use as `cm.base_url` (`http://127.0.0.1:PORT`).
+    pub fn base_url(&self) -> String {
+        self.base_url.clone()
+    }
+
+    /// Stops accepting connections and waits (briefly) for requests in progress, so a
+    /// test can restart a sandbox on the same state file.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(mut task) = self.task.take() {
+            // Idle keep-alive connections of clients still alive must not hold us up.
+            if tokio::time::timeout(Duration::from_secs(2), &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+                let _ = task.await;
+            }
+        }
+    }
+
+    /// All links, in creation order.
+    pub fn links(&self) -> Vec<LinkRecord> {
+        self.shared.links()
+    }
+
+    /// One link by reference.
+    pub fn link(&self, reference: &str) -> Option<LinkRecord> {
+        self.shared
+            .links()
+            .into_iter()
+            .find(|l| l.reference == reference)
+    }
+
+    /// Every request so far, in order of completion.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.shared.requests()
+    }
+
+    /// The counters so far.
+    pub fn counters(&self) -> Counters {
+        self.shared.counters()
+    }
+
+    /// Forgets every issued token, as if CM had revoked them: the next API call with an
+    /// old token gets `401`, which exercises the client's refresh path.
+    pub fn revoke_tokens(&self) {
+        self.shared.revoke_tokens();
+    }
+
+    /// Marks a link paid and fires its callback, as `POST /sandbox/paymentlinks/<ref>/pay`
+    /// does. Returns the HTTP status that route would answer (200, 404 or 409).
+    pub fn pay(&self, reference: &str) -> u16 {
+        routes::pay(&self.shared, reference).0.as_u16()
+    }
+}

@@ -1,0 +1,335 @@
+//! The HTTP surface: the API routes of the reference document, the simulated conditions
+//! around them, and the `/sandbox/*` control routes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Form, Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use rand::RngExt;
+
+use super::RequestRecord;
+use super::state::{Link, Shared};
+use super::validate;
+
+type S = State<Arc<Shared>>;
+
+pub(super) fn router(shared: Arc<Shared>) -> Router {
+    let api = Router::new()
+        .route("/auth/v1/token", post(token))
+        .route("/paymentlink/v1.0", post(create))
+        .route("/paymentlink/v1/{reference}", get(read).patch(update))
+        .route("/paymentlink/v1/{reference}/status", get(status))
+        .route_layer(from_fn_with_state(shared.clone(), simulate));
+    let control = Router::new().route("/sandbox/paymentlinks/{reference}/pay", post(pay_route));
+    api.merge(control)
+        .layer(from_fn_with_state(shared.clone(), record))
+        .with_state(shared)
+}
+
+/// `{"message": ...}` with a status, the error shape of every answer but 2xx.
+fn message(status: StatusCode, text: impl Into<String>) -> Response {
+    let body = serde_json::json!({ "message": text.into() });
+    (status, axum::Json(body)).into_response()
+}
+
+fn json(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// Logs every request (API and control) with its timing.
+async fn record(State(s): S, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().to_string();
+    let path = req.uri().path().to_string();
+    let resp = next.run(req).await;
+    let rec = RequestRecord {
+        method,
+        path,
+        status: resp.status().as_u16(),
+        started,
+        finished: Instant::now(),
+    };
+    tracing::debug!(method = %rec.method, path = %rec.path, status = rec.status, "sandbox request");
+    s.lock().log.push(rec);
+    resp
+}
+
+/// Decrements the in-flight gauge however the request ends (a client timeout drops us).
+struct InFlight<'a>(&'a Shared);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The simulated conditions of an API request: rate limit (judged on arrival, as a
+/// gateway would), latency, random 503s.
+async fn simulate(State(s): S, req: Request, next: Next) -> Response {
+    s.api_requests.fetch_add(1, Ordering::Relaxed);
+    let now = s.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    s.max_concurrent.fetch_max(now, Ordering::SeqCst);
+    let _gauge = InFlight(&s);
+    let limited = s.limiter.as_ref().is_some_and(|l| l.check().is_err());
+    if !s.opts.latency.is_zero() {
+        tokio::time::sleep(s.opts.latency).await;
+    }
+    if limited {
+        s.rate_limited.fetch_add(1, Ordering::Relaxed);
+        let mut resp = message(StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded");
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return resp;
+    }
+    if s.opts.fail_rate > 0.0 && rand::rng().random_bool(s.opts.fail_rate.clamp(0.0, 1.0)) {
+        s.server_errors.fetch_add(1, Ordering::Relaxed);
+        return message(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "simulated failure, try again",
+        );
+    }
+    let resp = next.run(req).await;
+    if resp.status().is_server_error() {
+        s.server_errors.fetch_add(1, Ordering::Relaxed);
+    }
+    resp
+}
+
+/// `401` unless the request carries a bearer token that was issued and has not expired.
+fn authorize(s: &Shared, headers: &HeaderMap) -> Result<(), Response> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        });
+    let Some(token) = token else {
+        return Err(unauthorized("a bearer token is required"));
+    };
+    match s.lock().tokens.get(token) {
+        Some(expiry) if Instant::now() < *expiry => Ok(()),
+        Some(_) => Err(unauthorized("the access token has expired")),
+        None => Err(unauthorized("the access token is not valid")),
+    }
+}
+
+fn unauthorized(text: &str) -> Response {
+    let mut resp = message(StatusCode::UNAUTHORIZED, text);
+    resp.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    resp
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut rng = rand::rng();
+    (0..bytes)
+        .map(|_| format!("{:02x}", rng.random::<u8>()))
+        .collect()
+}
+
+async fn token(
+    State(s): S,
+    form: Result<Form<HashMap<String, String>>, FormRejection>,
+) -> Response {
+    let Ok(Form(form)) = form else {
+        return message(
+            StatusCode::BAD_REQUEST,
+            "the body must be x-www-form-urlencoded",
+        );
+    };
+    for field in ["grant_type", "client_id", "client_secret"] {
+        if !form.contains_key(field) {
+            return message(StatusCode::BAD_REQUEST, format!("{field} is required"));
+        }
+    }
+    if form["grant_type"] != "client_credentials" {
+        return message(
+            StatusCode::BAD_REQUEST,
+            "grant_type must be client_credentials",
+        );
+    }
+    if form["client_id"] != s.opts.client_id || form["client_secret"] != s.opts.client_secret {
+        return message(StatusCode::UNAUTHORIZED, "authentication failed");
+    }
+    let token = random_hex(24);
+    let ttl = s.opts.token_ttl;
+    {
+        let now = Instant::now();
+        let mut state = s.lock();
+        state.tokens.retain(|_, expiry| *expiry > now);
+        state.tokens.insert(token.clone(), now + ttl);
+    }
+    s.tokens_issued.fetch_add(1, Ordering::Relaxed);
+    let body = serde_json::json!({
+        "access_token": token,
+        "token_type": "bearer",
+        "expires_in": ttl.as_secs(),
+    });
+    (StatusCode::OK, axum::Json(body)).into_response()
+}
+
+async fn create(State(s): S, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(resp) = authorize(&s, &headers) {
+        return resp;
+    }
+    let parsed = match validate::parse_body(&body) {
+        Ok(p) => p,
+        Err(e) => return message(StatusCode::BAD_REQUEST, e),
+    };
+    let fields = match validate::link_fields(&parsed, true) {
+        Ok(f) => f,
+        Err(e) => return message(StatusCode::BAD_REQUEST, e),
+    };
+    let reference = format!(
+        "pml-{}-{}-{}-{}-{}",
+        random_hex(4),
+        random_hex(2),
+        random_hex(2),
+        random_hex(2),
+        random_hex(6)
+    );
+    let code: String = {
+        const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+        let mut rng = rand::rng();
+        (0..7)
+            .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+            .collect()
+    };
+    let base = s.opts.public_base.as_deref().unwrap_or(&s.base_url);
+    let link = Link {
+        reference: reference.clone(),
+        uri: format!("{}/pml/{code}", base.trim_end_matches('/')),
+        active: true,
+        status: "open".into(),
+        fields,
+        created_with: String::from_utf8_lossy(&body).into_owned(),
+    };
+    let out = link.to_json();
+    let mut state = s.lock();
+    state.insert(link);
+    s.persist(&state);
+    drop(state);
+    json(StatusCode::CREATED, out)
+}
+
+async fn update(
+    State(s): S,
+    Path(reference): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(resp) = authorize(&s, &headers) {
+        return resp;
+    }
+    if s.lock().link_mut(&reference).is_none() {
+        return message(StatusCode::NOT_FOUND, "payment link not found");
+    }
+    let parsed = match validate::parse_body(&body) {
+        Ok(p) => p,
+        Err(e) => return message(StatusCode::BAD_REQUEST, e),
+    };
+    let (fields, active) = match (
+        validate::link_fields(&parsed, false),
+        validate::active_field(&parsed),
+    ) {
+        (Ok(f), Ok(a)) => (f, a),
+        (Err(e), _) | (_, Err(e)) => return message(StatusCode::BAD_REQUEST, e),
+    };
+    let mut state = s.lock();
+    let Some(link) = state.link_mut(&reference) else {
+        return message(StatusCode::NOT_FOUND, "payment link not found");
+    };
+    link.fields.extend(fields);
+    if let Some(active) = active {
+        link.active = active;
+    }
+    let out = link.to_json();
+    s.persist(&state);
+    drop(state);
+    json(StatusCode::OK, out)
+}
+
+async fn read(State(s): S, Path(reference): Path<String>, headers: HeaderMap) -> Response {
+    if let Err(resp) = authorize(&s, &headers) {
+        return resp;
+    }
+    match s.lock().link_mut(&reference) {
+        Some(link) => json(StatusCode::OK, link.to_json()),
+        None => message(StatusCode::NOT_FOUND, "payment link not found"),
+    }
+}
+
+async fn status(State(s): S, Path(reference): Path<String>, headers: HeaderMap) -> Response {
+    if let Err(resp) = authorize(&s, &headers) {
+        return resp;
+    }
+    match s.lock().link_mut(&reference) {
+        Some(link) => {
+            let body = serde_json::json!({ "status": link.status });
+            (StatusCode::OK, axum::Json(body)).into_response()
+        }
+        None => message(StatusCode::NOT_FOUND, "payment link not found"),
+    }
+}
+
+async fn pay_route(State(s): S, Path(reference): Path<String>) -> Response {
+    let (status, text) = pay(&s, &reference);
+    message(status, text)
+}
+
+/// Marks a link paid and sends its callback in the background.
+pub(super) fn pay(s: &Arc<Shared>, reference: &str) -> (StatusCode, String) {
+    let mut state = s.lock();
+    let Some(link) = state.link_mut(reference) else {
+        return (StatusCode::NOT_FOUND, "payment link not found".into());
+    };
+    if !link.active {
+        return (StatusCode::CONFLICT, "payment link is not active".into());
+    }
+    if link.status == "paid" {
+        return (StatusCode::CONFLICT, "payment link is already paid".into());
+    }
+    link.status = "paid".into();
+    let callback = link
+        .fields
+        .get("callback_url")
+        .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok());
+    s.persist(&state);
+    drop(state);
+    if let Some(url) = callback {
+        let body = serde_json::json!({ "paymentlink_refs": [reference] });
+        let http = s.http.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    match http.post(&url).json(&body).send().await {
+                        Ok(resp) => {
+                            tracing::debug!(%url, status = resp.status().as_u16(), "sandbox callback sent")
+                        }
+                        Err(e) => tracing::warn!(%url, error = %e, "sandbox callback failed"),
+                    }
+                });
+            }
+            Err(_) => tracing::warn!(%url, "sandbox callback not sent: no async runtime"),
+        }
+    }
+    (StatusCode::OK, "payment link paid".into())
+}

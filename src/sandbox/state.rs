@@ -1,0 +1,212 @@
+//! The simulator's memory: links, tokens, the request log, counters, and the state file.
+
+use std::collections::{BTreeMap, HashMap};
+use std::num::NonZeroU32;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::{Counters, LinkRecord, RequestRecord, SandboxOptions};
+
+/// A link as stored (and persisted).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct Link {
+    #[serde(rename = "ref")]
+    pub reference: String,
+    pub uri: String,
+    pub active: bool,
+    pub status: String,
+    /// The known request fields, as raw JSON literals.
+    pub fields: BTreeMap<String, Box<RawValue>>,
+    /// The exact creation body.
+    pub created_with: String,
+}
+
+impl Link {
+    /// The API representation: the request fields echoed, plus ref / active / status / uri.
+    pub fn to_json(&self) -> String {
+        let mut out: BTreeMap<&str, Box<RawValue>> = self
+            .fields
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+        let raw = |v: serde_json::Value| {
+            RawValue::from_string(v.to_string()).expect("a serialized value is valid JSON")
+        };
+        out.insert("ref", raw(self.reference.clone().into()));
+        out.insert("active", raw(self.active.into()));
+        out.insert("status", raw(self.status.clone().into()));
+        out.insert("uri", raw(self.uri.clone().into()));
+        serde_json::to_string(&out).expect("raw values serialize")
+    }
+
+    fn record(&self) -> LinkRecord {
+        LinkRecord {
+            reference: self.reference.clone(),
+            created_with: self.created_with.clone(),
+            fields: self
+                .fields
+                .iter()
+                .map(|(k, v)| (k.clone(), v.get().to_string()))
+                .collect(),
+            active: self.active,
+            status: self.status.clone(),
+            uri: self.uri.clone(),
+        }
+    }
+}
+
+/// What the state file holds.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Persisted {
+    links: Vec<Link>,
+}
+
+#[derive(Default)]
+pub(super) struct State {
+    /// In creation order.
+    pub links: Vec<Link>,
+    pub by_ref: HashMap<String, usize>,
+    /// token → expiry.
+    pub tokens: HashMap<String, Instant>,
+    pub log: Vec<RequestRecord>,
+}
+
+impl State {
+    pub fn link_mut(&mut self, reference: &str) -> Option<&mut Link> {
+        let i = *self.by_ref.get(reference)?;
+        self.links.get_mut(i)
+    }
+
+    pub fn insert(&mut self, link: Link) {
+        self.by_ref.insert(link.reference.clone(), self.links.len());
+        self.links.push(link);
+    }
+}
+
+pub(super) struct Shared {
+    pub opts: SandboxOptions,
+    pub base_url: String,
+    pub limiter: Option<DefaultDirectRateLimiter>,
+    state: Mutex<State>,
+    pub tokens_issued: AtomicU64,
+    pub rate_limited: AtomicU64,
+    pub server_errors: AtomicU64,
+    pub in_flight: AtomicU64,
+    pub max_concurrent: AtomicU64,
+    pub api_requests: AtomicU64,
+    /// Used to send callbacks.
+    pub http: reqwest::Client,
+}
+
+impl Shared {
+    pub fn new(opts: SandboxOptions, base_url: String) -> std::io::Result<Shared> {
+        let limiter = opts.rate_limit.map(|n| {
+            let n = NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
+            RateLimiter::direct(Quota::per_second(n).allow_burst(n))
+        });
+        let mut state = State::default();
+        if let Some(path) = &opts.state_file {
+            for link in load(path)?.links {
+                state.insert(link);
+            }
+        }
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(std::io::Error::other)?;
+        Ok(Shared {
+            opts,
+            base_url,
+            limiter,
+            state: Mutex::new(state),
+            tokens_issued: AtomicU64::new(0),
+            rate_limited: AtomicU64::new(0),
+            server_errors: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            max_concurrent: AtomicU64::new(0),
+            api_requests: AtomicU64::new(0),
+            http,
+        })
+    }
+
+    /// The state, even after a panic elsewhere poisoned the lock (tests should see the
+    /// state, not a second panic).
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes the links to the state file, if any (temp file + rename, so a crash never
+    /// leaves half a file). Called with the lock held, so writes are in order.
+    pub fn persist(&self, state: &State) {
+        let Some(path) = &self.opts.state_file else {
+            return;
+        };
+        let persisted = PersistedRef {
+            links: &state.links,
+        };
+        if let Err(e) = save(path, &persisted) {
+            tracing::warn!(path = %path.display(), error = %e, "sandbox cannot write its state file");
+        }
+    }
+
+    pub fn links(&self) -> Vec<LinkRecord> {
+        self.lock().links.iter().map(Link::record).collect()
+    }
+
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.lock().log.clone()
+    }
+
+    pub fn revoke_tokens(&self) {
+        self.lock().tokens.clear();
+    }
+
+    pub fn counters(&self) -> Counters {
+        Counters {
+            tokens_issued: self.tokens_issued.load(Ordering::Relaxed),
+            rate_limited: self.rate_limited.load(Ordering::Relaxed),
+            server_errors: self.server_errors.load(Ordering::Relaxed),
+            max_concurrent: self.max_concurrent.load(Ordering::Relaxed),
+            api_requests: self.api_requests.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct PersistedRef<'a> {
+    links: &'a [Link],
+}
+
+fn load(path: &Path) -> std::io::Result<Persisted> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("sandbox state file {} is not readable: {e}", path.display()),
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Persisted::default()),
+        Err(e) => Err(e),
+    }
+}
+
+fn save(path: &Path, persisted: &PersistedRef<'_>) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let json = serde_json::to_vec_pretty(persisted).map_err(std::io::Error::other)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    std::io::Write::write_all(&mut tmp, &json)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
