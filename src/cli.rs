@@ -9,11 +9,14 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::cm::CmClient;
 use crate::config::Config;
+use crate::cycle;
 use crate::ingest;
 use crate::lock::RunLock;
 use crate::store::Store;
 use crate::store::invoices::{self, InvoiceView, State};
+use crate::store::links::{self, DeactivateReason};
 
 /// The exit codes of PRODUCT.md section 2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +94,16 @@ enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// One full cycle, then exit: ingest the inbox (and FILEs), deactivate links that must
+    /// go, create the missing ones. For cron and systemd timers.
+    Run {
+        /// Extra CSV files to ingest besides the inbox (never moved or changed).
+        #[arg(value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Parse, validate and print the plan; no API write, mail, state change or file move.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Ingest CSV exports only (no API calls, no mail). Named files are never moved or
     /// changed; with no FILE, the ready files of the inbox are ingested and archived.
     Import {
@@ -110,6 +123,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Deactivate the invoice's active link now (operator override; no new link is made
+    /// for this revision).
+    Deactivate {
+        /// The invoice reference.
+        #[arg(value_name = "INVOICE")]
+        invoice: String,
+    },
+    /// A local simulator of the CM APIs, for demos, tests and benchmarks.
+    Sandbox(crate::sandbox::SandboxArgs),
 }
 
 /// Parses the command line, runs the command and returns the process exit code.
@@ -179,14 +201,209 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
 }
 
 fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    if let Command::Sandbox(args) = cli.command {
+        runtime()?.block_on(crate::sandbox::run_command(args))?;
+        return Ok(Outcome::ok());
+    }
     let config = load_config(&cli)?;
     match cli.command {
+        Command::Sandbox(_) => unreachable!("handled above"),
+        Command::Run { files, dry_run } => run_cycle(&config, files, dry_run),
+        Command::Deactivate { invoice } => deactivate(&config, &invoice),
         Command::Import { files } => import(&config, &files),
         Command::Status {
             invoice,
             state,
             json,
         } => status(&config, invoice.as_deref(), state, json),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// A CM client for the configured account; with `cm.base_url = "sandbox"`, a simulator
+/// started in this process (its state kept beside the database), for demos.
+pub struct CmConnection {
+    pub client: CmClient,
+    sandbox: Option<crate::sandbox::Sandbox>,
+}
+
+impl CmConnection {
+    /// Connects (lazily: the token is fetched with the first request).
+    pub async fn open(config: &Config) -> anyhow::Result<CmConnection> {
+        let secret = config.cm.client_secret_source().resolve()?;
+        let mut settings = config.cm.clone();
+        let mut sandbox = None;
+        if settings.base_url.trim() == "sandbox" {
+            use secrecy::ExposeSecret;
+            let mut state = config.storage.database.clone().into_os_string();
+            state.push(".sandbox.json");
+            let opts = crate::sandbox::SandboxOptions {
+                client_id: settings.client_id.clone(),
+                client_secret: secret.expose_secret().to_string(),
+                state_file: Some(PathBuf::from(state)),
+                ..Default::default()
+            };
+            let sb = crate::sandbox::start(([127, 0, 0, 1], 0).into(), opts)
+                .await
+                .context("cannot start the embedded CM sandbox")?;
+            tracing::info!(url = %sb.base_url(), "using the embedded CM sandbox (cm.base_url = \"sandbox\")");
+            settings.base_url = sb.base_url();
+            sandbox = Some(sb);
+        }
+        let client = CmClient::new(&settings, secret)?;
+        Ok(CmConnection { client, sandbox })
+    }
+
+    /// Stops the embedded sandbox, if any.
+    pub async fn close(self) {
+        if let Some(sb) = self.sandbox {
+            sb.shutdown().await;
+        }
+    }
+}
+
+fn run_cycle(config: &Config, files: Vec<PathBuf>, dry_run: bool) -> anyhow::Result<Outcome> {
+    if let Some(bad) = files.iter().find(|f| !f.is_file()) {
+        return Ok(Outcome {
+            exit: Exit::Usage,
+            message: Some(format!("{} is not a readable file", bad.display())),
+        });
+    }
+    let Some(_lock) = RunLock::try_acquire(&config.storage.database)? else {
+        return Ok(locked_outcome(config));
+    };
+    let store = Store::open(&config.storage.database)?;
+    let opts = cycle::Options {
+        files,
+        dry_run,
+        progress: std::io::stderr().is_terminal(),
+    };
+    let report = runtime()?.block_on(async {
+        let cm = if dry_run {
+            None
+        } else {
+            Some(CmConnection::open(config).await?)
+        };
+        let report = cycle::run(store.conn(), config, cm.as_ref().map(|c| &c.client), &opts).await;
+        if let Some(cm) = cm {
+            cm.close().await;
+        }
+        report
+    })?;
+    if let Some(plan) = &report.plan {
+        print_plan(plan, &report)?;
+    }
+    tracing::info!("cycle: {}", report.summary());
+    Ok(match report.attention() {
+        Some(why) => Outcome::attention(why),
+        None => Outcome::ok(),
+    })
+}
+
+fn print_plan(plan: &cycle::Plan, report: &cycle::Report) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "dry run: nothing is sent, written or moved. The cycle would:"
+    )?;
+    for d in &plan.deactivate {
+        let why = match d.reason {
+            DeactivateReason::Replaced => "replaced by a new revision".to_string(),
+            DeactivateReason::Operator => "operator request".to_string(),
+            DeactivateReason::NotOpen => format!("invoice is {}", d.invoice_state),
+        };
+        writeln!(
+            out,
+            "  deactivate  {}  link {}  ({why})",
+            printable(&d.reference),
+            d.link_ref
+        )?;
+    }
+    for c in &plan.create {
+        let exponent = crate::domain::Currency::parse(&c.data.currency)
+            .map(|x| x.exponent())
+            .unwrap_or(2);
+        let verb = if c.replaces {
+            "replace   "
+        } else {
+            "create    "
+        };
+        writeln!(
+            out,
+            "  {verb}  {}  {} {}  due {}  mail to {}",
+            printable(&c.reference),
+            c.data.currency,
+            crate::domain::money::format_minor(c.data.due_minor, exponent),
+            c.data.due_date,
+            printable(&c.data.customer_email)
+        )?;
+    }
+    if plan.deactivate.is_empty() && plan.create.is_empty() {
+        writeln!(out, "  nothing")?;
+    }
+    for f in &report.ingest.files {
+        match &f.outcome {
+            ingest::Outcome::SetAside { reason } => {
+                writeln!(out, "  set aside   {}: {reason}", f.path.display())?
+            }
+            ingest::Outcome::Applied(c) if c.rows_rejected > 0 => writeln!(
+                out,
+                "  reject      {} row(s) of {}",
+                c.rows_rejected,
+                f.path.display()
+            )?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn deactivate(config: &Config, invoice: &str) -> anyhow::Result<Outcome> {
+    let Some(_lock) = RunLock::try_acquire(&config.storage.database)? else {
+        return Ok(locked_outcome(config));
+    };
+    let store = open_existing(config)?;
+    let conn = store.conn();
+    let Some((link_id, link_ref)) = links::live_link_of(conn, invoice)? else {
+        return Ok(Outcome {
+            exit: Exit::Fatal,
+            message: Some(format!("the invoice {invoice:?} has no active link")),
+        });
+    };
+    links::mark_deactivating(conn, link_id, DeactivateReason::Operator)?;
+    let result = runtime()?.block_on(async {
+        let cm = CmConnection::open(config).await?;
+        let r = cm.client.deactivate_link(&link_ref).await;
+        cm.close().await;
+        anyhow::Ok(r)
+    })?;
+    let now = crate::store::now_text();
+    match result {
+        Ok(_) => {
+            links::record_deactivated(conn, link_id, None, &now)?;
+            tracing::info!(invoice, link = %link_ref, "link deactivated by the operator");
+            Ok(Outcome::ok())
+        }
+        Err(e) if e.is_not_found() => {
+            links::record_deactivated(conn, link_id, Some("CM no longer knows this link"), &now)?;
+            Ok(Outcome::ok())
+        }
+        Err(e) => {
+            links::record_deactivation_failed(conn, link_id, &e.to_string())?;
+            Ok(Outcome {
+                exit: Exit::Attention,
+                message: Some(format!(
+                    "could not deactivate link {link_ref} of {invoice:?} now ({e}); the next cycle retries it"
+                )),
+            })
+        }
     }
 }
 

@@ -19,7 +19,7 @@ use crate::cm::{CmClient, CmError, CreateLink};
 use crate::config::Config;
 use crate::domain::Currency;
 use crate::ingest;
-use crate::store::links::{self, DeactivateReason, ToCreate, ToDeactivate};
+use crate::store::links::{self, ToCreate, ToDeactivate};
 use crate::store::now_text;
 
 /// How a cycle runs.
@@ -337,7 +337,8 @@ async fn create_step(
             // Runs when the stream pulls the item, just before the request is built: the
             // intent is committed before anything is sent.
             let request = create_request(&c, cfg, today);
-            let intent = links::record_intent(conn, &c, request.expiry_date.as_deref(), &now_text());
+            let intent =
+                links::record_intent(conn, &c, request.expiry_date.as_deref(), &now_text());
             async move {
                 let outcome = match intent {
                     Ok(link_id) => Ok((link_id, cm.create_link(&request).await)),

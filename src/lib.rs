@@ -8,15 +8,17 @@
 //! - [`domain`]  validated newtypes (money in integer minor units, references, addresses, codes).
 //! - [`ingest`]  inbox scan, decoding, column mapping, row validation, rejection reports.
 //! - [`store`]   SQLite: open (WAL, foreign keys, busy timeout), migrations from `schema/`,
-//!   invoices with revisions, imports.
+//!   invoices with revisions, imports, payment links.
 //! - [`cm`]      the CM Payment Link API client: token cache, retry policy, shared throttle.
 //! - [`sandbox`] the CM simulator for tests, demos and benchmarks (`invoice-sync sandbox`).
+//! - [`cycle`]   one cycle: ingest → deactivate → create links → report; dry runs.
 //! - [`lock`]    the exclusive run lock per database.
 //! - [`cli`]     clap definitions and the commands; maps outcomes to exit codes.
 
 pub mod cli;
 pub mod cm;
 pub mod config;
+pub mod cycle;
 pub mod domain;
 pub mod ingest;
 pub mod lock;

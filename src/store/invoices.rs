@@ -310,8 +310,10 @@ pub fn list(
 ) -> anyhow::Result<Vec<InvoiceView>> {
     let mut stmt = conn.prepare(
         "SELECT i.reference, r.customer_email, r.customer_name, r.due_minor, r.currency,
-                r.due_date, i.state, i.last_error, i.paid_at, i.revision
+                r.due_date, i.state, i.last_error, i.paid_at, i.revision,
+                l.link_ref, l.uri, l.state, l.last_error, l.possible_orphan
          FROM invoices i JOIN revisions r ON r.invoice_id = i.id AND r.revision = i.revision
+         LEFT JOIN links l ON l.id = (SELECT max(x.id) FROM links x WHERE x.invoice_id = i.id)
          WHERE (?1 IS NULL OR i.reference = ?1) AND (?2 IS NULL OR i.state = ?2)
          ORDER BY i.reference",
     )?;
@@ -328,15 +330,36 @@ pub fn list(
             currency,
             due_date: r.get(5)?,
             state: state_from_row(r.get(6)?)?,
-            link_ref: None,
-            link_uri: None,
-            link_active: None,
+            link_ref: r.get(10)?,
+            link_uri: r.get(11)?,
+            link_active: r
+                .get::<_, Option<String>>(12)?
+                .map(|s| s == "active" || s == "deactivating"),
             qr_url: None,
             mail_state: "none".into(),
-            last_error: r.get(7)?,
+            last_error: last_error(r.get(7)?, r.get(13)?, r.get::<_, Option<bool>>(14)?),
             paid_at: r.get(8)?,
             revision: r.get(9)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// What `status` shows as the last error: the invoice's own, else its newest link's, and a
+/// possible orphan at CM always.
+fn last_error(
+    invoice: Option<String>,
+    link: Option<String>,
+    possible_orphan: Option<bool>,
+) -> Option<String> {
+    let base = invoice.or(link);
+    if possible_orphan == Some(true) {
+        let note = "possible orphan link at CM from an interrupted create (never mailed)";
+        return Some(match base {
+            Some(b) if !b.contains("CM may hold") => format!("{b}; {note}"),
+            Some(b) => b,
+            None => note.to_string(),
+        });
+    }
+    base
 }

@@ -67,27 +67,30 @@ pub struct ToDeactivate {
     pub invoice_state: String,
 }
 
-/// Active (or half-deactivated) links whose invoice is no longer open or whose revision
-/// is no longer current.
+/// Active links whose invoice is no longer open or whose revision is no longer current,
+/// and every link whose deactivation was started but not confirmed.
 pub fn plan_deactivations(conn: &Connection) -> rusqlite::Result<Vec<ToDeactivate>> {
     let mut stmt = conn.prepare(
-        "SELECT l.id, l.link_ref, i.reference, i.state, l.revision = i.revision
+        "SELECT l.id, l.link_ref, i.reference, i.state, l.revision = i.revision,
+                l.deactivation_reason
          FROM links l JOIN invoices i ON i.id = l.invoice_id
-         WHERE l.state IN ('active', 'deactivating') AND l.link_ref IS NOT NULL
-           AND (i.state <> 'open' OR l.revision <> i.revision)
+         WHERE l.link_ref IS NOT NULL
+           AND (l.state = 'deactivating'
+                OR (l.state = 'active' AND (i.state <> 'open' OR l.revision <> i.revision)))
          ORDER BY i.reference",
     )?;
     let rows = stmt.query_map([], |r| {
         let current: bool = r.get(4)?;
+        let stored: Option<String> = r.get(5)?;
         Ok(ToDeactivate {
             link_id: r.get(0)?,
             link_ref: r.get(1)?,
             reference: r.get(2)?,
             invoice_state: r.get(3)?,
-            reason: if current {
-                DeactivateReason::NotOpen
-            } else {
-                DeactivateReason::Replaced
+            reason: match stored.as_deref() {
+                Some("operator") => DeactivateReason::Operator,
+                _ if current => DeactivateReason::NotOpen,
+                _ => DeactivateReason::Replaced,
             },
         })
     })?;

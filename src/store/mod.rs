@@ -6,6 +6,7 @@
 
 pub mod imports;
 pub mod invoices;
+pub mod links;
 
 use std::path::Path;
 use std::time::Duration;
