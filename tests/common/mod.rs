@@ -180,3 +180,73 @@ pub fn fingerprint(p: &Path) -> (Vec<u8>, std::time::SystemTime) {
         std::fs::metadata(p).unwrap().modified().unwrap(),
     )
 }
+
+/// The CM sandbox, in this test process, on a loopback port of its own.
+pub struct SandboxHost {
+    pub rt: tokio::runtime::Runtime,
+    pub sandbox: Option<invoice_sync::sandbox::Sandbox>,
+}
+
+impl SandboxHost {
+    /// Starts a sandbox with these options (credentials `test-client` / `test-secret`).
+    pub fn start(opts: invoice_sync::sandbox::SandboxOptions) -> SandboxHost {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let opts = invoice_sync::sandbox::SandboxOptions {
+            client_id: "test-client".into(),
+            client_secret: "test-secret".into(),
+            ..opts
+        };
+        let sandbox = rt
+            .block_on(invoice_sync::sandbox::start(([127, 0, 0, 1], 0).into(), opts))
+            .expect("start sandbox");
+        SandboxHost {
+            rt,
+            sandbox: Some(sandbox),
+        }
+    }
+
+    pub fn sb(&self) -> &invoice_sync::sandbox::Sandbox {
+        self.sandbox.as_ref().unwrap()
+    }
+
+    /// The `[cm]` section pointing at this sandbox.
+    pub fn cm_toml(&self) -> String {
+        format!(
+            "[cm]\nbase_url = \"{}\"\nclient_id = \"test-client\"\nclient_secret = \"test-secret\"\nrequests_per_second = 200\nburst = 50\nmax_in_flight = 8\ntimeout_seconds = 5\n",
+            self.sb().base_url()
+        )
+    }
+
+    /// Links the sandbox holds for one invoice reference.
+    pub fn links_for(&self, invoice: &str) -> Vec<invoice_sync::sandbox::LinkRecord> {
+        self.sb()
+            .links()
+            .into_iter()
+            .filter(|l| {
+                l.fields.get("invoice_reference").map(|v| v.trim_matches('"')) == Some(invoice)
+            })
+            .collect()
+    }
+
+    /// API requests (method, path) in the order the sandbox answered them.
+    pub fn api_log(&self) -> Vec<(String, String, u16)> {
+        self.sb()
+            .requests()
+            .into_iter()
+            .filter(|r| !r.path.starts_with("/sandbox"))
+            .map(|r| (r.method, r.path, r.status))
+            .collect()
+    }
+}
+
+impl Drop for SandboxHost {
+    fn drop(&mut self) {
+        if let Some(sb) = self.sandbox.take() {
+            self.rt.block_on(sb.shutdown());
+        }
+    }
+}
