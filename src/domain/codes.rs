@@ -12,7 +12,7 @@ use std::fmt;
 ///
 /// Parsing is case-insensitive because exports and the config write `NL` as often
 /// as `nl`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Language(&'static str);
 
 impl Language {
@@ -44,7 +44,7 @@ impl fmt::Display for Language {
 
 /// An officially assigned ISO 3166-1 alpha-2 country, shown uppercase (`"NL"`), as the
 /// CM API expects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Country(&'static str);
 
 impl Country {

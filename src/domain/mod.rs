@@ -8,6 +8,7 @@
 //! invoice reference, customer name and e-mail address is, and the plain-words reason
 //! when one is not. It never reads files, talks to the network or decides what to do
 //! with a valid value (skipping zero or negative amounts is the caller's choice).
+#![warn(missing_docs)]
 
 pub mod codes;
 pub mod money;

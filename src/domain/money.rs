@@ -29,7 +29,7 @@ pub enum DecimalSeparator {
 ///
 /// The exponent is what makes minor units meaningful (100 cents in a euro, no
 /// subdivision of the yen, 1000 fils in a dinar), so it travels with the code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Currency {
     code: &'static str,
     exponent: u8,
@@ -103,7 +103,7 @@ impl fmt::Display for Currency {
 /// An amount in minor units of its currency.
 ///
 /// `minor` is signed: credit notes are negative, and the caller decides to skip them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Money {
     /// The amount in minor units of `currency` (cents for EUR).
     pub minor: i64,

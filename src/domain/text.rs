@@ -115,7 +115,7 @@ impl fmt::Display for CustomerName {
 /// export, never a customer. Kept as given, not lowercased: the local part is the
 /// receiving server's business.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct EmailAddress(String);
+pub struct EmailAddress(lettre::Address);
 
 impl EmailAddress {
     /// Reads an address from an export cell; see the type for the rules.
@@ -127,36 +127,42 @@ impl EmailAddress {
             return Err(DomainError("e-mail address is empty".into()));
         }
         if t.chars()
-            .any(|c| c == '\r' || c == '\n' || c == '\u{2028}' || c == '\u{2029}')
+            .any(|c| matches!(c, '\r' | '\n' | '\u{2028}' | '\u{2029}'))
         {
             return Err(invalid(" (it contains a line break)"));
         }
-        if t.chars().any(|c| c.is_control()) {
+        if t.chars().any(char::is_control) {
             return Err(invalid(" (it contains a control character)"));
         }
         if t.chars().any(char::is_whitespace) {
             return Err(invalid(" (it contains a space)"));
         }
         if t.len() > EMAIL_MAX_BYTES {
-            return Err(invalid(" (longer than 254 characters)"));
+            return Err(invalid(" (longer than 254 bytes)"));
         }
         let address = lettre::Address::from_str(t).map_err(|_| invalid(""))?;
         let domain = address.domain();
         if domain.starts_with('[') || !domain.trim_matches('.').contains('.') {
             return Err(invalid(" (the domain has no dot)"));
         }
-        Ok(EmailAddress(t.to_owned()))
+        Ok(EmailAddress(address))
     }
 
     /// The address as read (trimmed).
     pub fn as_str(&self) -> &str {
+        self.0.as_ref()
+    }
+
+    /// The address for lettre's `Mailbox`, already validated: the mailer never parses
+    /// (or fails on) an address again.
+    pub fn address(&self) -> &lettre::Address {
         &self.0
     }
 }
 
 impl fmt::Display for EmailAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
@@ -266,7 +272,10 @@ mod tests {
         ] {
             assert_eq!(EmailAddress::parse(s).unwrap().as_str(), s);
         }
-        // trimmed, case kept
+        // trimmed, case kept, and the same address for lettre
+        let a = EmailAddress::parse("  Bob@Example.com\t").unwrap();
+        assert_eq!(a.address().to_string(), "Bob@Example.com");
+        assert_eq!(a.to_string(), "Bob@Example.com");
         assert_eq!(
             EmailAddress::parse("  Bob@Example.com\t").unwrap().as_str(),
             "Bob@Example.com"
@@ -359,7 +368,7 @@ mod tests {
         assert_eq!(
             EmailAddress::parse(&long).unwrap_err().to_string(),
             format!(
-                "{} is not a valid e-mail address (longer than 254 characters)",
+                "{} is not a valid e-mail address (longer than 254 bytes)",
                 quoted(&long)
             )
         );
