@@ -46,7 +46,10 @@ fn every_field_of_the_create_request() {
         field(l, "expiry_date").as_deref(),
         Some("\"2099-12-15T23:59:59+00:00\"")
     );
-    assert_eq!(field(l, "merchant_reference").as_deref(), Some("\"INV-1/r1\""));
+    assert_eq!(
+        field(l, "merchant_reference").as_deref(),
+        Some("\"INV-1/r1\"")
+    );
     assert_eq!(field(l, "language_code").as_deref(), Some("\"NL\""));
     assert_eq!(field(l, "country_code").as_deref(), Some("\"BE\""));
     assert_eq!(
@@ -55,8 +58,16 @@ fn every_field_of_the_create_request() {
     );
     let l2 = &host.links_for("INV-2")[0];
     assert_eq!(field(l2, "amount").as_deref(), Some("0.10"));
-    assert_eq!(field(l2, "language_code").as_deref(), Some("\"EN\""), "default");
-    assert_eq!(field(l2, "country_code").as_deref(), Some("\"GB\""), "default");
+    assert_eq!(
+        field(l2, "language_code").as_deref(),
+        Some("\"EN\""),
+        "default"
+    );
+    assert_eq!(
+        field(l2, "country_code").as_deref(),
+        Some("\"GB\""),
+        "default"
+    );
     assert_eq!(field(l2, "currency_code").as_deref(), Some("\"EUR\""));
     assert_eq!(
         field(&host.links_for("INV-3")[0], "amount").as_deref(),
@@ -124,7 +135,10 @@ fn a_changed_invoice_gets_its_old_link_deactivated_before_the_new_one_is_created
     assert!(!host.sb().link(&old.reference).unwrap().active);
     assert!(new.active);
     assert_eq!(field(new, "amount").as_deref(), Some("12.50"));
-    assert_eq!(field(new, "merchant_reference").as_deref(), Some("\"INV-1/r2\""));
+    assert_eq!(
+        field(new, "merchant_reference").as_deref(),
+        Some("\"INV-1/r2\"")
+    );
     // order: the PATCH of the old link is answered before the POST of the new one
     let log = host.api_log();
     let patch = log
@@ -146,7 +160,10 @@ fn a_changed_invoice_gets_its_old_link_deactivated_before_the_new_one_is_created
     assert!(!b[0].active);
     assert_eq!(env.invoice("INV-2")["state"], "settled_elsewhere");
     assert_eq!(env.invoice("INV-2")["link_active"], false);
-    assert_eq!(env.invoice("INV-1")["link_ref"], serde_json::json!(new.reference));
+    assert_eq!(
+        env.invoice("INV-1")["link_ref"],
+        serde_json::json!(new.reference)
+    );
 }
 
 #[test]
@@ -174,8 +191,14 @@ fn transient_failures_and_rate_limits_are_retried() {
         assert!(second.code == 0 || second.code == 3, "{}", second.stderr);
     }
     let c = host.sb().counters();
-    assert!(c.server_errors > 0, "the sandbox failed some requests: {c:?}");
-    assert!(c.rate_limited > 0, "the sandbox limited some requests: {c:?}");
+    assert!(
+        c.server_errors > 0,
+        "the sandbox failed some requests: {c:?}"
+    );
+    assert!(
+        c.rate_limited > 0,
+        "the sandbox limited some requests: {c:?}"
+    );
     let status = env.status();
     let linked = status.iter().filter(|v| v["link_active"] == true).count();
     assert!(linked >= 38, "{linked} of 40 linked");
@@ -225,7 +248,10 @@ fn a_permanent_refusal_fails_the_revision_with_the_api_message_until_the_export_
     let r = env.run(&["run"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let k = env.invoice("K-1");
-    assert_eq!((k["state"].as_str(), k["link_active"].as_bool()), (Some("open"), Some(true)));
+    assert_eq!(
+        (k["state"].as_str(), k["link_active"].as_bool()),
+        (Some("open"), Some(true))
+    );
     assert!(k["last_error"].is_null());
 }
 
@@ -251,8 +277,16 @@ fn dry_run_prints_the_plan_and_writes_nothing() {
     let r = env.run(&["run", "--dry-run"]);
     assert_eq!(r.code, 3, "a row would be rejected: {}", r.stderr);
     assert!(r.stdout.contains("deactivate  INV-1"), "{}", r.stdout);
-    assert!(r.stdout.contains("replace     INV-1  EUR 11.00"), "{}", r.stdout);
-    assert!(r.stdout.contains("create      INV-2  EUR 20.00"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("replace     INV-1  EUR 11.00"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("create      INV-2  EUR 20.00"),
+        "{}",
+        r.stdout
+    );
     assert!(r.stdout.contains("reject      1 row(s)"), "{}", r.stdout);
     assert_eq!(host.sb().counters().api_requests, requests, "no API call");
     assert_eq!(env.status(), status, "no state change");
@@ -273,7 +307,10 @@ fn a_second_concurrent_run_exits_75() {
     let rows: Vec<_> = (0..10)
         .map(|i| (format!("INV-{i}"), "a@example.com", "A", "10", "2099-12-01"))
         .collect();
-    let rows: Vec<_> = rows.iter().map(|(a, b, c, d, e)| (a.as_str(), *b, *c, *d, *e)).collect();
+    let rows: Vec<_> = rows
+        .iter()
+        .map(|(a, b, c, d, e)| (a.as_str(), *b, *c, *d, *e))
+        .collect();
     env.drop_file("a.csv", default_csv(&rows));
     let mut first = env.command().arg("run").spawn().unwrap();
     // wait until the first run is talking to CM
@@ -309,7 +346,11 @@ fn a_crash_after_cm_created_a_link_is_reported_as_a_possible_orphan_and_repaired
         std::os::unix::process::ExitStatusExt::signal(&out.status),
         Some(9)
     );
-    assert_eq!(host.sb().links().len(), 1, "CM created one link before the crash");
+    assert_eq!(
+        host.sb().links().len(),
+        1,
+        "CM created one link before the crash"
+    );
 
     let r = env.run(&["run"]);
     assert_eq!(r.code, 3, "{}", r.stderr);
@@ -326,7 +367,11 @@ fn a_crash_after_cm_created_a_link_is_reported_as_a_possible_orphan_and_repaired
     // the orphan at CM is the one not recorded
     let at_cm = host.links_for("INV-1");
     assert_eq!(at_cm.len(), 2);
-    assert!(at_cm.iter().any(|l| serde_json::json!(l.reference) == inv1["link_ref"]));
+    assert!(
+        at_cm
+            .iter()
+            .any(|l| serde_json::json!(l.reference) == inv1["link_ref"])
+    );
     // a third run is a no-op
     assert_eq!(env.run(&["run"]).code, 0);
 }
@@ -337,11 +382,17 @@ fn kill_9_at_random_moments_leaves_one_active_link_per_invoice() {
         latency: Duration::from_millis(15),
         ..SandboxOptions::default()
     });
-    let env = env_with(&host, "[cm]\nrequests_per_second = 400\nburst = 20\nmax_in_flight = 8\n");
+    let env = env_with(
+        &host,
+        "[cm]\nrequests_per_second = 400\nburst = 20\nmax_in_flight = 8\n",
+    );
     let n = 300;
     let mut csv = String::from("invoice_reference,customer_email,amount,due_date\n");
     for i in 0..n {
-        csv.push_str(&format!("K-{i:04},c{i}@example.com,{}.00,2099-12-01\n", 10 + i));
+        csv.push_str(&format!(
+            "K-{i:04},c{i}@example.com,{}.00,2099-12-01\n",
+            10 + i
+        ));
     }
     env.drop_file("big.csv", csv);
     // Deterministic "random" kill moments.
@@ -380,7 +431,11 @@ fn kill_9_at_random_moments_leaves_one_active_link_per_invoice() {
     for v in &status {
         let reference = v["invoice_reference"].as_str().unwrap();
         assert_eq!(v["link_active"], true, "{reference} has no active link");
-        let active_at_cm = host.links_for(reference).iter().filter(|l| l.active).count();
+        let active_at_cm = host
+            .links_for(reference)
+            .iter()
+            .filter(|l| l.active)
+            .count();
         assert!(active_at_cm >= 1, "{reference}");
         if active_at_cm > 1 {
             assert!(
@@ -432,6 +487,10 @@ fn wrong_credentials_stop_the_cycle_without_failing_invoices() {
     let r = env.run(&["run"]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("credentials"), "{}", r.stderr);
-    assert!(!r.stderr.contains("wrong-secret-value"), "secret leaked: {}", r.stderr);
+    assert!(
+        !r.stderr.contains("wrong-secret-value"),
+        "secret leaked: {}",
+        r.stderr
+    );
     assert_eq!(env.invoice("INV-1")["state"], "open");
 }

@@ -201,7 +201,10 @@ impl SandboxHost {
             ..opts
         };
         let sandbox = rt
-            .block_on(invoice_sync::sandbox::start(([127, 0, 0, 1], 0).into(), opts))
+            .block_on(invoice_sync::sandbox::start(
+                ([127, 0, 0, 1], 0).into(),
+                opts,
+            ))
             .expect("start sandbox");
         SandboxHost {
             rt,
@@ -227,7 +230,10 @@ impl SandboxHost {
             .links()
             .into_iter()
             .filter(|l| {
-                l.fields.get("invoice_reference").map(|v| v.trim_matches('"')) == Some(invoice)
+                l.fields
+                    .get("invoice_reference")
+                    .map(|v| v.trim_matches('"'))
+                    == Some(invoice)
             })
             .collect()
     }
