@@ -342,7 +342,8 @@ fn semicolon_and_tab_files_are_detected_and_currency_decimals_respected() {
         "semi.csv",
         "invoice_reference;customer_email;amount;due_date;currency\n\
          J-1;a@example.com;1.234;2026-12-01;JPY\n\
-         K-1;b@example.com;1,234;2026-12-01;KWD\n",
+         K-1;b@example.com;1234,567;2026-12-01;KWD\n\
+         A-1;c@example.com;12.345;2026-12-01;EUR\n",
     );
     env.drop_file(
         "tab.csv",
@@ -350,7 +351,11 @@ fn semicolon_and_tab_files_are_detected_and_currency_decimals_respected() {
          U-1\tc@example.com\t$1,234.56\t2026-12-01\tusd\n",
     );
     let r = env.run(&["import"]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    // `12.345` EUR could be 12345.00 or 12.345: refused, never guessed
+    let report = std::fs::read_to_string(env.path("rejected/semi.csv.rejected.csv")).unwrap();
+    assert!(report.contains("ambiguous"), "{report}");
+    assert!(report.contains("csv.decimal_separator"), "{report}");
     let j = env.invoice("J-1");
     assert_eq!(
         (j["amount"].as_str(), j["currency"].as_str()),
@@ -359,7 +364,7 @@ fn semicolon_and_tab_files_are_detected_and_currency_decimals_respected() {
     let k = env.invoice("K-1");
     assert_eq!(
         (k["amount"].as_str(), k["currency"].as_str()),
-        (Some("1.234"), Some("KWD"))
+        (Some("1234.567"), Some("KWD"))
     );
     let u = env.invoice("U-1");
     assert_eq!(

@@ -9,7 +9,7 @@ use common::{SandboxHost, TestEnv, default_csv};
 use invoice_sync::sandbox::SandboxOptions;
 
 fn env_with(host: &SandboxHost, extra: &str) -> TestEnv {
-    TestEnv::new(&format!("{}\n{extra}", host.cm_toml()))
+    TestEnv::new(&common::merge_toml(&host.cm_toml(), extra))
 }
 
 fn field(l: &invoice_sync::sandbox::LinkRecord, k: &str) -> Option<String> {
@@ -216,7 +216,7 @@ fn a_permanent_refusal_fails_the_revision_with_the_api_message_until_the_export_
     env.drop_file(
         "1.csv",
         "invoice_reference,customer_email,amount,due_date,currency\n\
-         K-1,a@example.com,\"12.345\",2099-12-01,KWD\n\
+         K-1,a@example.com,1234.567,2099-12-01,KWD\n\
          E-1,b@example.com,10,2099-12-01,EUR\n",
     );
     let r = env.run(&["run"]);
@@ -233,7 +233,7 @@ fn a_permanent_refusal_fails_the_revision_with_the_api_message_until_the_export_
     env.drop_file(
         "2.csv",
         "invoice_reference,customer_email,amount,due_date,currency\n\
-         K-1,a@example.com,\"12.345\",2099-12-01,KWD\n",
+         K-1,a@example.com,1234.567,2099-12-01,KWD\n",
     );
     assert_eq!(env.run(&["run"]).code, 0);
     assert_eq!(host.sb().counters().api_requests, before);

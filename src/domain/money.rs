@@ -157,7 +157,8 @@ const MAX_EXPONENT: u8 = 18;
 /// chosen by `sep`. With [`DecimalSeparator::Auto`]: when both `.` and `,` occur the
 /// last is the decimal separator; a kind that occurs more than once is a thousands
 /// separator; a single one followed by exactly three digits is a thousands separator
-/// when `exponent < 3` (`1.234` is 1234 EUR), and otherwise the decimal separator.
+/// in a currency without decimals (`1.234` is 1234 JPY) and refused as ambiguous in any
+/// other (`1.234` EUR could be 1234.00 or 1.234); otherwise it is the decimal separator.
 ///
 /// Refused, never guessed: more decimals than `exponent` (even zeros), badly formed
 /// groups (`1,23,4.00`), two signs, more than [`MAX_INTEGER_DIGITS`] integer digits,
@@ -243,6 +244,7 @@ enum Fault {
     TwoDecimalSeparators,
     TooManyDecimals,
     TooLarge,
+    Ambiguous,
 }
 
 impl Fault {
@@ -265,6 +267,10 @@ impl Fault {
             Fault::TooManyDecimals if exponent == 1 => format!("{q} has more than 1 decimal"),
             Fault::TooManyDecimals => format!("{q} has more than {exponent} decimals"),
             Fault::TooLarge => format!("{q} is too large"),
+            Fault::Ambiguous => format!(
+                "{q} is ambiguous: its one separator could mark thousands or decimals; \
+                 write the decimals (1.234,00 or 1,234.00) or set csv.decimal_separator"
+            ),
         })
     }
 }
@@ -443,8 +449,8 @@ fn read_number(body: &str, sep: DecimalSeparator, exponent: u8) -> Result<i64, F
         DecimalSeparator::Auto => match (last_dot, last_comma) {
             (Some(d), Some(c)) if d > c => explicit(dots, Some(d))?,
             (Some(_), Some(c)) => explicit(commas, Some(c))?,
-            (Some(p), None) => lone_kind(body, dots, p, exponent),
-            (None, Some(p)) => lone_kind(body, commas, p, exponent),
+            (Some(p), None) => lone_kind(body, dots, p, exponent)?,
+            (None, Some(p)) => lone_kind(body, commas, p, exponent)?,
             (None, None) => None,
         },
     };
@@ -530,13 +536,26 @@ fn read_number(body: &str, sep: DecimalSeparator, exponent: u8) -> Result<i64, F
 
 /// With `Auto`, the role of the only `.` or `,` kind in an amount, at `last`, seen
 /// `count` times: the decimal separator's position, or `None` for thousands.
-fn lone_kind(body: &str, count: u32, last: usize, exponent: u8) -> Option<usize> {
+///
+/// A single separator followed by exactly three digits (`12.345`) could be either: in a
+/// currency without decimals it can only mark thousands, in any other it is refused as
+/// ambiguous — reading a three-decimal export as thousands would ask 1000 times the
+/// amount.
+fn lone_kind(body: &str, count: u32, last: usize, exponent: u8) -> Result<Option<usize>, Fault> {
     let after = &body[last + 1..];
     let three_digits_follow = after.len() == 3 && after.bytes().all(|b| b.is_ascii_digit());
-    if count > 1 || (three_digits_follow && exponent < 3) {
-        None
+    // Only a first group of 1 to 3 digits (no leading zero) can be read as thousands.
+    let before = body[..last].trim_start_matches(['-', '+']);
+    let could_be_thousands = three_digits_follow
+        && (1..=3).contains(&before.len())
+        && before.bytes().all(|b| b.is_ascii_digit())
+        && !before.starts_with('0');
+    if count > 1 || (could_be_thousands && exponent == 0) {
+        Ok(None)
+    } else if could_be_thousands {
+        Err(Fault::Ambiguous)
     } else {
-        Some(last)
+        Ok(Some(last))
     }
 }
 
@@ -770,8 +789,9 @@ mod tests {
 
     #[test]
     fn three_decimal_currencies() {
-        assert_eq!(parse_amount("1.234", Auto, 3), Ok(1234));
-        assert_eq!(parse_amount("1,234", Auto, 3), Ok(1234));
+        assert!(reason("1.234", Auto, 3).contains("ambiguous"));
+        assert_eq!(parse_amount("1.234", Dot, 3), Ok(1234));
+        assert_eq!(parse_amount("1234.567", Auto, 3), Ok(1234567));
         assert_eq!(parse_amount("1,234.567", Auto, 3), Ok(1234567));
         assert_eq!(parse_amount("0.5", Auto, 3), Ok(500));
         assert_eq!(parse_amount("12", Auto, 3), Ok(12000));
@@ -787,11 +807,18 @@ mod tests {
 
     #[test]
     fn auto_single_separator_rules() {
-        // one kind, once, exactly three digits after it, exponent < 3: thousands
-        assert_eq!(eur("1.234"), Ok(123400));
-        assert_eq!(eur("1,234"), Ok(123400));
-        assert_eq!(eur("12,345"), Ok(1234500));
-        assert_eq!(eur("-1.234"), Ok(-123400));
+        // one kind, once, exactly three digits after a first group of 1 to 3 digits:
+        // thousands or three decimals? Refused as ambiguous in a currency with decimals.
+        for s in ["1.234", "1,234", "12,345", "-1.234", "€ 1.234", "999.999"] {
+            assert!(reason(s, Auto, 2).contains("ambiguous"), "{s}");
+        }
+        // with the separator configured, they read as the configuration says
+        assert_eq!(parse_amount("1.234", Comma, 2), Ok(123400));
+        assert_eq!(parse_amount("1,234", Dot, 2), Ok(123400));
+        // a first group that cannot be thousands: the separator is decimal (and then
+        // three decimals are too many for EUR)
+        assert!(reason("1234.567", Auto, 2).contains("more than 2 decimals"));
+        assert!(reason("0.123", Auto, 2).contains("more than 2 decimals"));
         // otherwise decimal
         assert_eq!(eur("12,5"), Ok(1250));
         assert_eq!(eur("1.50"), Ok(150));
@@ -1003,10 +1030,10 @@ mod tests {
             reason("12,345", Comma, 2),
             "\"12,345\" has more than 2 decimals"
         );
-        // with `Auto`, a lone separator before exactly three digits is a thousands
-        // separator for EUR (the `1.234` rule), so these read as thousands
-        assert_eq!(eur("12.345"), Ok(1_234_500));
-        assert_eq!(eur("12,345"), Ok(1_234_500));
+        // with `Auto`, a lone separator before exactly three digits is ambiguous: refused,
+        // never read as 1000 times the amount
+        assert!(reason("12.345", Auto, 2).contains("ambiguous"));
+        assert!(reason("12,345", Auto, 2).contains("ambiguous"));
         // but three decimals are refused whenever the form says they are decimals
         assert_eq!(
             reason("1,012.345", Auto, 2),
@@ -1245,14 +1272,32 @@ mod tests {
         forms
     }
 
+    /// One `.` or `,` in the text, followed by exactly three digits: the shape `Auto` may
+    /// refuse as ambiguous.
+    fn ambiguous_shape(text: &str) -> bool {
+        let seps: Vec<usize> = text.match_indices(['.', ',']).map(|(i, _)| i).collect();
+        let [i] = seps[..] else { return false };
+        let after: String = text[i + 1..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        after.len() == 3
+    }
+
+    /// The safety property: with the matching explicit separator the text reads back
+    /// exactly; with `Auto` it reads back exactly or is refused as ambiguous — never read
+    /// as another number.
     fn assert_round_trip(minor: i64, exponent: u8, trim: bool) {
         for (text, explicit) in notations(minor, exponent, trim) {
             for sep in [Auto, explicit] {
-                assert_eq!(
-                    parse_amount(&text, sep, exponent),
-                    Ok(minor),
-                    "{text:?} {sep:?} exp {exponent}"
-                );
+                let got = parse_amount(&text, sep, exponent);
+                if sep == Auto && ambiguous_shape(&text) {
+                    if let Err(e) = &got {
+                        assert!(e.0.contains("ambiguous"), "{text:?}: {e}");
+                        continue;
+                    }
+                }
+                assert_eq!(got, Ok(minor), "{text:?} {sep:?} exp {exponent}");
                 let negatives = [format!("-{text}"), format!("({text})")];
                 for neg in negatives {
                     assert_eq!(

@@ -363,13 +363,18 @@ fn apply(
     let open_before = invoices::count_open(conn)?;
     let mut counts = ImportCounts::default();
     let mut record = csv::ByteRecord::new();
+    // The CSV reader does not count line breaks inside quoted fields; physical line
+    // numbers (what an editor shows) need them.
+    let mut quoted_breaks = newlines(header.as_slice());
     loop {
         match opened.reader.read_byte_record(&mut record) {
             Ok(true) => {}
             Ok(false) => break,
             Err(e) => return Err(csv_error(e)),
         }
-        let line = record.position().map(|p| p.line()).unwrap_or(0) + opened.line_offset;
+        let line =
+            record.position().map(|p| p.line()).unwrap_or(0) + opened.line_offset + quoted_breaks;
+        quoted_breaks += newlines(record.as_slice());
         let src = Source {
             import_id,
             line: i64::try_from(line).unwrap_or(i64::MAX),
@@ -435,6 +440,10 @@ fn apply(
     }
     imports::finish(conn, import_id, &counts)?;
     Ok(counts)
+}
+
+fn newlines(bytes: &[u8]) -> u64 {
+    bytes.iter().filter(|b| **b == b'\n').count() as u64
 }
 
 fn csv_error(e: csv::Error) -> FileError {

@@ -4,8 +4,7 @@
 use chrono::NaiveDate;
 
 use crate::config::{ColumnNames, Columns, CsvSettings};
-use crate::domain::money::parse_amount;
-use crate::domain::{Country, Currency, CustomerName, EmailAddress, InvoiceRef, Language};
+use crate::domain::{Country, Currency, CustomerName, EmailAddress, InvoiceRef, Language, Money};
 use crate::store::invoices::RevisionData;
 
 /// Positions of the configured columns in a file's header.
@@ -50,7 +49,7 @@ impl ColumnMap {
         let amount = required(&cols.amount);
         let due_date = required(&cols.due_date);
         if !missing.is_empty() {
-            let list = missing.iter().cloned().collect::<Vec<_>>().join(", ");
+            let list = missing.join(", ");
             let found = headers
                 .iter()
                 .map(|h| format!("`{h}`"))
@@ -215,13 +214,13 @@ impl<'a> Validator<'a> {
             }
         };
         let sep = self.settings.decimal_separator;
-        let exponent = currency.map(|c| c.exponent()).unwrap_or(2);
+        let money_currency = currency.unwrap_or(Currency::EUR);
         let amount_minor = if amount.is_empty() {
             push(&mut problems, m, m.amount, "the amount is empty".into());
             None
         } else {
-            match parse_amount(amount, sep, exponent) {
-                Ok(v) => Some(v),
+            match Money::parse(amount, sep, money_currency) {
+                Ok(v) => Some(v.minor),
                 Err(e) => {
                     push(&mut problems, m, m.amount, e.to_string());
                     None
@@ -230,8 +229,8 @@ impl<'a> Validator<'a> {
         };
         let outstanding_minor = match outstanding {
             None => None,
-            Some(s) => match parse_amount(s, sep, exponent) {
-                Ok(v) => Some(v),
+            Some(s) => match Money::parse(s, sep, money_currency) {
+                Ok(v) => Some(v.minor),
                 Err(e) => {
                     push(
                         &mut problems,

@@ -15,8 +15,13 @@ use anyhow::{Context, bail};
 use rusqlite::Connection;
 
 /// The migrations, in order. `user_version` is the number applied so far.
-const MIGRATIONS: &[(&str, &str)] =
-    &[("0001_init.sql", include_str!("../../schema/0001_init.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_init.sql", include_str!("../../schema/0001_init.sql")),
+    (
+        "0002_links.sql",
+        include_str!("../../schema/0002_links.sql"),
+    ),
+];
 
 /// How long a writer waits for another connection's lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);

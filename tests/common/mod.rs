@@ -146,7 +146,7 @@ fn out_str(b: &[u8]) -> String {
 }
 
 /// Joins two TOML snippets, letting `extra` add keys to tables `base` already has.
-fn merge_toml(base: &str, extra: &str) -> String {
+pub fn merge_toml(base: &str, extra: &str) -> String {
     let mut b: toml::Table = base.parse().expect("base toml");
     let e: toml::Table = extra.parse().expect("extra toml");
     merge(&mut b, e);
