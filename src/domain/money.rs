@@ -1220,7 +1220,7 @@ mod tests {
         let digits = int.to_string();
         let mut out = String::new();
         for (i, c) in digits.chars().enumerate() {
-            if i > 0 && (digits.len() - i) % 3 == 0 {
+            if i > 0 && (digits.len() - i).is_multiple_of(3) {
                 out.push_str(sep);
             }
             out.push(c);
@@ -1291,11 +1291,12 @@ mod tests {
         for (text, explicit) in notations(minor, exponent, trim) {
             for sep in [Auto, explicit] {
                 let got = parse_amount(&text, sep, exponent);
-                if sep == Auto && ambiguous_shape(&text) {
-                    if let Err(e) = &got {
-                        assert!(e.0.contains("ambiguous"), "{text:?}: {e}");
-                        continue;
-                    }
+                if sep == Auto
+                    && ambiguous_shape(&text)
+                    && let Err(e) = &got
+                {
+                    assert!(e.0.contains("ambiguous"), "{text:?}: {e}");
+                    continue;
                 }
                 assert_eq!(got, Ok(minor), "{text:?} {sep:?} exp {exponent}");
                 let negatives = [format!("-{text}"), format!("({text})")];
