@@ -204,6 +204,12 @@ impl Sandbox {
         self.shared.counters()
     }
 
+    /// The tokens currently accepted, so a test can assert that none of them ever shows up
+    /// in a log line or an error.
+    pub fn tokens(&self) -> Vec<String> {
+        self.shared.tokens()
+    }
+
     /// Forgets every issued token, as if CM had revoked them: the next API call with an
     /// old token gets `401`, which exercises the client's refresh path.
     pub fn revoke_tokens(&self) {
