@@ -12,6 +12,8 @@
 //! client itself: the client only sees a base URL. It does not implement the iDEAL QR
 //! endpoints (yet).
 
+#![warn(missing_docs)]
+
 mod command;
 mod routes;
 mod state;
