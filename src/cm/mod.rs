@@ -1,13 +1,15 @@
 //! The CM Payment Link API client (`cm-payment-link-api.txt`): OAuth token, create,
 //! update / deactivate, get and status of payment links.
 //!
-//! It owns how requests reach CM: the token cache ([`token`]), the shared throttle
+//! It owns how requests reach CM: the token cache, the shared throttle
 //! ([`Throttle`]: one semaphore and one rate limiter per account), the retry policy
 //! ([`RetryPolicy`]) and the sorting of failures into transient, permanent and
 //! credential errors ([`CmError`]). It never decides what an invoice needs (that is the
 //! cycle's job), never touches the database, and never writes the client secret or a
 //! bearer token into an error or a log line: logs carry method, path, status and attempt,
-//! never headers, and every text taken from a response is scrubbed of both secrets.
+//! never headers, and every text taken from a response is scrubbed of the secret.
+
+#![warn(missing_docs)]
 
 mod error;
 mod links;
@@ -248,6 +250,8 @@ impl CmClient {
         let url = self.url(segments);
         let mut refreshed = false;
         loop {
+            // The token before the throttle permit: a token fetch needs a permit of its
+            // own, and requests holding every permit while waiting for it would deadlock.
             let token = self.token().await?;
             let answer = self
                 .send(&method, &url, &payload, Some(&token), idempotent)

@@ -165,6 +165,38 @@ mod tests {
         assert_eq!(third.value.expose_secret(), "b");
     }
 
+    #[tokio::test(flavor = "multi_thread")]
+    async fn callers_waiting_on_a_failed_fetch_share_its_failure() {
+        let cache = Arc::new(TokenCache::default());
+        let fetches = Arc::new(AtomicU32::new(0));
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (cache, fetches) = (cache.clone(), fetches.clone());
+                tokio::spawn(async move {
+                    cache
+                        .get(|| async {
+                            fetches.fetch_add(1, Ordering::SeqCst);
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            Err(CmError::Transient {
+                                message: "down".into(),
+                                maybe_applied: false,
+                            })
+                        })
+                        .await
+                })
+            })
+            .collect();
+        for t in tasks {
+            assert!(t.await.unwrap().unwrap_err().is_transient());
+        }
+        assert_eq!(fetches.load(Ordering::SeqCst), 1, "one outage, one fetch");
+        // A later caller tries again.
+        let ok = cache
+            .get(|| async { Ok((SecretString::from("t"), Duration::from_secs(60))) })
+            .await;
+        assert!(ok.is_ok());
+    }
+
     #[tokio::test]
     async fn refused_credentials_are_remembered() {
         let cache = TokenCache::default();

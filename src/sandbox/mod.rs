@@ -12,6 +12,8 @@
 //! client itself: the client only sees a base URL. It does not implement the iDEAL QR
 //! endpoints (yet).
 
+#![warn(missing_docs)]
+
 mod command;
 mod routes;
 mod state;
@@ -202,6 +204,12 @@ impl Sandbox {
     /// The counters so far.
     pub fn counters(&self) -> Counters {
         self.shared.counters()
+    }
+
+    /// The tokens currently accepted, so a test can assert that none of them ever shows up
+    /// in a log line or an error.
+    pub fn tokens(&self) -> Vec<String> {
+        self.shared.tokens()
     }
 
     /// Forgets every issued token, as if CM had revoked them: the next API call with an

@@ -112,8 +112,9 @@ async fn simulate(State(s): S, req: Request, next: Next) -> Response {
     resp
 }
 
-/// `401` unless the request carries a bearer token that was issued and has not expired.
-fn authorize(s: &Shared, headers: &HeaderMap) -> Result<(), Response> {
+/// Why the request must be answered `401`, unless it carries a bearer token that was
+/// issued and has not expired.
+fn authorize(s: &Shared, headers: &HeaderMap) -> Result<(), &'static str> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -122,12 +123,12 @@ fn authorize(s: &Shared, headers: &HeaderMap) -> Result<(), Response> {
             scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
         });
     let Some(token) = token else {
-        return Err(unauthorized("a bearer token is required"));
+        return Err("a bearer token is required");
     };
     match s.lock().tokens.get(token) {
         Some(expiry) if Instant::now() < *expiry => Ok(()),
-        Some(_) => Err(unauthorized("the access token has expired")),
-        None => Err(unauthorized("the access token is not valid")),
+        Some(_) => Err("the access token has expired"),
+        None => Err("the access token is not valid"),
     }
 }
 
@@ -187,8 +188,8 @@ async fn token(
 }
 
 async fn create(State(s): S, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(resp) = authorize(&s, &headers) {
-        return resp;
+    if let Err(why) = authorize(&s, &headers) {
+        return unauthorized(why);
     }
     let parsed = match validate::parse_body(&body) {
         Ok(p) => p,
@@ -236,8 +237,8 @@ async fn update(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(resp) = authorize(&s, &headers) {
-        return resp;
+    if let Err(why) = authorize(&s, &headers) {
+        return unauthorized(why);
     }
     if s.lock().link_mut(&reference).is_none() {
         return message(StatusCode::NOT_FOUND, "payment link not found");
@@ -268,8 +269,8 @@ async fn update(
 }
 
 async fn read(State(s): S, Path(reference): Path<String>, headers: HeaderMap) -> Response {
-    if let Err(resp) = authorize(&s, &headers) {
-        return resp;
+    if let Err(why) = authorize(&s, &headers) {
+        return unauthorized(why);
     }
     match s.lock().link_mut(&reference) {
         Some(link) => json(StatusCode::OK, link.to_json()),
@@ -278,8 +279,8 @@ async fn read(State(s): S, Path(reference): Path<String>, headers: HeaderMap) ->
 }
 
 async fn status(State(s): S, Path(reference): Path<String>, headers: HeaderMap) -> Response {
-    if let Err(resp) = authorize(&s, &headers) {
-        return resp;
+    if let Err(why) = authorize(&s, &headers) {
+        return unauthorized(why);
     }
     match s.lock().link_mut(&reference) {
         Some(link) => {

@@ -164,6 +164,10 @@ impl Shared {
         self.lock().log.clone()
     }
 
+    pub fn tokens(&self) -> Vec<String> {
+        self.lock().tokens.keys().cloned().collect()
+    }
+
     pub fn revoke_tokens(&self) {
         self.lock().tokens.clear();
     }
