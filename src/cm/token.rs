@@ -187,7 +187,7 @@ mod tests {
             })
             .collect();
         for t in tasks {
-            assert!(t.await.unwrap().unwrap_err().is_transient());
+            assert!(matches!(t.await.unwrap(), Err(e) if e.is_transient()));
         }
         assert_eq!(fetches.load(Ordering::SeqCst), 1, "one outage, one fetch");
         // A later caller tries again.
