@@ -43,11 +43,9 @@ impl TestEnv {
 
     /// Rewrites the config: storage and inbox in the temp folder, then `extra`.
     pub fn write_config(&self, extra: &str) {
-        let base = format!(
-            "[storage]\ndatabase = \"state/invoice-sync.db\"\n\n\
-             [inbox]\ndir = \"inbox\"\narchive_dir = \"archive\"\nrejected_dir = \"rejected\"\nsettle_seconds = 0\n\n"
-        );
-        std::fs::write(&self.config, merge_toml(&base, extra)).expect("write config");
+        let base = "[storage]\ndatabase = \"state/invoice-sync.db\"\n\n\
+             [inbox]\ndir = \"inbox\"\narchive_dir = \"archive\"\nrejected_dir = \"rejected\"\nsettle_seconds = 0\n\n";
+        std::fs::write(&self.config, merge_toml(base, extra)).expect("write config");
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
