@@ -283,7 +283,8 @@ pub struct InvoiceView {
     pub invoice_reference: String,
     pub customer_email: String,
     pub customer_name: String,
-    /// A decimal string in the currency's minor units, e.g. `"1234.56"`.
+    /// A decimal string, e.g. `"1234.56"`: what the link asks (the outstanding balance
+    /// when the export gives one); for an invoice settled elsewhere, its total.
     pub amount: String,
     pub currency: String,
     /// `YYYY-MM-DD`.
@@ -309,7 +310,9 @@ pub fn list(
     state: Option<State>,
 ) -> anyhow::Result<Vec<InvoiceView>> {
     let mut stmt = conn.prepare(
-        "SELECT i.reference, r.customer_email, r.customer_name, r.due_minor, r.currency,
+        "SELECT i.reference, r.customer_email, r.customer_name,
+                CASE WHEN i.state = 'settled_elsewhere' THEN r.amount_minor ELSE r.due_minor END,
+                r.currency,
                 r.due_date, i.state, i.last_error, i.paid_at, i.revision,
                 l.link_ref, l.uri, l.state, l.last_error, l.possible_orphan
          FROM invoices i JOIN revisions r ON r.invoice_id = i.id AND r.revision = i.revision
