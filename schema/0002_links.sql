@@ -10,7 +10,7 @@ CREATE TABLE links (
     revision            INTEGER NOT NULL,
     merchant_reference  TEXT    NOT NULL UNIQUE,
     state               TEXT    NOT NULL
-                        CHECK (state IN ('creating', 'active', 'deactivating', 'inactive', 'failed')),
+                        CHECK (state IN ('creating', 'active', 'deactivating', 'inactive', 'paid', 'failed')),
     in_flight           INTEGER NOT NULL DEFAULT 0,  -- 1 while a create request may be outstanding
     possible_orphan     INTEGER NOT NULL DEFAULT 0,  -- CM may hold an unrecorded link for this intent
     link_ref            TEXT UNIQUE,                 -- CM's `ref`
@@ -25,10 +25,16 @@ CREATE TABLE links (
     activated_at        TEXT,
     deactivated_at      TEXT,
     deactivation_reason TEXT,
+    -- payment status follow-up: checked often while new, rarely when old
+    status_checks       INTEGER NOT NULL DEFAULT 0,
+    last_checked_at     TEXT,
+    next_check_at       TEXT,                        -- RFC 3339 UTC; NULL: not followed
+    paid_at             TEXT,
     FOREIGN KEY (invoice_id, revision) REFERENCES revisions(invoice_id, revision)
 );
 CREATE INDEX links_by_invoice ON links(invoice_id, revision);
 CREATE INDEX links_by_state ON links(state) WHERE state IN ('creating', 'active', 'deactivating');
+CREATE INDEX links_due_for_check ON links(next_check_at) WHERE state = 'active';
 -- At most one live link per invoice: a replacement is created only after the old link
 -- is deactivated, and the database refuses anything else.
 CREATE UNIQUE INDEX links_one_live_per_invoice ON links(invoice_id)

@@ -11,15 +11,15 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use chrono::{Days, NaiveDate, Utc};
+use chrono::{DateTime, Days, NaiveDate, Utc};
 use futures_util::StreamExt;
 use rusqlite::Connection;
 
-use crate::cm::{CmClient, CmError, CreateLink};
+use crate::cm::{CmClient, CmError, CreateLink, LinkStatus};
 use crate::config::Config;
 use crate::domain::Currency;
 use crate::ingest;
-use crate::store::links::{self, ToCreate, ToDeactivate};
+use crate::store::links::{self, ToCheck, ToCreate, ToDeactivate};
 use crate::store::now_text;
 
 /// How a cycle runs.
@@ -179,6 +179,9 @@ pub async fn run(
     if report.auth_error.is_none() {
         create_step(conn, cfg, cm, &mut report).await?;
     }
+    if report.auth_error.is_none() {
+        status_step(conn, cfg, cm, &mut report).await?;
+    }
     if let Some(e) = &report.auth_error {
         anyhow::bail!("{e}");
     }
@@ -242,6 +245,13 @@ async fn deactivate_step(
     while let Some((d, result)) = results.next().await {
         let now = now_text();
         match result {
+            Ok(link) if link.status == LinkStatus::Paid => {
+                // Paid before it could be switched off: the payment is what happened.
+                links::record_paid(conn, d.link_id, d.invoice_id, &now)?;
+                report.payments_seen += 1;
+                tracing::warn!(invoice = %d.reference, link = %d.link_ref,
+                    "the link to deactivate was already paid; the invoice is recorded as paid");
+            }
             Ok(_) => {
                 links::record_deactivated(conn, d.link_id, None, &now)?;
                 report.links_deactivated += 1;
@@ -354,7 +364,8 @@ async fn create_step(
         let now = now_text();
         match result {
             Ok(link) => {
-                links::record_created(conn, link_id, &link.reference, &link.uri, &now)?;
+                let next = check_time(Utc::now(), 0);
+                links::record_created(conn, link_id, &link.reference, &link.uri, &now, &next)?;
                 report.links_created += 1;
                 if c.replaces {
                     report.links_replaced += 1;
@@ -378,9 +389,115 @@ async fn create_step(
     Ok(())
 }
 
+/// The first status check of a new link comes after this; each later one after twice
+/// the previous wait, up to [`STATUS_CHECK_MAX`]: often while new, rarely when old.
+pub const STATUS_CHECK_FIRST: chrono::Duration = chrono::Duration::minutes(15);
+/// The longest wait between two status checks of an open link.
+pub const STATUS_CHECK_MAX: chrono::Duration = chrono::Duration::hours(24);
+/// At most this many status checks per cycle; the rest wait for the next one.
+pub const STATUS_CHECKS_PER_CYCLE: usize = 2000;
+
+/// When a link that has had `checks` status checks is next checked.
+pub fn check_time(now: DateTime<Utc>, checks: i64) -> String {
+    let factor = 1i32 << checks.clamp(0, 16);
+    let wait = (STATUS_CHECK_FIRST * factor).min(STATUS_CHECK_MAX);
+    (now + wait).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+async fn status_step(
+    conn: &Connection,
+    cfg: &Config,
+    cm: &CmClient,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    check_statuses(conn, cfg, cm, report).await
+}
+
+/// Fetches the payment status of every link that is due (back-off, callback, expiry) and
+/// records what it finds. Also used by the daemon right after a callback.
+pub async fn check_statuses(
+    conn: &Connection,
+    cfg: &Config,
+    cm: &CmClient,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let due = links::due_for_check(conn, &now_text(), STATUS_CHECKS_PER_CYCLE)?;
+    if due.is_empty() {
+        return Ok(());
+    }
+    let mut results = futures_util::stream::iter(due)
+        .map(|c| async move {
+            let r = cm.link_status(&c.link_ref).await;
+            (c, r)
+        })
+        .buffer_unordered(cfg.cm.max_in_flight);
+    while let Some((c, result)) = results.next().await {
+        record_status(conn, &c, result, report)?;
+    }
+    Ok(())
+}
+
+fn record_status(
+    conn: &Connection,
+    c: &ToCheck,
+    result: Result<LinkStatus, CmError>,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let now = Utc::now();
+    let now_s = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    match result {
+        Ok(LinkStatus::Paid) => {
+            links::record_paid(conn, c.link_id, c.invoice_id, &now_s)?;
+            report.payments_seen += 1;
+            tracing::info!(invoice = %c.reference, link = %c.link_ref, "paid through its payment link");
+        }
+        Ok(_) if c.expired => {
+            links::record_expired(conn, c.link_id, &now_s)?;
+            tracing::info!(invoice = %c.reference, link = %c.link_ref, "the link expired unpaid");
+        }
+        Ok(_) => {
+            links::record_checked(
+                conn,
+                c.link_id,
+                &now_s,
+                &check_time(now, c.status_checks + 1),
+            )?;
+        }
+        Err(e) if e.is_not_found() => {
+            links::record_checked(
+                conn,
+                c.link_id,
+                &now_s,
+                &check_time(now, c.status_checks + 1),
+            )?;
+            links::record_deactivation_failed(conn, c.link_id, "CM does not know this link")?;
+            tracing::warn!(invoice = %c.reference, link = %c.link_ref, "CM does not know this link");
+        }
+        Err(e) => {
+            note_failure(report, &e);
+            tracing::warn!(invoice = %c.reference, link = %c.link_ref, "status check left for the next cycle: {e}");
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_checks_back_off_from_fifteen_minutes_to_a_day() {
+        let t0 = DateTime::parse_from_rfc3339("2026-11-21T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let at = |n| check_time(t0, n);
+        assert_eq!(at(0), "2026-11-21T00:15:00Z");
+        assert_eq!(at(1), "2026-11-21T00:30:00Z");
+        assert_eq!(at(2), "2026-11-21T01:00:00Z");
+        assert_eq!(at(6), "2026-11-21T16:00:00Z");
+        assert_eq!(at(7), "2026-11-22T00:00:00Z");
+        assert_eq!(at(40), "2026-11-22T00:00:00Z");
+    }
 
     #[test]
     fn expiry_is_after_the_due_date_and_never_in_the_past() {

@@ -60,6 +60,7 @@ impl DeactivateReason {
 #[derive(Debug, Clone)]
 pub struct ToDeactivate {
     pub link_id: i64,
+    pub invoice_id: i64,
     pub link_ref: String,
     pub reference: String,
     pub reason: DeactivateReason,
@@ -72,7 +73,7 @@ pub struct ToDeactivate {
 pub fn plan_deactivations(conn: &Connection) -> rusqlite::Result<Vec<ToDeactivate>> {
     let mut stmt = conn.prepare(
         "SELECT l.id, l.link_ref, i.reference, i.state, l.revision = i.revision,
-                l.deactivation_reason
+                l.deactivation_reason, l.invoice_id
          FROM links l JOIN invoices i ON i.id = l.invoice_id
          WHERE l.link_ref IS NOT NULL
            AND (l.state = 'deactivating'
@@ -84,6 +85,7 @@ pub fn plan_deactivations(conn: &Connection) -> rusqlite::Result<Vec<ToDeactivat
         let stored: Option<String> = r.get(5)?;
         Ok(ToDeactivate {
             link_id: r.get(0)?,
+            invoice_id: r.get(6)?,
             link_ref: r.get(1)?,
             reference: r.get(2)?,
             invoice_state: r.get(3)?,
@@ -190,19 +192,138 @@ pub fn record_intent(
     Ok(conn.last_insert_rowid())
 }
 
-/// Records CM's answer to a create: the link is active.
+/// Records CM's answer to a create: the link is active, its first status check due at
+/// `next_check`.
 pub fn record_created(
     conn: &Connection,
     link_id: i64,
     link_ref: &str,
     uri: &str,
     now: &str,
+    next_check: &str,
 ) -> rusqlite::Result<()> {
     conn.execute(
         "UPDATE links SET state = 'active', in_flight = 0, link_ref = ?2, uri = ?3,
-                cm_status = 'open', activated_at = ?4, last_error = NULL
+                cm_status = 'open', activated_at = ?4, last_error = NULL, next_check_at = ?5
          WHERE id = ?1",
-        params![link_id, link_ref, uri, now],
+        params![link_id, link_ref, uri, now, next_check],
+    )?;
+    Ok(())
+}
+
+/// A link whose payment status is to be fetched.
+#[derive(Debug, Clone)]
+pub struct ToCheck {
+    pub link_id: i64,
+    pub link_ref: String,
+    pub invoice_id: i64,
+    pub reference: String,
+    pub status_checks: i64,
+    /// Past its expiry date: a last check, then `expired` unless paid.
+    pub expired: bool,
+}
+
+/// Active links due for a status check (their back-off time has come, a callback named
+/// them, or they expired), oldest due first, at most `limit`.
+pub fn due_for_check(conn: &Connection, now: &str, limit: usize) -> rusqlite::Result<Vec<ToCheck>> {
+    let mut stmt = conn.prepare(
+        "SELECT l.id, l.link_ref, l.invoice_id, i.reference, l.status_checks,
+                l.expiry_date IS NOT NULL AND l.expiry_date < ?1
+         FROM links l JOIN invoices i ON i.id = l.invoice_id
+         WHERE l.state = 'active' AND l.link_ref IS NOT NULL
+           AND (l.next_check_at <= ?1 OR (l.expiry_date IS NOT NULL AND l.expiry_date < ?1))
+         ORDER BY l.next_check_at LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![now, limit as i64], |r| {
+        Ok(ToCheck {
+            link_id: r.get(0)?,
+            link_ref: r.get(1)?,
+            invoice_id: r.get(2)?,
+            reference: r.get(3)?,
+            status_checks: r.get(4)?,
+            expired: r.get(5)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Makes the named links due for a check now (a callback named them). Unknown refs are
+/// ignored; returns how many were known.
+pub fn request_check(
+    conn: &Connection,
+    link_refs: &[String],
+    now: &str,
+) -> rusqlite::Result<usize> {
+    let mut stmt = conn.prepare_cached(
+        "UPDATE links SET next_check_at = ?2 WHERE link_ref = ?1 AND state = 'active'",
+    )?;
+    let mut known = 0;
+    for r in link_refs {
+        known += stmt.execute(params![r, now])?;
+    }
+    Ok(known)
+}
+
+/// Records a status check that found the link still open.
+pub fn record_checked(
+    conn: &Connection,
+    link_id: i64,
+    now: &str,
+    next_check: &str,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE links SET status_checks = status_checks + 1, last_checked_at = ?2,
+                next_check_at = ?3, cm_status = 'open'
+         WHERE id = ?1",
+        params![link_id, now, next_check],
+    )?;
+    Ok(())
+}
+
+/// Records a payment through the link: the link is `paid` and so is its invoice. When the
+/// invoice was no longer open (settled elsewhere, replaced), the payment is still what
+/// happened, and `last_error` says the merchant may have been paid twice.
+pub fn record_paid(
+    conn: &Connection,
+    link_id: i64,
+    invoice_id: i64,
+    now: &str,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE links SET state = 'paid', cm_status = 'paid', paid_at = ?2, last_checked_at = ?2,
+                status_checks = status_checks + 1, next_check_at = NULL
+         WHERE id = ?1",
+        params![link_id, now],
+    )?;
+    conn.execute(
+        "UPDATE invoices SET
+            last_error = CASE
+                WHEN state = 'settled_elsewhere'
+                THEN 'paid through its payment link after the export settled it elsewhere: possible double payment, refund one'
+                WHEN revision <> (SELECT revision FROM links WHERE id = ?3)
+                THEN 'paid through the link of an earlier revision; the export now asks a different amount: check the balance'
+                ELSE last_error END,
+            state = 'paid', paid_at = coalesce(paid_at, ?2), updated_at = ?2
+         WHERE id = ?1",
+        params![invoice_id, now, link_id],
+    )?;
+    Ok(())
+}
+
+/// Records that an unpaid link passed its expiry date: the link is inactive and, when it
+/// was the current revision's and the invoice still open, the invoice is `expired`.
+pub fn record_expired(conn: &Connection, link_id: i64, now: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE links SET state = 'inactive', deactivation_reason = 'expired', deactivated_at = ?2,
+                last_checked_at = ?2, next_check_at = NULL, cm_status = 'open'
+         WHERE id = ?1",
+        params![link_id, now],
+    )?;
+    conn.execute(
+        "UPDATE invoices SET state = 'expired', updated_at = ?2
+         WHERE state = 'open' AND id = (SELECT invoice_id FROM links WHERE id = ?1)
+           AND revision = (SELECT revision FROM links WHERE id = ?1)",
+        params![link_id, now],
     )?;
     Ok(())
 }
