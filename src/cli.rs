@@ -130,6 +130,16 @@ enum Command {
         #[arg(value_name = "INVOICE")]
         invoice: String,
     },
+    /// CSV of invoices paid through a link: invoice_reference, amount, currency, paid_at,
+    /// link_ref — for import into the accounting software.
+    ExportPaid {
+        /// Only payments on or after this date (YYYY-MM-DD, UTC).
+        #[arg(long, value_name = "DATE")]
+        since: Option<chrono::NaiveDate>,
+        /// Write to this file (atomically) instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
     /// A local simulator of the CM APIs, for demos, tests and benchmarks.
     Sandbox(crate::sandbox::SandboxArgs),
 }
@@ -210,6 +220,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Sandbox(_) => unreachable!("handled above"),
         Command::Run { files, dry_run } => run_cycle(&config, files, dry_run),
         Command::Deactivate { invoice } => deactivate(&config, &invoice),
+        Command::ExportPaid { since, out } => export_paid(&config, since, out.as_deref()),
         Command::Import { files } => import(&config, &files),
         Command::Status {
             invoice,
@@ -407,6 +418,33 @@ fn deactivate(config: &Config, invoice: &str) -> anyhow::Result<Outcome> {
     }
 }
 
+fn export_paid(
+    config: &Config,
+    since: Option<chrono::NaiveDate>,
+    out: Option<&Path>,
+) -> anyhow::Result<Outcome> {
+    let store = open_existing(config)?;
+    let n = match out {
+        None => crate::export::write_paid(store.conn(), since, std::io::stdout().lock())?,
+        Some(path) => {
+            let dir = path
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let mut tmp = tempfile::NamedTempFile::new_in(dir)
+                .with_context(|| format!("cannot write in {}", dir.display()))?;
+            let n = crate::export::write_paid(store.conn(), since, &mut tmp)?;
+            tmp.as_file().sync_all()?;
+            tmp.persist(path)
+                .map_err(|e| e.error)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            n
+        }
+    };
+    tracing::info!(payments = n, "paid invoices exported");
+    Ok(Outcome::ok())
+}
+
 fn locked_outcome(config: &Config) -> Outcome {
     Outcome {
         exit: Exit::Locked,
@@ -579,9 +617,4 @@ fn write_table(out: &mut impl Write, list: &[InvoiceView]) -> anyhow::Result<()>
         writeln!(out, "{}", line(r))?;
     }
     Ok(())
-}
-
-/// The config path a command would use (for messages in other modules).
-pub fn config_path(cli_value: Option<&Path>) -> PathBuf {
-    Config::locate(cli_value)
 }

@@ -155,3 +155,77 @@ fn a_link_paid_before_its_replacement_is_recorded_as_paid() {
         "no replacement for a paid invoice"
     );
 }
+
+#[test]
+fn export_paid_lists_payments_with_formulas_neutralised() {
+    let host = SandboxHost::start(SandboxOptions::default());
+    let env = TestEnv::new(&host.cm_toml());
+    env.drop_file(
+        "a.csv",
+        "invoice_reference,customer_email,amount,due_date,currency\n\
+         =1+1,a@example.com,\"1.234,50\",2099-12-01,EUR\n\
+         P-2,b@example.com,20,2099-12-01,JPY\n\
+         P-3,c@example.com,30,2099-12-01,EUR\n",
+    );
+    assert_eq!(env.run(&["run"]).code, 0);
+    for r in ["=1+1", "P-2"] {
+        let link = env.invoice(r)["link_ref"].as_str().unwrap().to_string();
+        assert_eq!(host.sb().pay(&link), 200);
+    }
+    make_due(&env, &["=1+1", "P-2", "P-3"]);
+    assert_eq!(env.run(&["run"]).code, 0);
+
+    let r = env.run(&["export-paid"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let mut rdr = csv::Reader::from_reader(r.stdout.as_bytes());
+    assert_eq!(
+        rdr.headers().unwrap(),
+        vec![
+            "invoice_reference",
+            "amount",
+            "currency",
+            "paid_at",
+            "link_ref"
+        ]
+    );
+    let mut rows: Vec<Vec<String>> = rdr
+        .records()
+        .map(|r| r.unwrap().iter().map(String::from).collect())
+        .collect();
+    rows.sort();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0][0], "'=1+1");
+    assert_eq!(
+        (rows[0][1].as_str(), rows[0][2].as_str()),
+        ("1234.50", "EUR")
+    );
+    assert_eq!(
+        (
+            rows[1][0].as_str(),
+            rows[1][1].as_str(),
+            rows[1][2].as_str()
+        ),
+        ("P-2", "20", "JPY")
+    );
+    assert!(
+        rows[1][3].starts_with("20") && rows[1][3].ends_with('Z'),
+        "{}",
+        rows[1][3]
+    );
+    assert_eq!(rows[1][4], env.invoice("P-2")["link_ref"].as_str().unwrap());
+
+    let out = env.path("paid.csv");
+    let r = env.run(&[
+        "export-paid",
+        "--since",
+        "2999-01-01",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "invoice_reference,amount,currency,paid_at,link_ref\n"
+    );
+    assert_eq!(env.run(&["export-paid", "--since", "yesterday"]).code, 2);
+}
