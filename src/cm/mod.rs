@@ -13,6 +13,7 @@
 
 mod error;
 mod links;
+pub mod connection;
 pub mod retry;
 pub mod throttle;
 mod token;
@@ -26,6 +27,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+pub use connection::CmConnection;
 pub use error::CmError;
 pub use links::{CreateLink, LinkStatus, PaymentLink};
 pub use retry::RetryPolicy;
