@@ -104,6 +104,9 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Long-running service: a cycle at every tick of `daemon.schedule`, the callback
+    /// listener, systemd notify. Stops on SIGTERM/SIGINT after in-flight work.
+    Daemon,
     /// Ingest CSV exports only (no API calls, no mail). Named files are never moved or
     /// changed; with no FILE, the ready files of the inbox are ingested and archived.
     Import {
@@ -220,6 +223,10 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Sandbox(_) => unreachable!("handled above"),
         Command::Run { files, dry_run } => run_cycle(&config, files, dry_run),
         Command::Deactivate { invoice } => deactivate(&config, &invoice),
+        Command::Daemon => {
+            runtime()?.block_on(crate::daemon::serve(&config, crate::daemon::signals()))?;
+            Ok(Outcome::ok())
+        }
         Command::ExportPaid { since, out } => export_paid(&config, since, out.as_deref()),
         Command::Import { files } => import(&config, &files),
         Command::Status {

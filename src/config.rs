@@ -684,6 +684,9 @@ impl Config {
                 ),
             ));
         }
+        if let Err(e) = crate::daemon::parse_schedule(&self.daemon.schedule) {
+            return Err(err("daemon.schedule", e));
+        }
         if !self.daemon.callback_path.starts_with('/') {
             return Err(err("daemon.callback_path", "must start with `/`".into()));
         }

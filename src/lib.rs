@@ -12,6 +12,8 @@
 //! - [`cm`]      the CM Payment Link API client: token cache, retry policy, shared throttle.
 //! - [`sandbox`] the CM simulator for tests, demos and benchmarks (`invoice-sync sandbox`).
 //! - [`cycle`]   one cycle: ingest → deactivate → create links → report; dry runs.
+//! - [`daemon`]  the service: a cycle per schedule tick, the callback listener, signals,
+//!   sd_notify.
 //! - [`export`]  `export-paid`: the CSV of payments for the accounting, formulas neutralised.
 //! - [`lock`]    the exclusive run lock per database.
 //! - [`cli`]     clap definitions and the commands; maps outcomes to exit codes.
@@ -20,6 +22,7 @@ pub mod cli;
 pub mod cm;
 pub mod config;
 pub mod cycle;
+pub mod daemon;
 pub mod domain;
 pub mod export;
 pub mod ingest;

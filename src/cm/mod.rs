@@ -11,9 +11,9 @@
 
 #![warn(missing_docs)]
 
+pub mod connection;
 mod error;
 mod links;
-pub mod connection;
 pub mod retry;
 pub mod throttle;
 mod token;

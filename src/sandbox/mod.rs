@@ -80,6 +80,9 @@ pub struct Sandbox {
     base_url: String,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
+    /// The runtime it serves on, so that [`Sandbox::pay`] can send the callback even when
+    /// called from a plain test thread.
+    runtime: tokio::runtime::Handle,
 }
 
 /// One payment link as the sandbox holds it, for tests to check what the client sent.
@@ -156,6 +159,7 @@ pub async fn start(addr: SocketAddr, opts: SandboxOptions) -> std::io::Result<Sa
         base_url,
         stop: Some(stop),
         task: Some(task),
+        runtime: tokio::runtime::Handle::current(),
     })
 }
 
@@ -221,6 +225,7 @@ impl Sandbox {
     /// Marks a link paid and fires its callback, as `POST /sandbox/paymentlinks/<ref>/pay`
     /// does. Returns the HTTP status that route would answer (200, 404 or 409).
     pub fn pay(&self, reference: &str) -> u16 {
+        let _in_runtime = self.runtime.enter();
         routes::pay(&self.shared, reference).0.as_u16()
     }
 }

@@ -1,0 +1,364 @@
+//! The long-running service (PRODUCT.md sections 6 and 7): a cycle at every tick of
+//! `daemon.schedule`, the callback listener, signals and sd_notify.
+//!
+//! One loop owns the database connection and does all the work, so two cycles never run
+//! at once; ticks that pass while a cycle runs coalesce into one more cycle right after
+//! it. The listener only answers and hands the named link refs to the loop, which marks
+//! them due and fetches their status from the API — a callback is never proof of
+//! payment. SIGTERM/SIGINT let the running cycle finish, then the daemon exits 0.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Local};
+use cron::Schedule;
+use tokio::sync::mpsc;
+
+use crate::cm::CmConnection;
+use crate::config::Config;
+use crate::cycle;
+use crate::lock::RunLock;
+use crate::store::{Store, links, now_text};
+
+/// The largest callback body accepted; larger ones get 413.
+pub const CALLBACK_BODY_LIMIT: usize = 64 * 1024;
+
+/// Parses `daemon.schedule`: a 6-field (seconds first) or 7-field (year last) expression
+/// of the `cron` crate, or a classic 5-field crontab expression (minute hour day month
+/// weekday, weekday 0–7 with 0 and 7 Sunday), which gets second 0.
+pub fn parse_schedule(expr: &str) -> Result<Schedule, String> {
+    let fields: Vec<&str> = expr.split_whitespace().collect();
+    let six = match fields.len() {
+        5 => format!(
+            "0 {} {} {} {} {}",
+            fields[0],
+            fields[1],
+            fields[2],
+            fields[3],
+            unix_weekdays(fields[4])?
+        ),
+        6 | 7 => fields.join(" "),
+        n => {
+            return Err(format!(
+                "`{expr}` has {n} fields; use 5 (minute hour day month weekday), 6 (seconds first) or 7 (a year last)"
+            ));
+        }
+    };
+    Schedule::from_str(&six).map_err(|e| format!("`{expr}` is not a valid cron expression: {e}"))
+}
+
+/// Crontab weekdays (0–7, Sunday 0 or 7) as names, which mean the same to the `cron`
+/// crate (whose numbers start at 1 for Sunday).
+fn unix_weekdays(field: &str) -> Result<String, String> {
+    const NAMES: [&str; 8] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"];
+    let name = |s: &str| -> Result<&'static str, String> {
+        match s.parse::<usize>() {
+            Ok(n) if n < 8 => Ok(NAMES[n]),
+            Ok(_) => Err(format!("weekday {s} is out of range 0-7")),
+            Err(_) => Ok(""),
+        }
+    };
+    let mut parts = Vec::new();
+    for part in field.split(',') {
+        let (range, step) = match part.split_once('/') {
+            Some((r, s)) => (r, Some(s)),
+            None => (part, None),
+        };
+        let mapped = match range.split_once('-') {
+            Some((a, b)) => {
+                let (na, nb) = (name(a)?, name(b)?);
+                match (na, nb, b) {
+                    ("", _, _) | (_, "", _) => range.to_string(),
+                    // `5-7` ends on Sunday: the crate's week ends on Saturday
+                    (na, _, "7") if na != "SUN" => format!("{na}-SAT,SUN"),
+                    (na, nb, _) => format!("{na}-{nb}"),
+                }
+            }
+            None => match name(range)? {
+                "" => range.to_string(),
+                n => n.to_string(),
+            },
+        };
+        match step {
+            Some(s) if !mapped.contains(',') => parts.push(format!("{mapped}/{s}")),
+            Some(_) => return Err(format!("weekday step `{part}` is not supported")),
+            None => parts.push(mapped),
+        }
+    }
+    Ok(parts.join(","))
+}
+
+/// The first tick strictly after `after`.
+fn next_tick(schedule: &Schedule, after: DateTime<Local>) -> Option<DateTime<Local>> {
+    schedule.after(&after).next()
+}
+
+/// sd_notify, when `NOTIFY_SOCKET` is set; failures are logged, never fatal.
+fn notify(states: &[sd_notify::NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::debug!("sd_notify failed: {e}");
+    }
+}
+
+/// Runs the daemon until `shutdown` resolves (or SIGTERM/SIGINT when given
+/// [`signals`]).
+pub async fn serve(config: &Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let schedule = parse_schedule(&config.daemon.schedule)
+        .map_err(|e| anyhow::anyhow!("daemon.schedule: {e}"))?;
+    let store = Store::open(&config.storage.database)?;
+    let cm = CmConnection::open(config).await?;
+    let (tx, mut rx) = mpsc::channel::<Vec<String>>(256);
+
+    let listener = match config.daemon.callback_listen {
+        Some(addr) => Some(spawn_listener(addr, &config.daemon.callback_path, tx).await?),
+        None => {
+            drop(tx);
+            None
+        }
+    };
+
+    let watchdog = sd_notify::watchdog_enabled().map(|every| {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every / 2);
+            loop {
+                tick.tick().await;
+                notify(&[sd_notify::NotifyState::Watchdog]);
+            }
+        })
+    });
+    notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status("waiting for the first tick"),
+    ]);
+    tracing::info!(schedule = %config.daemon.schedule, callback = ?config.daemon.callback_listen, "daemon started");
+
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut next = next_tick(&schedule, Local::now());
+    loop {
+        let wait = next
+            .map(|t| (t - Local::now()).to_std().unwrap_or(Duration::ZERO))
+            .unwrap_or(Duration::from_secs(3600));
+        tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
+            Some(mut refs) = rx.recv() => {
+                while let Ok(more) = rx.try_recv() {
+                    refs.extend(more);
+                }
+                check_named(&store, config, &cm, refs).await;
+            }
+            _ = tokio::time::sleep(wait), if next.is_some() => {
+                let started = Local::now();
+                let status = run_cycle(&store, config, &cm).await;
+                notify(&[sd_notify::NotifyState::Status(&status)]);
+                // Ticks that fell while the cycle ran coalesce into one cycle now.
+                next = match next_tick(&schedule, started) {
+                    Some(t) if t <= Local::now() => Some(Local::now()),
+                    other => other,
+                };
+            }
+        }
+    }
+    notify(&[
+        sd_notify::NotifyState::Stopping,
+        sd_notify::NotifyState::Status("stopping"),
+    ]);
+    tracing::info!("daemon stopping");
+    if let Some(w) = watchdog {
+        w.abort();
+    }
+    if let Some((stop, task)) = listener {
+        let _ = stop.send(());
+        let _ = task.await;
+    }
+    cm.close().await;
+    Ok(())
+}
+
+/// Resolves at the first SIGTERM or SIGINT.
+pub async fn signals() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop the daemon with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: finishing in-flight work"),
+        _ = int.recv() => tracing::info!("SIGINT: finishing in-flight work"),
+    }
+}
+
+/// One scheduled cycle; returns the STATUS= line. Failures are logged, never fatal.
+async fn run_cycle(store: &Store, config: &Config, cm: &CmConnection) -> String {
+    let lock = match RunLock::try_acquire(&config.storage.database) {
+        Ok(Some(l)) => l,
+        Ok(None) => {
+            tracing::warn!("another cycle holds the run lock; this tick is skipped");
+            return "tick skipped: another cycle holds the run lock".into();
+        }
+        Err(e) => {
+            tracing::error!("cannot take the run lock: {e:#}");
+            return format!("cycle failed: {e:#}");
+        }
+    };
+    let opts = cycle::Options::default();
+    let status = match cycle::run(store.conn(), config, Some(&cm.client), &opts).await {
+        Ok(report) => {
+            let summary = report.summary();
+            tracing::info!("cycle: {summary}");
+            if let Some(why) = report.attention() {
+                tracing::warn!("needs attention: {why}");
+            }
+            format!("last cycle: {summary}")
+        }
+        Err(e) => {
+            tracing::error!("cycle failed: {e:#}");
+            format!("last cycle failed: {e:#}")
+        }
+    };
+    drop(lock);
+    status
+}
+
+/// Fetches the status of links a callback named (unknown refs are ignored).
+async fn check_named(store: &Store, config: &Config, cm: &CmConnection, refs: Vec<String>) {
+    let known = match links::request_check(store.conn(), &refs, &now_text()) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::error!("cannot record the callback: {e}");
+            return;
+        }
+    };
+    tracing::info!(
+        named = refs.len(),
+        known,
+        "callback: checking the named links' status"
+    );
+    if known == 0 {
+        return;
+    }
+    // A cycle that holds the lock will check them itself (they are due now).
+    let Ok(Some(_lock)) = RunLock::try_acquire(&config.storage.database) else {
+        return;
+    };
+    let mut report = cycle::Report::default();
+    if let Err(e) = cycle::check_statuses(store.conn(), config, &cm.client, &mut report).await {
+        tracing::error!("status check after a callback failed: {e:#}");
+    } else if report.payments_seen > 0 {
+        tracing::info!(payments = report.payments_seen, "payments seen");
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct CallbackBody {
+    paymentlink_refs: Vec<String>,
+}
+
+type Listener = (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+);
+
+/// Binds the callback listener and serves it in the background.
+async fn spawn_listener(
+    addr: SocketAddr,
+    path: &str,
+    tx: mpsc::Sender<Vec<String>>,
+) -> anyhow::Result<Listener> {
+    let app = axum::Router::new()
+        .route(path, axum::routing::post(callback))
+        .layer(DefaultBodyLimit::max(CALLBACK_BODY_LIMIT))
+        .with_state(tx);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen for callbacks on {addr}"))?;
+    tracing::info!(addr = %listener.local_addr()?, path, "callback listener ready");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await;
+        if let Err(e) = served {
+            tracing::error!("callback listener stopped: {e}");
+        }
+    });
+    Ok((stop, task))
+}
+
+/// `POST <callback_path>`: answers at once; the refs are checked by the main loop.
+async fn callback(State(tx): State<mpsc::Sender<Vec<String>>>, body: Bytes) -> StatusCode {
+    let Ok(parsed) = serde_json::from_slice::<CallbackBody>(&body) else {
+        return StatusCode::BAD_REQUEST;
+    };
+    let refs: Vec<String> = parsed
+        .paymentlink_refs
+        .into_iter()
+        .filter(|r| !r.is_empty() && r.len() <= 200)
+        .take(1000)
+        .collect();
+    if !refs.is_empty() && tx.try_send(refs).is_err() {
+        // Full or closed: the back-off polling still finds the payment.
+        tracing::warn!("callback queue full; the links will be found by polling");
+    }
+    StatusCode::OK
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{Datelike, TimeZone, Timelike, Weekday};
+
+    fn next_after(expr: &str, y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Local> {
+        let s = parse_schedule(expr).unwrap();
+        let at = Local.with_ymd_and_hms(y, mo, d, h, mi, 0).unwrap();
+        next_tick(&s, at).unwrap()
+    }
+
+    #[test]
+    fn six_and_seven_field_expressions() {
+        let t = next_after("0 */5 * * * *", 2026, 11, 21, 10, 2);
+        assert_eq!((t.hour(), t.minute(), t.second()), (10, 5, 0));
+        let t = next_after("30 0 9 * * * 2027", 2026, 11, 21, 10, 2);
+        assert_eq!((t.year(), t.hour(), t.second()), (2027, 9, 30));
+    }
+
+    #[test]
+    fn five_field_expressions_get_second_zero_and_unix_weekdays() {
+        let t = next_after("*/5 * * * *", 2026, 11, 21, 10, 2);
+        assert_eq!((t.minute(), t.second()), (5, 0));
+        // 2026-11-21 is a Saturday; `1-5` is Monday to Friday in crontab
+        let t = next_after("0 9 * * 1-5", 2026, 11, 21, 10, 2);
+        assert_eq!(t.weekday(), Weekday::Mon);
+        let t = next_after("0 9 * * 0", 2026, 11, 21, 10, 2);
+        assert_eq!(t.weekday(), Weekday::Sun);
+        let t = next_after("0 9 * * 7", 2026, 11, 21, 10, 2);
+        assert_eq!(t.weekday(), Weekday::Sun);
+        let t = next_after("0 9 * * 5-7", 2026, 11, 21, 10, 2);
+        assert_eq!(t.weekday(), Weekday::Sun, "Saturday 9:00 has passed");
+        let t = next_after("0 9 * * MON", 2026, 11, 21, 10, 2);
+        assert_eq!(t.weekday(), Weekday::Mon);
+    }
+
+    #[test]
+    fn bad_expressions_are_refused_with_a_reason() {
+        assert!(parse_schedule("every five minutes").is_err());
+        assert!(parse_schedule("* * *").unwrap_err().contains("3 fields"));
+        assert!(
+            parse_schedule("0 9 * * 8")
+                .unwrap_err()
+                .contains("out of range")
+        );
+        assert!(parse_schedule("61 * * * *").is_err());
+    }
+}

@@ -1,0 +1,305 @@
+//! The daemon (PRODUCT.md sections 6 and 7), driven as systemd would: the spawned binary,
+//! real signals, a real `NOTIFY_SOCKET`, real HTTP callbacks from the sandbox.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixDatagram;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{SandboxHost, TestEnv, default_csv};
+use invoice_sync::sandbox::SandboxOptions;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `f` until it holds; on time-out fails with the daemon's log.
+fn wait_for(env: &TestEnv, what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !f() {
+        if t0.elapsed() > timeout {
+            let log = std::fs::read_to_string(env.path("daemon.log")).unwrap_or_default();
+            panic!("timed out waiting for {what}; daemon log:\n{log}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn sigterm(child: &Child) {
+    // SAFETY: plain FFI call sending a signal to our own child.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+}
+
+fn wait_exit(child: &mut Child, timeout: Duration) -> i32 {
+    let t0 = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code().unwrap_or(-1);
+        }
+        if t0.elapsed() > timeout {
+            child.kill().unwrap();
+            panic!("the daemon did not stop within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn daemon_env(host: &SandboxHost, extra: &str) -> TestEnv {
+    TestEnv::new(&common::merge_toml(
+        &host.cm_toml(),
+        &format!("[daemon]\nschedule = \"* * * * * *\"\n{extra}"),
+    ))
+}
+
+fn spawn_daemon(env: &TestEnv) -> Child {
+    let log = std::fs::File::create(env.path("daemon.log")).unwrap();
+    env.command()
+        .arg("daemon")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+/// One raw HTTP/1.1 POST; returns the status code.
+fn post(port: u16, path: &str, body: &[u8]) -> u16 {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    let _ = s.write_all(body); // the server may answer 413 and close before reading it all
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    resp.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_drop_is_linked_within_a_tick_and_sigterm_exits_0() {
+    let host = SandboxHost::start(SandboxOptions::default());
+    let env = daemon_env(&host, "");
+    let mut child = spawn_daemon(&env);
+    std::thread::sleep(Duration::from_millis(300));
+    env.drop_file(
+        "a.csv",
+        default_csv(&[("INV-1", "a@example.com", "A", "10", "2099-12-01")]),
+    );
+    wait_for(&env, "the link", Duration::from_secs(15), || {
+        env.path("state/invoice-sync.db").exists()
+            && env
+                .run(&["status", "--json"])
+                .stdout
+                .contains("\"link_active\": true")
+    });
+    // a later drop is picked up by a later tick
+    env.drop_file(
+        "b.csv",
+        default_csv(&[("INV-2", "b@example.com", "B", "20", "2099-12-01")]),
+    );
+    wait_for(&env, "the second link", Duration::from_secs(15), || {
+        env.status()
+            .iter()
+            .filter(|v| v["link_active"] == true)
+            .count()
+            == 2
+    });
+    sigterm(&child);
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), 0);
+    assert_eq!(host.sb().links().len(), 2);
+}
+
+#[test]
+fn sandbox_pay_fires_the_callback_and_the_invoice_shows_paid_and_junk_is_survived() {
+    let host = SandboxHost::start(SandboxOptions::default());
+    let port = free_port();
+    let env = daemon_env(
+        &host,
+        &format!(
+            "callback_listen = \"127.0.0.1:{port}\"\ncallback_path = \"/cm/callback\"\n\
+             [cm]\ncallback_url = \"http://127.0.0.1:{port}/cm/callback\"\n"
+        ),
+    );
+    env.drop_file(
+        "a.csv",
+        default_csv(&[
+            ("INV-1", "a@example.com", "A", "10", "2099-12-01"),
+            ("INV-2", "b@example.com", "B", "20", "2099-12-01"),
+        ]),
+    );
+    let mut child = spawn_daemon(&env);
+    wait_for(&env, "the links", Duration::from_secs(15), || {
+        env.path("state/invoice-sync.db").exists()
+            && env
+                .status()
+                .iter()
+                .filter(|v| v["link_active"] == true)
+                .count()
+                == 2
+    });
+
+    // junk first: none of it may stop the daemon
+    let huge = vec![b'x'; 100 * 1024];
+    assert_eq!(post(port, "/cm/callback", &huge), 413);
+    assert_eq!(post(port, "/cm/callback", b"{not json"), 400);
+    assert_eq!(post(port, "/cm/callback", b"{\"other\": 1}"), 400);
+    assert_eq!(
+        post(port, "/cm/callback", b"{\"paymentlink_refs\": 5}"),
+        400
+    );
+    assert_eq!(
+        post(
+            port,
+            "/cm/callback",
+            b"{\"paymentlink_refs\": [\"pml-unknown\"]}"
+        ),
+        200
+    );
+    assert_eq!(post(port, "/elsewhere", b"{}"), 404);
+    // a forged callback for a real, unpaid link changes nothing: the API says open
+    let link2 = env.invoice("INV-2")["link_ref"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let forged = format!("{{\"paymentlink_refs\": [\"{link2}\"]}}");
+    assert_eq!(post(port, "/cm/callback", forged.as_bytes()), 200);
+    assert!(child.try_wait().unwrap().is_none(), "the daemon died");
+
+    // pay INV-1 at the sandbox: it POSTs the callback, the daemon asks the API
+    let link = env.invoice("INV-1")["link_ref"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let t0 = Instant::now();
+    assert_eq!(host.sb().pay(&link), 200);
+    wait_for(&env, "paid", Duration::from_secs(10), || {
+        env.invoice("INV-1")["state"] == "paid"
+    });
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(env.invoice("INV-2")["state"], "open");
+    let status_gets = host
+        .api_log()
+        .iter()
+        .filter(|(m, p, _)| m == "GET" && p.ends_with("/status"))
+        .count();
+    assert!(
+        status_gets >= 2,
+        "the callbacks were checked against the API"
+    );
+
+    sigterm(&child);
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), 0);
+}
+
+#[test]
+fn sigterm_in_the_middle_of_a_cycle_finishes_it_and_the_next_start_repeats_nothing() {
+    let host = SandboxHost::start(SandboxOptions {
+        latency: Duration::from_millis(250),
+        ..SandboxOptions::default()
+    });
+    let env = daemon_env(&host, "[cm]\nmax_in_flight = 1\n");
+    let rows: Vec<(String, &str, &str, &str, &str)> = (0..12)
+        .map(|i| {
+            (
+                format!("S-{i:02}"),
+                "a@example.com",
+                "A",
+                "10",
+                "2099-12-01",
+            )
+        })
+        .collect();
+    let rows: Vec<_> = rows
+        .iter()
+        .map(|(a, b, c, d, e)| (a.as_str(), *b, *c, *d, *e))
+        .collect();
+    env.drop_file("a.csv", default_csv(&rows));
+    let mut child = spawn_daemon(&env);
+    wait_for(
+        &env,
+        "the cycle to be under way",
+        Duration::from_secs(15),
+        || host.sb().links().len() >= 2,
+    );
+    sigterm(&child);
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(30)), 0);
+    // the in-flight cycle was finished, not cut: every invoice has its link
+    assert_eq!(host.sb().links().len(), 12);
+
+    let r = env.run(&["run"]);
+    assert_eq!(r.code, 0, "nothing to repeat, nothing lost: {}", r.stderr);
+    assert!(r.stderr.contains("links 0 created"), "{}", r.stderr);
+    assert_eq!(host.sb().links().len(), 12);
+    assert!(env.status().iter().all(|v| v["link_active"] == true));
+}
+
+#[test]
+fn sd_notify_ready_status_watchdog_stopping() {
+    let host = SandboxHost::start(SandboxOptions::default());
+    let env = daemon_env(&host, "");
+    let sock_path = env.path("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut child = env
+        .command()
+        .arg("daemon")
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", "300000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut seen: Vec<String> = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut read_until = |seen: &mut Vec<String>, want: &str, timeout: Duration| {
+        let t0 = Instant::now();
+        while !seen.iter().any(|m| m.contains(want)) {
+            assert!(
+                t0.elapsed() < timeout,
+                "no {want} within {timeout:?}: {seen:?}"
+            );
+            if let Ok(n) = sock.recv(&mut buf) {
+                seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        }
+    };
+    read_until(&mut seen, "READY=1", Duration::from_secs(10));
+    read_until(&mut seen, "WATCHDOG=1", Duration::from_secs(3));
+    read_until(
+        &mut seen,
+        "STATUS=last cycle: files 0",
+        Duration::from_secs(5),
+    );
+    sigterm(&child);
+    read_until(&mut seen, "STOPPING=1", Duration::from_secs(5));
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), 0);
+    let ready = seen.iter().position(|m| m.contains("READY=1")).unwrap();
+    let stopping = seen.iter().position(|m| m.contains("STOPPING=1")).unwrap();
+    assert!(ready < stopping);
+}
+
+#[test]
+fn a_bad_schedule_is_a_config_error_naming_the_key() {
+    let env = TestEnv::new("[daemon]\nschedule = \"every 5 minutes\"\n");
+    let r = env.run(&["daemon"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("daemon.schedule"), "{}", r.stderr);
+}
