@@ -545,18 +545,20 @@ fn sample_crontab_runs_a_cycle_every_five_minutes() {
 }
 
 #[test]
-fn the_oneshot_command_line_is_accepted_by_the_program() {
-    let unit = parse_unit(&unit_text(ONESHOT));
-    let exec = single(ONESHOT, &unit, "Service", "ExecStart");
-    let args: Vec<&str> = exec.split_whitespace().skip(1).collect();
-    let out = Command::new(env!("CARGO_BIN_EXE_invoice-sync"))
-        .args(&args)
-        .arg("--help")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "invoice-sync refuses {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+fn the_units_command_lines_are_accepted_by_the_program() {
+    for name in [ONESHOT, DAEMON] {
+        let unit = parse_unit(&unit_text(name));
+        let exec = single(name, &unit, "Service", "ExecStart");
+        let args: Vec<&str> = exec.split_whitespace().skip(1).collect();
+        let out = Command::new(env!("CARGO_BIN_EXE_invoice-sync"))
+            .args(&args)
+            .arg("--help")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "invoice-sync refuses {args:?} of {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
