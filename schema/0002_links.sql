@@ -10,7 +10,7 @@ CREATE TABLE links (
     revision            INTEGER NOT NULL,
     merchant_reference  TEXT    NOT NULL UNIQUE,
     state               TEXT    NOT NULL
-                        CHECK (state IN ('creating', 'active', 'deactivating', 'inactive', 'paid', 'failed')),
+                        CHECK ((state = 'creating' OR state = 'active' OR state = 'deactivating' OR state = 'inactive' OR state = 'paid' OR state = 'failed')),
     in_flight           INTEGER NOT NULL DEFAULT 0,  -- 1 while a create request may be outstanding
     possible_orphan     INTEGER NOT NULL DEFAULT 0,  -- CM may hold an unrecorded link for this intent
     link_ref            TEXT UNIQUE,                 -- CM's `ref`
@@ -33,9 +33,9 @@ CREATE TABLE links (
     FOREIGN KEY (invoice_id, revision) REFERENCES revisions(invoice_id, revision)
 );
 CREATE INDEX links_by_invoice ON links(invoice_id, revision);
-CREATE INDEX links_by_state ON links(state) WHERE state IN ('creating', 'active', 'deactivating');
+CREATE INDEX links_by_state ON links(state) WHERE (state = 'creating' OR state = 'active' OR state = 'deactivating');
 CREATE INDEX links_due_for_check ON links(next_check_at) WHERE state = 'active';
 -- At most one live link per invoice: a replacement is created only after the old link
 -- is deactivated, and the database refuses anything else.
 CREATE UNIQUE INDEX links_one_live_per_invoice ON links(invoice_id)
-    WHERE state IN ('creating', 'active', 'deactivating');
+    WHERE (state = 'creating' OR state = 'active' OR state = 'deactivating');

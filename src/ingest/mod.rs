@@ -361,6 +361,7 @@ fn apply(
     let now = now_text();
     let import_id = imports::begin(conn, name, &info.sha256, source, &now)?;
     let open_before = invoices::count_open(conn)?;
+    let mut writer = invoices::Writer::new(conn)?;
     let mut counts = ImportCounts::default();
     let mut record = csv::ByteRecord::new();
     // The CSV reader does not count line breaks inside quoted fields; physical line
@@ -396,7 +397,7 @@ fn apply(
             }
             Checked::Row(row) => {
                 counts.rows_read += 1;
-                match apply_row(conn, &row, src, &mut counts)? {
+                match apply_row(&mut writer, &row, src, &mut counts)? {
                     None => counts.rows_accepted += 1,
                     Some(first_line) => {
                         counts.rows_rejected += 1;
@@ -422,6 +423,7 @@ fn apply(
         bar.finish_and_clear();
     }
 
+    drop(writer);
     if cfg.csv.settlement == Settlement::Snapshot {
         let missing = invoices::count_open_unseen(conn, import_id)?;
         if missing > 0 && missing * 2 > open_before {
@@ -456,31 +458,42 @@ fn csv_error(e: csv::Error) -> FileError {
 /// Applies one valid row. Returns `Some(first_line)` when the reference already appeared
 /// earlier in the same file (the row is then rejected and nothing changes).
 fn apply_row(
-    conn: &Connection,
+    w: &mut invoices::Writer<'_>,
     row: &rows::Row,
     src: Source<'_>,
     counts: &mut ImportCounts,
 ) -> Result<Option<i64>, FileError> {
-    let Some(cur) = invoices::lookup(conn, &row.reference)? else {
-        let state = if row.settled {
+    let state = if row.settled {
+        State::SettledElsewhere
+    } else {
+        State::Open
+    };
+    // A new reference costs one insert and no lookup.
+    if w.insert_new(&row.reference, state, &row.data, src)?
+        .is_some()
+    {
+        if row.settled {
             counts.invoices_settled += 1;
-            State::SettledElsewhere
         } else {
             counts.invoices_new += 1;
-            State::Open
-        };
-        invoices::insert(conn, &row.reference, state, &row.data, src)?;
+        }
         return Ok(None);
+    }
+    let Some(cur) = w.lookup(&row.reference)? else {
+        return Err(FileError::Db(anyhow::anyhow!(
+            "invoice {:?} is neither new nor known",
+            row.reference
+        )));
     };
     if cur.seen_import_id == Some(src.import_id) {
         return Ok(Some(cur.seen_line.unwrap_or(0)));
     }
     if row.settled {
         if cur.state == State::Open {
-            invoices::settle(conn, cur.id, src)?;
+            w.settle(cur.id, src)?;
             counts.invoices_settled += 1;
         } else {
-            invoices::mark_seen(conn, cur.id, src)?;
+            w.mark_seen(cur.id, src)?;
         }
         return Ok(None);
     }
@@ -492,7 +505,7 @@ fn apply_row(
                 tracing::warn!(invoice = %row.reference,
                     "the export changes an invoice already paid through its link; left as paid");
             }
-            invoices::mark_seen(conn, cur.id, src)?;
+            w.mark_seen(cur.id, src)?;
         }
         // The accounting reopened it: a new revision gets a new link.
         State::SettledElsewhere => {
@@ -501,7 +514,7 @@ fn apply_row(
             } else {
                 RevisionReason::Reopened
             };
-            invoices::add_revision(conn, &cur, &row.data, reason, src)?;
+            w.add_revision(&cur, &row.data, reason, src)?;
             counts.invoices_changed += 1;
         }
         State::Open | State::Failed | State::Expired if differs => {
@@ -510,11 +523,11 @@ fn apply_row(
             } else {
                 RevisionReason::Changed
             };
-            invoices::add_revision(conn, &cur, &row.data, reason, src)?;
+            w.add_revision(&cur, &row.data, reason, src)?;
             counts.invoices_changed += 1;
         }
         State::Open | State::Failed | State::Expired => {
-            invoices::mark_seen(conn, cur.id, src)?;
+            w.mark_seen(cur.id, src)?;
         }
     }
     Ok(None)

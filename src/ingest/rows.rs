@@ -125,6 +125,31 @@ pub struct Validator<'a> {
     map: &'a ColumnMap,
     settings: &'a CsvSettings,
     paid_values: Vec<String>,
+    dates: DateFormats,
+}
+
+/// `csv.date_formats`, parsed once (chrono would re-read a format string on every call).
+pub struct DateFormats(Vec<Vec<chrono::format::Item<'static>>>);
+
+impl DateFormats {
+    /// Parses the configured formats (validated when the config was loaded).
+    pub fn new(formats: &[String]) -> DateFormats {
+        DateFormats(
+            formats
+                .iter()
+                .filter_map(|f| chrono::format::StrftimeItems::new(f).parse_to_owned().ok())
+                .collect(),
+        )
+    }
+
+    /// The first format that reads `s` as a whole.
+    pub fn parse(&self, s: &str) -> Option<NaiveDate> {
+        self.0.iter().find_map(|items| {
+            let mut parsed = chrono::format::Parsed::new();
+            chrono::format::parse(&mut parsed, s, items.iter()).ok()?;
+            parsed.to_naive_date().ok()
+        })
+    }
 }
 
 impl<'a> Validator<'a> {
@@ -138,6 +163,7 @@ impl<'a> Validator<'a> {
                 .iter()
                 .map(|v| v.trim().to_lowercase())
                 .collect(),
+            dates: DateFormats::new(&settings.date_formats),
         }
     }
 
@@ -246,7 +272,7 @@ impl<'a> Validator<'a> {
             push(&mut problems, m, m.due_date, "the due date is empty".into());
             None
         } else {
-            match parse_date(due, &self.settings.date_formats) {
+            match self.dates.parse(due) {
                 Some(d) => Some(d),
                 None => {
                     push(
@@ -350,7 +376,7 @@ impl<'a> Validator<'a> {
                 amount_minor,
                 due_minor,
                 currency: currency.code().to_string(),
-                due_date: due_date.format("%Y-%m-%d").to_string(),
+                due_date: due_date.to_string(),
                 language: language.map(|l| l.as_str().to_string()),
                 country_code: country.map(|c| c.as_str().to_string()),
             },
@@ -367,11 +393,9 @@ fn push(problems: &mut Vec<Problem>, m: &ColumnMap, idx: usize, reason: String) 
     });
 }
 
-/// The first configured format that reads `s` as a whole.
+/// The first of `formats` that reads `s` as a whole.
 pub fn parse_date(s: &str, formats: &[String]) -> Option<NaiveDate> {
-    formats
-        .iter()
-        .find_map(|f| NaiveDate::parse_from_str(s, f).ok())
+    DateFormats::new(formats).parse(s)
 }
 
 fn quote(s: &str) -> String {

@@ -1,7 +1,7 @@
 //! Invoices and their revisions: the statements the ingest applies row by row and the
 //! views `status` shows. Everything here runs inside the caller's transaction.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, Statement, params};
 use serde::Serialize;
 
 /// The lifecycle of PRODUCT.md section 5.
@@ -114,37 +114,6 @@ pub struct Current {
     pub data: RevisionData,
 }
 
-/// The invoice with this reference and its current revision, if known.
-pub fn lookup(conn: &Connection, reference: &str) -> rusqlite::Result<Option<Current>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT i.id, i.state, i.revision, i.seen_import_id, i.seen_line,
-                r.customer_email, r.customer_name, r.amount_minor, r.due_minor, r.currency,
-                r.due_date, r.language, r.country_code
-         FROM invoices i JOIN revisions r ON r.invoice_id = i.id AND r.revision = i.revision
-         WHERE i.reference = ?1",
-    )?;
-    stmt.query_row([reference], |r| {
-        Ok(Current {
-            id: r.get(0)?,
-            state: state_from_row(r.get(1)?)?,
-            revision: r.get(2)?,
-            seen_import_id: r.get(3)?,
-            seen_line: r.get(4)?,
-            data: RevisionData {
-                customer_email: r.get(5)?,
-                customer_name: r.get(6)?,
-                amount_minor: r.get(7)?,
-                due_minor: r.get(8)?,
-                currency: r.get(9)?,
-                due_date: r.get(10)?,
-                language: r.get(11)?,
-                country_code: r.get(12)?,
-            },
-        })
-    })
-    .optional()
-}
-
 /// Where a row came from, for the revision's provenance and duplicate detection.
 #[derive(Debug, Clone, Copy)]
 pub struct Source<'a> {
@@ -153,101 +122,163 @@ pub struct Source<'a> {
     pub now: &'a str,
 }
 
-/// Records a new invoice with revision 1.
-pub fn insert(
-    conn: &Connection,
-    reference: &str,
-    state: State,
-    data: &RevisionData,
-    src: Source<'_>,
-) -> rusqlite::Result<i64> {
-    let settled_at = (state == State::SettledElsewhere).then_some(src.now);
-    conn.prepare_cached(
-        "INSERT INTO invoices (reference, state, revision, settled_at, seen_import_id, seen_line,
-                               created_at, updated_at)
-         VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6, ?6)",
-    )?
-    .execute(params![
-        reference,
-        state.as_str(),
-        settled_at,
-        src.import_id,
-        src.line,
-        src.now
-    ])?;
-    let id = conn.last_insert_rowid();
-    insert_revision(conn, id, 1, data, RevisionReason::New, src)?;
-    Ok(id)
+/// The statements the ingest runs for every row, prepared once per file (a cached
+/// statement would hash its SQL text on every call). Everything runs inside the caller's
+/// transaction.
+pub struct Writer<'c> {
+    conn: &'c Connection,
+    lookup: Statement<'c>,
+    insert_invoice: Statement<'c>,
+    insert_revision: Statement<'c>,
+    new_revision: Statement<'c>,
+    mark_seen: Statement<'c>,
+    settle: Statement<'c>,
 }
 
-fn insert_revision(
-    conn: &Connection,
-    invoice_id: i64,
-    revision: i64,
-    d: &RevisionData,
-    reason: RevisionReason,
-    src: Source<'_>,
-) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO revisions (invoice_id, revision, customer_email, customer_name, amount_minor,
-                                due_minor, currency, due_date, language, country_code, reason,
-                                import_id, source_line, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-    )?
-    .execute(params![
-        invoice_id,
-        revision,
-        d.customer_email,
-        d.customer_name,
-        d.amount_minor,
-        d.due_minor,
-        d.currency,
-        d.due_date,
-        d.language,
-        d.country_code,
-        reason.as_str(),
-        src.import_id,
-        src.line,
-        src.now
-    ])?;
-    Ok(())
-}
+impl<'c> Writer<'c> {
+    /// Prepares the statements on `conn`.
+    pub fn new(conn: &'c Connection) -> rusqlite::Result<Writer<'c>> {
+        Ok(Writer {
+            conn,
+            lookup: conn.prepare(
+                "SELECT i.id, i.state, i.revision, i.seen_import_id, i.seen_line,
+                        r.customer_email, r.customer_name, r.amount_minor, r.due_minor, r.currency,
+                        r.due_date, r.language, r.country_code
+                 FROM invoices i JOIN revisions r ON r.invoice_id = i.id AND r.revision = i.revision
+                 WHERE i.reference = ?1",
+            )?,
+            insert_invoice: conn.prepare(
+                "INSERT INTO invoices (reference, state, revision, settled_at, seen_import_id,
+                                       seen_line)
+                 VALUES (?1, ?2, 1, ?3, ?4, ?5)
+                 ON CONFLICT (reference) DO NOTHING",
+            )?,
+            insert_revision: conn.prepare(
+                "INSERT INTO revisions (invoice_id, revision, customer_email, customer_name,
+                                        amount_minor, due_minor, currency, due_date, language,
+                                        country_code, reason, import_id, source_line)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            )?,
+            new_revision: conn.prepare(
+                "UPDATE invoices SET revision = ?2, state = 'open', last_error = NULL,
+                        settled_at = NULL, seen_import_id = ?3, seen_line = ?4, updated_at = ?5
+                 WHERE id = ?1",
+            )?,
+            mark_seen: conn
+                .prepare("UPDATE invoices SET seen_import_id = ?2, seen_line = ?3 WHERE id = ?1")?,
+            settle: conn.prepare(
+                "UPDATE invoices SET state = 'settled_elsewhere', settled_at = ?2, updated_at = ?2,
+                        seen_import_id = ?3, seen_line = ?4
+                 WHERE id = ?1",
+            )?,
+        })
+    }
 
-/// Starts a new revision in state `open` (the link step replaces the old link).
-pub fn add_revision(
-    conn: &Connection,
-    cur: &Current,
-    data: &RevisionData,
-    reason: RevisionReason,
-    src: Source<'_>,
-) -> rusqlite::Result<i64> {
-    let revision = cur.revision + 1;
-    insert_revision(conn, cur.id, revision, data, reason, src)?;
-    conn.prepare_cached(
-        "UPDATE invoices SET revision = ?2, state = 'open', last_error = NULL, settled_at = NULL,
-                seen_import_id = ?3, seen_line = ?4, updated_at = ?5
-         WHERE id = ?1",
-    )?
-    .execute(params![cur.id, revision, src.import_id, src.line, src.now])?;
-    Ok(revision)
-}
+    /// The invoice with this reference and its current revision, if known.
+    pub fn lookup(&mut self, reference: &str) -> rusqlite::Result<Option<Current>> {
+        self.lookup
+            .query_row([reference], |r| {
+                Ok(Current {
+                    id: r.get(0)?,
+                    state: state_from_row(r.get(1)?)?,
+                    revision: r.get(2)?,
+                    seen_import_id: r.get(3)?,
+                    seen_line: r.get(4)?,
+                    data: RevisionData {
+                        customer_email: r.get(5)?,
+                        customer_name: r.get(6)?,
+                        amount_minor: r.get(7)?,
+                        due_minor: r.get(8)?,
+                        currency: r.get(9)?,
+                        due_date: r.get(10)?,
+                        language: r.get(11)?,
+                        country_code: r.get(12)?,
+                    },
+                })
+            })
+            .optional()
+    }
 
-/// Notes that this import listed the invoice (for duplicates and snapshots).
-pub fn mark_seen(conn: &Connection, id: i64, src: Source<'_>) -> rusqlite::Result<()> {
-    conn.prepare_cached("UPDATE invoices SET seen_import_id = ?2, seen_line = ?3 WHERE id = ?1")?
-        .execute(params![id, src.import_id, src.line])?;
-    Ok(())
-}
+    /// Records a new invoice with revision 1, unless the reference is known: then
+    /// `None` and nothing changes (so a new invoice costs no lookup).
+    pub fn insert_new(
+        &mut self,
+        reference: &str,
+        state: State,
+        data: &RevisionData,
+        src: Source<'_>,
+    ) -> rusqlite::Result<Option<i64>> {
+        let settled_at = (state == State::SettledElsewhere).then_some(src.now);
+        let inserted = self.insert_invoice.execute(params![
+            reference,
+            state.as_str(),
+            settled_at,
+            src.import_id,
+            src.line
+        ])?;
+        if inserted == 0 {
+            return Ok(None);
+        }
+        let id = self.conn.last_insert_rowid();
+        self.revision(id, 1, data, RevisionReason::New, src)?;
+        Ok(Some(id))
+    }
 
-/// Marks an open invoice as settled elsewhere (its link is deactivated by the link step).
-pub fn settle(conn: &Connection, id: i64, src: Source<'_>) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "UPDATE invoices SET state = 'settled_elsewhere', settled_at = ?2, updated_at = ?2,
-                seen_import_id = ?3, seen_line = ?4
-         WHERE id = ?1",
-    )?
-    .execute(params![id, src.now, src.import_id, src.line])?;
-    Ok(())
+    fn revision(
+        &mut self,
+        invoice_id: i64,
+        revision: i64,
+        d: &RevisionData,
+        reason: RevisionReason,
+        src: Source<'_>,
+    ) -> rusqlite::Result<()> {
+        self.insert_revision.execute(params![
+            invoice_id,
+            revision,
+            d.customer_email,
+            d.customer_name,
+            d.amount_minor,
+            d.due_minor,
+            d.currency,
+            d.due_date,
+            d.language,
+            d.country_code,
+            reason.as_str(),
+            src.import_id,
+            src.line
+        ])?;
+        Ok(())
+    }
+
+    /// Starts a new revision in state `open` (the link step replaces the old link).
+    pub fn add_revision(
+        &mut self,
+        cur: &Current,
+        data: &RevisionData,
+        reason: RevisionReason,
+        src: Source<'_>,
+    ) -> rusqlite::Result<i64> {
+        let revision = cur.revision + 1;
+        self.revision(cur.id, revision, data, reason, src)?;
+        self.new_revision
+            .execute(params![cur.id, revision, src.import_id, src.line, src.now])?;
+        Ok(revision)
+    }
+
+    /// Notes that this import listed the invoice (for duplicates and snapshots).
+    pub fn mark_seen(&mut self, id: i64, src: Source<'_>) -> rusqlite::Result<()> {
+        self.mark_seen
+            .execute(params![id, src.import_id, src.line])?;
+        Ok(())
+    }
+
+    /// Marks an open invoice as settled elsewhere (its link is deactivated by the link
+    /// step).
+    pub fn settle(&mut self, id: i64, src: Source<'_>) -> rusqlite::Result<()> {
+        self.settle
+            .execute(params![id, src.now, src.import_id, src.line])?;
+        Ok(())
+    }
 }
 
 /// Number of invoices in state `open`.
