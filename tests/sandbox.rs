@@ -183,6 +183,40 @@ async fn create_echoes_the_request_and_hands_out_a_ref_and_uri() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_link_uri_opens_a_payment_page() {
+    let sb = start(SandboxOptions::default()).await;
+    let t = token(&sb).await;
+    let body = with("invoice_reference", Some("\"<INV & 1>\""));
+    let (_, link) = create_raw(&sb, &t, &body).await;
+    let page = http()
+        .get(link["uri"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Invoice &lt;INV &amp; 1&gt;"), "{page}");
+    assert!(page.contains("EUR 10.00"), "{page}");
+    let reference = link["ref"].as_str().unwrap();
+    assert!(
+        page.contains(&format!("/sandbox/paymentlinks/{reference}/pay")),
+        "{page}"
+    );
+    assert_eq!(sb.pay(reference), 200);
+    let page = http()
+        .get(link["uri"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("has been paid"), "{page}");
+    sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn create_validation_names_the_field() {
     let sb = start(SandboxOptions::default()).await;
     let t = token(&sb).await;

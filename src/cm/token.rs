@@ -13,8 +13,9 @@ use secrecy::SecretString;
 
 use super::CmError;
 
-/// A token handed to one request; `id` tells a stale `401` from a fresh one.
-#[derive(Clone)]
+/// A token handed to one request; `id` tells a stale `401` from a fresh one. `Debug`
+/// shows `[REDACTED]` for the value.
+#[derive(Clone, Debug)]
 pub(crate) struct Token {
     pub id: u64,
     pub value: SecretString,
