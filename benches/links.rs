@@ -10,7 +10,10 @@
 //! every request takes exactly as long to reach CM as the first one did. A request that
 //! arrives a little less delayed finds CM's bucket empty and gets a 429. A client burst
 //! below CM's leaves CM (100 − 50) / 100 s = 0.5 s of slack for that jitter, at the cost of
-//! a slightly smaller head start. A third run shows what an equal burst does.
+//! a slightly smaller head start. A third run measures an equal burst for comparison (on
+//! loopback the arrival jitter is below the client's own timer lag, so it may well see no
+//! 429; over TLS the first request, which pays the handshake, is the slowest to arrive,
+//! which is exactly the case that trips equal buckets).
 //!
 //! Run with `cargo bench --bench links`. Prints plain `name: value` lines.
 

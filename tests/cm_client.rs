@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use invoice_sync::cm::{CmClient, CmError, CreateLink, LinkStatus, RetryPolicy, Throttle};
+use invoice_sync::cm::{
+    CmClient, CmError, CreateLink, LinkStatus, PaymentLink, RetryPolicy, Throttle,
+};
 use invoice_sync::config::Cm;
 use invoice_sync::sandbox::{self, Sandbox, SandboxOptions};
 use secrecy::SecretString;
@@ -105,6 +107,25 @@ fn link(amount_minor: i64, exponent: u8, currency: &str, merchant_reference: &st
     }
 }
 
+/// Creates `n` links (amounts 1.00, 1.01, ...) with up to `concurrency` at once.
+async fn create_many(
+    cm: &CmClient,
+    n: i64,
+    concurrency: usize,
+) -> Vec<Result<PaymentLink, CmError>> {
+    futures_util::stream::iter(0..n)
+        .map(|i| {
+            let cm = cm.clone();
+            async move {
+                cm.create_link(&link(100 + i, 2, "EUR", &format!("R-{i}")))
+                    .await
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn create_sends_every_field_exactly_as_cm_expects() {
     let sb = sandbox_with(SandboxOptions::default()).await;
@@ -188,17 +209,7 @@ async fn create_sends_every_field_exactly_as_cm_expects() {
 async fn one_token_serves_many_calls() {
     let sb = sandbox_with(SandboxOptions::default()).await;
     let cm = client(&sb);
-    let results: Vec<_> = futures_util::stream::iter(0..30)
-        .map(|i| {
-            let cm = cm.clone();
-            async move {
-                cm.create_link(&link(100 + i, 2, "EUR", &format!("R-{i}")))
-                    .await
-            }
-        })
-        .buffer_unordered(30)
-        .collect()
-        .await;
+    let results = create_many(&cm, 30, 30).await;
     assert!(results.iter().all(Result::is_ok));
     for l in results.into_iter().flatten().take(5) {
         assert_eq!(
@@ -297,17 +308,7 @@ async fn server_errors_are_retried_without_duplicating_links() {
     })
     .await;
     let cm = client(&sb);
-    let results: Vec<_> = futures_util::stream::iter(0..40)
-        .map(|i| {
-            let cm = cm.clone();
-            async move {
-                cm.create_link(&link(100, 2, "EUR", &format!("R-{i}")))
-                    .await
-            }
-        })
-        .buffer_unordered(8)
-        .collect()
-        .await;
+    let results = create_many(&cm, 40, 8).await;
     for r in &results {
         assert!(r.is_ok(), "{r:?}");
     }
@@ -442,19 +443,8 @@ async fn never_more_than_max_in_flight_requests_at_cm() {
     })
     .await;
     let cm = client_with(settings(&sb, 1000, 1000, 4), SECRET);
-    let ok = futures_util::stream::iter(0..32)
-        .map(|i| {
-            let cm = cm.clone();
-            async move {
-                cm.create_link(&link(100, 2, "EUR", &format!("R-{i}")))
-                    .await
-            }
-        })
-        .buffer_unordered(32)
-        .filter(|r| std::future::ready(r.is_ok()))
-        .count()
-        .await;
-    assert_eq!(ok, 32);
+    let results = create_many(&cm, 32, 32).await;
+    assert!(results.iter().all(Result::is_ok));
     let c = sb.counters();
     assert!(c.max_concurrent <= 4, "{c:?}");
     assert_eq!(c.max_concurrent, 4, "and the bound is used: {c:?}");

@@ -28,6 +28,16 @@ fn http() -> reqwest::Client {
         .clone()
 }
 
+/// GETs `url` (with a bearer token when given); returns status and body text.
+async fn get(url: &str, token: Option<&str>) -> (u16, String) {
+    let mut req = http().get(url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
 async fn token(sb: &Sandbox) -> String {
     let resp = http()
         .post(format!("{}/auth/v1/token", sb.base_url()))
@@ -169,16 +179,29 @@ async fn create_echoes_the_request_and_hands_out_a_ref_and_uri() {
     assert_eq!(stored.fields["amount"], "10.00");
 
     // The amount literal is echoed as sent, on every read.
-    let raw = http()
-        .get(format!("{}/paymentlink/v1/{reference}", sb.base_url()))
-        .bearer_auth(&t)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let url = format!("{}/paymentlink/v1/{reference}", sb.base_url());
+    let (_, raw) = get(&url, Some(&t)).await;
     assert!(raw.contains("\"amount\":10.00"), "{raw}");
+    sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_link_uri_opens_a_payment_page() {
+    let sb = start(SandboxOptions::default()).await;
+    let t = token(&sb).await;
+    let body = with("invoice_reference", Some("\"<INV & 1>\""));
+    let (_, link) = create_raw(&sb, &t, &body).await;
+    let (_, page) = get(link["uri"].as_str().unwrap(), None).await;
+    assert!(page.contains("Invoice &lt;INV &amp; 1&gt;"), "{page}");
+    assert!(page.contains("EUR 10.00"), "{page}");
+    let reference = link["ref"].as_str().unwrap();
+    assert!(
+        page.contains(&format!("/sandbox/paymentlinks/{reference}/pay")),
+        "{page}"
+    );
+    assert_eq!(sb.pay(reference), 200);
+    let (_, page) = get(link["uri"].as_str().unwrap(), None).await;
+    assert!(page.contains("has been paid"), "{page}");
     sb.shutdown().await;
 }
 
@@ -242,17 +265,12 @@ async fn api_calls_need_a_valid_unexpired_token() {
     let (status, link) = create_raw(&sb, &t, VALID).await;
     assert_eq!(status, 201);
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let resp = http()
-        .get(format!(
-            "{}/paymentlink/v1/{}",
-            sb.base_url(),
-            link["ref"].as_str().unwrap()
-        ))
-        .bearer_auth(&t)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 401, "the token expired");
+    let url = format!(
+        "{}/paymentlink/v1/{}",
+        sb.base_url(),
+        link["ref"].as_str().unwrap()
+    );
+    assert_eq!(get(&url, Some(&t)).await.0, 401, "the token expired");
 
     let t2 = token(&sb).await;
     sb.revoke_tokens();
@@ -293,36 +311,23 @@ async fn update_status_and_unknown_refs() {
     assert_eq!(answer["active"], false);
     assert_eq!(answer["amount"], json!(10.0));
 
-    let status: Value = http()
-        .get(format!("{url}/status"))
-        .bearer_auth(&t)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(status, json!({"status": "open"}));
+    let (_, status) = get(&format!("{url}/status"), Some(&t)).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&status).unwrap(),
+        json!({"status": "open"})
+    );
 
     let unknown = format!("{}/paymentlink/v1/pml-unknown", sb.base_url());
-    for resp in [
-        http().get(&unknown).bearer_auth(&t).send().await.unwrap(),
-        http()
-            .get(format!("{unknown}/status"))
-            .bearer_auth(&t)
-            .send()
-            .await
-            .unwrap(),
-        http()
-            .patch(&unknown)
-            .bearer_auth(&t)
-            .json(&json!({"active": false}))
-            .send()
-            .await
-            .unwrap(),
-    ] {
-        assert_eq!(resp.status(), 404);
-    }
+    assert_eq!(get(&unknown, Some(&t)).await.0, 404);
+    assert_eq!(get(&format!("{unknown}/status"), Some(&t)).await.0, 404);
+    let resp = http()
+        .patch(&unknown)
+        .bearer_auth(&t)
+        .json(&json!({"active": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
     sb.shutdown().await;
 }
 
@@ -467,15 +472,8 @@ async fn the_state_file_keeps_links_across_restarts() {
     let sb = start(opts).await;
     assert_eq!(sb.links(), before, "same links, same bodies, same URIs");
     let t = token(&sb).await;
-    let read: Value = http()
-        .get(format!("{}/paymentlink/v1/{reference}", sb.base_url()))
-        .bearer_auth(&t)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let url = format!("{}/paymentlink/v1/{reference}", sb.base_url());
+    let read: Value = serde_json::from_str(&get(&url, Some(&t)).await.1).unwrap();
     assert_eq!(read["status"], "paid");
     assert_eq!(read["uri"], link["uri"]);
     sb.shutdown().await;

@@ -13,8 +13,9 @@ use secrecy::SecretString;
 
 use super::CmError;
 
-/// A token handed to one request; `id` tells a stale `401` from a fresh one.
-#[derive(Clone)]
+/// A token handed to one request; `id` tells a stale `401` from a fresh one. `Debug`
+/// shows `[REDACTED]` for the value.
+#[derive(Clone, Debug)]
 pub(crate) struct Token {
     pub id: u64,
     pub value: SecretString,
@@ -126,29 +127,42 @@ mod tests {
         assert_eq!(margin(Duration::ZERO), Duration::ZERO);
     }
 
-    #[tokio::test(flavor = "multi_thread")]
-    async fn concurrent_callers_share_one_fetch() {
+    /// Runs `callers` concurrent `get`s whose fetch takes 200 ms and ends in `outcome`;
+    /// returns their results and how many fetches ran.
+    async fn concurrent_gets(
+        callers: usize,
+        outcome: Result<(), CmError>,
+    ) -> (Vec<Result<Token, CmError>>, u32) {
         let cache = Arc::new(TokenCache::default());
         let fetches = Arc::new(AtomicU32::new(0));
-        let tasks: Vec<_> = (0..16)
+        let tasks: Vec<_> = (0..callers)
             .map(|_| {
-                let (cache, fetches) = (cache.clone(), fetches.clone());
+                let (cache, fetches, outcome) = (cache.clone(), fetches.clone(), outcome.clone());
                 tokio::spawn(async move {
                     cache
                         .get(|| async {
                             fetches.fetch_add(1, Ordering::SeqCst);
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            Ok((SecretString::from("t"), Duration::from_secs(3600)))
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            outcome.map(|()| (SecretString::from("t"), Duration::from_secs(3600)))
                         })
                         .await
-                        .unwrap()
                 })
             })
             .collect();
+        let mut results = Vec::new();
         for t in tasks {
-            assert_eq!(t.await.unwrap().value.expose_secret(), "t");
+            results.push(t.await.unwrap());
         }
-        assert_eq!(fetches.load(Ordering::SeqCst), 1);
+        (results, fetches.load(Ordering::SeqCst))
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn concurrent_callers_share_one_fetch() {
+        let (results, fetches) = concurrent_gets(16, Ok(())).await;
+        for r in results {
+            assert_eq!(r.unwrap().value.expose_secret(), "t");
+        }
+        assert_eq!(fetches, 1);
     }
 
     #[tokio::test]
@@ -167,30 +181,27 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread")]
     async fn callers_waiting_on_a_failed_fetch_share_its_failure() {
-        let cache = Arc::new(TokenCache::default());
-        let fetches = Arc::new(AtomicU32::new(0));
-        let tasks: Vec<_> = (0..8)
-            .map(|_| {
-                let (cache, fetches) = (cache.clone(), fetches.clone());
-                tokio::spawn(async move {
-                    cache
-                        .get(|| async {
-                            fetches.fetch_add(1, Ordering::SeqCst);
-                            tokio::time::sleep(Duration::from_millis(200)).await;
-                            Err(CmError::Transient {
-                                message: "down".into(),
-                                maybe_applied: false,
-                            })
-                        })
-                        .await
-                })
-            })
-            .collect();
-        for t in tasks {
-            assert!(matches!(t.await.unwrap(), Err(e) if e.is_transient()));
+        let down = CmError::Transient {
+            message: "down".into(),
+            maybe_applied: false,
+        };
+        let (results, fetches) = concurrent_gets(8, Err(down)).await;
+        for r in results {
+            assert!(r.unwrap_err().is_transient());
         }
-        assert_eq!(fetches.load(Ordering::SeqCst), 1, "one outage, one fetch");
-        // A later caller tries again.
+        assert_eq!(fetches, 1, "one outage, one fetch");
+    }
+
+    #[tokio::test]
+    async fn a_later_caller_fetches_again_after_a_failure() {
+        let cache = TokenCache::default();
+        let down = || async {
+            Err(CmError::Transient {
+                message: "down".into(),
+                maybe_applied: false,
+            })
+        };
+        assert!(cache.get(down).await.is_err());
         let ok = cache
             .get(|| async { Ok((SecretString::from("t"), Duration::from_secs(60))) })
             .await;

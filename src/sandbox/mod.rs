@@ -4,7 +4,8 @@
 //!
 //! It owns: the routes and their validation, the simulated conditions (latency, a 503
 //! failure rate, a 429 rate limit, expiring tokens), the in-memory link state and its
-//! optional state file, and the inspection surface tests use (links with the exact body
+//! optional state file, a bare payment page behind each link URI (`/pml/<code>`, with a
+//! button that pays), and the inspection surface tests use (links with the exact body
 //! they were created with, a request log, counters). It serves loopback tests, demos and
 //! benchmarks, started in-process with [`start`] or as a command with [`run_command`].
 //!

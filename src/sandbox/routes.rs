@@ -29,7 +29,9 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         .route("/paymentlink/v1/{reference}", get(read).patch(update))
         .route("/paymentlink/v1/{reference}/status", get(status))
         .route_layer(from_fn_with_state(shared.clone(), simulate));
-    let control = Router::new().route("/sandbox/paymentlinks/{reference}/pay", post(pay_route));
+    let control = Router::new()
+        .route("/sandbox/paymentlinks/{reference}/pay", post(pay_route))
+        .route("/pml/{code}", get(page));
     api.merge(control)
         .layer(from_fn_with_state(shared.clone(), record))
         .with_state(shared)
@@ -289,6 +291,56 @@ async fn status(State(s): S, Path(reference): Path<String>, headers: HeaderMap) 
         }
         None => message(StatusCode::NOT_FOUND, "payment link not found"),
     }
+}
+
+/// The payment page a link's `uri` points at, so a demo user who opens the mailed link
+/// sees the invoice and can pay it (which fires the callback).
+async fn page(State(s): S, Path(code): Path<String>) -> Response {
+    let suffix = format!("/pml/{code}");
+    let state = s.lock();
+    let Some(link) = state.links.iter().find(|l| l.uri.ends_with(&suffix)) else {
+        return (StatusCode::NOT_FOUND, "no such payment link").into_response();
+    };
+    let text = |name: &str| {
+        link.fields
+            .get(name)
+            .map(|raw| {
+                serde_json::from_str::<String>(raw.get()).unwrap_or_else(|_| raw.get().to_string())
+            })
+            .unwrap_or_default()
+    };
+    let action = if link.active && link.status == "open" {
+        format!(
+            "<form method=\"post\" action=\"/sandbox/paymentlinks/{}/pay\"><button>Pay (simulated)</button></form>",
+            escape(&link.reference)
+        )
+    } else if link.status == "paid" {
+        "<p>This invoice has been paid.</p>".to_string()
+    } else {
+        "<p>This payment link is no longer active.</p>".to_string()
+    };
+    let html = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>CM sandbox payment</title></head><body><h1>CM sandbox payment</h1><p>Invoice {}</p><p>Amount {} {}</p>{action}</body></html>",
+        escape(&text("invoice_reference")),
+        escape(&text("currency_code")),
+        escape(&text("amount")),
+    );
+    axum::response::Html(html).into_response()
+}
+
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 async fn pay_route(State(s): S, Path(reference): Path<String>) -> Response {
