@@ -321,6 +321,12 @@ pub struct Email {
     pub reply_to: Option<String>,
     pub templates_dir: Option<PathBuf>,
     pub messages_per_second: u32,
+    /// PEM file with extra CA certificates to trust for `starttls` / `tls`, for a relay
+    /// whose certificate comes from a private CA. Added to the built-in roots.
+    pub smtp_ca_file: Option<PathBuf>,
+    /// Bounds one whole SMTP attempt (connect, greeting, TLS, login, transaction), so that
+    /// a relay that stops answering delays a cycle instead of hanging it.
+    pub smtp_timeout_seconds: u64,
 }
 
 impl Default for Email {
@@ -339,6 +345,8 @@ impl Default for Email {
             reply_to: None,
             templates_dir: None,
             messages_per_second: 10,
+            smtp_ca_file: None,
+            smtp_timeout_seconds: 30,
         }
     }
 }
@@ -434,12 +442,12 @@ impl SecretSource {
             return Ok(v.clone());
         }
         if let Some(var) = &self.env {
-            return std::env::var(var)
-                .map(SecretString::from)
-                .map_err(|_| SecretError::EnvMissing {
+            return std::env::var(var).map(SecretString::from).map_err(|_| {
+                SecretError::EnvMissing {
                     key: self.key,
                     var: var.clone(),
-                });
+                }
+            });
         }
         if let Some(path) = &self.file {
             return read_secret_file(path).map_err(|source| SecretError::File {
@@ -552,6 +560,7 @@ impl Config {
             &mut self.cm.client_secret_file,
             &mut self.ideal_qr.client_secret_file,
             &mut self.email.smtp_password_file,
+            &mut self.email.smtp_ca_file,
         ]
         .into_iter()
         .flatten()
@@ -606,7 +615,10 @@ impl Config {
             return Err(err("cm.timeout_seconds", "must be at least 1".into()));
         }
         if self.email.messages_per_second == 0 {
-            return Err(err("email.messages_per_second", "must be at least 1".into()));
+            return Err(err(
+                "email.messages_per_second",
+                "must be at least 1".into(),
+            ));
         }
         if !(100..=2000).contains(&self.ideal_qr.size) {
             return Err(err("ideal_qr.size", "must be between 100 and 2000".into()));
@@ -668,7 +680,8 @@ mod tests {
 
     #[test]
     fn relative_paths_resolve_against_the_config_folder() {
-        let c = parse("[storage]\ndatabase = \"state/db.sqlite\"\n[inbox]\ndir = \"in\"\n").unwrap();
+        let c =
+            parse("[storage]\ndatabase = \"state/db.sqlite\"\n[inbox]\ndir = \"in\"\n").unwrap();
         assert_eq!(c.storage.database, PathBuf::from("/etc/x/state/db.sqlite"));
         assert_eq!(c.inbox.dir, PathBuf::from("/etc/x/in"));
     }

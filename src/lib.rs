@@ -10,6 +10,7 @@
 //! - [`store`]   SQLite: open (WAL, foreign keys, busy timeout), migrations from `schema/`,
 //!   invoices with revisions, imports.
 //! - [`lock`]    the exclusive run lock per database.
+//! - [`mail`]    templates, MIME messages, SMTP / `.eml` transports; never the database.
 //! - [`cli`]     clap definitions and the commands; maps outcomes to exit codes.
 
 pub mod cli;
@@ -17,4 +18,5 @@ pub mod config;
 pub mod domain;
 pub mod ingest;
 pub mod lock;
+pub mod mail;
 pub mod store;
