@@ -197,7 +197,14 @@ impl Templates {
         }
         for lang in &changed {
             for sample in sample_contexts(lang) {
-                render(&sample, &templates)?;
+                let mail = render(&sample, &templates)?;
+                if mail.subject.contains(['\r', '\n']) {
+                    let name = format!("{lang}.subject.txt");
+                    return Err(MailError::Template {
+                        template: templates.origins[&name].clone(),
+                        message: "the subject must render as one line".into(),
+                    });
+                }
             }
         }
         Ok(templates)

@@ -75,6 +75,7 @@ impl SendError {
 /// Built once per process (or cycle) and reused: the SMTP variant keeps its connection
 /// open between mails. Must be used, and dropped, inside a Tokio runtime.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // one per process: size does not matter, access does
 pub enum Mailer {
     /// An SMTP relay, `email.transport = "smtp"`.
     Smtp(SmtpMailer),
@@ -348,7 +349,17 @@ impl SmtpMailer {
 fn describe(e: &lettre::transport::smtp::Error) -> String {
     match (e.status(), std::error::Error::source(e)) {
         (Some(code), Some(text)) => format!("{code} {text}"),
-        _ => e.to_string(),
+        _ => {
+            // lettre nests its own errors: "Connection error: Connection error: refused".
+            let mut text = e.to_string();
+            while let Some((head, rest)) = text.split_once(": ") {
+                if !rest.starts_with(&format!("{head}: ")) {
+                    break;
+                }
+                text = rest.to_string();
+            }
+            text
+        }
     }
 }
 
