@@ -16,6 +16,8 @@
 //! module) records the intent, calls [`compose`] and [`MailSender::send`], and stores the
 //! outcome. Nothing here logs a secret or puts one in an error.
 
+#![warn(missing_docs)]
+
 pub mod message;
 pub mod render;
 pub mod transport;
@@ -34,26 +36,44 @@ pub use transport::{FileMailer, MailSender, Mailer, SendError, SmtpMailer};
 /// CA file) stop the cycle before any mail is attempted.
 #[derive(Debug, thiserror::Error)]
 pub enum MailError {
-    /// A template failed to parse or render; `template` names the file (or the built-in).
+    /// A template failed to parse or render.
     #[error("mail template {template}: {message}")]
-    Template { template: String, message: String },
+    Template {
+        /// The file (or `built-in <name>`) the template came from.
+        template: String,
+        /// MiniJinja's explanation, with the line.
+        message: String,
+    },
     /// A header value carries CR, LF or another control character: refused, so that no
     /// value from an export can add a header (`Bcc:`) or end the header block.
     #[error(
         "the {field} contains a line break or control character ({value:?}); a mail header cannot carry it"
     )]
-    HeaderInjection { field: &'static str, value: String },
+    HeaderInjection {
+        /// Which value, in words (`customer name`).
+        field: &'static str,
+        /// The value as given, shown escaped.
+        value: String,
+    },
     /// An address (recipient, From, Reply-To) that does not parse as an e-mail address.
     #[error("the {field} {value:?} is not a valid e-mail address: {reason}")]
     Address {
+        /// Which address, in words.
         field: &'static str,
+        /// The value as given.
         value: String,
+        /// lettre's explanation.
         reason: String,
     },
     /// A link that is not an `http(s)` URL, refused so that no `javascript:` or similar
     /// lands in an `href`.
     #[error("the {field} is not an http(s) URL: {value:?}")]
-    Url { field: &'static str, value: String },
+    Url {
+        /// Which link, in words.
+        field: &'static str,
+        /// The value as given.
+        value: String,
+    },
     /// lettre refused to assemble the message.
     #[error("cannot build the mail: {0}")]
     Build(String),
@@ -63,7 +83,9 @@ pub enum MailError {
     /// A file or folder the mail layer needs could not be read or created.
     #[error("{what}: {source}")]
     Io {
+        /// What was being done, with the path.
         what: String,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },

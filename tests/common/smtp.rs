@@ -11,7 +11,8 @@
 //! and relays bytes (STARTTLS included, it never looks inside) to the `mailin-embedded`
 //! server on a second loopback port. [`SmtpServer::stop`] closes the front's socket and
 //! cuts every open session, so clients get "connection refused"; [`SmtpServer::restart`]
-//! listens on the same port again.
+//! listens on the same port again. The front also ACKs at once (TCP_QUICKACK, see
+//! `ack_at_once`), so lettre's Nagle wait does not dominate every timing.
 //!
 //! Two more things `mailin` decides that a test must know:
 //! - it offers AUTH only after STARTTLS, so a server with a login also has TLS;
@@ -222,6 +223,7 @@ impl TlsFiles {
 pub struct SmtpServerBuilder {
     credentials: Option<(String, String)>,
     starttls: bool,
+    delayed_ack: bool,
 }
 
 impl SmtpServerBuilder {
@@ -238,6 +240,13 @@ impl SmtpServerBuilder {
         self
     }
 
+    /// Let the front delay its ACKs like an ordinary loopback peer (see [`ack_at_once`]):
+    /// every mail then costs lettre ~40 ms of Nagle wait. Off by default.
+    pub fn delayed_ack(mut self) -> Self {
+        self.delayed_ack = true;
+        self
+    }
+
     /// Starts the server on a free loopback port.
     pub fn start(self) -> SmtpServer {
         // rustls needs one process-wide provider when more than one is compiled in.
@@ -250,13 +259,14 @@ impl SmtpServerBuilder {
         let backend = start_backend(&state, tls.as_ref());
         let listener = StdTcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let front = Front::start(listener, backend, Arc::clone(&state));
+        let front = Front::start(listener, backend, Arc::clone(&state), !self.delayed_ack);
         SmtpServer {
             state,
             port,
             backend,
             front: Some(front),
             tls,
+            quick_ack: !self.delayed_ack,
         }
     }
 }
@@ -302,7 +312,12 @@ struct Front {
 }
 
 impl Front {
-    fn start(listener: StdTcpListener, backend: SocketAddr, state: Arc<State>) -> Front {
+    fn start(
+        listener: StdTcpListener,
+        backend: SocketAddr,
+        state: Arc<State>,
+        quick_ack: bool,
+    ) -> Front {
         listener.set_nonblocking(true).unwrap();
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
@@ -321,7 +336,7 @@ impl Front {
                             accepted = listener.accept() => {
                                 if let Ok((client, _)) = accepted {
                                     state.connections.fetch_add(1, Ordering::SeqCst);
-                                    relays.spawn(relay(client, backend));
+                                    relays.spawn(relay(client, backend, quick_ack));
                                 }
                             }
                             Some(_) = relays.join_next(), if !relays.is_empty() => {}
@@ -355,13 +370,55 @@ impl Drop for Front {
     }
 }
 
-async fn relay(mut client: tokio::net::TcpStream, backend: SocketAddr) {
+async fn relay(client: tokio::net::TcpStream, backend: SocketAddr, quick_ack: bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let _ = client.set_nodelay(true);
-    let Ok(mut server) = tokio::net::TcpStream::connect(backend).await else {
+    let Ok(server) = tokio::net::TcpStream::connect(backend).await else {
         return;
     };
     let _ = server.set_nodelay(true);
-    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+    let (mut from_client, mut to_client) = client.into_split();
+    let (mut from_server, mut to_server) = server.into_split();
+    let up = async {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            if quick_ack {
+                ack_at_once(from_client.as_ref());
+            }
+            let n = match from_client.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if to_server.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+        let _ = to_server.shutdown().await;
+    };
+    let down = async {
+        let _ = tokio::io::copy(&mut from_server, &mut to_client).await;
+        let _ = to_client.shutdown().await;
+    };
+    tokio::join!(up, down);
+}
+
+/// lettre leaves Nagle on and writes a mail's closing `.` apart from its body, so on
+/// loopback (one segment per mail, so no second segment forces an ACK) every mail waits
+/// for the server's delayed ACK, ~40 ms. TCP_QUICKACK before each read makes the front ACK
+/// at once, as a relay does when a body spans several segments.
+fn ack_at_once(socket: &tokio::net::TcpStream) {
+    use std::os::fd::AsRawFd;
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt on a socket we own, with a pointer to a live c_int and its size.
+    unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_QUICKACK,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
 }
 
 /// A running test SMTP server. Dropping it stops the front (the port refuses connections).
@@ -371,6 +428,7 @@ pub struct SmtpServer {
     backend: SocketAddr,
     front: Option<Front>,
     tls: Option<TlsFiles>,
+    quick_ack: bool,
 }
 
 impl SmtpServer {
@@ -487,6 +545,7 @@ impl SmtpServer {
             listener,
             self.backend,
             Arc::clone(&self.state),
+            self.quick_ack,
         ));
     }
 }
