@@ -1,5 +1,6 @@
 //! Mail throughput: 2,000 mails to the loopback test SMTP server, with the connection
-//! reused (the pool, as the cycle sends) versus a new connection per mail, in one run.
+//! reused (one session kept open, as the cycle sends) versus a new connection per mail,
+//! in one run.
 //!
 //! `cargo bench --bench mail` (set `MAIL_BENCH_MESSAGES` for another count;
 //! `MAIL_BENCH_DELAYED_ACK=1` lets the server delay its ACKs, which shows lettre's Nagle
@@ -96,12 +97,12 @@ fn main() {
             cfg.messages_per_second,
         );
 
-        // Warm up both paths (first connection, TLS-free here, lazy pool set-up).
+        // Warm up both paths (the first session is opened here).
         send_all(&reused, &messages[..20.min(n)], &server).await;
         send_all(&fresh, &messages[..20.min(n)], &server).await;
         server.clear_messages();
 
-        let pooled = send_all(&reused, &messages, &server).await;
+        let reused_run = send_all(&reused, &messages, &server).await;
         let per_message = send_all(&fresh, &messages, &server).await;
         assert_eq!(server.message_count(), 2 * n, "every mail arrived");
 
@@ -116,10 +117,10 @@ fn main() {
             compose_time.as_secs_f64() * 1e6 / n as f64
         );
         println!(
-            "  connection reused (pool):       {:>8.0} mails/s  {:>6.2} s  {} new connection(s)",
-            rate(n, pooled.elapsed),
-            pooled.elapsed.as_secs_f64(),
-            pooled.connections
+            "  connection reused:              {:>8.0} mails/s  {:>6.2} s  {} new connection(s)",
+            rate(n, reused_run.elapsed),
+            reused_run.elapsed.as_secs_f64(),
+            reused_run.connections
         );
         println!(
             "  new connection per mail:        {:>8.0} mails/s  {:>6.2} s  {} new connection(s)",
@@ -129,7 +130,7 @@ fn main() {
         );
         println!(
             "  ratio reused / per mail:        {:>8.2}x",
-            rate(n, pooled.elapsed) / rate(n, per_message.elapsed)
+            rate(n, reused_run.elapsed) / rate(n, per_message.elapsed)
         );
         reused.mailer().shutdown().await;
     });

@@ -128,10 +128,19 @@ async fn a_qr_png_travels_inline_as_cid_qr() {
 
 #[tokio::test]
 async fn one_connection_carries_many_mails() {
+    one_connection_for(5).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_connection_carries_many_mails_on_a_multi_thread_runtime() {
+    one_connection_for(20).await;
+}
+
+async fn one_connection_for(n: usize) {
     let server = SmtpServer::start();
     let cfg = server.email_config();
     let sender = sender(&cfg);
-    for i in 0..5 {
+    for i in 0..n {
         let msg = compose(
             &ctx(&format!("c{i}@customer.example")),
             1,
@@ -141,8 +150,8 @@ async fn one_connection_carries_many_mails() {
         .unwrap();
         sender.send(&msg).await.unwrap();
     }
-    assert_eq!(server.message_count(), 5);
-    assert_eq!(server.connections(), 1, "the pooled connection is reused");
+    assert_eq!(server.message_count(), n);
+    assert_eq!(server.connections(), 1, "the open connection is reused");
 }
 
 #[tokio::test]
@@ -345,7 +354,7 @@ async fn server_down_then_up_delivers_the_mail_once() {
     let sender = sender(&cfg);
     let first = mail_for(&cfg, "first@customer.example");
     let second = mail_for(&cfg, "second@customer.example");
-    sender.send(&first).await.unwrap(); // a pooled connection is now open
+    sender.send(&first).await.unwrap(); // a session is now open
 
     server.stop();
     let err = sender.send(&second).await.unwrap_err();
@@ -432,8 +441,10 @@ async fn line_breaks_in_name_or_address_are_refused_before_sending() {
     hostile_address.customer_name = "Jan".into();
     let mut lf_only = ctx("jan@customer.example");
     lf_only.customer_name = "Jan\nX-Evil: 1".into();
+    let mut hostile_reference = ctx("jan@customer.example"); // ends up in the subject
+    hostile_reference.invoice_reference = "INV-1\r\nBcc: victim@elsewhere.example".into();
 
-    for c in [hostile_name, hostile_address, lf_only] {
+    for c in [hostile_name, hostile_address, lf_only, hostile_reference] {
         let err = compose(&c, 1, &templates, &cfg).unwrap_err();
         assert!(matches!(err, MailError::HeaderInjection { .. }), "{err:?}");
         assert!(err.to_string().contains("line break"), "{err}");

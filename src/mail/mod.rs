@@ -8,7 +8,7 @@
 //!   escaped in HTML;
 //! - [`message`]: the MIME message (multipart text + HTML, inline QR image), header values
 //!   checked for line breaks, and the deterministic Message-ID per invoice revision;
-//! - [`transport`]: SMTP (`none` / `starttls` / `tls`, optional AUTH, one pooled
+//! - [`transport`]: SMTP (`none` / `starttls` / `tls`, optional AUTH, one kept-open
 //!   connection for many mails) or `.eml` files, with every failure sorted into
 //!   [`SendError::Transient`] (keep it queued) or [`SendError::Permanent`] (mark it failed).
 //!

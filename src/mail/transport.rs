@@ -1,7 +1,7 @@
 //! Transports: handing a built message to an SMTP relay or writing it as an `.eml` file.
 //!
 //! Owns the connection to the relay (plain, STARTTLS required, or implicit TLS; optional
-//! AUTH; a pool so that one connection carries many mails; a bound on every attempt), the
+//! AUTH; one session kept open so that it carries many mails; a bound on every step), the
 //! rate limit of `email.messages_per_second`, and the one decision the outbox needs from
 //! a failure: [`SendError::Transient`] (keep it queued, try again in a later cycle) or
 //! [`SendError::Permanent`] (this mail will never be accepted: mark it failed). Both carry
@@ -11,11 +11,14 @@
 //! # How failures are sorted
 //!
 //! - connection refused, DNS, TLS, I/O errors, timeouts, 4xx replies: transient;
-//! - a 5xx reply (or a refusal by lettre itself, such as a non-ASCII address the relay
-//!   cannot take) is permanent *only if the session itself still works*: the mailer then
-//!   opens a fresh session (EHLO, TLS, AUTH, NOOP). If that fails too, the problem is the
-//!   relay or our settings (a wrong password answers 535 for every mail), not this
-//!   mail, and the error is transient, so that no queue is marked failed by a config typo.
+//! - any failure while opening the session (greeting, EHLO, STARTTLS, AUTH), even a 5xx
+//!   such as `535` for a wrong password: transient. It says nothing about the mail, and
+//!   a settings mistake must not mark a whole queue failed;
+//! - a 5xx reply to the mail's own MAIL, RCPT or DATA, or a refusal by lettre itself
+//!   (a non-ASCII address the relay cannot take): permanent.
+//!
+//! A relay that answers 5xx to every recipient (say `554 relay access denied` because
+//! the login is missing) therefore fails mails permanently, with that reply for `status`.
 //!
 //! A timeout after the data was sent may hide a delivery that did happen; the retry then
 //! carries the same Message-ID ([`super::message_id`]), so the receiving side can tell.
@@ -23,25 +26,18 @@
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-use lettre::transport::smtp::{AsyncSmtpTransportBuilder, PoolConfig};
-use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, Tls, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::ExposeSecret;
 
 use super::MailError;
 use crate::config::{Email, MailTransport, SmtpTls};
-
-/// How many pooled connections may stay open to the relay. Sending is sequential in the
-/// cycle, so one is used; the headroom serves concurrent callers.
-const POOL_MAX_SIZE: u32 = 4;
-/// How long an idle pooled connection is kept before it is closed.
-const POOL_IDLE: Duration = Duration::from_secs(60);
 
 /// The outcome of a failed send, as the outbox must act on it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -73,7 +69,7 @@ impl SendError {
 /// Where mails go: an SMTP relay or a folder of `.eml` files.
 ///
 /// Built once per process (or cycle) and reused: the SMTP variant keeps its connection
-/// open between mails. Must be used, and dropped, inside a Tokio runtime.
+/// open between mails. `send` and friends must run inside a Tokio runtime.
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)] // one per process: size does not matter, access does
 pub enum Mailer {
@@ -112,7 +108,7 @@ impl Mailer {
         }
     }
 
-    /// Closes pooled connections politely (QUIT). Optional: dropping closes them too.
+    /// Closes the open SMTP session politely (QUIT). Optional: dropping closes it too.
     pub async fn shutdown(&self) {
         if let Mailer::Smtp(smtp) = self {
             smtp.shutdown().await;
@@ -159,23 +155,46 @@ fn check_sender(cfg: &Email) -> Result<(), MailError> {
     Ok(())
 }
 
-/// An SMTP relay with a pool of connections, built lazily on first use.
+/// An SMTP relay, reached through one session that carries every mail in turn.
+///
+/// The session is opened on first use (connect, EHLO, STARTTLS, AUTH), kept open after
+/// each mail and checked with NOOP before the next; a session that broke, timed out or
+/// was refused is dropped and the next mail opens a new one. Mails are handed over one
+/// at a time, as SMTP allows on one connection.
+///
+/// Not lettre's `AsyncSmtpTransport` pool: that pool hands a used connection back from a
+/// spawned task, so on a multi-thread runtime the next mail often finds the pool empty
+/// and opens a second connection (measured: two connections alternating). Holding the
+/// session here makes "one connection for many mails" deterministic, and tells apart a
+/// failure to open the session (the relay or our settings: transient) from a refusal of
+/// the mail itself (5xx to MAIL, RCPT or DATA: permanent).
 pub struct SmtpMailer {
-    builder: AsyncSmtpTransportBuilder,
-    /// Built on first use (it needs a runtime); replaced after a timeout, because a
-    /// connection abandoned mid-command must never be reused.
-    transport: Mutex<Option<AsyncSmtpTransport<Tokio1Executor>>>,
+    host: String,
+    port: u16,
+    tls: Tls,
+    credentials: Option<Credentials>,
+    hello: ClientId,
     timeout: Duration,
+    reuse: bool,
     endpoint: String,
+    session: tokio::sync::Mutex<Option<AsyncSmtpConnection>>,
 }
 
 impl std::fmt::Debug for SmtpMailer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SmtpMailer")
             .field("endpoint", &self.endpoint)
+            .field("login", &self.credentials.is_some())
             .field("timeout", &self.timeout)
+            .field("reuse", &self.reuse)
             .finish_non_exhaustive()
     }
+}
+
+/// Why a session could not be opened.
+enum OpenError {
+    Smtp(lettre::transport::smtp::Error),
+    TimedOut,
 }
 
 impl SmtpMailer {
@@ -189,37 +208,18 @@ impl SmtpMailer {
                 "`email.smtp_timeout_seconds` must be at least 1".into(),
             ));
         }
-        let timeout = Duration::from_secs(cfg.smtp_timeout_seconds);
-        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
-            .port(cfg.smtp_port)
-            .timeout(Some(timeout))
-            .pool_config(
-                PoolConfig::new()
-                    .max_size(POOL_MAX_SIZE)
-                    .idle_timeout(POOL_IDLE),
-            );
-        let mode = match cfg.smtp_tls {
-            SmtpTls::None => {
-                builder = builder.tls(Tls::None);
-                "plain"
-            }
-            SmtpTls::Starttls => {
-                builder = builder.tls(Tls::Required(tls_parameters(host, cfg)?));
-                "starttls"
-            }
-            SmtpTls::Tls => {
-                builder = builder.tls(Tls::Wrapper(tls_parameters(host, cfg)?));
-                "tls"
-            }
+        let (tls, mode) = match cfg.smtp_tls {
+            SmtpTls::None => (Tls::None, "plain"),
+            SmtpTls::Starttls => (Tls::Required(tls_parameters(host, cfg)?), "starttls"),
+            SmtpTls::Tls => (Tls::Wrapper(tls_parameters(host, cfg)?), "tls"),
         };
+        let mut credentials = None;
         if let Some(user) = cfg.smtp_username.as_deref().filter(|u| !u.is_empty()) {
             let password = cfg.smtp_password_source().resolve()?;
-            builder = builder
-                .credentials(Credentials::new(
-                    user.to_string(),
-                    password.expose_secret().to_string(),
-                ))
-                .authentication(vec![Mechanism::Plain, Mechanism::Login]);
+            credentials = Some(Credentials::new(
+                user.to_string(),
+                password.expose_secret().to_string(),
+            ));
             let loopback =
                 host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
             if cfg.smtp_tls == SmtpTls::None && !loopback {
@@ -230,76 +230,109 @@ impl SmtpMailer {
             }
         }
         Ok(SmtpMailer {
-            builder,
-            transport: Mutex::new(None),
-            timeout,
+            host: host.to_string(),
+            port: cfg.smtp_port,
+            tls,
+            credentials,
+            hello: ClientId::default(),
+            timeout: Duration::from_secs(cfg.smtp_timeout_seconds),
+            reuse: true,
             endpoint: format!("{host}:{} ({mode})", cfg.smtp_port),
+            session: tokio::sync::Mutex::new(None),
         })
     }
 
     /// One connection per mail instead of a reused one: for relays that handle long-lived
     /// sessions badly, and for the benchmark that measures what reuse is worth.
     pub fn without_connection_reuse(mut self) -> Self {
-        self.builder = self
-            .builder
-            .pool_config(PoolConfig::new().max_size(0).idle_timeout(POOL_IDLE));
-        *self.transport.get_mut().expect("not poisoned") = None;
+        self.reuse = false;
         self
     }
 
-    fn transport(&self) -> AsyncSmtpTransport<Tokio1Executor> {
-        let mut slot = self.transport.lock().expect("not poisoned");
-        slot.get_or_insert_with(|| self.builder.clone().build())
-            .clone()
-    }
-
-    /// Drops the pool (its connections are closed) so the next send starts afresh.
-    fn reset(&self) {
-        self.transport.lock().expect("not poisoned").take();
+    /// Connect, EHLO, STARTTLS (when required), AUTH (when a username is set).
+    async fn open(&self) -> Result<AsyncSmtpConnection, OpenError> {
+        let open = async {
+            let wrapper = match &self.tls {
+                Tls::Wrapper(parameters) => Some(parameters.clone()),
+                _ => None,
+            };
+            let mut conn = AsyncSmtpConnection::connect_tokio1(
+                (self.host.as_str(), self.port),
+                Some(self.timeout),
+                &self.hello,
+                wrapper,
+                None,
+            )
+            .await?;
+            if let Tls::Required(parameters) = &self.tls {
+                conn.starttls(parameters.clone(), &self.hello).await?;
+            }
+            if let Some(credentials) = &self.credentials {
+                conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials)
+                    .await?;
+            }
+            Ok(conn)
+        };
+        match tokio::time::timeout(self.timeout, open).await {
+            Ok(result) => result.map_err(OpenError::Smtp),
+            Err(_) => Err(OpenError::TimedOut),
+        }
     }
 
     async fn send(&self, msg: &Message) -> Result<(), SendError> {
-        let transport = self.transport();
+        let mut session = self.session.lock().await;
         let raw = msg.formatted();
-        match tokio::time::timeout(self.timeout, transport.send_raw(msg.envelope(), &raw)).await {
+        // The open session, if it still answers; else a new one.
+        let reused = match session.take() {
+            Some(mut conn) => match tokio::time::timeout(self.timeout, conn.test_connected()).await
+            {
+                Ok(true) => Some(conn),
+                _ => None,
+            },
+            None => None,
+        };
+        let mut conn = match reused {
+            Some(conn) => conn,
+            None => self.open().await.map_err(|e| self.session_failed(e))?,
+        };
+        match tokio::time::timeout(self.timeout, conn.send(msg.envelope(), &raw)).await {
             Ok(Ok(_)) => {
-                // lettre parks the connection in a spawned task; give it the chance to
-                // run so that the next mail finds the connection instead of opening one.
-                tokio::task::yield_now().await;
+                if self.reuse {
+                    *session = Some(conn);
+                } else {
+                    let _ = tokio::time::timeout(self.timeout, conn.quit()).await;
+                }
                 Ok(())
             }
-            Ok(Err(e)) => Err(self.classify(e, &transport).await),
-            Err(_) => {
-                self.reset();
-                Err(SendError::Transient(self.timed_out()))
+            // lettre has closed the session after a negative reply; the next mail opens
+            // a new one.
+            Ok(Err(e)) if e.is_permanent() || e.is_client() => {
+                Err(SendError::Permanent(describe(&e)))
             }
+            Ok(Err(e)) => Err(SendError::Transient(format!(
+                "{}: {}",
+                self.endpoint,
+                describe(&e)
+            ))),
+            // Dropped mid-command: never reused.
+            Err(_) => Err(SendError::Transient(self.timed_out())),
         }
     }
 
-    async fn classify(
-        &self,
-        e: lettre::transport::smtp::Error,
-        transport: &AsyncSmtpTransport<Tokio1Executor>,
-    ) -> SendError {
-        let reason = describe(&e);
-        if !(e.is_permanent() || e.is_client()) {
-            return SendError::Transient(format!("{}: {reason}", self.endpoint));
-        }
-        // A 5xx: for this mail, or for every mail (login refused, relay refuses us)?
-        match tokio::time::timeout(self.timeout, transport.test_connection()).await {
-            Ok(Ok(true)) => SendError::Permanent(reason),
-            Ok(Ok(false)) => SendError::Transient(format!(
-                "{}: {reason} (and the session does not answer NOOP)",
-                self.endpoint
-            )),
-            Ok(Err(session)) => SendError::Transient(format!(
-                "{}: the relay refuses the session itself ({}); check the [email] settings — mails stay queued",
-                self.endpoint,
-                describe(&session)
-            )),
-            Err(_) => {
-                self.reset();
-                SendError::Transient(self.timed_out())
+    /// A session that could not be opened says nothing about the mail: transient, even
+    /// for a 5xx such as a refused login, so that a settings mistake fails no mail.
+    fn session_failed(&self, e: OpenError) -> SendError {
+        match e {
+            OpenError::TimedOut => SendError::Transient(self.timed_out()),
+            OpenError::Smtp(e) if e.is_permanent() || e.is_client() => {
+                SendError::Transient(format!(
+                    "{}: the relay refuses the session ({}); check the [email] settings — mails stay queued",
+                    self.endpoint,
+                    describe(&e)
+                ))
+            }
+            OpenError::Smtp(e) => {
+                SendError::Transient(format!("{}: {}", self.endpoint, describe(&e)))
             }
         }
     }
@@ -312,35 +345,42 @@ impl SmtpMailer {
         )
     }
 
+    /// For `check`: a 5xx while opening the session (a refused login) is permanent here,
+    /// because it will not go away until the settings change.
     async fn test_connection(&self) -> Result<(), SendError> {
-        let transport = self.transport();
-        match tokio::time::timeout(self.timeout, transport.test_connection()).await {
-            Ok(Ok(true)) => Ok(()),
-            Ok(Ok(false)) => Err(SendError::Transient(format!(
+        let mut conn = match self.open().await {
+            Ok(conn) => conn,
+            Err(OpenError::TimedOut) => return Err(SendError::Transient(self.timed_out())),
+            Err(OpenError::Smtp(e)) if e.is_permanent() => {
+                return Err(SendError::Permanent(format!(
+                    "{}: {}",
+                    self.endpoint,
+                    describe(&e)
+                )));
+            }
+            Err(OpenError::Smtp(e)) => {
+                return Err(SendError::Transient(format!(
+                    "{}: {}",
+                    self.endpoint,
+                    describe(&e)
+                )));
+            }
+        };
+        let answered = tokio::time::timeout(self.timeout, conn.test_connected()).await;
+        let _ = tokio::time::timeout(self.timeout, conn.quit()).await;
+        match answered {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(SendError::Transient(format!(
                 "{}: connected, but the relay does not answer NOOP",
                 self.endpoint
             ))),
-            Ok(Err(e)) if e.is_permanent() => Err(SendError::Permanent(format!(
-                "{}: {}",
-                self.endpoint,
-                describe(&e)
-            ))),
-            Ok(Err(e)) => Err(SendError::Transient(format!(
-                "{}: {}",
-                self.endpoint,
-                describe(&e)
-            ))),
-            Err(_) => {
-                self.reset();
-                Err(SendError::Transient(self.timed_out()))
-            }
+            Err(_) => Err(SendError::Transient(self.timed_out())),
         }
     }
 
     async fn shutdown(&self) {
-        let transport = self.transport.lock().expect("not poisoned").take();
-        if let Some(transport) = transport {
-            transport.shutdown().await;
+        if let Some(mut conn) = self.session.lock().await.take() {
+            let _ = tokio::time::timeout(self.timeout, conn.quit()).await;
         }
     }
 }
