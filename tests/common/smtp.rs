@@ -371,41 +371,47 @@ impl Drop for Front {
 }
 
 async fn relay(client: tokio::net::TcpStream, backend: SocketAddr, quick_ack: bool) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let _ = client.set_nodelay(true);
     let Ok(server) = tokio::net::TcpStream::connect(backend).await else {
         return;
     };
     let _ = server.set_nodelay(true);
-    let (mut from_client, mut to_client) = client.into_split();
-    let (mut from_server, mut to_server) = server.into_split();
-    let up = async {
-        let mut buf = vec![0u8; 16 * 1024];
-        loop {
-            if quick_ack {
-                ack_at_once(from_client.as_ref());
-            }
-            let n = match from_client.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            if to_server.write_all(&buf[..n]).await.is_err() {
-                break;
-            }
+    let (from_client, to_client) = client.into_split();
+    let (from_server, to_server) = server.into_split();
+    tokio::join!(
+        pipe(from_client, to_server, quick_ack),
+        pipe(from_server, to_client, quick_ack),
+    );
+}
+
+/// Copies one direction until EOF, ACKing each read at once when `quick_ack` is set.
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    quick_ack: bool,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        if quick_ack {
+            ack_at_once(from.as_ref());
         }
-        let _ = to_server.shutdown().await;
-    };
-    let down = async {
-        let _ = tokio::io::copy(&mut from_server, &mut to_client).await;
-        let _ = to_client.shutdown().await;
-    };
-    tokio::join!(up, down);
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
 }
 
 /// lettre leaves Nagle on and writes a mail's closing `.` apart from its body, so on
 /// loopback (one segment per mail, so no second segment forces an ACK) every mail waits
-/// for the server's delayed ACK, ~40 ms. TCP_QUICKACK before each read makes the front ACK
-/// at once, as a relay does when a body spans several segments.
+/// for the server's delayed ACK, ~40 ms. mailin-embedded's sockets do the same to its TLS
+/// handshake. TCP_QUICKACK before each read makes the front ACK at once on both sides, as
+/// a peer does when data spans several segments.
 fn ack_at_once(socket: &tokio::net::TcpStream) {
     use std::os::fd::AsRawFd;
     let one: libc::c_int = 1;
