@@ -442,12 +442,12 @@ impl SecretSource {
             return Ok(v.clone());
         }
         if let Some(var) = &self.env {
-            return std::env::var(var).map(SecretString::from).map_err(|_| {
-                SecretError::EnvMissing {
+            return std::env::var(var)
+                .map(SecretString::from)
+                .map_err(|_| SecretError::EnvMissing {
                     key: self.key,
                     var: var.clone(),
-                }
-            });
+                });
         }
         if let Some(path) = &self.file {
             return read_secret_file(path).map_err(|source| SecretError::File {
@@ -615,10 +615,7 @@ impl Config {
             return Err(err("cm.timeout_seconds", "must be at least 1".into()));
         }
         if self.email.messages_per_second == 0 {
-            return Err(err(
-                "email.messages_per_second",
-                "must be at least 1".into(),
-            ));
+            return Err(err("email.messages_per_second", "must be at least 1".into()));
         }
         if !(100..=2000).contains(&self.ideal_qr.size) {
             return Err(err("ideal_qr.size", "must be between 100 and 2000".into()));
@@ -680,8 +677,7 @@ mod tests {
 
     #[test]
     fn relative_paths_resolve_against_the_config_folder() {
-        let c =
-            parse("[storage]\ndatabase = \"state/db.sqlite\"\n[inbox]\ndir = \"in\"\n").unwrap();
+        let c = parse("[storage]\ndatabase = \"state/db.sqlite\"\n[inbox]\ndir = \"in\"\n").unwrap();
         assert_eq!(c.storage.database, PathBuf::from("/etc/x/state/db.sqlite"));
         assert_eq!(c.inbox.dir, PathBuf::from("/etc/x/in"));
     }

@@ -579,3 +579,20 @@ fn bad_settings_are_named() {
         "{e}"
     );
 }
+
+#[test]
+fn the_new_email_keys_parse_and_the_ca_file_resolves_like_other_paths() {
+    use invoice_sync::config::Config;
+    let c = Config::from_toml(
+        "[email]\nsmtp_ca_file = \"certs/relay-ca.pem\"\nsmtp_timeout_seconds = 7\n",
+        std::path::Path::new("/etc/invoice-sync/invoice-sync.toml"),
+    )
+    .unwrap();
+    assert_eq!(
+        c.email.smtp_ca_file.as_deref(),
+        Some(std::path::Path::new("/etc/invoice-sync/certs/relay-ca.pem"))
+    );
+    assert_eq!(c.email.smtp_timeout_seconds, 7);
+    assert_eq!(Email::default().smtp_timeout_seconds, 30);
+    assert_eq!(Email::default().smtp_ca_file, None);
+}

@@ -21,10 +21,7 @@ pub struct Currency {
 }
 
 impl Currency {
-    pub const EUR: Currency = Currency {
-        code: "EUR",
-        exponent: 2,
-    };
+    pub const EUR: Currency = Currency { code: "EUR", exponent: 2 };
     pub fn parse(_s: &str) -> Result<Currency, DomainError> {
         Ok(Self::EUR)
     }
