@@ -191,12 +191,6 @@ impl std::fmt::Debug for SmtpMailer {
     }
 }
 
-/// Why a session could not be opened.
-enum OpenError {
-    Smtp(lettre::transport::smtp::Error),
-    TimedOut,
-}
-
 impl SmtpMailer {
     fn from_config(cfg: &Email) -> Result<SmtpMailer, MailError> {
         let host = cfg.smtp_host.trim();
@@ -250,90 +244,84 @@ impl SmtpMailer {
     }
 
     /// Connect, EHLO, STARTTLS (when required), AUTH (when a username is set).
-    async fn open(&self) -> Result<AsyncSmtpConnection, OpenError> {
-        let open = async {
-            let wrapper = match &self.tls {
-                Tls::Wrapper(parameters) => Some(parameters.clone()),
-                _ => None,
-            };
-            let mut conn = AsyncSmtpConnection::connect_tokio1(
-                (self.host.as_str(), self.port),
-                Some(self.timeout),
-                &self.hello,
-                wrapper,
-                None,
-            )
-            .await?;
-            if let Tls::Required(parameters) = &self.tls {
-                conn.starttls(parameters.clone(), &self.hello).await?;
-            }
-            if let Some(credentials) = &self.credentials {
-                conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials)
-                    .await?;
-            }
-            Ok(conn)
+    async fn open(&self) -> Result<AsyncSmtpConnection, lettre::transport::smtp::Error> {
+        let wrapper = match &self.tls {
+            Tls::Wrapper(parameters) => Some(parameters.clone()),
+            _ => None,
         };
-        match tokio::time::timeout(self.timeout, open).await {
-            Ok(result) => result.map_err(OpenError::Smtp),
-            Err(_) => Err(OpenError::TimedOut),
+        let mut conn = AsyncSmtpConnection::connect_tokio1(
+            (self.host.as_str(), self.port),
+            Some(self.timeout),
+            &self.hello,
+            wrapper,
+            None,
+        )
+        .await?;
+        if let Tls::Required(parameters) = &self.tls {
+            conn.starttls(parameters.clone(), &self.hello).await?;
         }
+        if let Some(credentials) = &self.credentials {
+            conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials)
+                .await?;
+        }
+        Ok(conn)
     }
 
     async fn send(&self, msg: &Message) -> Result<(), SendError> {
         let mut session = self.session.lock().await;
-        let raw = msg.formatted();
-        // The open session, if it still answers; else a new one.
+        // One deadline for the whole attempt. On timeout the connection, which `transact`
+        // took out of the slot, is dropped: abandoned mid-command, it is never reused.
+        match tokio::time::timeout(self.timeout, self.transact(&mut session, msg)).await {
+            Ok(result) => result,
+            Err(_) => Err(SendError::Transient(self.timed_out())),
+        }
+    }
+
+    async fn transact(
+        &self,
+        session: &mut Option<AsyncSmtpConnection>,
+        msg: &Message,
+    ) -> Result<(), SendError> {
+        // The open session, if it still answers NOOP; else a new one.
         let reused = match session.take() {
-            Some(mut conn) => match tokio::time::timeout(self.timeout, conn.test_connected()).await
-            {
-                Ok(true) => Some(conn),
-                _ => None,
-            },
-            None => None,
+            Some(mut conn) if self.reuse => conn.test_connected().await.then_some(conn),
+            _ => None,
         };
         let mut conn = match reused {
             Some(conn) => conn,
-            None => self.open().await.map_err(|e| self.session_failed(e))?,
+            None => self.open().await.map_err(|e| self.session_failed(&e))?,
         };
-        match tokio::time::timeout(self.timeout, conn.send(msg.envelope(), &raw)).await {
-            Ok(Ok(_)) => {
-                if self.reuse {
-                    *session = Some(conn);
-                } else {
-                    let _ = tokio::time::timeout(self.timeout, conn.quit()).await;
-                }
+        match conn.send(msg.envelope(), &msg.formatted()).await {
+            Ok(_) if self.reuse => {
+                *session = Some(conn);
                 Ok(())
             }
-            // lettre has closed the session after a negative reply; the next mail opens
-            // a new one.
-            Ok(Err(e)) if e.is_permanent() || e.is_client() => {
-                Err(SendError::Permanent(describe(&e)))
+            Ok(_) => {
+                let _ = conn.quit().await;
+                Ok(())
             }
-            Ok(Err(e)) => Err(SendError::Transient(format!(
+            // A refusal of this mail. lettre has closed the session; the next mail opens
+            // a new one.
+            Err(e) if e.is_permanent() || e.is_client() => Err(SendError::Permanent(describe(&e))),
+            Err(e) => Err(SendError::Transient(format!(
                 "{}: {}",
                 self.endpoint,
                 describe(&e)
             ))),
-            // Dropped mid-command: never reused.
-            Err(_) => Err(SendError::Transient(self.timed_out())),
         }
     }
 
     /// A session that could not be opened says nothing about the mail: transient, even
     /// for a 5xx such as a refused login, so that a settings mistake fails no mail.
-    fn session_failed(&self, e: OpenError) -> SendError {
-        match e {
-            OpenError::TimedOut => SendError::Transient(self.timed_out()),
-            OpenError::Smtp(e) if e.is_permanent() || e.is_client() => {
-                SendError::Transient(format!(
-                    "{}: the relay refuses the session ({}); check the [email] settings — mails stay queued",
-                    self.endpoint,
-                    describe(&e)
-                ))
-            }
-            OpenError::Smtp(e) => {
-                SendError::Transient(format!("{}: {}", self.endpoint, describe(&e)))
-            }
+    fn session_failed(&self, e: &lettre::transport::smtp::Error) -> SendError {
+        if e.is_permanent() || e.is_client() {
+            SendError::Transient(format!(
+                "{}: the relay refuses the session ({}); check the [email] settings — mails stay queued",
+                self.endpoint,
+                describe(e)
+            ))
+        } else {
+            SendError::Transient(format!("{}: {}", self.endpoint, describe(e)))
         }
     }
 
@@ -348,32 +336,28 @@ impl SmtpMailer {
     /// For `check`: a 5xx while opening the session (a refused login) is permanent here,
     /// because it will not go away until the settings change.
     async fn test_connection(&self) -> Result<(), SendError> {
-        let mut conn = match self.open().await {
-            Ok(conn) => conn,
-            Err(OpenError::TimedOut) => return Err(SendError::Transient(self.timed_out())),
-            Err(OpenError::Smtp(e)) if e.is_permanent() => {
-                return Err(SendError::Permanent(format!(
-                    "{}: {}",
-                    self.endpoint,
-                    describe(&e)
-                )));
-            }
-            Err(OpenError::Smtp(e)) => {
-                return Err(SendError::Transient(format!(
-                    "{}: {}",
-                    self.endpoint,
-                    describe(&e)
-                )));
+        let check = async {
+            let mut conn = self.open().await.map_err(|e| {
+                let text = format!("{}: {}", self.endpoint, describe(&e));
+                if e.is_permanent() {
+                    SendError::Permanent(text)
+                } else {
+                    SendError::Transient(text)
+                }
+            })?;
+            let answered = conn.test_connected().await;
+            let _ = conn.quit().await;
+            if answered {
+                Ok(())
+            } else {
+                Err(SendError::Transient(format!(
+                    "{}: connected, but the relay does not answer NOOP",
+                    self.endpoint
+                )))
             }
         };
-        let answered = tokio::time::timeout(self.timeout, conn.test_connected()).await;
-        let _ = tokio::time::timeout(self.timeout, conn.quit()).await;
-        match answered {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(SendError::Transient(format!(
-                "{}: connected, but the relay does not answer NOOP",
-                self.endpoint
-            ))),
+        match tokio::time::timeout(self.timeout, check).await {
+            Ok(result) => result,
             Err(_) => Err(SendError::Transient(self.timed_out())),
         }
     }
