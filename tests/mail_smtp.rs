@@ -172,16 +172,23 @@ async fn without_reuse_each_mail_has_its_own_connection() {
     assert_eq!(server.connections(), 3);
 }
 
-#[tokio::test]
-async fn auth_with_the_right_password_delivers_over_starttls() {
+/// A server that wants `mailer` / `right-horse-battery`, and settings that log in with
+/// `password`.
+fn login_server(password: &str) -> (SmtpServer, Email) {
     let server = SmtpServer::builder()
         .require_auth("mailer", "right-horse-battery")
         .start();
     let cfg = Email {
         smtp_username: Some("mailer".into()),
-        smtp_password: Some(SecretString::from("right-horse-battery")),
+        smtp_password: Some(SecretString::from(password)),
         ..server.email_config()
     };
+    (server, cfg)
+}
+
+#[tokio::test]
+async fn auth_with_the_right_password_delivers_over_starttls() {
+    let (server, cfg) = login_server("right-horse-battery");
     let mailer = Mailer::from_config(&cfg).unwrap();
     mailer.test_connection().await.unwrap();
     mailer
@@ -194,14 +201,7 @@ async fn auth_with_the_right_password_delivers_over_starttls() {
 
 #[tokio::test]
 async fn a_wrong_password_keeps_mail_queued_and_never_shows_the_password() {
-    let server = SmtpServer::builder()
-        .require_auth("mailer", "right-horse-battery")
-        .start();
-    let cfg = Email {
-        smtp_username: Some("mailer".into()),
-        smtp_password: Some(SecretString::from("wrong-Zebra-42")),
-        ..server.email_config()
-    };
+    let (server, cfg) = login_server("wrong-Zebra-42");
     let mailer = Mailer::from_config(&cfg).unwrap();
 
     // A login refusal is the relay refusing us, not this mail: it stays queued.
