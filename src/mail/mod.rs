@@ -22,8 +22,6 @@ pub mod message;
 pub mod render;
 pub mod transport;
 
-use std::path::PathBuf;
-
 pub use message::{build_message, message_id};
 pub use render::{MailContext, QrCode, RenderedMail, Templates, render};
 pub use transport::{FileMailer, MailSender, Mailer, SendError, SmtpMailer};
@@ -95,15 +93,11 @@ pub enum MailError {
 }
 
 impl MailError {
-    pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+    pub(crate) fn io_path(what: &str, path: &std::path::Path, source: std::io::Error) -> Self {
         MailError::Io {
-            what: what.into(),
+            what: format!("{what} {}", path.display()),
             source,
         }
-    }
-
-    pub(crate) fn io_path(what: &str, path: &std::path::Path, source: std::io::Error) -> Self {
-        Self::io(format!("{what} {}", PathBuf::from(path).display()), source)
     }
 }
 
