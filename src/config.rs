@@ -369,6 +369,12 @@ pub struct Email {
     pub reply_to: Option<String>,
     pub templates_dir: Option<PathBuf>,
     pub messages_per_second: u32,
+    /// PEM file with extra CA certificates to trust for `starttls` / `tls`, for a relay
+    /// whose certificate comes from a private CA. Added to the built-in roots.
+    pub smtp_ca_file: Option<PathBuf>,
+    /// Bounds one whole SMTP attempt (connect, greeting, TLS, login, transaction), so that
+    /// a relay that stops answering delays a cycle instead of hanging it.
+    pub smtp_timeout_seconds: u64,
 }
 
 impl Default for Email {
@@ -387,6 +393,8 @@ impl Default for Email {
             reply_to: None,
             templates_dir: None,
             messages_per_second: 10,
+            smtp_ca_file: None,
+            smtp_timeout_seconds: 30,
         }
     }
 }
@@ -607,6 +615,7 @@ impl Config {
             &mut self.cm.client_secret_file,
             &mut self.ideal_qr.client_secret_file,
             &mut self.email.smtp_password_file,
+            &mut self.email.smtp_ca_file,
         ]
         .into_iter()
         .flatten()

@@ -16,6 +16,7 @@
 //!   sd_notify.
 //! - [`export`]  `export-paid`: the CSV of payments for the accounting, formulas neutralised.
 //! - [`lock`]    the exclusive run lock per database.
+//! - [`mail`]    templates, MIME messages, SMTP / `.eml` transports; never the database.
 //! - [`cli`]     clap definitions and the commands; maps outcomes to exit codes.
 
 pub mod cli;
@@ -27,6 +28,7 @@ pub mod domain;
 pub mod export;
 pub mod ingest;
 pub mod lock;
+pub mod mail;
 pub mod sandbox;
 pub mod store;
 

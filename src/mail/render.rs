@@ -1,0 +1,598 @@
+//! Rendering: the subject, plain text and HTML of one payment-link mail.
+//!
+//! Owns the templates (built in for `nl`, `en`, `de`, `fr`, each overridable file by file
+//! from `email.templates_dir`), the choice of language (anything else falls back to `en`)
+//! and how amounts and due dates are written in each language. Templates are MiniJinja
+//! (Jinja2 syntax) with strict undefined variables; `*.html` templates auto-escape every
+//! value, so a customer name such as `<script>` arrives as text. It only produces strings:
+//! it never builds MIME, never sends and never touches the database.
+//!
+//! Formats, chosen to match how invoices are usually written in each language:
+//!
+//! | language | amount (EUR)  | amount (other) | due date           |
+//! |----------|---------------|----------------|--------------------|
+//! | `nl`     | `€ 1.234,56`  | `USD 1.234,56` | `21 november 2026` |
+//! | `en`     | `€1,234.56`   | `USD 1,234.56` | `21 November 2026` |
+//! | `de`     | `1.234,56 €`  | `1.234,56 USD` | `21.11.2026`       |
+//! | `fr`     | `1 234,56 €`  | `1 234,56 USD` | `21/11/2026`       |
+//!
+//! Spaces are plain ASCII spaces. The number of decimals is the currency's exponent (JPY: none).
+//! A language added only through `templates_dir` gets the `en` formats.
+//!
+//! # Template variables
+//!
+//! `customer_name` (may be empty), `customer_email`, `invoice_reference`, `amount`
+//! (formatted), `amount_minor`, `currency_code`, `due_date` (formatted), `due_date_iso`,
+//! `language`, `link_uri`, `qr_url` (none when there is no QR code), `qr_inline` (true
+//! when the QR image is attached and shown with `<img src="cid:qr">`),
+//! `replaces_earlier_link`, and in the text and HTML parts also `subject`. Blocks trim the
+//! newline that follows them (`trim_blocks`, `lstrip_blocks`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use chrono::{Datelike, NaiveDate};
+use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value, context};
+
+use super::MailError;
+
+/// The languages with built-in templates and formats.
+pub const BUILTIN_LANGUAGES: [&str; 4] = ["nl", "en", "de", "fr"];
+
+/// The language used when a customer's language has no templates.
+pub const FALLBACK_LANGUAGE: &str = "en";
+
+/// The three template files of one language, as suffixes after `<lang>.`.
+const PARTS: [&str; 3] = ["subject.txt", "txt", "html"];
+
+const BUILTIN: [(&str, &str); 12] = [
+    ("nl.subject.txt", include_str!("templates/nl.subject.txt")),
+    ("nl.txt", include_str!("templates/nl.txt")),
+    ("nl.html", include_str!("templates/nl.html")),
+    ("en.subject.txt", include_str!("templates/en.subject.txt")),
+    ("en.txt", include_str!("templates/en.txt")),
+    ("en.html", include_str!("templates/en.html")),
+    ("de.subject.txt", include_str!("templates/de.subject.txt")),
+    ("de.txt", include_str!("templates/de.txt")),
+    ("de.html", include_str!("templates/de.html")),
+    ("fr.subject.txt", include_str!("templates/fr.subject.txt")),
+    ("fr.txt", include_str!("templates/fr.txt")),
+    ("fr.html", include_str!("templates/fr.html")),
+];
+
+/// A QR code to show in the mail (iDEAL QR, when enabled).
+///
+/// The URL always exists; the PNG bytes exist when the image was fetched, and are then
+/// attached inline so the mail shows it without loading remote images.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QrCode {
+    /// Where the QR image (or the QR payment page) can be opened.
+    pub url: String,
+    /// The QR image itself, attached as `cid:qr` when present.
+    pub png: Option<Vec<u8>>,
+}
+
+/// Everything one mail says, taken from the invoice revision and its link.
+///
+/// Plain strings on purpose: the values were validated when the row was ingested, and the
+/// mail layer must not depend on how the store represents them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailContext {
+    /// The invoice reference from the export.
+    pub invoice_reference: String,
+    /// The customer's name; may be empty (the greeting then has no name).
+    pub customer_name: String,
+    /// The customer's e-mail address (the only recipient).
+    pub customer_email: String,
+    /// The amount the link asks for, in minor units of the currency.
+    pub amount_minor: i64,
+    /// ISO 4217 code, e.g. `EUR`.
+    pub currency_code: String,
+    /// Number of decimals of the currency (2 for EUR, 0 for JPY).
+    pub currency_exponent: u8,
+    /// The invoice's due date.
+    pub due_date: NaiveDate,
+    /// ISO 639-1 code, lowercase; unknown languages fall back to [`FALLBACK_LANGUAGE`].
+    pub language: String,
+    /// The payment link.
+    pub link_uri: String,
+    /// The QR code, when iDEAL QR is enabled and one was made.
+    pub qr: Option<QrCode>,
+    /// True when this mail replaces a link sent earlier (amount or due date changed):
+    /// the mail then says that the earlier link no longer works.
+    pub replaces_earlier_link: bool,
+}
+
+/// The rendered parts of one mail, before MIME.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedMail {
+    /// One line, no line break.
+    pub subject: String,
+    /// The plain-text part.
+    pub text: String,
+    /// The HTML part (values escaped).
+    pub html: String,
+}
+
+/// The loaded templates: built-ins plus overrides, checked once at load.
+///
+/// Loading checks syntax and renders every overridden language once with sample data,
+/// so a broken template is an error at start-up (naming the file), not a failed mail.
+#[derive(Debug, Clone)]
+pub struct Templates {
+    env: Environment<'static>,
+    /// Where each template came from, for error messages (`built-in nl.html` or a path).
+    origins: BTreeMap<String, String>,
+    languages: BTreeSet<String>,
+}
+
+impl Templates {
+    /// The built-in templates only.
+    pub fn builtin() -> Templates {
+        let mut templates = Templates {
+            env: new_environment(),
+            origins: BTreeMap::new(),
+            languages: BUILTIN_LANGUAGES.iter().map(|l| l.to_string()).collect(),
+        };
+        for (name, source) in BUILTIN {
+            templates
+                .add(name, source.to_string(), format!("built-in {name}"))
+                .expect("the built-in templates parse");
+        }
+        templates
+    }
+
+    /// The built-ins, with the files of `dir` (`email.templates_dir`) overriding them one
+    /// by one: `<lang>.subject.txt`, `<lang>.txt`, `<lang>.html`. A language that is not
+    /// built in can be added with all three files. Other files are ignored with a warning.
+    pub fn load(dir: Option<&Path>) -> Result<Templates, MailError> {
+        let mut templates = Self::builtin();
+        let Some(dir) = dir else {
+            return Ok(templates);
+        };
+        let entries = std::fs::read_dir(dir)
+            .map_err(|e| MailError::io_path("cannot read the templates folder", dir, e))?;
+        let mut overrides = Vec::new();
+        for entry in entries {
+            let entry = entry
+                .map_err(|e| MailError::io_path("cannot read the templates folder", dir, e))?;
+            let path = entry.path();
+            if !path.is_file() {
+                continue;
+            }
+            let file_name = entry.file_name();
+            let Some((lang, name)) = file_name.to_str().and_then(template_name) else {
+                tracing::warn!(file = %path.display(), "not a mail template name (expected <lang>.subject.txt, <lang>.txt or <lang>.html); ignored");
+                continue;
+            };
+            let source = std::fs::read_to_string(&path)
+                .map_err(|e| MailError::io_path("cannot read the mail template", &path, e))?;
+            overrides.push((lang, name, path, source));
+        }
+        overrides.sort_by(|a, b| a.1.cmp(&b.1));
+
+        let mut changed = BTreeSet::new();
+        for (lang, name, path, source) in overrides {
+            templates.add(&name, source, path.display().to_string())?;
+            changed.insert(lang);
+        }
+        for lang in &changed {
+            if !templates.languages.contains(lang) {
+                let missing: Vec<String> = PARTS
+                    .iter()
+                    .map(|part| format!("{lang}.{part}"))
+                    .filter(|name| !templates.origins.contains_key(name))
+                    .collect();
+                if !missing.is_empty() {
+                    return Err(MailError::Template {
+                        template: dir.join(&missing[0]).display().to_string(),
+                        message: format!(
+                            "missing: a language without built-in templates needs all of {lang}.subject.txt, {lang}.txt and {lang}.html (missing {})",
+                            missing.join(", ")
+                        ),
+                    });
+                }
+                templates.languages.insert(lang.clone());
+            }
+        }
+        for lang in &changed {
+            for sample in sample_contexts(lang) {
+                let mail = render(&sample, &templates)?;
+                if mail.subject.contains(['\r', '\n']) {
+                    let name = format!("{lang}.subject.txt");
+                    return Err(MailError::Template {
+                        template: templates.origins[&name].clone(),
+                        message: "the subject must render as one line".into(),
+                    });
+                }
+            }
+        }
+        Ok(templates)
+    }
+
+    /// The languages that have templates, built in or added.
+    pub fn languages(&self) -> impl Iterator<Item = &str> {
+        self.languages.iter().map(String::as_str)
+    }
+
+    /// The language a mail for `requested` is written in: itself when it has templates,
+    /// else [`FALLBACK_LANGUAGE`].
+    pub fn effective_language(&self, requested: &str) -> String {
+        let lang = requested.trim().to_ascii_lowercase();
+        if self.languages.contains(&lang) {
+            lang
+        } else {
+            FALLBACK_LANGUAGE.to_string()
+        }
+    }
+
+    fn add(&mut self, name: &str, source: String, origin: String) -> Result<(), MailError> {
+        self.env
+            .add_template_owned(name.to_string(), source)
+            .map_err(|e| MailError::Template {
+                template: origin.clone(),
+                message: e.to_string(),
+            })?;
+        self.origins.insert(name.to_string(), origin);
+        Ok(())
+    }
+
+    fn render_part(&self, name: &str, ctx: &Value) -> Result<String, MailError> {
+        let origin = || {
+            self.origins
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| name.to_string())
+        };
+        let template = self
+            .env
+            .get_template(name)
+            .map_err(|e| MailError::Template {
+                template: origin(),
+                message: e.to_string(),
+            })?;
+        template.render(ctx).map_err(|e| MailError::Template {
+            template: origin(),
+            message: e.to_string(),
+        })
+    }
+}
+
+impl Default for Templates {
+    fn default() -> Self {
+        Self::builtin()
+    }
+}
+
+fn new_environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_auto_escape_callback(|name| {
+        if name.ends_with(".html") {
+            AutoEscape::Html
+        } else {
+            AutoEscape::None
+        }
+    });
+    // MiniJinja's HTML escaping also escapes `/`, which turns every link into
+    // `https:&#x2f;&#x2f;…`: valid, but hard to read and odd to link checkers. The five
+    // characters that matter in text and quoted attributes are enough.
+    env.set_formatter(|out, state, value| {
+        if state.auto_escape() == AutoEscape::Html && !value.is_safe() && !value.is_none() {
+            out.write_str(&escape_html(&value.to_string()))?;
+            Ok(())
+        } else {
+            minijinja::escape_formatter(out, state, value)
+        }
+    });
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_trim_blocks(true);
+    env.set_lstrip_blocks(true);
+    env.set_keep_trailing_newline(true);
+    env
+}
+
+fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + s.len() / 8);
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `nl.subject.txt` → `("nl", "nl.subject.txt")`; `None` for anything else.
+fn template_name(file_name: &str) -> Option<(String, String)> {
+    let (lang, part) = file_name.split_once('.')?;
+    let is_lang = lang.len() == 2 && lang.bytes().all(|b| b.is_ascii_lowercase());
+    (is_lang && PARTS.contains(&part)).then(|| (lang.to_string(), file_name.to_string()))
+}
+
+/// Renders the mail for `ctx` in its language (or the fallback).
+///
+/// Refuses a link or QR URL that is not `http(s)`. Does not check header values for line
+/// breaks: [`super::build_message`] does that for every header, whatever produced it.
+pub fn render(ctx: &MailContext, templates: &Templates) -> Result<RenderedMail, MailError> {
+    check_url("payment link", &ctx.link_uri)?;
+    if let Some(qr) = &ctx.qr {
+        check_url("QR code URL", &qr.url)?;
+    }
+    let lang = templates.effective_language(&ctx.language);
+    let values = context! {
+        language => &lang,
+        customer_name => ctx.customer_name.trim(),
+        customer_email => ctx.customer_email.trim(),
+        invoice_reference => &ctx.invoice_reference,
+        amount => format_amount(ctx.amount_minor, &ctx.currency_code, ctx.currency_exponent, &lang),
+        amount_minor => ctx.amount_minor,
+        currency_code => ctx.currency_code.trim().to_ascii_uppercase(),
+        due_date => format_due_date(ctx.due_date, &lang),
+        due_date_iso => ctx.due_date.format("%Y-%m-%d").to_string(),
+        link_uri => &ctx.link_uri,
+        qr_url => ctx.qr.as_ref().map(|q| q.url.as_str()),
+        qr_inline => ctx.qr.as_ref().is_some_and(|q| q.png.is_some()),
+        replaces_earlier_link => ctx.replaces_earlier_link,
+    };
+    let subject_name = format!("{lang}.subject.txt");
+    let subject = templates
+        .render_part(&subject_name, &values)?
+        .trim()
+        .to_string();
+    let values = context! { subject => &subject, ..values };
+    Ok(RenderedMail {
+        text: templates.render_part(&format!("{lang}.txt"), &values)?,
+        html: templates.render_part(&format!("{lang}.html"), &values)?,
+        subject,
+    })
+}
+
+fn check_url(field: &'static str, url: &str) -> Result<(), MailError> {
+    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
+    let ok = (lower.starts_with("https://") || lower.starts_with("http://"))
+        && !url.chars().any(|c| c.is_whitespace() || c.is_control());
+    if ok {
+        Ok(())
+    } else {
+        Err(MailError::Url {
+            field,
+            value: url.to_string(),
+        })
+    }
+}
+
+/// An amount as a customer reading `language` expects it (see the module table).
+///
+/// Integer arithmetic only; `exponent` is the currency's number of decimals.
+pub fn format_amount(minor: i64, currency_code: &str, exponent: u8, language: &str) -> String {
+    let (group_sep, decimal_sep) = match language {
+        "nl" | "de" => ('.', ','),
+        "fr" => (' ', ','),
+        _ => (',', '.'),
+    };
+    let exponent = u32::from(exponent.min(18));
+    let scale = 10u128.pow(exponent);
+    let abs = u128::from(minor.unsigned_abs());
+    let digits = group_thousands(abs / scale, group_sep);
+    let number = if exponent == 0 {
+        digits
+    } else {
+        format!(
+            "{digits}{decimal_sep}{:0width$}",
+            abs % scale,
+            width = exponent as usize
+        )
+    };
+    let sign = if minor < 0 { "-" } else { "" };
+    let code = currency_code.trim().to_ascii_uppercase();
+    let euro = code == "EUR";
+    match language {
+        "nl" if euro => format!("€ {sign}{number}"),
+        "nl" => format!("{code} {sign}{number}"),
+        "de" | "fr" if euro => format!("{sign}{number} €"),
+        "de" | "fr" => format!("{sign}{number} {code}"),
+        _ if euro => format!("{sign}€{number}"),
+        _ => format!("{sign}{code} {number}"),
+    }
+}
+
+fn group_thousands(n: u128, sep: char) -> String {
+    let plain = n.to_string();
+    let mut out = String::with_capacity(plain.len() + plain.len() / 3);
+    for (i, c) in plain.chars().enumerate() {
+        if i > 0 && (plain.len() - i) % 3 == 0 {
+            out.push(sep);
+        }
+        out.push(c);
+    }
+    out
+}
+
+const MONTHS_NL: [&str; 12] = [
+    "januari",
+    "februari",
+    "maart",
+    "april",
+    "mei",
+    "juni",
+    "juli",
+    "augustus",
+    "september",
+    "oktober",
+    "november",
+    "december",
+];
+const MONTHS_EN: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
+
+/// A due date as a customer reading `language` expects it (see the module table).
+pub fn format_due_date(date: NaiveDate, language: &str) -> String {
+    let (d, m, y) = (date.day(), date.month(), date.year());
+    match language {
+        "nl" => format!("{d} {} {y}", MONTHS_NL[m as usize - 1]),
+        "de" => format!("{d:02}.{m:02}.{y}"),
+        "fr" => format!("{d:02}/{m:02}/{y}"),
+        _ => format!("{d} {} {y}", MONTHS_EN[m as usize - 1]),
+    }
+}
+
+/// Contexts that exercise every branch of a template, for the check at load.
+fn sample_contexts(lang: &str) -> Vec<MailContext> {
+    let base = MailContext {
+        invoice_reference: "INV-0001".into(),
+        customer_name: "Sample Customer".into(),
+        customer_email: "customer@example.com".into(),
+        amount_minor: 123_456,
+        currency_code: "EUR".into(),
+        currency_exponent: 2,
+        due_date: NaiveDate::from_ymd_opt(2026, 11, 21).expect("a valid date"),
+        language: lang.to_string(),
+        link_uri: "https://pay.example/link".into(),
+        qr: None,
+        replaces_earlier_link: false,
+    };
+    vec![
+        base.clone(),
+        MailContext {
+            customer_name: String::new(),
+            qr: Some(QrCode {
+                url: "https://pay.example/qr.png".into(),
+                png: None,
+            }),
+            replaces_earlier_link: true,
+            ..base.clone()
+        },
+        MailContext {
+            qr: Some(QrCode {
+                url: "https://pay.example/qr.png".into(),
+                png: Some(vec![0x89, b'P', b'N', b'G']),
+            }),
+            ..base
+        },
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_per_language() {
+        assert_eq!(format_amount(123_456, "EUR", 2, "nl"), "€ 1.234,56");
+        assert_eq!(format_amount(123_456, "EUR", 2, "en"), "€1,234.56");
+        assert_eq!(format_amount(123_456, "EUR", 2, "de"), "1.234,56 €");
+        assert_eq!(format_amount(123_456, "EUR", 2, "fr"), "1 234,56 €");
+        assert_eq!(format_amount(123_456, "usd", 2, "en"), "USD 1,234.56");
+        assert_eq!(format_amount(123_456, "USD", 2, "nl"), "USD 1.234,56");
+        assert_eq!(format_amount(123_456, "USD", 2, "de"), "1.234,56 USD");
+        assert_eq!(format_amount(123_456, "JPY", 0, "en"), "JPY 123,456");
+        assert_eq!(format_amount(123_456, "JPY", 0, "nl"), "JPY 123.456");
+    }
+
+    #[test]
+    fn amount_edges() {
+        assert_eq!(format_amount(5, "EUR", 2, "nl"), "€ 0,05");
+        assert_eq!(format_amount(0, "EUR", 2, "en"), "€0.00");
+        assert_eq!(format_amount(100_000, "EUR", 2, "en"), "€1,000.00");
+        assert_eq!(format_amount(99_999, "EUR", 2, "en"), "€999.99");
+        assert_eq!(format_amount(-123_456, "EUR", 2, "en"), "-€1,234.56");
+        assert_eq!(format_amount(-123_456, "EUR", 2, "de"), "-1.234,56 €");
+        assert_eq!(format_amount(1_234_567, "BHD", 3, "en"), "BHD 1,234.567");
+        assert_eq!(
+            format_amount(i64::MIN, "EUR", 2, "en"),
+            "-€92,233,720,368,547,758.08"
+        );
+        assert_eq!(format_amount(123_456, "EUR", 2, "es"), "€1,234.56");
+    }
+
+    #[test]
+    fn due_dates_per_language() {
+        let d = NaiveDate::from_ymd_opt(2026, 11, 21).unwrap();
+        assert_eq!(format_due_date(d, "nl"), "21 november 2026");
+        assert_eq!(format_due_date(d, "en"), "21 November 2026");
+        assert_eq!(format_due_date(d, "de"), "21.11.2026");
+        assert_eq!(format_due_date(d, "fr"), "21/11/2026");
+        let d = NaiveDate::from_ymd_opt(2027, 3, 5).unwrap();
+        assert_eq!(format_due_date(d, "nl"), "5 maart 2027");
+        assert_eq!(format_due_date(d, "de"), "05.03.2027");
+        assert_eq!(format_due_date(d, "fr"), "05/03/2027");
+    }
+
+    #[test]
+    fn html_escaping_covers_the_five_characters() {
+        assert_eq!(
+            escape_html(r#"<a href="x">'&'</a>"#),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
+        assert_eq!(
+            escape_html("https://x.example/a?b=1"),
+            "https://x.example/a?b=1"
+        );
+    }
+
+    #[test]
+    fn template_names() {
+        assert_eq!(
+            template_name("nl.subject.txt"),
+            Some(("nl".into(), "nl.subject.txt".into()))
+        );
+        assert_eq!(
+            template_name("es.html"),
+            Some(("es".into(), "es.html".into()))
+        );
+        assert_eq!(template_name("NL.html"), None);
+        assert_eq!(template_name("nl.htm"), None);
+        assert_eq!(template_name("README.md"), None);
+        assert_eq!(template_name("nld.txt"), None);
+    }
+
+    #[test]
+    fn every_builtin_language_renders_every_branch() {
+        let t = Templates::builtin();
+        for lang in BUILTIN_LANGUAGES {
+            for ctx in sample_contexts(lang) {
+                let m = render(&ctx, &t).unwrap();
+                assert!(!m.subject.contains('\n'), "{lang}: {}", m.subject);
+                assert!(m.text.contains("https://pay.example/link"), "{lang}");
+                assert!(m.html.contains("INV-0001"), "{lang}");
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_language_falls_back_to_english() {
+        let t = Templates::builtin();
+        assert_eq!(t.effective_language("es"), "en");
+        assert_eq!(t.effective_language("NL"), "nl");
+        assert_eq!(t.effective_language(""), "en");
+    }
+
+    #[test]
+    fn non_http_links_are_refused() {
+        let t = Templates::builtin();
+        let mut ctx = sample_contexts("en").remove(0);
+        ctx.link_uri = "javascript:alert(1)".into();
+        let e = render(&ctx, &t).unwrap_err();
+        assert!(matches!(e, MailError::Url { .. }), "{e}");
+        ctx.link_uri = "https://pay.example/a b".into();
+        assert!(render(&ctx, &t).is_err());
+        ctx.link_uri = "HTTPS://pay.example/ok".into();
+        assert!(render(&ctx, &t).is_ok());
+    }
+}

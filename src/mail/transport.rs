@@ -1,0 +1,514 @@
+//! Transports: handing a built message to an SMTP relay or writing it as an `.eml` file.
+//!
+//! Owns the connection to the relay (plain, STARTTLS required, or implicit TLS; optional
+//! AUTH; one session kept open so that it carries many mails; a bound on every step), the
+//! rate limit of `email.messages_per_second`, and the one decision the outbox needs from
+//! a failure: [`SendError::Transient`] (keep it queued, try again in a later cycle) or
+//! [`SendError::Permanent`] (this mail will never be accepted: mark it failed). Both carry
+//! the relay's reply text. It never touches the database, never retries by itself and
+//! never puts the SMTP password in an error or a log line.
+//!
+//! # How failures are sorted
+//!
+//! - connection refused, DNS, TLS, I/O errors, timeouts, 4xx replies: transient;
+//! - any failure while opening the session (greeting, EHLO, STARTTLS, AUTH), even a 5xx
+//!   such as `535` for a wrong password: transient. It says nothing about the mail, and
+//!   a settings mistake must not mark a whole queue failed;
+//! - a 5xx reply to the mail's own MAIL, RCPT or DATA, or a refusal by lettre itself
+//!   (a non-ASCII address the relay cannot take): permanent.
+//!
+//! A relay that answers 5xx to every recipient (say `554 relay access denied` because
+//! the login is missing) therefore fails mails permanently, with that reply for `status`.
+//!
+//! A timeout after the data was sent may hide a delivery that did happen; the retry then
+//! carries the same Message-ID ([`super::message_id`]), so the receiving side can tell.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use lettre::message::Mailbox;
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, Tls, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
+use secrecy::ExposeSecret;
+
+use super::MailError;
+use crate::config::{Email, MailTransport, SmtpTls};
+
+/// The outcome of a failed send, as the outbox must act on it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// Try again later: the relay was unreachable, slow, refused the session, or answered
+    /// 4xx. The text says what happened (with the reply, when there was one).
+    #[error("mail not sent, will retry: {0}")]
+    Transient(String),
+    /// The relay refused this mail for good (5xx): retrying will not help. The text is the
+    /// relay's reply, e.g. `550 5.1.1 <x@example.com>: mailbox unavailable`.
+    #[error("mail refused: {0}")]
+    Permanent(String),
+}
+
+impl SendError {
+    /// True for [`SendError::Permanent`].
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, SendError::Permanent(_))
+    }
+
+    /// The reason, without the "will retry" / "refused" prefix, for `status`.
+    pub fn reason(&self) -> &str {
+        match self {
+            SendError::Transient(s) | SendError::Permanent(s) => s,
+        }
+    }
+}
+
+/// Where mails go: an SMTP relay or a folder of `.eml` files.
+///
+/// Built once per process (or cycle) and reused: the SMTP variant keeps its connection
+/// open between mails. `send` and friends must run inside a Tokio runtime.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // one per process: size does not matter, access does
+pub enum Mailer {
+    /// An SMTP relay, `email.transport = "smtp"`.
+    Smtp(SmtpMailer),
+    /// One `.eml` file per mail in `email.file_dir`, `email.transport = "file"`.
+    File(FileMailer),
+}
+
+impl Mailer {
+    /// The mailer `[email]` describes. Checks `from` and `reply_to`, reads the CA file and
+    /// the SMTP password (when a username is set), creates `file_dir` for the file
+    /// transport. Does not connect: the first send (or [`Mailer::test_connection`]) does.
+    pub fn from_config(cfg: &Email) -> Result<Mailer, MailError> {
+        check_sender(cfg)?;
+        match cfg.transport {
+            MailTransport::File => FileMailer::new(&cfg.file_dir).map(Mailer::File),
+            MailTransport::Smtp => SmtpMailer::from_config(cfg).map(Mailer::Smtp),
+        }
+    }
+
+    /// Sends one message. See the module docs for how failures are sorted.
+    pub async fn send(&self, msg: &Message) -> Result<(), SendError> {
+        match self {
+            Mailer::Smtp(smtp) => smtp.send(msg).await,
+            Mailer::File(file) => file.send(msg).await,
+        }
+    }
+
+    /// Checks that mail could be handed over now, for the `check` command: a full SMTP
+    /// session (connect, TLS, AUTH, NOOP), or a writable `file_dir`.
+    pub async fn test_connection(&self) -> Result<(), SendError> {
+        match self {
+            Mailer::Smtp(smtp) => smtp.test_connection().await,
+            Mailer::File(file) => file.test_connection(),
+        }
+    }
+
+    /// Closes the open SMTP session politely (QUIT). Optional: dropping closes it too.
+    pub async fn shutdown(&self) {
+        if let Mailer::Smtp(smtp) = self {
+            smtp.shutdown().await;
+        }
+    }
+
+    /// Where mail goes, for logs and `check`: `smtp.example:587 (starttls)` or a folder.
+    /// Never contains the password.
+    pub fn endpoint(&self) -> String {
+        match self {
+            Mailer::Smtp(smtp) => smtp.endpoint.clone(),
+            Mailer::File(file) => file.dir.display().to_string(),
+        }
+    }
+}
+
+fn check_sender(cfg: &Email) -> Result<(), MailError> {
+    if cfg.from.trim().is_empty() {
+        return Err(MailError::Config(
+            "`email.from` is not set: mails need a sender such as \"Accounts <billing@merchant.example>\"".into(),
+        ));
+    }
+    let parse = |key: &'static str, value: &str| -> Result<(), MailError> {
+        if value.contains(|c: char| c.is_control()) {
+            return Err(MailError::HeaderInjection {
+                field: key,
+                value: value.into(),
+            });
+        }
+        value
+            .trim()
+            .parse::<Mailbox>()
+            .map(drop)
+            .map_err(|e| MailError::Address {
+                field: key,
+                value: value.to_string(),
+                reason: e.to_string(),
+            })
+    };
+    parse("sender (email.from)", &cfg.from)?;
+    if let Some(reply_to) = cfg.reply_to.as_deref().filter(|r| !r.trim().is_empty()) {
+        parse("reply address (email.reply_to)", reply_to)?;
+    }
+    Ok(())
+}
+
+/// An SMTP relay, reached through one session that carries every mail in turn.
+///
+/// The session is opened on first use (connect, EHLO, STARTTLS, AUTH), kept open after
+/// each mail and checked with NOOP before the next; a session that broke, timed out or
+/// was refused is dropped and the next mail opens a new one. Mails are handed over one
+/// at a time, as SMTP allows on one connection.
+///
+/// Not lettre's `AsyncSmtpTransport` pool: that pool hands a used connection back from a
+/// spawned task, so on a multi-thread runtime the next mail often finds the pool empty
+/// and opens a second connection (measured: two connections alternating). Holding the
+/// session here makes "one connection for many mails" deterministic, and tells apart a
+/// failure to open the session (the relay or our settings: transient) from a refusal of
+/// the mail itself (5xx to MAIL, RCPT or DATA: permanent).
+pub struct SmtpMailer {
+    host: String,
+    port: u16,
+    tls: Tls,
+    credentials: Option<Credentials>,
+    hello: ClientId,
+    timeout: Duration,
+    reuse: bool,
+    endpoint: String,
+    session: tokio::sync::Mutex<Option<AsyncSmtpConnection>>,
+}
+
+impl std::fmt::Debug for SmtpMailer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpMailer")
+            .field("endpoint", &self.endpoint)
+            .field("login", &self.credentials.is_some())
+            .field("timeout", &self.timeout)
+            .field("reuse", &self.reuse)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SmtpMailer {
+    fn from_config(cfg: &Email) -> Result<SmtpMailer, MailError> {
+        let host = cfg.smtp_host.trim();
+        if host.is_empty() {
+            return Err(MailError::Config("`email.smtp_host` is empty".into()));
+        }
+        if cfg.smtp_timeout_seconds == 0 {
+            return Err(MailError::Config(
+                "`email.smtp_timeout_seconds` must be at least 1".into(),
+            ));
+        }
+        let (tls, mode) = match cfg.smtp_tls {
+            SmtpTls::None => (Tls::None, "plain"),
+            SmtpTls::Starttls => (Tls::Required(tls_parameters(host, cfg)?), "starttls"),
+            SmtpTls::Tls => (Tls::Wrapper(tls_parameters(host, cfg)?), "tls"),
+        };
+        let mut credentials = None;
+        if let Some(user) = cfg.smtp_username.as_deref().filter(|u| !u.is_empty()) {
+            let password = cfg.smtp_password_source().resolve()?;
+            credentials = Some(Credentials::new(
+                user.to_string(),
+                password.expose_secret().to_string(),
+            ));
+            let loopback =
+                host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+            if cfg.smtp_tls == SmtpTls::None && !loopback {
+                tracing::warn!(
+                    host,
+                    "email.smtp_username is set but email.smtp_tls = \"none\": the login would cross the network unencrypted; use \"starttls\" or \"tls\""
+                );
+            }
+        }
+        Ok(SmtpMailer {
+            host: host.to_string(),
+            port: cfg.smtp_port,
+            tls,
+            credentials,
+            hello: ClientId::default(),
+            timeout: Duration::from_secs(cfg.smtp_timeout_seconds),
+            reuse: true,
+            endpoint: format!("{host}:{} ({mode})", cfg.smtp_port),
+            session: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    /// One connection per mail instead of a reused one: for relays that handle long-lived
+    /// sessions badly, and for the benchmark that measures what reuse is worth.
+    pub fn without_connection_reuse(mut self) -> Self {
+        self.reuse = false;
+        self
+    }
+
+    /// Connect, EHLO, STARTTLS (when required), AUTH (when a username is set).
+    async fn open(&self) -> Result<AsyncSmtpConnection, lettre::transport::smtp::Error> {
+        let wrapper = match &self.tls {
+            Tls::Wrapper(parameters) => Some(parameters.clone()),
+            _ => None,
+        };
+        let mut conn = AsyncSmtpConnection::connect_tokio1(
+            (self.host.as_str(), self.port),
+            Some(self.timeout),
+            &self.hello,
+            wrapper,
+            None,
+        )
+        .await?;
+        if let Tls::Required(parameters) = &self.tls {
+            conn.starttls(parameters.clone(), &self.hello).await?;
+        }
+        if let Some(credentials) = &self.credentials {
+            conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials)
+                .await?;
+        }
+        Ok(conn)
+    }
+
+    async fn send(&self, msg: &Message) -> Result<(), SendError> {
+        let mut session = self.session.lock().await;
+        // One deadline for the whole attempt. On timeout the connection, which `transact`
+        // took out of the slot, is dropped: abandoned mid-command, it is never reused.
+        match tokio::time::timeout(self.timeout, self.transact(&mut session, msg)).await {
+            Ok(result) => result,
+            Err(_) => Err(SendError::Transient(self.timed_out())),
+        }
+    }
+
+    async fn transact(
+        &self,
+        session: &mut Option<AsyncSmtpConnection>,
+        msg: &Message,
+    ) -> Result<(), SendError> {
+        // The open session, if it still answers NOOP; else a new one.
+        let reused = match session.take() {
+            Some(mut conn) if self.reuse => conn.test_connected().await.then_some(conn),
+            _ => None,
+        };
+        let mut conn = match reused {
+            Some(conn) => conn,
+            None => self.open().await.map_err(|e| self.session_failed(&e))?,
+        };
+        match conn.send(msg.envelope(), &msg.formatted()).await {
+            Ok(_) if self.reuse => {
+                *session = Some(conn);
+                Ok(())
+            }
+            Ok(_) => {
+                let _ = conn.quit().await;
+                Ok(())
+            }
+            // A refusal of this mail. lettre has closed the session; the next mail opens
+            // a new one.
+            Err(e) if e.is_permanent() || e.is_client() => Err(SendError::Permanent(describe(&e))),
+            Err(e) => Err(SendError::Transient(format!(
+                "{}: {}",
+                self.endpoint,
+                describe(&e)
+            ))),
+        }
+    }
+
+    /// A session that could not be opened says nothing about the mail: transient, even
+    /// for a 5xx such as a refused login, so that a settings mistake fails no mail.
+    fn session_failed(&self, e: &lettre::transport::smtp::Error) -> SendError {
+        if e.is_permanent() || e.is_client() {
+            SendError::Transient(format!(
+                "{}: the relay refuses the session ({}); check the [email] settings — mails stay queued",
+                self.endpoint,
+                describe(e)
+            ))
+        } else {
+            SendError::Transient(format!("{}: {}", self.endpoint, describe(e)))
+        }
+    }
+
+    fn timed_out(&self) -> String {
+        format!(
+            "{}: no answer within {} s (email.smtp_timeout_seconds)",
+            self.endpoint,
+            self.timeout.as_secs()
+        )
+    }
+
+    /// For `check`: a 5xx while opening the session (a refused login) is permanent here,
+    /// because it will not go away until the settings change.
+    async fn test_connection(&self) -> Result<(), SendError> {
+        let check = async {
+            let mut conn = self.open().await.map_err(|e| {
+                let text = format!("{}: {}", self.endpoint, describe(&e));
+                if e.is_permanent() {
+                    SendError::Permanent(text)
+                } else {
+                    SendError::Transient(text)
+                }
+            })?;
+            let answered = conn.test_connected().await;
+            let _ = conn.quit().await;
+            if answered {
+                Ok(())
+            } else {
+                Err(SendError::Transient(format!(
+                    "{}: connected, but the relay does not answer NOOP",
+                    self.endpoint
+                )))
+            }
+        };
+        match tokio::time::timeout(self.timeout, check).await {
+            Ok(result) => result,
+            Err(_) => Err(SendError::Transient(self.timed_out())),
+        }
+    }
+
+    async fn shutdown(&self) {
+        if let Some(mut conn) = self.session.lock().await.take() {
+            let _ = tokio::time::timeout(self.timeout, conn.quit()).await;
+        }
+    }
+}
+
+/// `550 5.1.1 <x@y>: mailbox unavailable` for a reply; lettre's description otherwise.
+fn describe(e: &lettre::transport::smtp::Error) -> String {
+    match (e.status(), std::error::Error::source(e)) {
+        (Some(code), Some(text)) => format!("{code} {text}"),
+        _ => {
+            // lettre nests its own errors: "Connection error: Connection error: refused".
+            let mut text = e.to_string();
+            while let Some((head, rest)) = text.split_once(": ") {
+                if !rest.starts_with(&format!("{head}: ")) {
+                    break;
+                }
+                text = rest.to_string();
+            }
+            text
+        }
+    }
+}
+
+fn tls_parameters(host: &str, cfg: &Email) -> Result<TlsParameters, MailError> {
+    // lettre's rustls needs a process-wide provider when more than one is compiled in.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut builder = TlsParameters::builder(host.to_string());
+    if let Some(path) = &cfg.smtp_ca_file {
+        builder = builder.add_root_certificate(read_ca_file(path)?);
+    }
+    builder
+        .build_rustls()
+        .map_err(|e| MailError::Config(format!("cannot set up TLS for {host}: {e}")))
+}
+
+fn read_ca_file(path: &Path) -> Result<Certificate, MailError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+
+    let pem = std::fs::read(path)
+        .map_err(|e| MailError::io_path("cannot read email.smtp_ca_file", path, e))?;
+    let count = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            MailError::Config(format!(
+                "`email.smtp_ca_file` {}: not a PEM certificate file ({e})",
+                path.display()
+            ))
+        })?
+        .len();
+    if count == 0 {
+        return Err(MailError::Config(format!(
+            "`email.smtp_ca_file` {}: holds no PEM certificate",
+            path.display()
+        )));
+    }
+    Certificate::from_pem(&pem)
+        .map_err(|e| MailError::Config(format!("`email.smtp_ca_file` {}: {e}", path.display())))
+}
+
+/// Writes each mail as one `.eml` file (lettre names it by a UUID), for demos and dry
+/// runs: nothing leaves the machine.
+pub struct FileMailer {
+    dir: PathBuf,
+    transport: AsyncFileTransport<Tokio1Executor>,
+}
+
+impl std::fmt::Debug for FileMailer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileMailer")
+            .field("dir", &self.dir)
+            .finish()
+    }
+}
+
+impl FileMailer {
+    /// A file mailer writing into `dir`, created if missing.
+    pub fn new(dir: &Path) -> Result<FileMailer, MailError> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            MailError::io_path("cannot create the mail folder (email.file_dir)", dir, e)
+        })?;
+        Ok(FileMailer {
+            dir: dir.to_path_buf(),
+            transport: AsyncFileTransport::new(dir),
+        })
+    }
+
+    async fn send(&self, msg: &Message) -> Result<(), SendError> {
+        self.transport
+            .send_raw(msg.envelope(), &msg.formatted())
+            .await
+            .map(drop)
+            .map_err(|e| {
+                SendError::Transient(format!(
+                    "cannot write the mail into {}: {e}",
+                    self.dir.display()
+                ))
+            })
+    }
+
+    fn test_connection(&self) -> Result<(), SendError> {
+        tempfile::NamedTempFile::new_in(&self.dir)
+            .map(drop)
+            .map_err(|e| {
+                SendError::Transient(format!("cannot write into {}: {e}", self.dir.display()))
+            })
+    }
+}
+
+/// A [`Mailer`] behind the `email.messages_per_second` limit.
+///
+/// The limit protects the relay and our sender reputation when a large export produces
+/// thousands of mails at once: `send` waits for a permit, then sends.
+#[derive(Debug)]
+pub struct MailSender {
+    mailer: Mailer,
+    limiter: DefaultDirectRateLimiter,
+}
+
+impl MailSender {
+    /// `mailer` limited to `messages_per_second` (at least 1), with a burst of as many.
+    pub fn new(mailer: Mailer, messages_per_second: u32) -> MailSender {
+        let rate = NonZeroU32::new(messages_per_second).unwrap_or(NonZeroU32::MIN);
+        MailSender {
+            mailer,
+            limiter: RateLimiter::direct(Quota::per_second(rate)),
+        }
+    }
+
+    /// The mailer and limit `[email]` describes.
+    pub fn from_config(cfg: &Email) -> Result<MailSender, MailError> {
+        Ok(Self::new(
+            Mailer::from_config(cfg)?,
+            cfg.messages_per_second,
+        ))
+    }
+
+    /// Waits for a permit, then sends `msg`.
+    pub async fn send(&self, msg: &Message) -> Result<(), SendError> {
+        self.limiter.until_ready().await;
+        self.mailer.send(msg).await
+    }
+
+    /// The mailer, for `test_connection`, `shutdown` and `endpoint`.
+    pub fn mailer(&self) -> &Mailer {
+        &self.mailer
+    }
+}

@@ -1,0 +1,598 @@
+//! Mail delivery against a real SMTP server on loopback (tests/common/smtp.rs).
+
+#[path = "common/smtp.rs"]
+mod smtp;
+
+use std::time::{Duration, Instant};
+
+use chrono::NaiveDate;
+use invoice_sync::config::{Email, MailTransport, SmtpTls};
+use invoice_sync::mail::{
+    MailContext, MailError, MailSender, Mailer, QrCode, SendError, Templates, compose, message_id,
+};
+use mail_parser::{MessageParser, MimeHeaders};
+use secrecy::SecretString;
+use smtp::SmtpServer;
+
+fn ctx(email: &str) -> MailContext {
+    MailContext {
+        invoice_reference: "INV-2026-0042".into(),
+        customer_name: "Jan de Vries".into(),
+        customer_email: email.into(),
+        amount_minor: 123_456,
+        currency_code: "EUR".into(),
+        currency_exponent: 2,
+        due_date: NaiveDate::from_ymd_opt(2026, 11, 21).unwrap(),
+        language: "en".into(),
+        link_uri: "https://pay.example/l/abc123".into(),
+        qr: None,
+        replaces_earlier_link: false,
+    }
+}
+
+fn mail_for(cfg: &Email, email: &str) -> lettre::Message {
+    compose(&ctx(email), 1, &Templates::builtin(), cfg).unwrap()
+}
+
+fn sender(cfg: &Email) -> MailSender {
+    MailSender::from_config(cfg).unwrap()
+}
+
+#[tokio::test]
+async fn delivers_a_multipart_mail_with_the_expected_headers() {
+    let server = SmtpServer::start();
+    let cfg = server.email_config();
+    let sender = sender(&cfg);
+
+    sender
+        .send(&mail_for(&cfg, "jan@customer.example"))
+        .await
+        .unwrap();
+
+    let got = server.messages();
+    assert_eq!(got.len(), 1);
+    let m = &got[0];
+    assert_eq!(m.from, "billing@merchant.example");
+    assert_eq!(m.to, ["jan@customer.example"]);
+    let expected_id = message_id("INV-2026-0042", 1, &cfg.from);
+    assert_eq!(
+        m.header("Message-ID").as_deref(),
+        Some(expected_id.as_str())
+    );
+    assert!(
+        m.header("Content-Type")
+            .unwrap()
+            .starts_with("multipart/alternative"),
+        "{}",
+        m.text()
+    );
+
+    let parsed = MessageParser::default().parse(&m.data).unwrap();
+    assert_eq!(
+        parsed.subject(),
+        Some("Payment link for invoice INV-2026-0042")
+    );
+    let to = parsed.to().unwrap().first().unwrap();
+    assert_eq!(to.name.as_deref(), Some("Jan de Vries"));
+    assert_eq!(to.address.as_deref(), Some("jan@customer.example"));
+    let reply_to = parsed.reply_to().unwrap().first().unwrap();
+    assert_eq!(
+        reply_to.address.as_deref(),
+        Some("billing@merchant.example")
+    );
+    let from = parsed.from().unwrap().first().unwrap();
+    assert_eq!(from.name.as_deref(), Some("Accounts"));
+    assert_eq!(
+        parsed.message_id(),
+        Some(expected_id.trim_matches(['<', '>']))
+    );
+    assert!(parsed.date().is_some());
+
+    let text = parsed.body_text(0).unwrap();
+    assert!(text.contains("€1,234.56"), "{text}");
+    assert!(text.contains("https://pay.example/l/abc123"), "{text}");
+    assert!(!text.contains('<'), "the text part is not HTML: {text}");
+    let html = parsed.body_html(0).unwrap();
+    assert!(
+        html.contains(r#"<a href="https://pay.example/l/abc123""#),
+        "{html}"
+    );
+    assert_eq!(parsed.attachment_count(), 0);
+}
+
+#[tokio::test]
+async fn a_qr_png_travels_inline_as_cid_qr() {
+    let server = SmtpServer::start();
+    let cfg = server.email_config();
+    let png = vec![0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a, 1, 2, 3];
+    let mut c = ctx("jan@customer.example");
+    c.qr = Some(QrCode {
+        url: "https://pay.example/qr/abc123.png".into(),
+        png: Some(png.clone()),
+    });
+    let msg = compose(&c, 1, &Templates::builtin(), &cfg).unwrap();
+    sender(&cfg).send(&msg).await.unwrap();
+
+    let m = &server.messages()[0];
+    let raw = m.text();
+    assert!(raw.contains("multipart/related"), "{raw}");
+    assert!(raw.contains("Content-ID: <qr>"), "{raw}");
+    let parsed = MessageParser::default().parse(&m.data).unwrap();
+    let html = parsed.body_html(0).unwrap();
+    assert!(html.contains(r#"<img src="cid:qr""#), "{html}");
+    let image = parsed.attachment(0).unwrap();
+    assert_eq!(image.content_id(), Some("qr"));
+    assert_eq!(image.content_type().unwrap().ctype(), "image");
+    assert_eq!(image.contents(), png.as_slice());
+}
+
+#[tokio::test]
+async fn one_connection_carries_many_mails() {
+    one_connection_for(5).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_connection_carries_many_mails_on_a_multi_thread_runtime() {
+    one_connection_for(20).await;
+}
+
+async fn one_connection_for(n: usize) {
+    let server = SmtpServer::start();
+    let cfg = server.email_config();
+    let sender = sender(&cfg);
+    for i in 0..n {
+        let msg = compose(
+            &ctx(&format!("c{i}@customer.example")),
+            1,
+            &Templates::builtin(),
+            &cfg,
+        )
+        .unwrap();
+        sender.send(&msg).await.unwrap();
+    }
+    assert_eq!(server.message_count(), n);
+    assert_eq!(server.connections(), 1, "the open connection is reused");
+}
+
+#[tokio::test]
+async fn without_reuse_each_mail_has_its_own_connection() {
+    let server = SmtpServer::start();
+    let cfg = server.email_config();
+    let Mailer::Smtp(smtp) = Mailer::from_config(&cfg).unwrap() else {
+        unreachable!()
+    };
+    let mailer = Mailer::Smtp(smtp.without_connection_reuse());
+    for _ in 0..3 {
+        mailer
+            .send(&mail_for(&cfg, "jan@customer.example"))
+            .await
+            .unwrap();
+    }
+    assert_eq!(server.message_count(), 3);
+    assert_eq!(server.connections(), 3);
+}
+
+/// A server that wants `mailer` / `right-horse-battery`, and settings that log in with
+/// `password`.
+fn login_server(password: &str) -> (SmtpServer, Email) {
+    let server = SmtpServer::builder()
+        .require_auth("mailer", "right-horse-battery")
+        .start();
+    let cfg = Email {
+        smtp_username: Some("mailer".into()),
+        smtp_password: Some(SecretString::from(password)),
+        ..server.email_config()
+    };
+    (server, cfg)
+}
+
+#[tokio::test]
+async fn auth_with_the_right_password_delivers_over_starttls() {
+    let (server, cfg) = login_server("right-horse-battery");
+    let mailer = Mailer::from_config(&cfg).unwrap();
+    mailer.test_connection().await.unwrap();
+    mailer
+        .send(&mail_for(&cfg, "jan@customer.example"))
+        .await
+        .unwrap();
+    assert_eq!(server.message_count(), 1);
+    assert_eq!(server.logins_refused(), 0);
+}
+
+#[tokio::test]
+async fn a_wrong_password_keeps_mail_queued_and_never_shows_the_password() {
+    let (server, cfg) = login_server("wrong-Zebra-42");
+    let mailer = Mailer::from_config(&cfg).unwrap();
+
+    // A login refusal is the relay refusing us, not this mail: it stays queued.
+    let err = mailer
+        .send(&mail_for(&cfg, "jan@customer.example"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SendError::Transient(_)), "{err:?}");
+    assert!(err.reason().contains("535"), "{err}");
+    // `check` reports it as something to fix.
+    let check = mailer.test_connection().await.unwrap_err();
+    assert!(check.is_permanent(), "{check:?}");
+
+    for shown in [
+        err.to_string(),
+        format!("{err:?}"),
+        check.to_string(),
+        format!("{mailer:?}"),
+        mailer.endpoint(),
+    ] {
+        assert!(!shown.contains("wrong-Zebra-42"), "{shown}");
+    }
+    assert_eq!(server.message_count(), 0);
+    assert!(server.logins_refused() >= 1);
+}
+
+#[tokio::test]
+async fn starttls_trusts_the_private_ca_from_smtp_ca_file() {
+    let server = SmtpServer::builder().starttls().start();
+    let cfg = server.email_config();
+    assert_eq!(cfg.smtp_tls, SmtpTls::Starttls);
+    sender(&cfg)
+        .send(&mail_for(&cfg, "jan@customer.example"))
+        .await
+        .unwrap();
+    assert_eq!(server.message_count(), 1);
+
+    // Without the CA the certificate is unknown: refused, and the mail stays queued.
+    let untrusting = Email {
+        smtp_ca_file: None,
+        ..server.email_config()
+    };
+    let err = sender(&untrusting)
+        .send(&mail_for(&cfg, "jan@customer.example"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SendError::Transient(_)), "{err:?}");
+    assert_eq!(server.message_count(), 1);
+}
+
+#[tokio::test]
+async fn starttls_is_required_not_opportunistic() {
+    // A plain server that does not offer STARTTLS: no mail may go out in clear text.
+    let server = SmtpServer::start();
+    let cfg = Email {
+        smtp_tls: SmtpTls::Starttls,
+        ..server.email_config()
+    };
+    let err = sender(&cfg)
+        .send(&mail_for(&cfg, "jan@customer.example"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SendError::Transient(_)), "{err:?}");
+    assert_eq!(server.message_count(), 0);
+}
+
+#[tokio::test]
+async fn implicit_tls_against_a_plain_server_fails_transiently() {
+    let server = SmtpServer::start();
+    let cfg = Email {
+        smtp_tls: SmtpTls::Tls,
+        smtp_timeout_seconds: 2,
+        ..server.email_config()
+    };
+    let err = sender(&cfg)
+        .send(&mail_for(&cfg, "jan@customer.example"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SendError::Transient(_)), "{err:?}");
+    assert_eq!(server.message_count(), 0);
+}
+
+#[tokio::test]
+async fn a_550_for_one_recipient_is_permanent_and_others_still_go() {
+    let server = SmtpServer::start();
+    server.reject_permanently("gone@customer.example");
+    let cfg = server.email_config();
+    let sender = sender(&cfg);
+
+    let err = sender
+        .send(&mail_for(&cfg, "gone@customer.example"))
+        .await
+        .unwrap_err();
+    match &err {
+        SendError::Permanent(reply) => {
+            assert!(reply.starts_with("550 "), "{reply}");
+            assert!(reply.contains("mailbox unavailable"), "{reply}");
+        }
+        other => panic!("expected Permanent, got {other:?}"),
+    }
+
+    sender
+        .send(&mail_for(&cfg, "jan@customer.example"))
+        .await
+        .unwrap();
+    let got = server.messages();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].to, ["jan@customer.example"]);
+}
+
+#[tokio::test]
+async fn a_451_for_a_recipient_is_transient_with_the_reply() {
+    let server = SmtpServer::start();
+    server.reject_temporarily("busy@customer.example");
+    let cfg = server.email_config();
+    let err = sender(&cfg)
+        .send(&mail_for(&cfg, "busy@customer.example"))
+        .await
+        .unwrap_err();
+    match &err {
+        SendError::Transient(reason) => assert!(reason.contains("451"), "{reason}"),
+        other => panic!("expected Transient, got {other:?}"),
+    }
+    assert_eq!(server.message_count(), 0);
+}
+
+#[tokio::test]
+async fn a_451_after_data_is_transient_and_the_retry_is_delivered_once() {
+    let server = SmtpServer::start();
+    server.fail_next_messages(1);
+    let cfg = server.email_config();
+    let sender = sender(&cfg);
+    let msg = mail_for(&cfg, "jan@customer.example");
+
+    let err = sender.send(&msg).await.unwrap_err();
+    assert!(
+        matches!(&err, SendError::Transient(r) if r.contains("451")),
+        "{err:?}"
+    );
+    assert_eq!(server.message_count(), 0);
+
+    sender.send(&msg).await.unwrap();
+    assert_eq!(server.message_count(), 1);
+}
+
+#[tokio::test]
+async fn server_down_then_up_delivers_the_mail_once() {
+    let mut server = SmtpServer::start();
+    let cfg = server.email_config();
+    let sender = sender(&cfg);
+    let first = mail_for(&cfg, "first@customer.example");
+    let second = mail_for(&cfg, "second@customer.example");
+    sender.send(&first).await.unwrap(); // a session is now open
+
+    server.stop();
+    let err = sender.send(&second).await.unwrap_err();
+    assert!(matches!(err, SendError::Transient(_)), "{err:?}");
+    let err = sender.send(&second).await.unwrap_err();
+    assert!(
+        matches!(&err, SendError::Transient(r) if r.contains("refused")),
+        "{err:?}"
+    );
+
+    server.restart();
+    sender.send(&second).await.unwrap();
+    let to: Vec<_> = server
+        .messages()
+        .into_iter()
+        .map(|m| m.to[0].clone())
+        .collect();
+    assert_eq!(to, ["first@customer.example", "second@customer.example"]);
+}
+
+#[tokio::test]
+async fn nothing_listening_is_transient() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let cfg = Email {
+        smtp_host: "127.0.0.1".into(),
+        smtp_port: port,
+        from: smtp::TEST_FROM.into(),
+        ..Email::default()
+    };
+    let mailer = Mailer::from_config(&cfg).unwrap();
+    let err = mailer
+        .send(&mail_for(&cfg, "jan@customer.example"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, SendError::Transient(r) if r.contains(&format!("127.0.0.1:{port}"))),
+        "{err:?}"
+    );
+    assert!(mailer.test_connection().await.is_err());
+}
+
+#[tokio::test]
+async fn a_relay_that_never_answers_times_out_transiently() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = silent.accept().await {
+            held.push(sock); // accept, never greet
+        }
+    });
+    let cfg = Email {
+        smtp_host: "127.0.0.1".into(),
+        smtp_port: port,
+        smtp_timeout_seconds: 1,
+        from: smtp::TEST_FROM.into(),
+        ..Email::default()
+    };
+    let mailer = Mailer::from_config(&cfg).unwrap();
+    let started = Instant::now();
+    let err = mailer
+        .send(&mail_for(&cfg, "jan@customer.example"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, SendError::Transient(r) if r.contains("no answer within 1 s")),
+        "{err:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(4));
+    hold.abort();
+}
+
+#[tokio::test]
+async fn line_breaks_in_name_or_address_are_refused_before_sending() {
+    let server = SmtpServer::start();
+    let cfg = server.email_config();
+    let templates = Templates::builtin();
+    let mut hostile_name = ctx("jan@customer.example");
+    hostile_name.customer_name = "Jan\r\nBcc: victim@elsewhere.example".into();
+    let mut hostile_address = ctx("jan@customer.example\r\nBcc: victim@elsewhere.example");
+    hostile_address.customer_name = "Jan".into();
+    let mut lf_only = ctx("jan@customer.example");
+    lf_only.customer_name = "Jan\nX-Evil: 1".into();
+    let mut hostile_reference = ctx("jan@customer.example"); // ends up in the subject
+    hostile_reference.invoice_reference = "INV-1\r\nBcc: victim@elsewhere.example".into();
+
+    for c in [hostile_name, hostile_address, lf_only, hostile_reference] {
+        let err = compose(&c, 1, &templates, &cfg).unwrap_err();
+        assert!(matches!(err, MailError::HeaderInjection { .. }), "{err:?}");
+        assert!(err.to_string().contains("line break"), "{err}");
+    }
+    assert_eq!(server.connections(), 0, "nothing was sent");
+}
+
+#[tokio::test]
+async fn a_hostile_name_stays_one_recipient_and_is_escaped_in_html() {
+    let server = SmtpServer::start();
+    let cfg = server.email_config();
+    let mut c = ctx("jan@customer.example");
+    c.customer_name = r#"<script>alert(1)</script>, "Eve" <eve@evil.example>"#.into();
+    c.invoice_reference = "<img src=x onerror=alert(1)>".into();
+    let msg = compose(&c, 1, &Templates::builtin(), &cfg).unwrap();
+    sender(&cfg).send(&msg).await.unwrap();
+
+    let m = &server.messages()[0];
+    assert_eq!(m.to, ["jan@customer.example"], "the name adds no recipient");
+    let parsed = MessageParser::default().parse(&m.data).unwrap();
+    let html = parsed.body_html(0).unwrap();
+    assert!(!html.contains("<script>"), "{html}");
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{html}"
+    );
+    assert!(!html.contains("<img src=x"), "{html}");
+}
+
+#[tokio::test]
+async fn the_file_transport_writes_one_readable_eml_per_mail() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("outbox").join("mail"); // created on demand
+    let cfg = Email {
+        transport: MailTransport::File,
+        file_dir: out.clone(),
+        from: smtp::TEST_FROM.into(),
+        ..Email::default()
+    };
+    let sender = sender(&cfg);
+    sender.mailer().test_connection().await.unwrap();
+    for who in ["a@customer.example", "b@customer.example"] {
+        sender.send(&mail_for(&cfg, who)).await.unwrap();
+    }
+
+    let mut files: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 2, "{files:?}");
+    let mut recipients = Vec::new();
+    for f in &files {
+        assert_eq!(f.extension().and_then(|e| e.to_str()), Some("eml"));
+        let raw = std::fs::read(f).unwrap();
+        let parsed = MessageParser::default().parse(&raw).unwrap();
+        assert_eq!(
+            parsed.subject(),
+            Some("Payment link for invoice INV-2026-0042")
+        );
+        assert!(
+            parsed
+                .body_text(0)
+                .unwrap()
+                .contains("https://pay.example/l/abc123")
+        );
+        let to = parsed.to().unwrap().first().unwrap();
+        recipients.push(to.address.clone().unwrap().into_owned());
+    }
+    recipients.sort();
+    assert_eq!(recipients, ["a@customer.example", "b@customer.example"]);
+}
+
+#[tokio::test]
+async fn the_sender_holds_to_messages_per_second() {
+    let server = SmtpServer::start();
+    let cfg = Email {
+        messages_per_second: 20,
+        ..server.email_config()
+    };
+    let sender = sender(&cfg);
+    let msg = mail_for(&cfg, "jan@customer.example");
+    let started = Instant::now();
+    for _ in 0..30 {
+        sender.send(&msg).await.unwrap();
+    }
+    // A burst of 20, then 10 more at 20/s: at least ~0.5 s.
+    assert!(
+        started.elapsed() >= Duration::from_millis(450),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(server.message_count(), 30);
+}
+
+#[test]
+fn bad_settings_are_named() {
+    let no_from = Email::default();
+    let e = Mailer::from_config(&no_from).unwrap_err();
+    assert!(e.to_string().contains("email.from"), "{e}");
+
+    let bad_reply = Email {
+        from: smtp::TEST_FROM.into(),
+        reply_to: Some("not an address".into()),
+        ..Email::default()
+    };
+    let e = Mailer::from_config(&bad_reply).unwrap_err();
+    assert!(e.to_string().contains("email.reply_to"), "{e}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let not_pem = dir.path().join("ca.pem");
+    std::fs::write(&not_pem, "hello").unwrap();
+    let bad_ca = Email {
+        from: smtp::TEST_FROM.into(),
+        smtp_tls: SmtpTls::Starttls,
+        smtp_ca_file: Some(not_pem),
+        ..Email::default()
+    };
+    let e = Mailer::from_config(&bad_ca).unwrap_err();
+    assert!(e.to_string().contains("smtp_ca_file"), "{e}");
+
+    let missing_password = Email {
+        from: smtp::TEST_FROM.into(),
+        smtp_username: Some("mailer".into()),
+        smtp_password_env: Some("INVOICE_SYNC_TEST_UNSET_SMTP_PASSWORD".into()),
+        ..Email::default()
+    };
+    let e = Mailer::from_config(&missing_password).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("INVOICE_SYNC_TEST_UNSET_SMTP_PASSWORD"),
+        "{e}"
+    );
+}
+
+#[test]
+fn the_new_email_keys_parse_and_the_ca_file_resolves_like_other_paths() {
+    use invoice_sync::config::Config;
+    let c = Config::from_toml(
+        "[email]\nsmtp_ca_file = \"certs/relay-ca.pem\"\nsmtp_timeout_seconds = 7\n",
+        std::path::Path::new("/etc/invoice-sync/invoice-sync.toml"),
+    )
+    .unwrap();
+    assert_eq!(
+        c.email.smtp_ca_file.as_deref(),
+        Some(std::path::Path::new("/etc/invoice-sync/certs/relay-ca.pem"))
+    );
+    assert_eq!(c.email.smtp_timeout_seconds, 7);
+    assert_eq!(Email::default().smtp_timeout_seconds, 30);
+    assert_eq!(Email::default().smtp_ca_file, None);
+}
