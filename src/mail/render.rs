@@ -404,7 +404,7 @@ fn group_thousands(n: u128, sep: char) -> String {
     let plain = n.to_string();
     let mut out = String::with_capacity(plain.len() + plain.len() / 3);
     for (i, c) in plain.chars().enumerate() {
-        if i > 0 && (plain.len() - i) % 3 == 0 {
+        if i > 0 && (plain.len() - i).is_multiple_of(3) {
             out.push(sep);
         }
         out.push(c);
