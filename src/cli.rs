@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::cycle;
 use crate::ingest;
 use crate::lock::RunLock;
+use crate::mail::Postman;
 use crate::store::Store;
 use crate::store::invoices::{self, InvoiceView, State};
 use crate::store::links::{self, DeactivateReason};
@@ -143,6 +144,12 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// Queue the invoice's link mail again (sent by the next cycle).
+    Resend {
+        /// The invoice reference.
+        #[arg(value_name = "INVOICE")]
+        invoice: String,
+    },
     /// A local simulator of the CM APIs, for demos, tests and benchmarks.
     Sandbox(crate::sandbox::SandboxArgs),
 }
@@ -227,6 +234,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             runtime()?.block_on(crate::daemon::serve(&config, crate::daemon::signals()))?;
             Ok(Outcome::ok())
         }
+        Command::Resend { invoice } => resend(&config, &invoice),
         Command::ExportPaid { since, out } => export_paid(&config, since, out.as_deref()),
         Command::Import { files } => import(&config, &files),
         Command::Status {
@@ -262,15 +270,18 @@ fn run_cycle(config: &Config, files: Vec<PathBuf>, dry_run: bool) -> anyhow::Res
         progress: std::io::stderr().is_terminal(),
     };
     let report = runtime()?.block_on(async {
-        let cm = if dry_run {
-            None
-        } else {
-            Some(CmConnection::open(config).await?)
-        };
-        let report = cycle::run(store.conn(), config, cm.as_ref().map(|c| &c.client), &opts).await;
-        if let Some(cm) = cm {
-            cm.close().await;
+        if dry_run {
+            return cycle::run(store.conn(), config, None, &opts).await;
         }
+        let postman = Postman::from_config(&config.email)?;
+        let cm = CmConnection::open(config).await?;
+        let services = cycle::Services {
+            cm: &cm.client,
+            mail: &postman,
+        };
+        let report = cycle::run(store.conn(), config, Some(services), &opts).await;
+        cm.close().await;
+        postman.sender.mailer().shutdown().await;
         report
     })?;
     if let Some(plan) = &report.plan {
@@ -408,6 +419,22 @@ fn export_paid(
     };
     tracing::info!(payments = n, "paid invoices exported");
     Ok(Outcome::ok())
+}
+
+fn resend(config: &Config, invoice: &str) -> anyhow::Result<Outcome> {
+    let store = open_existing(config)?;
+    match crate::store::outbox::requeue(store.conn(), invoice, &crate::store::now_text())? {
+        Some(_) => {
+            tracing::info!(invoice, "mail queued again; the next cycle sends it");
+            Ok(Outcome::ok())
+        }
+        None => Ok(Outcome {
+            exit: Exit::Fatal,
+            message: Some(format!(
+                "the invoice {invoice:?} has no active link to mail (see `status {invoice}`)"
+            )),
+        }),
+    }
 }
 
 fn locked_outcome(config: &Config) -> Outcome {

@@ -24,6 +24,7 @@ use crate::cm::CmConnection;
 use crate::config::Config;
 use crate::cycle;
 use crate::lock::RunLock;
+use crate::mail::Postman;
 use crate::store::{Store, links, now_text};
 
 /// The largest callback body accepted; larger ones get 413.
@@ -112,6 +113,7 @@ pub async fn serve(config: &Config, shutdown: impl Future<Output = ()>) -> anyho
     let schedule = parse_schedule(&config.daemon.schedule)
         .map_err(|e| anyhow::anyhow!("daemon.schedule: {e}"))?;
     let store = Store::open(&config.storage.database)?;
+    let postman = Postman::from_config(&config.email)?;
     let cm = CmConnection::open(config).await?;
     let (tx, mut rx) = mpsc::channel::<Vec<String>>(256);
 
@@ -155,7 +157,8 @@ pub async fn serve(config: &Config, shutdown: impl Future<Output = ()>) -> anyho
             }
             _ = tokio::time::sleep(wait), if next.is_some() => {
                 let started = Local::now();
-                let status = run_cycle(&store, config, &cm).await;
+                let services = cycle::Services { cm: &cm.client, mail: &postman };
+                let status = run_cycle(&store, config, services).await;
                 notify(&[sd_notify::NotifyState::Status(&status)]);
                 // Ticks that fell while the cycle ran coalesce into one cycle now.
                 next = match next_tick(&schedule, started) {
@@ -178,6 +181,7 @@ pub async fn serve(config: &Config, shutdown: impl Future<Output = ()>) -> anyho
         let _ = task.await;
     }
     cm.close().await;
+    postman.sender.mailer().shutdown().await;
     Ok(())
 }
 
@@ -198,7 +202,7 @@ pub async fn signals() {
 }
 
 /// One scheduled cycle; returns the STATUS= line. Failures are logged, never fatal.
-async fn run_cycle(store: &Store, config: &Config, cm: &CmConnection) -> String {
+async fn run_cycle(store: &Store, config: &Config, services: cycle::Services<'_>) -> String {
     let lock = match RunLock::try_acquire(&config.storage.database) {
         Ok(Some(l)) => l,
         Ok(None) => {
@@ -211,7 +215,7 @@ async fn run_cycle(store: &Store, config: &Config, cm: &CmConnection) -> String 
         }
     };
     let opts = cycle::Options::default();
-    let status = match cycle::run(store.conn(), config, Some(&cm.client), &opts).await {
+    let status = match cycle::run(store.conn(), config, Some(services), &opts).await {
         Ok(report) => {
             let summary = report.summary();
             tracing::info!("cycle: {summary}");

@@ -101,6 +101,57 @@ impl MailError {
     }
 }
 
+/// Everything the outbox needs to send: the rate-limited sender (one connection for many
+/// mails) and the templates, set up once per process and reused across cycles.
+pub struct Postman {
+    /// Sends, at most `messages_per_second`.
+    pub sender: MailSender,
+    /// Built-in templates with `templates_dir` overrides.
+    pub templates: Templates,
+    /// The `[email]` settings (From, Reply-To).
+    pub settings: crate::config::Email,
+}
+
+impl Postman {
+    /// Sets up the transport and loads the templates; errors name what is wrong.
+    pub fn from_config(email: &crate::config::Email) -> Result<Postman, MailError> {
+        if email.from.trim().is_empty() {
+            return Err(MailError::Config(
+                "`email.from` is not set; mails need a sender address".into(),
+            ));
+        }
+        Ok(Postman {
+            sender: MailSender::from_config(email)?,
+            templates: Templates::load(email.templates_dir.as_deref())?,
+            settings: email.clone(),
+        })
+    }
+
+    /// Builds the mail of one outbox row. `resend` gives it a Message-ID of its own, so
+    /// that a receiver does not drop it as a duplicate of the first one.
+    pub fn compose(
+        &self,
+        ctx: &MailContext,
+        revision: i64,
+        resend: Option<i64>,
+    ) -> Result<(lettre::Message, String), MailError> {
+        let rendered = render(ctx, &self.templates)?;
+        let key = match resend {
+            Some(n) => format!("{}#resend-{n}", ctx.invoice_reference),
+            None => ctx.invoice_reference.clone(),
+        };
+        let id = message_id(&key, revision, &self.settings.from);
+        let msg = build_message(
+            &rendered,
+            ctx,
+            &self.settings.from,
+            self.settings.reply_to.as_deref(),
+            &id,
+        )?;
+        Ok((msg, id))
+    }
+}
+
 /// Renders and builds the mail for one invoice revision, as the outbox sends it.
 ///
 /// One call instead of three so that every caller derives the Message-ID the same way

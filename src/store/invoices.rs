@@ -345,9 +345,12 @@ pub fn list(
                 CASE WHEN i.state = 'settled_elsewhere' THEN r.amount_minor ELSE r.due_minor END,
                 r.currency,
                 r.due_date, i.state, i.last_error, i.paid_at, i.revision,
-                l.link_ref, l.uri, l.state, l.last_error, l.possible_orphan
+                l.link_ref, l.uri, l.state, l.last_error, l.possible_orphan,
+                o.state, o.last_error
          FROM invoices i JOIN revisions r ON r.invoice_id = i.id AND r.revision = i.revision
          LEFT JOIN links l ON l.id = (SELECT max(x.id) FROM links x WHERE x.invoice_id = i.id)
+         LEFT JOIN outbox o ON o.id = (SELECT max(y.id) FROM outbox y
+                                       WHERE y.invoice_id = i.id AND y.state <> 'cancelled')
          WHERE (?1 IS NULL OR i.reference = ?1) AND (?2 IS NULL OR i.state = ?2)
          ORDER BY i.reference",
     )?;
@@ -370,8 +373,20 @@ pub fn list(
                 .get::<_, Option<String>>(12)?
                 .map(|s| s == "active" || s == "deactivating"),
             qr_url: None,
-            mail_state: "none".into(),
-            last_error: last_error(r.get(7)?, r.get(13)?, r.get::<_, Option<bool>>(14)?),
+            mail_state: match r.get::<_, Option<String>>(15)?.as_deref() {
+                Some("queued" | "sending") => "queued",
+                Some("sent") => "sent",
+                Some("failed") => "failed",
+                _ => "none",
+            }
+            .into(),
+            last_error: last_error(
+                r.get(7)?,
+                r.get(13)?,
+                r.get::<_, Option<bool>>(14)?,
+                r.get::<_, Option<String>>(15)?.as_deref(),
+                r.get(16)?,
+            ),
             paid_at: r.get(8)?,
             revision: r.get(9)?,
         })
@@ -379,14 +394,22 @@ pub fn list(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// What `status` shows as the last error: the invoice's own, else its newest link's, and a
-/// possible orphan at CM always.
+/// What `status` shows as the last error: the invoice's own, else its newest link's; a
+/// failed mail's reply and a possible orphan at CM always.
 fn last_error(
     invoice: Option<String>,
     link: Option<String>,
     possible_orphan: Option<bool>,
+    mail_state: Option<&str>,
+    mail_error: Option<String>,
 ) -> Option<String> {
-    let base = invoice.or(link);
+    let base = match (mail_state, mail_error) {
+        (Some("failed"), Some(m)) => Some(match invoice.or(link) {
+            Some(b) => format!("{b}; mail: {m}"),
+            None => format!("mail: {m}"),
+        }),
+        _ => invoice.or(link),
+    };
     if possible_orphan == Some(true) {
         let note = "possible orphan link at CM from an interrupted create (never mailed)";
         return Some(match base {

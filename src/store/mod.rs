@@ -7,6 +7,7 @@
 pub mod imports;
 pub mod invoices;
 pub mod links;
+pub mod outbox;
 
 use std::path::Path;
 use std::time::Duration;
@@ -20,6 +21,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0002_links.sql",
         include_str!("../../schema/0002_links.sql"),
+    ),
+    (
+        "0003_outbox.sql",
+        include_str!("../../schema/0003_outbox.sql"),
     ),
 ];
 

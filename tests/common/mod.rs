@@ -44,7 +44,8 @@ impl TestEnv {
     /// Rewrites the config: storage and inbox in the temp folder, then `extra`.
     pub fn write_config(&self, extra: &str) {
         let base = "[storage]\ndatabase = \"state/invoice-sync.db\"\n\n\
-             [inbox]\ndir = \"inbox\"\narchive_dir = \"archive\"\nrejected_dir = \"rejected\"\nsettle_seconds = 0\n\n";
+             [inbox]\ndir = \"inbox\"\narchive_dir = \"archive\"\nrejected_dir = \"rejected\"\nsettle_seconds = 0\n\n\
+             [email]\ntransport = \"file\"\nfile_dir = \"outbox\"\nfrom = \"Billing <billing@merchant.example>\"\nmessages_per_second = 1000\n\n";
         std::fs::write(&self.config, merge_toml(base, extra)).expect("write config");
     }
 
