@@ -60,6 +60,8 @@ pub struct Report {
     pub mails_sent: u64,
     pub mails_queued: u64,
     pub mails_failed: u64,
+    /// Mails that failed for now (server down, 4xx) and stay queued with back-off.
+    pub mails_deferred: u64,
     /// Set for dry runs.
     pub plan: Option<Plan>,
 }
@@ -151,6 +153,12 @@ impl Report {
         }
         if self.mails_failed > 0 {
             parts.push(format!("{} mail(s) failed for good", self.mails_failed));
+        }
+        if self.mails_deferred > 0 {
+            parts.push(format!(
+                "{} mail(s) could not be sent for now and stay queued",
+                self.mails_deferred
+            ));
         }
         (!parts.is_empty()).then(|| parts.join("; "))
     }
@@ -609,6 +617,7 @@ async fn mail_step(
             Err(SendError::Transient(reply)) => {
                 let next = mail_retry_time(Utc::now(), p.attempts + 1);
                 outbox::mark_retry(conn, p.id, &reply, &next)?;
+                report.mails_deferred += 1;
                 failures_in_a_row += 1;
                 tracing::warn!(invoice = %p.reference, retry_at = %next, "mail left for later: {reply}");
                 if failures_in_a_row >= MAIL_FAILURES_IN_A_ROW {

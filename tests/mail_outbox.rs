@@ -1,0 +1,466 @@
+//! The outbox (PRODUCT.md section 4.5) through `run`, as an operator runs it: links from
+//! the CM sandbox, mail to a real SMTP server on loopback over TCP.
+
+mod common;
+#[path = "common/smtp.rs"]
+mod smtp;
+
+use std::time::{Duration, Instant};
+
+use common::{SandboxHost, TestEnv, default_csv};
+use invoice_sync::sandbox::SandboxOptions;
+use smtp::SmtpServer;
+
+fn smtp_toml(server: &SmtpServer, extra: &str) -> String {
+    let tls = if server.ca_file().is_some() {
+        format!(
+            "smtp_tls = \"starttls\"\nsmtp_ca_file = \"{}\"\n",
+            server.ca_file().unwrap().display()
+        )
+    } else {
+        "smtp_tls = \"none\"\n".to_string()
+    };
+    format!(
+        "[email]\ntransport = \"smtp\"\nsmtp_host = \"localhost\"\nsmtp_port = {}\n{tls}\
+         from = \"Accounts <billing@merchant.example>\"\nreply_to = \"billing@merchant.example\"\n\
+         messages_per_second = 1000\nsmtp_timeout_seconds = 5\n{extra}",
+        server.port()
+    )
+}
+
+fn env_for(host: &SandboxHost, server: &SmtpServer, extra: &str) -> TestEnv {
+    TestEnv::new(&common::merge_toml(
+        &host.cm_toml(),
+        &smtp_toml(server, extra),
+    ))
+}
+
+fn mail_due_now(env: &TestEnv) {
+    env.db()
+        .execute(
+            "UPDATE outbox SET next_attempt_at = '2000-01-01T00:00:00Z' WHERE state = 'queued'",
+            [],
+        )
+        .unwrap();
+}
+
+fn to_of(m: &smtp::Delivered) -> String {
+    m.to.join(",")
+}
+
+#[test]
+fn every_link_is_mailed_once_over_one_connection() {
+    let host = SandboxHost::start(SandboxOptions::default());
+    let server = SmtpServer::start();
+    let env = env_for(&host, &server, "");
+    env.drop_file(
+        "a.csv",
+        "invoice_reference,customer_email,customer_name,amount,due_date,language\n\
+         INV-1,ann@example.com,Ann de Vries,\"1.234,56\",2099-12-01,nl\n\
+         INV-2,bob@example.com,Bob Smith,10.00,2099-12-02,en\n\
+         INV-3,cat@example.com,Cat Müller,20.00,2099-12-03,de\n\
+         INV-4,dan@example.com,Dan Dubois,\"1 234,56\",2099-12-04,fr\n\
+         INV-5,eve@example.com,Eve,5.00,2099-12-05,es\n",
+    );
+    let r = env.run(&["run"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("mails 5 sent / 0 queued / 0 failed"),
+        "{}",
+        r.stderr
+    );
+    let mails = server.messages();
+    assert_eq!(mails.len(), 5);
+    assert_eq!(server.connections(), 1, "one connection served every mail");
+
+    let ann = mails
+        .iter()
+        .find(|m| to_of(m) == "ann@example.com")
+        .unwrap();
+    let link = env.invoice("INV-1")["link_uri"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let text = ann.text();
+    assert!(text.contains(&link), "the link is in the mail");
+    assert!(text.contains("multipart/alternative"), "{text}");
+    assert!(text.contains("text/html") && text.contains("text/plain"));
+    assert_eq!(
+        ann.header("Message-ID"),
+        Some(invoice_sync::mail::message_id(
+            "INV-1",
+            1,
+            "Accounts <billing@merchant.example>"
+        ))
+    );
+    let parsed = mail_parser::MessageParser::default()
+        .parse(&ann.data)
+        .unwrap();
+    let body = parsed.body_text(0).unwrap();
+    assert!(body.contains("€ 1.234,56"), "nl amount: {body}");
+    let bob = mails
+        .iter()
+        .find(|m| to_of(m) == "bob@example.com")
+        .unwrap();
+    let parsed = mail_parser::MessageParser::default()
+        .parse(&bob.data)
+        .unwrap();
+    assert!(parsed.body_text(0).unwrap().contains("€10.00"));
+    let cat = mails
+        .iter()
+        .find(|m| to_of(m) == "cat@example.com")
+        .unwrap();
+    let parsed = mail_parser::MessageParser::default()
+        .parse(&cat.data)
+        .unwrap();
+    assert!(parsed.body_text(0).unwrap().contains("20,00 €"));
+    let dan = mails
+        .iter()
+        .find(|m| to_of(m) == "dan@example.com")
+        .unwrap();
+    let parsed = mail_parser::MessageParser::default()
+        .parse(&dan.data)
+        .unwrap();
+    assert!(parsed.body_text(0).unwrap().contains("1 234,56 €"));
+
+    for v in env.status() {
+        assert_eq!(v["mail_state"], "sent", "{v}");
+    }
+    // a rerun sends nothing
+    let r = env.run(&["run"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(server.message_count(), 5);
+}
+
+#[test]
+fn a_550_for_one_recipient_fails_that_mail_only_and_resend_queues_it_again() {
+    let host = SandboxHost::start(SandboxOptions::default());
+    let server = SmtpServer::start();
+    server.reject_permanently("bad@example.com");
+    let env = env_for(&host, &server, "");
+    env.drop_file(
+        "a.csv",
+        default_csv(&[
+            ("INV-1", "good@example.com", "Good", "10", "2099-12-01"),
+            ("INV-2", "bad@example.com", "Bad", "20", "2099-12-01"),
+            ("INV-3", "fine@example.com", "Fine", "30", "2099-12-01"),
+        ]),
+    );
+    let r = env.run(&["run"]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stderr.contains("1 mail(s) failed"), "{}", r.stderr);
+    assert_eq!(server.message_count(), 2);
+    let bad = env.invoice("INV-2");
+    assert_eq!(bad["mail_state"], "failed");
+    assert!(bad["last_error"].as_str().unwrap().contains("550"), "{bad}");
+    assert_eq!(env.invoice("INV-1")["mail_state"], "sent");
+    // not retried by itself
+    let r = env.run(&["run"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(server.message_count(), 2);
+    // the operator fixes it and resends
+    server.accept_again("bad@example.com");
+    assert_eq!(env.run(&["resend", "INV-2"]).code, 0);
+    assert_eq!(env.invoice("INV-2")["mail_state"], "queued");
+    let r = env.run(&["run"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(server.message_count(), 3);
+    assert_eq!(env.invoice("INV-2")["mail_state"], "sent");
+    let resent = server.messages().into_iter().last().unwrap();
+    assert_ne!(
+        resent.header("Message-ID"),
+        Some(invoice_sync::mail::message_id(
+            "INV-2",
+            1,
+            "Accounts <billing@merchant.example>"
+        )),
+        "a resend has a Message-ID of its own"
+    );
+    assert_eq!(env.run(&["resend", "NOPE"]).code, 1);
+}
+
+#[test]
+fn a_451_keeps_the_mail_queued_for_a_later_cycle() {
+    let host = SandboxHost::start(SandboxOptions::default());
+    let server = SmtpServer::start();
+    server.reject_temporarily("later@example.com");
+    let env = env_for(&host, &server, "");
+    env.drop_file(
+        "a.csv",
+        default_csv(&[("INV-1", "later@example.com", "Later", "10", "2099-12-01")]),
+    );
+    let r = env.run(&["run"]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert_eq!(env.invoice("INV-1")["mail_state"], "queued");
+    assert_eq!(server.message_count(), 0);
+    // not due yet: the back-off holds it
+    assert_eq!(env.run(&["run"]).code, 0);
+    assert_eq!(server.message_count(), 0);
+    server.accept_again("later@example.com");
+    mail_due_now(&env);
+    let r = env.run(&["run"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(server.message_count(), 1);
+    assert_eq!(env.invoice("INV-1")["mail_state"], "sent");
+}
+
+#[test]
+fn server_down_then_up_delivers_every_mail_exactly_once() {
+    let host = SandboxHost::start(SandboxOptions::default());
+    let mut server = SmtpServer::start();
+    let env = env_for(&host, &server, "");
+    let rows: Vec<(String, String)> = (0..8)
+        .map(|i| (format!("D-{i}"), format!("d{i}@example.com")))
+        .collect();
+    let mut csv = String::from("invoice_reference,customer_email,amount,due_date\n");
+    for (r, e) in &rows {
+        csv.push_str(&format!("{r},{e},10,2099-12-01\n"));
+    }
+    env.drop_file("a.csv", csv);
+    server.stop();
+    let r = env.run(&["run"]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stderr.contains("links 8 created"), "{}", r.stderr);
+    assert!(r.stderr.contains("0 sent / 8 queued"), "{}", r.stderr);
+    assert!(env.status().iter().all(|v| v["mail_state"] == "queued"));
+
+    server.restart();
+    mail_due_now(&env);
+    let r = env.run(&["run"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let mails = server.messages();
+    assert_eq!(mails.len(), 8);
+    for (_, e) in &rows {
+        assert_eq!(mails.iter().filter(|m| &to_of(m) == e).count(), 1, "{e}");
+    }
+    mail_due_now(&env);
+    assert_eq!(env.run(&["run"]).code, 0);
+    assert_eq!(server.message_count(), 8, "nothing twice");
+}
+
+#[test]
+fn a_crash_before_the_send_loses_nothing_and_after_it_repeats_at_most_once() {
+    let host = SandboxHost::start(SandboxOptions::default());
+    let server = SmtpServer::start();
+    let env = env_for(&host, &server, "");
+    env.drop_file(
+        "a.csv",
+        default_csv(&[("INV-1", "one@example.com", "One", "10", "2099-12-01")]),
+    );
+    // killed after the mail was marked `sending`, before the server saw it
+    let out = env
+        .command()
+        .arg("run")
+        .env("INVOICE_SYNC_FAILPOINT", "mail-before-send")
+        .output()
+        .unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&out.status),
+        Some(9)
+    );
+    assert_eq!(server.message_count(), 0);
+    let r = env.run(&["run"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(server.message_count(), 1, "sent after the crash, once");
+
+    // killed after the server accepted, before the record: the one case of a duplicate,
+    // with the same Message-ID so the receiver can tell
+    env.drop_file(
+        "b.csv",
+        default_csv(&[("INV-2", "two@example.com", "Two", "20", "2099-12-01")]),
+    );
+    let out = env
+        .command()
+        .arg("run")
+        .env("INVOICE_SYNC_FAILPOINT", "mail-after-send")
+        .output()
+        .unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&out.status),
+        Some(9)
+    );
+    assert_eq!(server.message_count(), 2);
+    let r = env.run(&["run"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let twos: Vec<_> = server
+        .messages()
+        .into_iter()
+        .filter(|m| to_of(m) == "two@example.com")
+        .collect();
+    assert_eq!(twos.len(), 2);
+    assert_eq!(twos[0].header("Message-ID"), twos[1].header("Message-ID"));
+    assert_eq!(env.invoice("INV-2")["mail_state"], "sent");
+}
+
+#[test]
+fn hostile_values_are_escaped_in_html() {
+    let host = SandboxHost::start(SandboxOptions::default());
+    let server = SmtpServer::start();
+    let env = env_for(&host, &server, "");
+    env.drop_file(
+        "a.csv",
+        "invoice_reference,customer_email,customer_name,amount,due_date\n\
+         <b>INV-1</b>,x@example.com,<script>alert(1)</script>,10,2099-12-01\n",
+    );
+    let r = env.run(&["run"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let m = &server.messages()[0];
+    let parsed = mail_parser::MessageParser::default()
+        .parse(&m.data)
+        .unwrap();
+    let html = parsed.body_html(0).unwrap();
+    assert!(!html.contains("<script>"), "{html}");
+    assert!(html.contains("&lt;script&gt;"), "{html}");
+    assert!(!html.contains("<b>INV-1</b>"), "{html}");
+}
+
+#[test]
+fn a_replacement_mail_says_the_earlier_link_no_longer_works_and_settled_gets_none() {
+    let host = SandboxHost::start(SandboxOptions::default());
+    let server = SmtpServer::start();
+    let env = env_for(&host, &server, "");
+    env.drop_file(
+        "1.csv",
+        "invoice_reference,customer_email,amount,due_date,language\n\
+         INV-1,a@example.com,10,2099-12-01,en\n\
+         INV-2,b@example.com,20,2099-12-01,en\n",
+    );
+    assert_eq!(env.run(&["run"]).code, 0);
+    assert_eq!(server.message_count(), 2);
+    env.drop_file(
+        "2.csv",
+        "invoice_reference,customer_email,amount,due_date,language,status\n\
+         INV-1,a@example.com,12,2099-12-01,en,open\n\
+         INV-2,b@example.com,20,2099-12-01,en,paid\n",
+    );
+    let r = env.run(&["run"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let mails = server.messages();
+    assert_eq!(
+        mails.len(),
+        3,
+        "one replacement, nothing for the settled one"
+    );
+    let last = mails.last().unwrap();
+    assert_eq!(to_of(last), "a@example.com");
+    let parsed = mail_parser::MessageParser::default()
+        .parse(&last.data)
+        .unwrap();
+    let text = parsed.body_text(0).unwrap().to_lowercase();
+    assert!(text.contains("no longer"), "{text}");
+    assert!(text.contains("12.00"), "{text}");
+}
+
+#[test]
+fn a_mail_queued_for_an_invoice_settled_before_it_went_out_is_never_sent() {
+    let host = SandboxHost::start(SandboxOptions::default());
+    let mut server = SmtpServer::start();
+    let env = env_for(&host, &server, "");
+    env.drop_file(
+        "1.csv",
+        default_csv(&[("INV-1", "a@example.com", "A", "10", "2099-12-01")]),
+    );
+    server.stop();
+    assert_eq!(env.run(&["run"]).code, 3);
+    env.drop_file(
+        "2.csv",
+        "invoice_reference,customer_email,amount,due_date,status\nINV-1,a@example.com,10,2099-12-01,paid\n",
+    );
+    server.restart();
+    mail_due_now(&env);
+    let r = env.run(&["run"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(server.message_count(), 0);
+    assert_eq!(env.invoice("INV-1")["mail_state"], "none");
+}
+
+#[test]
+fn auth_and_starttls_with_the_password_from_a_file_or_a_systemd_credential() {
+    let host = SandboxHost::start(SandboxOptions::default());
+    let server = SmtpServer::builder()
+        .require_auth("mailer", "s3cret-pass")
+        .start();
+    let pw = std::env::temp_dir().join(format!("pw-{}", std::process::id()));
+    std::fs::write(&pw, "s3cret-pass\n").unwrap();
+    let env = env_for(
+        &host,
+        &server,
+        &format!(
+            "smtp_username = \"mailer\"\nsmtp_password_file = \"{}\"\n",
+            pw.display()
+        ),
+    );
+    env.drop_file(
+        "a.csv",
+        default_csv(&[("INV-1", "a@example.com", "A", "10", "2099-12-01")]),
+    );
+    let r = env.run(&["run"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(server.message_count(), 1);
+
+    // the same from $CREDENTIALS_DIRECTORY/smtp_password
+    let creds = env.path("creds");
+    std::fs::create_dir_all(&creds).unwrap();
+    std::fs::write(creds.join("smtp_password"), "s3cret-pass").unwrap();
+    let env2 = env_for(&host, &server, "smtp_username = \"mailer\"\n");
+    env2.drop_file(
+        "a.csv",
+        default_csv(&[("INV-9", "z@example.com", "Z", "10", "2099-12-01")]),
+    );
+    let out = env2
+        .command()
+        .arg("run")
+        .env("CREDENTIALS_DIRECTORY", &creds)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(server.message_count(), 2);
+
+    // a wrong password: kept queued, and the password is never printed
+    std::fs::write(&pw, "wrong-pass-value").unwrap();
+    env.drop_file(
+        "b.csv",
+        default_csv(&[("INV-2", "b@example.com", "B", "20", "2099-12-01")]),
+    );
+    let r = env.run(&["run"]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(!r.stderr.contains("wrong-pass-value") && !r.stderr.contains("s3cret"));
+    assert_eq!(env.invoice("INV-2")["mail_state"], "queued");
+    let status = env.run(&["status", "--json"]).stdout;
+    assert!(!status.contains("wrong-pass-value") && !status.contains("s3cret"));
+    let _ = std::fs::remove_file(&pw);
+}
+
+#[test]
+fn messages_per_second_is_honoured() {
+    let host = SandboxHost::start(SandboxOptions::default());
+    let server = SmtpServer::start();
+    let env = env_for(&host, &server, "");
+    // overrides the test default of 1000/s
+    let text = std::fs::read_to_string(&env.config)
+        .unwrap()
+        .replace("messages_per_second = 1000", "messages_per_second = 4");
+    std::fs::write(&env.config, text).unwrap();
+    let rows: Vec<(String, String)> = (0..9)
+        .map(|i| (format!("R-{i}"), format!("r{i}@example.com")))
+        .collect();
+    let mut csv = String::from("invoice_reference,customer_email,amount,due_date\n");
+    for (r, e) in &rows {
+        csv.push_str(&format!("{r},{e},10,2099-12-01\n"));
+    }
+    env.drop_file("a.csv", csv);
+    let t0 = Instant::now();
+    assert_eq!(env.run(&["run"]).code, 0);
+    // 9 mails at 4/s with a burst of 4: at least (9 - 4) / 4 s
+    assert!(
+        t0.elapsed() >= Duration::from_millis(1200),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert_eq!(server.message_count(), 9);
+}
