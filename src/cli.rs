@@ -150,6 +150,9 @@ enum Command {
         #[arg(value_name = "INVOICE")]
         invoice: String,
     },
+    /// Check the setup one step at a time: config, database, CM token, mail server; each
+    /// with a plain verdict. Non-zero exit when any fails; no secret is printed.
+    Check,
     /// A local simulator of the CM APIs, for demos, tests and benchmarks.
     Sandbox(crate::sandbox::SandboxArgs),
 }
@@ -225,8 +228,12 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         runtime()?.block_on(crate::sandbox::run_command(args))?;
         return Ok(Outcome::ok());
     }
+    if let Command::Check = cli.command {
+        return check(&Config::locate(cli.config.as_deref()));
+    }
     let config = load_config(&cli)?;
     match cli.command {
+        Command::Check => unreachable!("handled above"),
         Command::Sandbox(_) => unreachable!("handled above"),
         Command::Run { files, dry_run } => run_cycle(&config, files, dry_run),
         Command::Deactivate { invoice } => deactivate(&config, &invoice),
@@ -435,6 +442,99 @@ fn resend(config: &Config, invoice: &str) -> anyhow::Result<Outcome> {
             )),
         }),
     }
+}
+
+/// `check`: each step prints `ok` or `FAILED` with the reason, in plain words.
+fn check(path: &Path) -> anyhow::Result<Outcome> {
+    let mut out = std::io::stdout().lock();
+    let mut failed = 0;
+    let mut verdict = |what: &str, result: Result<String, String>| -> std::io::Result<()> {
+        match result {
+            Ok(detail) => writeln!(out, "ok      {what}: {detail}"),
+            Err(why) => {
+                failed += 1;
+                writeln!(out, "FAILED  {what}: {why}")
+            }
+        }
+    };
+    let config = match Config::load(path) {
+        Ok(c) => {
+            verdict("config", Ok(path.display().to_string()))?;
+            c
+        }
+        Err(e) => {
+            verdict("config", Err(e.to_string()))?;
+            return Ok(Outcome {
+                exit: Exit::Fatal,
+                message: Some("the config cannot be read; nothing else was checked".into()),
+            });
+        }
+    };
+    let db = &config.storage.database;
+    let database = if db.exists() {
+        Store::open(db)
+            .and_then(|s| {
+                let n: i64 = s
+                    .conn()
+                    .query_row("SELECT count(*) FROM invoices", [], |r| r.get(0))?;
+                Ok(format!(
+                    "{} (schema {}, {n} invoices)",
+                    db.display(),
+                    s.schema_version()?
+                ))
+            })
+            .map_err(|e| format!("{e:#}"))
+    } else {
+        match db
+            .parent()
+            .map(|d| d.exists() || std::fs::create_dir_all(d).is_ok())
+        {
+            Some(true) | None => Ok(format!(
+                "{} (not created yet; the first run creates it)",
+                db.display()
+            )),
+            Some(false) => Err(format!("{}: its folder cannot be created", db.display())),
+        }
+    };
+    verdict("database", database)?;
+    let inbox = &config.inbox.dir;
+    verdict(
+        "inbox",
+        if inbox.is_dir() {
+            Ok(inbox.display().to_string())
+        } else {
+            Err(format!("{} does not exist", inbox.display()))
+        },
+    )?;
+    let rt = runtime()?;
+    let cm = rt.block_on(async {
+        let conn = CmConnection::open(&config)
+            .await
+            .map_err(|e| format!("{e:#}"))?;
+        let r = conn.client.check_credentials().await;
+        conn.close().await;
+        r.map(|()| format!("a token was issued by {}", config.cm.base_url))
+            .map_err(|e| e.to_string())
+    });
+    verdict("CM token", cm)?;
+    let mail = rt.block_on(async {
+        let postman = Postman::from_config(&config.email).map_err(|e| e.to_string())?;
+        let mailer = postman.sender.mailer();
+        let r = mailer.test_connection().await;
+        mailer.shutdown().await;
+        r.map(|()| format!("{} answers", mailer.endpoint()))
+            .map_err(|e| e.to_string())
+    });
+    verdict("mail", mail)?;
+    drop(out);
+    Ok(if failed == 0 {
+        Outcome::ok()
+    } else {
+        Outcome {
+            exit: Exit::Fatal,
+            message: Some(format!("{failed} check(s) failed")),
+        }
+    })
 }
 
 fn locked_outcome(config: &Config) -> Outcome {

@@ -625,3 +625,56 @@ fn status_without_a_database_says_so() {
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("no database"), "{}", r.stderr);
 }
+
+#[test]
+fn logs_under_journald_have_no_timestamps_json_for_shippers_and_quiet_is_quiet() {
+    let env = TestEnv::new("");
+    let f = env.write_file(
+        "a.csv",
+        default_csv(&[("INV-1", "a@example.com", "A", "10", "2026-12-01")]),
+    );
+    let out = env
+        .command()
+        .args(["import", f.to_str().unwrap()])
+        .env("JOURNAL_STREAM", "8:12345")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.lines().count() >= 2, "{err}");
+    for line in err.lines() {
+        let level = line.trim_start();
+        assert!(
+            (level.starts_with("INFO") || level.starts_with("WARN")) && !line.contains('\x1b'),
+            "a timestamp or colour under journald: {line:?}"
+        );
+    }
+    env.write_file(
+        "b.csv",
+        default_csv(&[("INV-2", "b@example.com", "B", "10", "2026-12-01")]),
+    );
+    let r = env.run(&[
+        "--log-format",
+        "json",
+        "import",
+        env.path("b.csv").to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0);
+    let lines: Vec<serde_json::Value> = r
+        .stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect();
+    assert!(lines.iter().any(|v| {
+        v["level"] == "INFO"
+            && v["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("import:"))
+    }));
+    env.write_file(
+        "c.csv",
+        default_csv(&[("INV-3", "c@example.com", "C", "10", "2026-12-01")]),
+    );
+    let r = env.run(&["-q", "import", env.path("c.csv").to_str().unwrap()]);
+    assert_eq!(r.code, 0);
+    assert_eq!(r.stderr, "", "-q prints only warnings and errors");
+}

@@ -1,0 +1,75 @@
+//! `check`: config, database, CM token and mail server, one verdict each.
+
+mod common;
+#[path = "common/smtp.rs"]
+mod smtp;
+
+use common::{SandboxHost, TestEnv};
+use invoice_sync::sandbox::SandboxOptions;
+use smtp::SmtpServer;
+
+fn env_for(host: &SandboxHost, smtp_port: u16, cm_secret: &str) -> TestEnv {
+    let env = TestEnv::new(&common::merge_toml(
+        &host.cm_toml().replace("test-secret", cm_secret),
+        &format!(
+            "[email]\ntransport = \"smtp\"\nsmtp_host = \"localhost\"\nsmtp_port = {smtp_port}\n\
+             smtp_timeout_seconds = 3\n"
+        ),
+    ));
+    std::fs::create_dir_all(env.inbox()).unwrap();
+    env
+}
+
+#[test]
+fn everything_ok() {
+    let host = SandboxHost::start(SandboxOptions::default());
+    let server = SmtpServer::start();
+    let env = env_for(&host, server.port(), "test-secret");
+    let r = env.run(&["check"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.len(), 5, "{}", r.stdout);
+    for (line, what) in lines
+        .iter()
+        .zip(["config", "database", "inbox", "CM token", "mail"])
+    {
+        assert!(line.starts_with(&format!("ok      {what}")), "{line}");
+    }
+}
+
+#[test]
+fn each_failure_is_named_and_no_secret_is_printed() {
+    let host = SandboxHost::start(SandboxOptions::default());
+    let mut server = SmtpServer::start();
+    let port = server.port();
+    server.stop();
+    let env = env_for(&host, port, "wrong-secret-value");
+    std::fs::remove_dir(env.inbox()).unwrap();
+    let r = env.run(&["check"]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    let out = &r.stdout;
+    assert!(out.contains("ok      config"), "{out}");
+    assert!(out.contains("ok      database"), "{out}");
+    assert!(out.contains("FAILED  inbox"), "{out}");
+    assert!(
+        out.contains("FAILED  CM token") && out.contains("credentials"),
+        "{out}"
+    );
+    assert!(out.contains("FAILED  mail"), "{out}");
+    assert!(r.stderr.contains("3 check(s) failed"), "{}", r.stderr);
+    assert!(!out.contains("wrong-secret-value") && !r.stderr.contains("wrong-secret-value"));
+}
+
+#[test]
+fn a_bad_config_stops_at_the_first_check() {
+    let env = TestEnv::new("");
+    std::fs::write(&env.config, "[cm]\nclient_sekret = \"x\"\n").unwrap();
+    let r = env.run(&["check"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stdout.starts_with("FAILED  config") && r.stdout.contains("cm.client_sekret"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(r.stdout.lines().count(), 1);
+}
