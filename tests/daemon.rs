@@ -98,13 +98,18 @@ fn a_drop_is_linked_within_a_tick_and_sigterm_exits_0() {
         "a.csv",
         default_csv(&[("INV-1", "a@example.com", "A", "10", "2099-12-01")]),
     );
-    wait_for(&env, "the link and its mail", Duration::from_secs(15), || {
-        env.path("state/invoice-sync.db").exists()
-            && env
-                .run(&["status", "--json"])
-                .stdout
-                .contains("\"mail_state\": \"sent\"")
-    });
+    wait_for(
+        &env,
+        "the link and its mail",
+        Duration::from_secs(15),
+        || {
+            env.path("state/invoice-sync.db").exists()
+                && env
+                    .run(&["status", "--json"])
+                    .stdout
+                    .contains("\"mail_state\": \"sent\"")
+        },
+    );
     assert_eq!(env.files_in("outbox").len(), 1, "one .eml for one link");
     assert_eq!(env.invoice("INV-1")["link_active"], true);
     // a later drop is picked up by a later tick
