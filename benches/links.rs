@@ -106,6 +106,73 @@ async fn run(n: usize, burst: u32, max_in_flight: usize) -> Run {
     }
 }
 
+/// The same measure through the product: `invoice-sync run` on an inbox of `n` invoices
+/// against the sandbox; the rate is taken from the sandbox's own log of the create
+/// requests (first start to last answer).
+async fn cycle_run(n: usize, burst: u32, max_in_flight: usize) -> Run {
+    let sandbox = invoice_sync::sandbox::start(
+        ([127, 0, 0, 1], 0).into(),
+        SandboxOptions {
+            latency: LATENCY,
+            rate_limit: Some(RATE),
+            client_id: "bench".into(),
+            client_secret: "bench".into(),
+            ..SandboxOptions::default()
+        },
+    )
+    .await
+    .expect("sandbox");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("inbox")).unwrap();
+    let mut csv = String::from("invoice_reference,customer_email,amount,due_date\n");
+    for i in 0..n {
+        csv.push_str(&format!(
+            "B-{i:05},c{i}@example.com,{}.50,2099-12-01\n",
+            10 + i % 500
+        ));
+    }
+    std::fs::write(dir.path().join("inbox/bench.csv"), csv).unwrap();
+    let config = dir.path().join("invoice-sync.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[storage]\ndatabase = \"db.sqlite\"\n\
+             [inbox]\ndir = \"inbox\"\narchive_dir = \"archive\"\nrejected_dir = \"rejected\"\nsettle_seconds = 0\n\
+             [cm]\nbase_url = \"{}\"\nclient_id = \"bench\"\nclient_secret = \"bench\"\n\
+             requests_per_second = {RATE}\nburst = {burst}\nmax_in_flight = {max_in_flight}\n\
+             [email]\ntransport = \"file\"\nfile_dir = \"outbox\"\nfrom = \"b@merchant.example\"\nmessages_per_second = 1000000\n",
+            sandbox.base_url()
+        ),
+    )
+    .unwrap();
+    let status = tokio::process::Command::new(env!("CARGO_BIN_EXE_invoice-sync"))
+        .arg("--config")
+        .arg(&config)
+        .args(["-q", "run"])
+        .status()
+        .await
+        .expect("run invoice-sync");
+    assert!(status.success(), "the cycle failed: {status}");
+    let creates: Vec<_> = sandbox
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path == "/paymentlink/v1.0" && r.status == 201)
+        .collect();
+    let first = creates.iter().map(|r| r.started).min().expect("creates");
+    let last = creates.iter().map(|r| r.finished).max().expect("creates");
+    let wall = last - first;
+    let counters = sandbox.counters();
+    let links = sandbox.links().len();
+    sandbox.shutdown().await;
+    Run {
+        wall,
+        rate: creates.len() as f64 / wall.as_secs_f64(),
+        rate_limited: counters.rate_limited,
+        max_concurrent: counters.max_concurrent,
+        links,
+    }
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -134,6 +201,25 @@ fn main() {
         println!("concurrent max in flight at CM: {}", main.max_concurrent);
         println!("concurrent links created: {}", main.links);
         println!("speed-up over baseline: {:.1}x", main.rate / baseline.rate);
+
+        let cycle_base = cycle_run(100, 50, 1).await;
+        println!(
+            "through `invoice-sync run`, one at a time: 100 invoices, {:.1} links/s",
+            cycle_base.rate
+        );
+        let cycle = cycle_run(2000, 50, 32).await;
+        println!(
+            "through `invoice-sync run` (max_in_flight 32, burst 50): 2000 invoices, {} links, {:.2} s of link creation",
+            cycle.links,
+            cycle.wall.as_secs_f64()
+        );
+        println!(
+            "through `invoice-sync run` achieved rate: {:.1} links/s = {:.3} of the configured rate; 429s served: {}; speed-up over one at a time: {:.1}x",
+            cycle.rate,
+            cycle.rate / f64::from(RATE),
+            cycle.rate_limited,
+            cycle.rate / cycle_base.rate
+        );
 
         let equal = run(2000, RATE, 32).await;
         println!("equal bursts (max_in_flight 32, burst {RATE}): requests: 2000");

@@ -98,14 +98,7 @@ pub(crate) fn amount_literal(minor: i64, exponent: u8) -> Option<String> {
     if minor < 0 || exponent > 9 {
         return None;
     }
-    let digits = minor.to_string();
-    let exp = usize::from(exponent);
-    if exp == 0 {
-        return Some(digits);
-    }
-    let padded = format!("{digits:0>width$}", width = exp + 1);
-    let (int, frac) = padded.split_at(padded.len() - exp);
-    Some(format!("{int}.{frac}"))
+    Some(crate::domain::money::format_minor(minor, exponent))
 }
 
 /// The inverse of [`amount_literal`] for what CM echoes: the literal read exactly into

@@ -291,7 +291,8 @@ fn new_environment() -> Environment<'static> {
     env
 }
 
-fn escape_html(s: &str) -> String {
+/// `s` safe to put in HTML text or a quoted attribute (`& < > " '` escaped).
+pub fn escape_html(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + s.len() / 8);
     for c in s.chars() {
         match c {

@@ -312,7 +312,7 @@ async fn page(State(s): S, Path(code): Path<String>) -> Response {
     let action = if link.active && link.status == "open" {
         format!(
             "<form method=\"post\" action=\"/sandbox/paymentlinks/{}/pay\"><button>Pay (simulated)</button></form>",
-            escape(&link.reference)
+            crate::mail::render::escape_html(&link.reference)
         )
     } else if link.status == "paid" {
         "<p>This invoice has been paid.</p>".to_string()
@@ -321,26 +321,11 @@ async fn page(State(s): S, Path(code): Path<String>) -> Response {
     };
     let html = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>CM sandbox payment</title></head><body><h1>CM sandbox payment</h1><p>Invoice {}</p><p>Amount {} {}</p>{action}</body></html>",
-        escape(&text("invoice_reference")),
-        escape(&text("currency_code")),
-        escape(&text("amount")),
+        crate::mail::render::escape_html(&text("invoice_reference")),
+        crate::mail::render::escape_html(&text("currency_code")),
+        crate::mail::render::escape_html(&text("amount")),
     );
     axum::response::Html(html).into_response()
-}
-
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 async fn pay_route(State(s): S, Path(reference): Path<String>) -> Response {
