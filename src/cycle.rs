@@ -62,6 +62,12 @@ pub struct Report {
     pub mails_failed: u64,
     /// Mails that failed for now (server down, 4xx) and stay queued with back-off.
     pub mails_deferred: u64,
+    /// Invoices paid twice (link and QR) seen in this cycle: the merchant must refund one.
+    pub double_payments: Vec<String>,
+    /// QR transactions created, and revisions that get none (another currency, an amount
+    /// out of range), in this cycle.
+    pub qr_created: u64,
+    pub qr_skipped: u64,
     /// Set for dry runs.
     pub plan: Option<Plan>,
 }
@@ -85,6 +91,18 @@ impl Report {
             self.mails_queued,
             self.mails_failed,
         );
+        if self.qr_created > 0 || self.qr_skipped > 0 {
+            s.push_str(&format!(
+                "; iDEAL QR {} created / {} skipped (not EUR or amount out of range)",
+                self.qr_created, self.qr_skipped
+            ));
+        }
+        if !self.double_payments.is_empty() {
+            s.push_str(&format!(
+                "; {} double payment(s)",
+                self.double_payments.len()
+            ));
+        }
         if self.deferred > 0 {
             s.push_str(&format!(
                 "; {} request(s) left for the next cycle",
@@ -153,6 +171,12 @@ impl Report {
         }
         if self.mails_failed > 0 {
             parts.push(format!("{} mail(s) failed for good", self.mails_failed));
+        }
+        if !self.double_payments.is_empty() {
+            parts.push(format!(
+                "paid twice, through the link and the iDEAL QR code (refund one): {}",
+                self.double_payments.join(", ")
+            ));
         }
         if self.mails_deferred > 0 {
             parts.push(format!(
@@ -273,7 +297,9 @@ async fn deactivate_step(
         match result {
             Ok(link) if link.status == LinkStatus::Paid => {
                 // Paid before it could be switched off: the payment is what happened.
-                links::record_paid(conn, d.link_id, d.invoice_id, &now)?;
+                if links::record_paid(conn, d.link_id, d.invoice_id, &now)? {
+                    report.double_payments.push(d.reference.clone());
+                }
                 report.payments_seen += 1;
                 tracing::warn!(invoice = %d.reference, link = %d.link_ref,
                     "the link to deactivate was already paid; the invoice is recorded as paid");
@@ -491,7 +517,9 @@ fn record_status(
     let now_s = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     match result {
         Ok(LinkStatus::Paid) => {
-            links::record_paid(conn, c.link_id, c.invoice_id, &now_s)?;
+            if links::record_paid(conn, c.link_id, c.invoice_id, &now_s)? {
+                report.double_payments.push(c.reference.clone());
+            }
             report.payments_seen += 1;
             tracing::info!(invoice = %c.reference, link = %c.link_ref, "paid through its payment link");
         }

@@ -346,7 +346,10 @@ pub fn list(
                 r.currency,
                 r.due_date, i.state, i.last_error, i.paid_at, i.revision,
                 l.link_ref, l.uri, l.state, l.last_error, l.possible_orphan,
-                o.state, o.last_error
+                o.state, o.last_error,
+                (SELECT q.qr_url FROM qr_transactions q
+                  WHERE q.invoice_id = i.id AND q.revision = i.revision AND q.state = 'open'
+                    AND q.withdrawn = 0)
          FROM invoices i JOIN revisions r ON r.invoice_id = i.id AND r.revision = i.revision
          LEFT JOIN links l ON l.id = (SELECT max(x.id) FROM links x WHERE x.invoice_id = i.id)
          LEFT JOIN outbox o ON o.id = (SELECT max(y.id) FROM outbox y
@@ -372,7 +375,7 @@ pub fn list(
             link_active: r
                 .get::<_, Option<String>>(12)?
                 .map(|s| s == "active" || s == "deactivating"),
-            qr_url: None,
+            qr_url: r.get(17)?,
             mail_state: match r.get::<_, Option<String>>(15)?.as_deref() {
                 Some("queued" | "sending") => "queued",
                 Some("sent") => "sent",

@@ -282,32 +282,70 @@ pub fn record_checked(
 
 /// Records a payment through the link: the link is `paid` and so is its invoice. When the
 /// invoice was no longer open (settled elsewhere, replaced), the payment is still what
-/// happened, and `last_error` says the merchant may have been paid twice.
+/// happened, and `last_error` says why the merchant must look. Returns true when the
+/// invoice had already been paid (through its QR code): a double payment.
 pub fn record_paid(
     conn: &Connection,
     link_id: i64,
     invoice_id: i64,
     now: &str,
-) -> rusqlite::Result<()> {
+) -> rusqlite::Result<bool> {
     conn.execute(
         "UPDATE links SET state = 'paid', cm_status = 'paid', paid_at = ?2, last_checked_at = ?2,
                 status_checks = status_checks + 1, next_check_at = NULL
          WHERE id = ?1",
         params![link_id, now],
     )?;
-    conn.execute(
-        "UPDATE invoices SET
-            last_error = CASE
-                WHEN state = 'settled_elsewhere'
-                THEN 'paid through its payment link after the export settled it elsewhere: possible double payment, refund one'
-                WHEN revision <> (SELECT revision FROM links WHERE id = ?3)
-                THEN 'paid through the link of an earlier revision; the export now asks a different amount: check the balance'
-                ELSE last_error END,
-            state = 'paid', paid_at = coalesce(paid_at, ?2), updated_at = ?2
-         WHERE id = ?1",
-        params![invoice_id, now, link_id],
+    let stale: bool = conn.query_row(
+        "SELECT l.revision <> i.revision FROM links l JOIN invoices i ON i.id = l.invoice_id
+         WHERE l.id = ?1",
+        [link_id],
+        |r| r.get(0),
     )?;
-    Ok(())
+    let note = stale.then_some(
+        "paid through the link of an earlier revision; the export now asks a different amount: check the balance",
+    );
+    mark_invoice_paid(conn, invoice_id, now, note)
+}
+
+/// Marks an invoice paid by a payment just seen (link or QR). A second payment for an
+/// already paid invoice sets `double_payment` and says so; a payment for an invoice the
+/// export settled elsewhere says it may be a double payment; otherwise `note` (if any)
+/// becomes the last error. Returns true for a second payment.
+pub fn mark_invoice_paid(
+    conn: &Connection,
+    invoice_id: i64,
+    now: &str,
+    note: Option<&str>,
+) -> rusqlite::Result<bool> {
+    let state: String = conn.query_row(
+        "SELECT state FROM invoices WHERE id = ?1",
+        [invoice_id],
+        |r| r.get(0),
+    )?;
+    if state == "paid" {
+        conn.execute(
+            "UPDATE invoices SET double_payment = 1, updated_at = ?2,
+                    last_error = 'paid twice (through its payment link and its iDEAL QR code): the merchant must refund one'
+             WHERE id = ?1",
+            params![invoice_id, now],
+        )?;
+        return Ok(true);
+    }
+    let error = if state == "settled_elsewhere" {
+        Some(
+            "paid through invoice-sync after the export settled it elsewhere: possible double payment, refund one",
+        )
+    } else {
+        note
+    };
+    conn.execute(
+        "UPDATE invoices SET state = 'paid', paid_at = coalesce(paid_at, ?2), updated_at = ?2,
+                last_error = coalesce(?3, last_error)
+         WHERE id = ?1",
+        params![invoice_id, now, error],
+    )?;
+    Ok(false)
 }
 
 /// Records that an unpaid link passed its expiry date: the link is inactive and, when it

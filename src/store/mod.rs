@@ -8,6 +8,7 @@ pub mod imports;
 pub mod invoices;
 pub mod links;
 pub mod outbox;
+pub mod qr;
 
 use std::path::Path;
 use std::time::Duration;
@@ -25,6 +26,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0003_outbox.sql",
         include_str!("../../schema/0003_outbox.sql"),
+    ),
+    (
+        "0004_idealqr.sql",
+        include_str!("../../schema/0004_idealqr.sql"),
     ),
 ];
 

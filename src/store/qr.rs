@@ -1,0 +1,290 @@
+//! iDEAL QR transactions: which invoice revisions need one, the intent written before
+//! each create request, the record of CM's answers, and the follow-up of their status.
+//! A transaction is never cancelled at CM (the API has no such call): when its invoice
+//! moves on it is withdrawn here and still followed until it ends.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::invoices::RevisionData;
+
+/// An invoice revision with an active link that needs a QR transaction.
+#[derive(Debug, Clone)]
+pub struct QrToCreate {
+    pub invoice_id: i64,
+    pub revision: i64,
+    pub link_id: i64,
+    pub reference: String,
+    pub data: RevisionData,
+    /// The link's expiry (ISO 8601) when it has one.
+    pub link_expiry: Option<String>,
+    /// An unfinished earlier intent for this revision.
+    pub qr_id: Option<i64>,
+}
+
+/// EUR revisions whose link is active and that have no QR transaction yet (or an
+/// unfinished intent).
+pub fn plan_creates(conn: &Connection) -> rusqlite::Result<Vec<QrToCreate>> {
+    let mut stmt = conn.prepare(
+        "SELECT i.id, i.revision, l.id, i.reference,
+                r.customer_email, r.customer_name, r.amount_minor, r.due_minor, r.currency,
+                r.due_date, r.language, r.country_code, l.expiry_date,
+                (SELECT q.id FROM qr_transactions q
+                  WHERE q.invoice_id = i.id AND q.revision = i.revision AND q.state = 'creating')
+         FROM invoices i
+         JOIN revisions r ON r.invoice_id = i.id AND r.revision = i.revision
+         JOIN links l ON l.invoice_id = i.id AND l.revision = i.revision AND l.state = 'active'
+         WHERE i.state = 'open' AND r.currency = 'EUR'
+           AND NOT EXISTS (SELECT 1 FROM qr_transactions q
+                           WHERE q.invoice_id = i.id AND q.revision = i.revision
+                             AND q.state <> 'creating')
+         ORDER BY i.reference",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(QrToCreate {
+            invoice_id: r.get(0)?,
+            revision: r.get(1)?,
+            link_id: r.get(2)?,
+            reference: r.get(3)?,
+            data: RevisionData {
+                customer_email: r.get(4)?,
+                customer_name: r.get(5)?,
+                amount_minor: r.get(6)?,
+                due_minor: r.get(7)?,
+                currency: r.get(8)?,
+                due_date: r.get(9)?,
+                language: r.get(10)?,
+                country_code: r.get(11)?,
+            },
+            link_expiry: r.get(12)?,
+            qr_id: r.get(13)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Records that a revision gets no QR (another currency, an amount out of range), so
+/// that it is said once and not planned again.
+pub fn record_skipped(
+    conn: &Connection,
+    q: &QrToCreate,
+    purchase_id: &str,
+    why: &str,
+    now: &str,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO qr_transactions (invoice_id, revision, link_id, purchase_id, state,
+                                      amount_cents, expires_at, last_error, created_at)
+         VALUES (?1, ?2, ?3, ?4, 'skipped', ?5, '', ?6, ?7)",
+        params![
+            q.invoice_id,
+            q.revision,
+            q.link_id,
+            purchase_id,
+            q.data.due_minor,
+            why,
+            now
+        ],
+    )?;
+    Ok(())
+}
+
+/// Writes the intent to create (or a retry of an earlier one), committed before the
+/// request is sent.
+pub fn record_intent(
+    conn: &Connection,
+    q: &QrToCreate,
+    purchase_id: &str,
+    expires_at: &str,
+    now: &str,
+) -> rusqlite::Result<i64> {
+    if let Some(id) = q.qr_id {
+        conn.execute(
+            "UPDATE qr_transactions SET in_flight = 1, attempts = attempts + 1, expires_at = ?2
+             WHERE id = ?1",
+            params![id, expires_at],
+        )?;
+        return Ok(id);
+    }
+    conn.execute(
+        "INSERT INTO qr_transactions (invoice_id, revision, link_id, purchase_id, state, in_flight,
+                                      amount_cents, expires_at, attempts, created_at)
+         VALUES (?1, ?2, ?3, ?4, 'creating', 1, ?5, ?6, 1, ?7)",
+        params![
+            q.invoice_id,
+            q.revision,
+            q.link_id,
+            purchase_id,
+            q.data.due_minor,
+            expires_at,
+            now
+        ],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Records CM's answer to a create.
+pub fn record_created(
+    conn: &Connection,
+    id: i64,
+    cm_id: &str,
+    qr_url: Option<&str>,
+    next_check: &str,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE qr_transactions SET state = 'open', in_flight = 0, cm_id = ?2, qr_url = ?3,
+                next_check_at = ?4, last_error = NULL
+         WHERE id = ?1",
+        params![id, cm_id, qr_url, next_check],
+    )?;
+    Ok(())
+}
+
+/// A permanent refusal: this revision gets no QR; its link still works.
+pub fn record_refused(conn: &Connection, id: i64, message: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE qr_transactions SET state = 'refused', in_flight = 0, last_error = ?2 WHERE id = ?1",
+        params![id, message],
+    )?;
+    Ok(())
+}
+
+/// A transient failure: retried next cycle; a possible orphan when CM may have acted.
+pub fn record_deferred(
+    conn: &Connection,
+    id: i64,
+    message: &str,
+    maybe_applied: bool,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE qr_transactions SET in_flight = 0, last_error = ?2,
+                possible_orphan = possible_orphan OR ?3
+         WHERE id = ?1",
+        params![id, message, maybe_applied],
+    )?;
+    Ok(())
+}
+
+/// Create requests a crash interrupted: possible orphans. Returns their purchase ids.
+pub fn recover_interrupted(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare("SELECT purchase_id FROM qr_transactions WHERE in_flight = 1")?;
+    let found: Vec<String> = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    conn.execute(
+        "UPDATE qr_transactions SET in_flight = 0, possible_orphan = 1,
+                last_error = 'a create request was interrupted; CM may hold an unrecorded QR transaction with this purchase id'
+         WHERE in_flight = 1",
+        [],
+    )?;
+    Ok(found)
+}
+
+/// Withdraws the open transactions whose invoice revision is no longer current and open:
+/// not shown or mailed any more, still followed. Returns how many.
+pub fn withdraw_stale(conn: &Connection) -> rusqlite::Result<usize> {
+    conn.execute(
+        "UPDATE qr_transactions SET withdrawn = 1
+         WHERE withdrawn = 0 AND state = 'open'
+           AND EXISTS (SELECT 1 FROM invoices i WHERE i.id = qr_transactions.invoice_id
+                       AND (i.state <> 'open' OR i.revision <> qr_transactions.revision))",
+        [],
+    )
+}
+
+/// A transaction whose status is to be fetched.
+#[derive(Debug, Clone)]
+pub struct QrToCheck {
+    pub id: i64,
+    pub cm_id: String,
+    pub invoice_id: i64,
+    pub reference: String,
+    pub status_checks: i64,
+}
+
+/// Open transactions due for a check (withdrawn ones included), at most `limit`.
+pub fn due_for_check(
+    conn: &Connection,
+    now: &str,
+    limit: usize,
+) -> rusqlite::Result<Vec<QrToCheck>> {
+    let mut stmt = conn.prepare(
+        "SELECT q.id, q.cm_id, q.invoice_id, i.reference, q.status_checks
+         FROM qr_transactions q JOIN invoices i ON i.id = q.invoice_id
+         WHERE q.state = 'open' AND q.cm_id IS NOT NULL AND q.next_check_at <= ?1
+         ORDER BY q.next_check_at LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![now, limit as i64], |r| {
+        Ok(QrToCheck {
+            id: r.get(0)?,
+            cm_id: r.get(1)?,
+            invoice_id: r.get(2)?,
+            reference: r.get(3)?,
+            status_checks: r.get(4)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Makes a transaction due now (a webhook named it by purchase id or CM id).
+pub fn request_check(conn: &Connection, key: &str, now: &str) -> rusqlite::Result<usize> {
+    conn.execute(
+        "UPDATE qr_transactions SET next_check_at = ?2
+         WHERE state = 'open' AND (purchase_id = ?1 OR cm_id = ?1)",
+        params![key, now],
+    )
+}
+
+/// Records a check that found the transaction still open.
+pub fn record_checked(conn: &Connection, id: i64, next_check: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE qr_transactions SET status_checks = status_checks + 1, next_check_at = ?2
+         WHERE id = ?1",
+        params![id, next_check],
+    )?;
+    Ok(())
+}
+
+/// Records a final status other than success (`cancelled`, `expired`, `failure`).
+pub fn record_ended(conn: &Connection, id: i64, state: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE qr_transactions SET state = ?2, next_check_at = NULL,
+                status_checks = status_checks + 1
+         WHERE id = ?1",
+        params![id, state],
+    )?;
+    Ok(())
+}
+
+/// Records a payment through the QR code: the invoice is paid (its link is then
+/// deactivated by the link step). Returns true when the invoice had already been paid
+/// through its link: a double payment, flagged on the invoice.
+pub fn record_success(
+    conn: &Connection,
+    id: i64,
+    invoice_id: i64,
+    now: &str,
+) -> rusqlite::Result<bool> {
+    conn.execute(
+        "UPDATE qr_transactions SET state = 'success', paid_at = ?2, next_check_at = NULL,
+                status_checks = status_checks + 1
+         WHERE id = ?1",
+        params![id, now],
+    )?;
+    super::links::mark_invoice_paid(conn, invoice_id, now, None)
+}
+
+/// The QR of an invoice revision that is offered (open, not withdrawn): `(url, cm id)`.
+pub fn offered(
+    conn: &Connection,
+    invoice_id: i64,
+    revision: i64,
+) -> rusqlite::Result<Option<(String, String)>> {
+    conn.query_row(
+        "SELECT qr_url, cm_id FROM qr_transactions
+         WHERE invoice_id = ?1 AND revision = ?2 AND state = 'open' AND withdrawn = 0
+           AND qr_url IS NOT NULL",
+        params![invoice_id, revision],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()
+}
