@@ -284,6 +284,7 @@ fn run_cycle(config: &Config, files: Vec<PathBuf>, dry_run: bool) -> anyhow::Res
         let cm = CmConnection::open(config).await?;
         let services = cycle::Services {
             cm: &cm.client,
+            qr: cm.qr.as_ref(),
             mail: &postman,
         };
         let report = cycle::run(store.conn(), config, Some(services), &opts).await;

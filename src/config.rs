@@ -675,6 +675,25 @@ impl Config {
                 "must be at least 1".into(),
             ));
         }
+        if self.ideal_qr.enabled
+            && self
+                .ideal_qr
+                .return_url
+                .as_deref()
+                .is_none_or(|u| u.trim().is_empty())
+        {
+            return Err(err(
+                "ideal_qr.return_url",
+                "is required when ideal_qr.enabled = true (the iDEAL QR API needs a return URL)"
+                    .into(),
+            ));
+        }
+        if self.ideal_qr.description.trim().is_empty() {
+            return Err(err(
+                "ideal_qr.description",
+                "must not be empty (the iDEAL QR API needs a description)".into(),
+            ));
+        }
         if !(100..=2000).contains(&self.ideal_qr.size) {
             return Err(err("ideal_qr.size", "must be between 100 and 2000".into()));
         }

@@ -15,14 +15,16 @@ use chrono::{DateTime, Days, NaiveDate, Utc};
 use futures_util::StreamExt;
 use rusqlite::Connection;
 
+use crate::cm::idealqr::{self, CreateTransaction, IdealQrClient, QrStatus};
 use crate::cm::{CmClient, CmError, CreateLink, LinkStatus};
 use crate::config::Config;
 use crate::domain::Currency;
 use crate::ingest;
-use crate::mail::{MailContext, Postman, SendError};
+use crate::mail::{MailContext, Postman, QrCode, SendError};
 use crate::store::links::{self, ToCheck, ToCreate, ToDeactivate};
 use crate::store::now_text;
 use crate::store::outbox::{self, MailKind};
+use crate::store::qr::{self as qr_store, QrToCheck, QrToCreate};
 
 /// How a cycle runs.
 #[derive(Debug, Clone, Default)]
@@ -54,6 +56,8 @@ pub struct Report {
     pub deferred: u64,
     /// Create intents a crash interrupted, found at the start of this cycle.
     pub interrupted: Vec<(String, String)>,
+    /// iDEAL QR create intents a crash interrupted (purchase ids).
+    pub interrupted_qr: Vec<String>,
     /// CM refused the credentials: nothing can work until the config changes.
     pub auth_error: Option<String>,
     pub payments_seen: u64,
@@ -155,6 +159,13 @@ impl Report {
                 self.deferred
             ));
         }
+        if !self.interrupted_qr.is_empty() {
+            parts.push(format!(
+                "{} iDEAL QR create(s) were interrupted by a crash and CM may hold orphan transactions (purchase ids {})",
+                self.interrupted_qr.len(),
+                self.interrupted_qr.join(", ")
+            ));
+        }
         if !self.interrupted.is_empty() {
             let refs: Vec<_> = self
                 .interrupted
@@ -188,10 +199,12 @@ impl Report {
     }
 }
 
-/// What a cycle talks to: CM and the mail server.
+/// What a cycle talks to: CM (payment links, and iDEAL QR when enabled) and the mail
+/// server.
 #[derive(Clone, Copy)]
 pub struct Services<'a> {
     pub cm: &'a CmClient,
+    pub qr: Option<&'a IdealQrClient>,
     pub mail: &'a Postman,
 }
 
@@ -222,16 +235,24 @@ pub async fn run(
         tracing::warn!(%invoice, merchant_reference = %merchant,
             "a create request was interrupted by a crash: CM may hold an orphan link with this merchant reference (it was never mailed); check the CM dashboard");
     }
+    report.interrupted_qr = qr_store::recover_interrupted(conn)?;
     report.ingest = ingest_all(conn, cfg, opts)?;
 
-    deactivate_step(conn, cfg, cm, &mut report).await?;
+    // Payments first: a link or QR code paid meanwhile must not be replaced, and a
+    // payment through the QR code gets its link deactivated in the same cycle.
+    check_statuses(conn, cfg, services, &mut report).await?;
+    if report.auth_error.is_none() {
+        deactivate_step(conn, cfg, cm, &mut report).await?;
+    }
     if report.auth_error.is_none() {
         create_step(conn, cfg, cm, &mut report).await?;
     }
-    if report.auth_error.is_none() {
-        status_step(conn, cfg, cm, &mut report).await?;
+    if let Some(qr) = services.qr
+        && report.auth_error.is_none()
+    {
+        qr_step(conn, cfg, qr, &mut report).await?;
     }
-    mail_step(conn, cfg, services.mail, &mut report).await?;
+    mail_step(conn, cfg, services, &mut report).await?;
     if let Some(e) = &report.auth_error {
         anyhow::bail!("{e}");
     }
@@ -474,27 +495,17 @@ pub fn check_time(now: DateTime<Utc>, checks: i64) -> String {
     (now + wait).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-async fn status_step(
-    conn: &Connection,
-    cfg: &Config,
-    cm: &CmClient,
-    report: &mut Report,
-) -> anyhow::Result<()> {
-    check_statuses(conn, cfg, cm, report).await
-}
-
-/// Fetches the payment status of every link that is due (back-off, callback, expiry) and
-/// records what it finds. Also used by the daemon right after a callback.
+/// Fetches the payment status of every link and QR transaction that is due (back-off,
+/// callback or webhook, expiry) and records what it finds. Also used by the daemon right
+/// after a callback.
 pub async fn check_statuses(
     conn: &Connection,
     cfg: &Config,
-    cm: &CmClient,
+    services: Services<'_>,
     report: &mut Report,
 ) -> anyhow::Result<()> {
+    let cm = services.cm;
     let due = links::due_for_check(conn, &now_text(), STATUS_CHECKS_PER_CYCLE)?;
-    if due.is_empty() {
-        return Ok(());
-    }
     let mut results = futures_util::stream::iter(due)
         .map(|c| async move {
             let r = cm.link_status(&c.link_ref).await;
@@ -503,6 +514,194 @@ pub async fn check_statuses(
         .buffer_unordered(cfg.cm.max_in_flight);
     while let Some((c, result)) = results.next().await {
         record_status(conn, &c, result, report)?;
+    }
+    drop(results);
+    if let Some(qr) = services.qr {
+        let due = qr_store::due_for_check(conn, &now_text(), STATUS_CHECKS_PER_CYCLE)?;
+        let mut results = futures_util::stream::iter(due)
+            .map(|c| async move {
+                let r = qr.get_transaction(&c.cm_id).await;
+                (c, r)
+            })
+            .buffer_unordered(cfg.cm.max_in_flight);
+        while let Some((c, result)) = results.next().await {
+            record_qr_status(conn, &c, result, report)?;
+        }
+    }
+    Ok(())
+}
+
+fn record_qr_status(
+    conn: &Connection,
+    c: &QrToCheck,
+    result: Result<idealqr::QrTransaction, CmError>,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let now = Utc::now();
+    let now_s = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    match result.map(|t| t.status) {
+        Ok(QrStatus::Success) => {
+            if qr_store::record_success(conn, c.id, c.invoice_id, &now_s)? {
+                report.double_payments.push(c.reference.clone());
+                tracing::warn!(invoice = %c.reference, "paid twice: through its payment link and its iDEAL QR code; refund one");
+            } else {
+                tracing::info!(invoice = %c.reference, transaction = %c.cm_id, "paid through its iDEAL QR code");
+            }
+            report.payments_seen += 1;
+        }
+        Ok(status @ (QrStatus::Cancelled | QrStatus::Expired | QrStatus::Failure)) => {
+            qr_store::record_ended(conn, c.id, &status.as_str().to_lowercase())?;
+            tracing::info!(invoice = %c.reference, transaction = %c.cm_id, status = status.as_str(), "iDEAL QR transaction ended unpaid");
+        }
+        Ok(_) => {
+            qr_store::record_checked(conn, c.id, &check_time(now, c.status_checks + 1))?;
+        }
+        Err(e) if e.is_not_found() => {
+            qr_store::record_checked(conn, c.id, &check_time(now, c.status_checks + 1))?;
+            tracing::warn!(invoice = %c.reference, transaction = %c.cm_id, "CM does not know this iDEAL QR transaction");
+        }
+        Err(e) => {
+            note_failure(report, &e);
+            tracing::warn!(invoice = %c.reference, "iDEAL QR status check left for the next cycle: {e}");
+        }
+    }
+    Ok(())
+}
+
+/// When an iDEAL QR transaction expires: with the link's expiry, else the due date plus
+/// [`QR_GRACE_DAYS`] (end of day, UTC); never earlier than tomorrow.
+pub fn qr_expires_at(link_expiry: Option<&str>, due: &str, today: NaiveDate) -> String {
+    if let Some(e) = link_expiry
+        && let Ok(t) = DateTime::parse_from_rfc3339(e)
+    {
+        return t
+            .with_timezone(&Utc)
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    }
+    let date = NaiveDate::parse_from_str(due, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.checked_add_days(Days::new(QR_GRACE_DAYS)))
+        .filter(|d| *d > today)
+        .unwrap_or_else(|| today + Days::new(QR_GRACE_DAYS));
+    format!("{date}T23:59:59Z")
+}
+
+/// Days after the due date an iDEAL QR code stays payable when links have no expiry.
+pub const QR_GRACE_DAYS: u64 = 14;
+
+/// The QR request for one revision, or why it gets none.
+fn qr_request(q: &QrToCreate, cfg: &Config, today: NaiveDate) -> Result<CreateTransaction, String> {
+    if q.data.currency != "EUR" {
+        return Err(format!(
+            "no iDEAL QR code: the invoice is in {}, iDEAL QR takes EUR only",
+            q.data.currency
+        ));
+    }
+    if !idealqr::amount_in_range(q.data.due_minor) {
+        return Err(format!(
+            "no iDEAL QR code: {} cents is outside iDEAL QR's 1..99999999",
+            q.data.due_minor
+        ));
+    }
+    let description: String = cfg
+        .ideal_qr
+        .description
+        .replace("{invoice_reference}", &q.reference)
+        .chars()
+        .take(255)
+        .collect();
+    let purchase_id = idealqr::purchase_id(&q.reference, q.revision);
+    let webhook_url = cfg.cm.callback_url.as_ref().map(|u| {
+        let sep = if u.contains('?') { '&' } else { '?' };
+        format!("{u}{sep}idealqr={purchase_id}")
+    });
+    Ok(CreateTransaction {
+        reference: q.reference.clone(),
+        amount_cents: q.data.due_minor,
+        currency: "EUR".into(),
+        purchase_id,
+        description,
+        expires_at: qr_expires_at(q.link_expiry.as_deref(), &q.data.due_date, today),
+        size: cfg.ideal_qr.size,
+        return_url: cfg.ideal_qr.return_url.clone().unwrap_or_default(),
+        language: q
+            .data
+            .language
+            .clone()
+            .unwrap_or_else(|| cfg.cm.default_language.to_lowercase()),
+        webhook_url,
+    })
+}
+
+/// Withdraws the QR codes of revisions that moved on, then gives every revision with an
+/// active link its QR transaction (EUR, in range), intent first.
+async fn qr_step(
+    conn: &Connection,
+    cfg: &Config,
+    client: &IdealQrClient,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let withdrawn = qr_store::withdraw_stale(conn)?;
+    if withdrawn > 0 {
+        tracing::info!(
+            withdrawn,
+            "iDEAL QR codes of replaced or settled invoices are no longer offered (they stay payable until they expire and are still followed)"
+        );
+    }
+    let today = Utc::now().date_naive();
+    let mut wanted = Vec::new();
+    for q in qr_store::plan_creates(conn)? {
+        match qr_request(&q, cfg, today) {
+            Ok(req) => wanted.push((q, req)),
+            Err(why) => {
+                let pid = idealqr::purchase_id(&q.reference, q.revision);
+                qr_store::record_skipped(conn, &q, &pid, &why, &now_text())?;
+                report.qr_skipped += 1;
+                tracing::info!(invoice = %q.reference, "{why}");
+            }
+        }
+    }
+    let mut results = futures_util::stream::iter(wanted)
+        .map(|(q, req)| {
+            let intent =
+                qr_store::record_intent(conn, &q, &req.purchase_id, &req.expires_at, &now_text());
+            async move {
+                let outcome = match intent {
+                    Ok(id) => Ok((id, client.create_transaction(&req).await)),
+                    Err(e) => Err(e),
+                };
+                (q, outcome)
+            }
+        })
+        .buffer_unordered(cfg.cm.max_in_flight);
+    while let Some((q, outcome)) = results.next().await {
+        let (id, result) =
+            outcome.context("cannot record the intent to create an iDEAL QR transaction")?;
+        match result {
+            Ok(t) => {
+                qr_store::record_created(
+                    conn,
+                    id,
+                    &t.id,
+                    t.qr_url.as_deref(),
+                    &check_time(Utc::now(), 0),
+                )?;
+                report.qr_created += 1;
+                tracing::info!(invoice = %q.reference, transaction = %t.id, "iDEAL QR transaction created");
+            }
+            Err(e @ (CmError::Permanent { .. } | CmError::Invalid(_))) => {
+                let message = e.to_string();
+                qr_store::record_refused(conn, id, &message)?;
+                report.qr_skipped += 1;
+                tracing::warn!(invoice = %q.reference, "CM refused the iDEAL QR transaction (the link still works): {message}");
+            }
+            Err(e) => {
+                let message = e.to_string();
+                qr_store::record_deferred(conn, id, &message, e.maybe_applied())?;
+                note_failure(report, &e);
+                tracing::warn!(invoice = %q.reference, "iDEAL QR creation left for the next cycle: {message}");
+            }
+        }
     }
     Ok(())
 }
@@ -553,6 +752,29 @@ fn record_status(
     Ok(())
 }
 
+/// The QR code a mail shows: the offered transaction's image, fetched and embedded, or
+/// its URL when the image cannot be fetched now.
+async fn mail_qr(
+    conn: &Connection,
+    client: Option<&IdealQrClient>,
+    p: &outbox::Pending,
+) -> anyhow::Result<Option<QrCode>> {
+    let Some(client) = client else {
+        return Ok(None);
+    };
+    let Some((url, _)) = qr_store::offered(conn, p.invoice_id, p.revision)? else {
+        return Ok(None);
+    };
+    let png = match client.fetch_qr_png(&url).await {
+        Ok(png) => Some(png),
+        Err(e) => {
+            tracing::warn!(invoice = %p.reference, "the QR image could not be fetched; the mail shows its URL: {e}");
+            None
+        }
+    };
+    Ok(Some(QrCode { url, png }))
+}
+
 /// A mail that failed for now waits this long, doubling per attempt up to
 /// [`MAIL_RETRY_MAX`].
 pub const MAIL_RETRY_FIRST: chrono::Duration = chrono::Duration::minutes(2);
@@ -574,9 +796,10 @@ pub fn mail_retry_time(now: DateTime<Utc>, attempts: i64) -> String {
 async fn mail_step(
     conn: &Connection,
     cfg: &Config,
-    postman: &Postman,
+    services: Services<'_>,
     report: &mut Report,
 ) -> anyhow::Result<()> {
+    let postman = services.mail;
     let due = outbox::due(conn, &now_text(), 100_000)?;
     let mut failures_in_a_row = 0;
     for p in due {
@@ -611,7 +834,7 @@ async fn mail_step(
             due_date,
             language,
             link_uri: p.link_uri.clone().unwrap_or_default(),
-            qr: None,
+            qr: mail_qr(conn, services.qr, &p).await?,
             replaces_earlier_link: p.kind == MailKind::Replacement,
         };
         let resend = (p.kind == MailKind::Resend).then_some(p.id);

@@ -7,6 +7,7 @@
 //! them due and fetches their status from the API — a callback is never proof of
 //! payment. SIGTERM/SIGINT let the running cycle finish, then the daemon exits 0.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -14,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Local};
 use cron::Schedule;
@@ -115,7 +116,7 @@ pub async fn serve(config: &Config, shutdown: impl Future<Output = ()>) -> anyho
     let store = Store::open(&config.storage.database)?;
     let postman = Postman::from_config(&config.email)?;
     let cm = CmConnection::open(config).await?;
-    let (tx, mut rx) = mpsc::channel::<Vec<String>>(256);
+    let (tx, mut rx) = mpsc::channel::<Named>(256);
 
     let listener = match config.daemon.callback_listen {
         Some(addr) => Some(spawn_listener(addr, &config.daemon.callback_path, tx).await?),
@@ -149,15 +150,17 @@ pub async fn serve(config: &Config, shutdown: impl Future<Output = ()>) -> anyho
         tokio::select! {
             biased;
             _ = &mut shutdown => break,
-            Some(mut refs) = rx.recv() => {
+            Some(first) = rx.recv() => {
+                let mut named = vec![first];
                 while let Ok(more) = rx.try_recv() {
-                    refs.extend(more);
+                    named.push(more);
                 }
-                check_named(&store, config, &cm, refs).await;
+                let services = cycle::Services { cm: &cm.client, qr: cm.qr.as_ref(), mail: &postman };
+                check_named(&store, config, services, named).await;
             }
             _ = tokio::time::sleep(wait), if next.is_some() => {
                 let started = Local::now();
-                let services = cycle::Services { cm: &cm.client, mail: &postman };
+                let services = cycle::Services { cm: &cm.client, qr: cm.qr.as_ref(), mail: &postman };
                 let status = run_cycle(&store, config, services).await;
                 notify(&[sd_notify::NotifyState::Status(&status)]);
                 // Ticks that fell while the cycle ran coalesce into one cycle now.
@@ -233,19 +236,40 @@ async fn run_cycle(store: &Store, config: &Config, services: cycle::Services<'_>
     status
 }
 
-/// Fetches the status of links a callback named (unknown refs are ignored).
-async fn check_named(store: &Store, config: &Config, cm: &CmConnection, refs: Vec<String>) {
-    let known = match links::request_check(store.conn(), &refs, &now_text()) {
-        Ok(n) => n,
-        Err(e) => {
-            tracing::error!("cannot record the callback: {e}");
-            return;
+/// What a callback or webhook named: payment links, or one iDEAL QR transaction.
+#[derive(Debug)]
+enum Named {
+    Links(Vec<String>),
+    Qr(String),
+}
+
+/// Fetches the status of what callbacks named (unknown ones are ignored): the body is
+/// never proof of payment, the API is asked.
+async fn check_named(
+    store: &Store,
+    config: &Config,
+    services: cycle::Services<'_>,
+    named: Vec<Named>,
+) {
+    let now = now_text();
+    let mut known = 0;
+    for n in &named {
+        let marked = match n {
+            Named::Links(refs) => links::request_check(store.conn(), refs, &now),
+            Named::Qr(key) => crate::store::qr::request_check(store.conn(), key, &now),
+        };
+        match marked {
+            Ok(k) => known += k,
+            Err(e) => {
+                tracing::error!("cannot record the callback: {e}");
+                return;
+            }
         }
-    };
+    }
     tracing::info!(
-        named = refs.len(),
+        callbacks = named.len(),
         known,
-        "callback: checking the named links' status"
+        "callback: checking the named payments' status"
     );
     if known == 0 {
         return;
@@ -255,7 +279,7 @@ async fn check_named(store: &Store, config: &Config, cm: &CmConnection, refs: Ve
         return;
     };
     let mut report = cycle::Report::default();
-    if let Err(e) = cycle::check_statuses(store.conn(), config, &cm.client, &mut report).await {
+    if let Err(e) = cycle::check_statuses(store.conn(), config, services, &mut report).await {
         tracing::error!("status check after a callback failed: {e:#}");
     } else if report.payments_seen > 0 {
         tracing::info!(payments = report.payments_seen, "payments seen");
@@ -276,7 +300,7 @@ type Listener = (
 async fn spawn_listener(
     addr: SocketAddr,
     path: &str,
-    tx: mpsc::Sender<Vec<String>>,
+    tx: mpsc::Sender<Named>,
 ) -> anyhow::Result<Listener> {
     let app = axum::Router::new()
         .route(path, axum::routing::post(callback))
@@ -300,20 +324,38 @@ async fn spawn_listener(
     Ok((stop, task))
 }
 
-/// `POST <callback_path>`: answers at once; the refs are checked by the main loop.
-async fn callback(State(tx): State<mpsc::Sender<Vec<String>>>, body: Bytes) -> StatusCode {
-    let Ok(parsed) = serde_json::from_slice::<CallbackBody>(&body) else {
-        return StatusCode::BAD_REQUEST;
+/// `POST <callback_path>`: answers at once; the main loop checks what was named. A
+/// payment link callback names refs in its body; an iDEAL QR webhook is recognised by
+/// the `idealqr=<purchase id>` query this program put in its URL (its body, which carries
+/// no status, is not needed).
+async fn callback(
+    State(tx): State<mpsc::Sender<Named>>,
+    Query(query): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> StatusCode {
+    let named = if let Some(purchase_id) = query.get("idealqr") {
+        if purchase_id.is_empty() || purchase_id.len() > 64 {
+            return StatusCode::BAD_REQUEST;
+        }
+        Named::Qr(purchase_id.clone())
+    } else {
+        let Ok(parsed) = serde_json::from_slice::<CallbackBody>(&body) else {
+            return StatusCode::BAD_REQUEST;
+        };
+        let refs: Vec<String> = parsed
+            .paymentlink_refs
+            .into_iter()
+            .filter(|r| !r.is_empty() && r.len() <= 200)
+            .take(1000)
+            .collect();
+        if refs.is_empty() {
+            return StatusCode::OK;
+        }
+        Named::Links(refs)
     };
-    let refs: Vec<String> = parsed
-        .paymentlink_refs
-        .into_iter()
-        .filter(|r| !r.is_empty() && r.len() <= 200)
-        .take(1000)
-        .collect();
-    if !refs.is_empty() && tx.try_send(refs).is_err() {
+    if tx.try_send(named).is_err() {
         // Full or closed: the back-off polling still finds the payment.
-        tracing::warn!("callback queue full; the links will be found by polling");
+        tracing::warn!("callback queue full; the payment will be found by polling");
     }
     StatusCode::OK
 }

@@ -1,7 +1,8 @@
 //! `export-paid`: the CSV of payments received through payment links, for import into the
 //! accounting software (PRODUCT.md section 2).
 //!
-//! Every paid link is one line, also for an invoice that was paid twice (the accounting
+//! Every paid link and every iDEAL QR payment (its transaction id in `link_ref`) is one
+//! line, also for an invoice that was paid twice (the accounting
 //! must see every payment it has to book or refund). Values a spreadsheet would run as a
 //! formula are neutralised. This module only reads the database.
 
@@ -31,10 +32,17 @@ pub fn write_paid(
 ) -> anyhow::Result<usize> {
     let since = since.map(|d| format!("{d}T00:00:00Z"));
     let mut stmt = conn.prepare(
-        "SELECT i.reference, l.amount_minor, l.currency, l.paid_at, l.link_ref
-         FROM links l JOIN invoices i ON i.id = l.invoice_id
-         WHERE l.state = 'paid' AND (?1 IS NULL OR l.paid_at >= ?1)
-         ORDER BY l.paid_at, i.reference",
+        "SELECT reference, amount, currency, paid_at, payment_ref FROM (
+             SELECT i.reference, l.amount_minor AS amount, l.currency, l.paid_at,
+                    l.link_ref AS payment_ref
+             FROM links l JOIN invoices i ON i.id = l.invoice_id
+             WHERE l.state = 'paid'
+             UNION ALL
+             SELECT i.reference, q.amount_cents, 'EUR', q.paid_at, q.cm_id
+             FROM qr_transactions q JOIN invoices i ON i.id = q.invoice_id
+             WHERE q.state = 'success')
+         WHERE ?1 IS NULL OR paid_at >= ?1
+         ORDER BY paid_at, reference",
     )?;
     let mut w = csv::Writer::from_writer(out);
     w.write_record(HEADER)?;

@@ -13,6 +13,8 @@ use crate::config::Config;
 pub struct CmConnection {
     /// The client; cheap to clone, shares one token and one throttle.
     pub client: CmClient,
+    /// The iDEAL QR client when `ideal_qr.enabled`, on the same throttle.
+    pub qr: Option<super::idealqr::IdealQrClient>,
     sandbox: Option<crate::sandbox::Sandbox>,
 }
 
@@ -39,8 +41,42 @@ impl CmConnection {
             settings.base_url = sb.base_url();
             sandbox = Some(sb);
         }
-        let client = CmClient::new(&settings, secret)?;
-        Ok(CmConnection { client, sandbox })
+        let client = CmClient::new(&settings, secret.clone())?;
+        let qr = if config.ideal_qr.enabled {
+            let mut qr_settings = config.ideal_qr.clone();
+            if qr_settings.base_url.trim() == "sandbox" {
+                let Some(sb) = &sandbox else {
+                    anyhow::bail!(
+                        "ideal_qr.base_url = \"sandbox\" needs cm.base_url = \"sandbox\" too (one embedded simulator serves both)"
+                    );
+                };
+                qr_settings.base_url = sb.base_url();
+                qr_settings.token_url =
+                    format!("{}/api/v1/authorization/oauth2/token", sb.base_url());
+            }
+            // Its own credentials when it has them, else the [cm] ones.
+            let own = qr_settings.client_secret_source();
+            let qr_secret = if qr_settings.client_id.is_some() && own.is_configured() {
+                own.resolve()?
+            } else {
+                secret
+            };
+            // One throttle for every CM request, links and QR alike.
+            Some(super::idealqr::IdealQrClient::new(
+                &qr_settings,
+                &settings,
+                qr_secret,
+                client.throttle(),
+                super::RetryPolicy::default(),
+            )?)
+        } else {
+            None
+        };
+        Ok(CmConnection {
+            client,
+            qr,
+            sandbox,
+        })
     }
 
     /// Stops the embedded sandbox, if any.

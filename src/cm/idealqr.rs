@@ -563,6 +563,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::type_complexity)]
     fn what_the_document_forbids_is_refused() {
         let cases: Vec<(&str, Box<dyn Fn(&mut CreateTransaction)>)> = vec![
             ("amount", Box::new(|t| t.amount_cents = 0)),

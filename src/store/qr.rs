@@ -21,8 +21,8 @@ pub struct QrToCreate {
     pub qr_id: Option<i64>,
 }
 
-/// EUR revisions whose link is active and that have no QR transaction yet (or an
-/// unfinished intent).
+/// Revisions whose link is active and that have no QR transaction yet (or an unfinished
+/// intent); the caller skips those in other currencies or out of range, once.
 pub fn plan_creates(conn: &Connection) -> rusqlite::Result<Vec<QrToCreate>> {
     let mut stmt = conn.prepare(
         "SELECT i.id, i.revision, l.id, i.reference,
@@ -33,7 +33,7 @@ pub fn plan_creates(conn: &Connection) -> rusqlite::Result<Vec<QrToCreate>> {
          FROM invoices i
          JOIN revisions r ON r.invoice_id = i.id AND r.revision = i.revision
          JOIN links l ON l.invoice_id = i.id AND l.revision = i.revision AND l.state = 'active'
-         WHERE i.state = 'open' AND r.currency = 'EUR'
+         WHERE i.state = 'open'
            AND NOT EXISTS (SELECT 1 FROM qr_transactions q
                            WHERE q.invoice_id = i.id AND q.revision = i.revision
                              AND q.state <> 'creating')
