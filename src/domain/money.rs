@@ -166,6 +166,15 @@ const MAX_EXPONENT: u8 = 18;
 /// [`Money::parse`] for that.
 ///
 /// Runs for every row of large files, so it does not allocate unless it fails.
+///
+/// ```
+/// use invoice_sync::domain::money::{DecimalSeparator, parse_amount};
+/// assert_eq!(parse_amount("€ 1.234,56", DecimalSeparator::Auto, 2), Ok(123456));
+/// assert_eq!(parse_amount("1,234.56", DecimalSeparator::Auto, 2), Ok(123456));
+/// // one separator before exactly three digits could mean either: refused, never guessed
+/// assert!(parse_amount("12.345", DecimalSeparator::Auto, 2).is_err());
+/// assert_eq!(parse_amount("12.345", DecimalSeparator::Comma, 2), Ok(1234500));
+/// ```
 pub fn parse_amount(s: &str, sep: DecimalSeparator, exponent: u8) -> Result<i64, DomainError> {
     read_amount(s, sep, exponent).map(|(minor, _)| minor)
 }
@@ -174,6 +183,13 @@ pub fn parse_amount(s: &str, sep: DecimalSeparator, exponent: u8) -> Result<i64,
 ///
 /// `.` as separator, no thousands separators, exactly `exponent` decimals, `-` for
 /// negative amounts: this is the JSON number the CM API gets, so it must be exact.
+///
+/// ```
+/// use invoice_sync::domain::money::format_minor;
+/// assert_eq!(format_minor(123456, 2), "1234.56");
+/// assert_eq!(format_minor(10, 2), "0.10");
+/// assert_eq!(format_minor(1234, 0), "1234");
+/// ```
 pub fn format_minor(minor: i64, exponent: u8) -> String {
     let digits = minor.unsigned_abs().to_string();
     let exp = usize::from(exponent);
