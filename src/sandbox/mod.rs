@@ -1,21 +1,24 @@
 //! The CM simulator of PRODUCT.md section 8: a local HTTP server that speaks the Payment
 //! Link API of `cm-payment-link-api.txt` (OAuth token, create / update / get / status,
-//! merchant callback), with its validation and status codes.
+//! merchant callback) and the iDEAL QR API of `cm-ideal-qr-create-transaction.txt` (its
+//! own OAuth token, create / get of transactions, QR images, webhooks), with their
+//! validation and status codes.
 //!
 //! It owns: the routes and their validation, the simulated conditions (latency, a 503
 //! failure rate, a 429 rate limit, expiring tokens), the in-memory link state and its
 //! optional state file, a bare payment page behind each link URI (`/pml/<code>`, with a
-//! button that pays), and the inspection surface tests use (links with the exact body
-//! they were created with, a request log, counters). It serves loopback tests, demos and
+//! button that pays; the same for each iDEAL QR transaction, which its QR code encodes),
+//! and the inspection surface tests use (links and transactions with the exact body they
+//! were created with, a request log, counters). It serves loopback tests, demos and
 //! benchmarks, started in-process with [`start`] or as a command with [`run_command`].
 //!
 //! It never talks to the real CM, never holds real credentials, and is never used by the
-//! client itself: the client only sees a base URL. It does not implement the iDEAL QR
-//! endpoints (yet).
+//! client itself: the client only sees a base URL.
 
 #![warn(missing_docs)]
 
 mod command;
+mod idealqr;
 mod routes;
 mod state;
 mod validate;
@@ -104,6 +107,28 @@ pub struct LinkRecord {
     pub uri: String,
 }
 
+/// One iDEAL QR transaction as the sandbox holds it, for tests to check what the client
+/// sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QrRecord {
+    /// The transaction id (36 characters, UUID-like).
+    pub id: String,
+    /// `OPEN`, `SUCCESS`, `CANCELLED`, `EXPIRED` or `FAILURE`, as a `GET` would report it
+    /// now (an `OPEN` one past its `expiresAt` is `EXPIRED`).
+    pub status: String,
+    /// The exact request body the transaction was created with, byte for byte.
+    pub created_with: String,
+    /// The known request fields as raw JSON literals (`amount` → `1200`, `currency` →
+    /// `"EUR"`), so a test can check a literal, not a parsed value.
+    pub fields: std::collections::BTreeMap<String, String>,
+    /// The QR image address handed out as `action.qrcode.url`.
+    pub qr_url: String,
+    /// The sandbox payment page the QR code encodes.
+    pub pay_url: String,
+    /// When it was created (RFC 3339).
+    pub created_at: String,
+}
+
 /// One request as the sandbox saw it, so tests can check order and timing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestRecord {
@@ -122,7 +147,7 @@ pub struct RequestRecord {
 /// What the simulator counted, for assertions about client behaviour.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
-    /// Tokens handed out by `POST /auth/v1/token`.
+    /// Tokens handed out by `POST /auth/v1/token` and the iDEAL QR token endpoint.
     pub tokens_issued: u64,
     /// `429` answers served by the rate limit.
     pub rate_limited: u64,
@@ -221,6 +246,38 @@ impl Sandbox {
     /// old token gets `401`, which exercises the client's refresh path.
     pub fn revoke_tokens(&self) {
         self.shared.revoke_tokens();
+    }
+
+    /// All iDEAL QR transactions, in creation order.
+    pub fn qr_transactions(&self) -> Vec<QrRecord> {
+        self.shared.qr_transactions()
+    }
+
+    /// One iDEAL QR transaction by id.
+    pub fn qr_transaction(&self, id: &str) -> Option<QrRecord> {
+        self.shared
+            .qr_transactions()
+            .into_iter()
+            .find(|t| t.id == id)
+    }
+
+    /// Pays an `OPEN` iDEAL QR transaction (status `SUCCESS`) and fires its webhooks, as
+    /// `POST /sandbox/idealqr/transactions/<id>/pay` does; works from a plain test thread.
+    /// Returns the HTTP status that route would answer (200, 404 or 409).
+    pub fn pay_qr(&self, id: &str) -> u16 {
+        let _in_runtime = self.runtime.enter();
+        idealqr::finish(&self.shared, id, "SUCCESS").0.as_u16()
+    }
+
+    /// Ends an `OPEN` iDEAL QR transaction with `CANCELLED`, `EXPIRED` or `FAILURE` and
+    /// fires its webhooks, as `POST /sandbox/idealqr/transactions/<id>/status` does.
+    /// Returns the HTTP status that route would answer (200, 400, 404 or 409).
+    pub fn end_qr(&self, id: &str, status: &str) -> u16 {
+        if !["CANCELLED", "EXPIRED", "FAILURE"].contains(&status) {
+            return 400;
+        }
+        let _in_runtime = self.runtime.enter();
+        idealqr::finish(&self.shared, id, status).0.as_u16()
     }
 
     /// Marks a link paid and fires its callback, as `POST /sandbox/paymentlinks/<ref>/pay`

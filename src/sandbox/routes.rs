@@ -1,5 +1,6 @@
-//! The HTTP surface: the API routes of the reference document, the simulated conditions
-//! around them, and the `/sandbox/*` control routes.
+//! The HTTP surface: the API routes of the reference documents (the iDEAL QR ones in
+//! [`super::idealqr`]), the simulated conditions around them, and the `/sandbox/*`
+//! control routes.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,8 +18,8 @@ use axum::routing::{get, post};
 use rand::RngExt;
 
 use super::RequestRecord;
-use super::state::{Link, Shared};
-use super::validate;
+use super::state::{Api, Link, Shared};
+use super::{idealqr, validate};
 
 type S = State<Arc<Shared>>;
 
@@ -28,22 +29,24 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         .route("/paymentlink/v1.0", post(create))
         .route("/paymentlink/v1/{reference}", get(read).patch(update))
         .route("/paymentlink/v1/{reference}/status", get(status))
+        .merge(idealqr::api())
         .route_layer(from_fn_with_state(shared.clone(), simulate));
     let control = Router::new()
         .route("/sandbox/paymentlinks/{reference}/pay", post(pay_route))
-        .route("/pml/{code}", get(page));
+        .route("/pml/{code}", get(page))
+        .merge(idealqr::control());
     api.merge(control)
         .layer(from_fn_with_state(shared.clone(), record))
         .with_state(shared)
 }
 
 /// `{"message": ...}` with a status, the error shape of every answer but 2xx.
-fn message(status: StatusCode, text: impl Into<String>) -> Response {
+pub(super) fn message(status: StatusCode, text: impl Into<String>) -> Response {
     let body = serde_json::json!({ "message": text.into() });
     (status, axum::Json(body)).into_response()
 }
 
-fn json(status: StatusCode, body: String) -> Response {
+pub(super) fn json(status: StatusCode, body: String) -> Response {
     (
         status,
         [(
@@ -115,8 +118,8 @@ async fn simulate(State(s): S, req: Request, next: Next) -> Response {
 }
 
 /// Why the request must be answered `401`, unless it carries a bearer token that was
-/// issued and has not expired.
-fn authorize(s: &Shared, headers: &HeaderMap) -> Result<(), &'static str> {
+/// issued for `api` and has not expired.
+pub(super) fn authorize(s: &Shared, headers: &HeaderMap, api: Api) -> Result<(), &'static str> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -127,21 +130,21 @@ fn authorize(s: &Shared, headers: &HeaderMap) -> Result<(), &'static str> {
     let Some(token) = token else {
         return Err("a bearer token is required");
     };
-    match s.lock().tokens.get(token) {
+    match s.lock().tokens_of(api).get(token) {
         Some(expiry) if Instant::now() < *expiry => Ok(()),
         Some(_) => Err("the access token has expired"),
         None => Err("the access token is not valid"),
     }
 }
 
-fn unauthorized(text: &str) -> Response {
+pub(super) fn unauthorized(text: &str) -> Response {
     let mut resp = message(StatusCode::UNAUTHORIZED, text);
     resp.headers_mut()
         .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     resp
 }
 
-fn random_hex(bytes: usize) -> String {
+pub(super) fn random_hex(bytes: usize) -> String {
     let mut rng = rand::rng();
     (0..bytes)
         .map(|_| format!("{:02x}", rng.random::<u8>()))
@@ -151,6 +154,16 @@ fn random_hex(bytes: usize) -> String {
 async fn token(
     State(s): S,
     form: Result<Form<HashMap<String, String>>, FormRejection>,
+) -> Response {
+    issue_token(&s, form, Api::PaymentLink)
+}
+
+/// The OAuth client-credentials grant of a token endpoint: the same credentials and
+/// lifetime for both APIs, a token valid for `api` only.
+pub(super) fn issue_token(
+    s: &Shared,
+    form: Result<Form<HashMap<String, String>>, FormRejection>,
+    api: Api,
 ) -> Response {
     let Ok(Form(form)) = form else {
         return message(
@@ -177,8 +190,9 @@ async fn token(
     {
         let now = Instant::now();
         let mut state = s.lock();
-        state.tokens.retain(|_, expiry| *expiry > now);
-        state.tokens.insert(token.clone(), now + ttl);
+        let tokens = state.tokens_of(api);
+        tokens.retain(|_, expiry| *expiry > now);
+        tokens.insert(token.clone(), now + ttl);
     }
     s.tokens_issued.fetch_add(1, Ordering::Relaxed);
     let body = serde_json::json!({
@@ -190,7 +204,7 @@ async fn token(
 }
 
 async fn create(State(s): S, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(why) = authorize(&s, &headers) {
+    if let Err(why) = authorize(&s, &headers, Api::PaymentLink) {
         return unauthorized(why);
     }
     let parsed = match validate::parse_body(&body) {
@@ -239,7 +253,7 @@ async fn update(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(why) = authorize(&s, &headers) {
+    if let Err(why) = authorize(&s, &headers, Api::PaymentLink) {
         return unauthorized(why);
     }
     if s.lock().link_mut(&reference).is_none() {
@@ -271,7 +285,7 @@ async fn update(
 }
 
 async fn read(State(s): S, Path(reference): Path<String>, headers: HeaderMap) -> Response {
-    if let Err(why) = authorize(&s, &headers) {
+    if let Err(why) = authorize(&s, &headers, Api::PaymentLink) {
         return unauthorized(why);
     }
     match s.lock().link_mut(&reference) {
@@ -281,7 +295,7 @@ async fn read(State(s): S, Path(reference): Path<String>, headers: HeaderMap) ->
 }
 
 async fn status(State(s): S, Path(reference): Path<String>, headers: HeaderMap) -> Response {
-    if let Err(why) = authorize(&s, &headers) {
+    if let Err(why) = authorize(&s, &headers, Api::PaymentLink) {
         return unauthorized(why);
     }
     match s.lock().link_mut(&reference) {
@@ -354,20 +368,32 @@ pub(super) fn pay(s: &Arc<Shared>, reference: &str) -> (StatusCode, String) {
     drop(state);
     if let Some(url) = callback {
         let body = serde_json::json!({ "paymentlink_refs": [reference] });
-        let http = s.http.clone();
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => {
-                rt.spawn(async move {
+        notify(s, vec![(url, body)]);
+    }
+    (StatusCode::OK, "payment link paid".into())
+}
+
+/// POSTs each JSON body to its URL, in order, in one background task, each within the
+/// sandbox client's timeout (5 s), so that a slow merchant never holds up the request that caused the callback.
+/// Failures are logged, not retried.
+pub(super) fn notify(s: &Shared, calls: Vec<(String, serde_json::Value)>) {
+    if calls.is_empty() {
+        return;
+    }
+    let http = s.http.clone();
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) => {
+            rt.spawn(async move {
+                for (url, body) in calls {
                     match http.post(&url).json(&body).send().await {
                         Ok(resp) => {
                             tracing::debug!(%url, status = resp.status().as_u16(), "sandbox callback sent")
                         }
                         Err(e) => tracing::warn!(%url, error = %e, "sandbox callback failed"),
                     }
-                });
-            }
-            Err(_) => tracing::warn!(%url, "sandbox callback not sent: no async runtime"),
+                }
+            });
         }
+        Err(_) => tracing::warn!("sandbox callback not sent: no async runtime"),
     }
-    (StatusCode::OK, "payment link paid".into())
 }

@@ -1,4 +1,5 @@
-//! The simulator's memory: links, tokens, the request log, counters, and the state file.
+//! The simulator's memory: links, iDEAL QR transactions, tokens, the request log,
+//! counters, and the state file.
 
 use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroU32;
@@ -11,7 +12,17 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::{Counters, LinkRecord, RequestRecord, SandboxOptions};
+use super::idealqr::QrTx;
+use super::{Counters, LinkRecord, QrRecord, RequestRecord, SandboxOptions};
+
+/// Which API a token was issued for: the payment link and iDEAL QR APIs have token
+/// endpoints of their own, and a token of one is refused by the other, so a client that
+/// fetched its token from the wrong place is caught.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Api {
+    PaymentLink,
+    IdealQr,
+}
 
 /// A link as stored (and persisted).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -65,6 +76,9 @@ impl Link {
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Persisted {
     links: Vec<Link>,
+    /// Absent in files written before the sandbox knew iDEAL QR.
+    #[serde(default)]
+    qr_transactions: Vec<QrTx>,
 }
 
 #[derive(Default)]
@@ -74,6 +88,11 @@ pub(super) struct State {
     pub by_ref: HashMap<String, usize>,
     /// token → expiry.
     pub tokens: HashMap<String, Instant>,
+    /// iDEAL QR token → expiry.
+    pub qr_tokens: HashMap<String, Instant>,
+    /// iDEAL QR transactions, in creation order.
+    pub qr: Vec<QrTx>,
+    pub qr_by_id: HashMap<String, usize>,
     pub log: Vec<RequestRecord>,
 }
 
@@ -86,6 +105,28 @@ impl State {
     pub fn insert(&mut self, link: Link) {
         self.by_ref.insert(link.reference.clone(), self.links.len());
         self.links.push(link);
+    }
+
+    /// The tokens issued for `api`.
+    pub fn tokens_of(&mut self, api: Api) -> &mut HashMap<String, Instant> {
+        match api {
+            Api::PaymentLink => &mut self.tokens,
+            Api::IdealQr => &mut self.qr_tokens,
+        }
+    }
+
+    pub fn qr(&self, id: &str) -> Option<&QrTx> {
+        self.qr.get(*self.qr_by_id.get(id)?)
+    }
+
+    pub fn qr_mut(&mut self, id: &str) -> Option<&mut QrTx> {
+        let i = *self.qr_by_id.get(id)?;
+        self.qr.get_mut(i)
+    }
+
+    pub fn insert_qr(&mut self, tx: QrTx) {
+        self.qr_by_id.insert(tx.id.clone(), self.qr.len());
+        self.qr.push(tx);
     }
 }
 
@@ -112,8 +153,12 @@ impl Shared {
         });
         let mut state = State::default();
         if let Some(path) = &opts.state_file {
-            for link in load(path)?.links {
+            let persisted = load(path)?;
+            for link in persisted.links {
                 state.insert(link);
+            }
+            for tx in persisted.qr_transactions {
+                state.insert_qr(tx);
             }
         }
         let http = reqwest::Client::builder()
@@ -150,6 +195,7 @@ impl Shared {
         };
         let persisted = PersistedRef {
             links: &state.links,
+            qr_transactions: &state.qr,
         };
         if let Err(e) = save(path, &persisted) {
             tracing::warn!(path = %path.display(), error = %e, "sandbox cannot write its state file");
@@ -160,16 +206,28 @@ impl Shared {
         self.lock().links.iter().map(Link::record).collect()
     }
 
+    pub fn qr_transactions(&self) -> Vec<QrRecord> {
+        self.lock().qr.iter().map(QrTx::record).collect()
+    }
+
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.lock().log.clone()
     }
 
     pub fn tokens(&self) -> Vec<String> {
-        self.lock().tokens.keys().cloned().collect()
+        let state = self.lock();
+        state
+            .tokens
+            .keys()
+            .chain(state.qr_tokens.keys())
+            .cloned()
+            .collect()
     }
 
     pub fn revoke_tokens(&self) {
-        self.lock().tokens.clear();
+        let mut state = self.lock();
+        state.tokens.clear();
+        state.qr_tokens.clear();
     }
 
     pub fn counters(&self) -> Counters {
@@ -186,6 +244,7 @@ impl Shared {
 #[derive(Serialize)]
 struct PersistedRef<'a> {
     links: &'a [Link],
+    qr_transactions: &'a [QrTx],
 }
 
 fn load(path: &Path) -> std::io::Result<Persisted> {
