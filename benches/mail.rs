@@ -31,6 +31,7 @@ fn context(i: usize) -> MailContext {
         link_uri: format!("https://pay.example/l/{i:08x}"),
         qr: None,
         replaces_earlier_link: false,
+        sender_name: "Accounts".into(),
     }
 }
 

@@ -836,6 +836,7 @@ async fn mail_step(
             link_uri: p.link_uri.clone().unwrap_or_default(),
             qr: mail_qr(conn, services.qr, &p).await?,
             replaces_earlier_link: p.kind == MailKind::Replacement,
+            sender_name: postman.sender_name(),
         };
         let resend = (p.kind == MailKind::Resend).then_some(p.id);
         let (message, message_id) = match postman.compose(&ctx, p.revision, resend) {

@@ -58,6 +58,12 @@ fn the_demo_runs_a_whole_cycle_and_a_second_run_is_a_noop() {
     let (code, _, err) = demo(tmp.path(), &args);
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("links 9 created"), "{err}");
+    assert!(err.contains("mails 9 sent"), "{err}");
+    assert!(err.contains("iDEAL QR 9 created"), "{err}");
+    let mails = std::fs::read_dir(tmp.path().join("samples/demo-state/outbox"))
+        .unwrap()
+        .count();
+    assert_eq!(mails, 9, "one .eml per link");
 
     let (code, out, err) = demo(tmp.path(), &["status", "--json"]);
     assert_eq!(code, 0, "{err}");
@@ -65,6 +71,7 @@ fn the_demo_runs_a_whole_cycle_and_a_second_run_is_a_noop() {
     assert_eq!(v.len(), 12);
     let linked = v.iter().filter(|i| i["link_active"] == true).count();
     assert_eq!(linked, 9);
+    assert_eq!(v.iter().filter(|i| !i["qr_url"].is_null()).count(), 9);
     let settled = v
         .iter()
         .filter(|i| i["state"] == "settled_elsewhere")

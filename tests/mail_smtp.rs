@@ -27,6 +27,7 @@ fn ctx(email: &str) -> MailContext {
         link_uri: "https://pay.example/l/abc123".into(),
         qr: None,
         replaces_earlier_link: false,
+        sender_name: "Accounts".into(),
     }
 }
 

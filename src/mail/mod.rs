@@ -127,6 +127,17 @@ impl Postman {
         })
     }
 
+    /// The name that signs mails: the display name of `email.from`, else its address.
+    pub fn sender_name(&self) -> String {
+        match self.settings.from.parse::<lettre::message::Mailbox>() {
+            Ok(m) => m
+                .name
+                .filter(|n| !n.trim().is_empty())
+                .unwrap_or_else(|| m.email.to_string()),
+            Err(_) => self.settings.from.trim().to_string(),
+        }
+    }
+
     /// Builds the mail of one outbox row. `resend` gives it a Message-ID of its own, so
     /// that a receiver does not drop it as a duplicate of the first one.
     pub fn compose(

@@ -98,6 +98,9 @@ pub struct MailContext {
     pub link_uri: String,
     /// The QR code, when iDEAL QR is enabled and one was made.
     pub qr: Option<QrCode>,
+    /// Who signs the mail: the display name of `email.from` (else its address), so that a
+    /// payment request never comes from nobody.
+    pub sender_name: String,
     /// True when this mail replaces a link sent earlier (amount or due date changed):
     /// the mail then says that the earlier link no longer works.
     pub replaces_earlier_link: bool,
@@ -338,6 +341,7 @@ pub fn render(ctx: &MailContext, templates: &Templates) -> Result<RenderedMail, 
         qr_url => ctx.qr.as_ref().map(|q| q.url.as_str()),
         qr_inline => ctx.qr.as_ref().is_some_and(|q| q.png.is_some()),
         replaces_earlier_link => ctx.replaces_earlier_link,
+        sender_name => ctx.sender_name.trim(),
     };
     let subject_name = format!("{lang}.subject.txt");
     let subject = templates
@@ -467,6 +471,7 @@ fn sample_contexts(lang: &str) -> Vec<MailContext> {
         link_uri: "https://pay.example/link".into(),
         qr: None,
         replaces_earlier_link: false,
+        sender_name: "Accounts".into(),
     };
     vec![
         base.clone(),
@@ -477,6 +482,7 @@ fn sample_contexts(lang: &str) -> Vec<MailContext> {
                 png: None,
             }),
             replaces_earlier_link: true,
+            sender_name: "Accounts".into(),
             ..base.clone()
         },
         MailContext {

@@ -270,7 +270,16 @@ pub fn record_success(
          WHERE id = ?1",
         params![id, now],
     )?;
-    super::links::mark_invoice_paid(conn, invoice_id, now, None)
+    let stale: bool = conn.query_row(
+        "SELECT q.revision <> i.revision FROM qr_transactions q JOIN invoices i ON i.id = q.invoice_id
+         WHERE q.id = ?1",
+        [id],
+        |r| r.get(0),
+    )?;
+    let note = stale.then_some(
+        "paid through the iDEAL QR code of an earlier revision; the export now asks a different amount: check the balance",
+    );
+    super::links::mark_invoice_paid(conn, invoice_id, now, note)
 }
 
 /// The QR of an invoice revision that is offered (open, not withdrawn): `(url, cm id)`.
