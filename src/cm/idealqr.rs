@@ -4,7 +4,7 @@
 //! It owns the wire format of that API (amounts as integer cents, the `purchaseId` rule,
 //! the FINALSTATUS webhook) and refuses before sending what the document forbids, so a
 //! request that cannot succeed costs no rate-limit slot. Requests go through the same
-//! [`Session`] machinery as the payment link client — its own token from
+//! session machinery as the payment link client — its own token from
 //! `ideal_qr.token_url`, the account's shared [`Throttle`], the same [`RetryPolicy`] — so
 //! a create is never sent twice when CM may have acted on it. It never decides which
 //! invoice gets a QR (the cycle does) and never touches the database.
@@ -364,8 +364,13 @@ impl IdealQrClient {
     ) -> Result<IdealQrClient, CmError> {
         let base = session::base_url("ideal_qr.base_url", &settings.base_url)?;
         let token_url = session::endpoint_url("ideal_qr.token_url", &settings.token_url)?;
-        let (client_id, credentials) = match &settings.client_id {
-            Some(id) => (id.clone(), "ideal_qr.client_id and its client secret"),
+        // A blank `client_id = ""` means "not set", as an operator clearing it would mean.
+        let own = settings
+            .client_id
+            .as_deref()
+            .filter(|id| !id.trim().is_empty());
+        let (client_id, credentials) = match own {
+            Some(id) => (id.to_string(), "ideal_qr.client_id and its client secret"),
             None => (
                 cm.client_id.clone(),
                 "cm.client_id and the client secret (used for iDEAL QR as ideal_qr.client_id is not set)",

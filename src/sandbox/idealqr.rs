@@ -33,7 +33,7 @@ const TRANSACTIONS: &str = "/api/v1/paymentmethods/idealqr/v1/transactions";
 
 /// The statuses `POST /sandbox/idealqr/transactions/<id>/status` can end a transaction
 /// with (`SUCCESS` is what `/pay` does).
-const ENDINGS: [&str; 3] = ["CANCELLED", "EXPIRED", "FAILURE"];
+pub(super) const ENDINGS: [&str; 3] = ["CANCELLED", "EXPIRED", "FAILURE"];
 
 /// The webhook events the document names.
 const EVENTS: [&str; 3] = ["FINALSTATUS", "STATUS_CHANGE", "QR_PAYMENT_CREATED"];
