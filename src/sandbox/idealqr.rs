@@ -22,8 +22,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::QrRecord;
-use super::routes::{self, json, message, random_hex};
-use super::state::{Api, Shared};
+use super::routes::{self, json, message, uuid_like};
+use super::state::{Api, Shared, echo, literals};
+use super::validate::{http_url, two_letters};
 
 type S = State<Arc<Shared>>;
 
@@ -32,7 +33,7 @@ const TRANSACTIONS: &str = "/api/v1/paymentmethods/idealqr/v1/transactions";
 
 /// The statuses `POST /sandbox/idealqr/transactions/<id>/status` can end a transaction
 /// with (`SUCCESS` is what `/pay` does).
-const ENDINGS: [&str; 3] = ["CANCELLED", "EXPIRED", "FAILURE"];
+pub(super) const ENDINGS: [&str; 3] = ["CANCELLED", "EXPIRED", "FAILURE"];
 
 /// The webhook events the document names.
 const EVENTS: [&str; 3] = ["FINALSTATUS", "STATUS_CHANGE", "QR_PAYMENT_CREATED"];
@@ -115,27 +116,17 @@ impl QrTx {
     /// The API representation: the request fields echoed, plus id / status / createdAt,
     /// and `action` only while `OPEN`, as the document says.
     pub fn to_json(&self) -> String {
-        let mut out: BTreeMap<&str, Box<RawValue>> = self
-            .fields
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.clone()))
-            .collect();
-        let raw = |v: serde_json::Value| {
-            RawValue::from_string(v.to_string()).expect("a serialized value is valid JSON")
-        };
         let status = self.status();
-        out.insert("id", raw(self.id.clone().into()));
-        out.insert("status", raw(status.into()));
-        out.insert("createdAt", raw(self.created_at.clone().into()));
+        let mut answer = vec![
+            ("id", self.id.clone().into()),
+            ("status", status.into()),
+            ("createdAt", self.created_at.clone().into()),
+        ];
         if status == "OPEN" {
-            out.insert(
-                "action",
-                raw(serde_json::json!({
-                    "qrcode": { "id": self.qr_id, "url": self.qr_url }
-                })),
-            );
+            let qrcode = serde_json::json!({ "id": self.qr_id, "url": self.qr_url });
+            answer.push(("action", serde_json::json!({ "qrcode": qrcode })));
         }
-        serde_json::to_string(&out).expect("raw values serialize")
+        echo(&self.fields, answer)
     }
 
     pub fn record(&self) -> QrRecord {
@@ -143,11 +134,7 @@ impl QrTx {
             id: self.id.clone(),
             status: self.status().to_string(),
             created_with: self.created_with.clone(),
-            fields: self
-                .fields
-                .iter()
-                .map(|(k, v)| (k.clone(), v.get().to_string()))
-                .collect(),
+            fields: literals(&self.fields),
             qr_url: self.qr_url.clone(),
             pay_url: self.pay_url.clone(),
             created_at: self.created_at.clone(),
@@ -170,14 +157,7 @@ async fn create(State(s): S, headers: HeaderMap, body: Bytes) -> Response {
         Ok(f) => f,
         Err(e) => return message(StatusCode::BAD_REQUEST, e),
     };
-    let id = format!(
-        "{}-{}-{}-{}-{}",
-        random_hex(4),
-        random_hex(2),
-        random_hex(2),
-        random_hex(2),
-        random_hex(6)
-    );
+    let id = uuid_like();
     let base = s
         .opts
         .public_base
@@ -186,7 +166,7 @@ async fn create(State(s): S, headers: HeaderMap, body: Bytes) -> Response {
         .trim_end_matches('/')
         .to_string();
     let tx = QrTx {
-        qr_id: format!("{}-1", random_hex(10)),
+        qr_id: format!("{}-1", routes::random_hex(10)),
         qr_url: format!("{base}/sandbox/idealqr/qr/{id}.png"),
         pay_url: format!("{base}/sandbox/idealqr/transactions/{id}"),
         id,
@@ -294,9 +274,7 @@ pub(super) fn fields(
     }
     text("purchaseId", 1, 35, false)?;
     if let Some(l) = value("language")?
-        && !l
-            .as_str()
-            .is_some_and(|l| l.len() == 2 && l.bytes().all(|b| b.is_ascii_alphabetic()))
+        && !l.as_str().is_some_and(two_letters)
     {
         return Err(format!(
             "language must be an ISO 639-1 code of 2 letters, not {l}"
@@ -370,14 +348,6 @@ fn integer_literal(literal: &str) -> Option<i64> {
         && digits.bytes().all(|b| b.is_ascii_digit())
         && !(digits.len() > 1 && digits.starts_with('0'));
     if plain { literal.parse().ok() } else { None }
-}
-
-fn http_url(s: &str) -> bool {
-    reqwest::Url::parse(s)
-        .map(|u| {
-            matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty())
-        })
-        .unwrap_or(false)
 }
 
 async fn pay_route(State(s): S, Path(id): Path<String>) -> Response {

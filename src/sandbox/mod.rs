@@ -273,7 +273,7 @@ impl Sandbox {
     /// fires its webhooks, as `POST /sandbox/idealqr/transactions/<id>/status` does.
     /// Returns the HTTP status that route would answer (200, 400, 404 or 409).
     pub fn end_qr(&self, id: &str, status: &str) -> u16 {
-        if !["CANCELLED", "EXPIRED", "FAILURE"].contains(&status) {
+        if !idealqr::ENDINGS.contains(&status) {
             return 400;
         }
         let _in_runtime = self.runtime.enter();

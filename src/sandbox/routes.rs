@@ -151,6 +151,18 @@ pub(super) fn random_hex(bytes: usize) -> String {
         .collect()
 }
 
+/// 36 characters shaped like a UUID (`8-4-4-4-12` hex digits), as CM's ids are.
+pub(super) fn uuid_like() -> String {
+    format!(
+        "{}-{}-{}-{}-{}",
+        random_hex(4),
+        random_hex(2),
+        random_hex(2),
+        random_hex(2),
+        random_hex(6)
+    )
+}
+
 async fn token(
     State(s): S,
     form: Result<Form<HashMap<String, String>>, FormRejection>,
@@ -215,14 +227,7 @@ async fn create(State(s): S, headers: HeaderMap, body: Bytes) -> Response {
         Ok(f) => f,
         Err(e) => return message(StatusCode::BAD_REQUEST, e),
     };
-    let reference = format!(
-        "pml-{}-{}-{}-{}-{}",
-        random_hex(4),
-        random_hex(2),
-        random_hex(2),
-        random_hex(2),
-        random_hex(6)
-    );
+    let reference = format!("pml-{}", uuid_like());
     let code: String = {
         const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
         let mut rng = rand::rng();

@@ -41,35 +41,53 @@ pub(super) struct Link {
 impl Link {
     /// The API representation: the request fields echoed, plus ref / active / status / uri.
     pub fn to_json(&self) -> String {
-        let mut out: BTreeMap<&str, Box<RawValue>> = self
-            .fields
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.clone()))
-            .collect();
-        let raw = |v: serde_json::Value| {
-            RawValue::from_string(v.to_string()).expect("a serialized value is valid JSON")
-        };
-        out.insert("ref", raw(self.reference.clone().into()));
-        out.insert("active", raw(self.active.into()));
-        out.insert("status", raw(self.status.clone().into()));
-        out.insert("uri", raw(self.uri.clone().into()));
-        serde_json::to_string(&out).expect("raw values serialize")
+        echo(
+            &self.fields,
+            [
+                ("ref", self.reference.clone().into()),
+                ("active", self.active.into()),
+                ("status", self.status.clone().into()),
+                ("uri", self.uri.clone().into()),
+            ],
+        )
     }
 
     fn record(&self) -> LinkRecord {
         LinkRecord {
             reference: self.reference.clone(),
             created_with: self.created_with.clone(),
-            fields: self
-                .fields
-                .iter()
-                .map(|(k, v)| (k.clone(), v.get().to_string()))
-                .collect(),
+            fields: literals(&self.fields),
             active: self.active,
             status: self.status.clone(),
             uri: self.uri.clone(),
         }
     }
+}
+
+/// A JSON object of the request `fields` as they were sent (each literal verbatim) with
+/// the server's own `extra` fields added, as an API answer echoes a request.
+pub(super) fn echo<'a>(
+    fields: &'a BTreeMap<String, Box<RawValue>>,
+    extra: impl IntoIterator<Item = (&'a str, serde_json::Value)>,
+) -> String {
+    let mut out: BTreeMap<&str, Box<RawValue>> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
+    for (name, value) in extra {
+        let raw =
+            RawValue::from_string(value.to_string()).expect("a serialized value is valid JSON");
+        out.insert(name, raw);
+    }
+    serde_json::to_string(&out).expect("raw values serialize")
+}
+
+/// The fields' literals as text, for the inspection records.
+pub(super) fn literals(fields: &BTreeMap<String, Box<RawValue>>) -> BTreeMap<String, String> {
+    fields
+        .iter()
+        .map(|(k, v)| (k.clone(), v.get().to_string()))
+        .collect()
 }
 
 /// What the state file holds.

@@ -88,11 +88,11 @@ fn check_field(name: &str, raw: &RawValue) -> Result<(), String> {
     }
 }
 
-fn two_letters(s: &str) -> bool {
+pub(super) fn two_letters(s: &str) -> bool {
     s.len() == 2 && s.bytes().all(|b| b.is_ascii_alphabetic())
 }
 
-fn http_url(s: &str) -> bool {
+pub(super) fn http_url(s: &str) -> bool {
     reqwest::Url::parse(s)
         .map(|u| {
             matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty())
