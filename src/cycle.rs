@@ -415,6 +415,7 @@ async fn create_step(
         return Ok(());
     }
     let today = Utc::now().date_naive();
+    let mut mismatched = false;
     let mut results = futures_util::stream::iter(plan)
         .map(|c| {
             // Runs when the stream pulls the item, just before the request is built: the
@@ -436,6 +437,29 @@ async fn create_step(
         crate::failpoint("link-after-create");
         let now = now_text();
         match result {
+            Ok(link) if echoed_amount_differs(&link, &c) => {
+                // CM holds another amount than the invoice asks: never announce it.
+                let message = format!(
+                    "CM recorded the amount {} for a link that asked {}; the link is switched off and was not mailed",
+                    link.amount.as_deref().unwrap_or("?"),
+                    crate::domain::money::format_minor(
+                        c.data.due_minor,
+                        exponent_of(&c.data.currency)
+                    )
+                );
+                links::record_amount_mismatch(
+                    conn,
+                    link_id,
+                    c.invoice_id,
+                    &link.reference,
+                    &link.uri,
+                    &message,
+                    &now,
+                )?;
+                report.links_failed += 1;
+                mismatched = true;
+                tracing::error!(invoice = %c.reference, link = %link.reference, "{message}");
+            }
             Ok(link) => {
                 let next = check_time(Utc::now(), 0);
                 // The link and the mail announcing it are one fact: one transaction.
@@ -477,7 +501,22 @@ async fn create_step(
             }
         }
     }
+    drop(results);
+    if mismatched {
+        Box::pin(deactivate_step(conn, cfg, cm, report)).await?;
+    }
     Ok(())
+}
+
+fn exponent_of(currency: &str) -> u8 {
+    Currency::parse(currency).map(|c| c.exponent()).unwrap_or(2)
+}
+
+/// Whether CM says it holds another amount than the revision asks (an absent echo is
+/// not a difference: the document does not promise one).
+fn echoed_amount_differs(link: &crate::cm::PaymentLink, c: &ToCreate) -> bool {
+    link.amount.is_some()
+        && link.amount_minor(exponent_of(&c.data.currency)) != Some(c.data.due_minor)
 }
 
 /// The first status check of a new link comes after this; each later one after twice

@@ -494,3 +494,27 @@ fn wrong_credentials_stop_the_cycle_without_failing_invoices() {
     );
     assert_eq!(env.invoice("INV-1")["state"], "open");
 }
+
+#[test]
+fn a_link_cm_records_with_another_amount_is_switched_off_and_never_mailed() {
+    let host = SandboxHost::start(SandboxOptions {
+        skew_amounts: true,
+        ..SandboxOptions::default()
+    });
+    let env = env_with(&host, "");
+    env.drop_file(
+        "a.csv",
+        default_csv(&[("INV-1", "a@example.com", "A", "10.00", "2099-12-01")]),
+    );
+    let r = env.run(&["run"]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    let inv = env.invoice("INV-1");
+    assert_eq!(inv["state"], "failed");
+    let err = inv["last_error"].as_str().unwrap();
+    assert!(err.contains("10.01") && err.contains("10.00"), "{err}");
+    let at_cm = host.links_for("INV-1");
+    assert_eq!(at_cm.len(), 1);
+    assert!(!at_cm[0].active, "switched off in the same cycle");
+    assert!(env.files_in("outbox").is_empty(), "never mailed");
+    assert_eq!(inv["mail_state"], "none");
+}

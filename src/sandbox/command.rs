@@ -62,6 +62,7 @@ impl From<&SandboxArgs> for SandboxOptions {
             client_secret: a.client_secret.clone(),
             public_base: a.public_base.clone(),
             state_file: a.state_file.clone(),
+            skew_amounts: false,
         }
     }
 }

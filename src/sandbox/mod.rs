@@ -60,6 +60,9 @@ pub struct SandboxOptions {
     /// When set, links are loaded from here at start and written after every change, so
     /// an embedded demo sandbox remembers its links between runs.
     pub state_file: Option<PathBuf>,
+    /// Misbehave: record (and echo) one minor unit more than each link asked for, so
+    /// tests can prove that the client checks the amount CM says it holds.
+    pub skew_amounts: bool,
 }
 
 impl Default for SandboxOptions {
@@ -73,6 +76,7 @@ impl Default for SandboxOptions {
             client_secret: "sandbox".into(),
             public_base: None,
             state_file: None,
+            skew_amounts: false,
         }
     }
 }

@@ -223,10 +223,23 @@ async fn create(State(s): S, headers: HeaderMap, body: Bytes) -> Response {
         Ok(p) => p,
         Err(e) => return message(StatusCode::BAD_REQUEST, e),
     };
-    let fields = match validate::link_fields(&parsed, true) {
+    let mut fields = match validate::link_fields(&parsed, true) {
         Ok(f) => f,
         Err(e) => return message(StatusCode::BAD_REQUEST, e),
     };
+    if s.opts.skew_amounts
+        && let Some(raw) = fields.get("amount")
+        && let Ok(minor) = crate::domain::money::parse_amount(
+            raw.get(),
+            crate::domain::money::DecimalSeparator::Dot,
+            2,
+        )
+        && let Ok(skewed) = serde_json::value::RawValue::from_string(
+            crate::domain::money::format_minor(minor + 1, 2),
+        )
+    {
+        fields.insert("amount".into(), skewed);
+    }
     let reference = format!("pml-{}", uuid_like());
     let code: String = {
         const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";

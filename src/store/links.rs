@@ -366,6 +366,30 @@ pub fn record_expired(conn: &Connection, link_id: i64, now: &str) -> rusqlite::R
     Ok(())
 }
 
+/// Records a link CM created with another amount than asked: it is never announced, it is
+/// switched off (`deactivating`), and the invoice revision fails with `message`.
+pub fn record_amount_mismatch(
+    conn: &Connection,
+    link_id: i64,
+    invoice_id: i64,
+    link_ref: &str,
+    uri: &str,
+    message: &str,
+    now: &str,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE links SET state = 'deactivating', in_flight = 0, link_ref = ?2, uri = ?3,
+                activated_at = ?4, deactivation_reason = 'amount_mismatch', last_error = ?5
+         WHERE id = ?1",
+        params![link_id, link_ref, uri, now, message],
+    )?;
+    conn.execute(
+        "UPDATE invoices SET state = 'failed', last_error = ?2, updated_at = ?3 WHERE id = ?1",
+        params![invoice_id, message, now],
+    )?;
+    Ok(())
+}
+
 /// Records a permanent refusal: the link intent failed and so did the invoice revision,
 /// with CM's message, until a later export changes it.
 pub fn record_create_refused(

@@ -139,6 +139,15 @@ pub fn record_created(
     Ok(())
 }
 
+/// Withdraws one transaction at once (never shown or mailed; still followed), with why.
+pub fn withdraw(conn: &Connection, id: i64, why: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE qr_transactions SET withdrawn = 1, last_error = ?2 WHERE id = ?1",
+        params![id, why],
+    )?;
+    Ok(())
+}
+
 /// A permanent refusal: this revision gets no QR; its link still works.
 pub fn record_refused(conn: &Connection, id: i64, message: &str) -> rusqlite::Result<()> {
     conn.execute(
