@@ -717,6 +717,19 @@ async fn qr_step(
         let (id, result) =
             outcome.context("cannot record the intent to create an iDEAL QR transaction")?;
         match result {
+            Ok(t) if t.amount_cents.is_some_and(|a| a != q.data.due_minor) => {
+                // Another amount than asked: never offered, still followed (it may be paid).
+                let next = check_time(Utc::now(), 0);
+                qr_store::record_created(conn, id, &t.id, t.qr_url.as_deref(), &next)?;
+                let why = format!(
+                    "CM recorded {} cents for an iDEAL QR transaction that asked {}; it is not offered",
+                    t.amount_cents.unwrap_or_default(),
+                    q.data.due_minor
+                );
+                qr_store::withdraw(conn, id, &why)?;
+                report.qr_skipped += 1;
+                tracing::error!(invoice = %q.reference, transaction = %t.id, "{why}");
+            }
             Ok(t) => {
                 qr_store::record_created(
                     conn,
