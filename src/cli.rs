@@ -343,6 +343,13 @@ fn print_plan(plan: &cycle::Plan, report: &cycle::Report) -> anyhow::Result<()> 
     if plan.deactivate.is_empty() && plan.create.is_empty() {
         writeln!(out, "  nothing")?;
     }
+    if plan.mails_due > 0 {
+        writeln!(
+            out,
+            "  mail        {} queued mail(s) that are due would be sent",
+            plan.mails_due
+        )?;
+    }
     for f in &report.ingest.files {
         match &f.outcome {
             ingest::Outcome::SetAside { reason } => {
@@ -508,16 +515,33 @@ fn check(path: &Path) -> anyhow::Result<Outcome> {
         },
     )?;
     let rt = runtime()?;
-    let cm = rt.block_on(async {
-        let conn = CmConnection::open(&config)
+    let (cm, qr) = rt.block_on(async {
+        let conn = match CmConnection::open(&config).await {
+            Ok(c) => c,
+            Err(e) => return (Err(format!("{e:#}")), None),
+        };
+        let cm = conn
+            .client
+            .check_credentials()
             .await
-            .map_err(|e| format!("{e:#}"))?;
-        let r = conn.client.check_credentials().await;
+            .map(|()| format!("a token was issued by {}", config.cm.base_url))
+            .map_err(|e| e.to_string());
+        let qr = match &conn.qr {
+            Some(q) => Some(
+                q.check_credentials()
+                    .await
+                    .map(|()| format!("a token was issued by {}", config.ideal_qr.token_url))
+                    .map_err(|e| e.to_string()),
+            ),
+            None => None,
+        };
         conn.close().await;
-        r.map(|()| format!("a token was issued by {}", config.cm.base_url))
-            .map_err(|e| e.to_string())
+        (cm, qr)
     });
     verdict("CM token", cm)?;
+    if let Some(qr) = qr {
+        verdict("iDEAL QR token", qr)?;
+    }
     let mail = rt.block_on(async {
         let postman = Postman::from_config(&config.email).map_err(|e| e.to_string())?;
         let mailer = postman.sender.mailer();

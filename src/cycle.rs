@@ -42,6 +42,8 @@ pub struct Options {
 pub struct Plan {
     pub deactivate: Vec<ToDeactivate>,
     pub create: Vec<ToCreate>,
+    /// Mails already queued whose time has come (each create above adds one more).
+    pub mails_due: usize,
 }
 
 /// What a cycle did, for the summary line and the exit code.
@@ -285,7 +287,15 @@ fn dry_run(conn: &Connection, cfg: &Config, opts: &Options) -> anyhow::Result<Re
             links::record_deactivated(conn, d.link_id, None, &now_text())?;
         }
         let create = links::plan_creates(conn)?;
-        report.plan = Some(Plan { deactivate, create });
+        let mails_due = outbox::due(conn, &now_text(), 100_000)?
+            .iter()
+            .filter(|p| p.still_wanted)
+            .count();
+        report.plan = Some(Plan {
+            deactivate,
+            create,
+            mails_due,
+        });
         Ok(report)
     })();
     conn.execute_batch("ROLLBACK")?;

@@ -9,7 +9,8 @@
 //! - [`ingest`]  inbox scan, decoding, column mapping, row validation, rejection reports.
 //! - [`store`]   SQLite: open (WAL, foreign keys, busy timeout), migrations from `schema/`,
 //!   invoices with revisions, imports, payment links.
-//! - [`cm`]      the CM Payment Link API client: token cache, retry policy, shared throttle.
+//! - [`cm`]      the CM clients (payment links, iDEAL QR): one session per API with a
+//!   token cache and retry policy, one shared throttle for every CM request.
 //! - [`sandbox`] the CM simulator for tests, demos and benchmarks (`invoice-sync sandbox`).
 //! - [`cycle`]   one cycle: ingest → deactivate → create links → report; dry runs.
 //! - [`daemon`]  the service: a cycle per schedule tick, the callback listener, signals,

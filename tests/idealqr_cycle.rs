@@ -282,3 +282,13 @@ fn a_webhook_makes_the_daemon_fetch_the_transaction_and_show_it_paid() {
     }
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
+
+#[test]
+fn check_asks_the_ideal_qr_token_endpoint_too() {
+    let host = SandboxHost::start(SandboxOptions::default());
+    let env = env_with(&host, None, "");
+    std::fs::create_dir_all(env.inbox()).unwrap();
+    let r = env.run(&["check"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("ok      iDEAL QR token"), "{}", r.stdout);
+}
