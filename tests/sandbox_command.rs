@@ -1,0 +1,93 @@
+//! `invoice-sync sandbox` as an operator runs it: a separate process that prints its base
+//! URL, serves a whole cycle, takes a payment over HTTP, and stops on SIGTERM.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+
+use common::{TestEnv, default_csv};
+
+fn post(base: &str, path: &str) -> u16 {
+    let addr = base.trim_start_matches("http://");
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    resp.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn the_sandbox_command_serves_a_cycle_and_a_payment() {
+    let mut sandbox = Command::new(env!("CARGO_BIN_EXE_invoice-sync"))
+        .args([
+            "sandbox",
+            "--listen",
+            "127.0.0.1:0",
+            "--client-id",
+            "ops",
+            "--client-secret",
+            "ops-secret",
+            "--latency-ms",
+            "5",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(sandbox.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let base = first
+        .trim()
+        .strip_prefix("sandbox listening on ")
+        .unwrap_or_else(|| panic!("first line: {first:?}"))
+        .to_string();
+    assert!(base.starts_with("http://127.0.0.1:"), "{base}");
+
+    let env = TestEnv::new(&format!(
+        "[cm]\nbase_url = \"{base}\"\nclient_id = \"ops\"\nclient_secret = \"ops-secret\"\n"
+    ));
+    env.drop_file(
+        "a.csv",
+        default_csv(&[("INV-1", "a@example.com", "A", "10", "2099-12-01")]),
+    );
+    let r = env.run(&["run"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let link = env.invoice("INV-1")["link_ref"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(link.starts_with("pml-"));
+    assert_eq!(
+        post(&base, &format!("/sandbox/paymentlinks/{link}/pay")),
+        200
+    );
+    assert_eq!(
+        post(&base, &format!("/sandbox/paymentlinks/{link}/pay")),
+        409
+    );
+    assert_eq!(post(&base, "/sandbox/paymentlinks/pml-nope/pay"), 404);
+    env.db()
+        .execute(
+            "UPDATE links SET next_check_at = '2000-01-01T00:00:00Z'",
+            [],
+        )
+        .unwrap();
+    let r = env.run(&["run"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(env.invoice("INV-1")["state"], "paid");
+
+    // SAFETY: plain FFI call sending SIGTERM to our own child.
+    unsafe {
+        libc::kill(sandbox.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let status = sandbox.wait().unwrap();
+    assert!(status.success(), "{status}");
+}
