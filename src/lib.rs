@@ -12,7 +12,8 @@
 //! - [`cm`]      the CM clients (payment links, iDEAL QR): one session per API with a
 //!   token cache and retry policy, one shared throttle for every CM request.
 //! - [`sandbox`] the CM simulator for tests, demos and benchmarks (`invoice-sync sandbox`).
-//! - [`cycle`]   one cycle: ingest → deactivate → create links → report; dry runs.
+//! - [`cycle`]   one cycle: ingest → status → deactivate → create links → iDEAL QR → mail
+//!   → report; dry runs.
 //! - [`daemon`]  the service: a cycle per schedule tick, the callback listener, signals,
 //!   sd_notify.
 //! - [`export`]  `export-paid`: the CSV of payments for the accounting, formulas neutralised.

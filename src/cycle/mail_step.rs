@@ -1,0 +1,164 @@
+//! The mail step: queued mails that are due, sent one by one over one connection, each
+//! recorded before and after the send.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use rusqlite::Connection;
+
+use super::{Report, Services};
+use crate::cm::idealqr::IdealQrClient;
+use crate::config::Config;
+use crate::domain::Currency;
+use crate::mail::{MailContext, QrCode, SendError};
+use crate::store::now_text;
+use crate::store::outbox::{self, MailKind};
+use crate::store::qr::{self as qr_store};
+
+/// The QR code a mail shows: the offered transaction's image, fetched and embedded, or
+/// its URL when the image cannot be fetched now.
+async fn mail_qr(
+    conn: &Connection,
+    client: Option<&IdealQrClient>,
+    p: &outbox::Pending,
+) -> anyhow::Result<Option<QrCode>> {
+    let Some(client) = client else {
+        return Ok(None);
+    };
+    let Some((url, _)) = qr_store::offered(conn, p.invoice_id, p.revision)? else {
+        return Ok(None);
+    };
+    let png = match client.fetch_qr_png(&url).await {
+        Ok(png) => Some(png),
+        Err(e) => {
+            tracing::warn!(invoice = %p.reference, "the QR image could not be fetched; the mail shows its URL: {e}");
+            None
+        }
+    };
+    Ok(Some(QrCode { url, png }))
+}
+
+/// A mail that failed for now waits this long, doubling per attempt up to
+/// [`MAIL_RETRY_MAX`].
+pub const MAIL_RETRY_FIRST: chrono::Duration = chrono::Duration::minutes(2);
+/// The longest wait between two attempts at one mail.
+pub const MAIL_RETRY_MAX: chrono::Duration = chrono::Duration::hours(2);
+/// After this many transient failures in a row the server is taken to be down: the rest
+/// of the queue waits for the next cycle instead of timing out one by one.
+const MAIL_FAILURES_IN_A_ROW: u32 = 3;
+
+/// When a mail that has had `attempts` attempts is tried again.
+pub fn mail_retry_time(now: DateTime<Utc>, attempts: i64) -> String {
+    let factor = 1i32 << (attempts - 1).clamp(0, 16);
+    let wait = (MAIL_RETRY_FIRST * factor).min(MAIL_RETRY_MAX);
+    (now + wait).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Sends the queued mails that are due, at most `messages_per_second`, over one
+/// connection. Each send is recorded before (`sending`) and after (`sent`) it.
+pub(super) async fn mail_step(
+    conn: &Connection,
+    cfg: &Config,
+    services: Services<'_>,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let postman = services.mail;
+    let due = outbox::due(conn, &now_text(), 100_000)?;
+    let mut failures_in_a_row = 0;
+    for p in due {
+        if !p.still_wanted {
+            outbox::cancel(
+                conn,
+                p.id,
+                "not sent: the invoice was settled, paid or replaced before its mail went out",
+            )?;
+            continue;
+        }
+        let language = p
+            .data
+            .language
+            .clone()
+            .unwrap_or_else(|| cfg.cm.default_language.to_lowercase());
+        let exponent = Currency::parse(&p.data.currency)
+            .map(|c| c.exponent())
+            .unwrap_or(2);
+        let Ok(due_date) = NaiveDate::parse_from_str(&p.data.due_date, "%Y-%m-%d") else {
+            outbox::mark_failed(conn, p.id, "the stored due date is not a date")?;
+            report.mails_failed += 1;
+            continue;
+        };
+        let ctx = MailContext {
+            invoice_reference: p.reference.clone(),
+            customer_name: p.data.customer_name.clone(),
+            customer_email: p.data.customer_email.clone(),
+            amount_minor: p.data.due_minor,
+            currency_code: p.data.currency.clone(),
+            currency_exponent: exponent,
+            due_date,
+            language,
+            link_uri: p.link_uri.clone().unwrap_or_default(),
+            qr: mail_qr(conn, services.qr, &p).await?,
+            replaces_earlier_link: p.kind == MailKind::Replacement,
+            sender_name: postman.sender_name(),
+        };
+        let resend = (p.kind == MailKind::Resend).then_some(p.id);
+        let (message, message_id) = match postman.compose(&ctx, p.revision, resend) {
+            Ok(m) => m,
+            Err(e) => {
+                let why = format!("the mail cannot be built: {e}");
+                outbox::mark_failed(conn, p.id, &why)?;
+                report.mails_failed += 1;
+                tracing::warn!(invoice = %p.reference, "{why}");
+                continue;
+            }
+        };
+        outbox::mark_sending(conn, p.id, &message_id)?;
+        crate::failpoint("mail-before-send");
+        let result = postman.sender.send(&message).await;
+        crate::failpoint("mail-after-send");
+        match result {
+            Ok(()) => {
+                outbox::mark_sent(conn, p.id, &now_text())?;
+                report.mails_sent += 1;
+                failures_in_a_row = 0;
+                tracing::info!(invoice = %p.reference, to = %p.data.customer_email, "mail sent");
+            }
+            Err(SendError::Permanent(reply)) => {
+                outbox::mark_failed(conn, p.id, &reply)?;
+                report.mails_failed += 1;
+                failures_in_a_row = 0;
+                tracing::warn!(invoice = %p.reference, "mail refused for good: {reply}");
+            }
+            Err(SendError::Transient(reply)) => {
+                let next = mail_retry_time(Utc::now(), p.attempts + 1);
+                outbox::mark_retry(conn, p.id, &reply, &next)?;
+                report.mails_deferred += 1;
+                failures_in_a_row += 1;
+                tracing::warn!(invoice = %p.reference, retry_at = %next, "mail left for later: {reply}");
+                if failures_in_a_row >= MAIL_FAILURES_IN_A_ROW {
+                    tracing::warn!(
+                        "the mail server keeps failing; the rest of the queue waits for the next cycle"
+                    );
+                    break;
+                }
+            }
+        }
+    }
+    report.mails_queued = u64::try_from(outbox::count_queued(conn)?).unwrap_or(0);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mail_retries_back_off_from_two_minutes_to_two_hours() {
+        let t0 = DateTime::parse_from_rfc3339("2026-11-21T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(mail_retry_time(t0, 1), "2026-11-21T00:02:00Z");
+        assert_eq!(mail_retry_time(t0, 2), "2026-11-21T00:04:00Z");
+        assert_eq!(mail_retry_time(t0, 6), "2026-11-21T01:04:00Z");
+        assert_eq!(mail_retry_time(t0, 7), "2026-11-21T02:00:00Z");
+        assert_eq!(mail_retry_time(t0, 50), "2026-11-21T02:00:00Z");
+    }
+}

@@ -1,0 +1,329 @@
+//! One cycle (PRODUCT.md section 4): ingest → payment status → deactivate what must go
+//! → create the missing links → iDEAL QR → mail → one summary line and an exit code.
+//!
+//! - [`status`]: links and QR transactions due for a check, read from the API;
+//! - [`links_step`]: deactivations, then creations, each intent committed first;
+//! - [`qr_step`]: QR transactions for EUR revisions with an active link;
+//! - [`mail_step`]: the outbox, sent after everything it may announce is recorded.
+//!
+//! Ordering is the safety argument: links that must go are deactivated first, and an
+//! invoice gets a new link only when it holds no live one (the database refuses two).
+//! The intent to create is committed before each request, so a crash in between is found
+//! by the next cycle and reported as a possible orphan at CM; a link is recorded before
+//! anything announces it. A dry run does the same work inside one transaction that is
+//! rolled back, and sends nothing.
+
+mod links_step;
+mod mail_step;
+mod qr_step;
+mod status;
+
+pub use links_step::{create_request, expiry_date};
+use links_step::{create_step, deactivate_step};
+use mail_step::mail_step;
+pub use mail_step::{MAIL_RETRY_FIRST, MAIL_RETRY_MAX, mail_retry_time};
+use qr_step::qr_step;
+pub use qr_step::{QR_GRACE_DAYS, qr_expires_at};
+pub use status::{
+    STATUS_CHECK_FIRST, STATUS_CHECK_MAX, STATUS_CHECKS_PER_CYCLE, check_statuses, check_time,
+};
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use rusqlite::Connection;
+
+use crate::cm::idealqr::IdealQrClient;
+use crate::cm::{CmClient, CmError};
+use crate::config::Config;
+use crate::ingest;
+use crate::mail::Postman;
+use crate::store::links::{self, ToCreate, ToDeactivate};
+use crate::store::now_text;
+use crate::store::outbox::{self};
+use crate::store::qr::{self as qr_store};
+
+/// How a cycle runs.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Files named on the command line, ingested (never moved) besides the inbox.
+    pub files: Vec<PathBuf>,
+    /// Plan only: no API write, no mail, no state change, no file moved.
+    pub dry_run: bool,
+    /// Progress bars for large files.
+    pub progress: bool,
+}
+
+/// What a dry run would do.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub deactivate: Vec<ToDeactivate>,
+    pub create: Vec<ToCreate>,
+    /// Mails already queued whose time has come (each create above adds one more).
+    pub mails_due: usize,
+}
+
+/// What a cycle did, for the summary line and the exit code.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub ingest: ingest::Report,
+    pub links_created: u64,
+    pub links_replaced: u64,
+    pub links_deactivated: u64,
+    pub links_failed: u64,
+    /// Requests that failed transiently and are left for the next cycle.
+    pub deferred: u64,
+    /// Create intents a crash interrupted, found at the start of this cycle.
+    pub interrupted: Vec<(String, String)>,
+    /// iDEAL QR create intents a crash interrupted (purchase ids).
+    pub interrupted_qr: Vec<String>,
+    /// CM refused the credentials: nothing can work until the config changes.
+    pub auth_error: Option<String>,
+    pub payments_seen: u64,
+    pub mails_sent: u64,
+    pub mails_queued: u64,
+    pub mails_failed: u64,
+    /// Mails that failed for now (server down, 4xx) and stay queued with back-off.
+    pub mails_deferred: u64,
+    /// Invoices paid twice (link and QR) seen in this cycle: the merchant must refund one.
+    pub double_payments: Vec<String>,
+    /// QR transactions created, and revisions that get none (another currency, an amount
+    /// out of range), in this cycle.
+    pub qr_created: u64,
+    pub qr_skipped: u64,
+    /// Set for dry runs.
+    pub plan: Option<Plan>,
+}
+
+impl Report {
+    /// The one summary line of PRODUCT.md section 4.6.
+    pub fn summary(&self) -> String {
+        let t = self.ingest.totals();
+        let mut s = format!(
+            "files {}, rows {} accepted / {} rejected / {} skipped; links {} created / {} replaced / {} deactivated / {} failed; payments seen {}; mails {} sent / {} queued / {} failed",
+            self.ingest.files.len(),
+            t.rows_accepted,
+            t.rows_rejected,
+            t.rows_skipped,
+            self.links_created,
+            self.links_replaced,
+            self.links_deactivated,
+            self.links_failed,
+            self.payments_seen,
+            self.mails_sent,
+            self.mails_queued,
+            self.mails_failed,
+        );
+        if self.qr_created > 0 || self.qr_skipped > 0 {
+            s.push_str(&format!(
+                "; iDEAL QR {} created / {} skipped (not EUR or amount out of range)",
+                self.qr_created, self.qr_skipped
+            ));
+        }
+        if !self.double_payments.is_empty() {
+            s.push_str(&format!(
+                "; {} double payment(s)",
+                self.double_payments.len()
+            ));
+        }
+        if self.deferred > 0 {
+            s.push_str(&format!(
+                "; {} request(s) left for the next cycle",
+                self.deferred
+            ));
+        }
+        if !self.interrupted.is_empty() {
+            s.push_str(&format!(
+                "; {} interrupted create(s) may have left orphan links at CM",
+                self.interrupted.len()
+            ));
+        }
+        if self.ingest.files_refused() > 0 {
+            s.push_str(&format!(
+                "; {} file(s) set aside",
+                self.ingest.files_refused()
+            ));
+        }
+        if t.snapshot_guard {
+            s.push_str("; snapshot settlement held back");
+        }
+        s
+    }
+
+    /// Why an operator must look, if they must (exit 3).
+    pub fn attention(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        let t = self.ingest.totals();
+        if t.rows_rejected > 0 {
+            parts.push(format!("{} row(s) were rejected", t.rows_rejected));
+        }
+        if self.ingest.files_refused() > 0 {
+            parts.push(format!(
+                "{} file(s) could not be imported",
+                self.ingest.files_refused()
+            ));
+        }
+        if t.snapshot_guard {
+            parts.push("a snapshot export lacked more than half of the open invoices, so nothing was settled".into());
+        }
+        if self.links_failed > 0 {
+            parts.push(format!(
+                "CM refused {} link(s) for good (see `status --state failed`)",
+                self.links_failed
+            ));
+        }
+        if self.deferred > 0 {
+            parts.push(format!(
+                "{} request(s) failed for now and are left for the next cycle",
+                self.deferred
+            ));
+        }
+        if !self.interrupted_qr.is_empty() {
+            parts.push(format!(
+                "{} iDEAL QR create(s) were interrupted by a crash and CM may hold orphan transactions (purchase ids {})",
+                self.interrupted_qr.len(),
+                self.interrupted_qr.join(", ")
+            ));
+        }
+        if !self.interrupted.is_empty() {
+            let refs: Vec<_> = self
+                .interrupted
+                .iter()
+                .take(5)
+                .map(|(_, m)| m.as_str())
+                .collect();
+            parts.push(format!(
+                "{} link create(s) were interrupted by a crash and CM may hold orphan links (merchant references {}{})",
+                self.interrupted.len(),
+                refs.join(", "),
+                if self.interrupted.len() > 5 { ", …" } else { "" }
+            ));
+        }
+        if self.mails_failed > 0 {
+            parts.push(format!("{} mail(s) failed for good", self.mails_failed));
+        }
+        if !self.double_payments.is_empty() {
+            parts.push(format!(
+                "paid twice, through the link and the iDEAL QR code (refund one): {}",
+                self.double_payments.join(", ")
+            ));
+        }
+        if self.mails_deferred > 0 {
+            parts.push(format!(
+                "{} mail(s) could not be sent for now and stay queued",
+                self.mails_deferred
+            ));
+        }
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
+}
+
+/// What a cycle talks to: CM (payment links, and iDEAL QR when enabled) and the mail
+/// server.
+#[derive(Clone, Copy)]
+pub struct Services<'a> {
+    pub cm: &'a CmClient,
+    pub qr: Option<&'a IdealQrClient>,
+    pub mail: &'a Postman,
+}
+
+/// Runs one cycle. `services` is `None` only for dry runs.
+pub async fn run(
+    conn: &Connection,
+    cfg: &Config,
+    services: Option<Services<'_>>,
+    opts: &Options,
+) -> anyhow::Result<Report> {
+    if opts.dry_run {
+        return dry_run(conn, cfg, opts);
+    }
+    let services = services.context("a cycle that is not a dry run needs CM and mail")?;
+    let cm = services.cm;
+    let mut report = Report {
+        interrupted: links::recover_interrupted(conn)?,
+        ..Report::default()
+    };
+    let resumed = outbox::recover_sending(conn)?;
+    if resumed > 0 {
+        tracing::warn!(
+            resumed,
+            "mails interrupted while sending are queued again (a receiver may get one twice)"
+        );
+    }
+    for (invoice, merchant) in &report.interrupted {
+        tracing::warn!(%invoice, merchant_reference = %merchant,
+            "a create request was interrupted by a crash: CM may hold an orphan link with this merchant reference (it was never mailed); check the CM dashboard");
+    }
+    report.interrupted_qr = qr_store::recover_interrupted(conn)?;
+    report.ingest = ingest_all(conn, cfg, opts)?;
+
+    // Payments first: a link or QR code paid meanwhile must not be replaced, and a
+    // payment through the QR code gets its link deactivated in the same cycle.
+    check_statuses(conn, cfg, services, &mut report).await?;
+    if report.auth_error.is_none() {
+        deactivate_step(conn, cfg, cm, &mut report).await?;
+    }
+    if report.auth_error.is_none() {
+        create_step(conn, cfg, cm, &mut report).await?;
+    }
+    if let Some(qr) = services.qr
+        && report.auth_error.is_none()
+    {
+        qr_step(conn, cfg, qr, &mut report).await?;
+    }
+    mail_step(conn, cfg, services, &mut report).await?;
+    if let Some(e) = &report.auth_error {
+        anyhow::bail!("{e}");
+    }
+    Ok(report)
+}
+
+fn ingest_all(conn: &Connection, cfg: &Config, opts: &Options) -> anyhow::Result<ingest::Report> {
+    let iopts = ingest::Options {
+        dry_run: opts.dry_run,
+        progress: opts.progress,
+    };
+    let mut report = ingest::ingest_inbox(conn, cfg, iopts)?;
+    if !opts.files.is_empty() {
+        let named = ingest::ingest_paths(conn, cfg, &opts.files, iopts)?;
+        report.files.extend(named.files);
+    }
+    Ok(report)
+}
+
+fn dry_run(conn: &Connection, cfg: &Config, opts: &Options) -> anyhow::Result<Report> {
+    conn.execute_batch("BEGIN")?;
+    let result = (|| -> anyhow::Result<Report> {
+        let mut report = Report {
+            ingest: ingest_all(conn, cfg, opts)?,
+            ..Report::default()
+        };
+        let deactivate = links::plan_deactivations(conn)?;
+        // Assume the deactivations succeed, so that replacements show as creates.
+        for d in &deactivate {
+            links::record_deactivated(conn, d.link_id, None, &now_text())?;
+        }
+        let create = links::plan_creates(conn)?;
+        let mails_due = outbox::due(conn, &now_text(), 100_000)?
+            .iter()
+            .filter(|p| p.still_wanted)
+            .count();
+        report.plan = Some(Plan {
+            deactivate,
+            create,
+            mails_due,
+        });
+        Ok(report)
+    })();
+    conn.execute_batch("ROLLBACK")?;
+    result
+}
+
+fn note_failure(report: &mut Report, e: &CmError) {
+    report.deferred += 1;
+    if let CmError::Auth { .. } = e
+        && report.auth_error.is_none()
+    {
+        report.auth_error = Some(format!("{e}; check cm.client_id and the client secret"));
+    }
+}

@@ -1,0 +1,165 @@
+//! The iDEAL QR step: withdraw the codes of revisions that moved on, then give each EUR
+//! revision with an active link its transaction, intent first.
+
+use anyhow::Context;
+use chrono::{DateTime, Days, NaiveDate, Utc};
+use futures_util::StreamExt;
+use rusqlite::Connection;
+
+use super::{Report, check_time, note_failure};
+use crate::cm::CmError;
+use crate::cm::idealqr::{self, CreateTransaction, IdealQrClient};
+use crate::config::Config;
+use crate::store::now_text;
+use crate::store::qr::{self as qr_store, QrToCreate};
+
+/// When an iDEAL QR transaction expires: with the link's expiry, else the due date plus
+/// [`QR_GRACE_DAYS`] (end of day, UTC); never earlier than tomorrow.
+pub fn qr_expires_at(link_expiry: Option<&str>, due: &str, today: NaiveDate) -> String {
+    if let Some(e) = link_expiry
+        && let Ok(t) = DateTime::parse_from_rfc3339(e)
+    {
+        return t
+            .with_timezone(&Utc)
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    }
+    let date = NaiveDate::parse_from_str(due, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.checked_add_days(Days::new(QR_GRACE_DAYS)))
+        .filter(|d| *d > today)
+        .unwrap_or_else(|| today + Days::new(QR_GRACE_DAYS));
+    format!("{date}T23:59:59Z")
+}
+
+/// Days after the due date an iDEAL QR code stays payable when links have no expiry.
+pub const QR_GRACE_DAYS: u64 = 14;
+
+/// The QR request for one revision, or why it gets none.
+fn qr_request(q: &QrToCreate, cfg: &Config, today: NaiveDate) -> Result<CreateTransaction, String> {
+    if q.data.currency != "EUR" {
+        return Err(format!(
+            "no iDEAL QR code: the invoice is in {}, iDEAL QR takes EUR only",
+            q.data.currency
+        ));
+    }
+    if !idealqr::amount_in_range(q.data.due_minor) {
+        return Err(format!(
+            "no iDEAL QR code: {} cents is outside iDEAL QR's 1..99999999",
+            q.data.due_minor
+        ));
+    }
+    let description: String = cfg
+        .ideal_qr
+        .description
+        .replace("{invoice_reference}", &q.reference)
+        .chars()
+        .take(255)
+        .collect();
+    let purchase_id = idealqr::purchase_id(&q.reference, q.revision);
+    let webhook_url = cfg.cm.callback_url.as_ref().map(|u| {
+        let sep = if u.contains('?') { '&' } else { '?' };
+        format!("{u}{sep}idealqr={purchase_id}")
+    });
+    Ok(CreateTransaction {
+        reference: q.reference.clone(),
+        amount_cents: q.data.due_minor,
+        currency: "EUR".into(),
+        purchase_id,
+        description,
+        expires_at: qr_expires_at(q.link_expiry.as_deref(), &q.data.due_date, today),
+        size: cfg.ideal_qr.size,
+        return_url: cfg.ideal_qr.return_url.clone().unwrap_or_default(),
+        language: q
+            .data
+            .language
+            .clone()
+            .unwrap_or_else(|| cfg.cm.default_language.to_lowercase()),
+        webhook_url,
+    })
+}
+
+/// Withdraws the QR codes of revisions that moved on, then gives every revision with an
+/// active link its QR transaction (EUR, in range), intent first.
+pub(super) async fn qr_step(
+    conn: &Connection,
+    cfg: &Config,
+    client: &IdealQrClient,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let withdrawn = qr_store::withdraw_stale(conn)?;
+    if withdrawn > 0 {
+        tracing::info!(
+            withdrawn,
+            "iDEAL QR codes of replaced or settled invoices are no longer offered (they stay payable until they expire and are still followed)"
+        );
+    }
+    let today = Utc::now().date_naive();
+    let mut wanted = Vec::new();
+    for q in qr_store::plan_creates(conn)? {
+        match qr_request(&q, cfg, today) {
+            Ok(req) => wanted.push((q, req)),
+            Err(why) => {
+                let pid = idealqr::purchase_id(&q.reference, q.revision);
+                qr_store::record_skipped(conn, &q, &pid, &why, &now_text())?;
+                report.qr_skipped += 1;
+                tracing::info!(invoice = %q.reference, "{why}");
+            }
+        }
+    }
+    let mut results = futures_util::stream::iter(wanted)
+        .map(|(q, req)| {
+            let intent =
+                qr_store::record_intent(conn, &q, &req.purchase_id, &req.expires_at, &now_text());
+            async move {
+                let outcome = match intent {
+                    Ok(id) => Ok((id, client.create_transaction(&req).await)),
+                    Err(e) => Err(e),
+                };
+                (q, outcome)
+            }
+        })
+        .buffer_unordered(cfg.cm.max_in_flight);
+    while let Some((q, outcome)) = results.next().await {
+        let (id, result) =
+            outcome.context("cannot record the intent to create an iDEAL QR transaction")?;
+        match result {
+            Ok(t) if t.amount_cents.is_some_and(|a| a != q.data.due_minor) => {
+                // Another amount than asked: never offered, still followed (it may be paid).
+                let next = check_time(Utc::now(), 0);
+                qr_store::record_created(conn, id, &t.id, t.qr_url.as_deref(), &next)?;
+                let why = format!(
+                    "CM recorded {} cents for an iDEAL QR transaction that asked {}; it is not offered",
+                    t.amount_cents.unwrap_or_default(),
+                    q.data.due_minor
+                );
+                qr_store::withdraw(conn, id, &why)?;
+                report.qr_skipped += 1;
+                tracing::error!(invoice = %q.reference, transaction = %t.id, "{why}");
+            }
+            Ok(t) => {
+                qr_store::record_created(
+                    conn,
+                    id,
+                    &t.id,
+                    t.qr_url.as_deref(),
+                    &check_time(Utc::now(), 0),
+                )?;
+                report.qr_created += 1;
+                tracing::info!(invoice = %q.reference, transaction = %t.id, "iDEAL QR transaction created");
+            }
+            Err(e @ (CmError::Permanent { .. } | CmError::Invalid(_))) => {
+                let message = e.to_string();
+                qr_store::record_refused(conn, id, &message)?;
+                report.qr_skipped += 1;
+                tracing::warn!(invoice = %q.reference, "CM refused the iDEAL QR transaction (the link still works): {message}");
+            }
+            Err(e) => {
+                let message = e.to_string();
+                qr_store::record_deferred(conn, id, &message, e.maybe_applied())?;
+                note_failure(report, &e);
+                tracing::warn!(invoice = %q.reference, "iDEAL QR creation left for the next cycle: {message}");
+            }
+        }
+    }
+    Ok(())
+}

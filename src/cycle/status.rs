@@ -1,0 +1,167 @@
+//! The payment status step: links and iDEAL QR transactions that are due (back-off,
+//! callback, expiry) are read from the API and their outcome recorded.
+
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use rusqlite::Connection;
+
+use super::{Report, Services, note_failure};
+use crate::cm::idealqr::{self, QrStatus};
+use crate::cm::{CmError, LinkStatus};
+use crate::config::Config;
+use crate::store::links::{self, ToCheck};
+use crate::store::now_text;
+use crate::store::qr::{self as qr_store, QrToCheck};
+
+/// The first status check of a new link comes after this; each later one after twice
+/// the previous wait, up to [`STATUS_CHECK_MAX`]: often while new, rarely when old.
+pub const STATUS_CHECK_FIRST: chrono::Duration = chrono::Duration::minutes(15);
+/// The longest wait between two status checks of an open link.
+pub const STATUS_CHECK_MAX: chrono::Duration = chrono::Duration::hours(24);
+/// At most this many status checks per cycle; the rest wait for the next one.
+pub const STATUS_CHECKS_PER_CYCLE: usize = 2000;
+
+/// When a link that has had `checks` status checks is next checked.
+pub fn check_time(now: DateTime<Utc>, checks: i64) -> String {
+    let factor = 1i32 << checks.clamp(0, 16);
+    let wait = (STATUS_CHECK_FIRST * factor).min(STATUS_CHECK_MAX);
+    (now + wait).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Fetches the payment status of every link and QR transaction that is due (back-off,
+/// callback or webhook, expiry) and records what it finds. Also used by the daemon right
+/// after a callback.
+pub async fn check_statuses(
+    conn: &Connection,
+    cfg: &Config,
+    services: Services<'_>,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let cm = services.cm;
+    let due = links::due_for_check(conn, &now_text(), STATUS_CHECKS_PER_CYCLE)?;
+    let mut results = futures_util::stream::iter(due)
+        .map(|c| async move {
+            let r = cm.link_status(&c.link_ref).await;
+            (c, r)
+        })
+        .buffer_unordered(cfg.cm.max_in_flight);
+    while let Some((c, result)) = results.next().await {
+        record_status(conn, &c, result, report)?;
+    }
+    drop(results);
+    if let Some(qr) = services.qr {
+        let due = qr_store::due_for_check(conn, &now_text(), STATUS_CHECKS_PER_CYCLE)?;
+        let mut results = futures_util::stream::iter(due)
+            .map(|c| async move {
+                let r = qr.get_transaction(&c.cm_id).await;
+                (c, r)
+            })
+            .buffer_unordered(cfg.cm.max_in_flight);
+        while let Some((c, result)) = results.next().await {
+            record_qr_status(conn, &c, result, report)?;
+        }
+    }
+    Ok(())
+}
+
+fn record_qr_status(
+    conn: &Connection,
+    c: &QrToCheck,
+    result: Result<idealqr::QrTransaction, CmError>,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let now = Utc::now();
+    let now_s = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    match result.map(|t| t.status) {
+        Ok(QrStatus::Success) => {
+            if qr_store::record_success(conn, c.id, c.invoice_id, &now_s)? {
+                report.double_payments.push(c.reference.clone());
+                tracing::warn!(invoice = %c.reference, "paid twice: through its payment link and its iDEAL QR code; refund one");
+            } else {
+                tracing::info!(invoice = %c.reference, transaction = %c.cm_id, "paid through its iDEAL QR code");
+            }
+            report.payments_seen += 1;
+        }
+        Ok(status @ (QrStatus::Cancelled | QrStatus::Expired | QrStatus::Failure)) => {
+            qr_store::record_ended(conn, c.id, &status.as_str().to_lowercase())?;
+            tracing::info!(invoice = %c.reference, transaction = %c.cm_id, status = status.as_str(), "iDEAL QR transaction ended unpaid");
+        }
+        Ok(_) => {
+            qr_store::record_checked(conn, c.id, &check_time(now, c.status_checks + 1))?;
+        }
+        Err(e) if e.is_not_found() => {
+            qr_store::record_checked(conn, c.id, &check_time(now, c.status_checks + 1))?;
+            tracing::warn!(invoice = %c.reference, transaction = %c.cm_id, "CM does not know this iDEAL QR transaction");
+        }
+        Err(e) => {
+            note_failure(report, &e);
+            tracing::warn!(invoice = %c.reference, "iDEAL QR status check left for the next cycle: {e}");
+        }
+    }
+    Ok(())
+}
+
+fn record_status(
+    conn: &Connection,
+    c: &ToCheck,
+    result: Result<LinkStatus, CmError>,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let now = Utc::now();
+    let now_s = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    match result {
+        Ok(LinkStatus::Paid) => {
+            if links::record_paid(conn, c.link_id, c.invoice_id, &now_s)? {
+                report.double_payments.push(c.reference.clone());
+            }
+            report.payments_seen += 1;
+            tracing::info!(invoice = %c.reference, link = %c.link_ref, "paid through its payment link");
+        }
+        Ok(_) if c.expired => {
+            links::record_expired(conn, c.link_id, &now_s)?;
+            tracing::info!(invoice = %c.reference, link = %c.link_ref, "the link expired unpaid");
+        }
+        Ok(_) => {
+            links::record_checked(
+                conn,
+                c.link_id,
+                &now_s,
+                &check_time(now, c.status_checks + 1),
+            )?;
+        }
+        Err(e) if e.is_not_found() => {
+            links::record_checked(
+                conn,
+                c.link_id,
+                &now_s,
+                &check_time(now, c.status_checks + 1),
+            )?;
+            links::record_deactivation_failed(conn, c.link_id, "CM does not know this link")?;
+            tracing::warn!(invoice = %c.reference, link = %c.link_ref, "CM does not know this link");
+        }
+        Err(e) => {
+            note_failure(report, &e);
+            tracing::warn!(invoice = %c.reference, link = %c.link_ref, "status check left for the next cycle: {e}");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_checks_back_off_from_fifteen_minutes_to_a_day() {
+        let t0 = DateTime::parse_from_rfc3339("2026-11-21T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let at = |n| check_time(t0, n);
+        assert_eq!(at(0), "2026-11-21T00:15:00Z");
+        assert_eq!(at(1), "2026-11-21T00:30:00Z");
+        assert_eq!(at(2), "2026-11-21T01:00:00Z");
+        assert_eq!(at(6), "2026-11-21T16:00:00Z");
+        assert_eq!(at(7), "2026-11-22T00:00:00Z");
+        assert_eq!(at(40), "2026-11-22T00:00:00Z");
+    }
+}
