@@ -3,7 +3,7 @@
 /// A failed CM call. The variants are the caller's branches: leave it for the next cycle
 /// ([`CmError::Transient`]), mark this invoice revision failed with CM's words
 /// ([`CmError::Permanent`]), or stop and fix the setup ([`CmError::Auth`],
-/// [`CmError::Config`]). No variant ever carries the client secret or a bearer token:
+/// [`CmError::Invalid`]). No variant ever carries the client secret or a bearer token:
 /// every text that comes from a response is scrubbed of both before it is stored here.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CmError {

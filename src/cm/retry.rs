@@ -2,7 +2,7 @@
 //!
 //! It owns the retry policy (attempts, capped full-jitter back-off, `Retry-After`) and the
 //! judgement of which outcomes are worth retrying. It never sends or sleeps itself: the
-//! client asks [`decide`] after each attempt and does what it says, so the policy can be
+//! client asks `decide` after each attempt and does what it says, so the policy can be
 //! tested without a network and without waiting.
 
 use std::time::{Duration, SystemTime};
