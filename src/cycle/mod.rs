@@ -1,10 +1,10 @@
 //! One cycle (PRODUCT.md section 4): ingest → payment status → deactivate what must go
 //! → create the missing links → iDEAL QR → mail → one summary line and an exit code.
 //!
-//! - [`status`]: links and QR transactions due for a check, read from the API;
-//! - [`links_step`]: deactivations, then creations, each intent committed first;
-//! - [`qr_step`]: QR transactions for EUR revisions with an active link;
-//! - [`mail_step`]: the outbox, sent after everything it may announce is recorded.
+//! - `status`: links and QR transactions due for a check, read from the API;
+//! - `links_step`: deactivations, then creations, each intent committed first;
+//! - `qr_step`: QR transactions for EUR revisions with an active link;
+//! - `mail_step`: the outbox, sent after everything it may announce is recorded.
 //!
 //! Ordering is the safety argument: links that must go are deactivated first, and an
 //! invoice gets a new link only when it holds no live one (the database refuses two).
