@@ -3,7 +3,7 @@
 //! This module owns the three steps between "a link is recorded" and "a relay accepted
 //! the mail":
 //!
-//! - [`render`]: subject, plain text and HTML per language from templates (built in for
+//! - [`render`](mod@render): subject, plain text and HTML per language from templates (built in for
 //!   `nl`, `en`, `de`, `fr`; overridable from `email.templates_dir`), every CSV value
 //!   escaped in HTML;
 //! - [`message`]: the MIME message (multipart text + HTML, inline QR image), header values
