@@ -64,6 +64,10 @@ impl Store {
         conn.busy_timeout(BUSY_TIMEOUT)?;
         // WAL lets `status` read while a cycle writes; NORMAL is durable across process
         // crashes in WAL mode (only an OS crash can lose the last transactions).
+        // Only takes effect on a new database (before its first table): 16 KiB pages make
+        // million-row imports about 10 % faster than 4 KiB ones (benches/ingest.rs); an
+        // existing database keeps its page size.
+        conn.execute_batch("PRAGMA page_size = 16384")?;
         let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
         if mode != "wal" && mode != "memory" {
             bail!("the database does not support WAL mode (journal_mode is {mode})");
