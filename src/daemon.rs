@@ -101,6 +101,20 @@ fn next_tick(schedule: &Schedule, after: DateTime<Local>) -> Option<DateTime<Loc
     schedule.after(&after).next()
 }
 
+/// When the next cycle runs, given when the last one started and when it ended: ticks
+/// that fell while it ran coalesce into one cycle right away (never a burst of them);
+/// otherwise the next tick.
+fn after_cycle(
+    schedule: &Schedule,
+    started: DateTime<Local>,
+    ended: DateTime<Local>,
+) -> Option<DateTime<Local>> {
+    match next_tick(schedule, started) {
+        Some(t) if t <= ended => Some(ended),
+        other => other,
+    }
+}
+
 /// sd_notify, when `NOTIFY_SOCKET` is set; failures are logged, never fatal.
 fn notify(states: &[sd_notify::NotifyState<'_>]) {
     if let Err(e) = sd_notify::notify(states) {
@@ -163,11 +177,7 @@ pub async fn serve(config: &Config, shutdown: impl Future<Output = ()>) -> anyho
                 let services = cycle::Services { cm: &cm.client, qr: cm.qr.as_ref(), mail: &postman };
                 let status = run_cycle(&store, config, services).await;
                 notify(&[sd_notify::NotifyState::Status(&status)]);
-                // Ticks that fell while the cycle ran coalesce into one cycle now.
-                next = match next_tick(&schedule, started) {
-                    Some(t) if t <= Local::now() => Some(Local::now()),
-                    other => other,
-                };
+                next = after_cycle(&schedule, started, Local::now());
             }
         }
     }
@@ -394,6 +404,27 @@ mod tests {
         assert_eq!(t.weekday(), Weekday::Sun, "Saturday 9:00 has passed");
         let t = next_after("0 9 * * MON", 2026, 11, 21, 10, 2);
         assert_eq!(t.weekday(), Weekday::Mon);
+    }
+
+    #[test]
+    fn ticks_missed_during_a_long_cycle_coalesce_into_one() {
+        let every_minute = parse_schedule("* * * * *").unwrap();
+        let at = |h, m, sec| Local.with_ymd_and_hms(2026, 11, 21, h, m, sec).unwrap();
+        // a cycle from 10:00:05 to 10:03:30 missed three ticks: one cycle now, no burst
+        assert_eq!(
+            after_cycle(&every_minute, at(10, 0, 5), at(10, 3, 30)),
+            Some(at(10, 3, 30))
+        );
+        // and after that catch-up cycle (quick), the schedule resumes at the next tick
+        assert_eq!(
+            after_cycle(&every_minute, at(10, 3, 30), at(10, 3, 31)),
+            Some(at(10, 4, 0))
+        );
+        // a cycle that ends before the next tick waits for it
+        assert_eq!(
+            after_cycle(&every_minute, at(10, 0, 5), at(10, 0, 20)),
+            Some(at(10, 1, 0))
+        );
     }
 
     #[test]
