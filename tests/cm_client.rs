@@ -1,62 +1,20 @@
 //! The CM client against the sandbox, over real HTTP on loopback: what CM receives, how
 //! the token is used, how failures are survived, and that secrets stay secret.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use invoice_sync::cm::{
-    CmClient, CmError, CreateLink, LinkStatus, PaymentLink, RetryPolicy, Throttle,
-};
+use invoice_sync::cm::{CmClient, CmError, CreateLink, LinkStatus, PaymentLink, Throttle};
 use invoice_sync::config::Cm;
 use invoice_sync::sandbox::{self, Sandbox, SandboxOptions};
 use secrecy::SecretString;
 
+#[path = "common/cm_support.rs"]
+mod cm_support;
+use cm_support::{fast_retries, logs};
+
 const SECRET: &str = "s3cr3t-Never-Show-Me-42";
-
-/// Every log line of this test binary, at debug level, so tests can assert what is never
-/// logged. Printed to stderr as well when `TEST_LOG` is set.
-fn logs() -> Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let writer = Capture(buf.clone());
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::DEBUG)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).expect("one subscriber per binary");
-        buf
-    })
-    .clone()
-}
-
-#[derive(Clone)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        if std::env::var_os("TEST_LOG").is_some() {
-            std::io::stderr().write_all(data)?;
-        }
-        self.0.lock().unwrap().extend_from_slice(data);
-        Ok(data.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn fast_retries() -> RetryPolicy {
-    RetryPolicy {
-        max_attempts: 8,
-        base_delay: Duration::from_millis(5),
-        max_delay: Duration::from_millis(50),
-        max_retry_after: Duration::from_secs(5),
-    }
-}
 
 async fn sandbox_with(opts: SandboxOptions) -> Sandbox {
     logs();
@@ -473,12 +431,11 @@ async fn the_limiter_holds_the_configured_rate() {
         .await;
     let took = start.elapsed();
     assert_eq!(ok, n);
-    // Starts are spaced 25 ms apart: 60 requests take ~1.5 s however many run at once.
+    // Starts are spaced 25 ms apart: 60 requests take at least ~1.5 s however many run at
+    // once. Only the limit is asserted: a loaded machine can make them slower, never
+    // faster (how close the rate comes to the limit is measured by benches/links.rs).
     let rate = n as f64 / took.as_secs_f64();
-    assert!(
-        (34.0..=44.0).contains(&rate),
-        "achieved {rate:.1}/s in {took:?}"
-    );
+    assert!(rate <= 44.0, "achieved {rate:.1}/s in {took:?}");
     sb.shutdown().await;
 }
 

@@ -2,9 +2,8 @@
 //! CM), over real HTTP on loopback: what CM receives, where the token comes from, how
 //! failures are survived, the QR image, and that secrets stay secret.
 
-use std::io::Write;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode};
@@ -12,60 +11,20 @@ use axum::routing::{get, post};
 use futures_util::StreamExt;
 use invoice_sync::cm::idealqr::{MAX_AMOUNT_CENTS, amount_in_range, purchase_id};
 use invoice_sync::cm::{
-    CmClient, CmError, CreateLink, CreateTransaction, IdealQrClient, QrStatus, RetryPolicy,
-    Throttle,
+    CmClient, CmError, CreateLink, CreateTransaction, IdealQrClient, QrStatus, Throttle,
 };
 use invoice_sync::config::{Cm, IdealQr};
 use invoice_sync::sandbox::{self, Sandbox, SandboxOptions};
 use proptest::prelude::*;
 use secrecy::SecretString;
 
+#[path = "common/cm_support.rs"]
+mod cm_support;
+use cm_support::{fast_retries, logs};
+
 const SECRET: &str = "qr-S3cret-Never-Show-Me-99";
 const TOKEN_PATH: &str = "/api/v1/authorization/oauth2/token";
 const TRANSACTIONS: &str = "/api/v1/paymentmethods/idealqr/v1/transactions";
-
-/// Every log line of this test binary, at debug level, so tests can assert what is never
-/// logged. Printed to stderr as well when `TEST_LOG` is set.
-fn logs() -> Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let writer = Capture(buf.clone());
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::DEBUG)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).expect("one subscriber per binary");
-        buf
-    })
-    .clone()
-}
-
-#[derive(Clone)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        if std::env::var_os("TEST_LOG").is_some() {
-            std::io::stderr().write_all(data)?;
-        }
-        self.0.lock().unwrap().extend_from_slice(data);
-        Ok(data.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn fast_retries() -> RetryPolicy {
-    RetryPolicy {
-        max_attempts: 8,
-        base_delay: Duration::from_millis(5),
-        max_delay: Duration::from_millis(50),
-        max_retry_after: Duration::from_secs(5),
-    }
-}
 
 async fn sandbox_with(opts: SandboxOptions) -> Sandbox {
     logs();

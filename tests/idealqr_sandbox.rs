@@ -7,28 +7,15 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::routing::post;
-use invoice_sync::sandbox::{self, Sandbox, SandboxOptions};
+use invoice_sync::sandbox::{Sandbox, SandboxOptions};
 use serde_json::{Value, json};
+
+#[path = "common/cm_support.rs"]
+mod cm_support;
+use cm_support::{http, start};
 
 const TOKEN_PATH: &str = "/api/v1/authorization/oauth2/token";
 const TRANSACTIONS: &str = "/api/v1/paymentmethods/idealqr/v1/transactions";
-
-async fn start(opts: SandboxOptions) -> Sandbox {
-    sandbox::start("127.0.0.1:0".parse().unwrap(), opts)
-        .await
-        .expect("sandbox starts")
-}
-
-/// One client for the whole binary: building one is slow (TLS roots).
-fn http() -> reqwest::Client {
-    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
-    CLIENT
-        .get_or_init(|| {
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            reqwest::Client::new()
-        })
-        .clone()
-}
 
 async fn get(url: &str, token: Option<&str>) -> (u16, Value) {
     let mut req = http().get(url);

@@ -8,27 +8,14 @@ use std::time::Duration;
 use axum::Json;
 use axum::routing::post;
 use clap::Parser;
-use invoice_sync::sandbox::{self, Sandbox, SandboxArgs, SandboxOptions};
+use invoice_sync::sandbox::{Sandbox, SandboxArgs, SandboxOptions};
 use serde_json::{Value, json};
 
-async fn start(opts: SandboxOptions) -> Sandbox {
-    sandbox::start("127.0.0.1:0".parse().unwrap(), opts)
-        .await
-        .expect("sandbox starts")
-}
-
-/// One client for the whole binary: building one is slow (TLS roots).
-fn http() -> reqwest::Client {
-    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
-    CLIENT
-        .get_or_init(|| {
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            reqwest::Client::new()
-        })
-        .clone()
-}
-
 /// GETs `url` (with a bearer token when given); returns status and body text.
+#[path = "common/cm_support.rs"]
+mod cm_support;
+use cm_support::{http, start};
+
 async fn get(url: &str, token: Option<&str>) -> (u16, String) {
     let mut req = http().get(url);
     if let Some(t) = token {
