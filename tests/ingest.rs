@@ -678,3 +678,48 @@ fn logs_under_journald_have_no_timestamps_json_for_shippers_and_quiet_is_quiet()
     assert_eq!(r.code, 0);
     assert_eq!(r.stderr, "", "-q prints only warnings and errors");
 }
+
+#[test]
+fn a_progress_bar_shows_for_a_large_file_on_a_terminal_only() {
+    let env = TestEnv::new("");
+    // about 9 MiB: over the 8 MiB threshold
+    let mut csv = String::from(HEADER);
+    csv.push('\n');
+    let mut i = 0;
+    while csv.len() < 9 * 1024 * 1024 {
+        csv.push_str(&format!(
+            "P-{i:08},customer{i:08}@example.com,Customer {i:08},12.50,2026-12-01\n"
+        ));
+        i += 1;
+    }
+    let f = env.write_file("big.csv", &csv);
+    // on a terminal (a pseudo-terminal from util-linux `script`)
+    let cmd = format!(
+        "{} --config {} import {}",
+        env!("CARGO_BIN_EXE_invoice-sync"),
+        env.config.display(),
+        f.display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qfec", &cmd, "/dev/null"])
+        .env("TERM", "xterm")
+        .output()
+        .expect("script (util-linux) runs the import on a pseudo-terminal");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        seen.contains("big.csv [") && seen.contains("MiB"),
+        "no progress bar on a terminal: {}",
+        seen.chars().take(600).collect::<String>()
+    );
+    // the same through pipes (cron, systemd): no bar
+    env.write_file("big2.csv", csv.replace("P-", "Q-"));
+    let r = env.run(&["import", env.path("big2.csv").to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!r.stderr.contains("big2.csv ["), "{}", r.stderr);
+    assert_eq!(env.count("SELECT count(*) FROM invoices"), 2 * i);
+}
