@@ -142,7 +142,10 @@ impl EmailAddress {
         }
         let address = lettre::Address::from_str(t).map_err(|_| invalid(""))?;
         let domain = address.domain();
-        if domain.starts_with('[') || !domain.trim_matches('.').contains('.') {
+        if domain.starts_with('[') {
+            return Err(invalid(" (an IP address instead of a domain)"));
+        }
+        if !domain.trim_matches('.').contains('.') {
             return Err(invalid(" (the domain has no dot)"));
         }
         Ok(EmailAddress(address))
@@ -295,7 +298,12 @@ mod tests {
 
     #[test]
     fn email_rejects_ip_literals() {
-        assert!(EmailAddress::parse("a@[192.168.1.1]").is_err());
+        assert_eq!(
+            EmailAddress::parse("a@[192.168.1.1]")
+                .unwrap_err()
+                .to_string(),
+            "\"a@[192.168.1.1]\" is not a valid e-mail address (an IP address instead of a domain)"
+        );
     }
 
     #[test]
