@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::cm::CmConnection;
 use crate::config::Config;
 use crate::cycle;
+use crate::domain::money::exponent_of;
 use crate::ingest;
 use crate::lock::RunLock;
 use crate::mail::Postman;
@@ -261,11 +262,8 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn run_cycle(config: &Config, files: Vec<PathBuf>, dry_run: bool) -> anyhow::Result<Outcome> {
-    if let Some(bad) = files.iter().find(|f| !f.is_file()) {
-        return Ok(Outcome {
-            exit: Exit::Usage,
-            message: Some(format!("{} is not a readable file", bad.display())),
-        });
+    if let Some(usage) = missing_file(&files) {
+        return Ok(usage);
     }
     let Some(_lock) = RunLock::try_acquire(&config.storage.database)? else {
         return Ok(locked_outcome(config));
@@ -322,9 +320,7 @@ fn print_plan(plan: &cycle::Plan, report: &cycle::Report) -> anyhow::Result<()> 
         )?;
     }
     for c in &plan.create {
-        let exponent = crate::domain::Currency::parse(&c.data.currency)
-            .map(|x| x.exponent())
-            .unwrap_or(2);
+        let exponent = exponent_of(&c.data.currency);
         let verb = if c.replaces {
             "replace   "
         } else {
@@ -398,7 +394,7 @@ fn deactivate(config: &Config, invoice: &str) -> anyhow::Result<Outcome> {
             Ok(Outcome::ok())
         }
         Err(e) => {
-            links::record_deactivation_failed(conn, link_id, &e.to_string())?;
+            links::record_link_error(conn, link_id, &e.to_string())?;
             Ok(Outcome {
                 exit: Exit::Attention,
                 message: Some(format!(
@@ -572,14 +568,17 @@ fn locked_outcome(config: &Config) -> Outcome {
     }
 }
 
+/// The usage error for the first named file that is not a file, if any.
+fn missing_file(files: &[PathBuf]) -> Option<Outcome> {
+    files.iter().find(|f| !f.is_file()).map(|bad| Outcome {
+        exit: Exit::Usage,
+        message: Some(format!("{} is not a readable file", bad.display())),
+    })
+}
+
 fn import(config: &Config, files: &[PathBuf]) -> anyhow::Result<Outcome> {
-    for f in files {
-        if !f.is_file() {
-            return Ok(Outcome {
-                exit: Exit::Usage,
-                message: Some(format!("{} is not a readable file", f.display())),
-            });
-        }
+    if let Some(usage) = missing_file(files) {
+        return Ok(usage);
     }
     let Some(_lock) = RunLock::try_acquire(&config.storage.database)? else {
         return Ok(locked_outcome(config));
@@ -600,31 +599,14 @@ fn import(config: &Config, files: &[PathBuf]) -> anyhow::Result<Outcome> {
 
 /// The exit-3 sentence for an ingest that needs an operator.
 fn attention_for_ingest(report: &ingest::Report, config: &Config) -> Option<Outcome> {
-    if !report.needs_attention() {
-        return None;
-    }
-    let t = report.totals();
-    let mut parts = Vec::new();
-    if t.rows_rejected > 0 {
-        parts.push(format!("{} row(s) were rejected", t.rows_rejected));
-    }
-    if report.files_refused() > 0 {
-        parts.push(format!(
-            "{} file(s) could not be imported",
-            report.files_refused()
-        ));
-    }
-    if t.snapshot_guard {
-        parts.push(
-            "a snapshot export lacked more than half of the open invoices, so nothing was settled"
-                .into(),
-        );
-    }
-    Some(Outcome::attention(format!(
-        "{}; see {}",
-        parts.join(", "),
-        config.inbox.rejected_dir.display()
-    )))
+    let parts = report.attention();
+    (!parts.is_empty()).then(|| {
+        Outcome::attention(format!(
+            "{}; see {}",
+            parts.join(", "),
+            config.inbox.rejected_dir.display()
+        ))
+    })
 }
 
 fn open_existing(config: &Config) -> anyhow::Result<Store> {

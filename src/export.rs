@@ -11,8 +11,7 @@ use std::io::Write;
 use chrono::NaiveDate;
 use rusqlite::{Connection, params};
 
-use crate::domain::Currency;
-use crate::domain::money::format_minor;
+use crate::domain::money::{exponent_of, format_minor};
 
 /// The header, in the contract's order.
 pub const HEADER: [&str; 5] = [
@@ -54,9 +53,7 @@ pub fn write_paid(
         let currency: String = r.get(2)?;
         let paid_at: String = r.get(3)?;
         let link_ref: String = r.get(4)?;
-        let exponent = Currency::parse(&currency)
-            .map(|c| c.exponent())
-            .unwrap_or(2);
+        let exponent = exponent_of(&currency);
         w.write_record([
             neutralise(&reference).as_ref(),
             &format_minor(minor, exponent),

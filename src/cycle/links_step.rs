@@ -10,7 +10,7 @@ use rusqlite::Connection;
 use super::{Report, check_time, note_failure};
 use crate::cm::{CmClient, CmError, CreateLink, LinkStatus};
 use crate::config::Config;
-use crate::domain::Currency;
+use crate::domain::money::exponent_of;
 use crate::store::links::{self, ToCreate};
 use crate::store::now_text;
 use crate::store::outbox::{self, MailKind};
@@ -65,7 +65,7 @@ pub(super) async fn deactivate_step(
             }
             Err(e) => {
                 let message = e.to_string();
-                links::record_deactivation_failed(conn, d.link_id, &message)?;
+                links::record_link_error(conn, d.link_id, &message)?;
                 note_failure(report, &e);
                 tracing::warn!(invoice = %d.reference, link = %d.link_ref, "deactivation left for the next cycle: {message}");
             }
@@ -76,9 +76,7 @@ pub(super) async fn deactivate_step(
 
 /// The fields of the create request for one invoice revision.
 pub fn create_request(c: &ToCreate, cfg: &Config, today: NaiveDate) -> CreateLink {
-    let exponent = Currency::parse(&c.data.currency)
-        .map(|cur| cur.exponent())
-        .unwrap_or(2);
+    let exponent = exponent_of(&c.data.currency);
     let language = c
         .data
         .language
@@ -220,10 +218,6 @@ pub(super) async fn create_step(
         Box::pin(deactivate_step(conn, cfg, cm, report)).await?;
     }
     Ok(())
-}
-
-fn exponent_of(currency: &str) -> u8 {
-    Currency::parse(currency).map(|c| c.exponent()).unwrap_or(2)
 }
 
 /// Whether CM says it holds another amount than the revision asks (an absent echo is

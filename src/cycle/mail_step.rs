@@ -7,7 +7,7 @@ use rusqlite::Connection;
 use super::{Report, Services};
 use crate::cm::idealqr::IdealQrClient;
 use crate::config::Config;
-use crate::domain::Currency;
+use crate::domain::money::exponent_of;
 use crate::mail::{MailContext, QrCode, SendError};
 use crate::store::now_text;
 use crate::store::outbox::{self, MailKind};
@@ -77,9 +77,7 @@ pub(super) async fn mail_step(
             .language
             .clone()
             .unwrap_or_else(|| cfg.cm.default_language.to_lowercase());
-        let exponent = Currency::parse(&p.data.currency)
-            .map(|c| c.exponent())
-            .unwrap_or(2);
+        let exponent = exponent_of(&p.data.currency);
         let Ok(due_date) = NaiveDate::parse_from_str(&p.data.due_date, "%Y-%m-%d") else {
             outbox::mark_failed(conn, p.id, "the stored due date is not a date")?;
             report.mails_failed += 1;

@@ -152,20 +152,7 @@ impl Report {
 
     /// Why an operator must look, if they must (exit 3).
     pub fn attention(&self) -> Option<String> {
-        let mut parts = Vec::new();
-        let t = self.ingest.totals();
-        if t.rows_rejected > 0 {
-            parts.push(format!("{} row(s) were rejected", t.rows_rejected));
-        }
-        if self.ingest.files_refused() > 0 {
-            parts.push(format!(
-                "{} file(s) could not be imported",
-                self.ingest.files_refused()
-            ));
-        }
-        if t.snapshot_guard {
-            parts.push("a snapshot export lacked more than half of the open invoices, so nothing was settled".into());
-        }
+        let mut parts = self.ingest.attention();
         if self.links_failed > 0 {
             parts.push(format!(
                 "CM refused {} link(s) for good (see `status --state failed`)",

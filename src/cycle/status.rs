@@ -136,7 +136,7 @@ fn record_status(
                 &now_s,
                 &check_time(now, c.status_checks + 1),
             )?;
-            links::record_deactivation_failed(conn, c.link_id, "CM does not know this link")?;
+            links::record_link_error(conn, c.link_id, "CM does not know this link")?;
             tracing::warn!(invoice = %c.reference, link = %c.link_ref, "CM does not know this link");
         }
         Err(e) => {

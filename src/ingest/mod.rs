@@ -107,8 +107,30 @@ impl Report {
 
     /// Whether an operator must look: rejected rows, refused files, a held-back snapshot.
     pub fn needs_attention(&self) -> bool {
+        !self.attention().is_empty()
+    }
+
+    /// Why an operator must look, one phrase each (empty when nothing needs it): the
+    /// exit-3 sentence of `import` and the ingest part of a cycle's.
+    pub fn attention(&self) -> Vec<String> {
         let t = self.totals();
-        t.rows_rejected > 0 || t.snapshot_guard || self.files_refused() > 0
+        let mut parts = Vec::new();
+        if t.rows_rejected > 0 {
+            parts.push(format!("{} row(s) were rejected", t.rows_rejected));
+        }
+        if self.files_refused() > 0 {
+            parts.push(format!(
+                "{} file(s) could not be imported",
+                self.files_refused()
+            ));
+        }
+        if t.snapshot_guard {
+            parts.push(
+                "a snapshot export lacked more than half of the open invoices, so nothing was settled"
+                    .into(),
+            );
+        }
+        parts
     }
 
     /// One line for the log and the terminal.
@@ -238,10 +260,9 @@ pub fn ingest_file(
     }
 
     conn.execute_batch("SAVEPOINT ingest_file")?;
-    let mut rejections = files::RejectionReport::new(&cfg.inbox.rejected_dir, &name, b',');
-    let applied = apply(conn, cfg, path, &name, &info, source, opts, &mut rejections);
+    let applied = apply(conn, cfg, path, &name, &info, source, opts);
     match applied {
-        Ok(counts) => {
+        Ok((counts, rejections)) => {
             conn.execute_batch("RELEASE ingest_file")?;
             crate::failpoint("ingest-after-commit");
             if !opts.dry_run {
@@ -316,7 +337,8 @@ fn log_applied(path: &Path, c: &ImportCounts, rejections: Option<&Path>) {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Applies one file's rows inside the caller's savepoint; returns the counts and the
+/// rejection report (kept by the caller only once the savepoint is released).
 fn apply(
     conn: &Connection,
     cfg: &Config,
@@ -325,8 +347,7 @@ fn apply(
     info: &decode::Inspected,
     source: ImportSource,
     opts: Options,
-    rejections: &mut files::RejectionReport,
-) -> Result<ImportCounts, FileError> {
+) -> Result<(ImportCounts, files::RejectionReport), FileError> {
     let progress = (opts.progress && info.size >= 8 * 1024 * 1024).then(|| {
         let bar = indicatif::ProgressBar::new(info.size);
         bar.set_style(
@@ -350,7 +371,8 @@ fn apply(
         Err(decode::OpenError::Io(e)) => return Err(FileError::Io(e.to_string())),
         Err(e) => return Err(FileError::Unreadable(e.to_string())),
     };
-    *rejections = files::RejectionReport::new(&cfg.inbox.rejected_dir, name, opened.delimiter);
+    let mut rejections =
+        files::RejectionReport::new(&cfg.inbox.rejected_dir, name, opened.delimiter);
     let header = match opened.reader.byte_headers() {
         Ok(h) => h.clone(),
         Err(e) => return Err(csv_error(e)),
@@ -441,7 +463,7 @@ fn apply(
         }
     }
     imports::finish(conn, import_id, &counts)?;
-    Ok(counts)
+    Ok((counts, rejections))
 }
 
 fn newlines(bytes: &[u8]) -> u64 {

@@ -2,6 +2,8 @@
 //! views `status` shows. Everything here runs inside the caller's transaction.
 
 use rusqlite::{Connection, OptionalExtension, Statement, params};
+
+use crate::domain::money::exponent_of;
 use serde::Serialize;
 
 /// The lifecycle of PRODUCT.md section 5.
@@ -359,9 +361,7 @@ pub fn list(
     )?;
     let rows = stmt.query_map(params![reference, state.map(State::as_str)], |r| {
         let currency: String = r.get(4)?;
-        let exponent = crate::domain::Currency::parse(&currency)
-            .map(|c| c.exponent())
-            .unwrap_or(2);
+        let exponent = exponent_of(&currency);
         Ok(InvoiceView {
             invoice_reference: r.get(0)?,
             customer_email: r.get(1)?,

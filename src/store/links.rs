@@ -454,12 +454,9 @@ pub fn record_deactivated(
     Ok(())
 }
 
-/// Records a failed deactivation attempt (retried next cycle).
-pub fn record_deactivation_failed(
-    conn: &Connection,
-    link_id: i64,
-    message: &str,
-) -> rusqlite::Result<()> {
+/// Notes what went wrong with a link (a deactivation left for the next cycle, a link CM
+/// no longer knows); `status` shows it.
+pub fn record_link_error(conn: &Connection, link_id: i64, message: &str) -> rusqlite::Result<()> {
     conn.execute(
         "UPDATE links SET last_error = ?2 WHERE id = ?1",
         params![link_id, message],
