@@ -369,39 +369,40 @@ fn deactivate(config: &Config, invoice: &str) -> anyhow::Result<Outcome> {
     };
     let store = open_existing(config)?;
     let conn = store.conn();
-    let Some((link_id, link_ref)) = links::live_link_of(conn, invoice)? else {
+    let Some(target) = links::live_link_of(conn, invoice)? else {
         return Ok(Outcome {
             exit: Exit::Fatal,
             message: Some(format!("the invoice {invoice:?} has no active link")),
         });
     };
-    links::mark_deactivating(conn, link_id, DeactivateReason::Operator)?;
+    links::mark_deactivating(conn, target.link_id, DeactivateReason::Operator)?;
     let result = runtime()?.block_on(async {
         let cm = CmConnection::open(config).await?;
-        let r = cm.client.deactivate_link(&link_ref).await;
+        let r = cycle::deactivate_one(conn, &cm.client, &target).await;
         cm.close().await;
-        anyhow::Ok(r)
-    })?;
-    let now = crate::store::now_text();
-    match result {
-        Ok(_) => {
-            links::record_deactivated(conn, link_id, None, &now)?;
+        r
+    });
+    let link_ref = &target.link_ref;
+    match result? {
+        cycle::Deactivated::Inactive => {
             tracing::info!(invoice, link = %link_ref, "link deactivated by the operator");
             Ok(Outcome::ok())
         }
-        Err(e) if e.is_not_found() => {
-            links::record_deactivated(conn, link_id, Some("CM no longer knows this link"), &now)?;
+        cycle::Deactivated::Unknown => {
+            tracing::warn!(invoice, link = %link_ref, "CM does not know the link; recorded as inactive");
             Ok(Outcome::ok())
         }
-        Err(e) => {
-            links::record_link_error(conn, link_id, &e.to_string())?;
-            Ok(Outcome {
-                exit: Exit::Attention,
-                message: Some(format!(
-                    "could not deactivate link {link_ref} of {invoice:?} now ({e}); the next cycle retries it"
-                )),
-            })
-        }
+        cycle::Deactivated::Paid { double } => Ok(Outcome::attention(format!(
+            "link {link_ref} of {invoice:?} was already paid; the invoice is recorded as paid{}",
+            if double {
+                " (it was paid twice: refund one)"
+            } else {
+                ""
+            }
+        ))),
+        cycle::Deactivated::Left(why) => Ok(Outcome::attention(format!(
+            "could not deactivate link {link_ref} of {invoice:?} now ({why}); it stays payable until the next cycle deactivates it"
+        ))),
     }
 }
 

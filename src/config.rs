@@ -254,7 +254,11 @@ pub struct Cm {
     pub max_in_flight: usize,
     pub timeout_seconds: u64,
     pub callback_url: Option<String>,
-    pub link_expiry_days_after_due: Option<u32>,
+    /// Every link expires at the end of the day due date + this many days (UTC).
+    pub link_expiry_days_after_due: u32,
+    /// A link is created to expire this many hours ahead, and given its real expiry only
+    /// once recorded: a link whose answer was lost stops being payable by itself.
+    pub provisional_expiry_hours: u32,
     pub default_language: String,
     pub default_country: String,
 }
@@ -272,7 +276,8 @@ impl Default for Cm {
             max_in_flight: 8,
             timeout_seconds: 30,
             callback_url: None,
-            link_expiry_days_after_due: None,
+            link_expiry_days_after_due: 30,
+            provisional_expiry_hours: 48,
             default_language: "NL".into(),
             default_country: "NL".into(),
         }
@@ -665,6 +670,12 @@ impl Config {
         }
         if self.cm.max_in_flight == 0 {
             return Err(err("cm.max_in_flight", "must be at least 1".into()));
+        }
+        if self.cm.provisional_expiry_hours == 0 {
+            return Err(err(
+                "cm.provisional_expiry_hours",
+                "must be at least 1 (a link is created to expire this many hours ahead until it is recorded)".into(),
+            ));
         }
         if self.cm.timeout_seconds == 0 {
             return Err(err("cm.timeout_seconds", "must be at least 1".into()));

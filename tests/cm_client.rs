@@ -355,13 +355,13 @@ async fn deactivate_update_get_and_status_follow_the_document() {
     let updated = cm
         .update_link(
             &l.reference,
-            &serde_json::json!({ "expiry_date": "2024-06-01T00:00:00+00:00" }),
+            &serde_json::json!({ "expiry_date": "2099-06-01T00:00:00+00:00" }),
         )
         .await
         .unwrap();
     assert_eq!(
         updated.expiry_date.as_deref(),
-        Some("2024-06-01T00:00:00+00:00")
+        Some("2099-06-01T00:00:00+00:00")
     );
     assert!(updated.active);
 

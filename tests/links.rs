@@ -453,6 +453,19 @@ fn kill_9_at_random_moments_leaves_one_active_link_per_invoice() {
         env.count("SELECT count(*) FROM links WHERE state = 'active'"),
         n as i64
     );
+    // Once the provisional window has passed, each invoice has exactly one payable link
+    // at CM: the one it records.
+    host.sb().advance_clock(Duration::from_secs(49 * 3600));
+    for v in &status {
+        let reference = v["invoice_reference"].as_str().unwrap();
+        let payable: Vec<_> = host
+            .links_for(reference)
+            .into_iter()
+            .filter(|l| l.payable)
+            .collect();
+        assert_eq!(payable.len(), 1, "{reference}: {payable:?}");
+        assert_eq!(serde_json::json!(payable[0].reference), v["link_ref"]);
+    }
 }
 
 #[test]

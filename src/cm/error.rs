@@ -18,6 +18,11 @@ pub enum CmError {
         /// Whether CM may have carried out the request even though no answer came back.
         maybe_applied: bool,
     },
+    /// No token could be had for a reason other than refused credentials: the token
+    /// endpoint answered 404 or 405, redirected, showed a gateway's page, or could not be
+    /// reached. Nothing was sent with it, so nothing was decided: the work is deferred.
+    #[error("no CM token could be had, so nothing was sent: {0}")]
+    NoToken(String),
     /// CM refused the request itself (a 4xx other than 401, 408 and 429): sending it again
     /// unchanged will fail again, so this revision of the invoice is failed.
     #[error("CM refused the request (HTTP {status}): {message}")]
@@ -53,7 +58,7 @@ pub enum CmError {
 impl CmError {
     /// Whether the same request may succeed in a later cycle without any change.
     pub fn is_transient(&self) -> bool {
-        matches!(self, CmError::Transient { .. })
+        matches!(self, CmError::Transient { .. } | CmError::NoToken(_))
     }
 
     /// Whether CM may have carried out the request although it reported no success: the

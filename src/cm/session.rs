@@ -181,19 +181,60 @@ impl Session {
                         ),
                     });
                 }
-                status => {
+                // Only CM's own JSON answer to an authenticated request is a verdict on
+                // the invoice or the link; a redirect or a gateway's page is not.
+                status if (400..500).contains(&status) && is_cm_json(&answer.body) => {
                     return Err(CmError::Permanent {
                         status,
                         message: self.message(&answer.body),
                     });
                 }
+                status => return Err(self.not_cm(url, status, &answer.body)),
             }
         }
     }
 
-    /// The cached token, or a new one.
+    /// A fault of the way to CM: an answer that is not CM's (a redirect, which is never
+    /// followed; a gateway's error page; a body that is not CM's JSON). It defers the
+    /// work and never decides anything: CM did not see, or did not answer, the request.
+    fn not_cm(&self, url: &Url, status: u16, body: &[u8]) -> CmError {
+        let what = if (300..400).contains(&status) {
+            "a redirect (never followed: check the URL, e.g. https:// rather than http://)"
+                .to_string()
+        } else {
+            format!(
+                "an answer that is not CM's JSON ({})",
+                truncate(&self.scrub(String::from_utf8_lossy(body).trim()), 80)
+            )
+        };
+        CmError::Transient {
+            message: format!(
+                "{} answered HTTP {status} with {what}; nothing was decided, the work is left for the next cycle",
+                url_without_query(url)
+            ),
+            maybe_applied: false,
+        }
+    }
+
+    /// The cached token, or a new one. Only refused credentials are [`CmError::Auth`];
+    /// every other failure of the token endpoint (a 404, a redirect, a gateway's page,
+    /// an answer without a token) is a transient fault that defers the work, never a
+    /// verdict on an invoice or a link.
     pub async fn token(&self) -> Result<Token, CmError> {
-        self.token.get(|| self.fetch_token()).await
+        self.token
+            .get(|| async {
+                self.fetch_token().await.map_err(|e| match e {
+                    CmError::Auth { .. } => e,
+                    CmError::Transient { message, .. } => {
+                        CmError::NoToken(format!("the token endpoint failed: {message}"))
+                    }
+                    other => CmError::NoToken(format!(
+                        "the token endpoint {} failed: {other}",
+                        url_without_query(&self.token_url)
+                    )),
+                })
+            })
+            .await
     }
 
     /// `POST <token_url>` with the client credentials as a form.
@@ -233,7 +274,7 @@ impl Session {
                 tracing::debug!(expires_in = body.expires_in, "CM token obtained");
                 Ok((body.access_token, Duration::from_secs(body.expires_in)))
             }
-            400 | 401 | 403 => Err(CmError::Auth {
+            401 => Err(CmError::Auth {
                 client_id: self.client_id.clone(),
                 message: format!(
                     "HTTP {}: {}; check {}",
@@ -242,10 +283,15 @@ impl Session {
                     self.credentials
                 ),
             }),
-            status => Err(CmError::Permanent {
-                status,
-                message: self.message(&answer.body),
+            400 if is_refused_client(&answer.body) => Err(CmError::Auth {
+                client_id: self.client_id.clone(),
+                message: format!(
+                    "HTTP 400: {}; check {}",
+                    self.message(&answer.body),
+                    self.credentials
+                ),
             }),
+            status => Err(self.not_cm(&self.token_url, status, &answer.body)),
         }
     }
 
@@ -399,6 +445,31 @@ impl Session {
             text.to_string()
         }
     }
+}
+
+/// Whether a body is CM's own JSON (an object), not a gateway's page or a proxy's text.
+fn is_cm_json(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| v.is_object())
+}
+
+/// Whether a token endpoint's `400` is OAuth's refusal of the client (RFC 6749 5.2:
+/// `invalid_client` / `unauthorized_client`), as opposed to a malformed exchange.
+fn is_refused_client(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| {
+        matches!(
+            v.get("error").and_then(|e| e.as_str()),
+            Some("invalid_client" | "unauthorized_client")
+        )
+    })
+}
+
+/// A URL for a message: scheme, host, port and path, never a query (which could carry
+/// anything).
+fn url_without_query(url: &Url) -> String {
+    let mut u = url.clone();
+    u.set_query(None);
+    u.set_fragment(None);
+    u.to_string()
 }
 
 /// The whole body, or `None` when it is longer than `limit` (read no further than that).

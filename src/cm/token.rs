@@ -36,7 +36,14 @@ struct Slot {
     last_error: Option<CmError>,
     /// Refused credentials do not get better by asking again.
     refused: Option<CmError>,
+    /// A failing token endpoint, and when it failed: asked again only after
+    /// [`FAULT_HOLD`], so an outage costs one round of retries per cycle, not one per
+    /// request.
+    fault: Option<(CmError, Instant)>,
 }
+
+/// How long a token endpoint fault is answered from memory.
+pub(crate) const FAULT_HOLD: Duration = Duration::from_secs(30);
 
 /// The cache. The lock is held during a fetch, which is what makes the refresh
 /// single-flight: concurrent callers queue on it and then find the new token.
@@ -73,6 +80,11 @@ impl TokenCache {
         if let Some(e) = &slot.refused {
             return Err(e.clone());
         }
+        if let Some((e, at)) = &slot.fault
+            && at.elapsed() < FAULT_HOLD
+        {
+            return Err(e.clone());
+        }
         if self.finished.load(Ordering::SeqCst) != seen
             && let Some(e) = &slot.last_error
         {
@@ -91,11 +103,14 @@ impl TokenCache {
                     fresh_until: started + ttl - margin(ttl),
                 });
                 slot.last_error = None;
+                slot.fault = None;
                 Ok(token)
             }
             Err(e) => {
                 if matches!(e, CmError::Auth { .. }) {
                     slot.refused = Some(e.clone());
+                } else {
+                    slot.fault = Some((e.clone(), Instant::now()));
                 }
                 slot.current = None;
                 slot.last_error = Some(e.clone());
@@ -193,6 +208,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_failure_is_held_briefly_then_asked_again() {
+        let cache = TokenCache::default();
+        let down = || async {
+            Err(CmError::Transient {
+                message: "down".into(),
+                maybe_applied: false,
+            })
+        };
+        assert!(cache.get(down).await.is_err());
+        let fetched = AtomicU32::new(0);
+        let held = cache
+            .get(|| async {
+                fetched.fetch_add(1, Ordering::SeqCst);
+                Ok((SecretString::from("t"), Duration::from_secs(60)))
+            })
+            .await;
+        assert!(held.unwrap_err().is_transient());
+        assert_eq!(fetched.load(Ordering::SeqCst), 0, "not asked again at once");
+        cache.slot.lock().await.fault.as_mut().unwrap().1 -= FAULT_HOLD;
+        let ok = cache
+            .get(|| async { Ok((SecretString::from("t"), Duration::from_secs(60))) })
+            .await;
+        assert!(ok.is_ok());
+    }
+
+    #[tokio::test]
     async fn a_later_caller_fetches_again_after_a_failure() {
         let cache = TokenCache::default();
         let down = || async {
@@ -202,6 +243,7 @@ mod tests {
             })
         };
         assert!(cache.get(down).await.is_err());
+        cache.slot.lock().await.fault = None;
         let ok = cache
             .get(|| async { Ok((SecretString::from("t"), Duration::from_secs(60))) })
             .await;

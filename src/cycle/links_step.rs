@@ -3,7 +3,7 @@
 //! switched off at once.
 
 use anyhow::Context;
-use chrono::{Days, NaiveDate, Utc};
+use chrono::{DateTime, Days, NaiveDate, Utc};
 use futures_util::StreamExt;
 use rusqlite::Connection;
 
@@ -11,9 +11,68 @@ use super::{Report, check_time, note_failure};
 use crate::cm::{CmClient, CmError, CreateLink, LinkStatus};
 use crate::config::Config;
 use crate::domain::money::exponent_of;
-use crate::store::links::{self, ToCreate};
+use crate::store::links::{self, ToCreate, ToDeactivate};
 use crate::store::now_text;
 use crate::store::outbox::{self, MailKind};
+
+/// What became of one deactivation, once CM's answer is recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deactivated {
+    /// CM confirmed the link inactive (`active: false`).
+    Inactive,
+    /// CM (its own JSON answer, with a valid token) does not know the link: nothing is
+    /// payable under it, recorded as inactive.
+    Unknown,
+    /// The link was paid before it could be switched off; the payment is recorded.
+    /// `double` when the invoice had already been paid (through its QR code).
+    Paid {
+        /// The invoice had been paid before: the merchant must refund one payment.
+        double: bool,
+    },
+    /// Nothing was decided (a fault on the way to CM, or CM left the link active): the
+    /// link stays `deactivating` and the next cycle asks again. The text says why.
+    Left(String),
+}
+
+/// Deactivates one link at CM and records what CM said: the one place that turns a
+/// deactivation answer into state, for the cycle and the operator's `deactivate` alike.
+/// Only CM's own answer retires a link; anything else leaves it for the next cycle.
+pub async fn deactivate_one(
+    conn: &Connection,
+    cm: &CmClient,
+    d: &ToDeactivate,
+) -> anyhow::Result<Deactivated> {
+    let result = cm.deactivate_link(&d.link_ref).await;
+    let now = now_text();
+    Ok(match result {
+        Ok(link) if link.status == LinkStatus::Paid => {
+            let double = links::record_paid(conn, d.link_id, d.invoice_id, &now)?;
+            Deactivated::Paid { double }
+        }
+        Ok(link) if !link.active => {
+            links::record_deactivated(conn, d.link_id, None, &now)?;
+            Deactivated::Inactive
+        }
+        Ok(_) => {
+            let message =
+                "CM answered the deactivation with the link still active; asked again next cycle";
+            links::record_link_error(conn, d.link_id, message)?;
+            Deactivated::Left(message.into())
+        }
+        Err(e) if e.is_not_found() => {
+            links::record_deactivated(conn, d.link_id, Some("CM no longer knows this link"), &now)?;
+            Deactivated::Unknown
+        }
+        Err(e) => {
+            let message = e.to_string();
+            links::record_link_error(conn, d.link_id, &message)?;
+            if let CmError::Auth { .. } = e {
+                return Err(anyhow::Error::new(e));
+            }
+            Deactivated::Left(message)
+        }
+    })
+}
 
 pub(super) async fn deactivate_step(
     conn: &Connection,
@@ -25,48 +84,49 @@ pub(super) async fn deactivate_step(
     if list.is_empty() {
         return Ok(());
     }
-    conn.execute_batch("BEGIN")?;
-    for d in &list {
-        links::mark_deactivating(conn, d.link_id, d.reason)?;
+    {
+        let tx = crate::store::immediate(conn)?;
+        for d in &list {
+            links::mark_deactivating(&tx, d.link_id, d.reason)?;
+        }
+        tx.commit()?;
     }
-    conn.execute_batch("COMMIT")?;
     let mut results = futures_util::stream::iter(list)
         .map(|d| async move {
-            let r = cm.deactivate_link(&d.link_ref).await;
+            let r = deactivate_one(conn, cm, &d).await;
             (d, r)
         })
         .buffer_unordered(cfg.cm.max_in_flight);
     while let Some((d, result)) = results.next().await {
-        let now = now_text();
-        match result {
-            Ok(link) if link.status == LinkStatus::Paid => {
-                // Paid before it could be switched off: the payment is what happened.
-                if links::record_paid(conn, d.link_id, d.invoice_id, &now)? {
+        let outcome = match result {
+            Ok(o) => o,
+            Err(e) => match e.downcast::<CmError>() {
+                Ok(cm_error) => {
+                    note_failure(report, &cm_error);
+                    continue;
+                }
+                Err(other) => return Err(other),
+            },
+        };
+        match outcome {
+            Deactivated::Paid { double } => {
+                if double {
                     report.double_payments.push(d.reference.clone());
                 }
                 report.payments_seen += 1;
                 tracing::warn!(invoice = %d.reference, link = %d.link_ref,
                     "the link to deactivate was already paid; the invoice is recorded as paid");
             }
-            Ok(_) => {
-                links::record_deactivated(conn, d.link_id, None, &now)?;
+            Deactivated::Inactive => {
                 report.links_deactivated += 1;
                 tracing::info!(invoice = %d.reference, link = %d.link_ref, reason = d.reason.as_str(), "link deactivated");
             }
-            Err(e) if e.is_not_found() => {
-                links::record_deactivated(
-                    conn,
-                    d.link_id,
-                    Some("CM no longer knows this link"),
-                    &now,
-                )?;
+            Deactivated::Unknown => {
                 report.links_deactivated += 1;
                 tracing::warn!(invoice = %d.reference, link = %d.link_ref, "CM does not know the link to deactivate; recorded as inactive");
             }
-            Err(e) => {
-                let message = e.to_string();
-                links::record_link_error(conn, d.link_id, &message)?;
-                note_failure(report, &e);
+            Deactivated::Left(message) => {
+                report.deferred += 1;
                 tracing::warn!(invoice = %d.reference, link = %d.link_ref, "deactivation left for the next cycle: {message}");
             }
         }
@@ -74,8 +134,10 @@ pub(super) async fn deactivate_step(
     Ok(())
 }
 
-/// The fields of the create request for one invoice revision.
-pub fn create_request(c: &ToCreate, cfg: &Config, today: NaiveDate) -> CreateLink {
+/// The fields of the create request for one invoice revision, asked to expire at the
+/// provisional expiry (`now` + `cm.provisional_expiry_hours`): until the answer is
+/// recorded and the real expiry set, nothing but CM knows the link.
+pub fn create_request(c: &ToCreate, cfg: &Config, now: DateTime<Utc>) -> CreateLink {
     let exponent = exponent_of(&c.data.currency);
     let language = c
         .data
@@ -98,22 +160,105 @@ pub fn create_request(c: &ToCreate, cfg: &Config, today: NaiveDate) -> CreateLin
         merchant_reference: c.merchant_reference(),
         language_code: language,
         country_code: country,
-        expiry_date: expiry_date(&c.data.due_date, cfg.cm.link_expiry_days_after_due, today),
+        expiry_date: Some(provisional_expiry(now, cfg.cm.provisional_expiry_hours)),
         callback_url: cfg.cm.callback_url.clone(),
     }
 }
 
-/// `link_expiry_days_after_due` days after the due date, at the end of that day (UTC);
-/// for an invoice already that far overdue, the same number of days from today, so that
-/// a link is never born expired.
-pub fn expiry_date(due: &str, days: Option<u32>, today: NaiveDate) -> Option<String> {
-    let days = days?;
+/// `hours` from `now`, to the second, as CM's ISO 8601 timestamps are written.
+pub fn provisional_expiry(now: DateTime<Utc>, hours: u32) -> String {
+    (now + chrono::Duration::hours(i64::from(hours)))
+        .format("%Y-%m-%dT%H:%M:%S+00:00")
+        .to_string()
+}
+
+/// `days` after the due date, at the end of that day (UTC); for an invoice already that
+/// far overdue, the same number of days from today, so that a link is never born
+/// expired. `None` for a due date that is not `YYYY-MM-DD`.
+pub fn expiry_date(due: &str, days: u32, today: NaiveDate) -> Option<String> {
     let due = NaiveDate::parse_from_str(due, "%Y-%m-%d").ok()?;
     let mut expiry = due.checked_add_days(Days::new(days.into()))?;
     if expiry <= today {
         expiry = today.checked_add_days(Days::new(days.max(1).into()))?;
     }
     Some(format!("{expiry}T23:59:59+00:00"))
+}
+
+/// Gives every recorded link still on its provisional expiry its real one (`PATCH`), and
+/// only then lets its mail go. A link CM does not extend stays unannounced and is asked
+/// again next cycle; should that go on past its provisional expiry, it lapses unpaid and
+/// the invoice gets a new link.
+pub(super) async fn extend_step(
+    conn: &Connection,
+    cfg: &Config,
+    cm: &CmClient,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let list = links::provisional_links(conn)?;
+    if list.is_empty() {
+        return Ok(());
+    }
+    let today = Utc::now().date_naive();
+    let mut results = futures_util::stream::iter(list)
+        .map(|e| async move {
+            let expiry = expiry_date(&e.due_date, cfg.cm.link_expiry_days_after_due, today);
+            let result = match &expiry {
+                Some(at) => Some(
+                    cm.update_link(&e.link_ref, &serde_json::json!({ "expiry_date": at }))
+                        .await,
+                ),
+                None => None,
+            };
+            (e, expiry, result)
+        })
+        .buffer_unordered(cfg.cm.max_in_flight);
+    while let Some((e, expiry, result)) = results.next().await {
+        let (Some(expiry), Some(result)) = (expiry, result) else {
+            let message = format!("the due date {:?} cannot be read", e.due_date);
+            links::record_link_error(conn, e.link_id, &message)?;
+            report.deferred += 1;
+            continue;
+        };
+        match result {
+            Ok(link)
+                if link
+                    .expiry_date
+                    .as_deref()
+                    .is_none_or(|at| same_instant(at, &expiry)) =>
+            {
+                links::record_extended(conn, e.link_id, &expiry)?;
+            }
+            Ok(link) => {
+                let message = format!(
+                    "CM holds the expiry {} instead of {expiry}; the link is not mailed until it is set",
+                    link.expiry_date.as_deref().unwrap_or("?")
+                );
+                links::record_link_error(conn, e.link_id, &message)?;
+                report.deferred += 1;
+                tracing::warn!(invoice = %e.reference, link = %e.link_ref, "{message}");
+            }
+            Err(err) => {
+                let message = format!(
+                    "the link's real expiry could not be set yet, so it is not mailed: {err}"
+                );
+                links::record_link_error(conn, e.link_id, &message)?;
+                note_failure(report, &err);
+                tracing::warn!(invoice = %e.reference, link = %e.link_ref, "{message}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether two ISO 8601 timestamps name the same instant (CM may write `Z` or an offset).
+fn same_instant(a: &str, b: &str) -> bool {
+    match (
+        DateTime::parse_from_rfc3339(a),
+        DateTime::parse_from_rfc3339(b),
+    ) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
 }
 
 pub(super) async fn create_step(
@@ -126,13 +271,13 @@ pub(super) async fn create_step(
     if plan.is_empty() {
         return Ok(());
     }
-    let today = Utc::now().date_naive();
+    let started = Utc::now();
     let mut mismatched = false;
     let mut results = futures_util::stream::iter(plan)
         .map(|c| {
             // Runs when the stream pulls the item, just before the request is built: the
             // intent is committed before anything is sent.
-            let request = create_request(&c, cfg, today);
+            let request = create_request(&c, cfg, started);
             let intent =
                 links::record_intent(conn, &c, request.expiry_date.as_deref(), &now_text());
             async move {
@@ -175,24 +320,15 @@ pub(super) async fn create_step(
             Ok(link) => {
                 let next = check_time(Utc::now(), 0);
                 // The link and the mail announcing it are one fact: one transaction.
-                conn.execute_batch("BEGIN IMMEDIATE")?;
-                let recorded =
-                    links::record_created(conn, link_id, &link.reference, &link.uri, &now, &next)
-                        .and_then(|()| {
-                            let kind = if c.replaces {
-                                MailKind::Replacement
-                            } else {
-                                MailKind::Link
-                            };
-                            outbox::enqueue(conn, c.invoice_id, c.revision, link_id, kind, &now)
-                        });
-                match recorded {
-                    Ok(_) => conn.execute_batch("COMMIT")?,
-                    Err(e) => {
-                        conn.execute_batch("ROLLBACK")?;
-                        return Err(e.into());
-                    }
-                }
+                let tx = crate::store::immediate(conn)?;
+                links::record_created(&tx, link_id, &link.reference, &link.uri, &now, &next)?;
+                let kind = if c.replaces {
+                    MailKind::Replacement
+                } else {
+                    MailKind::Link
+                };
+                outbox::enqueue(&tx, c.invoice_id, c.revision, link_id, kind, &now)?;
+                tx.commit()?;
                 report.links_created += 1;
                 if c.replaces {
                     report.links_replaced += 1;
@@ -206,7 +342,14 @@ pub(super) async fn create_step(
                 tracing::warn!(invoice = %c.reference, "CM refused the link for this revision: {message}");
             }
             Err(e) => {
-                let message = e.to_string();
+                let mut message = e.to_string();
+                if e.maybe_applied() {
+                    let merchant = c.merchant_reference();
+                    message.push_str(&format!(
+                        "; CM may hold an unrecorded link with merchant reference {merchant} (never mailed; it stops being payable at its provisional expiry)"
+                    ));
+                    report.unanswered.push((c.reference.clone(), merchant));
+                }
                 links::record_create_deferred(conn, link_id, &message, e.maybe_applied())?;
                 note_failure(report, &e);
                 tracing::warn!(invoice = %c.reference, "link creation left for the next cycle: {message}");
@@ -234,14 +377,30 @@ mod tests {
     #[test]
     fn expiry_is_after_the_due_date_and_never_in_the_past() {
         let today = NaiveDate::from_ymd_opt(2026, 11, 21).unwrap();
-        assert_eq!(expiry_date("2026-12-01", None, today), None);
+        assert_eq!(expiry_date("01-12-2026", 14, today), None);
         assert_eq!(
-            expiry_date("2026-12-01", Some(14), today).as_deref(),
+            expiry_date("2026-12-01", 14, today).as_deref(),
             Some("2026-12-15T23:59:59+00:00")
         );
         assert_eq!(
-            expiry_date("2026-01-01", Some(14), today).as_deref(),
+            expiry_date("2026-01-01", 14, today).as_deref(),
             Some("2026-12-05T23:59:59+00:00")
         );
+    }
+
+    #[test]
+    fn provisional_expiry_is_hours_ahead_to_the_second() {
+        let now = DateTime::parse_from_rfc3339("2026-11-21T10:11:12.7Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(provisional_expiry(now, 48), "2026-11-23T10:11:12+00:00");
+        assert!(same_instant(
+            "2026-11-23T10:11:12Z",
+            "2026-11-23T10:11:12+00:00"
+        ));
+        assert!(!same_instant(
+            "2026-11-23T10:11:13Z",
+            "2026-11-23T10:11:12+00:00"
+        ));
     }
 }

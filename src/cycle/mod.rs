@@ -18,8 +18,10 @@ mod mail_step;
 mod qr_step;
 mod status;
 
-pub use links_step::{create_request, expiry_date};
-use links_step::{create_step, deactivate_step};
+pub use links_step::{
+    Deactivated, create_request, deactivate_one, expiry_date, provisional_expiry,
+};
+use links_step::{create_step, deactivate_step, extend_step};
 use mail_step::mail_step;
 pub use mail_step::{MAIL_RETRY_FIRST, MAIL_RETRY_MAX, mail_retry_time};
 use qr_step::qr_step;
@@ -75,10 +77,16 @@ pub struct Report {
     pub deferred: u64,
     /// Create intents a crash interrupted, found at the start of this cycle.
     pub interrupted: Vec<(String, String)>,
+    /// Creates in this cycle whose answer was lost (timeout, cut connection) although CM
+    /// may have carried them out: `(invoice reference, merchant reference)`.
+    pub unanswered: Vec<(String, String)>,
     /// iDEAL QR create intents a crash interrupted (purchase ids).
     pub interrupted_qr: Vec<String>,
     /// CM refused the credentials: nothing can work until the config changes.
     pub auth_error: Option<String>,
+    /// No token could be had for another reason (the token endpoint failed): this
+    /// cycle's CM work was deferred, nothing was decided.
+    pub cm_deferred: Option<String>,
     pub payments_seen: u64,
     pub mails_sent: u64,
     pub mails_queued: u64,
@@ -153,6 +161,11 @@ impl Report {
     /// Why an operator must look, if they must (exit 3).
     pub fn attention(&self) -> Option<String> {
         let mut parts = self.ingest.attention();
+        if let Some(why) = &self.cm_deferred {
+            parts.push(format!(
+                "no CM work was done this cycle, nothing was decided ({why})"
+            ));
+        }
         if self.links_failed > 0 {
             parts.push(format!(
                 "CM refused {} link(s) for good (see `status --state failed`)",
@@ -180,10 +193,24 @@ impl Report {
                 .map(|(_, m)| m.as_str())
                 .collect();
             parts.push(format!(
-                "{} link create(s) were interrupted by a crash and CM may hold orphan links (merchant references {}{})",
+                "{} link create(s) were interrupted by a crash and CM may hold orphan links (merchant references {}{}); they stop being payable at their provisional expiry",
                 self.interrupted.len(),
                 refs.join(", "),
                 if self.interrupted.len() > 5 { ", …" } else { "" }
+            ));
+        }
+        if !self.unanswered.is_empty() {
+            let refs: Vec<_> = self
+                .unanswered
+                .iter()
+                .take(5)
+                .map(|(_, m)| m.as_str())
+                .collect();
+            parts.push(format!(
+                "{} link create(s) got no answer and CM may hold orphan links (merchant references {}{}); they stop being payable at their provisional expiry (cm.provisional_expiry_hours)",
+                self.unanswered.len(),
+                refs.join(", "),
+                if self.unanswered.len() > 5 { ", …" } else { "" },
             ));
         }
         if self.mails_failed > 0 {
@@ -245,13 +272,19 @@ pub async fn run(
     report.ingest = ingest_all(conn, cfg, opts)?;
 
     // Payments first: a link or QR code paid meanwhile must not be replaced, and a
-    // payment through the QR code gets its link deactivated in the same cycle.
+    // payment through the QR code gets its link deactivated in the same cycle. When no
+    // token can be had (the token endpoint fails), every request of a step fails at once
+    // without being sent, and nothing is decided.
     check_statuses(conn, cfg, services, &mut report).await?;
     if report.auth_error.is_none() {
         deactivate_step(conn, cfg, cm, &mut report).await?;
     }
     if report.auth_error.is_none() {
         create_step(conn, cfg, cm, &mut report).await?;
+    }
+    // Real expiries before any mail: no mail announces a link on its provisional one.
+    if report.auth_error.is_none() {
+        extend_step(conn, cfg, cm, &mut report).await?;
     }
     if let Some(qr) = services.qr
         && report.auth_error.is_none()
@@ -279,35 +312,38 @@ fn ingest_all(conn: &Connection, cfg: &Config, opts: &Options) -> anyhow::Result
 }
 
 fn dry_run(conn: &Connection, cfg: &Config, opts: &Options) -> anyhow::Result<Report> {
-    conn.execute_batch("BEGIN")?;
-    let result = (|| -> anyhow::Result<Report> {
-        let mut report = Report {
-            ingest: ingest_all(conn, cfg, opts)?,
-            ..Report::default()
-        };
-        let deactivate = links::plan_deactivations(conn)?;
-        // Assume the deactivations succeed, so that replacements show as creates.
-        for d in &deactivate {
-            links::record_deactivated(conn, d.link_id, None, &now_text())?;
-        }
-        let create = links::plan_creates(conn)?;
-        let mails_due = outbox::due(conn, &now_text(), 100_000)?
-            .iter()
-            .filter(|p| p.still_wanted)
-            .count();
-        report.plan = Some(Plan {
-            deactivate,
-            create,
-            mails_due,
-        });
-        Ok(report)
-    })();
-    conn.execute_batch("ROLLBACK")?;
-    result
+    // Dropped without a commit: everything below is rolled back, on success or error.
+    let _rollback = crate::store::deferred(conn)?;
+    let mut report = Report {
+        ingest: ingest_all(conn, cfg, opts)?,
+        ..Report::default()
+    };
+    let deactivate = links::plan_deactivations(conn)?;
+    // Assume the deactivations succeed, so that replacements show as creates.
+    for d in &deactivate {
+        links::record_deactivated(conn, d.link_id, None, &now_text())?;
+    }
+    let create = links::plan_creates(conn)?;
+    let mails_due = outbox::due(conn, &now_text(), 100_000)?
+        .iter()
+        .filter(|p| p.still_wanted)
+        .count();
+    report.plan = Some(Plan {
+        deactivate,
+        create,
+        mails_due,
+    });
+    Ok(report)
 }
 
 fn note_failure(report: &mut Report, e: &CmError) {
     report.deferred += 1;
+    if let CmError::NoToken(why) = e
+        && report.cm_deferred.is_none()
+    {
+        tracing::warn!("CM work deferred to the next cycle: {why}");
+        report.cm_deferred = Some(why.clone());
+    }
     if let CmError::Auth { .. } = e
         && report.auth_error.is_none()
     {

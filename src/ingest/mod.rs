@@ -259,11 +259,11 @@ pub fn ingest_file(
         return Ok(report);
     }
 
-    conn.execute_batch("SAVEPOINT ingest_file")?;
-    let applied = apply(conn, cfg, path, &name, &info, source, opts);
+    let savepoint = crate::store::Savepoint::new(conn)?;
+    let applied = apply(&savepoint, cfg, path, &name, &info, source, opts);
     match applied {
         Ok((counts, rejections)) => {
-            conn.execute_batch("RELEASE ingest_file")?;
+            savepoint.release()?;
             crate::failpoint("ingest-after-commit");
             if !opts.dry_run {
                 report.rejections = rejections.keep().with_context(|| {
@@ -280,7 +280,7 @@ pub fn ingest_file(
             report.outcome = Outcome::Applied(counts);
         }
         Err(e) => {
-            conn.execute_batch("ROLLBACK TO ingest_file; RELEASE ingest_file")?;
+            drop(savepoint);
             match e {
                 FileError::Db(e) => return Err(e.context(format!("while importing {name}"))),
                 FileError::Io(error) => {

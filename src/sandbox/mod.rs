@@ -109,6 +109,53 @@ pub struct LinkRecord {
     pub status: String,
     /// The payment page address handed out.
     pub uri: String,
+    /// Whether a customer could pay it now (by the sandbox's clock): active, unpaid, and
+    /// its `expiry_date`, if any, not yet passed.
+    pub payable: bool,
+}
+
+/// How a broken way to CM answers, for [`Faults`]: what a misconfigured proxy, a
+/// gateway or a wrong URL does to a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Misroute {
+    /// `404` with an HTML page (a gateway that does not know the path).
+    NotFoundPage,
+    /// `405` with a plain-text body.
+    MethodNotAllowed,
+    /// `302` to another address (`http://` where `https://` is served), never to be followed.
+    Redirect,
+    /// `502` with an HTML page, as a load balancer shows while its backend is down.
+    BadGatewayPage,
+}
+
+impl std::str::FromStr for Misroute {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "404" => Ok(Misroute::NotFoundPage),
+            "405" => Ok(Misroute::MethodNotAllowed),
+            "302" => Ok(Misroute::Redirect),
+            "502" => Ok(Misroute::BadGatewayPage),
+            other => Err(format!("`{other}` is not one of 404, 405, 302, 502")),
+        }
+    }
+}
+
+/// Misbehaviour that can be switched on and off while the sandbox runs
+/// ([`Sandbox::set_faults`], or `POST /sandbox/faults`), to test that a fault on the way
+/// to CM is never taken for CM's verdict.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// How the token endpoints answer instead of issuing a token.
+    pub token: Option<Misroute>,
+    /// How the API endpoints (everything but the token endpoints) answer instead of
+    /// doing their work.
+    pub api: Option<Misroute>,
+    /// With `api`: only requests of this method (`PATCH`) are misrouted.
+    pub api_method: Option<String>,
+    /// API requests are carried out, and then answered only after this long: a CM
+    /// slower than the client's timeout, whose work happened although no answer came.
+    pub late_answers: Duration,
 }
 
 /// One iDEAL QR transaction as the sandbox holds it, for tests to check what the client
@@ -282,6 +329,17 @@ impl Sandbox {
         }
         let _in_runtime = self.runtime.enter();
         idealqr::finish(&self.shared, id, status).0.as_u16()
+    }
+
+    /// Switches faults on (or off, with `Faults::default()`), from now on.
+    pub fn set_faults(&self, faults: Faults) {
+        self.shared.set_faults(faults);
+    }
+
+    /// Moves the sandbox's clock forward by `by`: expiry dates are judged by it, so a
+    /// test can see which links are still payable days later.
+    pub fn advance_clock(&self, by: Duration) {
+        self.shared.advance_clock(by);
     }
 
     /// Marks a link paid and fires its callback, as `POST /sandbox/paymentlinks/<ref>/pay`

@@ -33,6 +33,7 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         .route_layer(from_fn_with_state(shared.clone(), simulate));
     let control = Router::new()
         .route("/sandbox/paymentlinks/{reference}/pay", post(pay_route))
+        .route("/sandbox/faults", post(faults_route))
         .route("/pml/{code}", get(page))
         .merge(idealqr::control());
     api.merge(control)
@@ -110,11 +111,97 @@ async fn simulate(State(s): S, req: Request, next: Next) -> Response {
             "simulated failure, try again",
         );
     }
+    let faults = s.faults();
+    let is_token = req.uri().path().ends_with("/token");
+    let method_matches = faults
+        .api_method
+        .as_deref()
+        .is_none_or(|m| req.method().as_str().eq_ignore_ascii_case(m));
+    let fault = if is_token {
+        faults.token
+    } else {
+        faults.api.filter(|_| method_matches)
+    };
+    if let Some(m) = fault {
+        return misrouted(m, &s.base_url);
+    }
     let resp = next.run(req).await;
     if resp.status().is_server_error() {
         s.server_errors.fetch_add(1, Ordering::Relaxed);
     }
+    if !is_token && !faults.late_answers.is_zero() {
+        // The work is done; the answer comes late (a client that gave up never sees it).
+        tokio::time::sleep(faults.late_answers).await;
+    }
     resp
+}
+
+/// What a broken way to CM answers instead of CM.
+fn misrouted(m: super::Misroute, base_url: &str) -> Response {
+    use super::Misroute;
+    let page = |status: StatusCode, title: &str| {
+        (
+            status,
+            [(header::CONTENT_TYPE, HeaderValue::from_static("text/html"))],
+            format!("<html><head><title>{title}</title></head><body><center><h1>{title}</h1></center><hr><center>nginx</center></body></html>"),
+        )
+            .into_response()
+    };
+    match m {
+        Misroute::NotFoundPage => page(StatusCode::NOT_FOUND, "404 Not Found"),
+        Misroute::BadGatewayPage => page(StatusCode::BAD_GATEWAY, "502 Bad Gateway"),
+        Misroute::MethodNotAllowed => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"))],
+            "Method Not Allowed",
+        )
+            .into_response(),
+        Misroute::Redirect => {
+            let target = base_url.replacen("http://", "https://", 1);
+            let mut resp = page(StatusCode::FOUND, "302 Found");
+            if let Ok(v) = HeaderValue::from_str(&format!("{target}/moved")) {
+                resp.headers_mut().insert(header::LOCATION, v);
+            }
+            resp
+        }
+    }
+}
+
+/// `POST /sandbox/faults` with `{"token": "404"|"405"|"302"|"502"|null, "api": ...,
+/// "late_answers_ms": N}`: switches faults on or off for a sandbox started as a command.
+async fn faults_route(State(s): S, body: Bytes) -> Response {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        #[serde(default)]
+        token: Option<String>,
+        #[serde(default)]
+        api: Option<String>,
+        #[serde(default)]
+        api_method: Option<String>,
+        #[serde(default)]
+        late_answers_ms: u64,
+        #[serde(default)]
+        advance_clock_seconds: u64,
+    }
+    let parsed: Body = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => return message(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let misroute = |v: Option<String>| v.map(|v| v.parse::<super::Misroute>()).transpose();
+    match (misroute(parsed.token), misroute(parsed.api)) {
+        (Ok(token), Ok(api)) => {
+            s.set_faults(super::Faults {
+                token,
+                api,
+                api_method: parsed.api_method,
+                late_answers: std::time::Duration::from_millis(parsed.late_answers_ms),
+            });
+            s.advance_clock(std::time::Duration::from_secs(parsed.advance_clock_seconds));
+            message(StatusCode::OK, "faults set")
+        }
+        (Err(e), _) | (_, Err(e)) => message(StatusCode::BAD_REQUEST, e),
+    }
 }
 
 /// Why the request must be answered `401`, unless it carries a bearer token that was
@@ -341,13 +428,15 @@ async fn page(State(s): S, Path(code): Path<String>) -> Response {
             })
             .unwrap_or_default()
     };
-    let action = if link.active && link.status == "open" {
+    let action = if link.payable(s.now()) {
         format!(
             "<form method=\"post\" action=\"/sandbox/paymentlinks/{}/pay\"><button>Pay (simulated)</button></form>",
             crate::mail::render::escape_html(&link.reference)
         )
     } else if link.status == "paid" {
         "<p>This invoice has been paid.</p>".to_string()
+    } else if link.active {
+        "<p>This payment link has expired.</p>".to_string()
     } else {
         "<p>This payment link is no longer active.</p>".to_string()
     };
@@ -376,6 +465,9 @@ pub(super) fn pay(s: &Arc<Shared>, reference: &str) -> (StatusCode, String) {
     }
     if link.status == "paid" {
         return (StatusCode::CONFLICT, "payment link is already paid".into());
+    }
+    if link.expired(s.now()) {
+        return (StatusCode::CONFLICT, "payment link has expired".into());
     }
     link.status = "paid".into();
     let callback = link

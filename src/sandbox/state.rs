@@ -52,8 +52,25 @@ impl Link {
         )
     }
 
-    fn record(&self) -> LinkRecord {
+    /// Whether the link's `expiry_date` has passed at `now` (a link without one never
+    /// expires; an unreadable one is treated as passed, so nothing unreadable is payable).
+    pub fn expired(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
+        self.fields.get("expiry_date").is_some_and(|raw| {
+            serde_json::from_str::<String>(raw.get())
+                .ok()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+                .is_none_or(|at| at <= now)
+        })
+    }
+
+    /// Whether a customer could pay it at `now`: active, unpaid and not expired.
+    pub fn payable(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
+        self.active && self.status == "open" && !self.expired(now)
+    }
+
+    fn record(&self, now: chrono::DateTime<chrono::Utc>) -> LinkRecord {
         LinkRecord {
+            payable: self.payable(now),
             reference: self.reference.clone(),
             created_with: self.created_with.clone(),
             fields: literals(&self.fields),
@@ -161,6 +178,10 @@ pub(super) struct Shared {
     pub api_requests: AtomicU64,
     /// Used to send callbacks.
     pub http: reqwest::Client,
+    /// The misbehaviour switched on now (tests change it while the sandbox runs).
+    faults: Mutex<super::Faults>,
+    /// Seconds the sandbox's clock runs ahead of the real one, for expiry.
+    clock_offset: std::sync::atomic::AtomicI64,
 }
 
 impl Shared {
@@ -196,7 +217,33 @@ impl Shared {
             max_concurrent: AtomicU64::new(0),
             api_requests: AtomicU64::new(0),
             http,
+            faults: Mutex::new(super::Faults::default()),
+            clock_offset: std::sync::atomic::AtomicI64::new(0),
         })
+    }
+
+    /// The faults in force.
+    pub fn faults(&self) -> super::Faults {
+        self.faults
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Switches faults on or off.
+    pub fn set_faults(&self, faults: super::Faults) {
+        *self.faults.lock().unwrap_or_else(|p| p.into_inner()) = faults;
+    }
+
+    /// The sandbox's "now": the real time plus the offset tests moved it by.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now() + chrono::Duration::seconds(self.clock_offset.load(Ordering::SeqCst))
+    }
+
+    /// Moves the sandbox's clock forward.
+    pub fn advance_clock(&self, by: std::time::Duration) {
+        let secs = i64::try_from(by.as_secs()).unwrap_or(i64::MAX / 2);
+        self.clock_offset.fetch_add(secs, Ordering::SeqCst);
     }
 
     /// The state, even after a panic elsewhere poisoned the lock (tests should see the
@@ -221,7 +268,8 @@ impl Shared {
     }
 
     pub fn links(&self) -> Vec<LinkRecord> {
-        self.lock().links.iter().map(Link::record).collect()
+        let now = self.now();
+        self.lock().links.iter().map(|l| l.record(now)).collect()
     }
 
     pub fn qr_transactions(&self) -> Vec<QrRecord> {

@@ -351,7 +351,9 @@ pub fn list(
                 o.state, o.last_error,
                 (SELECT q.qr_url FROM qr_transactions q
                   WHERE q.invoice_id = i.id AND q.revision = i.revision AND q.state = 'open'
-                    AND q.withdrawn = 0)
+                    AND q.withdrawn = 0),
+                (SELECT group_concat(x.merchant_reference, ', ') FROM links x
+                  WHERE x.invoice_id = i.id AND x.possible_orphan = 1)
          FROM invoices i JOIN revisions r ON r.invoice_id = i.id AND r.revision = i.revision
          LEFT JOIN links l ON l.id = (SELECT max(x.id) FROM links x WHERE x.invoice_id = i.id)
          LEFT JOIN outbox o ON o.id = (SELECT max(y.id) FROM outbox y
@@ -386,7 +388,7 @@ pub fn list(
             last_error: last_error(
                 r.get(7)?,
                 r.get(13)?,
-                r.get::<_, Option<bool>>(14)?,
+                r.get::<_, Option<String>>(18)?,
                 r.get::<_, Option<String>>(15)?.as_deref(),
                 r.get(16)?,
             ),
@@ -402,7 +404,7 @@ pub fn list(
 fn last_error(
     invoice: Option<String>,
     link: Option<String>,
-    possible_orphan: Option<bool>,
+    possible_orphans: Option<String>,
     mail_state: Option<&str>,
     mail_error: Option<String>,
 ) -> Option<String> {
@@ -413,12 +415,14 @@ fn last_error(
         }),
         _ => invoice.or(link),
     };
-    if possible_orphan == Some(true) {
-        let note = "possible orphan link at CM from an interrupted create (never mailed)";
+    if let Some(refs) = possible_orphans {
+        let note = format!(
+            "possible orphan link at CM under merchant reference {refs} from an interrupted or unanswered create (never mailed; it stops being payable at its provisional expiry)"
+        );
         return Some(match base {
             Some(b) if !b.contains("CM may hold") => format!("{b}; {note}"),
             Some(b) => b,
-            None => note.to_string(),
+            None => note,
         });
     }
     base

@@ -20,12 +20,22 @@ pub struct ToCreate {
     pub link_id: Option<i64>,
     /// Whether an older revision had a link (this is a replacement).
     pub replaces: bool,
+    /// Links of this revision that lapsed at their provisional expiry before they could
+    /// be given their real one (never mailed); the next link gets a merchant reference
+    /// of its own.
+    pub lapsed: i64,
 }
 
 impl ToCreate {
-    /// Unique per invoice revision, and the same for every retry of that revision.
+    /// Unique per link of an invoice revision, and the same for every retry of one
+    /// create: `<reference>/r<revision>`, then `-2`, `-3`, … after a lapsed link.
     pub fn merchant_reference(&self) -> String {
-        merchant_reference(&self.reference, self.revision)
+        let base = merchant_reference(&self.reference, self.revision);
+        if self.lapsed > 0 {
+            format!("{base}-{}", self.lapsed + 1)
+        } else {
+            base
+        }
     }
 }
 
@@ -108,12 +118,16 @@ pub fn plan_creates(conn: &Connection) -> rusqlite::Result<Vec<ToCreate>> {
                 r.due_date, r.language, r.country_code,
                 (SELECT l.id FROM links l
                   WHERE l.invoice_id = i.id AND l.revision = i.revision AND l.state = 'creating'),
-                EXISTS (SELECT 1 FROM links l WHERE l.invoice_id = i.id AND l.revision < i.revision)
+                EXISTS (SELECT 1 FROM links l WHERE l.invoice_id = i.id AND l.revision < i.revision),
+                (SELECT count(*) FROM links l
+                  WHERE l.invoice_id = i.id AND l.revision = i.revision
+                    AND l.deactivation_reason = 'provisional_lapsed')
          FROM invoices i JOIN revisions r ON r.invoice_id = i.id AND r.revision = i.revision
          WHERE i.state = 'open'
            AND NOT EXISTS (SELECT 1 FROM links l
                            WHERE l.invoice_id = i.id AND l.revision = i.revision
-                             AND l.state <> 'creating')
+                             AND l.state <> 'creating'
+                             AND coalesce(l.deactivation_reason, '') <> 'provisional_lapsed')
            AND NOT EXISTS (SELECT 1 FROM links l
                            WHERE l.invoice_id = i.id AND l.revision <> i.revision
                              AND l.state IN ('creating', 'active', 'deactivating'))
@@ -136,6 +150,7 @@ pub fn plan_creates(conn: &Connection) -> rusqlite::Result<Vec<ToCreate>> {
             },
             link_id: r.get(11)?,
             replaces: r.get(12)?,
+            lapsed: r.get(13)?,
         })
     })?;
     rows.collect()
@@ -192,7 +207,8 @@ pub fn record_intent(
     Ok(conn.last_insert_rowid())
 }
 
-/// Records CM's answer to a create: the link is active, its first status check due at
+/// Records CM's answer to a create: the link is active with its provisional expiry (no
+/// mail may announce it until [`record_extended`]), its first status check due at
 /// `next_check`.
 pub fn record_created(
     conn: &Connection,
@@ -204,9 +220,50 @@ pub fn record_created(
 ) -> rusqlite::Result<()> {
     conn.execute(
         "UPDATE links SET state = 'active', in_flight = 0, link_ref = ?2, uri = ?3,
-                cm_status = 'open', activated_at = ?4, last_error = NULL, next_check_at = ?5
+                cm_status = 'open', activated_at = ?4, last_error = NULL, next_check_at = ?5,
+                provisional = 1
          WHERE id = ?1",
         params![link_id, link_ref, uri, now, next_check],
+    )?;
+    Ok(())
+}
+
+/// A recorded link still on its provisional expiry.
+#[derive(Debug, Clone)]
+pub struct ToExtend {
+    pub link_id: i64,
+    pub link_ref: String,
+    pub reference: String,
+    /// The revision's due date (`YYYY-MM-DD`), from which the real expiry follows.
+    pub due_date: String,
+}
+
+/// Active links still on their provisional expiry (found through a partial index).
+pub fn provisional_links(conn: &Connection) -> rusqlite::Result<Vec<ToExtend>> {
+    let mut stmt = conn.prepare(
+        "SELECT l.id, l.link_ref, i.reference, r.due_date
+         FROM links l INDEXED BY links_provisional
+         JOIN invoices i ON i.id = l.invoice_id
+         JOIN revisions r ON r.invoice_id = l.invoice_id AND r.revision = l.revision
+         WHERE l.provisional = 1 AND l.state = 'active' AND l.link_ref IS NOT NULL
+         ORDER BY l.id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(ToExtend {
+            link_id: r.get(0)?,
+            link_ref: r.get(1)?,
+            reference: r.get(2)?,
+            due_date: r.get(3)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Records that CM holds the link's real expiry: from now on a mail may announce it.
+pub fn record_extended(conn: &Connection, link_id: i64, expiry_date: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE links SET provisional = 0, expiry_date = ?2, last_error = NULL WHERE id = ?1",
+        params![link_id, expiry_date],
     )?;
     Ok(())
 }
@@ -351,6 +408,18 @@ pub fn mark_invoice_paid(
 /// Records that an unpaid link passed its expiry date: the link is inactive and, when it
 /// was the current revision's and the invoice still open, the invoice is `expired`.
 pub fn record_expired(conn: &Connection, link_id: i64, now: &str) -> rusqlite::Result<()> {
+    // A link that lapsed at its provisional expiry was never announced: the invoice is
+    // not expired, it needs a new link.
+    let lapsed = conn.execute(
+        "UPDATE links SET state = 'inactive', deactivation_reason = 'provisional_lapsed',
+                deactivated_at = ?2, last_checked_at = ?2, next_check_at = NULL, cm_status = 'open',
+                last_error = 'the link lapsed at its provisional expiry before its real expiry could be set; a new link is created'
+         WHERE id = ?1 AND provisional = 1",
+        params![link_id, now],
+    )?;
+    if lapsed > 0 {
+        return Ok(());
+    }
     conn.execute(
         "UPDATE links SET state = 'inactive', deactivation_reason = 'expired', deactivated_at = ?2,
                 last_checked_at = ?2, next_check_at = NULL, cm_status = 'open'
@@ -464,13 +533,22 @@ pub fn record_link_error(conn: &Connection, link_id: i64, message: &str) -> rusq
     Ok(())
 }
 
-/// The live link of an invoice, for `deactivate INVOICE`: `(link id, CM ref)`.
-pub fn live_link_of(conn: &Connection, reference: &str) -> rusqlite::Result<Option<(i64, String)>> {
+/// The live link of an invoice, for `deactivate INVOICE`.
+pub fn live_link_of(conn: &Connection, reference: &str) -> rusqlite::Result<Option<ToDeactivate>> {
     conn.query_row(
-        "SELECT l.id, l.link_ref FROM links l JOIN invoices i ON i.id = l.invoice_id
+        "SELECT l.id, l.link_ref, l.invoice_id, i.state FROM links l JOIN invoices i ON i.id = l.invoice_id
          WHERE i.reference = ?1 AND l.state IN ('active', 'deactivating') AND l.link_ref IS NOT NULL",
         [reference],
-        |r| Ok((r.get(0)?, r.get(1)?)),
+        |r| {
+            Ok(ToDeactivate {
+                link_id: r.get(0)?,
+                link_ref: r.get(1)?,
+                invoice_id: r.get(2)?,
+                reference: reference.to_string(),
+                reason: DeactivateReason::Operator,
+                invoice_state: r.get(3)?,
+            })
+        },
     )
     .optional()
 }

@@ -31,6 +31,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0004_idealqr.sql",
         include_str!("../../schema/0004_idealqr.sql"),
     ),
+    (
+        "0005_provisional_expiry.sql",
+        include_str!("../../schema/0005_provisional_expiry.sql"),
+    ),
 ];
 
 /// How long a writer waits for another connection's lock before giving up.
@@ -124,6 +128,58 @@ fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
 }
 
 /// Now, as stored in the database: RFC 3339 UTC with seconds.
+/// An immediate (write-locking) transaction on a shared connection, rolled back when
+/// dropped uncommitted: an error anywhere between it and `commit` can never leave the
+/// connection inside an open transaction.
+pub fn immediate(conn: &rusqlite::Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+    rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)
+}
+
+/// A deferred transaction on a shared connection, rolled back when dropped uncommitted
+/// (dry runs rely on that).
+pub fn deferred(conn: &rusqlite::Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+    rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Deferred)
+}
+
+/// A savepoint on a shared connection (it nests inside a dry run's transaction), rolled
+/// back when dropped unreleased. rusqlite's own savepoints need `&mut Connection`, which
+/// the cycle's shared connection cannot lend.
+pub struct Savepoint<'c> {
+    conn: &'c rusqlite::Connection,
+    done: bool,
+}
+
+impl<'c> Savepoint<'c> {
+    /// Starts the savepoint.
+    pub fn new(conn: &'c rusqlite::Connection) -> rusqlite::Result<Savepoint<'c>> {
+        conn.execute_batch("SAVEPOINT invoice_sync_sp")?;
+        Ok(Savepoint { conn, done: false })
+    }
+
+    /// Keeps what was done since it started.
+    pub fn release(mut self) -> rusqlite::Result<()> {
+        self.done = true;
+        self.conn.execute_batch("RELEASE invoice_sync_sp")
+    }
+}
+
+impl std::ops::Deref for Savepoint<'_> {
+    type Target = rusqlite::Connection;
+    fn deref(&self) -> &rusqlite::Connection {
+        self.conn
+    }
+}
+
+impl Drop for Savepoint<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self
+                .conn
+                .execute_batch("ROLLBACK TO invoice_sync_sp; RELEASE invoice_sync_sp");
+        }
+    }
+}
+
 pub fn now_text() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }

@@ -81,6 +81,7 @@ pub fn due(conn: &Connection, now: &str, limit: usize) -> rusqlite::Result<Vec<P
          JOIN revisions r ON r.invoice_id = o.invoice_id AND r.revision = o.revision
          JOIN links l ON l.id = o.link_id
          WHERE o.state = 'queued' AND o.next_attempt_at <= ?1
+           AND NOT (l.state = 'active' AND l.provisional = 1)
          ORDER BY o.next_attempt_at, o.id LIMIT ?2",
     )?;
     let rows = stmt.query_map(params![now, limit as i64], |r| {

@@ -33,6 +33,7 @@ pub fn plan_creates(conn: &Connection) -> rusqlite::Result<Vec<QrToCreate>> {
          FROM invoices i
          JOIN revisions r ON r.invoice_id = i.id AND r.revision = i.revision
          JOIN links l ON l.invoice_id = i.id AND l.revision = i.revision AND l.state = 'active'
+                         AND l.provisional = 0
          WHERE i.state = 'open'
            AND NOT EXISTS (SELECT 1 FROM qr_transactions q
                            WHERE q.invoice_id = i.id AND q.revision = i.revision
