@@ -237,20 +237,29 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Check => unreachable!("handled above"),
         Command::Sandbox(_) => unreachable!("handled above"),
         Command::Run { files, dry_run } => run_cycle(&config, files, dry_run),
-        Command::Deactivate { invoice } => deactivate(&config, &invoice),
+        Command::Deactivate { invoice } => deactivate(&config, &normalize_reference(&invoice)),
         Command::Daemon => {
             runtime()?.block_on(crate::daemon::serve(&config, crate::daemon::signals()))?;
             Ok(Outcome::ok())
         }
-        Command::Resend { invoice } => resend(&config, &invoice),
+        Command::Resend { invoice } => resend(&config, &normalize_reference(&invoice)),
         Command::ExportPaid { since, out } => export_paid(&config, since, out.as_deref()),
         Command::Import { files } => import(&config, &files),
         Command::Status {
             invoice,
             state,
             json,
-        } => status(&config, invoice.as_deref(), state, json),
+        } => {
+            let invoice = invoice.as_deref().map(normalize_reference);
+            status(&config, invoice.as_deref(), state, json)
+        }
     }
+}
+
+/// A reference typed by an operator, matched as the export's are (invisible characters
+/// removed, NFC).
+fn normalize_reference(s: &str) -> String {
+    crate::domain::text::normalize_reference(s)
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -273,6 +282,7 @@ fn run_cycle(config: &Config, files: Vec<PathBuf>, dry_run: bool) -> anyhow::Res
         files,
         dry_run,
         progress: std::io::stderr().is_terminal(),
+        database: store.identity().cloned(),
     };
     let report = runtime()?.block_on(async {
         if dry_run {

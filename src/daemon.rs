@@ -156,6 +156,7 @@ pub async fn serve(config: &Config, shutdown: impl Future<Output = ()>) -> anyho
     tracing::info!(schedule = %config.daemon.schedule, callback = ?config.daemon.callback_listen, "daemon started");
 
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut fatal: Option<anyhow::Error> = None;
     let mut next = next_tick(&schedule, Local::now());
     loop {
         let wait = next
@@ -169,15 +170,28 @@ pub async fn serve(config: &Config, shutdown: impl Future<Output = ()>) -> anyho
                 while let Ok(more) = rx.try_recv() {
                     named.push(more);
                 }
+                if let Err(e) = database_still_there(&store) {
+                    fatal = Some(e);
+                    break;
+                }
                 let services = cycle::Services { cm: &cm.client, qr: cm.qr.as_ref(), mail: &postman };
                 check_named(&store, config, services, named).await;
             }
             _ = tokio::time::sleep(wait), if next.is_some() => {
+                if let Err(e) = database_still_there(&store) {
+                    fatal = Some(e);
+                    break;
+                }
                 let started = Local::now();
                 let services = cycle::Services { cm: &cm.client, qr: cm.qr.as_ref(), mail: &postman };
                 let status = run_cycle(&store, config, services).await;
                 notify(&[sd_notify::NotifyState::Status(&status)]);
                 next = after_cycle(&schedule, started, Local::now());
+                // A cycle that stopped because its database went away ends the daemon.
+                if let Err(e) = database_still_there(&store) {
+                    fatal = Some(e);
+                    break;
+                }
             }
         }
     }
@@ -195,7 +209,18 @@ pub async fn serve(config: &Config, shutdown: impl Future<Output = ()>) -> anyho
     }
     cm.close().await;
     postman.sender.mailer().shutdown().await;
-    Ok(())
+    match fatal {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Whether the database file is still the one the daemon opened.
+fn database_still_there(store: &Store) -> anyhow::Result<()> {
+    match store.identity() {
+        Some(identity) => identity.check(),
+        None => Ok(()),
+    }
 }
 
 /// Resolves at the first SIGTERM or SIGINT.
@@ -227,7 +252,10 @@ async fn run_cycle(store: &Store, config: &Config, services: cycle::Services<'_>
             return format!("cycle failed: {e:#}");
         }
     };
-    let opts = cycle::Options::default();
+    let opts = cycle::Options {
+        database: store.identity().cloned(),
+        ..cycle::Options::default()
+    };
     let status = match cycle::run(store.conn(), config, Some(services), &opts).await {
         Ok(report) => {
             let summary = report.summary();

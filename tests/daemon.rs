@@ -310,3 +310,45 @@ fn a_bad_schedule_is_a_config_error_naming_the_key() {
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("daemon.schedule"), "{}", r.stderr);
 }
+
+/// The harm seen: the database was removed under a running daemon, which went on with
+/// the deleted file and created and mailed links that are now recorded nowhere.
+#[test]
+fn a_database_removed_or_replaced_under_the_daemon_stops_it_before_more_work() {
+    for replace in [false, true] {
+        let host = SandboxHost::start(SandboxOptions::default());
+        let env = daemon_env(&host, "");
+        env.drop_file(
+            "1.csv",
+            default_csv(&[("INV-1", "a@example.com", "A", "10", "2099-12-01")]),
+        );
+        let mut child = spawn_daemon(&env);
+        wait_for(&env, "the first mail", Duration::from_secs(20), || {
+            env.files_in("outbox").len() == 1
+        });
+        let db = env.path("state/invoice-sync.db");
+        if replace {
+            let copy = env.path("state/copy.db");
+            std::fs::copy(&db, &copy).unwrap();
+            std::fs::rename(&copy, &db).unwrap();
+        } else {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+            }
+        }
+        env.drop_file(
+            "2.csv",
+            default_csv(&[("INV-2", "b@example.com", "B", "20", "2099-12-01")]),
+        );
+        let code = wait_exit(&mut child, Duration::from_secs(20));
+        let log = std::fs::read_to_string(env.path("daemon.log")).unwrap();
+        assert_eq!(code, 1, "replace={replace}: {log}");
+        let said = if replace { "replaced" } else { "removed" };
+        assert!(log.contains(said), "replace={replace}: {log}");
+        assert!(
+            host.links_for("INV-2").is_empty(),
+            "no link made for nowhere"
+        );
+        assert_eq!(env.files_in("outbox").len(), 1, "no mail for nowhere");
+    }
+}

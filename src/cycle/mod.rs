@@ -54,6 +54,19 @@ pub struct Options {
     pub dry_run: bool,
     /// Progress bars for large files.
     pub progress: bool,
+    /// The database file the cycle works on; checked before each step that talks to CM
+    /// or the mail server, so a database removed or replaced underneath stops the work.
+    pub database: Option<crate::store::FileIdentity>,
+}
+
+impl Options {
+    /// Fails when the database file is no longer the one that was opened.
+    fn check_database(&self) -> anyhow::Result<()> {
+        match &self.database {
+            Some(identity) => identity.check(),
+            None => Ok(()),
+        }
+    }
 }
 
 /// What a dry run would do.
@@ -275,22 +288,28 @@ pub async fn run(
     // payment through the QR code gets its link deactivated in the same cycle. When no
     // token can be had (the token endpoint fails), every request of a step fails at once
     // without being sent, and nothing is decided.
+    opts.check_database()?;
     check_statuses(conn, cfg, services, &mut report).await?;
     if report.auth_error.is_none() {
+        opts.check_database()?;
         deactivate_step(conn, cfg, cm, &mut report).await?;
     }
     if report.auth_error.is_none() {
+        opts.check_database()?;
         create_step(conn, cfg, cm, &mut report).await?;
     }
     // Real expiries before any mail: no mail announces a link on its provisional one.
     if report.auth_error.is_none() {
+        opts.check_database()?;
         extend_step(conn, cfg, cm, &mut report).await?;
     }
     if let Some(qr) = services.qr
         && report.auth_error.is_none()
     {
+        opts.check_database()?;
         qr_step(conn, cfg, qr, &mut report).await?;
     }
+    opts.check_database()?;
     mail_step(conn, cfg, services, &mut report).await?;
     if let Some(e) = &report.auth_error {
         anyhow::bail!("{e}");

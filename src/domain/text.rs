@@ -22,18 +22,46 @@ fn is_breaking(c: char) -> bool {
     c.is_control() || c == '\u{2028}' || c == '\u{2029}'
 }
 
+/// An invisible format character that spreadsheets and accounting software leave in
+/// cells: zero-width spaces and joiners, the BOM, the soft hyphen, direction marks and
+/// embeddings, the word joiner and invisible operators.
+fn is_invisible_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+    )
+}
+
+/// A reference as it is matched: Unicode NFC, invisible format characters removed,
+/// surrounding white space trimmed. `INV-1` and `INV-1` followed by a zero-width space
+/// are one invoice; so are a composed and a decomposed `é`.
+pub fn normalize_reference(s: &str) -> String {
+    let visible: String = s.chars().filter(|c| !is_invisible_format(*c)).collect();
+    let nfc = icu_normalizer::ComposingNormalizerBorrowed::new_nfc().normalize(&visible);
+    nfc.trim().to_string()
+}
+
 /// The merchant's invoice reference: the key an invoice is known by from export to
 /// export, and what the CM link and the mail name.
 ///
-/// Trimmed, 1 to 100 characters, no control characters: a reference with a line break
-/// would split log lines and rejection reports, and an empty one cannot identify anything.
+/// Normalised ([`normalize_reference`]), 1 to 100 characters, no control characters: a
+/// reference with a line break would split log lines and rejection reports, and an empty
+/// one cannot identify anything.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct InvoiceRef(String);
 
 impl InvoiceRef {
     /// Reads a reference from an export cell; see the type for the rules.
     pub fn parse(s: &str) -> Result<InvoiceRef, DomainError> {
-        let t = s.trim();
+        let normalized = normalize_reference(s);
+        let t = normalized.as_str();
         if t.is_empty() {
             return Err(DomainError("invoice reference is empty".into()));
         }
@@ -66,21 +94,39 @@ impl fmt::Display for InvoiceRef {
 
 /// The customer's name for the mail greeting and the `To:` display name.
 ///
-/// Trimmed, possibly empty (the column is optional), at most 200 characters. A line break
-/// in a name would end up in a mail header (header injection), so it is refused, not
-/// cleaned: the merchant should see and fix the export.
+/// Folded to one line: every run of white space (line breaks, tabs, Unicode line
+/// separators) becomes one space and other control characters are dropped, so a name
+/// that spans lines in the export never costs the invoice its link and no header can
+/// carry a line break. Possibly empty (the column is optional), at most 200 characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CustomerName(String);
+
+/// `s` on one line: runs of white space (and line separators) become one space, other
+/// control characters are dropped, the ends trimmed.
+pub fn fold_line(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut space = false;
+    for c in s.chars() {
+        if c.is_whitespace() || c == '\u{2028}' || c == '\u{2029}' {
+            space = true;
+        } else if c.is_control() {
+            continue;
+        } else {
+            if space && !out.is_empty() {
+                out.push(' ');
+            }
+            space = false;
+            out.push(c);
+        }
+    }
+    out
+}
 
 impl CustomerName {
     /// Reads a name from an export cell; see the type for the rules.
     pub fn parse(s: &str) -> Result<CustomerName, DomainError> {
-        let t = s.trim();
-        if t.chars().any(is_breaking) {
-            return Err(DomainError(
-                "customer name contains a line break or control character".into(),
-            ));
-        }
+        let folded = fold_line(s);
+        let t = folded.as_str();
         if t.chars().count() > CUSTOMER_NAME_MAX_CHARS {
             return Err(DomainError(format!(
                 "customer name {} is longer than {CUSTOMER_NAME_MAX_CHARS} characters",
@@ -148,6 +194,30 @@ impl EmailAddress {
         if !domain.trim_matches('.').contains('.') {
             return Err(invalid(" (the domain has no dot)"));
         }
+        if !is_dot_atom(address.user()) {
+            return Err(invalid(
+                " (a quoted local part or one with consecutive, leading or trailing dots cannot be mailed)",
+            ));
+        }
+        // An internationalised domain goes out as punycode, which every relay carries
+        // (a UTF-8 domain needs SMTPUTF8, which many relays lack).
+        if domain.is_ascii() {
+            return Ok(EmailAddress(address));
+        }
+        let ascii = idna::domain_to_ascii(domain)
+            .map_err(|_| invalid(" (the domain is not a valid internationalised name)"))?;
+        if ascii.len() > 253
+            || ascii
+                .split('.')
+                .any(|label| label.is_empty() || label.len() > 63)
+        {
+            return Err(invalid(" (the domain is too long)"));
+        }
+        let mailable = format!("{}@{ascii}", address.user());
+        if mailable.len() > EMAIL_MAX_BYTES {
+            return Err(invalid(" (longer than 254 bytes as punycode)"));
+        }
+        let address = lettre::Address::from_str(&mailable).map_err(|_| invalid(""))?;
         Ok(EmailAddress(address))
     }
 
@@ -161,6 +231,17 @@ impl EmailAddress {
     pub fn address(&self) -> &lettre::Address {
         &self.0
     }
+}
+
+/// Whether a local part is a dot-atom (RFC 5322), the only form every mail system
+/// carries: atext characters (and UTF-8) in runs separated by single dots.
+fn is_dot_atom(local: &str) -> bool {
+    let atext =
+        |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~-".contains(c) || !c.is_ascii();
+    !local.is_empty()
+        && local
+            .split('.')
+            .all(|run| !run.is_empty() && run.chars().all(atext))
 }
 
 impl fmt::Display for EmailAddress {
@@ -243,21 +324,70 @@ mod tests {
     }
 
     #[test]
-    fn customer_name_rejects_line_breaks_and_controls() {
-        for s in [
-            "Jan\r\nBcc: x@y.com",
-            "Jan\nde Vries",
-            "Jan\rde Vries",
-            "Jan\tde Vries",
-            "Jan\u{0}",
-            "Jan\u{2029}x",
+    fn customer_name_is_folded_to_one_line() {
+        for (s, want) in [
+            ("Jan\r\nBcc: x@y.com", "Jan Bcc: x@y.com"),
+            ("Jan\nde Vries", "Jan de Vries"),
+            ("Jan\rde Vries", "Jan de Vries"),
+            ("Jan\tde  \r\n  Vries", "Jan de Vries"),
+            ("Jan\u{0}", "Jan"),
+            ("Jan\u{2029}x", "Jan x"),
+            ("\n Zoë \n", "Zoë"),
         ] {
-            assert_eq!(
-                CustomerName::parse(s).unwrap_err().to_string(),
-                "customer name contains a line break or control character",
-                "{s:?}"
-            );
+            let n = CustomerName::parse(s).unwrap();
+            assert_eq!(n.as_str(), want, "{s:?}");
+            assert!(!n.as_str().chars().any(is_breaking), "{s:?}");
         }
+    }
+
+    #[test]
+    fn references_are_normalised_before_matching() {
+        let plain = InvoiceRef::parse("INV-1").unwrap();
+        for s in [
+            "INV-1\u{200B}",
+            "\u{FEFF}INV-1",
+            "INV\u{00AD}-1",
+            "\u{200E}INV-1\u{200F}",
+            " INV-1\u{2060} ",
+            "\u{202A}INV-1\u{202C}",
+        ] {
+            assert_eq!(InvoiceRef::parse(s).unwrap(), plain, "{s:?}");
+        }
+        assert_eq!(
+            InvoiceRef::parse("F-e\u{301}").unwrap(),
+            InvoiceRef::parse("F-\u{e9}").unwrap(),
+            "NFC"
+        );
+        assert!(
+            InvoiceRef::parse("\u{200B}").is_err(),
+            "invisible only is empty"
+        );
+    }
+
+    #[test]
+    fn addresses_are_those_the_mailer_can_carry() {
+        for bad in [
+            "\"john..doe\"@example.com",
+            "\"john doe\"@example.com",
+            "john..doe@example.com",
+            ".john@example.com",
+            "john.@example.com",
+        ] {
+            let e = EmailAddress::parse(bad);
+            assert!(e.is_err(), "{bad}: {e:?}");
+        }
+        let idn = EmailAddress::parse("jan@bücher.example").unwrap();
+        assert_eq!(idn.as_str(), "jan@xn--bcher-kva.example");
+        assert_eq!(
+            EmailAddress::parse("rené@example.com").unwrap().as_str(),
+            "rené@example.com"
+        );
+        assert_eq!(
+            EmailAddress::parse("o'brien+bills@example.com")
+                .unwrap()
+                .as_str(),
+            "o'brien+bills@example.com"
+        );
     }
 
     #[test]

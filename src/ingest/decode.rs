@@ -40,7 +40,7 @@ pub fn inspect(path: &Path, wanted: Encoding) -> io::Result<Inspected> {
     let mut buf = vec![0u8; CHUNK];
     let mut carry: Vec<u8> = Vec::with_capacity(8);
     let mut scratch: Vec<u8> = Vec::with_capacity(CHUNK + 8);
-    let mut valid_utf8 = true;
+    let mut utf8 = Utf8Evidence::default();
     let mut size = 0u64;
     let mut first = true;
     let mut bom = false;
@@ -56,27 +56,22 @@ pub fn inspect(path: &Path, wanted: Encoding) -> io::Result<Inspected> {
             bom = chunk.starts_with(BOM);
             first = false;
         }
-        if valid_utf8 && wanted == Encoding::Auto {
+        if wanted == Encoding::Auto {
             scratch.clear();
             scratch.extend_from_slice(&carry);
             scratch.extend_from_slice(chunk);
             carry.clear();
-            if let Err(e) = std::str::from_utf8(&scratch) {
-                if e.error_len().is_some() {
-                    valid_utf8 = false;
-                } else {
-                    carry.extend_from_slice(&scratch[e.valid_up_to()..]);
-                }
-            }
+            let rest = utf8.scan(&scratch);
+            carry.extend_from_slice(rest);
         }
     }
     if !carry.is_empty() {
-        valid_utf8 = false;
+        utf8.invalid += 1;
     }
     let encoding = match wanted {
         Encoding::Utf8 => FileEncoding::Utf8,
         Encoding::Windows1252 => FileEncoding::Windows1252,
-        Encoding::Auto if bom || valid_utf8 => FileEncoding::Utf8,
+        Encoding::Auto if bom || utf8.is_utf8() => FileEncoding::Utf8,
         Encoding::Auto => FileEncoding::Windows1252,
     };
     Ok(Inspected {
@@ -87,12 +82,132 @@ pub fn inspect(path: &Path, wanted: Encoding) -> io::Result<Inspected> {
     })
 }
 
+/// What the bytes of a file say about UTF-8: characters of more than one byte that are
+/// valid UTF-8, and byte sequences that are not.
+#[derive(Debug, Default, Clone, Copy)]
+struct Utf8Evidence {
+    multibyte: u64,
+    invalid: u64,
+}
+
+impl Utf8Evidence {
+    /// Counts the evidence in `bytes`; returns the incomplete sequence at the end (to be
+    /// continued by the next chunk).
+    fn scan<'b>(&mut self, mut bytes: &'b [u8]) -> &'b [u8] {
+        loop {
+            match std::str::from_utf8(bytes) {
+                Ok(valid) => {
+                    self.count_multibyte(valid.as_bytes());
+                    return &[];
+                }
+                Err(e) => {
+                    self.count_multibyte(&bytes[..e.valid_up_to()]);
+                    match e.error_len() {
+                        Some(n) => {
+                            self.invalid += 1;
+                            bytes = &bytes[e.valid_up_to() + n..];
+                        }
+                        None => return &bytes[e.valid_up_to()..],
+                    }
+                }
+            }
+        }
+    }
+
+    fn count_multibyte(&mut self, valid: &[u8]) {
+        self.multibyte += valid.iter().filter(|b| **b >= 0xC0).count() as u64;
+    }
+
+    /// UTF-8 when nothing is invalid, or when valid multi-byte characters outnumber the
+    /// invalid bytes: a UTF-8 export with a few damaged bytes is read as UTF-8 (its
+    /// damaged rows are rejected) instead of turning every `ë` into `Ã«`. Windows-1252
+    /// text almost never forms valid multi-byte sequences.
+    fn is_utf8(&self) -> bool {
+        self.invalid == 0 || self.multibyte > self.invalid
+    }
+}
+
+/// Counts the line breaks that pass through a reader, so that a CSV record's byte
+/// position can be turned into the physical line it starts on, exactly, whatever
+/// quoted line breaks came before. Keeps only the breaks the CSV reader has read ahead
+/// of the record it returned, so memory does not grow with the file.
+#[derive(Clone, Default)]
+pub struct LineCounter(std::rc::Rc<std::cell::RefCell<LineState>>);
+
+#[derive(Default)]
+struct LineState {
+    /// Bytes read so far.
+    pos: u64,
+    /// Line feeds read but not yet passed by a record start: their offset, and whether
+    /// the line they end is empty (nothing but a carriage return).
+    pending: std::collections::VecDeque<(u64, bool)>,
+    /// Line feeds before the last record start asked about.
+    before: u64,
+    /// Whether the line being read has content yet.
+    content: bool,
+}
+
+impl LineCounter {
+    /// The 1-based physical line of the byte at `offset` (which never goes back).
+    /// The CSV reader reports a record's position before the empty lines it skipped, so
+    /// empty lines from there on are passed over too (and the line feed of a CRLF it may
+    /// point at).
+    pub fn line_at(&self, offset: u64) -> u64 {
+        let mut st = self.0.borrow_mut();
+        while st
+            .pending
+            .front()
+            .is_some_and(|&(nl, empty)| nl <= offset || empty)
+        {
+            st.pending.pop_front();
+            st.before += 1;
+        }
+        st.before + 1
+    }
+}
+
+struct Counting<R> {
+    inner: R,
+    counter: LineCounter,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut st = self.counter.0.borrow_mut();
+        let start = st.pos;
+        for (i, b) in buf[..n].iter().enumerate() {
+            match *b {
+                b'\n' => {
+                    let empty = !st.content;
+                    st.pending.push_back((start + i as u64, empty));
+                    st.content = false;
+                }
+                b'\r' => {}
+                _ => st.content = true,
+            }
+        }
+        st.pos += n as u64;
+        Ok(n)
+    }
+}
+
 /// A CSV reader over the decoded file, with what the preamble said.
 pub struct Opened {
     pub reader: csv::Reader<Box<dyn Read>>,
     pub delimiter: u8,
     /// Physical lines before the header that the CSV reader does not see (`sep=`).
     pub line_offset: u64,
+    /// Line breaks of the stream the CSV reader reads, for exact line numbers.
+    pub lines: LineCounter,
+}
+
+impl Opened {
+    /// The physical line (as an editor numbers them) where a record starts.
+    pub fn line_of(&self, record: &csv::ByteRecord) -> u64 {
+        let offset = record.position().map(|p| p.byte()).unwrap_or(0);
+        self.lines.line_at(offset) + self.line_offset
+    }
 }
 
 /// Why a file cannot be read as CSV at all.
@@ -150,7 +265,11 @@ pub fn open(
         (None, Delimiter::Byte(d)) => d,
         (None, Delimiter::Auto) => sniff_delimiter(&first),
     };
-    let stream: Box<dyn Read> = Box::new(Cursor::new(first).chain(input));
+    let lines = LineCounter::default();
+    let stream: Box<dyn Read> = Box::new(Counting {
+        inner: Cursor::new(first).chain(input),
+        counter: lines.clone(),
+    });
     let reader = csv::ReaderBuilder::new()
         .delimiter(delimiter)
         .has_headers(true)
@@ -161,6 +280,7 @@ pub fn open(
         reader,
         delimiter,
         line_offset,
+        lines,
     })
 }
 
@@ -229,6 +349,77 @@ mod tests {
             out.push(r.unwrap().iter().map(String::from).collect());
         }
         (o.delimiter, o.line_offset, out)
+    }
+
+    /// The physical start line of every record, as an editor numbers lines.
+    fn start_lines(bytes: &[u8]) -> Vec<u64> {
+        let f = write(bytes);
+        let info = inspect(f.path(), Encoding::Auto).unwrap();
+        let mut o = open(f.path(), &info, Delimiter::Auto, |f| Box::new(f)).unwrap();
+        let mut rec = csv::ByteRecord::new();
+        let mut lines = Vec::new();
+        while o.reader.read_byte_record(&mut rec).unwrap() {
+            lines.push(o.line_of(&rec));
+        }
+        lines
+    }
+
+    #[test]
+    fn records_are_numbered_by_the_physical_line_they_start_on() {
+        for eol in ["\n", "\r\n"] {
+            let text = [
+                "a,b", // 1
+                "1,x", // 2
+                "2,\"two",
+                "lines\"", // 3-4
+                "3,y",     // 5
+                "",        // 6 (blank)
+                "4,\"three",
+                "more",
+                "lines\"", // 7-9
+                "5,z",     // 10
+            ]
+            .join(eol)
+                + eol;
+            assert_eq!(
+                start_lines(text.as_bytes()),
+                vec![2, 3, 5, 7, 10],
+                "{eol:?}"
+            );
+        }
+        // A multi-line header shifts every line after it; so does `sep=`.
+        assert_eq!(start_lines(b"\"a\nb\",c\n1,2\n3,4\n"), vec![3, 4]);
+        assert_eq!(
+            start_lines(b"sep=,\r\na,b\r\n1,\"x\r\ny\"\r\n2,z\r\n"),
+            vec![3, 5]
+        );
+    }
+
+    #[test]
+    fn a_utf8_file_with_a_few_bad_bytes_is_still_utf8() {
+        // Zoë and René in UTF-8, and one stray Windows-1252 byte.
+        let f = write(
+            "name,x\nZoë,1\nRené,2\nbad \u{0}\n"
+                .replace('\u{0}', "")
+                .as_bytes(),
+        );
+        assert_eq!(
+            inspect(f.path(), Encoding::Auto).unwrap().encoding,
+            FileEncoding::Utf8
+        );
+        let mut bytes = "name,x\nZoë,1\nRené,2\n".as_bytes().to_vec();
+        bytes.extend_from_slice(b"Caf\xE9,3\n");
+        let f = write(&bytes);
+        assert_eq!(
+            inspect(f.path(), Encoding::Auto).unwrap().encoding,
+            FileEncoding::Utf8
+        );
+        // Windows-1252 throughout stays Windows-1252.
+        let f = write(b"name,x\nZo\xEB,1\nRen\xE9,2\nCaf\xE9,3\n");
+        assert_eq!(
+            inspect(f.path(), Encoding::Auto).unwrap().encoding,
+            FileEncoding::Windows1252
+        );
     }
 
     #[test]

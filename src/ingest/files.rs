@@ -96,8 +96,14 @@ pub fn move_into(from: &Path, dir: &Path, stamped: bool) -> io::Result<PathBuf> 
     match fs::rename(from, &to) {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
-            fs::copy(from, &to)?;
-            fs::File::open(&to)?.sync_all()?;
+            // Copied under a temporary name first: a copy that fails halfway (a full
+            // disk) is removed with the temporary file, never left as a truncated file.
+            let mut tmp = tempfile::Builder::new()
+                .prefix(".moving-")
+                .tempfile_in(dir)?;
+            io::copy(&mut fs::File::open(from)?, tmp.as_file_mut())?;
+            tmp.as_file().sync_all()?;
+            tmp.persist_noclobber(&to).map_err(|e| e.error)?;
             fs::remove_file(from)?;
         }
         Err(e) => return Err(e),

@@ -62,6 +62,9 @@ pub struct FileReport {
     pub rejections: Option<PathBuf>,
     /// Where the file went (archive or rejected), for inbox files.
     pub moved_to: Option<PathBuf>,
+    /// Why an applied (or already imported) file could not be archived: it stays in the
+    /// inbox and its next import changes nothing.
+    pub archive_error: Option<String>,
 }
 
 /// The result of ingesting a set of files.
@@ -124,11 +127,21 @@ impl Report {
                 self.files_refused()
             ));
         }
-        if t.snapshot_guard {
-            parts.push(
-                "a snapshot export lacked more than half of the open invoices, so nothing was settled"
-                    .into(),
-            );
+        for f in &self.files {
+            if let Outcome::Applied(c) = &f.outcome {
+                if let Some(why) = &c.snapshot_held {
+                    parts.push(format!("snapshot settlement held back ({why})"));
+                }
+                if !c.paid_changed.is_empty() {
+                    parts.push(format!(
+                        "invoice(s) paid through their link are listed differently by the export and stay paid: {} (see `status`)",
+                        c.paid_changed.join(", ")
+                    ));
+                }
+            }
+            if let Some(e) = &f.archive_error {
+                parts.push(e.clone());
+            }
         }
         parts
     }
@@ -233,6 +246,7 @@ pub fn ingest_file(
         },
         rejections: None,
         moved_to: None,
+        archive_error: None,
     };
 
     let info = match decode::inspect(path, cfg.csv.encoding) {
@@ -250,7 +264,7 @@ pub fn ingest_file(
         tracing::info!(file = %path.display(), prior = %prior.file_name,
             "same content as an earlier import; nothing changes");
         if movable {
-            report.moved_to = Some(archive(path, cfg)?);
+            archive(path, cfg, &mut report);
         }
         report.outcome = Outcome::Duplicate {
             prior_file: prior.file_name,
@@ -274,7 +288,7 @@ pub fn ingest_file(
                 })?;
             }
             if movable {
-                report.moved_to = Some(archive(path, cfg)?);
+                archive(path, cfg, &mut report);
             }
             log_applied(path, &counts, report.rejections.as_deref());
             report.outcome = Outcome::Applied(counts);
@@ -309,14 +323,22 @@ pub fn ingest_file(
     Ok(report)
 }
 
-fn archive(path: &Path, cfg: &Config) -> anyhow::Result<PathBuf> {
-    files::move_into(path, &cfg.inbox.archive_dir, true).with_context(|| {
-        format!(
-            "cannot move {} to the archive {}",
-            path.display(),
-            cfg.inbox.archive_dir.display()
-        )
-    })
+/// Moves an applied file to the archive. A move that fails (permissions, a full disk)
+/// leaves the file in the inbox and no partial copy behind; the cycle goes on and exits
+/// 3 saying why, and the next cycle finds the content imported and tries again.
+fn archive(path: &Path, cfg: &Config, report: &mut FileReport) {
+    match files::move_into(path, &cfg.inbox.archive_dir, true) {
+        Ok(to) => report.moved_to = Some(to),
+        Err(e) => {
+            let why = format!(
+                "{} was imported but could not be moved to the archive {} ({e}); it stays in the inbox and the next cycle tries again",
+                path.display(),
+                cfg.inbox.archive_dir.display()
+            );
+            tracing::warn!("{why}");
+            report.archive_error = Some(why);
+        }
+    }
 }
 
 fn log_applied(path: &Path, c: &ImportCounts, rejections: Option<&Path>) {
@@ -386,23 +408,30 @@ fn apply(
     let mut writer = invoices::Writer::new(conn)?;
     let mut counts = ImportCounts::default();
     let mut record = csv::ByteRecord::new();
-    // The CSV reader does not count line breaks inside quoted fields; physical line
-    // numbers (what an editor shows) need them.
-    let mut quoted_breaks = newlines(header.as_slice());
+    let header_len = header.len();
     loop {
         match opened.reader.read_byte_record(&mut record) {
             Ok(true) => {}
             Ok(false) => break,
             Err(e) => return Err(csv_error(e)),
         }
-        let line =
-            record.position().map(|p| p.line()).unwrap_or(0) + opened.line_offset + quoted_breaks;
-        quoted_breaks += newlines(record.as_slice());
+        // The physical line (as an editor shows it) where the record starts.
+        let line = opened.line_of(&record);
         let src = Source {
             import_id,
             line: i64::try_from(line).unwrap_or(i64::MAX),
             now: &now,
         };
+        if let Some((column, reason)) = open_quote(&record, header_len, opened.delimiter, line) {
+            counts.rows_read += 1;
+            counts.rows_rejected += 1;
+            let column = map.header(column).to_string();
+            tracing::warn!(file = %path.display(), line, "{reason}");
+            rejections
+                .add(line, &[(column, reason)], &record)
+                .map_err(|e| FileError::Io(format!("cannot write the rejection report: {e}")))?;
+            continue;
+        }
         match validator.check(&record) {
             Checked::Blank => continue,
             Checked::Skipped(_) => {
@@ -448,8 +477,21 @@ fn apply(
     drop(writer);
     if cfg.csv.settlement == Settlement::Snapshot {
         let missing = invoices::count_open_unseen(conn, import_id)?;
-        if missing > 0 && missing * 2 > open_before {
+        if missing > 0 && counts.rows_rejected > 0 {
+            // A rejected row is present in the export, not missing from it: a damaged
+            // file must not settle (and switch off the links of) invoices still open.
+            let why = format!(
+                "{name}: {} row(s) were rejected, so this snapshot is incomplete and none of the {missing} open invoice(s) missing from it was settled",
+                counts.rows_rejected
+            );
+            tracing::warn!(file = %path.display(), missing, "snapshot settlement held back: {why}");
             counts.snapshot_guard = true;
+            counts.snapshot_held = Some(why);
+        } else if missing > 0 && missing * 2 > open_before {
+            counts.snapshot_guard = true;
+            counts.snapshot_held = Some(format!(
+                "{name}: {missing} of {open_before} open invoices are missing (more than half), so nothing was settled"
+            ));
             tracing::warn!(
                 file = %path.display(),
                 missing,
@@ -470,11 +512,78 @@ fn newlines(bytes: &[u8]) -> u64 {
     bytes.iter().filter(|b| **b == b'\n').count() as u64
 }
 
+/// Whether a record that spans several physical lines looks like rows swallowed by a
+/// quote left open: a line inside one of its fields carries as many delimiters as a
+/// whole row, or the record has another number of fields than the header. Returns the
+/// field and the reason, naming every physical line the record covers.
+fn open_quote(
+    record: &csv::ByteRecord,
+    header_len: usize,
+    delimiter: u8,
+    line: u64,
+) -> Option<(usize, String)> {
+    let spanned = newlines(record.as_slice());
+    if spanned == 0 {
+        return None;
+    }
+    let row_like = header_len.saturating_sub(1).max(1);
+    let swallowing = record.iter().position(|field| {
+        field
+            .split(|b| *b == b'\n')
+            .skip(1)
+            .any(|l| l.iter().filter(|b| **b == delimiter).count() >= row_like)
+    });
+    let field = match swallowing {
+        Some(i) => i,
+        None if record.len() != header_len => record.iter().position(|f| f.contains(&b'\n'))?,
+        None => return None,
+    };
+    let last = line + spanned;
+    Some((
+        field,
+        format!(
+            "a quote opened in this field is not closed where the row ends: lines {line} to {last} were read as one row and none of them was imported; fix the quote and import the file again"
+        ),
+    ))
+}
+
 fn csv_error(e: csv::Error) -> FileError {
     match e.into_kind() {
         csv::ErrorKind::Io(e) => FileError::Io(e.to_string()),
         other => FileError::Unreadable(format!("not readable as CSV: {other:?}")),
     }
+}
+
+/// What changed on a paid invoice, in words: it stays paid, and the merchant must check
+/// the balance.
+fn paid_difference(paid: &invoices::RevisionData, now: &invoices::RevisionData) -> String {
+    let money = |d: &invoices::RevisionData| {
+        format!(
+            "{} {}",
+            crate::domain::money::format_minor(
+                d.due_minor,
+                crate::domain::money::exponent_of(&d.currency)
+            ),
+            d.currency
+        )
+    };
+    let mut changes = Vec::new();
+    if paid.due_minor != now.due_minor || paid.currency != now.currency {
+        changes.push(format!("amount {} → {}", money(paid), money(now)));
+    }
+    if paid.due_date != now.due_date {
+        changes.push(format!("due date {} → {}", paid.due_date, now.due_date));
+    }
+    if paid.customer_email != now.customer_email {
+        changes.push(format!(
+            "e-mail {} → {}",
+            paid.customer_email, now.customer_email
+        ));
+    }
+    format!(
+        "paid through its link, but a later export lists it differently ({}); it stays paid: check the balance in the books",
+        changes.join(", ")
+    )
 }
 
 /// Applies one valid row. Returns `Some(first_line)` when the reference already appeared
@@ -524,10 +633,13 @@ fn apply_row(
         // Paid through a link: the export may lag behind; never ask again.
         State::Paid => {
             if differs {
-                tracing::warn!(invoice = %row.reference,
-                    "the export changes an invoice already paid through its link; left as paid");
+                let note = paid_difference(&cur.data, &row.data);
+                tracing::warn!(invoice = %row.reference, "{note}");
+                w.note_paid_changed(cur.id, &note, src)?;
+                counts.paid_changed.push(row.reference.clone());
+            } else {
+                w.mark_seen(cur.id, src)?;
             }
-            w.mark_seen(cur.id, src)?;
         }
         // The accounting reopened it: a new revision gets a new link.
         State::SettledElsewhere => {

@@ -22,7 +22,7 @@ impl ImportSource {
 }
 
 /// The counts recorded for an import.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ImportCounts {
     pub rows_read: u64,
     pub rows_accepted: u64,
@@ -31,7 +31,12 @@ pub struct ImportCounts {
     pub invoices_new: u64,
     pub invoices_changed: u64,
     pub invoices_settled: u64,
+    /// Snapshot settlement was held back (stored); the reason is in `snapshot_held`.
     pub snapshot_guard: bool,
+    /// Why snapshot settlement was held back, in words (not stored).
+    pub snapshot_held: Option<String>,
+    /// Invoices paid through their link that this export lists with another payment.
+    pub paid_changed: Vec<String>,
 }
 
 /// A previous import of the same content: its file name and time.

@@ -274,6 +274,22 @@ impl<'c> Writer<'c> {
         Ok(())
     }
 
+    /// Notes on a paid invoice that the export now asks something else: it stays paid,
+    /// and `status` shows the difference.
+    pub fn note_paid_changed(
+        &mut self,
+        id: i64,
+        note: &str,
+        src: Source<'_>,
+    ) -> rusqlite::Result<()> {
+        self.mark_seen(id, src)?;
+        self.conn.execute(
+            "UPDATE invoices SET last_error = ?2, updated_at = ?3 WHERE id = ?1",
+            params![id, note, src.now],
+        )?;
+        Ok(())
+    }
+
     /// Marks an open invoice as settled elsewhere (its link is deactivated by the link
     /// step).
     pub fn settle(&mut self, id: i64, src: Source<'_>) -> rusqlite::Result<()> {

@@ -43,6 +43,49 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// An open, migrated database.
 pub struct Store {
     conn: Connection,
+    identity: Option<FileIdentity>,
+}
+
+/// Which file a database path named when it was opened (device and inode), so that a
+/// long-running process notices when the file is removed or replaced under it: SQLite
+/// would go on writing to the deleted file, and links made then would be recorded
+/// nowhere.
+#[derive(Debug, Clone)]
+pub struct FileIdentity {
+    path: std::path::PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl FileIdentity {
+    fn of(path: &Path) -> std::io::Result<FileIdentity> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path)?;
+        Ok(FileIdentity {
+            path: path.to_path_buf(),
+            dev: m.dev(),
+            ino: m.ino(),
+        })
+    }
+
+    /// Fails, in one sentence, when the path no longer names the file that was opened.
+    pub fn check(&self) -> anyhow::Result<()> {
+        match FileIdentity::of(&self.path) {
+            Ok(now) if now.dev == self.dev && now.ino == self.ino => Ok(()),
+            Ok(_) => anyhow::bail!(
+                "the database {} was replaced by another file while invoice-sync had it open; stopping before any further CM or mail work (start again to use the new file)",
+                self.path.display()
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
+                "the database {} was removed while invoice-sync had it open; stopping before any further CM or mail work (restore it, or start again to create a new one)",
+                self.path.display()
+            ),
+            Err(e) => anyhow::bail!(
+                "cannot check the database {}: {e}; stopping before any further CM or mail work",
+                self.path.display()
+            ),
+        }
+    }
 }
 
 impl Store {
@@ -56,7 +99,18 @@ impl Store {
         }
         let conn = Connection::open(path)
             .with_context(|| format!("cannot open the database {}", path.display()))?;
-        Self::setup(conn).with_context(|| format!("cannot prepare the database {}", path.display()))
+        let mut store = Self::setup(conn)
+            .with_context(|| format!("cannot prepare the database {}", path.display()))?;
+        store.identity = Some(
+            FileIdentity::of(path)
+                .with_context(|| format!("cannot read the database {}", path.display()))?,
+        );
+        Ok(store)
+    }
+
+    /// The file this store opened, to check later that it is still the one at its path.
+    pub fn identity(&self) -> Option<&FileIdentity> {
+        self.identity.as_ref()
     }
 
     /// Opens an in-memory database (for unit tests).
@@ -82,7 +136,10 @@ impl Store {
              PRAGMA cache_size = -16384;",
         )?;
         migrate(&mut conn)?;
-        Ok(Store { conn })
+        Ok(Store {
+            conn,
+            identity: None,
+        })
     }
 
     /// The connection, for the aggregate modules.
