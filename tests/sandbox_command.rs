@@ -91,3 +91,58 @@ fn the_sandbox_command_serves_a_cycle_and_a_payment() {
     let status = sandbox.wait().unwrap();
     assert!(status.success(), "{status}");
 }
+
+/// One raw HTTP/1.1 POST with a body; returns the status line's code and the whole answer.
+fn post_body(base: &str, path: &str, body: &str) -> (u16, String) {
+    let addr = base.trim_start_matches("http://");
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    (
+        resp.split_whitespace().nth(1).unwrap().parse().unwrap(),
+        resp,
+    )
+}
+
+#[test]
+fn the_sandbox_command_can_be_a_broken_gateway_and_be_fixed_while_running() {
+    let mut sandbox = Command::new(env!("CARGO_BIN_EXE_invoice-sync"))
+        .args(["sandbox", "--listen", "127.0.0.1:0", "--token-fault", "302"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(sandbox.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let base = first
+        .trim()
+        .trim_start_matches("sandbox listening on ")
+        .to_string();
+    let form = "grant_type=client_credentials&client_id=sandbox&client_secret=sandbox";
+    let (code, answer) = post_body(&base, "/auth/v1/token", form);
+    assert_eq!(code, 302, "{answer}");
+    assert!(
+        answer.to_lowercase().contains("location: https://"),
+        "{answer}"
+    );
+    let (code, _) = post_body(&base, "/sandbox/faults", r#"{"token": "404"}"#);
+    assert_eq!(code, 200);
+    let (code, answer) = post_body(&base, "/auth/v1/token", form);
+    assert_eq!(code, 404);
+    assert!(answer.contains("<html>"), "a gateway's page: {answer}");
+    let (code, _) = post_body(&base, "/sandbox/faults", "{}");
+    assert_eq!(code, 200);
+    let (code, answer) = post_body(&base, "/auth/v1/token", form);
+    assert_eq!(code, 200, "{answer}");
+    assert!(answer.contains("access_token"));
+    sandbox.kill().unwrap();
+    let _ = sandbox.wait();
+}

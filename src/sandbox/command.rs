@@ -40,6 +40,17 @@ pub struct SandboxArgs {
     /// Keep the links in this file across restarts.
     #[arg(long, value_name = "PATH")]
     pub state_file: Option<PathBuf>,
+    /// Make the token endpoints answer like a broken gateway: 404 or 502 (an HTML page),
+    /// 405, or 302 (a redirect). Switch faults later with `POST /sandbox/faults`.
+    #[arg(long, value_name = "CODE")]
+    pub token_fault: Option<super::Misroute>,
+    /// Make the API endpoints answer like that instead of doing their work.
+    #[arg(long, value_name = "CODE")]
+    pub api_fault: Option<super::Misroute>,
+    /// Carry out each API request, then answer only after this many milliseconds (a CM
+    /// slower than the client's timeout).
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub late_answers_ms: u64,
 }
 
 fn parse_fraction(s: &str) -> Result<f64, String> {
@@ -73,6 +84,12 @@ pub async fn run_command(args: SandboxArgs) -> anyhow::Result<()> {
     let sandbox = super::start(args.listen, SandboxOptions::from(&args))
         .await
         .with_context(|| format!("cannot start the sandbox on {}", args.listen))?;
+    sandbox.set_faults(super::Faults {
+        token: args.token_fault,
+        api: args.api_fault,
+        api_method: None,
+        late_answers: Duration::from_millis(args.late_answers_ms),
+    });
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "sandbox listening on {}", sandbox.base_url())
