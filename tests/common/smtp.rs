@@ -11,8 +11,9 @@
 //! and relays bytes (STARTTLS included, it never looks inside) to the `mailin-embedded`
 //! server on a second loopback port. [`SmtpServer::stop`] closes the front's socket and
 //! cuts every open session, so clients get "connection refused"; [`SmtpServer::restart`]
-//! listens on the same port again. The front also ACKs at once (TCP_QUICKACK, see
-//! `ack_at_once`), so lettre's Nagle wait does not dominate every timing.
+//! listens on the same port again. The front ACKs as ordinary peers do (delayed ACKs,
+//! no TCP_QUICKACK): a client that leaves Nagle's algorithm on and writes a mail's last
+//! segment apart stalls ~40 ms per mail here exactly as it does against Postfix.
 //!
 //! Two more things `mailin` decides that a test must know:
 //! - it offers AUTH only after STARTTLS, so a server with a login also has TLS;
@@ -183,6 +184,26 @@ pub struct TlsFiles {
 }
 
 impl TlsFiles {
+    /// A TLS acceptor with this certificate, for implicit TLS on the front.
+    fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&self.cert)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let key = PrivateKeyDer::from_pem_file(&self.key).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    }
+
     fn generate() -> TlsFiles {
         use rcgen::{
             BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
@@ -223,7 +244,7 @@ impl TlsFiles {
 pub struct SmtpServerBuilder {
     credentials: Option<(String, String)>,
     starttls: bool,
-    delayed_ack: bool,
+    implicit_tls: bool,
 }
 
 impl SmtpServerBuilder {
@@ -240,10 +261,12 @@ impl SmtpServerBuilder {
         self
     }
 
-    /// Let the front delay its ACKs like an ordinary loopback peer (see [`ack_at_once`]):
-    /// every mail then costs lettre ~40 ms of Nagle wait. Off by default.
-    pub fn delayed_ack(mut self) -> Self {
-        self.delayed_ack = true;
+    /// Implicit TLS (`smtp_tls = "tls"`, port 465 style): the front does the TLS
+    /// handshake with a fresh test certificate before the greeting and relays the
+    /// plain session to the SMTP side. No STARTTLS is offered then.
+    pub fn implicit_tls(mut self) -> Self {
+        self.implicit_tls = true;
+        self.starttls = false;
         self
     }
 
@@ -251,22 +274,27 @@ impl SmtpServerBuilder {
     pub fn start(self) -> SmtpServer {
         // rustls needs one process-wide provider when more than one is compiled in.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let tls = self.starttls.then(TlsFiles::generate);
+        let tls = (self.starttls || self.implicit_tls).then(TlsFiles::generate);
         let state = Arc::new(State {
             credentials: self.credentials,
             ..State::default()
         });
-        let backend = start_backend(&state, tls.as_ref());
+        let backend = start_backend(&state, tls.as_ref().filter(|_| self.starttls));
+        let acceptor = if self.implicit_tls {
+            tls.as_ref().map(TlsFiles::acceptor)
+        } else {
+            None
+        };
         let listener = StdTcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let front = Front::start(listener, backend, Arc::clone(&state), !self.delayed_ack);
+        let front = Front::start(listener, backend, Arc::clone(&state), acceptor.clone());
         SmtpServer {
             state,
             port,
             backend,
             front: Some(front),
             tls,
-            quick_ack: !self.delayed_ack,
+            acceptor,
         }
     }
 }
@@ -316,7 +344,7 @@ impl Front {
         listener: StdTcpListener,
         backend: SocketAddr,
         state: Arc<State>,
-        quick_ack: bool,
+        acceptor: Option<tokio_rustls::TlsAcceptor>,
     ) -> Front {
         listener.set_nonblocking(true).unwrap();
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
@@ -336,7 +364,7 @@ impl Front {
                             accepted = listener.accept() => {
                                 if let Ok((client, _)) = accepted {
                                     state.connections.fetch_add(1, Ordering::SeqCst);
-                                    relays.spawn(relay(client, backend, quick_ack));
+                                    relays.spawn(relay(client, backend, acceptor.clone()));
                                 }
                             }
                             Some(_) = relays.join_next(), if !relays.is_empty() => {}
@@ -370,32 +398,41 @@ impl Drop for Front {
     }
 }
 
-async fn relay(client: tokio::net::TcpStream, backend: SocketAddr, quick_ack: bool) {
+async fn relay(
+    client: tokio::net::TcpStream,
+    backend: SocketAddr,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+) {
     let _ = client.set_nodelay(true);
     let Ok(server) = tokio::net::TcpStream::connect(backend).await else {
         return;
     };
     let _ = server.set_nodelay(true);
-    let (from_client, to_client) = client.into_split();
-    let (from_server, to_server) = server.into_split();
-    tokio::join!(
-        pipe(from_client, to_server, quick_ack),
-        pipe(from_server, to_client, quick_ack),
-    );
+    match acceptor {
+        Some(acceptor) => {
+            let Ok(tls) = acceptor.accept(client).await else {
+                return;
+            };
+            let (from_client, to_client) = tokio::io::split(tls);
+            let (from_backend, to_backend) = tokio::io::split(server);
+            tokio::join!(pipe(from_client, to_backend), pipe(from_backend, to_client));
+        }
+        None => {
+            let (from_client, to_client) = tokio::io::split(client);
+            let (from_backend, to_backend) = tokio::io::split(server);
+            tokio::join!(pipe(from_client, to_backend), pipe(from_backend, to_client));
+        }
+    }
 }
 
-/// Copies one direction until EOF, ACKing each read at once when `quick_ack` is set.
+/// Copies one direction until EOF.
 async fn pipe(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    quick_ack: bool,
+    mut from: impl tokio::io::AsyncRead + Unpin,
+    mut to: impl tokio::io::AsyncWrite + Unpin,
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut buf = vec![0u8; 16 * 1024];
     loop {
-        if quick_ack {
-            ack_at_once(from.as_ref());
-        }
         let n = match from.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
@@ -407,26 +444,6 @@ async fn pipe(
     let _ = to.shutdown().await;
 }
 
-/// lettre leaves Nagle on and writes a mail's closing `.` apart from its body, so on
-/// loopback (one segment per mail, so no second segment forces an ACK) every mail waits
-/// for the server's delayed ACK, ~40 ms. mailin-embedded's sockets do the same to its TLS
-/// handshake. TCP_QUICKACK before each read makes the front ACK at once on both sides, as
-/// a peer does when data spans several segments.
-fn ack_at_once(socket: &tokio::net::TcpStream) {
-    use std::os::fd::AsRawFd;
-    let one: libc::c_int = 1;
-    // SAFETY: setsockopt on a socket we own, with a pointer to a live c_int and its size.
-    unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_QUICKACK,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
-}
-
 /// A running test SMTP server. Dropping it stops the front (the port refuses connections).
 pub struct SmtpServer {
     state: Arc<State>,
@@ -434,7 +451,7 @@ pub struct SmtpServer {
     backend: SocketAddr,
     front: Option<Front>,
     tls: Option<TlsFiles>,
-    quick_ack: bool,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl SmtpServer {
@@ -467,7 +484,9 @@ impl SmtpServer {
             transport: MailTransport::Smtp,
             smtp_host: "localhost".into(),
             smtp_port: self.port,
-            smtp_tls: if self.tls.is_some() {
+            smtp_tls: if self.acceptor.is_some() {
+                SmtpTls::Tls
+            } else if self.tls.is_some() {
                 SmtpTls::Starttls
             } else {
                 SmtpTls::None
@@ -551,7 +570,7 @@ impl SmtpServer {
             listener,
             self.backend,
             Arc::clone(&self.state),
-            self.quick_ack,
+            self.acceptor.clone(),
         ));
     }
 }
