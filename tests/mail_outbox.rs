@@ -464,3 +464,58 @@ fn messages_per_second_is_honoured() {
     );
     assert_eq!(server.message_count(), 9);
 }
+
+/// The harm seen: after the relay was down for one cycle, some queued mails waited two
+/// more minutes (hours after longer outages) while the others went out.
+#[test]
+fn an_outage_is_one_fault_and_every_queued_mail_goes_out_when_the_relay_answers() {
+    let host = SandboxHost::start(SandboxOptions::default());
+    let mut server = SmtpServer::start();
+    let env = env_for(&host, &server, "");
+    let mut csv = String::from("invoice_reference,customer_email,amount,due_date\n");
+    for i in 0..12 {
+        csv.push_str(&format!("O-{i:02},o{i}@example.com,10,2099-12-01\n"));
+    }
+    env.drop_file("a.csv", csv);
+    server.stop();
+    for _ in 0..3 {
+        let r = env.run(&["run"]);
+        assert_eq!(r.code, 3, "{}", r.stderr);
+        assert!(
+            r.stderr.contains("mail server is unavailable"),
+            "{}",
+            r.stderr
+        );
+    }
+    server.restart();
+    // No forcing: the next cycle after the outage sends the whole queue.
+    let r = env.run(&["run"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(server.message_count(), 12);
+    assert!(env.status().iter().all(|v| v["mail_state"] == "sent"));
+}
+
+#[test]
+fn a_4xx_about_one_recipient_backs_off_that_mail_only() {
+    let host = SandboxHost::start(SandboxOptions::default());
+    let server = SmtpServer::start();
+    server.reject_temporarily("full@example.com");
+    let env = env_for(&host, &server, "");
+    let mut csv = String::from("invoice_reference,customer_email,amount,due_date\n");
+    csv.push_str("B-00,full@example.com,10,2099-12-01\n");
+    for i in 1..6 {
+        csv.push_str(&format!("B-{i:02},b{i}@example.com,10,2099-12-01\n"));
+    }
+    env.drop_file("a.csv", csv);
+    let r = env.run(&["run"]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert_eq!(server.message_count(), 5, "the others went out");
+    assert_eq!(env.invoice("B-00")["mail_state"], "queued");
+    // Backed off: the next cycle does not try it yet.
+    server.accept_again("full@example.com");
+    assert_eq!(env.run(&["run"]).code, 0);
+    assert_eq!(server.message_count(), 5);
+    mail_due_now(&env);
+    assert_eq!(env.run(&["run"]).code, 0);
+    assert_eq!(server.message_count(), 6);
+}

@@ -323,8 +323,8 @@ async fn a_451_for_a_recipient_is_transient_with_the_reply() {
         .await
         .unwrap_err();
     match &err {
-        SendError::Transient(reason) => assert!(reason.contains("451"), "{reason}"),
-        other => panic!("expected Transient, got {other:?}"),
+        SendError::Deferred(reason) => assert!(reason.contains("451"), "{reason}"),
+        other => panic!("expected Deferred (about this mail), got {other:?}"),
     }
     assert_eq!(server.message_count(), 0);
 }
@@ -339,7 +339,7 @@ async fn a_451_after_data_is_transient_and_the_retry_is_delivered_once() {
 
     let err = sender.send(&msg).await.unwrap_err();
     assert!(
-        matches!(&err, SendError::Transient(r) if r.contains("451")),
+        matches!(&err, SendError::Deferred(r) if r.contains("451")),
         "{err:?}"
     );
     assert_eq!(server.message_count(), 0);

@@ -41,9 +41,6 @@ async fn mail_qr(
 pub const MAIL_RETRY_FIRST: chrono::Duration = chrono::Duration::minutes(2);
 /// The longest wait between two attempts at one mail.
 pub const MAIL_RETRY_MAX: chrono::Duration = chrono::Duration::hours(2);
-/// After this many transient failures in a row the server is taken to be down: the rest
-/// of the queue waits for the next cycle instead of timing out one by one.
-const MAIL_FAILURES_IN_A_ROW: u32 = 3;
 
 /// When a mail that has had `attempts` attempts is tried again.
 pub fn mail_retry_time(now: DateTime<Utc>, attempts: i64) -> String {
@@ -62,7 +59,12 @@ pub(super) async fn mail_step(
 ) -> anyhow::Result<()> {
     let postman = services.mail;
     let due = outbox::due(conn, &now_text(), 100_000)?;
-    let mut failures_in_a_row = 0;
+    // A relay failure (no connection, a timeout, 421) is first taken to be about the
+    // relay: the mail keeps its place. A second one in a row means the relay is down:
+    // the queue waits for the next cycle, where every mail goes out at once when it
+    // answers again. If the next mail goes through instead, the first failure was about
+    // that mail, and it backs off alone.
+    let mut suspect: Option<(i64, i64, String)> = None;
     for p in due {
         if !p.still_wanted {
             outbox::cancel(
@@ -116,31 +118,57 @@ pub(super) async fn mail_step(
             Ok(()) => {
                 outbox::mark_sent(conn, p.id, &now_text())?;
                 report.mails_sent += 1;
-                failures_in_a_row = 0;
                 tracing::info!(invoice = %p.reference, to = %p.data.customer_email, "mail sent");
+                // The relay works: an earlier failure was about that one mail.
+                if let Some((id, attempts, reply)) = suspect.take() {
+                    back_off(conn, id, attempts, &reply, report)?;
+                }
             }
             Err(SendError::Permanent(reply)) => {
                 outbox::mark_failed(conn, p.id, &reply)?;
                 report.mails_failed += 1;
-                failures_in_a_row = 0;
                 tracing::warn!(invoice = %p.reference, "mail refused for good: {reply}");
             }
+            Err(SendError::Deferred(reply)) => {
+                tracing::warn!(invoice = %p.reference, "mail deferred by the relay: {reply}");
+                back_off(conn, p.id, p.attempts, &reply, report)?;
+            }
             Err(SendError::Transient(reply)) => {
-                let next = mail_retry_time(Utc::now(), p.attempts + 1);
-                outbox::mark_retry(conn, p.id, &reply, &next)?;
+                outbox::mark_retry(conn, p.id, &reply, &now_text())?;
                 report.mails_deferred += 1;
-                failures_in_a_row += 1;
-                tracing::warn!(invoice = %p.reference, retry_at = %next, "mail left for later: {reply}");
-                if failures_in_a_row >= MAIL_FAILURES_IN_A_ROW {
+                if suspect.is_some() {
                     tracing::warn!(
-                        "the mail server keeps failing; the rest of the queue waits for the next cycle"
+                        "the mail server is unavailable ({reply}); the queue waits for the next cycle, where every mail goes out once it answers"
                     );
+                    report.mail_server_down = Some(reply);
+                    suspect = None;
                     break;
                 }
+                tracing::warn!(invoice = %p.reference, "mail not sent: {reply}");
+                suspect = Some((p.id, p.attempts, reply));
             }
         }
     }
+    if let Some((_, _, reply)) = suspect {
+        // The last mail failed and nothing came after it: no sign that it was about the
+        // mail, so it keeps its place for the next cycle.
+        report.mail_server_down = Some(reply);
+    }
     report.mails_queued = u64::try_from(outbox::count_queued(conn)?).unwrap_or(0);
+    Ok(())
+}
+
+/// Backs off one mail after a failure that was about it.
+fn back_off(
+    conn: &Connection,
+    id: i64,
+    attempts: i64,
+    reply: &str,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let next = mail_retry_time(Utc::now(), attempts + 1);
+    outbox::mark_retry(conn, id, reply, &next)?;
+    report.mails_deferred += 1;
     Ok(())
 }
 

@@ -104,8 +104,11 @@ pub struct Report {
     pub mails_sent: u64,
     pub mails_queued: u64,
     pub mails_failed: u64,
-    /// Mails that failed for now (server down, 4xx) and stay queued with back-off.
+    /// Mails that failed for now (server down, 4xx) and stay queued.
     pub mails_deferred: u64,
+    /// The mail server was unavailable: the queue waits for the next cycle, no mail
+    /// backs off for it.
+    pub mail_server_down: Option<String>,
     /// Invoices paid twice (link and QR) seen in this cycle: the merchant must refund one.
     pub double_payments: Vec<String>,
     /// QR transactions created, and revisions that get none (another currency, an amount
@@ -235,7 +238,12 @@ impl Report {
                 self.double_payments.join(", ")
             ));
         }
-        if self.mails_deferred > 0 {
+        if let Some(why) = &self.mail_server_down {
+            parts.push(format!(
+                "the mail server is unavailable ({why}); {} mail(s) stay queued and go out in the next cycle once it answers",
+                self.mails_queued
+            ));
+        } else if self.mails_deferred > 0 {
             parts.push(format!(
                 "{} mail(s) could not be sent for now and stay queued",
                 self.mails_deferred

@@ -10,7 +10,8 @@
 //!   checked for line breaks, and the deterministic Message-ID per invoice revision;
 //! - [`transport`]: SMTP (`none` / `starttls` / `tls`, optional AUTH, one kept-open
 //!   connection for many mails) or `.eml` files, with every failure sorted into
-//!   [`SendError::Transient`] (keep it queued) or [`SendError::Permanent`] (mark it failed).
+//!   [`SendError::Transient`] (the relay is unavailable: keep the queue), [`SendError::Deferred`]
+//!   (a 4xx about this mail: back it off) or [`SendError::Permanent`] (mark it failed).
 //!
 //! It never touches the database and never decides when to retry: the outbox (another
 //! module) records the intent, calls [`compose`] and [`MailSender::send`], and stores the

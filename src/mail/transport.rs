@@ -10,7 +10,10 @@
 //!
 //! # How failures are sorted
 //!
-//! - connection refused, DNS, TLS, I/O errors, timeouts, 4xx replies: transient;
+//! - connection refused, DNS, TLS, I/O errors, timeouts, `421` (service not available):
+//!   transient — the relay is unavailable, which is one fault for the whole queue;
+//! - another 4xx reply to the mail's own MAIL, RCPT or DATA: deferred — about this mail
+//!   (a greylisted or full mailbox), so this mail alone backs off;
 //! - any failure while opening the session (greeting, EHLO, STARTTLS, AUTH), even a 5xx
 //!   such as `535` for a wrong password: transient. It says nothing about the mail, and
 //!   a settings mistake must not mark a whole queue failed;
@@ -48,6 +51,10 @@ pub enum SendError {
     /// 4xx. The text says what happened (with the reply, when there was one).
     #[error("mail not sent, will retry: {0}")]
     Transient(String),
+    /// The relay answered 4xx about this mail (a recipient greylisted, a mailbox full,
+    /// its data refused for now): this mail backs off, the others go on.
+    #[error("mail deferred by the relay, will retry: {0}")]
+    Deferred(String),
     /// The relay refused this mail for good (5xx): retrying will not help. The text is the
     /// relay's reply, e.g. `550 5.1.1 <x@example.com>: mailbox unavailable`.
     #[error("mail refused: {0}")]
@@ -63,7 +70,7 @@ impl SendError {
     /// The reason, without the "will retry" / "refused" prefix, for `status`.
     pub fn reason(&self) -> &str {
         match self {
-            SendError::Transient(s) | SendError::Permanent(s) => s,
+            SendError::Transient(s) | SendError::Deferred(s) | SendError::Permanent(s) => s,
         }
     }
 }
@@ -338,6 +345,11 @@ impl SmtpMailer {
             // A refusal of this mail. lettre has closed the session; the next mail opens
             // a new one.
             Err(e) if e.is_permanent() || e.is_client() => Err(SendError::Permanent(describe(&e))),
+            // A 4xx about this mail; 421 is the relay closing its service, not a word
+            // about the mail.
+            Err(e) if e.is_transient() && e.status().is_some_and(|c| c.to_string() != "421") => {
+                Err(SendError::Deferred(describe(&e)))
+            }
             Err(e) => Err(SendError::Transient(format!(
                 "{}: {}",
                 self.endpoint,
