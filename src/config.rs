@@ -723,7 +723,7 @@ impl Config {
                 ),
             ));
         }
-        if let Err(e) = crate::daemon::parse_schedule(&self.daemon.schedule) {
+        if let Err(e) = crate::schedule::Schedule::parse(&self.daemon.schedule) {
             return Err(err("daemon.schedule", e));
         }
         if !self.daemon.callback_path.starts_with('/') {

@@ -10,15 +10,14 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::str::FromStr;
 use std::time::Duration;
 
+use crate::schedule::Schedule;
 use anyhow::Context;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::StatusCode;
-use chrono::{DateTime, Local};
-use cron::Schedule;
+use chrono::Local;
 use tokio::sync::mpsc;
 
 use crate::cm::CmConnection;
@@ -31,90 +30,6 @@ use crate::store::{Store, links, now_text};
 /// The largest callback body accepted; larger ones get 413.
 pub const CALLBACK_BODY_LIMIT: usize = 64 * 1024;
 
-/// Parses `daemon.schedule`: a 6-field (seconds first) or 7-field (year last) expression
-/// of the `cron` crate, or a classic 5-field crontab expression (minute hour day month
-/// weekday, weekday 0–7 with 0 and 7 Sunday), which gets second 0.
-pub fn parse_schedule(expr: &str) -> Result<Schedule, String> {
-    let fields: Vec<&str> = expr.split_whitespace().collect();
-    let six = match fields.len() {
-        5 => format!(
-            "0 {} {} {} {} {}",
-            fields[0],
-            fields[1],
-            fields[2],
-            fields[3],
-            unix_weekdays(fields[4])?
-        ),
-        6 | 7 => fields.join(" "),
-        n => {
-            return Err(format!(
-                "`{expr}` has {n} fields; use 5 (minute hour day month weekday), 6 (seconds first) or 7 (a year last)"
-            ));
-        }
-    };
-    Schedule::from_str(&six).map_err(|e| format!("`{expr}` is not a valid cron expression: {e}"))
-}
-
-/// Crontab weekdays (0–7, Sunday 0 or 7) as names, which mean the same to the `cron`
-/// crate (whose numbers start at 1 for Sunday).
-fn unix_weekdays(field: &str) -> Result<String, String> {
-    const NAMES: [&str; 8] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"];
-    let name = |s: &str| -> Result<&'static str, String> {
-        match s.parse::<usize>() {
-            Ok(n) if n < 8 => Ok(NAMES[n]),
-            Ok(_) => Err(format!("weekday {s} is out of range 0-7")),
-            Err(_) => Ok(""),
-        }
-    };
-    let mut parts = Vec::new();
-    for part in field.split(',') {
-        let (range, step) = match part.split_once('/') {
-            Some((r, s)) => (r, Some(s)),
-            None => (part, None),
-        };
-        let mapped = match range.split_once('-') {
-            Some((a, b)) => {
-                let (na, nb) = (name(a)?, name(b)?);
-                match (na, nb, b) {
-                    ("", _, _) | (_, "", _) => range.to_string(),
-                    // `5-7` ends on Sunday: the crate's week ends on Saturday
-                    (na, _, "7") if na != "SUN" => format!("{na}-SAT,SUN"),
-                    (na, nb, _) => format!("{na}-{nb}"),
-                }
-            }
-            None => match name(range)? {
-                "" => range.to_string(),
-                n => n.to_string(),
-            },
-        };
-        match step {
-            Some(s) if !mapped.contains(',') => parts.push(format!("{mapped}/{s}")),
-            Some(_) => return Err(format!("weekday step `{part}` is not supported")),
-            None => parts.push(mapped),
-        }
-    }
-    Ok(parts.join(","))
-}
-
-/// The first tick strictly after `after`.
-fn next_tick(schedule: &Schedule, after: DateTime<Local>) -> Option<DateTime<Local>> {
-    schedule.after(&after).next()
-}
-
-/// When the next cycle runs, given when the last one started and when it ended: ticks
-/// that fell while it ran coalesce into one cycle right away (never a burst of them);
-/// otherwise the next tick.
-fn after_cycle(
-    schedule: &Schedule,
-    started: DateTime<Local>,
-    ended: DateTime<Local>,
-) -> Option<DateTime<Local>> {
-    match next_tick(schedule, started) {
-        Some(t) if t <= ended => Some(ended),
-        other => other,
-    }
-}
-
 /// sd_notify, when `NOTIFY_SOCKET` is set; failures are logged, never fatal.
 fn notify(states: &[sd_notify::NotifyState<'_>]) {
     if let Err(e) = sd_notify::notify(states) {
@@ -125,7 +40,7 @@ fn notify(states: &[sd_notify::NotifyState<'_>]) {
 /// Runs the daemon until `shutdown` resolves (or SIGTERM/SIGINT when given
 /// [`signals`]).
 pub async fn serve(config: &Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let schedule = parse_schedule(&config.daemon.schedule)
+    let schedule = Schedule::parse(&config.daemon.schedule)
         .map_err(|e| anyhow::anyhow!("daemon.schedule: {e}"))?;
     let store = Store::open(&config.storage.database)?;
     let postman = Postman::from_config(&config.email)?;
@@ -157,7 +72,7 @@ pub async fn serve(config: &Config, shutdown: impl Future<Output = ()>) -> anyho
 
     let mut shutdown = std::pin::pin!(shutdown);
     let mut fatal: Option<anyhow::Error> = None;
-    let mut next = next_tick(&schedule, Local::now());
+    let mut next = schedule.next_after(Local::now());
     loop {
         let wait = next
             .map(|t| (t - Local::now()).to_std().unwrap_or(Duration::ZERO))
@@ -186,7 +101,7 @@ pub async fn serve(config: &Config, shutdown: impl Future<Output = ()>) -> anyho
                 let services = cycle::Services { cm: &cm.client, qr: cm.qr.as_ref(), mail: &postman };
                 let status = run_cycle(&store, config, services).await;
                 notify(&[sd_notify::NotifyState::Status(&status)]);
-                next = after_cycle(&schedule, started, Local::now());
+                next = schedule.after_cycle(started, Local::now());
                 // A cycle that stopped because its database went away ends the daemon.
                 if let Err(e) = database_still_there(&store) {
                     fatal = Some(e);
@@ -396,74 +311,4 @@ async fn callback(
         tracing::warn!("callback queue full; the payment will be found by polling");
     }
     StatusCode::OK
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::{Datelike, TimeZone, Timelike, Weekday};
-
-    fn next_after(expr: &str, y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Local> {
-        let s = parse_schedule(expr).unwrap();
-        let at = Local.with_ymd_and_hms(y, mo, d, h, mi, 0).unwrap();
-        next_tick(&s, at).unwrap()
-    }
-
-    #[test]
-    fn six_and_seven_field_expressions() {
-        let t = next_after("0 */5 * * * *", 2026, 11, 21, 10, 2);
-        assert_eq!((t.hour(), t.minute(), t.second()), (10, 5, 0));
-        let t = next_after("30 0 9 * * * 2027", 2026, 11, 21, 10, 2);
-        assert_eq!((t.year(), t.hour(), t.second()), (2027, 9, 30));
-    }
-
-    #[test]
-    fn five_field_expressions_get_second_zero_and_unix_weekdays() {
-        let t = next_after("*/5 * * * *", 2026, 11, 21, 10, 2);
-        assert_eq!((t.minute(), t.second()), (5, 0));
-        // 2026-11-21 is a Saturday; `1-5` is Monday to Friday in crontab
-        let t = next_after("0 9 * * 1-5", 2026, 11, 21, 10, 2);
-        assert_eq!(t.weekday(), Weekday::Mon);
-        let t = next_after("0 9 * * 0", 2026, 11, 21, 10, 2);
-        assert_eq!(t.weekday(), Weekday::Sun);
-        let t = next_after("0 9 * * 7", 2026, 11, 21, 10, 2);
-        assert_eq!(t.weekday(), Weekday::Sun);
-        let t = next_after("0 9 * * 5-7", 2026, 11, 21, 10, 2);
-        assert_eq!(t.weekday(), Weekday::Sun, "Saturday 9:00 has passed");
-        let t = next_after("0 9 * * MON", 2026, 11, 21, 10, 2);
-        assert_eq!(t.weekday(), Weekday::Mon);
-    }
-
-    #[test]
-    fn ticks_missed_during_a_long_cycle_coalesce_into_one() {
-        let every_minute = parse_schedule("* * * * *").unwrap();
-        let at = |h, m, sec| Local.with_ymd_and_hms(2026, 11, 21, h, m, sec).unwrap();
-        // a cycle from 10:00:05 to 10:03:30 missed three ticks: one cycle now, no burst
-        assert_eq!(
-            after_cycle(&every_minute, at(10, 0, 5), at(10, 3, 30)),
-            Some(at(10, 3, 30))
-        );
-        // and after that catch-up cycle (quick), the schedule resumes at the next tick
-        assert_eq!(
-            after_cycle(&every_minute, at(10, 3, 30), at(10, 3, 31)),
-            Some(at(10, 4, 0))
-        );
-        // a cycle that ends before the next tick waits for it
-        assert_eq!(
-            after_cycle(&every_minute, at(10, 0, 5), at(10, 0, 20)),
-            Some(at(10, 1, 0))
-        );
-    }
-
-    #[test]
-    fn bad_expressions_are_refused_with_a_reason() {
-        assert!(parse_schedule("every five minutes").is_err());
-        assert!(parse_schedule("* * *").unwrap_err().contains("3 fields"));
-        assert!(
-            parse_schedule("0 9 * * 8")
-                .unwrap_err()
-                .contains("out of range")
-        );
-        assert!(parse_schedule("61 * * * *").is_err());
-    }
 }

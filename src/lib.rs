@@ -14,6 +14,7 @@
 //! - [`sandbox`] the CM simulator for tests, demos and benchmarks (`invoice-sync sandbox`).
 //! - [`cycle`]   one cycle: ingest → status → deactivate → create links → iDEAL QR → mail
 //!   → report; dry runs.
+//! - [`schedule`] `daemon.schedule`: cron expressions read as cron reads them.
 //! - [`daemon`]  the service: a cycle per schedule tick, the callback listener, signals,
 //!   sd_notify.
 //! - [`export`]  `export-paid`: the CSV of payments for the accounting, formulas neutralised.
@@ -32,6 +33,7 @@ pub mod ingest;
 pub mod lock;
 pub mod mail;
 pub mod sandbox;
+pub mod schedule;
 pub mod store;
 
 /// A crash-test hook: in debug builds (the ones the tests drive), kills this process with

@@ -28,11 +28,10 @@ fn everything_ok() {
     let r = env.run(&["check"]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     let lines: Vec<&str> = r.stdout.lines().collect();
-    assert_eq!(lines.len(), 5, "{}", r.stdout);
-    for (line, what) in lines
-        .iter()
-        .zip(["config", "database", "inbox", "CM token", "mail"])
-    {
+    assert_eq!(lines.len(), 6, "{}", r.stdout);
+    for (line, what) in lines.iter().zip([
+        "config", "database", "inbox", "CM token", "mail", "schedule",
+    ]) {
         assert!(line.starts_with(&format!("ok      {what}")), "{line}");
     }
 }
@@ -72,4 +71,50 @@ fn a_bad_config_stops_at_the_first_check() {
         r.stdout
     );
     assert_eq!(r.stdout.lines().count(), 1);
+}
+
+#[test]
+fn the_next_three_runs_are_printed_as_cron_reads_the_schedule() {
+    let host = SandboxHost::start(SandboxOptions::default());
+    let server = SmtpServer::start();
+    let env = TestEnv::new(&common::merge_toml(
+        &host.cm_toml(),
+        &format!(
+            "[email]\ntransport = \"smtp\"\nsmtp_host = \"localhost\"\nsmtp_port = {}\n\
+             [daemon]\nschedule = \"0 9 1,15 * 1\"\n",
+            server.port()
+        ),
+    ));
+    std::fs::create_dir_all(env.inbox()).unwrap();
+    let r = env.run(&["check"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let line = r
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("ok      schedule"))
+        .unwrap_or_else(|| panic!("{}", r.stdout));
+    let times: Vec<chrono::NaiveDateTime> = line
+        .split("next runs ")
+        .nth(1)
+        .unwrap()
+        .split(", ")
+        .map(|t| chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M").unwrap())
+        .collect();
+    assert_eq!(times.len(), 3, "{line}");
+    use chrono::{Datelike, Timelike};
+    for t in &times {
+        assert_eq!((t.hour(), t.minute()), (9, 0), "{line}");
+        assert!(
+            t.day() == 1 || t.day() == 15 || t.weekday() == chrono::Weekday::Mon,
+            "the 1st, the 15th or a Monday: {line}"
+        );
+    }
+    // Over three runs starting any day, at least one is a Monday that is neither the
+    // 1st nor the 15th: cron's OR, not AND.
+    assert!(
+        times
+            .iter()
+            .any(|t| t.weekday() == chrono::Weekday::Mon && t.day() != 1 && t.day() != 15),
+        "{line}"
+    );
 }

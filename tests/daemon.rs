@@ -311,6 +311,20 @@ fn a_bad_schedule_is_a_config_error_naming_the_key() {
     assert!(r.stderr.contains("daemon.schedule"), "{}", r.stderr);
 }
 
+/// The harm seen: `0 0 30 2 *` said "daemon started", then nothing, ever.
+#[test]
+fn a_schedule_that_never_fires_is_refused_at_start() {
+    let env = TestEnv::new("[daemon]\nschedule = \"0 0 30 2 *\"\n");
+    let r = env.run(&["daemon"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("daemon.schedule") && r.stderr.contains("never fires"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("daemon started"), "{}", r.stderr);
+}
+
 /// The harm seen: the database was removed under a running daemon, which went on with
 /// the deleted file and created and mailed links that are now recorded nowhere.
 #[test]
