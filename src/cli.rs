@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
 use crate::cm::CmConnection;
 use crate::config::Config;
@@ -15,6 +15,7 @@ use crate::cycle;
 use crate::domain::money::exponent_of;
 use crate::ingest;
 use crate::lock::RunLock;
+use crate::logging::LogFormat;
 use crate::mail::Postman;
 use crate::store::Store;
 use crate::store::invoices::{self, InvoiceView, State};
@@ -86,12 +87,6 @@ struct Cli {
     quiet: u8,
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -172,51 +167,39 @@ pub fn main() -> ExitCode {
             return code.into();
         }
     };
-    init_logging(cli.log_format, cli.verbose, cli.quiet);
+    crate::logging::init(cli.log_format, cli.verbose, cli.quiet);
     match run(cli) {
         Ok(outcome) => {
             if let Some(m) = &outcome.message {
-                eprintln!("invoice-sync: {m}");
+                let level = if matches!(outcome.exit, Exit::Fatal) {
+                    tracing::Level::ERROR
+                } else {
+                    tracing::Level::WARN
+                };
+                final_sentence(&level, m);
             }
             outcome.exit.into()
         }
         Err(e) => {
-            eprintln!("invoice-sync: {}", one_sentence(&e));
+            final_sentence(&tracing::Level::ERROR, &one_sentence(&e));
             Exit::Fatal.into()
         }
     }
 }
 
+/// The one sentence a non-zero exit prints on stderr; under journald with its priority.
+fn final_sentence(level: &tracing::Level, text: &str) {
+    let prefix = if crate::logging::under_journald() {
+        crate::logging::syslog_prefix(level)
+    } else {
+        ""
+    };
+    eprintln!("{prefix}invoice-sync: {text}");
+}
+
 /// An error chain as one line: `context: cause: root cause`.
 fn one_sentence(e: &anyhow::Error) -> String {
     format!("{e:#}").replace('\n', " ")
-}
-
-fn init_logging(format: LogFormat, verbose: u8, quiet: u8) {
-    use tracing_subscriber::EnvFilter;
-    let level = match (verbose, quiet) {
-        (0, 0) => "info",
-        (1, _) => "debug",
-        (v, _) if v >= 2 => "trace",
-        (_, 1) => "warn",
-        _ => "error",
-    };
-    let filter = EnvFilter::try_from_env("INVOICE_SYNC_LOG")
-        .unwrap_or_else(|_| EnvFilter::new(format!("invoice_sync={level},warn")));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false);
-    // journald stamps every line itself; a second timestamp is noise.
-    let under_journald = std::env::var_os("JOURNAL_STREAM").is_some();
-    let result = match (format, under_journald) {
-        (LogFormat::Json, _) => builder.json().flatten_event(true).try_init(),
-        (LogFormat::Text, true) => builder.without_time().with_ansi(false).try_init(),
-        (LogFormat::Text, false) => builder
-            .with_ansi(std::io::stderr().is_terminal())
-            .try_init(),
-    };
-    let _ = result;
 }
 
 fn load_config(cli: &Cli) -> anyhow::Result<Config> {

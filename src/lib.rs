@@ -19,6 +19,7 @@
 //!   sd_notify.
 //! - [`export`]  `export-paid`: the CSV of payments for the accounting, formulas neutralised.
 //! - [`lock`]    the exclusive run lock per database.
+//! - [`logging`] log lines for terminals, journald (with syslog priorities) and JSON.
 //! - [`mail`]    templates, MIME messages, SMTP / `.eml` transports; never the database.
 //! - [`cli`]     clap definitions and the commands; maps outcomes to exit codes.
 
@@ -31,6 +32,7 @@ pub mod domain;
 pub mod export;
 pub mod ingest;
 pub mod lock;
+pub mod logging;
 pub mod mail;
 pub mod sandbox;
 pub mod schedule;

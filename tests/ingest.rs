@@ -642,12 +642,38 @@ fn logs_under_journald_have_no_timestamps_json_for_shippers_and_quiet_is_quiet()
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.lines().count() >= 2, "{err}");
     for line in err.lines() {
-        let level = line.trim_start();
+        let level = line.strip_prefix("<6>").unwrap_or(line).trim_start();
         assert!(
-            (level.starts_with("INFO") || level.starts_with("WARN")) && !line.contains('\x1b'),
-            "a timestamp or colour under journald: {line:?}"
+            level.starts_with("INFO") && !line.contains('\x1b'),
+            "a timestamp, colour or missing priority under journald: {line:?}"
         );
     }
+    // Warnings carry priority 4, so `journalctl -p warning` shows them, and the final
+    // sentence of an exit 3 is a warning too.
+    let bad = env.write_file(
+        "bad.csv",
+        default_csv(&[("INV-9", "not-an-address", "A", "10", "2026-12-01")]),
+    );
+    let out = env
+        .command()
+        .args(["import", bad.to_str().unwrap()])
+        .env("JOURNAL_STREAM", "8:12345")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let warnings: Vec<&str> = err.lines().filter(|l| l.starts_with("<4>")).collect();
+    assert!(
+        warnings
+            .iter()
+            .any(|l| l.contains("WARN") && l.contains("rejected")),
+        "{err}"
+    );
+    assert!(
+        warnings.iter().any(|l| l.starts_with("<4>invoice-sync: ")),
+        "{err}"
+    );
+    assert!(err.lines().all(|l| l.starts_with('<')), "{err}");
     env.write_file(
         "b.csv",
         default_csv(&[("INV-2", "b@example.com", "B", "10", "2026-12-01")]),
