@@ -366,3 +366,69 @@ fn a_database_removed_or_replaced_under_the_daemon_stops_it_before_more_work() {
         assert_eq!(env.files_in("outbox").len(), 1, "no mail for nowhere");
     }
 }
+
+fn signal(child: &Child, sig: libc::c_int) {
+    // SAFETY: plain FFI call sending a signal to our own child.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, sig);
+    }
+}
+
+/// The harm seen: SIGHUP (a closed terminal, a careless `kill -HUP`) killed the daemon
+/// mid-cycle, silently, leaving false orphan reports.
+#[test]
+fn sighup_is_logged_and_ignored_and_a_second_sigint_stops_at_once() {
+    let host = SandboxHost::start(SandboxOptions {
+        latency: Duration::from_millis(300),
+        ..SandboxOptions::default()
+    });
+    let env = daemon_env(&host, "[cm]\nmax_in_flight = 1\n");
+    let rows: Vec<String> = (0..30).map(|i| format!("H-{i:02}")).collect();
+    let rows: Vec<_> = rows
+        .iter()
+        .map(|r| (r.as_str(), "a@example.com", "A", "10", "2099-12-01"))
+        .collect();
+    env.drop_file("a.csv", default_csv(&rows));
+    let mut child = spawn_daemon(&env);
+    wait_for(
+        &env,
+        "the cycle to be under way",
+        Duration::from_secs(15),
+        || !host.sb().links().is_empty(),
+    );
+    signal(&child, libc::SIGHUP);
+    let linked = host.sb().links().len();
+    wait_for(
+        &env,
+        "more links after SIGHUP",
+        Duration::from_secs(15),
+        || host.sb().links().len() > linked + 2,
+    );
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "still running after SIGHUP"
+    );
+    let log = std::fs::read_to_string(env.path("daemon.log")).unwrap();
+    assert!(log.contains("SIGHUP ignored"), "{log}");
+
+    // The first SIGINT lets the cycle finish; the second stops at once.
+    signal(&child, libc::SIGINT);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the first SIGINT finishes the cycle"
+    );
+    let t0 = Instant::now();
+    signal(&child, libc::SIGINT);
+    let code = wait_exit(&mut child, Duration::from_secs(5));
+    assert_eq!(code, 130);
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    assert!(
+        host.sb().links().len() < 30,
+        "stopped before the cycle ended"
+    );
+    // The next run repairs and completes without a duplicate link.
+    let r = env.run(&["run"]);
+    assert!(r.code == 0 || r.code == 3, "{}", r.stderr);
+    assert!(env.status().iter().all(|v| v["link_active"] == true));
+}
