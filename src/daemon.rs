@@ -58,9 +58,24 @@ pub async fn serve(config: &Config, shutdown: impl Future<Output = ()>) -> anyho
     let watchdog = sd_notify::watchdog_enabled().map(|every| {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every / 2);
+            let mut warned = false;
             loop {
                 tick.tick().await;
-                notify(&[sd_notify::NotifyState::Watchdog]);
+                match crate::progress::stalled_for() {
+                    Some(stall) if stall >= every => {
+                        if !warned {
+                            tracing::error!(
+                                "the running work has made no progress for {} s; watchdog pings stop, so systemd restarts the daemon",
+                                stall.as_secs()
+                            );
+                            warned = true;
+                        }
+                    }
+                    _ => {
+                        warned = false;
+                        notify(&[sd_notify::NotifyState::Watchdog]);
+                    }
+                }
             }
         })
     });
@@ -90,7 +105,9 @@ pub async fn serve(config: &Config, shutdown: impl Future<Output = ()>) -> anyho
                     break;
                 }
                 let services = cycle::Services { cm: &cm.client, qr: cm.qr.as_ref(), mail: &postman };
+                crate::progress::set_busy(true);
                 check_named(&store, config, services, named).await;
+                crate::progress::set_busy(false);
             }
             _ = tokio::time::sleep(wait), if next.is_some() => {
                 if let Err(e) = database_still_there(&store) {
@@ -99,7 +116,9 @@ pub async fn serve(config: &Config, shutdown: impl Future<Output = ()>) -> anyho
                 }
                 let started = Local::now();
                 let services = cycle::Services { cm: &cm.client, qr: cm.qr.as_ref(), mail: &postman };
+                crate::progress::set_busy(true);
                 let status = run_cycle(&store, config, services).await;
+                crate::progress::set_busy(false);
                 notify(&[sd_notify::NotifyState::Status(&status)]);
                 next = schedule.after_cycle(started, Local::now());
                 // A cycle that stopped because its database went away ends the daemon.

@@ -20,6 +20,7 @@
 //! - [`export`]  `export-paid`: the CSV of payments for the accounting, formulas neutralised.
 //! - [`lock`]    the exclusive run lock per database.
 //! - [`logging`] log lines for terminals, journald (with syslog priorities) and JSON.
+//! - [`progress`] proof of progress for the systemd watchdog.
 //! - [`mail`]    templates, MIME messages, SMTP / `.eml` transports; never the database.
 //! - [`cli`]     clap definitions and the commands; maps outcomes to exit codes.
 
@@ -34,6 +35,7 @@ pub mod ingest;
 pub mod lock;
 pub mod logging;
 pub mod mail;
+pub mod progress;
 pub mod sandbox;
 pub mod schedule;
 pub mod store;
@@ -48,6 +50,18 @@ pub fn failpoint(name: &str) {
         unsafe {
             libc::kill(libc::getpid(), libc::SIGKILL);
         }
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = name;
+}
+
+/// A hang-test hook: in debug builds, never returns at the named point when
+/// `INVOICE_SYNC_FAILPOINT` names it, so tests can prove that a stuck cycle stops the
+/// watchdog pings. Release builds compile it to nothing.
+pub async fn hangpoint(name: &str) {
+    #[cfg(debug_assertions)]
+    if std::env::var("INVOICE_SYNC_FAILPOINT").as_deref() == Ok(name) {
+        std::future::pending::<()>().await;
     }
     #[cfg(not(debug_assertions))]
     let _ = name;

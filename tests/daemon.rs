@@ -432,3 +432,111 @@ fn sighup_is_logged_and_ignored_and_a_second_sigint_stops_at_once() {
     assert!(r.code == 0 || r.code == 3, "{}", r.stderr);
     assert!(env.status().iter().all(|v| v["link_active"] == true));
 }
+
+/// Starts the daemon with a notify socket and a watchdog of `watchdog_ms`; returns the
+/// child and the socket, and the log goes to `daemon.log`.
+fn spawn_notified(
+    env: &TestEnv,
+    watchdog_ms: u64,
+    failpoint: Option<&str>,
+) -> (Child, UnixDatagram) {
+    let sock_path = env.path("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let log = std::fs::File::create(env.path("daemon.log")).unwrap();
+    let mut cmd = env.command();
+    cmd.arg("daemon")
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", (watchdog_ms * 1000).to_string())
+        .stdout(Stdio::null())
+        .stderr(log);
+    if let Some(fp) = failpoint {
+        cmd.env("INVOICE_SYNC_FAILPOINT", fp);
+    }
+    (cmd.spawn().unwrap(), sock)
+}
+
+/// Every notify message received within `window`, with its arrival time.
+fn collect(sock: &UnixDatagram, window: Duration) -> Vec<(Instant, String)> {
+    let mut buf = [0u8; 4096];
+    let mut out = Vec::new();
+    let t0 = Instant::now();
+    while t0.elapsed() < window {
+        if let Ok(n) = sock.recv(&mut buf) {
+            out.push((
+                Instant::now(),
+                String::from_utf8_lossy(&buf[..n]).into_owned(),
+            ));
+        }
+    }
+    out
+}
+
+/// The harm seen: the watchdog was pinged from its own task, so a hung cycle kept being
+/// pinged and systemd never restarted it.
+#[test]
+fn a_hung_cycle_stops_the_watchdog_pings() {
+    let host = SandboxHost::start(SandboxOptions::default());
+    let env = daemon_env(&host, "");
+    env.drop_file(
+        "a.csv",
+        default_csv(&[("INV-1", "a@example.com", "A", "10", "2099-12-01")]),
+    );
+    let (mut child, sock) = spawn_notified(&env, 500, Some("cycle-hang"));
+    // Idle before the first tick: pinged.
+    let first = collect(&sock, Duration::from_millis(900));
+    assert!(
+        first.iter().any(|(_, m)| m.contains("WATCHDOG=1")),
+        "{first:?}"
+    );
+    wait_for(&env, "the cycle to hang", Duration::from_secs(10), || {
+        std::fs::read_to_string(env.path("daemon.log"))
+            .unwrap_or_default()
+            .contains("imported")
+    });
+    // Give the stall one interval to be noticed, then no more pings.
+    std::thread::sleep(Duration::from_millis(700));
+    let _earlier = collect(&sock, Duration::from_millis(100)); // what waited in the socket
+    let later = collect(&sock, Duration::from_millis(1500));
+    assert!(
+        !later.iter().any(|(_, m)| m.contains("WATCHDOG=1")),
+        "a hung cycle is still pinged: {later:?}"
+    );
+    let log = std::fs::read_to_string(env.path("daemon.log")).unwrap();
+    assert!(log.contains("no progress"), "{log}");
+    child.kill().unwrap();
+    let _ = child.wait();
+}
+
+#[test]
+fn a_long_cycle_that_keeps_progressing_keeps_being_pinged() {
+    let host = SandboxHost::start(SandboxOptions {
+        latency: Duration::from_millis(150),
+        ..SandboxOptions::default()
+    });
+    let env = daemon_env(&host, "[cm]\nmax_in_flight = 1\n");
+    let rows: Vec<String> = (0..12).map(|i| format!("L-{i:02}")).collect();
+    let rows: Vec<_> = rows
+        .iter()
+        .map(|r| (r.as_str(), "a@example.com", "A", "10", "2099-12-01"))
+        .collect();
+    env.drop_file("a.csv", default_csv(&rows));
+    let (mut child, sock) = spawn_notified(&env, 600, None);
+    // The cycle takes about 24 requests x 150 ms, several watchdog intervals.
+    let seen = collect(&sock, Duration::from_millis(5000));
+    let pings: Vec<Instant> = seen
+        .iter()
+        .filter(|(_, m)| m.contains("WATCHDOG=1"))
+        .map(|(t, _)| *t)
+        .collect();
+    assert!(pings.len() >= 8, "{seen:?}");
+    let longest = pings.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+    assert!(
+        longest < Duration::from_millis(600),
+        "a gap of {longest:?} would have let systemd kill a progressing cycle"
+    );
+    sigterm(&child);
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(30)), 0);
+    assert_eq!(host.sb().links().len(), 12);
+}

@@ -350,6 +350,8 @@ impl Session {
                     Err(e) => Err(e),
                 }
             };
+            // An answer, or a failure within the timeout, is progress for the watchdog.
+            crate::progress::beat();
             let outcome = match result {
                 Ok((status, wait, body)) => {
                     tracing::debug!(%method, path, status, attempt, "CM request");

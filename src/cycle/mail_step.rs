@@ -114,6 +114,7 @@ pub(super) async fn mail_step(
         crate::failpoint("mail-before-send");
         let result = postman.sender.send(&message).await;
         crate::failpoint("mail-after-send");
+        crate::progress::beat();
         match result {
             Ok(()) => {
                 outbox::mark_sent(conn, p.id, &now_text())?;

@@ -291,6 +291,8 @@ pub async fn run(
     }
     report.interrupted_qr = qr_store::recover_interrupted(conn)?;
     report.ingest = ingest_all(conn, cfg, opts)?;
+    crate::progress::beat();
+    crate::hangpoint("cycle-hang").await;
 
     // Payments first: a link or QR code paid meanwhile must not be replaced, and a
     // payment through the QR code gets its link deactivated in the same cycle. When no
@@ -318,6 +320,7 @@ pub async fn run(
         qr_step(conn, cfg, qr, &mut report).await?;
     }
     opts.check_database()?;
+    crate::progress::beat();
     mail_step(conn, cfg, services, &mut report).await?;
     if let Some(e) = &report.auth_error {
         anyhow::bail!("{e}");

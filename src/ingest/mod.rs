@@ -417,6 +417,9 @@ fn apply(
         }
         // The physical line (as an editor shows it) where the record starts.
         let line = opened.line_of(&record);
+        if line % 8192 == 0 {
+            crate::progress::beat();
+        }
         let src = Source {
             import_id,
             line: i64::try_from(line).unwrap_or(i64::MAX),
