@@ -92,24 +92,12 @@ pub async fn serve(config: &Config, shutdown: impl Future<Output = ()>) -> anyho
         let wait = next
             .map(|t| (t - Local::now()).to_std().unwrap_or(Duration::ZERO))
             .unwrap_or(Duration::from_secs(3600));
+        // Ticks before callbacks: a flood of callbacks never delays a scheduled cycle.
+        let tick = tokio::time::sleep(wait);
         tokio::select! {
             biased;
             _ = &mut shutdown => break,
-            Some(first) = rx.recv() => {
-                let mut named = vec![first];
-                while let Ok(more) = rx.try_recv() {
-                    named.push(more);
-                }
-                if let Err(e) = database_still_there(&store) {
-                    fatal = Some(e);
-                    break;
-                }
-                let services = cycle::Services { cm: &cm.client, qr: cm.qr.as_ref(), mail: &postman };
-                crate::progress::set_busy(true);
-                check_named(&store, config, services, named).await;
-                crate::progress::set_busy(false);
-            }
-            _ = tokio::time::sleep(wait), if next.is_some() => {
+            _ = tick, if next.is_some() => {
                 if let Err(e) = database_still_there(&store) {
                     fatal = Some(e);
                     break;
@@ -126,6 +114,20 @@ pub async fn serve(config: &Config, shutdown: impl Future<Output = ()>) -> anyho
                     fatal = Some(e);
                     break;
                 }
+            }
+            Some(first) = rx.recv() => {
+                let mut named = vec![first];
+                while let Ok(more) = rx.try_recv() {
+                    named.push(more);
+                }
+                if let Err(e) = database_still_there(&store) {
+                    fatal = Some(e);
+                    break;
+                }
+                let services = cycle::Services { cm: &cm.client, qr: cm.qr.as_ref(), mail: &postman };
+                crate::progress::set_busy(true);
+                check_named(&store, config, services, named).await;
+                crate::progress::set_busy(false);
             }
         }
     }
@@ -268,14 +270,18 @@ async fn check_named(
             }
         }
     }
+    if known == 0 {
+        tracing::debug!(
+            callbacks = named.len(),
+            "callback names no known open link or transaction"
+        );
+        return;
+    }
     tracing::info!(
         callbacks = named.len(),
         known,
         "callback: checking the named payments' status"
     );
-    if known == 0 {
-        return;
-    }
     // A cycle that holds the lock will check them itself (they are due now).
     let Ok(Some(_lock)) = RunLock::try_acquire(&config.storage.database) else {
         return;
@@ -298,30 +304,108 @@ type Listener = (
     tokio::task::JoinHandle<()>,
 );
 
-/// Binds the callback listener and serves it in the background.
+/// At most this many callback connections are open at once; more are closed at once.
+pub const CALLBACK_MAX_CONNECTIONS: usize = 256;
+/// A callback connection that has not sent its request head by then is closed.
+pub const CALLBACK_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// No callback connection lives longer than this (a body sent byte by byte included).
+pub const CALLBACK_CONNECTION_LIMIT: Duration = Duration::from_secs(30);
+/// A link named again within this time is not read from the API again: a flood of
+/// callbacks naming one link costs one status read per 30 seconds.
+pub const CALLBACK_COALESCE: Duration = Duration::from_secs(30);
+/// How many recently named refs are remembered for coalescing.
+const CALLBACK_REMEMBERED: usize = 100_000;
+
+/// What the listener shares between requests: the queue to the main loop and the refs
+/// named recently (coalescing).
+#[derive(Clone)]
+struct ListenerState {
+    tx: mpsc::Sender<Named>,
+    recent: std::sync::Arc<std::sync::Mutex<HashMap<String, std::time::Instant>>>,
+}
+
+impl ListenerState {
+    /// The refs not named within [`CALLBACK_COALESCE`], now remembered as named.
+    fn fresh(&self, refs: Vec<String>) -> Vec<String> {
+        let now = std::time::Instant::now();
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if recent.len() >= CALLBACK_REMEMBERED {
+            recent.retain(|_, at| now.duration_since(*at) < CALLBACK_COALESCE);
+        }
+        let mut out = Vec::new();
+        for r in refs {
+            match recent.get(&r) {
+                Some(at) if now.duration_since(*at) < CALLBACK_COALESCE => {}
+                _ if recent.len() >= CALLBACK_REMEMBERED => {
+                    // Too many distinct refs at once: the back-off polling finds them.
+                }
+                _ => {
+                    recent.insert(r.clone(), now);
+                    out.push(r);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Binds the callback listener and serves it in the background: HTTP/1 without
+/// keep-alive, a deadline for the request head and for the whole connection, and at
+/// most [`CALLBACK_MAX_CONNECTIONS`] at once, so idle or slow clients can never exhaust
+/// the daemon's file descriptors.
 async fn spawn_listener(
     addr: SocketAddr,
     path: &str,
     tx: mpsc::Sender<Named>,
 ) -> anyhow::Result<Listener> {
+    let state = ListenerState {
+        tx,
+        recent: Default::default(),
+    };
     let app = axum::Router::new()
         .route(path, axum::routing::post(callback))
         .layer(DefaultBodyLimit::max(CALLBACK_BODY_LIMIT))
-        .with_state(tx);
+        .with_state(state);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen for callbacks on {addr}"))?;
     tracing::info!(addr = %listener.local_addr()?, path, "callback listener ready");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(CALLBACK_MAX_CONNECTIONS));
     let task = tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await;
-        if let Err(e) = served {
-            tracing::error!("callback listener stopped: {e}");
+        let mut connections = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                _ = &mut stopped => break,
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                accepted = listener.accept() => {
+                    let stream = match accepted {
+                        Ok((stream, _)) => stream,
+                        Err(e) => {
+                            // EMFILE and friends: wait a little instead of spinning.
+                            tracing::warn!("callback listener cannot accept: {e}");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    };
+                    let Ok(permit) = permits.clone().try_acquire_owned() else {
+                        drop(stream); // over the cap: closed at once
+                        continue;
+                    };
+                    let service = hyper_util::service::TowerToHyperService::new(app.clone());
+                    connections.spawn(async move {
+                        let conn = hyper::server::conn::http1::Builder::new()
+                            .timer(hyper_util::rt::TokioTimer::new())
+                            .header_read_timeout(CALLBACK_HEADER_TIMEOUT)
+                            .keep_alive(false)
+                            .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                        let _ = tokio::time::timeout(CALLBACK_CONNECTION_LIMIT, conn).await;
+                        drop(permit);
+                    });
+                }
+            }
         }
+        connections.abort_all();
     });
     Ok((stop, task))
 }
@@ -331,13 +415,19 @@ async fn spawn_listener(
 /// the `idealqr=<purchase id>` query this program put in its URL (its body, which carries
 /// no status, is not needed).
 async fn callback(
-    State(tx): State<mpsc::Sender<Named>>,
+    State(state): State<ListenerState>,
     Query(query): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> StatusCode {
     let named = if let Some(purchase_id) = query.get("idealqr") {
         if purchase_id.is_empty() || purchase_id.len() > 64 {
             return StatusCode::BAD_REQUEST;
+        }
+        if state
+            .fresh(vec![format!("idealqr:{purchase_id}")])
+            .is_empty()
+        {
+            return StatusCode::OK;
         }
         Named::Qr(purchase_id.clone())
     } else {
@@ -350,12 +440,13 @@ async fn callback(
             .filter(|r| !r.is_empty() && r.len() <= 200)
             .take(1000)
             .collect();
+        let refs = state.fresh(refs);
         if refs.is_empty() {
             return StatusCode::OK;
         }
         Named::Links(refs)
     };
-    if tx.try_send(named).is_err() {
+    if state.tx.try_send(named).is_err() {
         // Full or closed: the back-off polling still finds the payment.
         tracing::warn!("callback queue full; the payment will be found by polling");
     }

@@ -540,3 +540,159 @@ fn a_long_cycle_that_keeps_progressing_keeps_being_pinged() {
     assert_eq!(wait_exit(&mut child, Duration::from_secs(30)), 0);
     assert_eq!(host.sb().links().len(), 12);
 }
+
+/// Posts `body` to the callback path from `threads` threads, `each` times per thread.
+fn flood(port: u16, path: &str, body: &str, threads: usize, each: usize) {
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let (path, body) = (path.to_string(), body.to_string());
+            std::thread::spawn(move || {
+                for _ in 0..each {
+                    assert_eq!(post(port, &path, body.as_bytes()), 200);
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}
+
+fn cycles_logged(env: &TestEnv) -> usize {
+    std::fs::read_to_string(env.path("daemon.log"))
+        .unwrap_or_default()
+        .matches("cycle: files")
+        .count()
+}
+
+/// The harm seen: callbacks naming one known link kept the scheduled cycles from running
+/// for 40 s and spent the CM rate budget on status reads; unknown refs starved cycles.
+#[test]
+fn a_callback_flood_neither_starves_the_schedule_nor_the_api_budget() {
+    let host = SandboxHost::start(SandboxOptions::default());
+    let port = free_port();
+    let env = daemon_env(
+        &host,
+        &format!("callback_listen = \"127.0.0.1:{port}\"\ncallback_path = \"/cb\"\n"),
+    );
+    env.drop_file(
+        "a.csv",
+        default_csv(&[("INV-1", "a@example.com", "A", "10", "2099-12-01")]),
+    );
+    let mut child = spawn_daemon(&env);
+    wait_for(&env, "the link", Duration::from_secs(15), || {
+        !host.sb().links().is_empty() && cycles_logged(&env) >= 1
+    });
+    let link = host.sb().links()[0].reference.clone();
+    let status_path = format!("/paymentlink/v1/{link}/status");
+    let reads = || {
+        host.api_log()
+            .iter()
+            .filter(|(_, p, _)| *p == status_path)
+            .count()
+    };
+    let before_reads = reads();
+    let before_cycles = cycles_logged(&env);
+    let t0 = Instant::now();
+    let known = format!("{{\"paymentlink_refs\": [\"{link}\"]}}");
+    flood(port, "/cb", &known, 4, 400);
+    let unknown = "{\"paymentlink_refs\": [\"pml-unknown-1\", \"pml-unknown-2\"]}";
+    flood(port, "/cb", unknown, 4, 400);
+    // Let the last tick after the flood run.
+    std::thread::sleep(Duration::from_millis(1500));
+    let secs = t0.elapsed().as_secs_f64();
+    assert!(
+        reads() - before_reads <= 1,
+        "one status read per 30 s for a link named {} times: {}",
+        1600,
+        reads() - before_reads
+    );
+    let cycles = cycles_logged(&env) - before_cycles;
+    assert!(
+        cycles as f64 >= secs * 0.5,
+        "the schedule (every second) ran {cycles} cycles in {secs:.1} s of flood"
+    );
+    // Unknown refs cost no API call at all: the sandbox saw no request for them.
+    assert!(
+        host.api_log()
+            .iter()
+            .all(|(_, p, _)| !p.contains("unknown"))
+    );
+    sigterm(&child);
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(15)), 0);
+}
+
+/// The harm seen: 1,100 idle connections at the default 1024-file limit made every
+/// cycle fail with "Too many open files".
+#[test]
+fn idle_connections_cannot_exhaust_file_descriptors() {
+    // This test holds 1,100 sockets itself: raise its own soft limit to the hard one.
+    // SAFETY: getrlimit/setrlimit on this process with a valid struct.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur = lim.rlim_max.min(65536);
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+    }
+    let host = SandboxHost::start(SandboxOptions::default());
+    let port = free_port();
+    let env = daemon_env(
+        &host,
+        &format!("callback_listen = \"127.0.0.1:{port}\"\ncallback_path = \"/cb\"\n"),
+    );
+    let log = std::fs::File::create(env.path("daemon.log")).unwrap();
+    let mut cmd = env.command();
+    cmd.arg("daemon").stdout(Stdio::null()).stderr(log);
+    // The daemon gets the default limit of 1024 files, as on a stock system.
+    // SAFETY: only async-signal-safe setrlimit between fork and exec.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 1024,
+                rlim_max: 1024,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    wait_for(&env, "the listener", Duration::from_secs(10), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let idle: Vec<TcpStream> = (0..1100)
+        .filter_map(|_| TcpStream::connect(("127.0.0.1", port)).ok())
+        .collect();
+    assert!(idle.len() >= 1000, "{} connections opened", idle.len());
+    env.drop_file(
+        "a.csv",
+        default_csv(&[("INV-1", "a@example.com", "A", "10", "2099-12-01")]),
+    );
+    wait_for(
+        &env,
+        "a link despite the idle connections",
+        Duration::from_secs(20),
+        || {
+            !host.sb().links().is_empty()
+                && env.path("outbox").exists()
+                && env.files_in("outbox").len() == 1
+        },
+    );
+    let log = std::fs::read_to_string(env.path("daemon.log")).unwrap();
+    assert!(!log.contains("Too many open files"), "{log}");
+    drop(idle);
+    // The listener still answers once the idle ones are gone.
+    wait_for(
+        &env,
+        "the listener to answer",
+        Duration::from_secs(15),
+        || post(port, "/cb", b"{\"paymentlink_refs\": []}") == 200,
+    );
+    sigterm(&child);
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(15)), 0);
+}

@@ -270,6 +270,7 @@ fn assert_sandboxed(name: &str, unit: &[Setting]) {
         ("PrivateTmp", "yes"),
         ("PrivateDevices", "yes"),
         ("NoNewPrivileges", "yes"),
+        ("LimitNOFILE", "8192"),
         ("CapabilityBoundingSet", ""),
         ("RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6"),
         ("SystemCallErrorNumber", "EPERM"),
