@@ -567,13 +567,17 @@ impl Config {
 
     /// Parses `text` as if read from `path` (used for messages and relative paths).
     pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        // A parser's message may quote the offending line or value: secrets written in
+        // the file are redacted from it, in every spelling.
+        let secrets = crate::redact::secrets_in_config(text);
+        let clean = |m: String| crate::redact::scrub(&m, secrets.iter().map(String::as_str));
         let de = toml::Deserializer::parse(text).map_err(|e| ConfigError::Syntax {
             path: path.to_path_buf(),
-            message: one_line(&e.to_string()),
+            message: clean(one_line(&e.to_string())),
         })?;
         let mut config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
             let key = e.path().to_string();
-            let message = one_line(&e.into_inner().to_string());
+            let message = clean(one_line(&e.into_inner().to_string()));
             if key.is_empty() || key == "." {
                 ConfigError::Syntax {
                     path: path.to_path_buf(),

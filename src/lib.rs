@@ -20,6 +20,7 @@
 //! - [`export`]  `export-paid`: the CSV of payments for the accounting, formulas neutralised.
 //! - [`lock`]    the exclusive run lock per database.
 //! - [`logging`] log lines for terminals, journald (with syslog priorities) and JSON.
+//! - [`redact`]  every spelling of a secret kept out of texts that leave the process.
 //! - [`progress`] proof of progress for the systemd watchdog.
 //! - [`mail`]    templates, MIME messages, SMTP / `.eml` transports; never the database.
 //! - [`cli`]     clap definitions and the commands; maps outcomes to exit codes.
@@ -36,6 +37,7 @@ pub mod lock;
 pub mod logging;
 pub mod mail;
 pub mod progress;
+pub mod redact;
 pub mod sandbox;
 pub mod schedule;
 pub mod store;

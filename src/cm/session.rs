@@ -201,6 +201,10 @@ impl Session {
         let what = if (300..400).contains(&status) {
             "a redirect (never followed: check the URL, e.g. https:// rather than http://)"
                 .to_string()
+        } else if *url == self.token_url {
+            // A token endpoint's body may echo the form it got, secret included: never
+            // quoted, in any spelling.
+            "an answer that is not a token".to_string()
         } else {
             format!(
                 "an answer that is not CM's JSON ({})",
@@ -440,12 +444,7 @@ impl Session {
     /// echo the form it got). Bearer tokens never reach texts: only response bodies and
     /// transport errors do, and neither carries request headers.
     pub fn scrub(&self, text: &str) -> String {
-        let secret = self.secret.expose_secret();
-        if !secret.is_empty() && text.contains(secret) {
-            text.replace(secret, "[redacted]")
-        } else {
-            text.to_string()
-        }
+        crate::redact::scrub(text, [self.secret.expose_secret()])
     }
 }
 

@@ -126,6 +126,9 @@ pub enum Misroute {
     Redirect,
     /// `502` with an HTML page, as a load balancer shows while its backend is down.
     BadGatewayPage,
+    /// `400` whose plain-text body echoes the request it got (a debugging proxy, a
+    /// careless token endpoint): the client must never log it.
+    EchoRequest,
 }
 
 impl std::str::FromStr for Misroute {
@@ -136,7 +139,8 @@ impl std::str::FromStr for Misroute {
             "405" => Ok(Misroute::MethodNotAllowed),
             "302" => Ok(Misroute::Redirect),
             "502" => Ok(Misroute::BadGatewayPage),
-            other => Err(format!("`{other}` is not one of 404, 405, 302, 502")),
+            "echo" => Ok(Misroute::EchoRequest),
+            other => Err(format!("`{other}` is not one of 404, 405, 302, 502, echo")),
         }
     }
 }

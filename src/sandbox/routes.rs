@@ -122,6 +122,17 @@ async fn simulate(State(s): S, req: Request, next: Next) -> Response {
     } else {
         faults.api.filter(|_| method_matches)
     };
+    if let Some(super::Misroute::EchoRequest) = fault {
+        let body = axum::body::to_bytes(req.into_body(), 64 * 1024)
+            .await
+            .unwrap_or_default();
+        return (
+            StatusCode::BAD_REQUEST,
+            [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"))],
+            String::from_utf8_lossy(&body).into_owned(),
+        )
+            .into_response();
+    }
     if let Some(m) = fault {
         return misrouted(m, &s.base_url);
     }
@@ -148,6 +159,7 @@ fn misrouted(m: super::Misroute, base_url: &str) -> Response {
             .into_response()
     };
     match m {
+        Misroute::EchoRequest => message(StatusCode::BAD_REQUEST, "echo"),
         Misroute::NotFoundPage => page(StatusCode::NOT_FOUND, "404 Not Found"),
         Misroute::BadGatewayPage => page(StatusCode::BAD_GATEWAY, "502 Bad Gateway"),
         Misroute::MethodNotAllowed => (
