@@ -155,6 +155,7 @@ enum Command {
 
 /// Parses the command line, runs the command and returns the process exit code.
 pub fn main() -> ExitCode {
+    restrict_umask();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -184,6 +185,17 @@ pub fn main() -> ExitCode {
             final_sentence(&tracing::Level::ERROR, &one_sentence(&e));
             Exit::Fatal.into()
         }
+    }
+}
+
+/// Files invoice-sync creates hold customer names and addresses (database, archive,
+/// rejection reports, `.eml` outbox, exports): whatever umask cron or a shell gives us,
+/// nothing is created readable or writable by others (files 0640 at most, folders 0750).
+fn restrict_umask() {
+    // SAFETY: umask only changes this process's file mode creation mask.
+    unsafe {
+        let old = libc::umask(0o027);
+        libc::umask(old | 0o027);
     }
 }
 

@@ -108,7 +108,21 @@ pub fn move_into(from: &Path, dir: &Path, stamped: bool) -> io::Result<PathBuf> 
         }
         Err(e) => return Err(e),
     }
+    // A moved file keeps the mode the exporting software gave it; customer data in the
+    // archive is readable by owner and group only.
+    restrict_mode(&to)?;
     Ok(to)
+}
+
+/// Takes away every permission of others on `path`.
+pub fn restrict_mode(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut perms = fs::metadata(path)?.permissions();
+    if perms.mode() & 0o007 != 0 {
+        perms.set_mode(perms.mode() & !0o007);
+        fs::set_permissions(path, perms)?;
+    }
+    Ok(())
 }
 
 /// Writes `text` to `path` atomically (temporary file in the same folder, then rename).

@@ -31,9 +31,20 @@ pub struct SandboxArgs {
     /// The client id the token endpoint accepts.
     #[arg(long, value_name = "ID", default_value = "sandbox")]
     pub client_id: String,
-    /// The client secret the token endpoint accepts.
-    #[arg(long, value_name = "SECRET", default_value = "sandbox")]
+    /// The client secret the token endpoint accepts. Prefer
+    /// `INVOICE_SYNC_SANDBOX_SECRET` or `--client-secret-file`: a command-line argument
+    /// is visible to every user in `ps`.
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "INVOICE_SYNC_SANDBOX_SECRET",
+        hide_env_values = true,
+        default_value = "sandbox"
+    )]
     pub client_secret: String,
+    /// Read the client secret from this file (its first line).
+    #[arg(long, value_name = "PATH", conflicts_with = "client_secret")]
+    pub client_secret_file: Option<PathBuf>,
     /// Base of the link URIs handed out (default: the listen URL).
     #[arg(long, value_name = "URL")]
     pub public_base: Option<String>,
@@ -81,6 +92,19 @@ impl From<&SandboxArgs> for SandboxOptions {
 /// Runs the simulator until SIGINT or SIGTERM. The first line on stdout is
 /// `sandbox listening on <base URL>`, so scripts can read the port they got.
 pub async fn run_command(args: SandboxArgs) -> anyhow::Result<()> {
+    let mut args = args;
+    if let Some(path) = &args.client_secret_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read --client-secret-file {}", path.display()))?;
+        args.client_secret = text.lines().next().unwrap_or("").trim().to_string();
+    }
+    if !args.listen.ip().is_loopback() {
+        tracing::warn!(listen = %args.listen, "the sandbox listens beyond loopback: anyone who can reach this address can use it (it holds no real money, but its links and tokens are open)");
+        eprintln!(
+            "invoice-sync: warning: the sandbox listens on {}, beyond loopback",
+            args.listen
+        );
+    }
     let sandbox = super::start(args.listen, SandboxOptions::from(&args))
         .await
         .with_context(|| format!("cannot start the sandbox on {}", args.listen))?;
