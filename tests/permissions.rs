@@ -10,7 +10,7 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{SandboxHost, TestEnv, default_csv};
+use common::{SandboxHost, TestEnv};
 use invoice_sync::sandbox::SandboxOptions;
 
 fn mode(p: &Path) -> u32 {
