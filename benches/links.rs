@@ -1,5 +1,5 @@
 //! Link creation throughput through `CmClient` against the sandbox: does the client reach
-//! the configured rate however slow each response is (PRODUCT.md 4.2), without tripping
+//! the configured rate however slow each response is (ARCHITECTURE.md), without tripping
 //! CM's own limit?
 //!
 //! Setup: the sandbox answers after 100 ms and enforces 100 requests/s (burst 100, 429

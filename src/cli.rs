@@ -1,4 +1,4 @@
-//! The command line (PRODUCT.md section 2): clap definitions, logging set-up, dispatch,
+//! The command line (README and ARCHITECTURE.md): clap definitions, logging set-up, dispatch,
 //! and the mapping of outcomes to exit codes. Every non-zero exit prints one plain
 //! sentence on stderr saying why.
 
@@ -21,7 +21,7 @@ use crate::store::Store;
 use crate::store::invoices::{self, InvoiceView, State};
 use crate::store::links::{self, DeactivateReason};
 
-/// The exit codes of PRODUCT.md section 2.
+/// The exit codes (README, *Commands*).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Exit {

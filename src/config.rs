@@ -1,4 +1,4 @@
-//! Typed settings: the TOML file of PRODUCT.md section 3, validated once at load.
+//! Typed settings: the TOML file (README, *Configuration reference*), validated once at load.
 //!
 //! Layering: built-in defaults, then the file. Unknown keys and wrong types are errors that
 //! name the key path (`csv.columns.amont`) and the file. Relative paths are resolved

@@ -1,4 +1,4 @@
-//! The long-running service (PRODUCT.md sections 6 and 7): a cycle at every tick of
+//! The long-running service (README and ARCHITECTURE.md): a cycle at every tick of
 //! `daemon.schedule`, the callback listener, signals and sd_notify.
 //!
 //! One loop owns the database connection and does all the work, so two cycles never run

@@ -1,5 +1,5 @@
 //! `export-paid`: the CSV of payments received through payment links, for import into the
-//! accounting software (PRODUCT.md section 2).
+//! accounting software (README and ARCHITECTURE.md).
 //!
 //! Every paid link and every iDEAL QR payment (its transaction id in `link_ref`) is one
 //! line, also for an invoice that was paid twice (the accounting

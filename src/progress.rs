@@ -1,4 +1,4 @@
-//! Proof of progress, for the systemd watchdog (PRODUCT.md section 6).
+//! Proof of progress, for the systemd watchdog (README and ARCHITECTURE.md).
 //!
 //! The daemon pings `WATCHDOG=1` only while the process shows it is working: idle
 //! between ticks, or inside a cycle that made progress recently (a CM request answered

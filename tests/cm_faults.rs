@@ -1,4 +1,4 @@
-//! A fault on the way to CM is never CM's verdict (PRODUCT.md 4.2): a token endpoint or
+//! A fault on the way to CM is never CM's verdict (ARCHITECTURE.md): a token endpoint or
 //! gateway answering 404, 405, a redirect or an HTML page defers the work and says so;
 //! it never fails an invoice or retires a link that is still payable. Driven through the
 //! binary against the sandbox, with its faults switched on and off.

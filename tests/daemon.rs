@@ -1,4 +1,4 @@
-//! The daemon (PRODUCT.md sections 6 and 7), driven as systemd would: the spawned binary,
+//! The daemon (README and ARCHITECTURE.md), driven as systemd would: the spawned binary,
 //! real signals, a real `NOTIFY_SOCKET`, real HTTP callbacks from the sandbox.
 
 mod common;

@@ -1,4 +1,4 @@
-//! iDEAL QR through the product (PRODUCT.md section 4.3): `run` and `daemon` against the
+//! iDEAL QR through the product (README and ARCHITECTURE.md): `run` and `daemon` against the
 //! sandbox's payment link and iDEAL QR endpoints, mail to a real SMTP server.
 
 mod common;

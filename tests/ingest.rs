@@ -1,4 +1,4 @@
-//! Ingest (PRODUCT.md section 4.1), driven through the binary as an operator runs it:
+//! Ingest (README and ARCHITECTURE.md), driven through the binary as an operator runs it:
 //! `import` on named files and on the inbox, then `status --json` and the files on disk.
 
 mod common;

@@ -1,4 +1,4 @@
-//! No input may lose, duplicate or misstate a payment (PRODUCT.md 4.1): damaged snapshot
+//! No input may lose, duplicate or misstate a payment (ARCHITECTURE.md): damaged snapshot
 //! exports settle nothing, an open quote never eats rows silently, one reference is one
 //! invoice however it is spelled invisibly, an address accepted can be mailed, a name on
 //! several lines costs nothing, line numbers are physical lines, no mojibake, an archive

@@ -1,4 +1,4 @@
-//! Payment links (PRODUCT.md section 4.2): the `run` cycle driven through the binary
+//! Payment links (README and ARCHITECTURE.md): the `run` cycle driven through the binary
 //! against the CM sandbox over HTTP on loopback.
 
 mod common;

@@ -1,4 +1,4 @@
-//! The outbox (PRODUCT.md section 4.5) through `run`, as an operator runs it: links from
+//! The outbox (README and ARCHITECTURE.md) through `run`, as an operator runs it: links from
 //! the CM sandbox, mail to a real SMTP server on loopback over TCP.
 
 mod common;

@@ -1,4 +1,4 @@
-//! Payment status (PRODUCT.md section 4.4): links are checked on a back-off schedule, so
+//! Payment status (README and ARCHITECTURE.md): links are checked on a back-off schedule, so
 //! a cycle's calls grow with what is due, not with every open link ever made.
 
 mod common;

@@ -1,5 +1,5 @@
 //! Files holding customer data are readable by owner and group only, whatever the umask
-//! (PRODUCT.md section 6); the sandbox command keeps its secret out of `ps` and says so
+//! (README and ARCHITECTURE.md); the sandbox command keeps its secret out of `ps` and says so
 //! when it listens beyond loopback.
 
 mod common;

@@ -1,4 +1,4 @@
-//! Links nobody recorded stop being payable by themselves (PRODUCT.md 4.2): every link is
+//! Links nobody recorded stop being payable by themselves (ARCHITECTURE.md): every link is
 //! created with a provisional expiry, and given its real one by `PATCH` once recorded,
 //! before any mail announces it. Driven through the binary against the sandbox, whose
 //! clock the tests move forward to see which links a customer could still pay.

@@ -1,4 +1,4 @@
-//! The deployment files (PRODUCT.md section 6): the units in `systemd/` pass
+//! The deployment files (README and ARCHITECTURE.md): the units in `systemd/` pass
 //! `systemd-analyze verify`, keep their sandboxing and secrets handling, and
 //! `samples/crontab` is one well-formed cron line that runs a cycle every 5 minutes.
 //!

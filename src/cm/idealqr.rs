@@ -1,4 +1,4 @@
-//! The iDEAL QR API of `cm-ideal-qr-create-transaction.txt`: create a transaction, read
+//! CM's iDEAL QR API (ARCHITECTURE.md): create a transaction, read
 //! it back, download its QR image.
 //!
 //! It owns the wire format of that API (amounts as integer cents, the `purchaseId` rule,

@@ -1,4 +1,4 @@
-//! The payment link shapes of `cm-payment-link-api.txt`: the create request as CM wants
+//! The payment link shapes of CM's Payment Link API (ARCHITECTURE.md): the create request as CM wants
 //! it, and the link and status CM answers with.
 //!
 //! It owns the wire format, above all the amount: written as a JSON number from integer

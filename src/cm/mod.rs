@@ -1,6 +1,6 @@
-//! The CM API clients: the Payment Link API (`cm-payment-link-api.txt`: OAuth token,
+//! The CM API clients: the Payment Link API (OAuth token,
 //! create, update / deactivate, get and status of payment links) in [`CmClient`], and the
-//! iDEAL QR API (`cm-ideal-qr-create-transaction.txt`) in [`IdealQrClient`].
+//! iDEAL QR API in [`IdealQrClient`] (both summarised in ARCHITECTURE.md).
 //!
 //! It owns how requests reach CM: the token cache, the shared throttle
 //! ([`Throttle`]: one semaphore and one rate limiter per account, shared by both clients),

@@ -1,4 +1,4 @@
-//! One cycle (PRODUCT.md section 4): ingest → payment status → deactivate what must go
+//! One cycle (README and ARCHITECTURE.md): ingest → payment status → deactivate what must go
 //! → create the missing links → iDEAL QR → mail → one summary line and an exit code.
 //!
 //! - `status`: links and QR transactions due for a check, read from the API;
@@ -120,7 +120,7 @@ pub struct Report {
 }
 
 impl Report {
-    /// The one summary line of PRODUCT.md section 4.6.
+    /// The one summary line of a cycle (README, *Commands*).
     pub fn summary(&self) -> String {
         let t = self.ingest.totals();
         let mut s = format!(

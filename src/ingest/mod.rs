@@ -1,4 +1,4 @@
-//! Ingest: CSV drops in, invoice revisions recorded (PRODUCT.md section 4.1).
+//! Ingest: CSV drops in, invoice revisions recorded (README and ARCHITECTURE.md).
 //!
 //! A file is applied atomically: its accepted rows are written in one SQLite savepoint
 //! together with the import record (keyed by the content's SHA-256); only after that

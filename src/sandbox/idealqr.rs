@@ -1,4 +1,4 @@
-//! The iDEAL QR side of the simulator (`cm-ideal-qr-create-transaction.txt`): its OAuth
+//! The iDEAL QR side of the simulator (CM's iDEAL QR API, see ARCHITECTURE.md): its OAuth
 //! token endpoint, create and get of transactions with the document's validation, the QR
 //! image behind `action.qrcode.url` (a real, scannable QR code of a sandbox payment page),
 //! and the control routes that end a transaction and fire its webhooks.

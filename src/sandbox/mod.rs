@@ -1,6 +1,6 @@
-//! The CM simulator of PRODUCT.md section 8: a local HTTP server that speaks the Payment
-//! Link API of `cm-payment-link-api.txt` (OAuth token, create / update / get / status,
-//! merchant callback) and the iDEAL QR API of `cm-ideal-qr-create-transaction.txt` (its
+//! The CM simulator (README, *The CM sandbox*): a local HTTP server that speaks CM's Payment
+//! Link API (OAuth token, create / update / get / status,
+//! merchant callback) and CM's iDEAL QR API (its
 //! own OAuth token, create / get of transactions, QR images, webhooks), with their
 //! validation and status codes.
 //!

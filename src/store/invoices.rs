@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension, Statement, params};
 use crate::domain::money::exponent_of;
 use serde::Serialize;
 
-/// The lifecycle of PRODUCT.md section 5.
+/// The invoice lifecycle (ARCHITECTURE.md, *State machines*).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 #[value(rename_all = "snake_case")]
