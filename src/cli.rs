@@ -9,7 +9,6 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use crate::cm::CmConnection;
 use crate::config::Config;
 use crate::cycle;
 use crate::domain::money::exponent_of;
@@ -17,6 +16,7 @@ use crate::ingest;
 use crate::lock::RunLock;
 use crate::logging::LogFormat;
 use crate::mail::Postman;
+use crate::services::{CmConnection, Services};
 use crate::store::Store;
 use crate::store::invoices::{self, InvoiceView, State};
 use crate::store::links::{self, DeactivateReason};
@@ -117,7 +117,7 @@ enum Command {
         #[arg(value_name = "INVOICE")]
         invoice: Option<String>,
         /// Only invoices in this state.
-        #[arg(long, value_enum, value_name = "S")]
+        #[arg(long, value_name = "S", value_parser = state_parser())]
         state: Option<State>,
         /// A JSON array instead of a table.
         #[arg(long)]
@@ -197,6 +197,13 @@ fn restrict_umask() {
         let old = libc::umask(0o027);
         libc::umask(old | 0o027);
     }
+}
+
+/// `--state`: one of the invoice states, by the name `status` shows.
+fn state_parser() -> impl clap::builder::TypedValueParser<Value = State> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(State::ALL.map(State::as_str))
+        .map(|s| State::from_db(&s).expect("only the listed names get through"))
 }
 
 /// The one sentence a non-zero exit prints on stderr; under journald with its priority.
@@ -283,16 +290,9 @@ fn run_cycle(config: &Config, files: Vec<PathBuf>, dry_run: bool) -> anyhow::Res
         if dry_run {
             return cycle::run(store.conn(), config, None, &opts).await;
         }
-        let postman = Postman::from_config(&config.email)?;
-        let cm = CmConnection::open(config).await?;
-        let services = cycle::Services {
-            cm: &cm.client,
-            qr: cm.qr.as_ref(),
-            mail: &postman,
-        };
-        let report = cycle::run(store.conn(), config, Some(services), &opts).await;
-        cm.close().await;
-        postman.sender.mailer().shutdown().await;
+        let services = Services::open(config).await?;
+        let report = cycle::run(store.conn(), config, Some(services.cycle()), &opts).await;
+        services.close().await;
         report
     })?;
     if let Some(plan) = &report.plan {

@@ -20,11 +20,10 @@ use axum::http::StatusCode;
 use chrono::Local;
 use tokio::sync::mpsc;
 
-use crate::cm::CmConnection;
 use crate::config::Config;
 use crate::cycle;
 use crate::lock::RunLock;
-use crate::mail::Postman;
+use crate::services::Services;
 use crate::store::{Store, links, now_text};
 
 /// The largest callback body accepted; larger ones get 413.
@@ -43,8 +42,7 @@ pub async fn serve(config: &Config, shutdown: impl Future<Output = ()>) -> anyho
     let schedule = Schedule::parse(&config.daemon.schedule)
         .map_err(|e| anyhow::anyhow!("daemon.schedule: {e}"))?;
     let store = Store::open(&config.storage.database)?;
-    let postman = Postman::from_config(&config.email)?;
-    let cm = CmConnection::open(config).await?;
+    let services = Services::open(config).await?;
     let (tx, mut rx) = mpsc::channel::<Named>(256);
 
     let listener = match config.daemon.callback_listen {
@@ -103,9 +101,8 @@ pub async fn serve(config: &Config, shutdown: impl Future<Output = ()>) -> anyho
                     break;
                 }
                 let started = Local::now();
-                let services = cycle::Services { cm: &cm.client, qr: cm.qr.as_ref(), mail: &postman };
-                crate::progress::set_busy(true);
-                let status = run_cycle(&store, config, services).await;
+                                crate::progress::set_busy(true);
+                let status = run_cycle(&store, config, services.cycle()).await;
                 crate::progress::set_busy(false);
                 notify(&[sd_notify::NotifyState::Status(&status)]);
                 next = schedule.after_cycle(started, Local::now());
@@ -124,9 +121,8 @@ pub async fn serve(config: &Config, shutdown: impl Future<Output = ()>) -> anyho
                     fatal = Some(e);
                     break;
                 }
-                let services = cycle::Services { cm: &cm.client, qr: cm.qr.as_ref(), mail: &postman };
-                crate::progress::set_busy(true);
-                check_named(&store, config, services, named).await;
+                                crate::progress::set_busy(true);
+                check_named(&store, config, services.cycle(), named).await;
                 crate::progress::set_busy(false);
             }
         }
@@ -143,8 +139,7 @@ pub async fn serve(config: &Config, shutdown: impl Future<Output = ()>) -> anyho
         let _ = stop.send(());
         let _ = task.await;
     }
-    cm.close().await;
-    postman.sender.mailer().shutdown().await;
+    services.close().await;
     match fatal {
         Some(e) => Err(e),
         None => Ok(()),

@@ -12,6 +12,8 @@
 //! - [`cm`]      the CM clients (payment links, iDEAL QR): one session per API with a
 //!   token cache and retry policy, one shared throttle for every CM request.
 //! - [`sandbox`] the CM simulator for tests, demos and benchmarks (`invoice-sync sandbox`).
+//! - [`services`] CM clients (and the embedded sandbox) and the mail sender, set up and
+//!   torn down in one place for every command.
 //! - [`cycle`]   one cycle: ingest → status → deactivate → create links → iDEAL QR → mail
 //!   → report; dry runs.
 //! - [`schedule`] `daemon.schedule`: cron expressions read as cron reads them.
@@ -40,6 +42,7 @@ pub mod progress;
 pub mod redact;
 pub mod sandbox;
 pub mod schedule;
+pub mod services;
 pub mod store;
 
 /// A crash-test hook: in debug builds (the ones the tests drive), kills this process with

@@ -13,7 +13,6 @@
 
 #![warn(missing_docs)]
 
-pub mod connection;
 mod error;
 pub mod idealqr;
 mod links;
@@ -27,7 +26,6 @@ use std::sync::Arc;
 use reqwest::{Method, Url};
 use secrecy::SecretString;
 
-pub use connection::CmConnection;
 pub use error::CmError;
 pub use idealqr::{CreateTransaction, IdealQrClient, QrStatus, QrTransaction};
 pub use links::{CreateLink, LinkStatus, PaymentLink};

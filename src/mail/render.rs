@@ -294,21 +294,7 @@ fn new_environment() -> Environment<'static> {
     env
 }
 
-/// `s` safe to put in HTML text or a quoted attribute (`& < > " '` escaped).
-pub fn escape_html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + s.len() / 8);
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use crate::domain::text::escape_html;
 
 /// `nl.subject.txt` → `("nl", "nl.subject.txt")`; `None` for anything else.
 fn template_name(file_name: &str) -> Option<(String, String)> {

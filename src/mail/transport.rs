@@ -518,31 +518,30 @@ fn tls_parameters(host: &str, cfg: &Email) -> Result<TlsParameters, MailError> {
         .map_err(|e| MailError::Config(format!("cannot set up TLS for {host}: {e}")))
 }
 
-/// The rustls client setup for implicit TLS: webpki roots (as lettre's STARTTLS uses)
-/// plus the certificates of `email.smtp_ca_file`, on the one crypto provider (ring).
+/// The rustls client setup for implicit TLS: the platform's trust store (the one
+/// verifier reqwest and lettre's STARTTLS use too) plus the certificates of
+/// `email.smtp_ca_file`, on the one crypto provider (ring).
 fn implicit_tls_config(cfg: &Email) -> Result<std::sync::Arc<rustls::ClientConfig>, MailError> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
 
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let mut extra = Vec::new();
     if let Some(path) = &cfg.smtp_ca_file {
         read_ca_file(path)?; // the same checks and messages as for STARTTLS
         let pem = std::fs::read(path)
             .map_err(|e| MailError::io_path("cannot read email.smtp_ca_file", path, e))?;
-        for cert in CertificateDer::pem_slice_iter(&pem).flatten() {
-            roots.add(cert).map_err(|e| {
-                MailError::Config(format!("`email.smtp_ca_file` {}: {e}", path.display()))
-            })?;
-        }
+        extra.extend(CertificateDer::pem_slice_iter(&pem).flatten());
     }
-    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| MailError::Config(format!("cannot set up TLS: {e}")))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let verifier =
+        rustls_platform_verifier::Verifier::new_with_extra_roots(extra, provider.clone())
+            .map_err(|e| MailError::Config(format!("cannot set up TLS: {e}")))?;
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| MailError::Config(format!("cannot set up TLS: {e}")))?
+        .dangerous()
+        .with_custom_certificate_verifier(std::sync::Arc::new(verifier))
+        .with_no_client_auth();
     Ok(std::sync::Arc::new(config))
 }
 

@@ -442,18 +442,18 @@ async fn page(State(s): S, Path(id): Path<String>) -> Response {
     let action = match tx.status() {
         "OPEN" => format!(
             "<img src=\"{}\" alt=\"QR code\"><form method=\"post\" action=\"/sandbox/idealqr/transactions/{}/pay\"><button>Pay (simulated)</button></form>",
-            crate::mail::render::escape_html(&tx.qr_url),
-            crate::mail::render::escape_html(&tx.id)
+            crate::domain::text::escape_html(&tx.qr_url),
+            crate::domain::text::escape_html(&tx.id)
         ),
         other => format!(
             "<p>This transaction is {}.</p>",
-            crate::mail::render::escape_html(other)
+            crate::domain::text::escape_html(other)
         ),
     };
     let html = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>CM sandbox iDEAL QR</title></head><body><h1>CM sandbox iDEAL QR</h1><p>{}</p><p>Reference {}</p><p>Amount EUR {}.{:02}</p>{action}</body></html>",
-        crate::mail::render::escape_html(&tx.text("description").unwrap_or_default()),
-        crate::mail::render::escape_html(&tx.text("reference").unwrap_or_default()),
+        crate::domain::text::escape_html(&tx.text("description").unwrap_or_default()),
+        crate::domain::text::escape_html(&tx.text("reference").unwrap_or_default()),
         cents / 100,
         cents % 100,
     );

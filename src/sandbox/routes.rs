@@ -443,7 +443,7 @@ async fn page(State(s): S, Path(code): Path<String>) -> Response {
     let action = if link.payable(s.now()) {
         format!(
             "<form method=\"post\" action=\"/sandbox/paymentlinks/{}/pay\"><button>Pay (simulated)</button></form>",
-            crate::mail::render::escape_html(&link.reference)
+            crate::domain::text::escape_html(&link.reference)
         )
     } else if link.status == "paid" {
         "<p>This invoice has been paid.</p>".to_string()
@@ -454,9 +454,9 @@ async fn page(State(s): S, Path(code): Path<String>) -> Response {
     };
     let html = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>CM sandbox payment</title></head><body><h1>CM sandbox payment</h1><p>Invoice {}</p><p>Amount {} {}</p>{action}</body></html>",
-        crate::mail::render::escape_html(&text("invoice_reference")),
-        crate::mail::render::escape_html(&text("currency_code")),
-        crate::mail::render::escape_html(&text("amount")),
+        crate::domain::text::escape_html(&text("invoice_reference")),
+        crate::domain::text::escape_html(&text("currency_code")),
+        crate::domain::text::escape_html(&text("amount")),
     );
     axum::response::Html(html).into_response()
 }

@@ -7,9 +7,8 @@ use crate::domain::money::exponent_of;
 use serde::Serialize;
 
 /// The invoice lifecycle (ARCHITECTURE.md, *State machines*).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-#[value(rename_all = "snake_case")]
 pub enum State {
     /// Needs or has an active link.
     Open,
@@ -24,6 +23,15 @@ pub enum State {
 }
 
 impl State {
+    /// Every state, in lifecycle order.
+    pub const ALL: [State; 5] = [
+        State::Open,
+        State::Paid,
+        State::SettledElsewhere,
+        State::Expired,
+        State::Failed,
+    ];
+
     /// The name stored in the database and shown by `status`.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -1,11 +1,14 @@
-//! The CM client of one configured account, and the embedded sandbox behind it when
-//! `cm.base_url = "sandbox"` (demos): one place that turns `[cm]` into a client.
+//! What a cycle talks to, set up and torn down in one place for `run`, `daemon`,
+//! `deactivate` and `check`: the CM clients of the configured account (and the embedded
+//! sandbox behind them when `cm.base_url = "sandbox"`, for demos) and the mail sender.
+//!
+//! It sits above `cm`, `sandbox` and `mail`, so that none of them knows the others.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 
-use super::CmClient;
+use crate::cm::CmClient;
 use crate::config::Config;
 
 /// A CM client for the configured account; with `cm.base_url = "sandbox"`, a simulator
@@ -14,7 +17,7 @@ pub struct CmConnection {
     /// The client; cheap to clone, shares one token and one throttle.
     pub client: CmClient,
     /// The iDEAL QR client when `ideal_qr.enabled`, on the same throttle.
-    pub qr: Option<super::idealqr::IdealQrClient>,
+    pub qr: Option<crate::cm::idealqr::IdealQrClient>,
     sandbox: Option<crate::sandbox::Sandbox>,
 }
 
@@ -62,12 +65,12 @@ impl CmConnection {
                 secret
             };
             // One throttle for every CM request, links and QR alike.
-            Some(super::idealqr::IdealQrClient::new(
+            Some(crate::cm::idealqr::IdealQrClient::new(
                 &qr_settings,
                 &settings,
                 qr_secret,
                 client.throttle(),
-                super::RetryPolicy::default(),
+                crate::cm::RetryPolicy::default(),
             )?)
         } else {
             None
@@ -84,5 +87,38 @@ impl CmConnection {
         if let Some(sb) = self.sandbox {
             sb.shutdown().await;
         }
+    }
+}
+
+/// CM and mail together, as a cycle needs them.
+pub struct Services {
+    /// The CM clients (and the embedded sandbox, if any).
+    pub cm: CmConnection,
+    /// The mail sender and templates.
+    pub postman: crate::mail::Postman,
+}
+
+impl Services {
+    /// Sets up mail (checking its settings first, so a mistake there costs no CM call)
+    /// and the CM clients.
+    pub async fn open(config: &Config) -> anyhow::Result<Services> {
+        let postman = crate::mail::Postman::from_config(&config.email)?;
+        let cm = CmConnection::open(config).await?;
+        Ok(Services { cm, postman })
+    }
+
+    /// The borrowed view a cycle takes.
+    pub fn cycle(&self) -> crate::cycle::Services<'_> {
+        crate::cycle::Services {
+            cm: &self.cm.client,
+            qr: self.cm.qr.as_ref(),
+            mail: &self.postman,
+        }
+    }
+
+    /// Closes the SMTP session politely and stops the embedded sandbox.
+    pub async fn close(self) {
+        self.cm.close().await;
+        self.postman.sender.mailer().shutdown().await;
     }
 }
