@@ -127,7 +127,7 @@ fn main() {
         let cfg = plain.email_config();
         let started = Instant::now();
         let messages: Vec<_> = (0..n)
-            .map(|i| compose(&context(i), 1, &templates, &cfg).unwrap())
+            .map(|i| compose(&context(i), 1, None, &templates, &cfg).unwrap().0)
             .collect();
         let compose_time = started.elapsed();
         let bytes: usize = messages.iter().map(|m| m.formatted().len()).sum();

@@ -32,7 +32,9 @@ fn ctx(email: &str) -> MailContext {
 }
 
 fn mail_for(cfg: &Email, email: &str) -> lettre::Message {
-    compose(&ctx(email), 1, &Templates::builtin(), cfg).unwrap()
+    compose(&ctx(email), 1, None, &Templates::builtin(), cfg)
+        .unwrap()
+        .0
 }
 
 fn sender(cfg: &Email) -> MailSender {
@@ -111,7 +113,7 @@ async fn a_qr_png_travels_inline_as_cid_qr() {
         url: "https://pay.example/qr/abc123.png".into(),
         png: Some(png.clone()),
     });
-    let msg = compose(&c, 1, &Templates::builtin(), &cfg).unwrap();
+    let msg = compose(&c, 1, None, &Templates::builtin(), &cfg).unwrap().0;
     sender(&cfg).send(&msg).await.unwrap();
 
     let m = &server.messages()[0];
@@ -142,9 +144,10 @@ async fn one_connection_for(n: usize) {
     let cfg = server.email_config();
     let sender = sender(&cfg);
     for i in 0..n {
-        let msg = compose(
+        let (msg, _) = compose(
             &ctx(&format!("c{i}@customer.example")),
             1,
+            None,
             &Templates::builtin(),
             &cfg,
         )
@@ -446,7 +449,7 @@ async fn line_breaks_in_name_or_address_are_refused_before_sending() {
     hostile_reference.invoice_reference = "INV-1\r\nBcc: victim@elsewhere.example".into();
 
     for c in [hostile_name, hostile_address, lf_only, hostile_reference] {
-        let err = compose(&c, 1, &templates, &cfg).unwrap_err();
+        let err = compose(&c, 1, None, &templates, &cfg).unwrap_err();
         assert!(matches!(err, MailError::HeaderInjection { .. }), "{err:?}");
         assert!(err.to_string().contains("line break"), "{err}");
     }
@@ -460,7 +463,7 @@ async fn a_hostile_name_stays_one_recipient_and_is_escaped_in_html() {
     let mut c = ctx("jan@customer.example");
     c.customer_name = r#"<script>alert(1)</script>, "Eve" <eve@evil.example>"#.into();
     c.invoice_reference = "<img src=x onerror=alert(1)>".into();
-    let msg = compose(&c, 1, &Templates::builtin(), &cfg).unwrap();
+    let msg = compose(&c, 1, None, &Templates::builtin(), &cfg).unwrap().0;
     sender(&cfg).send(&msg).await.unwrap();
 
     let m = &server.messages()[0];

@@ -44,9 +44,7 @@ pub const MAIL_RETRY_MAX: chrono::Duration = chrono::Duration::hours(2);
 
 /// When a mail that has had `attempts` attempts is tried again.
 pub fn mail_retry_time(now: DateTime<Utc>, attempts: i64) -> String {
-    let factor = 1i32 << (attempts - 1).clamp(0, 16);
-    let wait = (MAIL_RETRY_FIRST * factor).min(MAIL_RETRY_MAX);
-    (now + wait).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    super::backoff_time(now, MAIL_RETRY_FIRST, MAIL_RETRY_MAX, attempts - 1)
 }
 
 /// Sends the queued mails that are due, at most `messages_per_second`, over one

@@ -366,6 +366,19 @@ fn dry_run(conn: &Connection, cfg: &Config, opts: &Options) -> anyhow::Result<Re
     Ok(report)
 }
 
+/// The capped doubling back-off of the follow-ups (status checks, mail retries): `first`
+/// after step 0, twice that after step 1, … at most `max`; as an RFC 3339 UTC time.
+fn backoff_time(
+    now: chrono::DateTime<chrono::Utc>,
+    first: chrono::Duration,
+    max: chrono::Duration,
+    step: i64,
+) -> String {
+    let factor = 1i32 << step.clamp(0, 16);
+    let wait = (first * factor).min(max);
+    (now + wait).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
 fn note_failure(report: &mut Report, e: &CmError) {
     report.deferred += 1;
     if let CmError::NoToken(why) = e

@@ -23,9 +23,7 @@ pub const STATUS_CHECKS_PER_CYCLE: usize = 2000;
 
 /// When a link that has had `checks` status checks is next checked.
 pub fn check_time(now: DateTime<Utc>, checks: i64) -> String {
-    let factor = 1i32 << checks.clamp(0, 16);
-    let wait = (STATUS_CHECK_FIRST * factor).min(STATUS_CHECK_MAX);
-    (now + wait).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    super::backoff_time(now, STATUS_CHECK_FIRST, STATUS_CHECK_MAX, checks)
 }
 
 /// Fetches the payment status of every link and QR transaction that is due (back-off,

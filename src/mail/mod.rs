@@ -139,43 +139,38 @@ impl Postman {
         }
     }
 
-    /// Builds the mail of one outbox row. `resend` gives it a Message-ID of its own, so
-    /// that a receiver does not drop it as a duplicate of the first one.
+    /// Builds the mail of one outbox row with these templates and settings; see
+    /// [`compose`].
     pub fn compose(
         &self,
         ctx: &MailContext,
         revision: i64,
         resend: Option<i64>,
     ) -> Result<(lettre::Message, String), MailError> {
-        let rendered = render(ctx, &self.templates)?;
-        let key = match resend {
-            Some(n) => format!("{}#resend-{n}", ctx.invoice_reference),
-            None => ctx.invoice_reference.clone(),
-        };
-        let id = message_id(&key, revision, &self.settings.from);
-        let msg = build_message(
-            &rendered,
-            ctx,
-            &self.settings.from,
-            self.settings.reply_to.as_deref(),
-            &id,
-        )?;
-        Ok((msg, id))
+        compose(ctx, revision, resend, &self.templates, &self.settings)
     }
 }
 
-/// Renders and builds the mail for one invoice revision, as the outbox sends it.
+/// Renders and builds the mail for one invoice revision, as the outbox sends it, and
+/// returns it with its Message-ID.
 ///
-/// One call instead of three so that every caller derives the Message-ID the same way
-/// (from the invoice reference and revision), which is what lets a receiving system
-/// recognise a re-sent mail as the same one.
+/// The one place that derives the Message-ID (from the invoice reference and revision),
+/// which is what lets a receiving system recognise a mail sent twice after a crash as
+/// the same one. `resend` (the outbox row of `resend INVOICE`) gives the mail an ID of
+/// its own, so that a receiver does not drop it as a duplicate of the first.
 pub fn compose(
     ctx: &MailContext,
     revision: i64,
+    resend: Option<i64>,
     templates: &Templates,
     email: &crate::config::Email,
-) -> Result<lettre::Message, MailError> {
+) -> Result<(lettre::Message, String), MailError> {
     let rendered = render(ctx, templates)?;
-    let id = message_id(&ctx.invoice_reference, revision, &email.from);
-    build_message(&rendered, ctx, &email.from, email.reply_to.as_deref(), &id)
+    let key = match resend {
+        Some(n) => format!("{}#resend-{n}", ctx.invoice_reference),
+        None => ctx.invoice_reference.clone(),
+    };
+    let id = message_id(&key, revision, &email.from);
+    let msg = build_message(&rendered, ctx, &email.from, email.reply_to.as_deref(), &id)?;
+    Ok((msg, id))
 }
