@@ -519,3 +519,58 @@ fn a_4xx_about_one_recipient_backs_off_that_mail_only() {
     assert_eq!(env.run(&["run"]).code, 0);
     assert_eq!(server.message_count(), 6);
 }
+
+/// The mail worker's one step, driven directly: each outcome is recorded as `status`
+/// shows it, and the loop around it only decides what to do next.
+#[test]
+fn send_one_records_each_outcome() {
+    use invoice_sync::cycle::{MailOutcome, send_one};
+    let host = SandboxHost::start(SandboxOptions::default());
+    let mut server = SmtpServer::start();
+    server.reject_permanently("gone@example.com");
+    let env = env_for(&host, &server, "");
+    env.drop_file(
+        "a.csv",
+        default_csv(&[
+            ("W-1", "w1@example.com", "A", "10", "2099-12-01"),
+            ("W-2", "gone@example.com", "B", "20", "2099-12-01"),
+        ]),
+    );
+    server.stop();
+    assert_eq!(env.run(&["run"]).code, 3, "links made, mails queued");
+    let config = invoice_sync::config::Config::load(&env.config).unwrap();
+    let store = invoice_sync::store::Store::open(&config.storage.database).unwrap();
+    host.rt.block_on(async {
+        let services = invoice_sync::services::Services::open(&config)
+            .await
+            .unwrap();
+        let due = |s: &invoice_sync::store::Store| {
+            invoice_sync::store::outbox::due(s.conn(), "9999-01-01T00:00:00Z", 10).unwrap()
+        };
+        let first = due(&store).into_iter().next().unwrap();
+        let outcome = send_one(store.conn(), &config, services.cycle(), &first)
+            .await
+            .unwrap();
+        assert!(
+            matches!(outcome, MailOutcome::RelayFailed(_)),
+            "{outcome:?}"
+        );
+        server.restart();
+        for p in due(&store) {
+            let outcome = send_one(store.conn(), &config, services.cycle(), &p)
+                .await
+                .unwrap();
+            match p.reference.as_str() {
+                "W-1" => assert_eq!(outcome, MailOutcome::Sent),
+                _ => assert!(
+                    matches!(&outcome, MailOutcome::Failed(r) if r.contains("550")),
+                    "{outcome:?}"
+                ),
+            }
+        }
+        services.close().await;
+    });
+    assert_eq!(env.invoice("W-1")["mail_state"], "sent");
+    assert_eq!(env.invoice("W-2")["mail_state"], "failed");
+    assert_eq!(server.message_count(), 1);
+}

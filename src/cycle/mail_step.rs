@@ -47,15 +47,108 @@ pub fn mail_retry_time(now: DateTime<Utc>, attempts: i64) -> String {
     super::backoff_time(now, MAIL_RETRY_FIRST, MAIL_RETRY_MAX, attempts - 1)
 }
 
+/// What became of one outbox mail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MailOutcome {
+    /// The relay accepted it; recorded `sent`.
+    Sent,
+    /// Not wanted any more (its invoice was settled, paid or replaced); `cancelled`.
+    Cancelled,
+    /// Refused for good (a 5xx for the recipient, or it cannot be built); `failed`.
+    Failed(String),
+    /// The relay answered 4xx about this mail: it backs off alone.
+    Deferred(String),
+    /// The relay could not be reached or failed (no connection, a timeout, 421): the
+    /// mail keeps its place; whether the relay is down is the caller's judgement.
+    RelayFailed(String),
+}
+
+/// Sends one due outbox mail and records the outcome: `sending` before the hand-over,
+/// `sent`, `failed`, `cancelled` or queued again after it. The worker loop around it only
+/// decides what to do next; tests drive this directly.
+pub async fn send_one(
+    conn: &Connection,
+    cfg: &Config,
+    services: Services<'_>,
+    p: &outbox::Pending,
+) -> anyhow::Result<MailOutcome> {
+    let postman = services.mail;
+    if !p.still_wanted {
+        outbox::cancel(
+            conn,
+            p.id,
+            "not sent: the invoice was settled, paid or replaced before its mail went out",
+        )?;
+        return Ok(MailOutcome::Cancelled);
+    }
+    let language = p
+        .data
+        .language
+        .clone()
+        .unwrap_or_else(|| cfg.cm.default_language.to_lowercase());
+    let exponent = exponent_of(&p.data.currency);
+    let Ok(due_date) = NaiveDate::parse_from_str(&p.data.due_date, "%Y-%m-%d") else {
+        let why = "the stored due date is not a date".to_string();
+        outbox::mark_failed(conn, p.id, &why)?;
+        return Ok(MailOutcome::Failed(why));
+    };
+    let ctx = MailContext {
+        invoice_reference: p.reference.clone(),
+        customer_name: p.data.customer_name.clone(),
+        customer_email: p.data.customer_email.clone(),
+        amount_minor: p.data.due_minor,
+        currency_code: p.data.currency.clone(),
+        currency_exponent: exponent,
+        due_date,
+        language,
+        link_uri: p.link_uri.clone().unwrap_or_default(),
+        qr: mail_qr(conn, services.qr, p).await?,
+        replaces_earlier_link: p.kind == MailKind::Replacement,
+        sender_name: postman.sender_name(),
+    };
+    let resend = (p.kind == MailKind::Resend).then_some(p.id);
+    let (message, message_id) = match postman.compose(&ctx, p.revision, resend) {
+        Ok(m) => m,
+        Err(e) => {
+            let why = format!("the mail cannot be built: {e}");
+            outbox::mark_failed(conn, p.id, &why)?;
+            return Ok(MailOutcome::Failed(why));
+        }
+    };
+    outbox::mark_sending(conn, p.id, &message_id)?;
+    crate::failpoint("mail-before-send");
+    let result = postman.sender.send(&message).await;
+    crate::failpoint("mail-after-send");
+    crate::progress::beat();
+    Ok(match result {
+        Ok(()) => {
+            outbox::mark_sent(conn, p.id, &now_text())?;
+            MailOutcome::Sent
+        }
+        Err(SendError::Permanent(reply)) => {
+            outbox::mark_failed(conn, p.id, &reply)?;
+            MailOutcome::Failed(reply)
+        }
+        Err(SendError::Deferred(reply)) => {
+            let next = mail_retry_time(Utc::now(), p.attempts + 1);
+            outbox::mark_retry(conn, p.id, &reply, &next)?;
+            MailOutcome::Deferred(reply)
+        }
+        Err(SendError::Transient(reply)) => {
+            outbox::mark_retry(conn, p.id, &reply, &now_text())?;
+            MailOutcome::RelayFailed(reply)
+        }
+    })
+}
+
 /// Sends the queued mails that are due, at most `messages_per_second`, over one
-/// connection. Each send is recorded before (`sending`) and after (`sent`) it.
+/// connection, one [`send_one`] at a time.
 pub(super) async fn mail_step(
     conn: &Connection,
     cfg: &Config,
     services: Services<'_>,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let postman = services.mail;
     let due = outbox::due(conn, &now_text(), 100_000)?;
     // A relay failure (no connection, a timeout, 421) is first taken to be about the
     // relay: the mail keeps its place. A second one in a row means the relay is down:
@@ -64,76 +157,25 @@ pub(super) async fn mail_step(
     // that mail, and it backs off alone.
     let mut suspect: Option<(i64, i64, String)> = None;
     for p in due {
-        if !p.still_wanted {
-            outbox::cancel(
-                conn,
-                p.id,
-                "not sent: the invoice was settled, paid or replaced before its mail went out",
-            )?;
-            continue;
-        }
-        let language = p
-            .data
-            .language
-            .clone()
-            .unwrap_or_else(|| cfg.cm.default_language.to_lowercase());
-        let exponent = exponent_of(&p.data.currency);
-        let Ok(due_date) = NaiveDate::parse_from_str(&p.data.due_date, "%Y-%m-%d") else {
-            outbox::mark_failed(conn, p.id, "the stored due date is not a date")?;
-            report.mails_failed += 1;
-            continue;
-        };
-        let ctx = MailContext {
-            invoice_reference: p.reference.clone(),
-            customer_name: p.data.customer_name.clone(),
-            customer_email: p.data.customer_email.clone(),
-            amount_minor: p.data.due_minor,
-            currency_code: p.data.currency.clone(),
-            currency_exponent: exponent,
-            due_date,
-            language,
-            link_uri: p.link_uri.clone().unwrap_or_default(),
-            qr: mail_qr(conn, services.qr, &p).await?,
-            replaces_earlier_link: p.kind == MailKind::Replacement,
-            sender_name: postman.sender_name(),
-        };
-        let resend = (p.kind == MailKind::Resend).then_some(p.id);
-        let (message, message_id) = match postman.compose(&ctx, p.revision, resend) {
-            Ok(m) => m,
-            Err(e) => {
-                let why = format!("the mail cannot be built: {e}");
-                outbox::mark_failed(conn, p.id, &why)?;
-                report.mails_failed += 1;
-                tracing::warn!(invoice = %p.reference, "{why}");
-                continue;
-            }
-        };
-        outbox::mark_sending(conn, p.id, &message_id)?;
-        crate::failpoint("mail-before-send");
-        let result = postman.sender.send(&message).await;
-        crate::failpoint("mail-after-send");
-        crate::progress::beat();
-        match result {
-            Ok(()) => {
-                outbox::mark_sent(conn, p.id, &now_text())?;
+        match send_one(conn, cfg, services, &p).await? {
+            MailOutcome::Cancelled => {}
+            MailOutcome::Sent => {
                 report.mails_sent += 1;
                 tracing::info!(invoice = %p.reference, to = %p.data.customer_email, "mail sent");
                 // The relay works: an earlier failure was about that one mail.
                 if let Some((id, attempts, reply)) = suspect.take() {
-                    back_off(conn, id, attempts, &reply, report)?;
+                    back_off(conn, id, attempts, &reply)?;
                 }
             }
-            Err(SendError::Permanent(reply)) => {
-                outbox::mark_failed(conn, p.id, &reply)?;
+            MailOutcome::Failed(reply) => {
                 report.mails_failed += 1;
                 tracing::warn!(invoice = %p.reference, "mail refused for good: {reply}");
             }
-            Err(SendError::Deferred(reply)) => {
+            MailOutcome::Deferred(reply) => {
+                report.mails_deferred += 1;
                 tracing::warn!(invoice = %p.reference, "mail deferred by the relay: {reply}");
-                back_off(conn, p.id, p.attempts, &reply, report)?;
             }
-            Err(SendError::Transient(reply)) => {
-                outbox::mark_retry(conn, p.id, &reply, &now_text())?;
+            MailOutcome::RelayFailed(reply) => {
                 report.mails_deferred += 1;
                 if suspect.is_some() {
                     tracing::warn!(
@@ -158,16 +200,9 @@ pub(super) async fn mail_step(
 }
 
 /// Backs off one mail after a failure that was about it.
-fn back_off(
-    conn: &Connection,
-    id: i64,
-    attempts: i64,
-    reply: &str,
-    report: &mut Report,
-) -> anyhow::Result<()> {
+fn back_off(conn: &Connection, id: i64, attempts: i64, reply: &str) -> anyhow::Result<()> {
     let next = mail_retry_time(Utc::now(), attempts + 1);
     outbox::mark_retry(conn, id, reply, &next)?;
-    report.mails_deferred += 1;
     Ok(())
 }
 

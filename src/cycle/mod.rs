@@ -23,7 +23,7 @@ pub use links_step::{
 };
 use links_step::{create_step, deactivate_step, extend_step};
 use mail_step::mail_step;
-pub use mail_step::{MAIL_RETRY_FIRST, MAIL_RETRY_MAX, mail_retry_time};
+pub use mail_step::{MAIL_RETRY_FIRST, MAIL_RETRY_MAX, MailOutcome, mail_retry_time, send_one};
 use qr_step::qr_step;
 pub use qr_step::{QR_GRACE_DAYS, qr_expires_at};
 pub use status::{
