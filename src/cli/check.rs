@@ -1,0 +1,132 @@
+//! `check`: one verdict per part of the setup, in plain words.
+
+use std::io::Write;
+use std::path::Path;
+
+use super::*;
+
+/// `check`: each step prints `ok` or `FAILED` with the reason, in plain words.
+pub(super) fn check(path: &Path) -> anyhow::Result<Outcome> {
+    let mut out = std::io::stdout().lock();
+    let mut failed = 0;
+    let mut verdict = |what: &str, result: Result<String, String>| -> std::io::Result<()> {
+        match result {
+            Ok(detail) => writeln!(out, "ok      {what}: {detail}"),
+            Err(why) => {
+                failed += 1;
+                writeln!(out, "FAILED  {what}: {why}")
+            }
+        }
+    };
+    let config = match Config::load(path) {
+        Ok(c) => {
+            verdict("config", Ok(path.display().to_string()))?;
+            c
+        }
+        Err(e) => {
+            verdict("config", Err(e.to_string()))?;
+            return Ok(Outcome {
+                exit: Exit::Fatal,
+                message: Some("the config cannot be read; nothing else was checked".into()),
+            });
+        }
+    };
+    let db = &config.storage.database;
+    let database = if db.exists() {
+        Store::open(db)
+            .and_then(|s| {
+                let n: i64 = s
+                    .conn()
+                    .query_row("SELECT count(*) FROM invoices", [], |r| r.get(0))?;
+                Ok(format!(
+                    "{} (schema {}, {n} invoices)",
+                    db.display(),
+                    s.schema_version()?
+                ))
+            })
+            .map_err(|e| format!("{e:#}"))
+    } else {
+        match db
+            .parent()
+            .map(|d| d.exists() || std::fs::create_dir_all(d).is_ok())
+        {
+            Some(true) | None => Ok(format!(
+                "{} (not created yet; the first run creates it)",
+                db.display()
+            )),
+            Some(false) => Err(format!("{}: its folder cannot be created", db.display())),
+        }
+    };
+    verdict("database", database)?;
+    let inbox = &config.inbox.dir;
+    verdict(
+        "inbox",
+        if inbox.is_dir() {
+            Ok(inbox.display().to_string())
+        } else {
+            Err(format!("{} does not exist", inbox.display()))
+        },
+    )?;
+    let rt = runtime()?;
+    let (cm, qr) = rt.block_on(async {
+        let conn = match CmConnection::open(&config).await {
+            Ok(c) => c,
+            Err(e) => return (Err(format!("{e:#}")), None),
+        };
+        let cm = conn
+            .client
+            .check_credentials()
+            .await
+            .map(|()| format!("a token was issued by {}", config.cm.base_url))
+            .map_err(|e| e.to_string());
+        let qr = match &conn.qr {
+            Some(q) => Some(
+                q.check_credentials()
+                    .await
+                    .map(|()| format!("a token was issued by {}", config.ideal_qr.token_url))
+                    .map_err(|e| e.to_string()),
+            ),
+            None => None,
+        };
+        conn.close().await;
+        (cm, qr)
+    });
+    verdict("CM token", cm)?;
+    if let Some(qr) = qr {
+        verdict("iDEAL QR token", qr)?;
+    }
+    let mail = rt.block_on(async {
+        let postman = Postman::from_config(&config.email).map_err(|e| e.to_string())?;
+        let mailer = postman.sender.mailer();
+        let r = mailer.test_connection().await;
+        mailer.shutdown().await;
+        r.map(|()| format!("{} answers", mailer.endpoint()))
+            .map_err(|e| e.to_string())
+    });
+    verdict("mail", mail)?;
+    verdict(
+        "schedule",
+        match crate::schedule::Schedule::parse(&config.daemon.schedule) {
+            Ok(schedule) => Ok(format!(
+                "daemon.schedule `{}` next runs {}",
+                config.daemon.schedule,
+                schedule
+                    .upcoming(chrono::Local::now(), 3)
+                    .iter()
+                    .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            Err(e) => Err(format!("daemon.schedule: {e}")),
+        },
+    )?;
+    drop(out);
+    Ok(if failed == 0 {
+        Outcome::ok()
+    } else {
+        Outcome {
+            exit: Exit::Fatal,
+            message: Some(format!("{failed} check(s) failed")),
+        }
+    })
+}

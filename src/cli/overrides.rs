@@ -1,0 +1,62 @@
+//! `deactivate` and `resend`: the operator's overrides for one invoice.
+
+use super::*;
+
+pub(super) fn deactivate(config: &Config, invoice: &str) -> anyhow::Result<Outcome> {
+    let Some(_lock) = RunLock::try_acquire(&config.storage.database)? else {
+        return Ok(locked_outcome(config));
+    };
+    let store = open_existing(config)?;
+    let conn = store.conn();
+    let Some(target) = links::live_link_of(conn, invoice)? else {
+        return Ok(Outcome {
+            exit: Exit::Fatal,
+            message: Some(format!("the invoice {invoice:?} has no active link")),
+        });
+    };
+    links::mark_deactivating(conn, target.link_id, DeactivateReason::Operator)?;
+    let result = runtime()?.block_on(async {
+        let cm = CmConnection::open(config).await?;
+        let r = cycle::deactivate_one(conn, &cm.client, &target).await;
+        cm.close().await;
+        r
+    });
+    let link_ref = &target.link_ref;
+    match result? {
+        cycle::Deactivated::Inactive => {
+            tracing::info!(invoice, link = %link_ref, "link deactivated by the operator");
+            Ok(Outcome::ok())
+        }
+        cycle::Deactivated::Unknown => {
+            tracing::warn!(invoice, link = %link_ref, "CM does not know the link; recorded as inactive");
+            Ok(Outcome::ok())
+        }
+        cycle::Deactivated::Paid { double } => Ok(Outcome::attention(format!(
+            "link {link_ref} of {invoice:?} was already paid; the invoice is recorded as paid{}",
+            if double {
+                " (it was paid twice: refund one)"
+            } else {
+                ""
+            }
+        ))),
+        cycle::Deactivated::Left(why) => Ok(Outcome::attention(format!(
+            "could not deactivate link {link_ref} of {invoice:?} now ({why}); it stays payable until the next cycle deactivates it"
+        ))),
+    }
+}
+
+pub(super) fn resend(config: &Config, invoice: &str) -> anyhow::Result<Outcome> {
+    let store = open_existing(config)?;
+    match crate::store::outbox::requeue(store.conn(), invoice, &crate::store::now_text())? {
+        Some(_) => {
+            tracing::info!(invoice, "mail queued again; the next cycle sends it");
+            Ok(Outcome::ok())
+        }
+        None => Ok(Outcome {
+            exit: Exit::Fatal,
+            message: Some(format!(
+                "the invoice {invoice:?} has no active link to mail (see `status {invoice}`)"
+            )),
+        }),
+    }
+}

@@ -1,0 +1,139 @@
+//! `run` and `import`: one cycle (or the ingest alone), and the plan of a dry run.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+use super::*;
+
+pub(super) fn run_cycle(
+    config: &Config,
+    files: Vec<PathBuf>,
+    dry_run: bool,
+) -> anyhow::Result<Outcome> {
+    if let Some(usage) = missing_file(&files) {
+        return Ok(usage);
+    }
+    let Some(_lock) = RunLock::try_acquire(&config.storage.database)? else {
+        return Ok(locked_outcome(config));
+    };
+    let store = Store::open(&config.storage.database)?;
+    let opts = cycle::Options {
+        files,
+        dry_run,
+        progress: std::io::stderr().is_terminal(),
+        database: store.identity().cloned(),
+    };
+    let report = runtime()?.block_on(async {
+        if dry_run {
+            return cycle::run(store.conn(), config, None, &opts).await;
+        }
+        let services = Services::open(config).await?;
+        let report = cycle::run(store.conn(), config, Some(services.cycle()), &opts).await;
+        services.close().await;
+        report
+    })?;
+    if let Some(plan) = &report.plan {
+        print_plan(plan, &report)?;
+    }
+    tracing::info!("cycle: {}", report.summary());
+    Ok(match report.attention() {
+        Some(why) => Outcome::attention(why),
+        None => Outcome::ok(),
+    })
+}
+
+pub(super) fn print_plan(plan: &cycle::Plan, report: &cycle::Report) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "dry run: nothing is sent, written or moved. The cycle would:"
+    )?;
+    for d in &plan.deactivate {
+        let why = match d.reason {
+            DeactivateReason::Replaced => "replaced by a new revision".to_string(),
+            DeactivateReason::Operator => "operator request".to_string(),
+            DeactivateReason::NotOpen => format!("invoice is {}", d.invoice_state),
+        };
+        writeln!(
+            out,
+            "  deactivate  {}  link {}  ({why})",
+            printable(&d.reference),
+            d.link_ref
+        )?;
+    }
+    for c in &plan.create {
+        let exponent = exponent_of(&c.data.currency);
+        let verb = if c.replaces {
+            "replace   "
+        } else {
+            "create    "
+        };
+        writeln!(
+            out,
+            "  {verb}  {}  {} {}  due {}  mail to {}",
+            printable(&c.reference),
+            c.data.currency,
+            crate::domain::money::format_minor(c.data.due_minor, exponent),
+            c.data.due_date,
+            printable(&c.data.customer_email)
+        )?;
+    }
+    if plan.deactivate.is_empty() && plan.create.is_empty() {
+        writeln!(out, "  nothing")?;
+    }
+    if plan.mails_due > 0 {
+        writeln!(
+            out,
+            "  mail        {} queued mail(s) that are due would be sent",
+            plan.mails_due
+        )?;
+    }
+    for f in &report.ingest.files {
+        match &f.outcome {
+            ingest::Outcome::SetAside { reason } => {
+                writeln!(out, "  set aside   {}: {reason}", f.path.display())?
+            }
+            ingest::Outcome::Applied(c) if c.rows_rejected > 0 => writeln!(
+                out,
+                "  reject      {} row(s) of {}",
+                c.rows_rejected,
+                f.path.display()
+            )?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn import(config: &Config, files: &[PathBuf]) -> anyhow::Result<Outcome> {
+    if let Some(usage) = missing_file(files) {
+        return Ok(usage);
+    }
+    let Some(_lock) = RunLock::try_acquire(&config.storage.database)? else {
+        return Ok(locked_outcome(config));
+    };
+    let store = Store::open(&config.storage.database)?;
+    let opts = ingest::Options {
+        dry_run: false,
+        progress: std::io::stderr().is_terminal(),
+    };
+    let report = if files.is_empty() {
+        ingest::ingest_inbox(store.conn(), config, opts)?
+    } else {
+        ingest::ingest_paths(store.conn(), config, files, opts)?
+    };
+    tracing::info!("import: {}", report.summary());
+    Ok(attention_for_ingest(&report, config).unwrap_or_else(Outcome::ok))
+}
+
+/// The exit-3 sentence for an ingest that needs an operator.
+pub(super) fn attention_for_ingest(report: &ingest::Report, config: &Config) -> Option<Outcome> {
+    let parts = report.attention();
+    (!parts.is_empty()).then(|| {
+        Outcome::attention(format!(
+            "{}; see {}",
+            parts.join(", "),
+            config.inbox.rejected_dir.display()
+        ))
+    })
+}
