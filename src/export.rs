@@ -4,14 +4,15 @@
 //! Every paid link and every iDEAL QR payment (its transaction id in `link_ref`) is one
 //! line, also for an invoice that was paid twice (the accounting
 //! must see every payment it has to book or refund). Values a spreadsheet would run as a
-//! formula are neutralised. This module only reads the database.
+//! formula are neutralised. It formats; the query is the store's.
 
 use std::io::Write;
 
 use chrono::NaiveDate;
-use rusqlite::{Connection, params};
+use rusqlite::Connection;
 
 use crate::domain::money::{exponent_of, format_minor};
+use crate::store::payments;
 
 /// The header, in the contract's order.
 pub const HEADER: [&str; 5] = [
@@ -29,40 +30,20 @@ pub fn write_paid(
     since: Option<NaiveDate>,
     out: impl Write,
 ) -> anyhow::Result<usize> {
-    let since = since.map(|d| format!("{d}T00:00:00Z"));
-    let mut stmt = conn.prepare(
-        "SELECT reference, amount, currency, paid_at, payment_ref FROM (
-             SELECT i.reference, l.amount_minor AS amount, l.currency, l.paid_at,
-                    l.link_ref AS payment_ref
-             FROM links l JOIN invoices i ON i.id = l.invoice_id
-             WHERE l.state = 'paid'
-             UNION ALL
-             SELECT i.reference, q.amount_cents, 'EUR', q.paid_at, q.cm_id
-             FROM qr_transactions q JOIN invoices i ON i.id = q.invoice_id
-             WHERE q.state = 'success')
-         WHERE ?1 IS NULL OR paid_at >= ?1
-         ORDER BY paid_at, reference",
-    )?;
     let mut w = csv::Writer::from_writer(out);
     w.write_record(HEADER)?;
     let mut n = 0;
-    let mut rows = stmt.query(params![since])?;
-    while let Some(r) = rows.next()? {
-        let reference: String = r.get(0)?;
-        let minor: i64 = r.get(1)?;
-        let currency: String = r.get(2)?;
-        let paid_at: String = r.get(3)?;
-        let link_ref: String = r.get(4)?;
-        let exponent = exponent_of(&currency);
+    payments::for_each_paid(conn, since, |p| {
         w.write_record([
-            neutralise(&reference).as_ref(),
-            &format_minor(minor, exponent),
-            neutralise(&currency).as_ref(),
-            &paid_at,
-            neutralise(&link_ref).as_ref(),
+            neutralise(&p.reference).as_ref(),
+            &format_minor(p.amount_minor, exponent_of(&p.currency)),
+            neutralise(&p.currency).as_ref(),
+            &p.paid_at,
+            neutralise(&p.payment_ref).as_ref(),
         ])?;
         n += 1;
-    }
+        Ok(())
+    })?;
     w.flush()?;
     Ok(n)
 }

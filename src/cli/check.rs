@@ -35,9 +35,7 @@ pub(super) fn check(path: &Path) -> anyhow::Result<Outcome> {
     let database = if db.exists() {
         Store::open(db)
             .and_then(|s| {
-                let n: i64 = s
-                    .conn()
-                    .query_row("SELECT count(*) FROM invoices", [], |r| r.get(0))?;
+                let n = invoices::count_all(s.conn())?;
                 Ok(format!(
                     "{} (schema {}, {n} invoices)",
                     db.display(),

@@ -108,11 +108,6 @@ impl Report {
             .count()
     }
 
-    /// Whether an operator must look: rejected rows, refused files, a held-back snapshot.
-    pub fn needs_attention(&self) -> bool {
-        !self.attention().is_empty()
-    }
-
     /// Why an operator must look, one phrase each (empty when nothing needs it): the
     /// exit-3 sentence of `import` and the ingest part of a cycle's.
     pub fn attention(&self) -> Vec<String> {

@@ -307,6 +307,86 @@ impl<'c> Writer<'c> {
     }
 }
 
+// The invoice state machine (ARCHITECTURE.md, *State machines*): every change of
+// `invoices.state` after ingest is one of the transitions below. Ingest's own
+// (`open` for new and changed revisions, `settled_elsewhere`) are the `Writer`'s.
+
+/// `open` (or any state) → `paid`: a payment just seen (link or QR). A second payment for an
+/// already paid invoice sets `double_payment` and says so; a payment for an invoice the
+/// export settled elsewhere says it may be a double payment; otherwise `note` (if any)
+/// becomes the last error. Returns true for a second payment.
+pub fn to_paid(
+    conn: &Connection,
+    invoice_id: i64,
+    now: &str,
+    note: Option<&str>,
+) -> rusqlite::Result<bool> {
+    let state: String = conn.query_row(
+        "SELECT state FROM invoices WHERE id = ?1",
+        [invoice_id],
+        |r| r.get(0),
+    )?;
+    if state == "paid" {
+        conn.execute(
+            "UPDATE invoices SET double_payment = 1, updated_at = ?2,
+                    last_error = 'paid twice (through its payment link and its iDEAL QR code): the merchant must refund one'
+             WHERE id = ?1",
+            params![invoice_id, now],
+        )?;
+        return Ok(true);
+    }
+    let error = if state == "settled_elsewhere" {
+        Some(
+            "paid through invoice-sync after the export settled it elsewhere: possible double payment, refund one",
+        )
+    } else {
+        note
+    };
+    conn.execute(
+        "UPDATE invoices SET state = 'paid', paid_at = coalesce(paid_at, ?2), updated_at = ?2,
+                last_error = coalesce(?3, last_error)
+         WHERE id = ?1",
+        params![invoice_id, now, error],
+    )?;
+    Ok(false)
+}
+
+/// `open` → `expired`: the announced link of the current `revision` expired unpaid. An
+/// invoice that left `open` or moved to another revision meanwhile is left alone.
+pub fn to_expired(
+    conn: &Connection,
+    invoice_id: i64,
+    revision: i64,
+    now: &str,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE invoices SET state = 'expired', updated_at = ?3
+         WHERE id = ?1 AND revision = ?2 AND state = 'open'",
+        params![invoice_id, revision, now],
+    )?;
+    Ok(())
+}
+
+/// → `failed`: CM refused the current revision with its own answer (or holds another
+/// amount than asked); `message` says why, until a later export changes the invoice.
+pub fn to_failed(
+    conn: &Connection,
+    invoice_id: i64,
+    message: &str,
+    now: &str,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE invoices SET state = 'failed', last_error = ?2, updated_at = ?3 WHERE id = ?1",
+        params![invoice_id, message, now],
+    )?;
+    Ok(())
+}
+
+/// Number of invoices, whatever their state.
+pub fn count_all(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT count(*) FROM invoices", [], |r| r.get(0))
+}
+
 /// Number of invoices in state `open`.
 pub fn count_open(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row(

@@ -362,47 +362,7 @@ pub fn record_paid(
     let note = stale.then_some(
         "paid through the link of an earlier revision; the export now asks a different amount: check the balance",
     );
-    mark_invoice_paid(conn, invoice_id, now, note)
-}
-
-/// Marks an invoice paid by a payment just seen (link or QR). A second payment for an
-/// already paid invoice sets `double_payment` and says so; a payment for an invoice the
-/// export settled elsewhere says it may be a double payment; otherwise `note` (if any)
-/// becomes the last error. Returns true for a second payment.
-pub fn mark_invoice_paid(
-    conn: &Connection,
-    invoice_id: i64,
-    now: &str,
-    note: Option<&str>,
-) -> rusqlite::Result<bool> {
-    let state: String = conn.query_row(
-        "SELECT state FROM invoices WHERE id = ?1",
-        [invoice_id],
-        |r| r.get(0),
-    )?;
-    if state == "paid" {
-        conn.execute(
-            "UPDATE invoices SET double_payment = 1, updated_at = ?2,
-                    last_error = 'paid twice (through its payment link and its iDEAL QR code): the merchant must refund one'
-             WHERE id = ?1",
-            params![invoice_id, now],
-        )?;
-        return Ok(true);
-    }
-    let error = if state == "settled_elsewhere" {
-        Some(
-            "paid through invoice-sync after the export settled it elsewhere: possible double payment, refund one",
-        )
-    } else {
-        note
-    };
-    conn.execute(
-        "UPDATE invoices SET state = 'paid', paid_at = coalesce(paid_at, ?2), updated_at = ?2,
-                last_error = coalesce(?3, last_error)
-         WHERE id = ?1",
-        params![invoice_id, now, error],
-    )?;
-    Ok(false)
+    super::invoices::to_paid(conn, invoice_id, now, note)
 }
 
 /// Records that an unpaid link passed its expiry date: the link is inactive and, when it
@@ -426,13 +386,12 @@ pub fn record_expired(conn: &Connection, link_id: i64, now: &str) -> rusqlite::R
          WHERE id = ?1",
         params![link_id, now],
     )?;
-    conn.execute(
-        "UPDATE invoices SET state = 'expired', updated_at = ?2
-         WHERE state = 'open' AND id = (SELECT invoice_id FROM links WHERE id = ?1)
-           AND revision = (SELECT revision FROM links WHERE id = ?1)",
-        params![link_id, now],
+    let (invoice_id, revision): (i64, i64) = conn.query_row(
+        "SELECT invoice_id, revision FROM links WHERE id = ?1",
+        [link_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
-    Ok(())
+    super::invoices::to_expired(conn, invoice_id, revision, now)
 }
 
 /// Records a link CM created with another amount than asked: it is never announced, it is
@@ -452,11 +411,7 @@ pub fn record_amount_mismatch(
          WHERE id = ?1",
         params![link_id, link_ref, uri, now, message],
     )?;
-    conn.execute(
-        "UPDATE invoices SET state = 'failed', last_error = ?2, updated_at = ?3 WHERE id = ?1",
-        params![invoice_id, message, now],
-    )?;
-    Ok(())
+    super::invoices::to_failed(conn, invoice_id, message, now)
 }
 
 /// Records a permanent refusal: the link intent failed and so did the invoice revision,
@@ -472,11 +427,7 @@ pub fn record_create_refused(
         "UPDATE links SET state = 'failed', in_flight = 0, last_error = ?2 WHERE id = ?1",
         params![link_id, message],
     )?;
-    conn.execute(
-        "UPDATE invoices SET state = 'failed', last_error = ?2, updated_at = ?3 WHERE id = ?1",
-        params![invoice_id, message, now],
-    )?;
-    Ok(())
+    super::invoices::to_failed(conn, invoice_id, message, now)
 }
 
 /// Records a transient failure: the intent stays for the next cycle; when CM may have
@@ -551,14 +502,4 @@ pub fn live_link_of(conn: &Connection, reference: &str) -> rusqlite::Result<Opti
         },
     )
     .optional()
-}
-
-/// Intents that may have left an unrecorded link at CM, for the summary and `status`.
-pub fn possible_orphans(conn: &Connection) -> rusqlite::Result<Vec<(String, String)>> {
-    let mut stmt = conn.prepare(
-        "SELECT i.reference, l.merchant_reference FROM links l JOIN invoices i ON i.id = l.invoice_id
-         WHERE l.possible_orphan = 1 ORDER BY i.reference, l.id",
-    )?;
-    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect()
 }

@@ -8,6 +8,7 @@ pub mod imports;
 pub mod invoices;
 pub mod links;
 pub mod outbox;
+pub mod payments;
 pub mod qr;
 
 use std::path::Path;
@@ -113,11 +114,6 @@ impl Store {
         self.identity.as_ref()
     }
 
-    /// Opens an in-memory database (for unit tests).
-    pub fn open_in_memory() -> anyhow::Result<Store> {
-        Self::setup(Connection::open_in_memory()?)
-    }
-
     fn setup(mut conn: Connection) -> anyhow::Result<Store> {
         conn.busy_timeout(BUSY_TIMEOUT)?;
         // WAL lets `status` read while a cycle writes; NORMAL is durable across process
@@ -145,11 +141,6 @@ impl Store {
     /// The connection, for the aggregate modules.
     pub fn conn(&self) -> &Connection {
         &self.conn
-    }
-
-    /// The connection, for starting transactions.
-    pub fn conn_mut(&mut self) -> &mut Connection {
-        &mut self.conn
     }
 
     /// The schema version this database is at.

@@ -289,7 +289,7 @@ pub fn record_success(
     let note = stale.then_some(
         "paid through the iDEAL QR code of an earlier revision; the export now asks a different amount: check the balance",
     );
-    super::links::mark_invoice_paid(conn, invoice_id, now, note)
+    super::invoices::to_paid(conn, invoice_id, now, note)
 }
 
 /// The QR of an invoice revision that is offered (open, not withdrawn): `(url, cm id)`.
