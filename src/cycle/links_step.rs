@@ -4,10 +4,9 @@
 
 use anyhow::Context;
 use chrono::{DateTime, Days, NaiveDate, Utc};
-use futures_util::StreamExt;
 use rusqlite::Connection;
 
-use super::{Report, check_time, note_failure};
+use super::{Report, check_time, fan_out, note_failure};
 use crate::cm::{CmClient, CmError, CreateLink, LinkStatus};
 use crate::config::Config;
 use crate::domain::money::exponent_of;
@@ -91,19 +90,17 @@ pub(super) async fn deactivate_step(
         }
         tx.commit()?;
     }
-    let mut results = futures_util::stream::iter(list)
-        .map(|d| async move {
-            let r = deactivate_one(conn, cm, &d).await;
-            (d, r)
-        })
-        .buffer_unordered(cfg.cm.max_in_flight);
-    while let Some((d, result)) = results.next().await {
+    let request = |d: ToDeactivate| async move {
+        let r = deactivate_one(conn, cm, &d).await;
+        (d, r)
+    };
+    fan_out(list, cfg.cm.max_in_flight, request, |d, result| {
         let outcome = match result {
             Ok(o) => o,
             Err(e) => match e.downcast::<CmError>() {
                 Ok(cm_error) => {
                     note_failure(report, &cm_error);
-                    continue;
+                    return Ok(());
                 }
                 Err(other) => return Err(other),
             },
@@ -130,8 +127,9 @@ pub(super) async fn deactivate_step(
                 tracing::warn!(invoice = %d.reference, link = %d.link_ref, "deactivation left for the next cycle: {message}");
             }
         }
-    }
-    Ok(())
+        Ok(())
+    })
+    .await
 }
 
 /// The fields of the create request for one invoice revision, asked to expire at the
@@ -199,25 +197,23 @@ pub(super) async fn extend_step(
         return Ok(());
     }
     let today = Utc::now().date_naive();
-    let mut results = futures_util::stream::iter(list)
-        .map(|e| async move {
-            let expiry = expiry_date(&e.due_date, cfg.cm.link_expiry_days_after_due, today);
-            let result = match &expiry {
-                Some(at) => Some(
-                    cm.update_link(&e.link_ref, &serde_json::json!({ "expiry_date": at }))
-                        .await,
-                ),
-                None => None,
-            };
-            (e, expiry, result)
-        })
-        .buffer_unordered(cfg.cm.max_in_flight);
-    while let Some((e, expiry, result)) = results.next().await {
+    let request = |e: links::ToExtend| async move {
+        let expiry = expiry_date(&e.due_date, cfg.cm.link_expiry_days_after_due, today);
+        let result = match &expiry {
+            Some(at) => Some(
+                cm.update_link(&e.link_ref, &serde_json::json!({ "expiry_date": at }))
+                    .await,
+            ),
+            None => None,
+        };
+        (e, (expiry, result))
+    };
+    fan_out(list, cfg.cm.max_in_flight, request, |e, (expiry, result)| {
         let (Some(expiry), Some(result)) = (expiry, result) else {
             let message = format!("the due date {:?} cannot be read", e.due_date);
             links::record_link_error(conn, e.link_id, &message)?;
             report.deferred += 1;
-            continue;
+            return Ok(());
         };
         match result {
             Ok(link)
@@ -246,8 +242,9 @@ pub(super) async fn extend_step(
                 tracing::warn!(invoice = %e.reference, link = %e.link_ref, "{message}");
             }
         }
-    }
-    Ok(())
+        Ok(())
+    })
+    .await
 }
 
 /// Whether two ISO 8601 timestamps name the same instant (CM may write `Z` or an offset).
@@ -273,23 +270,20 @@ pub(super) async fn create_step(
     }
     let started = Utc::now();
     let mut mismatched = false;
-    let mut results = futures_util::stream::iter(plan)
-        .map(|c| {
-            // Runs when the stream pulls the item, just before the request is built: the
-            // intent is committed before anything is sent.
-            let request = create_request(&c, cfg, started);
-            let intent =
-                links::record_intent(conn, &c, request.expiry_date.as_deref(), &now_text());
-            async move {
-                let outcome = match intent {
-                    Ok(link_id) => Ok((link_id, cm.create_link(&request).await)),
-                    Err(e) => Err(e),
-                };
-                (c, outcome)
-            }
-        })
-        .buffer_unordered(cfg.cm.max_in_flight);
-    while let Some((c, outcome)) = results.next().await {
+    let request = |c: ToCreate| {
+        // Runs when the item's turn comes, just before the request is built: the intent
+        // is committed before anything is sent.
+        let request = create_request(&c, cfg, started);
+        let intent = links::record_intent(conn, &c, request.expiry_date.as_deref(), &now_text());
+        async move {
+            let outcome = match intent {
+                Ok(link_id) => Ok((link_id, cm.create_link(&request).await)),
+                Err(e) => Err(e),
+            };
+            (c, outcome)
+        }
+    };
+    fan_out(plan, cfg.cm.max_in_flight, request, |c, outcome| {
         let (link_id, result) = outcome.context("cannot record the intent to create a link")?;
         crate::failpoint("link-after-create");
         let now = now_text();
@@ -355,8 +349,9 @@ pub(super) async fn create_step(
                 tracing::warn!(invoice = %c.reference, "link creation left for the next cycle: {message}");
             }
         }
-    }
-    drop(results);
+        Ok(())
+    })
+    .await?;
     if mismatched {
         Box::pin(deactivate_step(conn, cfg, cm, report)).await?;
     }

@@ -366,6 +366,30 @@ fn dry_run(conn: &Connection, cfg: &Config, opts: &Options) -> anyhow::Result<Re
     Ok(report)
 }
 
+/// Sends one request per item, at most `in_flight` at a time (each also waits for the
+/// shared CM throttle), and records each answer as it arrives: the fan-out-then-record
+/// loop of every CM step. `request` runs when the item's turn comes (so an intent it
+/// commits is committed just before its request); `record` runs on this task, one answer
+/// at a time, so it can use the connection.
+async fn fan_out<T, U, R, Fut>(
+    items: Vec<T>,
+    in_flight: usize,
+    request: impl FnMut(T) -> Fut,
+    mut record: impl FnMut(U, R) -> anyhow::Result<()>,
+) -> anyhow::Result<()>
+where
+    Fut: std::future::Future<Output = (U, R)>,
+{
+    use futures_util::StreamExt;
+    let mut results = futures_util::stream::iter(items)
+        .map(request)
+        .buffer_unordered(in_flight.max(1));
+    while let Some((item, answer)) = results.next().await {
+        record(item, answer)?;
+    }
+    Ok(())
+}
+
 /// The capped doubling back-off of the follow-ups (status checks, mail retries): `first`
 /// after step 0, twice that after step 1, … at most `max`; as an RFC 3339 UTC time.
 fn backoff_time(

@@ -3,10 +3,9 @@
 
 use anyhow::Context;
 use chrono::{DateTime, Days, NaiveDate, Utc};
-use futures_util::StreamExt;
 use rusqlite::Connection;
 
-use super::{Report, check_time, note_failure};
+use super::{Report, check_time, fan_out, note_failure};
 use crate::cm::CmError;
 use crate::cm::idealqr::{self, CreateTransaction, IdealQrClient};
 use crate::config::Config;
@@ -106,20 +105,19 @@ pub(super) async fn qr_step(
             }
         }
     }
-    let mut results = futures_util::stream::iter(wanted)
-        .map(|(q, req)| {
-            let intent =
-                qr_store::record_intent(conn, &q, &req.purchase_id, &req.expires_at, &now_text());
-            async move {
-                let outcome = match intent {
-                    Ok(id) => Ok((id, client.create_transaction(&req).await)),
-                    Err(e) => Err(e),
-                };
-                (q, outcome)
-            }
-        })
-        .buffer_unordered(cfg.cm.max_in_flight);
-    while let Some((q, outcome)) = results.next().await {
+    let request = |(q, req): (QrToCreate, CreateTransaction)| {
+        // The intent is committed just before the request is sent.
+        let intent =
+            qr_store::record_intent(conn, &q, &req.purchase_id, &req.expires_at, &now_text());
+        async move {
+            let outcome = match intent {
+                Ok(id) => Ok((id, client.create_transaction(&req).await)),
+                Err(e) => Err(e),
+            };
+            (q, outcome)
+        }
+    };
+    fan_out(wanted, cfg.cm.max_in_flight, request, |q, outcome| {
         let (id, result) =
             outcome.context("cannot record the intent to create an iDEAL QR transaction")?;
         match result {
@@ -160,6 +158,7 @@ pub(super) async fn qr_step(
                 tracing::warn!(invoice = %q.reference, "iDEAL QR creation left for the next cycle: {message}");
             }
         }
-    }
-    Ok(())
+        Ok(())
+    })
+    .await
 }

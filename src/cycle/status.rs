@@ -2,10 +2,9 @@
 //! callback, expiry) are read from the API and their outcome recorded.
 
 use chrono::{DateTime, Utc};
-use futures_util::StreamExt;
 use rusqlite::Connection;
 
-use super::{Report, Services, note_failure};
+use super::{Report, Services, fan_out, note_failure};
 use crate::cm::idealqr::{self, QrStatus};
 use crate::cm::{CmError, LinkStatus};
 use crate::config::Config;
@@ -37,27 +36,28 @@ pub async fn check_statuses(
 ) -> anyhow::Result<()> {
     let cm = services.cm;
     let due = links::due_for_check(conn, &now_text(), STATUS_CHECKS_PER_CYCLE)?;
-    let mut results = futures_util::stream::iter(due)
-        .map(|c| async move {
+    fan_out(
+        due,
+        cfg.cm.max_in_flight,
+        |c| async move {
             let r = cm.link_status(&c.link_ref).await;
             (c, r)
-        })
-        .buffer_unordered(cfg.cm.max_in_flight);
-    while let Some((c, result)) = results.next().await {
-        record_status(conn, &c, result, report)?;
-    }
-    drop(results);
+        },
+        |c, result| record_status(conn, &c, result, report),
+    )
+    .await?;
     if let Some(qr) = services.qr {
         let due = qr_store::due_for_check(conn, &now_text(), STATUS_CHECKS_PER_CYCLE)?;
-        let mut results = futures_util::stream::iter(due)
-            .map(|c| async move {
+        fan_out(
+            due,
+            cfg.cm.max_in_flight,
+            |c| async move {
                 let r = qr.get_transaction(&c.cm_id).await;
                 (c, r)
-            })
-            .buffer_unordered(cfg.cm.max_in_flight);
-        while let Some((c, result)) = results.next().await {
-            record_qr_status(conn, &c, result, report)?;
-        }
+            },
+            |c, result| record_qr_status(conn, &c, result, report),
+        )
+        .await?;
     }
     Ok(())
 }
