@@ -11,7 +11,7 @@ use std::io::Write;
 use chrono::NaiveDate;
 use rusqlite::Connection;
 
-use crate::domain::money::{exponent_of, format_minor};
+use crate::domain::money::format_minor;
 use crate::store::payments;
 
 /// The header, in the contract's order.
@@ -36,8 +36,8 @@ pub fn write_paid(
     payments::for_each_paid(conn, since, |p| {
         w.write_record([
             neutralise(&p.reference).as_ref(),
-            &format_minor(p.amount_minor, exponent_of(&p.currency)),
-            neutralise(&p.currency).as_ref(),
+            &format_minor(p.amount.minor, p.amount.currency.exponent()),
+            p.amount.currency.code(),
             &p.paid_at,
             neutralise(&p.payment_ref).as_ref(),
         ])?;

@@ -12,7 +12,6 @@ use clap::{Parser, Subcommand};
 
 use crate::config::Config;
 use crate::cycle;
-use crate::domain::money::exponent_of;
 use crate::ingest;
 use crate::lock::RunLock;
 use crate::logging::LogFormat;

@@ -62,7 +62,6 @@ pub(super) fn print_plan(plan: &cycle::Plan, report: &cycle::Report) -> anyhow::
         )?;
     }
     for c in &plan.create {
-        let exponent = exponent_of(&c.data.currency);
         let verb = if c.replaces {
             "replace   "
         } else {
@@ -72,10 +71,10 @@ pub(super) fn print_plan(plan: &cycle::Plan, report: &cycle::Report) -> anyhow::
             out,
             "  {verb}  {}  {} {}  due {}  mail to {}",
             printable(&c.reference),
-            c.data.currency,
-            crate::domain::money::format_minor(c.data.due_minor, exponent),
+            c.data.currency(),
+            c.data.due.to_decimal_string(),
             c.data.due_date,
-            printable(&c.data.customer_email)
+            printable(c.data.customer_email.as_str())
         )?;
     }
     if plan.deactivate.is_empty() && plan.create.is_empty() {

@@ -9,7 +9,6 @@ use rusqlite::Connection;
 use super::{Report, check_time, fan_out, note_failure};
 use crate::cm::{CmClient, CmError, CreateLink, LinkStatus};
 use crate::config::Config;
-use crate::domain::money::exponent_of;
 use crate::store::links::{self, ToCreate, ToDeactivate};
 use crate::store::now_text;
 use crate::store::outbox::{self, MailKind};
@@ -136,23 +135,23 @@ pub(super) async fn deactivate_step(
 /// provisional expiry (`now` + `cm.provisional_expiry_hours`): until the answer is
 /// recorded and the real expiry set, nothing but CM knows the link.
 pub fn create_request(c: &ToCreate, cfg: &Config, now: DateTime<Utc>) -> CreateLink {
-    let exponent = exponent_of(&c.data.currency);
+    // The defaults were validated with the config; the row's own codes are typed.
     let language = c
         .data
         .language
-        .clone()
+        .map(|l| l.as_str().to_string())
         .unwrap_or_else(|| cfg.cm.default_language.clone())
         .to_uppercase();
     let country = c
         .data
-        .country_code
-        .clone()
+        .country
+        .map(|k| k.as_str().to_string())
         .unwrap_or_else(|| cfg.cm.default_country.clone())
         .to_uppercase();
     CreateLink {
-        amount_minor: c.data.due_minor,
-        exponent,
-        currency_code: c.data.currency.clone(),
+        amount_minor: c.data.due.minor,
+        exponent: c.data.currency().exponent(),
+        currency_code: c.data.currency().code().to_string(),
         invoice_reference: c.reference.clone(),
         invoice_due_date: format!("{}T00:00:00+00:00", c.data.due_date),
         merchant_reference: c.merchant_reference(),
@@ -293,10 +292,7 @@ pub(super) async fn create_step(
                 let message = format!(
                     "CM recorded the amount {} for a link that asked {}; the link is switched off and was not mailed",
                     link.amount.as_deref().unwrap_or("?"),
-                    crate::domain::money::format_minor(
-                        c.data.due_minor,
-                        exponent_of(&c.data.currency)
-                    )
+                    c.data.due.to_decimal_string()
                 );
                 links::record_amount_mismatch(
                     conn,
@@ -362,7 +358,7 @@ pub(super) async fn create_step(
 /// not a difference: the document does not promise one).
 fn echoed_amount_differs(link: &crate::cm::PaymentLink, c: &ToCreate) -> bool {
     link.amount.is_some()
-        && link.amount_minor(exponent_of(&c.data.currency)) != Some(c.data.due_minor)
+        && link.amount_minor(c.data.currency().exponent()) != Some(c.data.due.minor)
 }
 
 #[cfg(test)]

@@ -1,13 +1,12 @@
 //! The mail step: queued mails that are due, sent one by one over one connection, each
 //! recorded before and after the send.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 
 use super::{Report, Services};
 use crate::cm::idealqr::IdealQrClient;
 use crate::config::Config;
-use crate::domain::money::exponent_of;
 use crate::mail::{MailContext, QrCode, SendError};
 use crate::store::now_text;
 use crate::store::outbox::{self, MailKind};
@@ -84,22 +83,16 @@ pub async fn send_one(
     let language = p
         .data
         .language
-        .clone()
+        .map(|l| l.as_str().to_string())
         .unwrap_or_else(|| cfg.cm.default_language.to_lowercase());
-    let exponent = exponent_of(&p.data.currency);
-    let Ok(due_date) = NaiveDate::parse_from_str(&p.data.due_date, "%Y-%m-%d") else {
-        let why = "the stored due date is not a date".to_string();
-        outbox::mark_failed(conn, p.id, &why)?;
-        return Ok(MailOutcome::Failed(why));
-    };
     let ctx = MailContext {
         invoice_reference: p.reference.clone(),
-        customer_name: p.data.customer_name.clone(),
-        customer_email: p.data.customer_email.clone(),
-        amount_minor: p.data.due_minor,
-        currency_code: p.data.currency.clone(),
-        currency_exponent: exponent,
-        due_date,
+        customer_name: p.data.customer_name.as_str().to_string(),
+        customer_email: p.data.customer_email.as_str().to_string(),
+        amount_minor: p.data.due.minor,
+        currency_code: p.data.currency().code().to_string(),
+        currency_exponent: p.data.currency().exponent(),
+        due_date: p.data.due_date,
         language,
         link_uri: p.link_uri.clone().unwrap_or_default(),
         qr: mail_qr(conn, services.qr, p).await?,

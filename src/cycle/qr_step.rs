@@ -9,12 +9,13 @@ use super::{Report, check_time, fan_out, note_failure};
 use crate::cm::CmError;
 use crate::cm::idealqr::{self, CreateTransaction, IdealQrClient};
 use crate::config::Config;
+use crate::domain::Currency;
 use crate::store::now_text;
 use crate::store::qr::{self as qr_store, QrToCreate};
 
 /// When an iDEAL QR transaction expires: with the link's expiry, else the due date plus
 /// [`QR_GRACE_DAYS`] (end of day, UTC); never earlier than tomorrow.
-pub fn qr_expires_at(link_expiry: Option<&str>, due: &str, today: NaiveDate) -> String {
+pub fn qr_expires_at(link_expiry: Option<&str>, due: NaiveDate, today: NaiveDate) -> String {
     if let Some(e) = link_expiry
         && let Ok(t) = DateTime::parse_from_rfc3339(e)
     {
@@ -22,9 +23,8 @@ pub fn qr_expires_at(link_expiry: Option<&str>, due: &str, today: NaiveDate) -> 
             .with_timezone(&Utc)
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     }
-    let date = NaiveDate::parse_from_str(due, "%Y-%m-%d")
-        .ok()
-        .and_then(|d| d.checked_add_days(Days::new(QR_GRACE_DAYS)))
+    let date = due
+        .checked_add_days(Days::new(QR_GRACE_DAYS))
         .filter(|d| *d > today)
         .unwrap_or_else(|| today + Days::new(QR_GRACE_DAYS));
     format!("{date}T23:59:59Z")
@@ -35,16 +35,16 @@ pub const QR_GRACE_DAYS: u64 = 14;
 
 /// The QR request for one revision, or why it gets none.
 fn qr_request(q: &QrToCreate, cfg: &Config, today: NaiveDate) -> Result<CreateTransaction, String> {
-    if q.data.currency != "EUR" {
+    if q.data.currency() != Currency::EUR {
         return Err(format!(
             "no iDEAL QR code: the invoice is in {}, iDEAL QR takes EUR only",
-            q.data.currency
+            q.data.currency()
         ));
     }
-    if !idealqr::amount_in_range(q.data.due_minor) {
+    if !idealqr::amount_in_range(q.data.due.minor) {
         return Err(format!(
             "no iDEAL QR code: {} cents is outside iDEAL QR's 1..99999999",
-            q.data.due_minor
+            q.data.due.minor
         ));
     }
     let description: String = cfg
@@ -61,17 +61,17 @@ fn qr_request(q: &QrToCreate, cfg: &Config, today: NaiveDate) -> Result<CreateTr
     });
     Ok(CreateTransaction {
         reference: q.reference.clone(),
-        amount_cents: q.data.due_minor,
+        amount_cents: q.data.due.minor,
         currency: "EUR".into(),
         purchase_id,
         description,
-        expires_at: qr_expires_at(q.link_expiry.as_deref(), &q.data.due_date, today),
+        expires_at: qr_expires_at(q.link_expiry.as_deref(), q.data.due_date, today),
         size: cfg.ideal_qr.size,
         return_url: cfg.ideal_qr.return_url.clone().unwrap_or_default(),
         language: q
             .data
             .language
-            .clone()
+            .map(|l| l.as_str().to_string())
             .unwrap_or_else(|| cfg.cm.default_language.to_lowercase()),
         webhook_url,
     })
@@ -121,14 +121,14 @@ pub(super) async fn qr_step(
         let (id, result) =
             outcome.context("cannot record the intent to create an iDEAL QR transaction")?;
         match result {
-            Ok(t) if t.amount_cents.is_some_and(|a| a != q.data.due_minor) => {
+            Ok(t) if t.amount_cents.is_some_and(|a| a != q.data.due.minor) => {
                 // Another amount than asked: never offered, still followed (it may be paid).
                 let next = check_time(Utc::now(), 0);
                 qr_store::record_created(conn, id, &t.id, t.qr_url.as_deref(), &next)?;
                 let why = format!(
                     "CM recorded {} cents for an iDEAL QR transaction that asked {}; it is not offered",
                     t.amount_cents.unwrap_or_default(),
-                    q.data.due_minor
+                    q.data.due.minor
                 );
                 qr_store::withdraw(conn, id, &why)?;
                 report.qr_skipped += 1;

@@ -179,12 +179,6 @@ pub fn parse_amount(s: &str, sep: DecimalSeparator, exponent: u8) -> Result<i64,
     read_amount(s, sep, exponent).map(|(minor, _)| minor)
 }
 
-/// The minor-unit digits of a currency code already stored (validated at ingest); 2 for
-/// anything unreadable, so a display never fails on it.
-pub fn exponent_of(code: &str) -> u8 {
-    Currency::parse(code).map(|c| c.exponent()).unwrap_or(2)
-}
-
 /// `minor` as a plain decimal string with `exponent` decimals: `123456, 2` → `"1234.56"`.
 ///
 /// `.` as separator, no thousands separators, exactly `exponent` decimals, `-` for

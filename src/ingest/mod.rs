@@ -555,18 +555,10 @@ fn csv_error(e: csv::Error) -> FileError {
 /// What changed on a paid invoice, in words: it stays paid, and the merchant must check
 /// the balance.
 fn paid_difference(paid: &invoices::RevisionData, now: &invoices::RevisionData) -> String {
-    let money = |d: &invoices::RevisionData| {
-        format!(
-            "{} {}",
-            crate::domain::money::format_minor(
-                d.due_minor,
-                crate::domain::money::exponent_of(&d.currency)
-            ),
-            d.currency
-        )
-    };
+    let money =
+        |d: &invoices::RevisionData| format!("{} {}", d.due.to_decimal_string(), d.currency());
     let mut changes = Vec::new();
-    if paid.due_minor != now.due_minor || paid.currency != now.currency {
+    if paid.due != now.due {
         changes.push(format!("amount {} → {}", money(paid), money(now)));
     }
     if paid.due_date != now.due_date {
@@ -650,7 +642,7 @@ fn apply_row(
             counts.invoices_changed += 1;
         }
         State::Open | State::Failed | State::Expired if differs => {
-            let reason = if row.partial && cur.data.due_minor != row.data.due_minor {
+            let reason = if row.partial && cur.data.due != row.data.due {
                 RevisionReason::PartialPayment
             } else {
                 RevisionReason::Changed

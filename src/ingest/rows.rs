@@ -371,14 +371,19 @@ impl<'a> Validator<'a> {
         Checked::Row(Row {
             reference: reference.as_str().to_string(),
             data: RevisionData {
-                customer_email: email.as_str().to_string(),
-                customer_name: name.as_str().to_string(),
-                amount_minor,
-                due_minor,
-                currency: currency.code().to_string(),
-                due_date: due_date.to_string(),
-                language: language.map(|l| l.as_str().to_string()),
-                country_code: country.map(|c| c.as_str().to_string()),
+                customer_email: email,
+                customer_name: name,
+                amount: Money {
+                    minor: amount_minor,
+                    currency,
+                },
+                due: Money {
+                    minor: due_minor,
+                    currency,
+                },
+                due_date,
+                language,
+                country,
             },
             settled,
             partial,
@@ -466,12 +471,18 @@ mod tests {
             "nl",
         ]);
         assert_eq!(r.reference, "INV-1");
-        assert_eq!(r.data.amount_minor, 123456);
-        assert_eq!(r.data.due_minor, 123456);
-        assert_eq!(r.data.currency, "EUR");
-        assert_eq!(r.data.due_date, "2026-12-01");
-        assert_eq!(r.data.language.as_deref(), Some("nl"));
-        assert_eq!(r.data.country_code.as_deref(), Some("NL"));
+        assert_eq!(r.data.amount.minor, 123456);
+        assert_eq!(r.data.due.minor, 123456);
+        assert_eq!(r.data.currency().code(), "EUR");
+        assert_eq!(r.data.due_date.to_string(), "2026-12-01");
+        assert_eq!(
+            r.data.language.map(|l| l.as_str().to_string()).as_deref(),
+            Some("nl")
+        );
+        assert_eq!(
+            r.data.country.map(|c| c.as_str().to_string()).as_deref(),
+            Some("NL")
+        );
         assert!(!r.settled && !r.partial);
     }
 
@@ -655,7 +666,7 @@ mod tests {
             "",
         ]);
         assert!(r.partial && !r.settled);
-        assert_eq!((r.data.amount_minor, r.data.due_minor), (10000, 4000));
+        assert_eq!((r.data.amount.minor, r.data.due.minor), (10000, 4000));
         let p = problems(&[
             "INV-4",
             "a@example.com",
@@ -686,7 +697,7 @@ mod tests {
             "",
         ]);
         assert_eq!(
-            (r.data.amount_minor, r.data.currency.as_str()),
+            (r.data.amount.minor, r.data.currency().code()),
             (1234, "JPY")
         );
         let p = problems(&[
@@ -718,7 +729,7 @@ mod tests {
             "",
             "",
         ]);
-        assert_eq!(r.data.customer_name, "Ann Bcc: x@y.z");
+        assert_eq!(r.data.customer_name.as_str(), "Ann Bcc: x@y.z");
     }
 
     #[test]

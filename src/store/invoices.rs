@@ -3,7 +3,11 @@
 
 use rusqlite::{Connection, OptionalExtension, Statement, params};
 
-use crate::domain::money::exponent_of;
+use chrono::NaiveDate;
+
+use crate::domain::money::{Currency, Money};
+use crate::domain::text::{CustomerName, EmailAddress};
+use crate::domain::{Country, Language};
 use serde::Serialize;
 
 /// The invoice lifecycle (ARCHITECTURE.md, *State machines*).
@@ -66,30 +70,65 @@ fn state_from_row(s: String) -> rusqlite::Result<State> {
     })
 }
 
-/// What one revision asks of the customer.
+/// What one revision asks of the customer, in validated domain values from ingest to
+/// the API request and the mail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RevisionData {
-    pub customer_email: String,
-    pub customer_name: String,
-    pub amount_minor: i64,
-    pub due_minor: i64,
-    pub currency: String,
-    /// `YYYY-MM-DD`.
-    pub due_date: String,
-    pub language: Option<String>,
-    pub country_code: Option<String>,
+    /// Where the link is mailed.
+    pub customer_email: EmailAddress,
+    /// The greeting and the `To:` display name (may be empty).
+    pub customer_name: CustomerName,
+    /// The invoice total.
+    pub amount: Money,
+    /// What the link asks: the outstanding balance, else the total (same currency).
+    pub due: Money,
+    /// The due date.
+    pub due_date: NaiveDate,
+    /// The row's language, else `cm.default_language`.
+    pub language: Option<Language>,
+    /// The row's country, else `cm.default_country`.
+    pub country: Option<Country>,
 }
 
+/// The revision columns, in the order [`RevisionData::from_row`] reads them; every query
+/// that reads a revision selects exactly these (aliased `r`).
+pub const REVISION_COLUMNS: &str = "r.customer_email, r.customer_name, r.amount_minor, r.due_minor, r.currency, r.due_date, r.language, r.country_code";
+
 impl RevisionData {
+    /// Reads [`REVISION_COLUMNS`] starting at column `at`.
+    pub fn from_row(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<RevisionData> {
+        let currency: Currency = r.get(at + 4)?;
+        Ok(RevisionData {
+            customer_email: r.get(at)?,
+            customer_name: r.get(at + 1)?,
+            amount: Money {
+                minor: r.get(at + 2)?,
+                currency,
+            },
+            due: Money {
+                minor: r.get(at + 3)?,
+                currency,
+            },
+            due_date: r.get(at + 5)?,
+            language: r.get(at + 6)?,
+            country: r.get(at + 7)?,
+        })
+    }
+
+    /// The currency of both amounts.
+    pub fn currency(&self) -> Currency {
+        self.due.currency
+    }
+
     /// Whether `other` asks for a different payment: the fields that, when changed, make
     /// the old link wrong (amount due, currency, due date, address).
     pub fn payment_differs(&self, other: &RevisionData) -> bool {
-        self.due_minor != other.due_minor
-            || self.currency != other.currency
+        self.due != other.due
             || self.due_date != other.due_date
             || !self
                 .customer_email
-                .eq_ignore_ascii_case(&other.customer_email)
+                .as_str()
+                .eq_ignore_ascii_case(other.customer_email.as_str())
     }
 }
 
@@ -150,13 +189,12 @@ impl<'c> Writer<'c> {
     pub fn new(conn: &'c Connection) -> rusqlite::Result<Writer<'c>> {
         Ok(Writer {
             conn,
-            lookup: conn.prepare(
+            lookup: conn.prepare(&format!(
                 "SELECT i.id, i.state, i.revision, i.seen_import_id, i.seen_line,
-                        r.customer_email, r.customer_name, r.amount_minor, r.due_minor, r.currency,
-                        r.due_date, r.language, r.country_code
+                        {REVISION_COLUMNS}
                  FROM invoices i JOIN revisions r ON r.invoice_id = i.id AND r.revision = i.revision
                  WHERE i.reference = ?1",
-            )?,
+            ))?,
             insert_invoice: conn.prepare(
                 "INSERT INTO invoices (reference, state, revision, settled_at, seen_import_id,
                                        seen_line)
@@ -194,16 +232,7 @@ impl<'c> Writer<'c> {
                     revision: r.get(2)?,
                     seen_import_id: r.get(3)?,
                     seen_line: r.get(4)?,
-                    data: RevisionData {
-                        customer_email: r.get(5)?,
-                        customer_name: r.get(6)?,
-                        amount_minor: r.get(7)?,
-                        due_minor: r.get(8)?,
-                        currency: r.get(9)?,
-                        due_date: r.get(10)?,
-                        language: r.get(11)?,
-                        country_code: r.get(12)?,
-                    },
+                    data: RevisionData::from_row(r, 5)?,
                 })
             })
             .optional()
@@ -247,12 +276,12 @@ impl<'c> Writer<'c> {
             revision,
             d.customer_email,
             d.customer_name,
-            d.amount_minor,
-            d.due_minor,
-            d.currency,
+            d.amount.minor,
+            d.due.minor,
+            d.currency(),
             d.due_date,
             d.language,
-            d.country_code,
+            d.country,
             reason.as_str(),
             src.import_id,
             src.line
@@ -466,14 +495,13 @@ pub fn list(
          ORDER BY i.reference",
     )?;
     let rows = stmt.query_map(params![reference, state.map(State::as_str)], |r| {
-        let currency: String = r.get(4)?;
-        let exponent = exponent_of(&currency);
+        let currency: Currency = r.get(4)?;
         Ok(InvoiceView {
             invoice_reference: r.get(0)?,
             customer_email: r.get(1)?,
             customer_name: r.get(2)?,
-            amount: crate::domain::money::format_minor(r.get(3)?, exponent),
-            currency,
+            amount: crate::domain::money::format_minor(r.get(3)?, currency.exponent()),
+            currency: currency.code().to_string(),
             due_date: r.get(5)?,
             state: state_from_row(r.get(6)?)?,
             link_ref: r.get(10)?,

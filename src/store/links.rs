@@ -7,7 +7,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::invoices::RevisionData;
+use super::invoices::{REVISION_COLUMNS, RevisionData};
 
 /// An invoice revision that needs a link created (or a create retried).
 #[derive(Debug, Clone)]
@@ -112,10 +112,9 @@ pub fn plan_deactivations(conn: &Connection) -> rusqlite::Result<Vec<ToDeactivat
 /// Open invoices whose current revision has no link yet (or an unfinished intent), and
 /// that hold no live link of an older revision.
 pub fn plan_creates(conn: &Connection) -> rusqlite::Result<Vec<ToCreate>> {
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare(&format!(
         "SELECT i.id, i.revision, i.reference,
-                r.customer_email, r.customer_name, r.amount_minor, r.due_minor, r.currency,
-                r.due_date, r.language, r.country_code,
+                {REVISION_COLUMNS},
                 (SELECT l.id FROM links l
                   WHERE l.invoice_id = i.id AND l.revision = i.revision AND l.state = 'creating'),
                 EXISTS (SELECT 1 FROM links l WHERE l.invoice_id = i.id AND l.revision < i.revision),
@@ -132,22 +131,13 @@ pub fn plan_creates(conn: &Connection) -> rusqlite::Result<Vec<ToCreate>> {
                            WHERE l.invoice_id = i.id AND l.revision <> i.revision
                              AND l.state IN ('creating', 'active', 'deactivating'))
          ORDER BY i.reference",
-    )?;
+    ))?;
     let rows = stmt.query_map([], |r| {
         Ok(ToCreate {
             invoice_id: r.get(0)?,
             revision: r.get(1)?,
             reference: r.get(2)?,
-            data: RevisionData {
-                customer_email: r.get(3)?,
-                customer_name: r.get(4)?,
-                amount_minor: r.get(5)?,
-                due_minor: r.get(6)?,
-                currency: r.get(7)?,
-                due_date: r.get(8)?,
-                language: r.get(9)?,
-                country_code: r.get(10)?,
-            },
+            data: RevisionData::from_row(r, 3)?,
             link_id: r.get(11)?,
             replaces: r.get(12)?,
             lapsed: r.get(13)?,
@@ -198,8 +188,8 @@ pub fn record_intent(
             c.invoice_id,
             c.revision,
             c.merchant_reference(),
-            c.data.due_minor,
-            c.data.currency,
+            c.data.due.minor,
+            c.data.currency(),
             expiry_date,
             now
         ],

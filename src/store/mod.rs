@@ -10,6 +10,7 @@ pub mod links;
 pub mod outbox;
 pub mod payments;
 pub mod qr;
+pub mod types;
 
 use std::path::Path;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::invoices::RevisionData;
+use super::invoices::{REVISION_COLUMNS, RevisionData};
 
 /// Why a mail is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,10 +71,9 @@ pub struct Pending {
 
 /// Queued mails whose time has come, oldest first.
 pub fn due(conn: &Connection, now: &str, limit: usize) -> rusqlite::Result<Vec<Pending>> {
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare(&format!(
         "SELECT o.id, o.kind, o.attempts, o.invoice_id, i.reference, o.revision,
-                r.customer_email, r.customer_name, r.amount_minor, r.due_minor, r.currency,
-                r.due_date, r.language, r.country_code, l.uri,
+                {REVISION_COLUMNS}, l.uri,
                 l.state = 'active' AND i.state = 'open' AND i.revision = o.revision
          FROM outbox o
          JOIN invoices i ON i.id = o.invoice_id
@@ -83,7 +82,7 @@ pub fn due(conn: &Connection, now: &str, limit: usize) -> rusqlite::Result<Vec<P
          WHERE o.state = 'queued' AND o.next_attempt_at <= ?1
            AND NOT (l.state = 'active' AND l.provisional = 1)
          ORDER BY o.next_attempt_at, o.id LIMIT ?2",
-    )?;
+    ))?;
     let rows = stmt.query_map(params![now, limit as i64], |r| {
         let kind: String = r.get(1)?;
         Ok(Pending {
@@ -97,16 +96,7 @@ pub fn due(conn: &Connection, now: &str, limit: usize) -> rusqlite::Result<Vec<P
             invoice_id: r.get(3)?,
             reference: r.get(4)?,
             revision: r.get(5)?,
-            data: RevisionData {
-                customer_email: r.get(6)?,
-                customer_name: r.get(7)?,
-                amount_minor: r.get(8)?,
-                due_minor: r.get(9)?,
-                currency: r.get(10)?,
-                due_date: r.get(11)?,
-                language: r.get(12)?,
-                country_code: r.get(13)?,
-            },
+            data: RevisionData::from_row(r, 6)?,
             link_uri: r.get(14)?,
             still_wanted: r.get(15)?,
         })

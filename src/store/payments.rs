@@ -9,10 +9,8 @@ use rusqlite::{Connection, params};
 pub struct Payment {
     /// The invoice it paid.
     pub reference: String,
-    /// The amount in the currency's minor units.
-    pub amount_minor: i64,
-    /// ISO 4217 code.
-    pub currency: String,
+    /// The amount paid.
+    pub amount: crate::domain::Money,
     /// When it was seen (RFC 3339 UTC).
     pub paid_at: String,
     /// The link ref, or the iDEAL QR transaction id.
@@ -44,8 +42,10 @@ pub fn for_each_paid(
     while let Some(r) = rows.next()? {
         each(Payment {
             reference: r.get(0)?,
-            amount_minor: r.get(1)?,
-            currency: r.get(2)?,
+            amount: crate::domain::Money {
+                minor: r.get(1)?,
+                currency: r.get(2)?,
+            },
             paid_at: r.get(3)?,
             payment_ref: r.get(4)?,
         })?;

@@ -5,7 +5,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::invoices::RevisionData;
+use super::invoices::{REVISION_COLUMNS, RevisionData};
 
 /// An invoice revision with an active link that needs a QR transaction.
 #[derive(Debug, Clone)]
@@ -24,10 +24,9 @@ pub struct QrToCreate {
 /// Revisions whose link is active and that have no QR transaction yet (or an unfinished
 /// intent); the caller skips those in other currencies or out of range, once.
 pub fn plan_creates(conn: &Connection) -> rusqlite::Result<Vec<QrToCreate>> {
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare(&format!(
         "SELECT i.id, i.revision, l.id, i.reference,
-                r.customer_email, r.customer_name, r.amount_minor, r.due_minor, r.currency,
-                r.due_date, r.language, r.country_code, l.expiry_date,
+                {REVISION_COLUMNS}, l.expiry_date,
                 (SELECT q.id FROM qr_transactions q
                   WHERE q.invoice_id = i.id AND q.revision = i.revision AND q.state = 'creating')
          FROM invoices i
@@ -39,23 +38,14 @@ pub fn plan_creates(conn: &Connection) -> rusqlite::Result<Vec<QrToCreate>> {
                            WHERE q.invoice_id = i.id AND q.revision = i.revision
                              AND q.state <> 'creating')
          ORDER BY i.reference",
-    )?;
+    ))?;
     let rows = stmt.query_map([], |r| {
         Ok(QrToCreate {
             invoice_id: r.get(0)?,
             revision: r.get(1)?,
             link_id: r.get(2)?,
             reference: r.get(3)?,
-            data: RevisionData {
-                customer_email: r.get(4)?,
-                customer_name: r.get(5)?,
-                amount_minor: r.get(6)?,
-                due_minor: r.get(7)?,
-                currency: r.get(8)?,
-                due_date: r.get(9)?,
-                language: r.get(10)?,
-                country_code: r.get(11)?,
-            },
+            data: RevisionData::from_row(r, 4)?,
             link_expiry: r.get(12)?,
             qr_id: r.get(13)?,
         })
@@ -81,7 +71,7 @@ pub fn record_skipped(
             q.revision,
             q.link_id,
             purchase_id,
-            q.data.due_minor,
+            q.data.due.minor,
             why,
             now
         ],
@@ -115,7 +105,7 @@ pub fn record_intent(
             q.revision,
             q.link_id,
             purchase_id,
-            q.data.due_minor,
+            q.data.due.minor,
             expires_at,
             now
         ],
