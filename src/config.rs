@@ -22,31 +22,51 @@ pub const CONFIG_ENV: &str = "INVOICE_SYNC_CONFIG";
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read the config file {path}: {source}")]
+    /// The config file cannot be read.
     Read {
+        /// The file.
         path: PathBuf,
         #[source]
+        /// What the operating system said.
         source: std::io::Error,
     },
     #[error("config file {path}: key `{key}`: {message}")]
+    /// A key has a wrong value.
     Key {
+        /// The file.
         path: PathBuf,
+        /// The config key.
         key: String,
+        /// What is wrong.
         message: String,
     },
     #[error("config file {path}: {message}")]
-    Syntax { path: PathBuf, message: String },
+    /// The file is not valid TOML (or not of the expected shape).
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 /// The whole configuration, paths resolved.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// `[storage]`: where the database is.
     pub storage: Storage,
+    /// `[inbox]`: where exports arrive and go.
     pub inbox: Inbox,
+    /// `[csv]`: how exports are read.
     pub csv: CsvSettings,
+    /// `[cm]`: the Payment Link API account and its limits.
     pub cm: Cm,
+    /// `[ideal_qr]`: iDEAL QR codes beside the links.
     pub ideal_qr: IdealQr,
+    /// `[email]`: how mail is sent.
     pub email: Email,
+    /// `[daemon]`: the schedule and the listeners.
     pub daemon: Daemon,
     /// The file this was read from (not a key).
     #[serde(skip)]
@@ -55,7 +75,9 @@ pub struct Config {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+/// `[storage]`.
 pub struct Storage {
+    /// The SQLite file (its folder is created).
     pub database: PathBuf,
 }
 
@@ -69,11 +91,17 @@ impl Default for Storage {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+/// `[inbox]`.
 pub struct Inbox {
+    /// Where CSV drops land.
     pub dir: PathBuf,
+    /// Applied files, as `<stem>.<UTC timestamp>.<ext>`.
     pub archive_dir: PathBuf,
+    /// Rejection reports and files set aside.
     pub rejected_dir: PathBuf,
+    /// Glob for inbox file names.
     pub pattern: String,
+    /// A file modified more recently is left for the next cycle.
     pub settle_seconds: u64,
 }
 
@@ -92,7 +120,9 @@ impl Default for Inbox {
 /// `csv.delimiter`: `"auto"` or one single-byte delimiter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delimiter {
+    /// Decided from the file.
     Auto,
+    /// This byte.
     Byte(u8),
 }
 
@@ -114,11 +144,15 @@ impl<'de> Deserialize<'de> for Delimiter {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+/// `csv.encoding`.
 pub enum Encoding {
+    /// Decided from the file.
     Auto,
     #[serde(alias = "utf8")]
+    /// UTF-8 (a BOM is skipped).
     Utf8,
     #[serde(alias = "cp1252")]
+    /// Windows-1252, as older Windows software writes.
     Windows1252,
 }
 
@@ -126,6 +160,7 @@ pub use crate::domain::money::DecimalSeparator;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
+/// `csv.settlement`.
 pub enum Settlement {
     /// Only rows say an invoice is settled (status column or zero outstanding).
     Status,
@@ -135,13 +170,21 @@ pub enum Settlement {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+/// `[csv]`.
 pub struct CsvSettings {
+    /// `auto`, `,`, `;`, `\t` (or `tab`), `|`.
     pub delimiter: Delimiter,
+    /// `auto` (UTF-8 with or without BOM, else Windows-1252), `utf-8`, `windows-1252`.
     pub encoding: Encoding,
+    /// `auto`, `.`, `,`.
     pub decimal_separator: DecimalSeparator,
+    /// Tried in order (chrono `strftime` syntax).
     pub date_formats: Vec<String>,
+    /// Status values meaning paid (case-insensitive).
     pub paid_values: Vec<String>,
+    /// `status`, or `snapshot`: every file is the complete list of open invoices.
     pub settlement: Settlement,
+    /// `[csv.columns]`: the header names of the export.
     pub columns: Columns,
 }
 
@@ -211,15 +254,25 @@ impl<'de> Deserialize<'de> for ColumnNames {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Columns {
+    /// Header name(s) of the invoice reference column.
     pub invoice_reference: ColumnNames,
+    /// Header name(s) of the customer e-mail column.
     pub customer_email: ColumnNames,
+    /// Header name(s) of the optional customer name column.
     pub customer_name: ColumnNames,
+    /// Header name(s) of the amount column.
     pub amount: ColumnNames,
+    /// Header name(s) of the optional outstanding balance column.
     pub outstanding: ColumnNames,
+    /// Header name(s) of the optional currency column.
     pub currency: ColumnNames,
+    /// Header name(s) of the due date column.
     pub due_date: ColumnNames,
+    /// Header name(s) of the optional status column.
     pub status: ColumnNames,
+    /// Header name(s) of the optional language column.
     pub language: ColumnNames,
+    /// Header name(s) of the optional country column.
     pub country_code: ColumnNames,
 }
 
@@ -242,24 +295,36 @@ impl Default for Columns {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+/// `[cm]`: the Payment Link API account.
 pub struct Cm {
     /// `https://api.cmpayments.com`, or `sandbox` for a simulator started in-process.
     pub base_url: String,
+    /// The OAuth client id of the CM account.
     pub client_id: String,
+    /// The client secret, written in the file (prefer `client_secret_env` / `_file` or a credential).
     pub client_secret: Option<SecretString>,
+    /// An environment variable holding the client secret.
     pub client_secret_env: Option<String>,
+    /// A file holding the client secret.
     pub client_secret_file: Option<PathBuf>,
+    /// The rate all CM requests share.
     pub requests_per_second: u32,
+    /// How many requests may start at once before the rate applies.
     pub burst: u32,
+    /// CM requests at once.
     pub max_in_flight: usize,
+    /// Per request.
     pub timeout_seconds: u64,
+    /// Sent with each link; CM calls it when a link's status changes (point it at the daemon's listener).
     pub callback_url: Option<String>,
     /// Every link expires at the end of the day due date + this many days (UTC).
     pub link_expiry_days_after_due: u32,
     /// A link is created to expire this many hours ahead, and given its real expiry only
     /// once recorded: a link whose answer was lost stops being payable by itself.
     pub provisional_expiry_hours: u32,
+    /// ISO 639-1 language when a row has none (payment page and mail).
     pub default_language: String,
+    /// ISO 3166-1 alpha-2 country when a row has none (payment methods shown).
     pub default_country: String,
 }
 
@@ -299,17 +364,27 @@ impl Cm {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+/// `[ideal_qr]`.
 pub struct IdealQr {
+    /// Whether EUR invoices also get an iDEAL QR code.
     pub enabled: bool,
+    /// `POST …/api/v1/paymentmethods/idealqr/v1/transactions`, `GET …/transactions/<id>`; `sandbox` with `cm.base_url = "sandbox"`.
     pub base_url: String,
+    /// Its own OAuth endpoint (client credentials).
     pub token_url: String,
     /// Defaults to the `[cm]` credentials when absent.
     pub client_id: Option<String>,
+    /// The iDEAL QR client secret, when it has its own credentials.
     pub client_secret: Option<SecretString>,
+    /// An environment variable holding the iDEAL QR client secret.
     pub client_secret_env: Option<String>,
+    /// A file holding the iDEAL QR client secret.
     pub client_secret_file: Option<PathBuf>,
+    /// Image size in pixels, 100–2000.
     pub size: u32,
+    /// Where the customer lands after paying.
     pub return_url: Option<String>,
+    /// Shown in the banking app; at most 255 characters.
     pub description: String,
 }
 
@@ -345,34 +420,55 @@ impl IdealQr {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
+/// `email.transport`.
 pub enum MailTransport {
+    /// An SMTP relay.
     Smtp,
+    /// One `.eml` file per mail in `email.file_dir`.
     File,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
+/// `email.smtp_tls`.
 pub enum SmtpTls {
+    /// Plain SMTP.
     None,
+    /// STARTTLS, required.
     Starttls,
+    /// Implicit TLS from the first byte.
     Tls,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+/// `[email]`.
 pub struct Email {
+    /// `smtp`, or `file`: one `.eml` per mail in `file_dir` (demos, dry setups).
     pub transport: MailTransport,
+    /// The relay's host name.
     pub smtp_host: String,
+    /// The relay's port.
     pub smtp_port: u16,
+    /// `none`, `starttls` (required, not opportunistic) or `tls` (implicit, port 465).
     pub smtp_tls: SmtpTls,
+    /// The SMTP login; without it no password is read.
     pub smtp_username: Option<String>,
+    /// The SMTP password, written in the file (prefer `smtp_password_env` / `_file` or a credential).
     pub smtp_password: Option<SecretString>,
+    /// An environment variable holding the SMTP password.
     pub smtp_password_env: Option<String>,
+    /// A file holding the SMTP password.
     pub smtp_password_file: Option<PathBuf>,
+    /// For `transport = "file"`.
     pub file_dir: PathBuf,
+    /// The sender, `Name <address>`; its display name signs the mails.
     pub from: String,
+    /// The Reply-To address, when replies should go elsewhere.
     pub reply_to: Option<String>,
+    /// Overrides of the built-in templates (see *Mail*).
     pub templates_dir: Option<PathBuf>,
+    /// Mail rate limit.
     pub messages_per_second: u32,
     /// PEM file with extra CA certificates to trust for `starttls` / `tls`, for a relay
     /// whose certificate comes from a private CA. Added to the built-in roots.
@@ -419,9 +515,13 @@ impl Email {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+/// `[daemon]`.
 pub struct Daemon {
+    /// Cron expression: 6 fields (seconds first), 7 (a year last), or the classic 5 (minute hour day month weekday; weekday 0–7, Sunday 0 or 7); in local time.
     pub schedule: String,
+    /// `ADDR:PORT` of the callback listener, e.g. `127.0.0.1:8089`.
     pub callback_listen: Option<SocketAddr>,
+    /// Its path.
     pub callback_path: String,
 }
 
@@ -444,8 +544,11 @@ pub struct SecretSource {
     pub key: &'static str,
     /// The systemd credential name (`cm_client_secret`).
     pub credential: &'static str,
+    /// The value written in the config file.
     pub value: Option<SecretString>,
+    /// The environment variable that may hold it.
     pub env: Option<String>,
+    /// The file that may hold it.
     pub file: Option<PathBuf>,
 }
 
@@ -453,21 +556,38 @@ pub struct SecretSource {
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
     #[error("`{key}`, `{key}_env` and `{key}_file` are alternatives: set only one")]
-    Ambiguous { key: &'static str },
-    #[error("`{key}_env` names the environment variable {var}, which is not set")]
-    EnvMissing { key: &'static str, var: String },
-    #[error("`{key}_file`: cannot read {path}: {source}")]
-    File {
+    /// More than one source is set for the secret.
+    Ambiguous {
+        /// The config key.
         key: &'static str,
+    },
+    #[error("`{key}_env` names the environment variable {var}, which is not set")]
+    /// The named environment variable is not set.
+    EnvMissing {
+        /// The config key.
+        key: &'static str,
+        /// The variable.
+        var: String,
+    },
+    #[error("`{key}_file`: cannot read {path}: {source}")]
+    /// One `.eml` file per mail in `email.file_dir`.
+    File {
+        /// The config key.
+        key: &'static str,
+        /// The file.
         path: PathBuf,
         #[source]
+        /// What the operating system said.
         source: std::io::Error,
     },
     #[error(
         "no `{key}` is configured (set `{key}`, `{key}_env`, `{key}_file`, or provide the systemd credential `{credential}`)"
     )]
+    /// No source holds the secret.
     Missing {
+        /// The config key.
         key: &'static str,
+        /// The credential name.
         credential: &'static str,
     },
 }

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! invoice-sync: accounting CSV exports in, CM.com payment links and mail out.
 //!
 //! # Layout

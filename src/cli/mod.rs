@@ -58,7 +58,9 @@ impl From<Exit> for ExitCode {
 /// A command's result: the exit code and, when non-zero, the sentence for stderr.
 #[derive(Debug)]
 pub struct Outcome {
+    /// The exit code.
     pub exit: Exit,
+    /// The sentence for stderr, when the exit is not 0.
     pub message: Option<String>,
 }
 

@@ -72,7 +72,9 @@ impl Options {
 /// What a dry run would do.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
+    /// Links that would be deactivated.
     pub deactivate: Vec<ToDeactivate>,
+    /// Links that would be created (or replaced).
     pub create: Vec<ToCreate>,
     /// Mails already queued whose time has come (each create above adds one more).
     pub mails_due: usize,
@@ -81,10 +83,15 @@ pub struct Plan {
 /// What a cycle did, for the summary line and the exit code.
 #[derive(Debug, Default)]
 pub struct Report {
+    /// What ingest did.
     pub ingest: ingest::Report,
+    /// Links created.
     pub links_created: u64,
+    /// Links created to replace an earlier revision's.
     pub links_replaced: u64,
+    /// Links CM confirmed inactive.
     pub links_deactivated: u64,
+    /// Links CM refused for good.
     pub links_failed: u64,
     /// Requests that failed transiently and are left for the next cycle.
     pub deferred: u64,
@@ -100,9 +107,13 @@ pub struct Report {
     /// No token could be had for another reason (the token endpoint failed): this
     /// cycle's CM work was deferred, nothing was decided.
     pub cm_deferred: Option<String>,
+    /// Payments seen (links and QR codes).
     pub payments_seen: u64,
+    /// Mails the relay accepted.
     pub mails_sent: u64,
+    /// Mails still queued after the cycle.
     pub mails_queued: u64,
+    /// Mails refused for good.
     pub mails_failed: u64,
     /// Mails that failed for now (server down, 4xx) and stay queued.
     pub mails_deferred: u64,
@@ -114,6 +125,7 @@ pub struct Report {
     /// QR transactions created, and revisions that get none (another currency, an amount
     /// out of range), in this cycle.
     pub qr_created: u64,
+    /// Revisions that get no QR code (another currency, an amount out of range, a refusal).
     pub qr_skipped: u64,
     /// Set for dry runs.
     pub plan: Option<Plan>,
@@ -257,8 +269,11 @@ impl Report {
 /// server.
 #[derive(Clone, Copy)]
 pub struct Services<'a> {
+    /// The payment link client.
     pub cm: &'a CmClient,
+    /// The iDEAL QR client, when enabled.
     pub qr: Option<&'a IdealQrClient>,
+    /// The mail sender and templates.
     pub mail: &'a Postman,
 }
 

@@ -18,7 +18,9 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 /// The encodings a file can be read in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileEncoding {
+    /// UTF-8.
     Utf8,
+    /// Windows-1252.
     Windows1252,
 }
 
@@ -27,8 +29,11 @@ pub enum FileEncoding {
 pub struct Inspected {
     /// Lowercase hex SHA-256 of the bytes.
     pub sha256: String,
+    /// Its size in bytes.
     pub size: u64,
+    /// The encoding it is read in.
     pub encoding: FileEncoding,
+    /// Whether it starts with a UTF-8 BOM.
     pub bom: bool,
 }
 
@@ -194,7 +199,9 @@ impl<R: Read> Read for Counting<R> {
 
 /// A CSV reader over the decoded file, with what the preamble said.
 pub struct Opened {
+    /// The CSV reader over the decoded rows (header first).
     pub reader: csv::Reader<Box<dyn Read>>,
+    /// The field delimiter in use.
     pub delimiter: u8,
     /// Physical lines before the header that the CSV reader does not see (`sep=`).
     pub line_offset: u64,
@@ -214,10 +221,13 @@ impl Opened {
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     #[error("{0}")]
+    /// Reading failed.
     Io(#[from] io::Error),
     #[error("the file is empty")]
+    /// The file is empty.
     Empty,
     #[error("the file has no header line")]
+    /// No header line.
     NoHeader,
 }
 

@@ -44,19 +44,31 @@ pub enum Outcome {
     Applied(ImportCounts),
     /// The same content was imported before; nothing changed.
     Duplicate {
+        /// The earlier file with the same content.
         prior_file: String,
+        /// When it was imported.
         prior_at: String,
     },
     /// It cannot be read as CSV or lacks a required column; moved whole to `rejected_dir`.
-    SetAside { reason: String },
+    /// Moved whole to `rejected_dir` with its reason.
+    SetAside {
+        /// Why.
+        reason: String,
+    },
     /// Reading it failed (I/O); it stays where it is for the next cycle.
-    Failed { error: String },
+    /// Reading failed; left where it is for the next cycle.
+    Failed {
+        /// What failed.
+        error: String,
+    },
 }
 
 /// One file's result.
 #[derive(Debug, Clone)]
 pub struct FileReport {
+    /// The file.
     pub path: PathBuf,
+    /// What happened to it.
     pub outcome: Outcome,
     /// `rejected_dir/<file>.rejected.csv`, when rows were rejected.
     pub rejections: Option<PathBuf>,
@@ -70,6 +82,7 @@ pub struct FileReport {
 /// The result of ingesting a set of files.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
+    /// One report per file, in the order they were read.
     pub files: Vec<FileReport>,
 }
 

@@ -94,7 +94,9 @@ impl ColumnMap {
 /// A valid row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Row {
+    /// The invoice reference.
     pub reference: String,
+    /// What the revision asks of the customer.
     pub data: RevisionData,
     /// The export says it is paid (status in `paid_values`, or nothing outstanding).
     pub settled: bool,
@@ -105,18 +107,22 @@ pub struct Row {
 /// One reason a row was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
+    /// The column, as named in the file.
     pub column: String,
+    /// Why, in words or as a kind.
     pub reason: String,
 }
 
 /// What a record turned out to be.
 #[derive(Debug)]
 pub enum Checked {
+    /// A valid row.
     Row(Row),
     /// A credit note (negative) or a zero amount: counted, not imported.
     Skipped(String),
     /// Every field empty (spreadsheets leave such lines): ignored.
     Blank,
+    /// Refused, with every problem found.
     Rejected(Vec<Problem>),
 }
 

@@ -8,7 +8,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 /// argument (never moved or changed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImportSource {
+    /// From `inbox.dir` (moved to the archive afterwards).
     Inbox,
+    /// Named on the command line (never moved).
     Argument,
 }
 
@@ -24,12 +26,19 @@ impl ImportSource {
 /// The counts recorded for an import.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ImportCounts {
+    /// Rows read (blank lines aside).
     pub rows_read: u64,
+    /// Rows applied.
     pub rows_accepted: u64,
+    /// Rows rejected (see the rejection report).
     pub rows_rejected: u64,
+    /// Rows skipped (credit notes, zero amounts).
     pub rows_skipped: u64,
+    /// Invoices seen for the first time.
     pub invoices_new: u64,
+    /// Invoices that got a new revision.
     pub invoices_changed: u64,
+    /// Invoices settled elsewhere by this file.
     pub invoices_settled: u64,
     /// Snapshot settlement was held back (stored); the reason is in `snapshot_held`.
     pub snapshot_guard: bool,
@@ -42,7 +51,9 @@ pub struct ImportCounts {
 /// A previous import of the same content: its file name and time.
 #[derive(Debug, Clone)]
 pub struct PriorImport {
+    /// The file name it had.
     pub file_name: String,
+    /// When it was imported (RFC 3339 UTC).
     pub imported_at: String,
 }
 

@@ -60,14 +60,19 @@ impl State {
     }
 }
 
-fn state_from_row(s: String) -> rusqlite::Result<State> {
-    State::from_db(&s).ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(
-            0,
-            rusqlite::types::Type::Text,
-            format!("unknown invoice state {s:?}").into(),
-        )
-    })
+impl rusqlite::types::ToSql for State {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
+
+impl rusqlite::types::FromSql for State {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let text = value.as_str()?;
+        State::from_db(text).ok_or_else(|| {
+            rusqlite::types::FromSqlError::Other(format!("unknown invoice state {text:?}").into())
+        })
+    }
 }
 
 /// What one revision asks of the customer, in validated domain values from ingest to
@@ -135,9 +140,13 @@ impl RevisionData {
 /// Why a revision exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RevisionReason {
+    /// The first revision.
     New,
+    /// The amount due, currency, due date or address changed.
     Changed,
+    /// An outstanding balance below the amount: a partial payment elsewhere.
     PartialPayment,
+    /// Settled elsewhere before, listed as open again.
     Reopened,
 }
 
@@ -155,19 +164,28 @@ impl RevisionReason {
 /// An invoice as the ingest needs it to decide what a row means.
 #[derive(Debug, Clone)]
 pub struct Current {
+    /// The row id.
     pub id: i64,
+    /// Its state.
     pub state: State,
+    /// The invoice revision it belongs to.
     pub revision: i64,
+    /// The last import that listed it.
     pub seen_import_id: Option<i64>,
+    /// The line it was listed on.
     pub seen_line: Option<i64>,
+    /// What the revision asks of the customer.
     pub data: RevisionData,
 }
 
 /// Where a row came from, for the revision's provenance and duplicate detection.
 #[derive(Debug, Clone, Copy)]
 pub struct Source<'a> {
+    /// The import the row came from.
     pub import_id: i64,
+    /// The physical line the row starts on.
     pub line: i64,
+    /// The time of the import (RFC 3339 UTC).
     pub now: &'a str,
 }
 
@@ -228,7 +246,7 @@ impl<'c> Writer<'c> {
             .query_row([reference], |r| {
                 Ok(Current {
                     id: r.get(0)?,
-                    state: state_from_row(r.get(1)?)?,
+                    state: r.get(1)?,
                     revision: r.get(2)?,
                     seen_import_id: r.get(3)?,
                     seen_line: r.get(4)?,
@@ -250,7 +268,7 @@ impl<'c> Writer<'c> {
         let settled_at = (state == State::SettledElsewhere).then_some(src.now);
         let inserted = self.insert_invoice.execute(params![
             reference,
-            state.as_str(),
+            state,
             settled_at,
             src.import_id,
             src.line
@@ -446,23 +464,34 @@ pub fn settle_open_unseen(conn: &Connection, import_id: i64, now: &str) -> rusql
 /// One invoice as `status` shows it. Field names are the `status --json` contract.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct InvoiceView {
+    /// The invoice reference.
     pub invoice_reference: String,
+    /// The customer's address.
     pub customer_email: String,
+    /// The customer's name.
     pub customer_name: String,
     /// A decimal string, e.g. `"1234.56"`: what the link asks (the outstanding balance
     /// when the export gives one); for an invoice settled elsewhere, its total.
     pub amount: String,
+    /// ISO 4217 code.
     pub currency: String,
     /// `YYYY-MM-DD`.
     pub due_date: String,
+    /// Its state.
     pub state: State,
+    /// CM's reference of the link (`pml-…`).
     pub link_ref: Option<String>,
+    /// The payment page address the mail carries.
     pub link_uri: Option<String>,
+    /// Whether its newest link is live (`active` or `deactivating`); none when it has none.
     pub link_active: Option<bool>,
+    /// The QR image of its offered iDEAL QR transaction.
     pub qr_url: Option<String>,
     /// `none` | `queued` | `sent` | `failed`.
     pub mail_state: String,
+    /// What went wrong last, for the operator.
     pub last_error: Option<String>,
+    /// When it was paid (RFC 3339 UTC).
     pub paid_at: Option<String>,
     /// The current revision number (not part of the JSON contract's required keys).
     #[serde(skip)]
@@ -494,7 +523,7 @@ pub fn list(
          WHERE (?1 IS NULL OR i.reference = ?1) AND (?2 IS NULL OR i.state = ?2)
          ORDER BY i.reference",
     )?;
-    let rows = stmt.query_map(params![reference, state.map(State::as_str)], |r| {
+    let rows = stmt.query_map(params![reference, state], |r| {
         let currency: Currency = r.get(4)?;
         Ok(InvoiceView {
             invoice_reference: r.get(0)?,
@@ -503,7 +532,7 @@ pub fn list(
             amount: crate::domain::money::format_minor(r.get(3)?, currency.exponent()),
             currency: currency.code().to_string(),
             due_date: r.get(5)?,
-            state: state_from_row(r.get(6)?)?,
+            state: r.get(6)?,
             link_ref: r.get(10)?,
             link_uri: r.get(11)?,
             link_active: r

@@ -12,9 +12,13 @@ use super::invoices::{REVISION_COLUMNS, RevisionData};
 /// An invoice revision that needs a link created (or a create retried).
 #[derive(Debug, Clone)]
 pub struct ToCreate {
+    /// The invoice's row id.
     pub invoice_id: i64,
+    /// The invoice revision it belongs to.
     pub revision: i64,
+    /// The invoice reference.
     pub reference: String,
+    /// What the revision asks of the customer.
     pub data: RevisionData,
     /// The earlier intent for this revision, when a create is being retried.
     pub link_id: Option<i64>,
@@ -69,10 +73,15 @@ impl DeactivateReason {
 /// A live link that must be deactivated.
 #[derive(Debug, Clone)]
 pub struct ToDeactivate {
+    /// The link's row id.
     pub link_id: i64,
+    /// The invoice's row id.
     pub invoice_id: i64,
+    /// CM's reference of the link (`pml-…`).
     pub link_ref: String,
+    /// The invoice reference.
     pub reference: String,
+    /// Why, in words or as a kind.
     pub reason: DeactivateReason,
     /// The invoice's state, for the plan.
     pub invoice_state: String,
@@ -221,8 +230,11 @@ pub fn record_created(
 /// A recorded link still on its provisional expiry.
 #[derive(Debug, Clone)]
 pub struct ToExtend {
+    /// The link's row id.
     pub link_id: i64,
+    /// CM's reference of the link (`pml-…`).
     pub link_ref: String,
+    /// The invoice reference.
     pub reference: String,
     /// The revision's due date (`YYYY-MM-DD`), from which the real expiry follows.
     pub due_date: String,
@@ -261,10 +273,15 @@ pub fn record_extended(conn: &Connection, link_id: i64, expiry_date: &str) -> ru
 /// A link whose payment status is to be fetched.
 #[derive(Debug, Clone)]
 pub struct ToCheck {
+    /// The link's row id.
     pub link_id: i64,
+    /// CM's reference of the link (`pml-…`).
     pub link_ref: String,
+    /// The invoice's row id.
     pub invoice_id: i64,
+    /// The invoice reference.
     pub reference: String,
+    /// How many status checks it has had (the back-off step).
     pub status_checks: i64,
     /// Past its expiry date: a last check, then `expired` unless paid.
     pub expired: bool,

@@ -229,6 +229,7 @@ impl Drop for Savepoint<'_> {
     }
 }
 
+/// Now, as the RFC 3339 UTC text (seconds) every timestamp column holds.
 pub fn now_text() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }

@@ -57,13 +57,21 @@ pub fn recover_sending(conn: &Connection) -> rusqlite::Result<usize> {
 /// A queued mail with everything its message needs.
 #[derive(Debug, Clone)]
 pub struct Pending {
+    /// The row id.
     pub id: i64,
+    /// What kind of mail it is.
     pub kind: MailKind,
+    /// Send attempts so far.
     pub attempts: i64,
+    /// The invoice's row id.
     pub invoice_id: i64,
+    /// The invoice reference.
     pub reference: String,
+    /// The invoice revision it belongs to.
     pub revision: i64,
+    /// What the revision asks of the customer.
     pub data: RevisionData,
+    /// The payment page address the mail carries.
     pub link_uri: Option<String>,
     /// Whether the mail still makes sense: its link is active and its invoice open.
     pub still_wanted: bool,

@@ -10,10 +10,15 @@ use super::invoices::{REVISION_COLUMNS, RevisionData};
 /// An invoice revision with an active link that needs a QR transaction.
 #[derive(Debug, Clone)]
 pub struct QrToCreate {
+    /// The invoice's row id.
     pub invoice_id: i64,
+    /// The invoice revision it belongs to.
     pub revision: i64,
+    /// The link's row id.
     pub link_id: i64,
+    /// The invoice reference.
     pub reference: String,
+    /// What the revision asks of the customer.
     pub data: RevisionData,
     /// The link's expiry (ISO 8601) when it has one.
     pub link_expiry: Option<String>,
@@ -194,10 +199,15 @@ pub fn withdraw_stale(conn: &Connection) -> rusqlite::Result<usize> {
 /// A transaction whose status is to be fetched.
 #[derive(Debug, Clone)]
 pub struct QrToCheck {
+    /// The row id.
     pub id: i64,
+    /// CM's transaction id.
     pub cm_id: String,
+    /// The invoice's row id.
     pub invoice_id: i64,
+    /// The invoice reference.
     pub reference: String,
+    /// How many status checks it has had (the back-off step).
     pub status_checks: i64,
 }
 
