@@ -1,4 +1,3 @@
-#![warn(missing_docs)]
 //! invoice-sync: accounting CSV exports in, CM.com payment links and mail out.
 //!
 //! # Layout
@@ -8,25 +7,35 @@
 //! - [`config`]  typed settings from the TOML file; secrets wrapped, read lazily.
 //! - [`domain`]  validated newtypes (money in integer minor units, references, addresses, codes).
 //! - [`ingest`]  inbox scan, decoding, column mapping, row validation, rejection reports.
-//! - [`store`]   SQLite: open (WAL, foreign keys, busy timeout), migrations from `schema/`,
-//!   invoices with revisions, imports, payment links.
+//! - [`store`]   SQLite: every statement and every transaction; open (WAL, foreign keys,
+//!   busy timeout), migrations from `schema/`, one module per aggregate, the invoice
+//!   state machine, domain values through `ToSql`/`FromSql`.
 //! - [`cm`]      the CM clients (payment links, iDEAL QR): one session per API with a
 //!   token cache and retry policy, one shared throttle for every CM request.
-//! - [`sandbox`] the CM simulator for tests, demos and benchmarks (`invoice-sync sandbox`).
+//! - [`mail`]    templates, MIME messages, SMTP / `.eml` transports; never the database.
+//! - [`cycle`]   one cycle: ingest → status → deactivate → create → extend → iDEAL QR →
+//!   mail → report; dry runs.
 //! - [`services`] CM clients (and the embedded sandbox) and the mail sender, set up and
 //!   torn down in one place for every command.
-//! - [`cycle`]   one cycle: ingest → status → deactivate → create links → iDEAL QR → mail
-//!   → report; dry runs.
-//! - [`schedule`] `daemon.schedule`: cron expressions read as cron reads them.
 //! - [`daemon`]  the service: a cycle per schedule tick, the callback listener, signals,
 //!   sd_notify.
 //! - [`export`]  `export-paid`: the CSV of payments for the accounting, formulas neutralised.
-//! - [`lock`]    the exclusive run lock per database.
-//! - [`logging`] log lines for terminals, journald (with syslog priorities) and JSON.
-//! - [`redact`]  every spelling of a secret kept out of texts that leave the process.
-//! - [`progress`] proof of progress for the systemd watchdog.
-//! - [`mail`]    templates, MIME messages, SMTP / `.eml` transports; never the database.
-//! - [`cli`]     clap definitions and the commands; maps outcomes to exit codes.
+//! - [`cli`]     clap definitions and one module per command; maps outcomes to exit codes.
+//! - [`sandbox`] the CM simulator for tests, demos and benchmarks (`invoice-sync sandbox`).
+//! - Utilities: [`schedule`] (cron expressions as cron reads them), [`lock`] (the run lock
+//!   per database), [`logging`] (terminal, journald with priorities, JSON), [`redact`]
+//!   (every spelling of a secret), [`progress`] (proof of progress for the watchdog).
+//!
+//! # Layering
+//!
+//! Imports point one way, down this list: `cli` and `daemon` → `services` → `cycle` →
+//! `ingest`, `cm`, `mail`, `export` → `store` → `domain`, `config`. `sandbox` stands
+//! apart (only `services` starts it, for `cm.base_url = "sandbox"`), and the utilities are
+//! used from above. In particular `config` knows no daemon, `store` knows no clap, `cm`
+//! knows no sandbox and `sandbox` knows no mail. ARCHITECTURE.md explains the flow and
+//! the safety arguments.
+
+#![warn(missing_docs)]
 
 pub mod cli;
 pub mod cm;

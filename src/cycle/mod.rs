@@ -43,7 +43,6 @@ use crate::mail::Postman;
 use crate::store::links::{self, ToCreate, ToDeactivate};
 use crate::store::now_text;
 use crate::store::outbox::{self};
-use crate::store::qr::{self as qr_store};
 
 /// How a cycle runs.
 #[derive(Debug, Clone, Default)]
@@ -289,22 +288,22 @@ pub async fn run(
     }
     let services = services.context("a cycle that is not a dry run needs CM and mail")?;
     let cm = services.cm;
-    let mut report = Report {
-        interrupted: links::recover_interrupted(conn)?,
-        ..Report::default()
-    };
-    let resumed = outbox::recover_sending(conn)?;
-    if resumed > 0 {
+    let recovered = crate::store::recover(conn)?;
+    if recovered.mails > 0 {
         tracing::warn!(
-            resumed,
+            resumed = recovered.mails,
             "mails interrupted while sending are queued again (a receiver may get one twice)"
         );
     }
-    for (invoice, merchant) in &report.interrupted {
+    for (invoice, merchant) in &recovered.links {
         tracing::warn!(%invoice, merchant_reference = %merchant,
-            "a create request was interrupted by a crash: CM may hold an orphan link with this merchant reference (it was never mailed); check the CM dashboard");
+            "a create request was interrupted by a crash: CM may hold an orphan link with this merchant reference (it was never mailed; it stops being payable at its provisional expiry)");
     }
-    report.interrupted_qr = qr_store::recover_interrupted(conn)?;
+    let mut report = Report {
+        interrupted: recovered.links,
+        interrupted_qr: recovered.qr,
+        ..Report::default()
+    };
     report.ingest = ingest_all(conn, cfg, opts)?;
     crate::progress::beat();
     crate::hangpoint("cycle-hang").await;

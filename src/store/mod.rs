@@ -229,6 +229,31 @@ impl Drop for Savepoint<'_> {
     }
 }
 
+/// What a crash left unfinished, found and repaired at the start of a cycle.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// Link creates that were in flight: `(invoice reference, merchant reference)`;
+    /// each is now a reported possible orphan.
+    pub links: Vec<(String, String)>,
+    /// iDEAL QR creates that were in flight (purchase ids), likewise.
+    pub qr: Vec<String>,
+    /// Mails that were being handed over, queued again (a receiver may get one twice).
+    pub mails: usize,
+}
+
+/// Repairs what a crash or a kill left in flight, in one transaction: create intents
+/// become possible orphans, mails in `sending` are queued again.
+pub fn recover(conn: &rusqlite::Connection) -> rusqlite::Result<Recovered> {
+    let tx = immediate(conn)?;
+    let recovered = Recovered {
+        links: links::recover_interrupted(&tx)?,
+        qr: qr::recover_interrupted(&tx)?,
+        mails: outbox::recover_sending(&tx)?,
+    };
+    tx.commit()?;
+    Ok(recovered)
+}
+
 /// Now, as the RFC 3339 UTC text (seconds) every timestamp column holds.
 pub fn now_text() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
