@@ -60,6 +60,16 @@ fn daemon_env(host: &SandboxHost, extra: &str) -> TestEnv {
     ))
 }
 
+/// A CSV of `n` open invoices `<prefix>-00`, `<prefix>-01`, … for one customer.
+fn invoices(prefix: &str, n: usize) -> String {
+    let refs: Vec<String> = (0..n).map(|i| format!("{prefix}-{i:02}")).collect();
+    let rows: Vec<_> = refs
+        .iter()
+        .map(|r| (r.as_str(), "a@example.com", "A", "10", "2099-12-01"))
+        .collect();
+    default_csv(&rows)
+}
+
 fn spawn_daemon(env: &TestEnv) -> Child {
     let log = std::fs::File::create(env.path("daemon.log")).unwrap();
     env.command()
@@ -222,22 +232,7 @@ fn sigterm_in_the_middle_of_a_cycle_finishes_it_and_the_next_start_repeats_nothi
         ..SandboxOptions::default()
     });
     let env = daemon_env(&host, "[cm]\nmax_in_flight = 1\n");
-    let rows: Vec<(String, &str, &str, &str, &str)> = (0..12)
-        .map(|i| {
-            (
-                format!("S-{i:02}"),
-                "a@example.com",
-                "A",
-                "10",
-                "2099-12-01",
-            )
-        })
-        .collect();
-    let rows: Vec<_> = rows
-        .iter()
-        .map(|(a, b, c, d, e)| (a.as_str(), *b, *c, *d, *e))
-        .collect();
-    env.drop_file("a.csv", default_csv(&rows));
+    env.drop_file("a.csv", invoices("S", 12));
     let mut child = spawn_daemon(&env);
     wait_for(
         &env,
@@ -383,12 +378,7 @@ fn sighup_is_logged_and_ignored_and_a_second_sigint_stops_at_once() {
         ..SandboxOptions::default()
     });
     let env = daemon_env(&host, "[cm]\nmax_in_flight = 1\n");
-    let rows: Vec<String> = (0..30).map(|i| format!("H-{i:02}")).collect();
-    let rows: Vec<_> = rows
-        .iter()
-        .map(|r| (r.as_str(), "a@example.com", "A", "10", "2099-12-01"))
-        .collect();
-    env.drop_file("a.csv", default_csv(&rows));
+    env.drop_file("a.csv", invoices("H", 30));
     let mut child = spawn_daemon(&env);
     wait_for(
         &env,
@@ -516,12 +506,7 @@ fn a_long_cycle_that_keeps_progressing_keeps_being_pinged() {
         ..SandboxOptions::default()
     });
     let env = daemon_env(&host, "[cm]\nmax_in_flight = 1\n");
-    let rows: Vec<String> = (0..12).map(|i| format!("L-{i:02}")).collect();
-    let rows: Vec<_> = rows
-        .iter()
-        .map(|r| (r.as_str(), "a@example.com", "A", "10", "2099-12-01"))
-        .collect();
-    env.drop_file("a.csv", default_csv(&rows));
+    env.drop_file("a.csv", invoices("L", 12));
     let (mut child, sock) = spawn_notified(&env, 600, None);
     // The cycle takes about 24 requests x 150 ms, several watchdog intervals.
     let seen = collect(&sock, Duration::from_millis(5000));

@@ -12,7 +12,7 @@
 //! server on a second loopback port. [`SmtpServer::stop`] closes the front's socket and
 //! cuts every open session, so clients get "connection refused"; [`SmtpServer::restart`]
 //! listens on the same port again. The front ACKs as ordinary peers do (delayed ACKs,
-//! no TCP_QUICKACK): a client that leaves Nagle's algorithm on and writes a mail's last
+//! no quick ACKs): a client that leaves Nagle's algorithm on and writes a mail's last
 //! segment apart stalls ~40 ms per mail here exactly as it does against Postfix.
 //!
 //! Two more things `mailin` decides that a test must know:
