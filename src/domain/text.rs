@@ -43,6 +43,10 @@ fn is_invisible_format(c: char) -> bool {
 /// surrounding white space trimmed. `INV-1` and `INV-1` followed by a zero-width space
 /// are one invoice; so are a composed and a decomposed `é`.
 pub fn normalize_reference(s: &str) -> String {
+    // ASCII is NFC and holds no format characters: the common case costs one copy.
+    if s.is_ascii() {
+        return s.trim().to_string();
+    }
     let visible: String = s.chars().filter(|c| !is_invisible_format(*c)).collect();
     let nfc = icu_normalizer::ComposingNormalizerBorrowed::new_nfc().normalize(&visible);
     nfc.trim().to_string()
@@ -104,6 +108,15 @@ pub struct CustomerName(String);
 /// `s` on one line: runs of white space (and line separators) become one space, other
 /// control characters are dropped, the ends trimmed.
 pub fn fold_line(s: &str) -> String {
+    // Already one line with single spaces (the common case): just trimmed.
+    let t = s.trim();
+    if !t.contains("  ")
+        && !t.chars().any(|c| {
+            (c.is_whitespace() && c != ' ') || c.is_control() || c == '\u{2028}' || c == '\u{2029}'
+        })
+    {
+        return t.to_string();
+    }
     let mut out = String::with_capacity(s.len());
     let mut space = false;
     for c in s.chars() {

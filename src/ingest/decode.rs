@@ -181,16 +181,18 @@ impl<R: Read> Read for Counting<R> {
         let n = self.inner.read(buf)?;
         let mut st = self.counter.0.borrow_mut();
         let start = st.pos;
-        for (i, b) in buf[..n].iter().enumerate() {
-            match *b {
-                b'\n' => {
-                    let empty = !st.content;
-                    st.pending.push_back((start + i as u64, empty));
-                    st.content = false;
-                }
-                b'\r' => {}
-                _ => st.content = true,
-            }
+        let bytes = &buf[..n];
+        let mut line_start = 0;
+        for i in memchr::memchr_iter(b'\n', bytes) {
+            // The line is empty when nothing but carriage returns came since the last
+            // line feed (possibly in an earlier read).
+            let empty = !st.content && bytes[line_start..i].iter().all(|b| *b == b'\r');
+            st.pending.push_back((start + i as u64, empty));
+            st.content = false;
+            line_start = i + 1;
+        }
+        if bytes[line_start..].iter().any(|b| *b != b'\r') {
+            st.content = true;
         }
         st.pos += n as u64;
         Ok(n)
