@@ -1,11 +1,15 @@
-//! The long-running service (README and ARCHITECTURE.md): a cycle at every tick of
+//! The long-running service (README, *Payment status, the daemon and callbacks*): a cycle at every tick of
 //! `daemon.schedule`, the callback listener, signals and sd_notify.
 //!
 //! One loop owns the database connection and does all the work, so two cycles never run
 //! at once; ticks that pass while a cycle runs coalesce into one more cycle right after
 //! it. The listener only answers and hands the named link refs to the loop, which marks
 //! them due and fetches their status from the API — a callback is never proof of
-//! payment. SIGTERM/SIGINT let the running cycle finish, then the daemon exits 0.
+//! payment; a link named again within 30 s is not read again, and ticks are served
+//! before callbacks. SIGTERM/SIGINT let the running cycle finish, then the daemon exits
+//! 0; a second SIGINT stops at once; SIGHUP is ignored. The daemon stops when its
+//! database file is removed or replaced, and pings the watchdog only while work
+//! progresses.
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -1,6 +1,7 @@
-//! The link step: deactivate the links that must go, then create the missing ones, each
-//! intent committed before its request; a link CM records with another amount is
-//! switched off at once.
+//! The link step: deactivate the links that must go, then create the missing ones (each
+//! intent committed before its request, each asking a provisional expiry), then give the
+//! recorded ones their real expiry; a link CM records with another amount is switched
+//! off at once.
 
 use anyhow::Context;
 use chrono::{DateTime, Days, NaiveDate, Utc};

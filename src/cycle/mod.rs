@@ -1,16 +1,24 @@
-//! One cycle (README and ARCHITECTURE.md): ingest → payment status → deactivate what must go
-//! → create the missing links → iDEAL QR → mail → one summary line and an exit code.
+//! One cycle (ARCHITECTURE.md, *The flow of a cycle*): recover → ingest → payment status →
+//! deactivate what must go → create the missing links → give them their real expiry →
+//! iDEAL QR → mail → one summary line and an exit code.
 //!
 //! - `status`: links and QR transactions due for a check, read from the API;
-//! - `links_step`: deactivations, then creations, each intent committed first;
-//! - `qr_step`: QR transactions for EUR revisions with an active link;
-//! - `mail_step`: the outbox, sent after everything it may announce is recorded.
+//! - `links_step`: deactivations, then creations (each intent committed first), then the
+//!   `PATCH` that replaces a new link's provisional expiry with its real one;
+//! - `qr_step`: QR transactions for EUR revisions with an extended active link;
+//! - `mail_step`: the outbox, one [`send_one`] at a time, after everything it may
+//!   announce is recorded.
+//!
+//! Every CM step fans its requests out through one helper (at most `max_in_flight` at a
+//! time) and records the answers as they arrive; the database file's identity is checked
+//! before each step that talks to CM or the mail server.
 //!
 //! Ordering is the safety argument: links that must go are deactivated first, and an
 //! invoice gets a new link only when it holds no live one (the database refuses two).
 //! The intent to create is committed before each request, so a crash in between is found
-//! by the next cycle and reported as a possible orphan at CM; a link is recorded before
-//! anything announces it. A dry run does the same work inside one transaction that is
+//! by the next cycle and reported as a possible orphan at CM, which lapses at its
+//! provisional expiry; a link is recorded, and given its real expiry, before anything
+//! announces it. A dry run does the same work inside one transaction that is
 //! rolled back, and sends nothing.
 
 mod links_step;
