@@ -13,24 +13,46 @@ pub(super) fn status(
     json: bool,
 ) -> anyhow::Result<Outcome> {
     let store = open_existing(config)?;
+    let no_such = |reference: &str| Outcome {
+        exit: Exit::Fatal,
+        message: Some(format!(
+            "there is no invoice with the reference {reference:?}"
+        )),
+    };
+    if json {
+        // Streamed: each invoice is written as it is read, as the elements of a
+        // pretty-printed JSON array.
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        let mut n = 0usize;
+        invoices::for_each_view(store.conn(), invoice, state, |v| {
+            let item = serde_json::to_string_pretty(&v)?;
+            out.write_all(if n == 0 { b"[\n" } else { b",\n" })?;
+            for (i, line) in item.lines().enumerate() {
+                if i > 0 {
+                    out.write_all(b"\n")?;
+                }
+                write!(out, "  {line}")?;
+            }
+            n += 1;
+            Ok(())
+        })
+        .context("cannot write the status")?;
+        if let Some(reference) = invoice
+            && n == 0
+        {
+            return Ok(no_such(reference));
+        }
+        out.write_all(if n == 0 { b"[]\n" } else { b"\n]\n" })?;
+        out.flush()?;
+        return Ok(Outcome::ok());
+    }
     let list = invoices::list(store.conn(), invoice, state)?;
     if let Some(reference) = invoice
         && list.is_empty()
     {
-        return Ok(Outcome {
-            exit: Exit::Fatal,
-            message: Some(format!(
-                "there is no invoice with the reference {reference:?}"
-            )),
-        });
+        return Ok(no_such(reference));
     }
-    let mut out = std::io::stdout().lock();
-    if json {
-        serde_json::to_writer_pretty(&mut out, &list).context("cannot write the status")?;
-        writeln!(out)?;
-    } else {
-        write_table(&mut out, &list)?;
-    }
+    write_table(&mut std::io::stdout().lock(), &list)?;
     Ok(Outcome::ok())
 }
 

@@ -504,7 +504,31 @@ pub fn list(
     reference: Option<&str>,
     state: Option<State>,
 ) -> anyhow::Result<Vec<InvoiceView>> {
-    let mut stmt = conn.prepare(
+    let mut out = Vec::new();
+    for_each_view(conn, reference, state, |v| {
+        out.push(v);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Calls `each` for the invoices `status` lists, in reference order, streaming: memory
+/// does not grow with the number of invoices. One reference is a look-up through the
+/// reference index, whatever the size of the database.
+pub fn for_each_view(
+    conn: &Connection,
+    reference: Option<&str>,
+    state: Option<State>,
+    mut each: impl FnMut(InvoiceView) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    // Two statements, not `?1 IS NULL OR i.reference = ?1`: SQLite cannot use the
+    // reference index through the OR, and a look-up would scan every invoice.
+    let filter = if reference.is_some() {
+        "WHERE i.reference = ?1 AND (?2 IS NULL OR i.state = ?2)"
+    } else {
+        "WHERE ?1 IS NULL AND (?2 IS NULL OR i.state = ?2)"
+    };
+    let mut stmt = conn.prepare(&format!(
         "SELECT i.reference, r.customer_email, r.customer_name,
                 CASE WHEN i.state = 'settled_elsewhere' THEN r.amount_minor ELSE r.due_minor END,
                 r.currency,
@@ -520,12 +544,13 @@ pub fn list(
          LEFT JOIN links l ON l.id = (SELECT max(x.id) FROM links x WHERE x.invoice_id = i.id)
          LEFT JOIN outbox o ON o.id = (SELECT max(y.id) FROM outbox y
                                        WHERE y.invoice_id = i.id AND y.state <> 'cancelled')
-         WHERE (?1 IS NULL OR i.reference = ?1) AND (?2 IS NULL OR i.state = ?2)
-         ORDER BY i.reference",
-    )?;
-    let rows = stmt.query_map(params![reference, state], |r| {
+         {filter}
+         ORDER BY i.reference"
+    ))?;
+    let mut rows = stmt.query(params![reference, state])?;
+    while let Some(r) = rows.next()? {
         let currency: Currency = r.get(4)?;
-        Ok(InvoiceView {
+        each(InvoiceView {
             invoice_reference: r.get(0)?,
             customer_email: r.get(1)?,
             customer_name: r.get(2)?,
@@ -555,9 +580,9 @@ pub fn list(
             ),
             paid_at: r.get(8)?,
             revision: r.get(9)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+        })?;
+    }
+    Ok(())
 }
 
 /// What `status` shows as the last error: the invoice's own, else its newest link's; a
