@@ -240,6 +240,29 @@ fn a_file_lacking_a_required_column_is_set_aside_whole_and_others_proceed() {
     assert_eq!(env.count("SELECT count(*) FROM imports"), 1);
 }
 
+/// The harm seen: `amount` twice in the header, and the first was silently used.
+#[test]
+fn a_file_naming_a_column_twice_is_set_aside_with_that_reason() {
+    let env = TestEnv::new("");
+    env.drop_file(
+        "twice.csv",
+        "invoice_reference,customer_email,amount,due_date,Amount\n\
+         INV-9,x@example.com,10.00,2026-12-01,100.00\n",
+    );
+    let r = env.run(&["import"]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert_eq!(
+        env.files_in("rejected"),
+        ["twice.csv", "twice.csv.reason.txt"]
+    );
+    let reason = std::fs::read_to_string(env.path("rejected/twice.csv.reason.txt")).unwrap();
+    assert!(
+        reason.contains("`amount` 2 times") && reason.contains("columns 3 and 5"),
+        "{reason}"
+    );
+    assert_eq!(env.count("SELECT count(*) FROM invoices"), 0);
+}
+
 #[test]
 fn unreadable_files_are_set_aside_and_never_panic() {
     let env = TestEnv::new("");

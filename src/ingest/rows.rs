@@ -37,6 +37,39 @@ impl ColumnMap {
             })
             .collect();
         let find = |names: &ColumnNames| headers.iter().position(|h| names.matches(h));
+        // A column the config maps that the file names twice: which one holds the
+        // amount (or the address) is a guess, so the file is refused, not read.
+        let mapped = [
+            &cols.invoice_reference,
+            &cols.customer_email,
+            &cols.customer_name,
+            &cols.amount,
+            &cols.outstanding,
+            &cols.currency,
+            &cols.due_date,
+            &cols.status,
+            &cols.language,
+            &cols.country_code,
+        ];
+        for names in mapped {
+            let hits: Vec<usize> = headers
+                .iter()
+                .enumerate()
+                .filter(|(_, h)| names.matches(h))
+                .map(|(i, _)| i + 1)
+                .collect();
+            if hits.len() > 1 {
+                return Err(format!(
+                    "the header names the column {} {} times (columns {}); which one to read is a guess, so the file is not imported: rename or remove the extra one",
+                    names.display(),
+                    hits.len(),
+                    hits.iter()
+                        .map(|n| n.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" and ")
+                ));
+            }
+        }
         let mut missing = Vec::new();
         let mut required = |names: &ColumnNames| {
             find(names).unwrap_or_else(|| {
