@@ -240,6 +240,21 @@ fn a_file_lacking_a_required_column_is_set_aside_whole_and_others_proceed() {
     assert_eq!(env.count("SELECT count(*) FROM imports"), 1);
 }
 
+/// The harm seen: Windows software wrote `EXPORT.CSV`, the default `*.csv` did not
+/// match it, and the run said `files 0`.
+#[test]
+fn the_pattern_matches_whatever_the_case() {
+    let env = TestEnv::new("");
+    env.drop_file(
+        "EXPORT.CSV",
+        default_csv(&[("INV-1", "ann@example.com", "Ann", "10.00", "2026-12-01")]),
+    );
+    let r = env.run(&["import"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(env.status().len(), 1);
+    assert!(env.files_in("inbox").is_empty(), "archived");
+}
+
 /// The harm seen: `amount` twice in the header, and the first was silently used.
 #[test]
 fn a_file_naming_a_column_twice_is_set_aside_with_that_reason() {

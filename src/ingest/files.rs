@@ -9,7 +9,15 @@ use std::time::{Duration, SystemTime};
 
 use chrono::Utc;
 
-/// Files in `dir` that match `pattern`, are settled (unchanged for `settle`), and are not
+/// Patterns match whatever the case: Windows software writes `EXPORT.CSV`, and `*.csv`
+/// must find it.
+const CASE_INSENSITIVE: glob::MatchOptions = glob::MatchOptions {
+    case_sensitive: false,
+    require_literal_separator: false,
+    require_literal_leading_dot: false,
+};
+
+/// Files in `dir` that match `pattern` (in any case), are settled (unchanged for `settle`), and are not
 /// hidden, `*.tmp` or `*.part`; in name order. A missing inbox is empty.
 pub fn ready_files(dir: &Path, pattern: &str, settle: Duration) -> io::Result<Vec<PathBuf>> {
     let pattern = glob::Pattern::new(pattern).map_err(|e| {
@@ -33,7 +41,7 @@ pub fn ready_files(dir: &Path, pattern: &str, settle: Duration) -> io::Result<Ve
         if name.starts_with('.')
             || lower.ends_with(".tmp")
             || lower.ends_with(".part")
-            || !pattern.matches(name)
+            || !pattern.matches_with(name, CASE_INSENSITIVE)
         {
             continue;
         }
