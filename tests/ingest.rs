@@ -787,3 +787,28 @@ fn a_progress_bar_shows_for_a_large_file_on_a_terminal_only() {
     assert!(!r.stderr.contains("big2.csv ["), "{}", r.stderr);
     assert_eq!(env.count("SELECT count(*) FROM invoices"), 2 * i);
 }
+
+/// The harm seen: `resend` and `deactivate` of a reference no export listed said "has
+/// no active link", sending the operator looking for a link.
+#[test]
+fn overrides_of_an_unknown_reference_say_there_is_no_such_invoice() {
+    let env = TestEnv::new("");
+    let f = env.write_file(
+        "a.csv",
+        default_csv(&[("INV-1", "ann@example.com", "Ann", "10.00", "2026-12-01")]),
+    );
+    assert_eq!(env.run(&["import", f.to_str().unwrap()]).code, 0);
+    for cmd in ["resend", "deactivate"] {
+        let r = env.run(&[cmd, "INV-404"]);
+        assert_eq!(r.code, 1, "{cmd}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("no invoice \"INV-404\""),
+            "{cmd}: {}",
+            r.stderr
+        );
+    }
+    // A known invoice without a link still says what it lacks.
+    let r = env.run(&["resend", "INV-1"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("has no active link"), "{}", r.stderr);
+}

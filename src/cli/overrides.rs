@@ -8,6 +8,9 @@ pub(super) fn deactivate(config: &Config, invoice: &str) -> anyhow::Result<Outco
     };
     let store = open_existing(config)?;
     let conn = store.conn();
+    if !invoices::exists(conn, invoice)? {
+        return Ok(no_invoice(invoice));
+    }
     let Some(target) = links::live_link_of(conn, invoice)? else {
         return Ok(Outcome {
             exit: Exit::Fatal,
@@ -47,6 +50,9 @@ pub(super) fn deactivate(config: &Config, invoice: &str) -> anyhow::Result<Outco
 
 pub(super) fn resend(config: &Config, invoice: &str) -> anyhow::Result<Outcome> {
     let store = open_existing(config)?;
+    if !invoices::exists(store.conn(), invoice)? {
+        return Ok(no_invoice(invoice));
+    }
     match crate::store::outbox::requeue(store.conn(), invoice, &crate::store::now_text())? {
         Some(_) => {
             tracing::info!(invoice, "mail queued again; the next cycle sends it");
@@ -58,5 +64,15 @@ pub(super) fn resend(config: &Config, invoice: &str) -> anyhow::Result<Outcome> 
                 "the invoice {invoice:?} has no active link to mail (see `status {invoice}`)"
             )),
         }),
+    }
+}
+
+/// The sentence for a reference no export ever listed.
+fn no_invoice(invoice: &str) -> Outcome {
+    Outcome {
+        exit: Exit::Fatal,
+        message: Some(format!(
+            "no invoice {invoice:?}: no export has listed that reference (see `status`)"
+        )),
     }
 }

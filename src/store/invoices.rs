@@ -429,6 +429,15 @@ pub fn to_failed(
     Ok(())
 }
 
+/// Whether an invoice with this reference is known (a look-up through its index).
+pub fn exists(conn: &Connection, reference: &str) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM invoices WHERE reference = ?1)",
+        [reference],
+        |r| r.get(0),
+    )
+}
+
 /// Number of invoices, whatever their state.
 pub fn count_all(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("SELECT count(*) FROM invoices", [], |r| r.get(0))
