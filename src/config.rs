@@ -21,7 +21,17 @@ pub const CONFIG_ENV: &str = "INVOICE_SYNC_CONFIG";
 /// A config problem, always naming the file and, where there is one, the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read the config file {path}: {source}")]
+    #[error(
+        "there is no config file at {path}; name one with --config PATH or the INVOICE_SYNC_CONFIG variable"
+    )]
+    /// The config file does not exist.
+    NotFound {
+        /// The path that was tried.
+        path: PathBuf,
+    },
+    // The source is the cause in the chain, not repeated in this message (it would
+    // print "(os error 13)" twice).
+    #[error("cannot read the config file {path}")]
     /// The config file cannot be read.
     Read {
         /// The file.
@@ -678,9 +688,14 @@ impl Config {
 
     /// Reads, parses and validates the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
+        let text = std::fs::read_to_string(path).map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => ConfigError::NotFound {
+                path: path.to_path_buf(),
+            },
+            _ => ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            },
         })?;
         Self::from_toml(&text, path)
     }
@@ -858,7 +873,37 @@ impl Config {
 }
 
 fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+    plain_types(&s.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+/// A parser's message in plain words: `expected u64` says which numbers are meant.
+fn plain_types(s: &str) -> String {
+    const TYPES: [(&str, &str); 7] = [
+        ("expected u8", "expected a whole number from 0 to 255"),
+        ("expected u16", "expected a whole number from 0 to 65535"),
+        (
+            "expected u32",
+            "expected a whole number from 0 to 4294967295",
+        ),
+        (
+            "expected u64",
+            "expected a whole number from 0 to 18446744073709551615",
+        ),
+        ("expected usize", "expected a whole number from 0 up"),
+        ("expected i64", "expected a whole number"),
+        ("expected f64", "expected a number"),
+    ];
+    let mut out = s.to_string();
+    for (rust, plain) in TYPES {
+        if let Some(i) = out.find(rust) {
+            let end = i + rust.len();
+            // Only the whole word: `u16` is not the start of `u160`.
+            if !out[end..].starts_with(|c: char| c.is_ascii_alphanumeric()) {
+                out.replace_range(i..end, plain);
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -812,3 +812,39 @@ fn overrides_of_an_unknown_reference_say_there_is_no_such_invoice() {
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("has no active link"), "{}", r.stderr);
 }
+
+/// Errors in plain words: a missing config file names `--config` and the variable,
+/// nothing says "(os error 2)" twice or names a Rust type, and `export-paid --since`
+/// reads the dates the exports use.
+#[test]
+fn errors_are_in_plain_words() {
+    let env = TestEnv::new("");
+    std::fs::remove_file(&env.config).unwrap();
+    let r = env.command().arg("status").output().unwrap();
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("--config") && err.contains("INVOICE_SYNC_CONFIG"),
+        "{err}"
+    );
+    assert!(!err.contains("os error"), "{err}");
+
+    std::fs::write(&env.config, "[cm]\ntimeout_seconds = -1\n").unwrap();
+    let r = env.run(&["status"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("cm.timeout_seconds"), "{}", r.stderr);
+    assert!(r.stderr.contains("a whole number"), "{}", r.stderr);
+    assert!(!r.stderr.contains("u64"), "{}", r.stderr);
+
+    env.write_config("");
+    let f = env.write_file(
+        "a.csv",
+        default_csv(&[("INV-1", "ann@example.com", "Ann", "10.00", "2026-12-01")]),
+    );
+    assert_eq!(env.run(&["import", f.to_str().unwrap()]).code, 0);
+    let r = env.run(&["export-paid", "--since", "01-12-2026"]);
+    assert_eq!(r.code, 0, "a configured date format: {}", r.stderr);
+    let r = env.run(&["export-paid", "--since", "2026-13-45"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("not a date"), "{}", r.stderr);
+}

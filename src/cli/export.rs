@@ -8,9 +8,29 @@ use super::*;
 
 pub(super) fn export_paid(
     config: &Config,
-    since: Option<chrono::NaiveDate>,
+    since: Option<&str>,
     out: Option<&Path>,
 ) -> anyhow::Result<Outcome> {
+    // `--since` is read as the exports' dates are: ISO, or any of `csv.date_formats`.
+    let since = match since {
+        None => None,
+        Some(text) => {
+            let mut formats = vec!["%Y-%m-%d".to_string()];
+            formats.extend(config.csv.date_formats.iter().cloned());
+            match crate::ingest::rows::parse_date(text.trim(), &formats) {
+                Some(d) => Some(d),
+                None => {
+                    return Ok(Outcome {
+                        exit: Exit::Usage,
+                        message: Some(format!(
+                            "--since {text:?} is not a date in any of the formats {}",
+                            formats.join(", ")
+                        )),
+                    });
+                }
+            }
+        }
+    };
     let store = open_existing(config)?;
     let n = match out {
         None => crate::export::write_paid(store.conn(), since, std::io::stdout().lock())?,

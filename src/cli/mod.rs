@@ -147,9 +147,10 @@ enum Command {
     /// CSV of invoices paid through a link: invoice_reference, amount, currency, paid_at,
     /// link_ref — for import into the accounting software.
     ExportPaid {
-        /// Only payments on or after this date (YYYY-MM-DD, UTC).
+        /// Only payments on or after this date (UTC): YYYY-MM-DD or any of
+        /// `csv.date_formats`.
         #[arg(long, value_name = "DATE")]
-        since: Option<chrono::NaiveDate>,
+        since: Option<String>,
         /// Write to this file (atomically) instead of stdout.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
@@ -259,7 +260,9 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             Ok(Outcome::ok())
         }
         Command::Resend { invoice } => resend(&config, &normalize_reference(&invoice)),
-        Command::ExportPaid { since, out } => export_paid(&config, since, out.as_deref()),
+        Command::ExportPaid { since, out } => {
+            export_paid(&config, since.as_deref(), out.as_deref())
+        }
         Command::Import { files } => import(&config, &files),
         Command::Status {
             invoice,
