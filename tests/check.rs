@@ -118,3 +118,30 @@ fn the_next_three_runs_are_printed_as_cron_reads_the_schedule() {
         "{line}"
     );
 }
+
+/// The harm seen: `check` reported a corrupted database as ok.
+#[test]
+fn a_damaged_database_fails_the_check() {
+    let host = SandboxHost::start(SandboxOptions::default());
+    let server = SmtpServer::start();
+    let env = env_for(&host, server.port(), "test-secret");
+    let mut csv = String::from("invoice_reference,customer_email,amount,due_date\n");
+    for i in 0..3000 {
+        csv.push_str(&format!("D-{i:05},d{i}@example.com,10.00,2099-12-01\n"));
+    }
+    let f = env.write_file("a.csv", csv);
+    assert_eq!(env.run(&["import", f.to_str().unwrap()]).code, 0);
+    let r = env.run(&["check"]);
+    assert!(r.stdout.contains("ok      database"), "{}", r.stdout);
+    // Overwrite the middle of the file (pages of the tables), keeping its header.
+    let db = env.path("state/invoice-sync.db");
+    let mut bytes = std::fs::read(&db).unwrap();
+    let len = bytes.len();
+    for b in &mut bytes[len / 3..len / 3 + 40_000] {
+        *b = 0x5a;
+    }
+    std::fs::write(&db, bytes).unwrap();
+    let r = env.run(&["check"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(r.stdout.contains("FAILED  database"), "{}", r.stdout);
+}

@@ -35,6 +35,7 @@ pub(super) fn check(path: &Path) -> anyhow::Result<Outcome> {
     let database = if db.exists() {
         Store::open(db)
             .and_then(|s| {
+                s.quick_check()?;
                 let n = invoices::count_all(s.conn())?;
                 Ok(format!(
                     "{} (schema {}, {n} invoices)",

@@ -144,6 +144,19 @@ impl Store {
         &self.conn
     }
 
+    /// SQLite's own consistency check (`PRAGMA quick_check`): `Ok` when it says `ok`,
+    /// else the problems it lists (the first few).
+    pub fn quick_check(&self) -> anyhow::Result<()> {
+        let mut stmt = self.conn.prepare("PRAGMA quick_check(5)")?;
+        let found: Vec<String> = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        if found.len() == 1 && found[0] == "ok" {
+            return Ok(());
+        }
+        anyhow::bail!("the database is damaged: {}", found.join("; "))
+    }
+
     /// The schema version this database is at.
     pub fn schema_version(&self) -> anyhow::Result<usize> {
         Ok(self
