@@ -145,3 +145,31 @@ fn a_damaged_database_fails_the_check() {
     assert_eq!(r.code, 1, "{}", r.stdout);
     assert!(r.stdout.contains("FAILED  database"), "{}", r.stdout);
 }
+
+/// The harm seen: `check` named the configured token URL, not the one it asked, and
+/// said "will retry" about a relay it only checks.
+#[test]
+fn check_names_what_it_asked_and_does_not_promise_retries() {
+    let host = SandboxHost::start(SandboxOptions::default());
+    let mut server = SmtpServer::start();
+    let port = server.port();
+    server.stop();
+    let env = env_for(&host, port, "test-secret");
+    let r = env.run(&["check"]);
+    let token = r
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("ok      CM token"))
+        .unwrap_or_else(|| panic!("{}", r.stdout));
+    assert!(
+        token.contains(&format!("{}/auth/v1/token", host.sb().base_url())),
+        "{token}"
+    );
+    let mail = r
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("FAILED  mail"))
+        .unwrap_or_else(|| panic!("{}", r.stdout));
+    assert!(!mail.contains("will retry"), "{mail}");
+    assert!(mail.contains("does not answer"), "{mail}");
+}

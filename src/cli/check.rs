@@ -72,17 +72,28 @@ pub(super) fn check(path: &Path) -> anyhow::Result<Outcome> {
             Ok(c) => c,
             Err(e) => return (Err(format!("{e:#}")), None),
         };
+        // Name the endpoint really asked: the embedded sandbox's, not the default URL.
+        let embedded = if config.cm.base_url.trim() == "sandbox" {
+            " (the embedded sandbox)"
+        } else {
+            ""
+        };
         let cm = conn
             .client
             .check_credentials()
             .await
-            .map(|()| format!("a token was issued by {}", config.cm.base_url))
+            .map(|()| {
+                format!(
+                    "a token was issued by {}{embedded}",
+                    conn.client.token_url()
+                )
+            })
             .map_err(|e| e.to_string());
         let qr = match &conn.qr {
             Some(q) => Some(
                 q.check_credentials()
                     .await
-                    .map(|()| format!("a token was issued by {}", config.ideal_qr.token_url))
+                    .map(|()| format!("a token was issued by {}{embedded}", q.token_url()))
                     .map_err(|e| e.to_string()),
             ),
             None => None,
@@ -99,8 +110,9 @@ pub(super) fn check(path: &Path) -> anyhow::Result<Outcome> {
         let mailer = postman.sender.mailer();
         let r = mailer.test_connection().await;
         mailer.shutdown().await;
+        // The reason only: "will retry" is the cycle's business, not a check's.
         r.map(|()| format!("{} answers", mailer.endpoint()))
-            .map_err(|e| e.to_string())
+            .map_err(|e| format!("{} does not answer: {}", mailer.endpoint(), e.reason()))
     });
     verdict("mail", mail)?;
     verdict(

@@ -100,6 +100,12 @@ impl CmClient {
         self.inner.session.throttle().clone()
     }
 
+    /// Where this client gets its tokens (the URL it really uses, also for an embedded
+    /// sandbox), for `check` to name.
+    pub fn token_url(&self) -> String {
+        self.inner.session.token_url().to_string()
+    }
+
     /// Obtains a token (or reuses the cached one), so `check` can tell whether the
     /// credentials work before a cycle depends on them.
     pub async fn check_credentials(&self) -> Result<(), CmError> {
