@@ -4,11 +4,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use common::{SandboxHost, TestEnv};
 use invoice_sync::sandbox::SandboxOptions;
@@ -86,28 +84,6 @@ fn customer_data_is_never_world_readable_under_umask_022() {
     assert_eq!(mode(&env.path("state/invoice-sync.db")) & 0o007, 0);
 }
 
-fn start_sandbox(args: &[&str], env: &[(&str, &str)]) -> (std::process::Child, String, String) {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_invoice-sync"));
-    c.arg("sandbox")
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    c.env_remove("INVOICE_SYNC_SANDBOX_SECRET");
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    let mut child = c.spawn().unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let base = first
-        .trim()
-        .trim_start_matches("sandbox listening on ")
-        .to_string();
-    (child, base, first)
-}
-
 fn token_status(base: &str, secret: &str) -> u16 {
     use std::io::{Read, Write};
     let addr = base
@@ -128,9 +104,10 @@ fn token_status(base: &str, secret: &str) -> u16 {
 
 #[test]
 fn the_sandbox_takes_its_secret_from_the_environment_or_a_file_and_warns_beyond_loopback() {
-    let (mut child, base, _) = start_sandbox(
+    let (mut child, base) = common::spawn_sandbox_command(
         &["--listen", "127.0.0.1:0"],
         &[("INVOICE_SYNC_SANDBOX_SECRET", "from-env-77")],
+        true,
     );
     assert_eq!(token_status(&base, "from-env-77"), 200);
     assert_eq!(token_status(&base, "sandbox"), 401);
@@ -139,7 +116,7 @@ fn the_sandbox_takes_its_secret_from_the_environment_or_a_file_and_warns_beyond_
 
     let env = TestEnv::new("");
     let file = env.write_file("secret.txt", "from-file-88\n");
-    let (mut child, base, _) = start_sandbox(
+    let (mut child, base) = common::spawn_sandbox_command(
         &[
             "--listen",
             "127.0.0.1:0",
@@ -147,12 +124,13 @@ fn the_sandbox_takes_its_secret_from_the_environment_or_a_file_and_warns_beyond_
             file.to_str().unwrap(),
         ],
         &[],
+        true,
     );
     assert_eq!(token_status(&base, "from-file-88"), 200);
     child.kill().unwrap();
     let _ = child.wait();
 
-    let (mut child, _, _) = start_sandbox(&["--listen", "0.0.0.0:0"], &[]);
+    let (mut child, _) = common::spawn_sandbox_command(&["--listen", "0.0.0.0:0"], &[], true);
     std::thread::sleep(std::time::Duration::from_millis(300));
     child.kill().unwrap();
     let out = child.wait_with_output().unwrap();

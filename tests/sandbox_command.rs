@@ -3,9 +3,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
 
 use common::{TestEnv, default_csv};
 
@@ -24,9 +23,8 @@ fn post(base: &str, path: &str) -> u16 {
 
 #[test]
 fn the_sandbox_command_serves_a_cycle_and_a_payment() {
-    let mut sandbox = Command::new(env!("CARGO_BIN_EXE_invoice-sync"))
-        .args([
-            "sandbox",
+    let (mut sandbox, base) = common::spawn_sandbox_command(
+        &[
             "--listen",
             "127.0.0.1:0",
             "--client-id",
@@ -35,20 +33,10 @@ fn the_sandbox_command_serves_a_cycle_and_a_payment() {
             "ops-secret",
             "--latency-ms",
             "5",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(sandbox.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let base = first
-        .trim()
-        .strip_prefix("sandbox listening on ")
-        .unwrap_or_else(|| panic!("first line: {first:?}"))
-        .to_string();
+        ],
+        &[],
+        false,
+    );
     assert!(base.starts_with("http://127.0.0.1:"), "{base}");
 
     let env = TestEnv::new(&format!(
@@ -112,20 +100,11 @@ fn post_body(base: &str, path: &str, body: &str) -> (u16, String) {
 
 #[test]
 fn the_sandbox_command_can_be_a_broken_gateway_and_be_fixed_while_running() {
-    let mut sandbox = Command::new(env!("CARGO_BIN_EXE_invoice-sync"))
-        .args(["sandbox", "--listen", "127.0.0.1:0", "--token-fault", "302"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(sandbox.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let base = first
-        .trim()
-        .trim_start_matches("sandbox listening on ")
-        .to_string();
+    let (mut sandbox, base) = common::spawn_sandbox_command(
+        &["--listen", "127.0.0.1:0", "--token-fault", "302"],
+        &[],
+        false,
+    );
     let form = "grant_type=client_credentials&client_id=sandbox&client_secret=sandbox";
     let (code, answer) = post_body(&base, "/auth/v1/token", form);
     assert_eq!(code, 302, "{answer}");

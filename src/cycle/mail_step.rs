@@ -123,8 +123,7 @@ pub async fn send_one(
             MailOutcome::Failed(reply)
         }
         Err(SendError::Deferred(reply)) => {
-            let next = mail_retry_time(Utc::now(), p.attempts + 1);
-            outbox::mark_retry(conn, p.id, &reply, &next)?;
+            back_off(conn, p.id, p.attempts, &reply)?;
             MailOutcome::Deferred(reply)
         }
         Err(SendError::Transient(reply)) => {

@@ -255,3 +255,38 @@ impl Drop for SandboxHost {
         }
     }
 }
+
+/// Starts `invoice-sync sandbox ARGS` (with `env` added, `INVOICE_SYNC_SANDBOX_SECRET`
+/// removed) and reads its first line; returns the child and the base URL it printed.
+/// Its stderr is captured only when `capture_stderr` (then read it with
+/// `wait_with_output`); otherwise it is discarded, so a chatty sandbox never blocks.
+pub fn spawn_sandbox_command(
+    args: &[&str],
+    env: &[(&str, &str)],
+    capture_stderr: bool,
+) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut c = Command::new(env!("CARGO_BIN_EXE_invoice-sync"));
+    c.arg("sandbox").args(args).stdout(Stdio::piped());
+    c.stderr(if capture_stderr {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
+    c.env_remove("INVOICE_SYNC_SANDBOX_SECRET");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let mut child = c.spawn().expect("spawn the sandbox command");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let base = first
+        .trim()
+        .strip_prefix("sandbox listening on ")
+        .unwrap_or_else(|| panic!("first line: {first:?}"))
+        .to_string();
+    (child, base)
+}
