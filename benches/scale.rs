@@ -73,11 +73,7 @@ fn main() {
         b.as_secs_f64() / a.as_secs_f64(),
         verdict(b.as_secs_f64() <= 3.0 * a.as_secs_f64())
     );
-    for args in [
-        &["status"][..],
-        &["status", "--json"],
-        &["export-paid"],
-    ] {
+    for args in [&["status"][..], &["status", "--json"], &["export-paid"]] {
         let (wall, rss) = large.timed(args);
         println!(
             "{}: {:.1} s, peak RSS {:.1} MiB (target <= 64 MiB: {})",

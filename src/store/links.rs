@@ -88,13 +88,16 @@ pub struct ToDeactivate {
 }
 
 /// Active links whose invoice is no longer open or whose revision is no longer current,
-/// and every link whose deactivation was started but not confirmed.
+/// and every link whose deactivation was started but not confirmed: read from the live
+/// links (the partial index `links_by_state`, whose condition the query repeats so that
+/// SQLite uses it), never from all links ever made.
 pub fn plan_deactivations(conn: &Connection) -> rusqlite::Result<Vec<ToDeactivate>> {
     let mut stmt = conn.prepare(
         "SELECT l.id, l.link_ref, i.reference, i.state, l.revision = i.revision,
                 l.deactivation_reason, l.invoice_id
          FROM links l JOIN invoices i ON i.id = l.invoice_id
          WHERE l.link_ref IS NOT NULL
+           AND (l.state = 'creating' OR l.state = 'active' OR l.state = 'deactivating')
            AND (l.state = 'deactivating'
                 OR (l.state = 'active' AND (i.state <> 'open' OR l.revision <> i.revision)))
          ORDER BY i.reference",
@@ -118,48 +121,79 @@ pub fn plan_deactivations(conn: &Connection) -> rusqlite::Result<Vec<ToDeactivat
     rows.collect()
 }
 
-/// Open invoices whose current revision has no link yet (or an unfinished intent), and
-/// that hold no live link of an older revision.
-pub fn plan_creates(conn: &Connection) -> rusqlite::Result<Vec<ToCreate>> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT i.id, i.revision, i.reference,
-                {REVISION_COLUMNS},
-                (SELECT l.id FROM links l
-                  WHERE l.invoice_id = i.id AND l.revision = i.revision AND l.state = 'creating'),
-                EXISTS (SELECT 1 FROM links l WHERE l.invoice_id = i.id AND l.revision < i.revision),
-                (SELECT count(*) FROM links l
-                  WHERE l.invoice_id = i.id AND l.revision = i.revision
-                    AND l.deactivation_reason = 'provisional_lapsed')
-         FROM invoices i JOIN revisions r ON r.invoice_id = i.id AND r.revision = i.revision
-         WHERE i.state = 'open'
+/// Whether invoice `i` needs a link created now: it is open, its current revision has no
+/// link yet (or an unfinished intent, or only links that lapsed at their provisional
+/// expiry), and it holds no live link of another revision.
+const NEEDS_CREATE: &str = "i.state = 'open'
            AND NOT EXISTS (SELECT 1 FROM links l
                            WHERE l.invoice_id = i.id AND l.revision = i.revision
                              AND l.state <> 'creating'
                              AND coalesce(l.deactivation_reason, '') <> 'provisional_lapsed')
            AND NOT EXISTS (SELECT 1 FROM links l
                            WHERE l.invoice_id = i.id AND l.revision <> i.revision
-                             AND l.state IN ('creating', 'active', 'deactivating'))
-         ORDER BY i.reference",
-    ))?;
-    let rows = stmt.query_map([], |r| {
-        Ok(ToCreate {
-            invoice_id: r.get(0)?,
-            revision: r.get(1)?,
-            reference: r.get(2)?,
-            data: RevisionData::from_row(r, 3)?,
-            link_id: r.get(11)?,
-            replaces: r.get(12)?,
-            lapsed: r.get(13)?,
-        })
-    })?;
-    rows.collect()
+                             AND l.state IN ('creating', 'active', 'deactivating'))";
+
+/// Open invoices whose current revision needs a link (see `NEEDS_CREATE`), found through
+/// the work queue (schema 6): invoices new since the last plan, and those a change has
+/// queued since. Entries that need no create are dropped from the queue; the ones
+/// returned stay until their link is recorded.
+pub fn plan_creates(conn: &Connection) -> rusqlite::Result<Vec<ToCreate>> {
+    let sp = super::Savepoint::new(conn)?;
+    sp.execute(
+        "INSERT OR IGNORE INTO link_work
+         SELECT id FROM invoices
+         WHERE id > (SELECT invoice_id FROM link_work_mark) AND state = 'open'",
+        [],
+    )?;
+    sp.execute(
+        "UPDATE link_work_mark SET invoice_id = (SELECT coalesce(max(id), 0) FROM invoices)",
+        [],
+    )?;
+    sp.execute(
+        &format!(
+            "DELETE FROM link_work WHERE NOT EXISTS
+               (SELECT 1 FROM invoices i WHERE i.id = link_work.invoice_id AND {NEEDS_CREATE})"
+        ),
+        [],
+    )?;
+    let plan = {
+        let mut stmt = sp.prepare(&format!(
+            "SELECT i.id, i.revision, i.reference,
+                    {REVISION_COLUMNS},
+                    (SELECT l.id FROM links l
+                      WHERE l.invoice_id = i.id AND l.revision = i.revision AND l.state = 'creating'),
+                    EXISTS (SELECT 1 FROM links l WHERE l.invoice_id = i.id AND l.revision < i.revision),
+                    (SELECT count(*) FROM links l
+                      WHERE l.invoice_id = i.id AND l.revision = i.revision
+                        AND l.deactivation_reason = 'provisional_lapsed')
+             FROM link_work w
+             CROSS JOIN invoices i ON i.id = w.invoice_id  -- the queue drives: never a scan of invoices
+             JOIN revisions r ON r.invoice_id = i.id AND r.revision = i.revision
+             ORDER BY i.reference",
+        ))?;
+        let rows = stmt.query_map([], |r| {
+            Ok(ToCreate {
+                invoice_id: r.get(0)?,
+                revision: r.get(1)?,
+                reference: r.get(2)?,
+                data: RevisionData::from_row(r, 3)?,
+                link_id: r.get(11)?,
+                replaces: r.get(12)?,
+                lapsed: r.get(13)?,
+            })
+        })?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()?
+    };
+    sp.release()?;
+    Ok(plan)
 }
 
 /// Create requests that a crash interrupted (intent written, no answer recorded): they
 /// become possible orphans. Returns `(invoice reference, merchant reference)` of each.
 pub fn recover_interrupted(conn: &Connection) -> rusqlite::Result<Vec<(String, String)>> {
     let mut stmt = conn.prepare(
-        "SELECT i.reference, l.merchant_reference FROM links l JOIN invoices i ON i.id = l.invoice_id
+        "SELECT i.reference, l.merchant_reference
+         FROM links l INDEXED BY links_in_flight JOIN invoices i ON i.id = l.invoice_id
          WHERE l.in_flight = 1 ORDER BY i.reference",
     )?;
     let found: Vec<(String, String)> = stmt

@@ -37,6 +37,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0005_provisional_expiry.sql",
         include_str!("../../schema/0005_provisional_expiry.sql"),
     ),
+    (
+        "0006_work_queue.sql",
+        include_str!("../../schema/0006_work_queue.sql"),
+    ),
 ];
 
 /// How long a writer waits for another connection's lock before giving up.
