@@ -31,6 +31,7 @@ fn status_json_has_the_contract_keys_and_values() {
             "link_ref": null,
             "link_uri": null,
             "link_active": null,
+            "link_state": null,
             "qr_url": null,
             "mail_state": "none",
             "last_error": null,
@@ -646,11 +647,22 @@ fn status_filters_and_table() {
     assert_eq!(v[0]["invoice_reference"], "INV-2");
     let r = env.run(&["status", "INV-1"]);
     assert_eq!(r.code, 0);
+    // One invoice: every field on a line of its own.
+    assert!(r.stdout.starts_with("invoice     INV-1\n"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("customer    Ann <a@example.com>\n"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("amount      EUR 10.00\n"), "{}", r.stdout);
+    assert!(r.stdout.contains("state       open\n"), "{}", r.stdout);
+    let r = env.run(&["status"]);
     let lines: Vec<_> = r.stdout.lines().collect();
-    assert_eq!(lines.len(), 2, "{}", r.stdout);
+    assert_eq!(lines.len(), 3, "{}", r.stdout);
     assert!(lines[0].starts_with("INVOICE"));
-    assert!(lines[1].contains("INV-1") && lines[1].contains("Ann <a@example.com>"));
+    assert!(lines[1].starts_with("INV-1 ") && lines[1].contains("Ann"));
     assert!(lines[1].contains("EUR 10.00") && lines[1].contains("open"));
+    assert!(lines[2].starts_with("INV-2 ") && lines[2].contains("settled"));
     let r = env.run(&["status", "NOPE"]);
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("NOPE"));

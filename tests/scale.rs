@@ -81,13 +81,16 @@ fn idle_cycle_steps(env: &TestEnv) -> u64 {
     let store = invoice_sync::store::Store::open(&config.storage.database).unwrap();
     let steps = Arc::new(AtomicU64::new(0));
     let counter = steps.clone();
-    store.conn().progress_handler(
-        STEPS,
-        Some(move || {
-            counter.fetch_add(STEPS as u64, Ordering::Relaxed);
-            false
-        }),
-    );
+    store
+        .conn()
+        .progress_handler(
+            STEPS,
+            Some(move || {
+                counter.fetch_add(STEPS as u64, Ordering::Relaxed);
+                false
+            }),
+        )
+        .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let report = rt.block_on(async {
         let services = invoice_sync::services::Services::open(&config)

@@ -136,6 +136,9 @@ enum Command {
         /// A JSON array instead of a table.
         #[arg(long)]
         json: bool,
+        /// Every column, nothing cut (the default table fits 100 columns).
+        #[arg(long, conflicts_with = "json")]
+        wide: bool,
     },
     /// Deactivate the invoice's active link now (operator override; no new link is made
     /// for this revision).
@@ -268,9 +271,10 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             invoice,
             state,
             json,
+            wide,
         } => {
             let invoice = invoice.as_deref().map(normalize_reference);
-            status(&config, invoice.as_deref(), state, json)
+            status(&config, invoice.as_deref(), state, json, wide)
         }
     }
 }

@@ -494,6 +494,9 @@ pub struct InvoiceView {
     pub link_uri: Option<String>,
     /// Whether its newest link is live (`active` or `deactivating`); none when it has none.
     pub link_active: Option<bool>,
+    /// Its newest link's state: `creating`, `active`, `deactivating`, `inactive`, `paid`
+    /// or `failed`; none when it has none.
+    pub link_state: Option<String>,
     /// The QR image of its offered iDEAL QR transaction.
     pub qr_url: Option<String>,
     /// `none` | `queued` | `sent` | `failed`.
@@ -505,20 +508,6 @@ pub struct InvoiceView {
     /// The current revision number (not part of the JSON contract's required keys).
     #[serde(skip)]
     pub revision: i64,
-}
-
-/// The invoices `status` lists, by reference, optionally one reference or one state.
-pub fn list(
-    conn: &Connection,
-    reference: Option<&str>,
-    state: Option<State>,
-) -> anyhow::Result<Vec<InvoiceView>> {
-    let mut out = Vec::new();
-    for_each_view(conn, reference, state, |v| {
-        out.push(v);
-        Ok(())
-    })?;
-    Ok(out)
 }
 
 /// Calls `each` for the invoices `status` lists, in reference order, streaming: memory
@@ -572,6 +561,7 @@ pub fn for_each_view(
             link_active: r
                 .get::<_, Option<String>>(12)?
                 .map(|s| s == "active" || s == "deactivating"),
+            link_state: r.get(12)?,
             qr_url: r.get(17)?,
             mail_state: match r.get::<_, Option<String>>(15)?.as_deref() {
                 Some("queued" | "sending") => "queued",
