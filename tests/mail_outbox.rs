@@ -574,3 +574,55 @@ fn send_one_records_each_outcome() {
     assert_eq!(env.invoice("W-2")["mail_state"], "failed");
     assert_eq!(server.message_count(), 1);
 }
+
+/// Links and mail overlap: a link's mail goes out as soon as the link is recorded and
+/// given its real expiry, while the cycle is still creating the other links, instead of
+/// after the last one (the first customer does not wait for the last link).
+#[test]
+fn the_first_mail_goes_out_while_links_are_still_being_made() {
+    let host = SandboxHost::start(SandboxOptions::default());
+    let server = SmtpServer::start();
+    let env = env_for(&host, &server, "");
+    // 40 invoices at 20 requests/s (a create and an expiry update each): about 4 s of CM.
+    env.write_config(&common::merge_toml(
+        &common::merge_toml(
+            &host.cm_toml(),
+            "[cm]\nrequests_per_second = 20\nburst = 1\nmax_in_flight = 2\n",
+        ),
+        &smtp_toml(&server, ""),
+    ));
+    let rows: Vec<(String, String)> = (0..40)
+        .map(|i| (format!("INV-{i:02}"), format!("c{i}@example.com")))
+        .collect();
+    let rows: Vec<(&str, &str, &str, &str, &str)> = rows
+        .iter()
+        .map(|(r, e)| (r.as_str(), e.as_str(), "Customer", "10.00", "2027-01-01"))
+        .collect();
+    let f = env.write_file("a.csv", default_csv(&rows));
+    let child = env
+        .command()
+        .args(["run", f.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let links_at_first_mail = loop {
+        if server.message_count() > 0 {
+            break host.sb().links().len();
+        }
+        assert!(Instant::now() < deadline, "no mail within a minute");
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(server.message_count(), 40, "every invoice got its mail");
+    assert!(
+        links_at_first_mail < 30,
+        "the first mail went out only when {links_at_first_mail} of 40 links were made"
+    );
+}

@@ -7,7 +7,12 @@ use anyhow::Context;
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use rusqlite::Connection;
 
-use super::{Report, check_time, fan_out, note_failure};
+use std::cell::RefCell;
+
+use futures_util::StreamExt;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+
+use super::{Handoff, Report, check_time, fan_out, fan_out_stream, note_failure, queue};
 use crate::cm::{CmClient, CmError, CreateLink, LinkStatus};
 use crate::config::Config;
 use crate::store::links::{self, ToCreate, ToDeactivate};
@@ -186,16 +191,22 @@ pub fn expiry_date(due: &str, days: u32, today: NaiveDate) -> Option<String> {
 /// only then lets its mail go. A link CM does not extend stays unannounced and is asked
 /// again next cycle; should that go on past its provisional expiry, it lapses unpaid and
 /// the invoice gets a new link.
+/// Gives links their real expiry: first those earlier cycles left on their provisional
+/// one (`provisional`), then each link as the create stage records it (`created`). A link
+/// extended goes on to the iDEAL QR stage (`qr`, when enabled), else its mail may go.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn extend_step(
     conn: &Connection,
     cfg: &Config,
     cm: &CmClient,
-    report: &mut Report,
+    report: &RefCell<Report>,
+    provisional: Vec<links::ToExtend>,
+    created: UnboundedReceiver<links::ToExtend>,
+    qr: Option<UnboundedSender<i64>>,
+    handoff: &Handoff,
 ) -> anyhow::Result<()> {
-    let list = links::provisional_links(conn)?;
-    if list.is_empty() {
-        return Ok(());
-    }
+    let provisional_count = provisional.len();
+    let list = futures_util::stream::iter(provisional).chain(queue(created));
     let today = Utc::now().date_naive();
     let request = |e: links::ToExtend| async move {
         let expiry = expiry_date(&e.due_date, cfg.cm.link_expiry_days_after_due, today);
@@ -208,7 +219,14 @@ pub(super) async fn extend_step(
         };
         (e, (expiry, result))
     };
-    fan_out(list, cfg.cm.max_in_flight, request, |e, (expiry, result)| {
+    handoff
+        .unextended
+        .set(handoff.unextended.get() + provisional_count);
+    fan_out_stream(list, cfg.cm.max_in_flight, request, |e, (expiry, result)| {
+        // Whatever the answer, this link no longer holds the create stage back.
+        handoff.unextended.set(handoff.unextended.get().saturating_sub(1));
+        handoff.extended.notify_waiters();
+        let mut report = report.borrow_mut();
         let (Some(expiry), Some(result)) = (expiry, result) else {
             let message = format!("the due date {:?} cannot be read", e.due_date);
             links::record_link_error(conn, e.link_id, &message)?;
@@ -223,6 +241,17 @@ pub(super) async fn extend_step(
                     .is_none_or(|at| same_instant(at, &expiry)) =>
             {
                 links::record_extended(conn, e.link_id, &expiry)?;
+                match &qr {
+                    // Held (in the same turn, before the mail side can look) until the
+                    // QR stage has made its code.
+                    Some(qr) => {
+                        handoff.held.borrow_mut().insert(e.link_id);
+                        if qr.send(e.link_id).is_err() {
+                            handoff.held.borrow_mut().remove(&e.link_id);
+                        }
+                    }
+                    None => handoff.mail_may_be_due(),
+                }
             }
             Ok(link) => {
                 let message = format!(
@@ -238,7 +267,7 @@ pub(super) async fn extend_step(
                     "the link's real expiry could not be set yet, so it is not mailed: {err}"
                 );
                 links::record_link_error(conn, e.link_id, &message)?;
-                note_failure(report, &err);
+                note_failure(&mut report, &err);
                 tracing::warn!(invoice = %e.reference, link = %e.link_ref, "{message}");
             }
         }
@@ -258,32 +287,44 @@ fn same_instant(a: &str, b: &str) -> bool {
     }
 }
 
+/// Creates the planned links, each intent committed before its request; each link
+/// recorded (with its mail queued, in one transaction) goes on to the extend stage.
+/// Returns whether CM recorded a link with another amount than asked (switched off by
+/// the caller).
 pub(super) async fn create_step(
     conn: &Connection,
     cfg: &Config,
     cm: &CmClient,
-    report: &mut Report,
-) -> anyhow::Result<()> {
-    let plan = links::plan_creates(conn)?;
+    report: &RefCell<Report>,
+    plan: Vec<ToCreate>,
+    extend: UnboundedSender<links::ToExtend>,
+    handoff: &Handoff,
+) -> anyhow::Result<bool> {
     if plan.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     let started = Utc::now();
     let mut mismatched = false;
-    let request = |c: ToCreate| {
-        // Runs when the item's turn comes, just before the request is built: the intent
-        // is committed before anything is sent.
+    let backlog = cfg.cm.max_in_flight.max(1);
+    let request = |c: ToCreate| async move {
+        // Links made wait for their real expiry before more are made: the updates get
+        // their share of the CM rate, and mails start with the first links, not after
+        // the last (ARCHITECTURE.md, links and mail overlap).
+        while handoff.unextended.get() >= backlog {
+            handoff.extended.notified().await;
+        }
+        // Just before the request is built: the intent is committed before anything is
+        // sent.
         let request = create_request(&c, cfg, started);
         let intent = links::record_intent(conn, &c, request.expiry_date.as_deref(), &now_text());
-        async move {
-            let outcome = match intent {
-                Ok(link_id) => Ok((link_id, cm.create_link(&request).await)),
-                Err(e) => Err(e),
-            };
-            (c, outcome)
-        }
+        let outcome = match intent {
+            Ok(link_id) => Ok((link_id, cm.create_link(&request).await)),
+            Err(e) => Err(e),
+        };
+        (c, outcome)
     };
     fan_out(plan, cfg.cm.max_in_flight, request, |c, outcome| {
+        let mut report = report.borrow_mut();
         let (link_id, result) = outcome.context("cannot record the intent to create a link")?;
         crate::failpoint("link-after-create");
         let now = now_text();
@@ -325,6 +366,15 @@ pub(super) async fn create_step(
                     report.links_replaced += 1;
                 }
                 tracing::info!(invoice = %c.reference, link = %link.reference, "link created");
+                // Its real expiry next; the extend stage is done only after this one, so
+                // it is still listening.
+                handoff.unextended.set(handoff.unextended.get() + 1);
+                let _ = extend.send(links::ToExtend {
+                    link_id,
+                    link_ref: link.reference.clone(),
+                    reference: c.reference.clone(),
+                    due_date: c.data.due_date.format("%Y-%m-%d").to_string(),
+                });
             }
             Err(e @ (CmError::Permanent { .. } | CmError::Invalid(_))) => {
                 let message = e.to_string();
@@ -342,17 +392,14 @@ pub(super) async fn create_step(
                     report.unanswered.push((c.reference.clone(), merchant));
                 }
                 links::record_create_deferred(conn, link_id, &message, e.maybe_applied())?;
-                note_failure(report, &e);
+                note_failure(&mut report, &e);
                 tracing::warn!(invoice = %c.reference, "link creation left for the next cycle: {message}");
             }
         }
         Ok(())
     })
     .await?;
-    if mismatched {
-        Box::pin(deactivate_step(conn, cfg, cm, report)).await?;
-    }
-    Ok(())
+    Ok(mismatched)
 }
 
 /// Whether CM says it holds another amount than the revision asks (an absent echo is

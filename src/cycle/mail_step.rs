@@ -4,7 +4,10 @@
 use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 
-use super::{Report, Services};
+use std::cell::RefCell;
+use std::collections::HashSet;
+
+use super::{Handoff, Report, Services};
 use crate::cm::idealqr::IdealQrClient;
 use crate::config::Config;
 use crate::mail::{MailContext, QrCode, SendError};
@@ -134,54 +137,77 @@ pub async fn send_one(
 }
 
 /// Sends the queued mails that are due, at most `messages_per_second`, over one
-/// connection, one [`send_one`] at a time.
+/// connection, one [`send_one`] at a time, while the link side of the cycle runs: each
+/// time a link's mail may have become due the queue is read again, until the link side
+/// is done and nothing due is left. Mails of links whose iDEAL QR code is still being
+/// made wait for it; each mail is tried at most once per cycle.
 pub(super) async fn mail_step(
     conn: &Connection,
     cfg: &Config,
     services: Services<'_>,
-    report: &mut Report,
+    report: &RefCell<Report>,
+    handoff: &Handoff,
 ) -> anyhow::Result<()> {
-    let due = outbox::due(conn, &now_text(), 100_000)?;
     // A relay failure (no connection, a timeout, 421) is first taken to be about the
     // relay: the mail keeps its place. A second one in a row means the relay is down:
     // the queue waits for the next cycle, where every mail goes out at once when it
     // answers again. If the next mail goes through instead, the first failure was about
     // that mail, and it backs off alone.
     let mut suspect: Option<(i64, i64, String)> = None;
-    for p in due {
-        match send_one(conn, cfg, services, &p).await? {
-            MailOutcome::Cancelled => {}
-            MailOutcome::Sent => {
-                report.mails_sent += 1;
-                tracing::info!(invoice = %p.reference, to = %p.data.customer_email, "mail sent");
-                // The relay works: an earlier failure was about that one mail.
-                if let Some((id, attempts, reply)) = suspect.take() {
-                    back_off(conn, id, attempts, &reply)?;
+    let mut tried: HashSet<i64> = HashSet::new();
+    'cycle: loop {
+        // Read before the queue: once the link side is done, this read sees all it made.
+        let last_round = handoff.done.get();
+        let due: Vec<_> = outbox::due(conn, &now_text(), 100_000)?
+            .into_iter()
+            .filter(|p| !tried.contains(&p.id) && !handoff.held.borrow().contains(&p.link_id))
+            .collect();
+        if due.is_empty() {
+            if last_round {
+                break;
+            }
+            handoff.ready.notified().await;
+            continue;
+        }
+        for p in due {
+            tried.insert(p.id);
+            let outcome = send_one(conn, cfg, services, &p).await?;
+            let mut report = report.borrow_mut();
+            match outcome {
+                MailOutcome::Cancelled => {}
+                MailOutcome::Sent => {
+                    report.mails_sent += 1;
+                    tracing::info!(invoice = %p.reference, to = %p.data.customer_email, "mail sent");
+                    // The relay works: an earlier failure was about that one mail.
+                    if let Some((id, attempts, reply)) = suspect.take() {
+                        back_off(conn, id, attempts, &reply)?;
+                    }
                 }
-            }
-            MailOutcome::Failed(reply) => {
-                report.mails_failed += 1;
-                tracing::warn!(invoice = %p.reference, "mail refused for good: {reply}");
-            }
-            MailOutcome::Deferred(reply) => {
-                report.mails_deferred += 1;
-                tracing::warn!(invoice = %p.reference, "mail deferred by the relay: {reply}");
-            }
-            MailOutcome::RelayFailed(reply) => {
-                report.mails_deferred += 1;
-                if suspect.is_some() {
-                    tracing::warn!(
-                        "the mail server is unavailable ({reply}); the queue waits for the next cycle, where every mail goes out once it answers"
-                    );
-                    report.mail_server_down = Some(reply);
-                    suspect = None;
-                    break;
+                MailOutcome::Failed(reply) => {
+                    report.mails_failed += 1;
+                    tracing::warn!(invoice = %p.reference, "mail refused for good: {reply}");
                 }
-                tracing::warn!(invoice = %p.reference, "mail not sent: {reply}");
-                suspect = Some((p.id, p.attempts, reply));
+                MailOutcome::Deferred(reply) => {
+                    report.mails_deferred += 1;
+                    tracing::warn!(invoice = %p.reference, "mail deferred by the relay: {reply}");
+                }
+                MailOutcome::RelayFailed(reply) => {
+                    report.mails_deferred += 1;
+                    if suspect.is_some() {
+                        tracing::warn!(
+                            "the mail server is unavailable ({reply}); the queue waits for the next cycle, where every mail goes out once it answers"
+                        );
+                        report.mail_server_down = Some(reply);
+                        suspect = None;
+                        break 'cycle;
+                    }
+                    tracing::warn!(invoice = %p.reference, "mail not sent: {reply}");
+                    suspect = Some((p.id, p.attempts, reply));
+                }
             }
         }
     }
+    let mut report = report.borrow_mut();
     if let Some((_, _, reply)) = suspect {
         // The last mail failed and nothing came after it: no sign that it was about the
         // mail, so it keeps its place for the next cycle.

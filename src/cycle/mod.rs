@@ -38,6 +38,8 @@ pub use status::{
     STATUS_CHECK_FIRST, STATUS_CHECK_MAX, STATUS_CHECKS_PER_CYCLE, check_statuses, check_time,
 };
 
+use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -326,28 +328,120 @@ pub async fn run(
         opts.check_database()?;
         deactivate_step(conn, cfg, cm, &mut report).await?;
     }
-    if report.auth_error.is_none() {
-        opts.check_database()?;
-        create_step(conn, cfg, cm, &mut report).await?;
-    }
-    // Real expiries before any mail: no mail announces a link on its provisional one.
-    if report.auth_error.is_none() {
-        opts.check_database()?;
-        extend_step(conn, cfg, cm, &mut report).await?;
-    }
-    if let Some(qr) = services.qr
-        && report.auth_error.is_none()
-    {
-        opts.check_database()?;
-        qr_step(conn, cfg, qr, &mut report).await?;
-    }
+    // From here links and mail overlap: a link's mail goes out as soon as the link is
+    // recorded with its real expiry (and its iDEAL QR code, when enabled), while the
+    // other links are still being made. Both sides run on this task, taking turns at
+    // their awaits, so each database write stays one synchronous call.
     opts.check_database()?;
     crate::progress::beat();
-    mail_step(conn, cfg, services, &mut report).await?;
+    let handoff = Handoff::default();
+    let shared = RefCell::new(std::mem::take(&mut report));
+    let links = async {
+        let made = links_side(conn, cfg, services, &shared, &handoff, opts).await;
+        handoff.finish();
+        made
+    };
+    let mail = mail_step(conn, cfg, services, &shared, &handoff);
+    let (made, mailed) = tokio::join!(links, mail);
+    let mut report = shared.into_inner();
+    let mismatched = made?;
+    mailed?;
+    if mismatched {
+        // A link CM recorded with another amount is switched off at once (never mailed).
+        opts.check_database()?;
+        deactivate_step(conn, cfg, cm, &mut report).await?;
+    }
     if let Some(e) = &report.auth_error {
         anyhow::bail!("{e}");
     }
     Ok(report)
+}
+
+/// What the link side tells the mail side while both run (see [`run`]).
+#[derive(Default)]
+struct Handoff {
+    /// Woken when a mail may have become due, and when the link side is done.
+    ready: tokio::sync::Notify,
+    /// The link side is done: what is not due now waits for the next cycle.
+    done: Cell<bool>,
+    /// Links extended in this cycle whose iDEAL QR code is still being made: their mail
+    /// waits for it, so that it can show the code.
+    held: RefCell<HashSet<i64>>,
+    /// Links recorded and not yet through the extend stage; the create stage waits while
+    /// there are `cm.max_in_flight` of them.
+    unextended: Cell<usize>,
+    /// Woken each time the extend stage records an answer.
+    extended: tokio::sync::Notify,
+}
+
+impl Handoff {
+    fn mail_may_be_due(&self) {
+        self.ready.notify_one();
+    }
+
+    fn finish(&self) {
+        self.done.set(true);
+        self.ready.notify_one();
+    }
+}
+
+/// The link side of a cycle: creates, each link given its real expiry as soon as it is
+/// recorded (and its iDEAL QR code right after), as three stages joined by queues, each
+/// stage also finishing what earlier cycles left (links still on their provisional
+/// expiry, links without their QR code). Returns whether a link was recorded with
+/// another amount than asked (it must be switched off).
+async fn links_side(
+    conn: &Connection,
+    cfg: &Config,
+    services: Services<'_>,
+    report: &RefCell<Report>,
+    handoff: &Handoff,
+    opts: &Options,
+) -> anyhow::Result<bool> {
+    if report.borrow().auth_error.is_some() {
+        return Ok(false);
+    }
+    opts.check_database()?;
+    // Each stage's own work is read before any of them starts.
+    let creates = links::plan_creates(conn)?;
+    let provisional = links::provisional_links(conn)?;
+    let qr_plan = match services.qr {
+        Some(_) => Some(qr_step::plan(conn)?),
+        None => None,
+    };
+    let (extend_tx, extend_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (qr_tx, qr_rx) = tokio::sync::mpsc::unbounded_channel();
+    let create = create_step(conn, cfg, services.cm, report, creates, extend_tx, handoff);
+    let extend = extend_step(
+        conn,
+        cfg,
+        services.cm,
+        report,
+        provisional,
+        extend_rx,
+        qr_plan.as_ref().map(|_| qr_tx),
+        handoff,
+    );
+    let qr = async {
+        match (services.qr, qr_plan) {
+            (Some(client), Some(plan)) => {
+                qr_step(conn, cfg, client, report, plan, qr_rx, handoff).await
+            }
+            _ => Ok(()),
+        }
+    };
+    // The first failure (the database, not CM: CM's answers are recorded) ends all
+    // three; an intent whose request is dropped is found by the next cycle's recovery.
+    let (mismatched, (), ()) = tokio::try_join!(create, extend, qr)?;
+    Ok(mismatched)
+}
+
+/// The items of a queue fed by an earlier stage, as a stream that ends when that stage
+/// is done (its sender dropped).
+fn queue<T>(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<T>,
+) -> impl futures_util::Stream<Item = T> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
 fn ingest_all(conn: &Connection, cfg: &Config, opts: &Options) -> anyhow::Result<ingest::Report> {
@@ -397,15 +491,33 @@ async fn fan_out<T, U, R, Fut>(
     items: Vec<T>,
     in_flight: usize,
     request: impl FnMut(T) -> Fut,
+    record: impl FnMut(U, R) -> anyhow::Result<()>,
+) -> anyhow::Result<()>
+where
+    Fut: std::future::Future<Output = (U, R)>,
+{
+    fan_out_stream(
+        futures_util::stream::iter(items),
+        in_flight,
+        request,
+        record,
+    )
+    .await
+}
+
+/// [`fan_out`] over items that arrive while it runs (a stage fed by another); ends when
+/// the stream does.
+async fn fan_out_stream<T, U, R, Fut>(
+    items: impl futures_util::Stream<Item = T>,
+    in_flight: usize,
+    request: impl FnMut(T) -> Fut,
     mut record: impl FnMut(U, R) -> anyhow::Result<()>,
 ) -> anyhow::Result<()>
 where
     Fut: std::future::Future<Output = (U, R)>,
 {
     use futures_util::StreamExt;
-    let mut results = futures_util::stream::iter(items)
-        .map(request)
-        .buffer_unordered(in_flight.max(1));
+    let mut results = std::pin::pin!(items.map(request).buffer_unordered(in_flight.max(1)));
     while let Some((item, answer)) = results.next().await {
         record(item, answer)?;
     }

@@ -5,7 +5,12 @@ use anyhow::Context;
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use rusqlite::Connection;
 
-use super::{Report, check_time, fan_out, note_failure};
+use std::cell::RefCell;
+
+use futures_util::StreamExt;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use super::{Handoff, Report, check_time, fan_out_stream, note_failure, queue};
 use crate::cm::CmError;
 use crate::cm::idealqr::{self, CreateTransaction, IdealQrClient};
 use crate::config::Config;
@@ -77,14 +82,9 @@ fn qr_request(q: &QrToCreate, cfg: &Config, today: NaiveDate) -> Result<CreateTr
     })
 }
 
-/// Withdraws the QR codes of revisions that moved on, then gives every revision with an
-/// active link its QR transaction (EUR, in range), intent first.
-pub(super) async fn qr_step(
-    conn: &Connection,
-    cfg: &Config,
-    client: &IdealQrClient,
-    report: &mut Report,
-) -> anyhow::Result<()> {
+/// Withdraws the QR codes of revisions that moved on; returns the revisions earlier
+/// cycles left without their QR transaction (the QR stage's own work).
+pub(super) fn plan(conn: &Connection) -> anyhow::Result<Vec<QrToCreate>> {
     let withdrawn = qr_store::withdraw_stale(conn)?;
     if withdrawn > 0 {
         tracing::info!(
@@ -92,73 +92,170 @@ pub(super) async fn qr_step(
             "iDEAL QR codes of replaced or settled invoices are no longer offered (they stay payable until they expire and are still followed)"
         );
     }
+    Ok(qr_store::plan_creates(conn)?)
+}
+
+/// One item of the QR stage.
+enum QrItem {
+    /// A revision an earlier cycle left without its code.
+    Planned(Box<QrToCreate>),
+    /// A link given its real expiry in this cycle (its mail is held until this item is
+    /// done).
+    Extended(i64),
+}
+
+/// What became of one item by the time its answer is recorded.
+enum Done {
+    /// Nothing to make (the revision has its code, or moved on).
+    Nothing,
+    /// No code for this revision (another currency, an amount out of range): recorded.
+    Skipped { reference: String, why: String },
+    /// The request was sent (its intent committed first).
+    Answer {
+        q: Box<QrToCreate>,
+        id: i64,
+        result: Result<idealqr::QrTransaction, CmError>,
+    },
+}
+
+/// Gives every revision with an extended active link its QR transaction (EUR, in
+/// range), intent first: `planned` ones, then each link as the extend stage sends it.
+/// Each item done releases the link's mail.
+pub(super) async fn qr_step(
+    conn: &Connection,
+    cfg: &Config,
+    client: &IdealQrClient,
+    report: &RefCell<Report>,
+    planned: Vec<QrToCreate>,
+    extended: UnboundedReceiver<i64>,
+    handoff: &Handoff,
+) -> anyhow::Result<()> {
     let today = Utc::now().date_naive();
-    let mut wanted = Vec::new();
-    for q in qr_store::plan_creates(conn)? {
-        match qr_request(&q, cfg, today) {
-            Ok(req) => wanted.push((q, req)),
-            Err(why) => {
-                let pid = idealqr::purchase_id(&q.reference, q.revision);
-                qr_store::record_skipped(conn, &q, &pid, &why, &now_text())?;
-                report.qr_skipped += 1;
-                tracing::info!(invoice = %q.reference, "{why}");
-            }
-        }
-    }
-    let request = |(q, req): (QrToCreate, CreateTransaction)| {
-        // The intent is committed just before the request is sent.
-        let intent =
-            qr_store::record_intent(conn, &q, &req.purchase_id, &req.expires_at, &now_text());
+    let items =
+        futures_util::stream::iter(planned.into_iter().map(|q| QrItem::Planned(Box::new(q))))
+            .chain(queue(extended).map(QrItem::Extended));
+    let request = |item: QrItem| {
+        // Runs when the item's turn comes: the intent is committed just before the
+        // request is sent.
+        let link_id = match &item {
+            QrItem::Planned(q) => q.link_id,
+            QrItem::Extended(id) => *id,
+        };
+        let prepared = prepare(conn, cfg, today, item);
         async move {
-            let outcome = match intent {
-                Ok(id) => Ok((id, client.create_transaction(&req).await)),
+            let done = match prepared {
+                Ok(Prepared::Send { q, id, req }) => Ok(Done::Answer {
+                    result: client.create_transaction(&req).await,
+                    q,
+                    id,
+                }),
+                Ok(Prepared::Done(done)) => Ok(done),
                 Err(e) => Err(e),
             };
-            (q, outcome)
+            (link_id, done)
         }
     };
-    fan_out(wanted, cfg.cm.max_in_flight, request, |q, outcome| {
-        let (id, result) =
-            outcome.context("cannot record the intent to create an iDEAL QR transaction")?;
-        match result {
-            Ok(t) if t.amount_cents.is_some_and(|a| a != q.data.due.minor) => {
-                // Another amount than asked: never offered, still followed (it may be paid).
-                let next = check_time(Utc::now(), 0);
-                qr_store::record_created(conn, id, &t.id, t.qr_url.as_deref(), &next)?;
-                let why = format!(
-                    "CM recorded {} cents for an iDEAL QR transaction that asked {}; it is not offered",
-                    t.amount_cents.unwrap_or_default(),
-                    q.data.due.minor
-                );
-                qr_store::withdraw(conn, id, &why)?;
-                report.qr_skipped += 1;
-                tracing::error!(invoice = %q.reference, transaction = %t.id, "{why}");
-            }
-            Ok(t) => {
-                qr_store::record_created(
-                    conn,
-                    id,
-                    &t.id,
-                    t.qr_url.as_deref(),
-                    &check_time(Utc::now(), 0),
-                )?;
-                report.qr_created += 1;
-                tracing::info!(invoice = %q.reference, transaction = %t.id, "iDEAL QR transaction created");
-            }
-            Err(e @ (CmError::Permanent { .. } | CmError::Invalid(_))) => {
-                let message = e.to_string();
-                qr_store::record_refused(conn, id, &message)?;
-                report.qr_skipped += 1;
-                tracing::warn!(invoice = %q.reference, "CM refused the iDEAL QR transaction (the link still works): {message}");
-            }
-            Err(e) => {
-                let message = e.to_string();
-                qr_store::record_deferred(conn, id, &message, e.maybe_applied())?;
-                note_failure(report, &e);
-                tracing::warn!(invoice = %q.reference, "iDEAL QR creation left for the next cycle: {message}");
-            }
-        }
-        Ok(())
+    fan_out_stream(items, cfg.cm.max_in_flight, request, |link_id, done| {
+        let recorded = record(conn, &mut report.borrow_mut(), done?);
+        // Whatever became of the code, the link's mail may go now.
+        handoff.held.borrow_mut().remove(&link_id);
+        handoff.mail_may_be_due();
+        recorded
     })
     .await
+}
+
+enum Prepared {
+    Send {
+        q: Box<QrToCreate>,
+        id: i64,
+        req: CreateTransaction,
+    },
+    Done(Done),
+}
+
+fn prepare(
+    conn: &Connection,
+    cfg: &Config,
+    today: NaiveDate,
+    item: QrItem,
+) -> anyhow::Result<Prepared> {
+    let q = match item {
+        QrItem::Planned(q) => *q,
+        QrItem::Extended(link_id) => match qr_store::plan_for_link(conn, link_id)? {
+            Some(q) => q,
+            None => return Ok(Prepared::Done(Done::Nothing)),
+        },
+    };
+    match qr_request(&q, cfg, today) {
+        Err(why) => {
+            let pid = idealqr::purchase_id(&q.reference, q.revision);
+            qr_store::record_skipped(conn, &q, &pid, &why, &now_text())?;
+            Ok(Prepared::Done(Done::Skipped {
+                reference: q.reference,
+                why,
+            }))
+        }
+        Ok(req) => {
+            let id =
+                qr_store::record_intent(conn, &q, &req.purchase_id, &req.expires_at, &now_text())
+                    .context("cannot record the intent to create an iDEAL QR transaction")?;
+            Ok(Prepared::Send {
+                q: Box::new(q),
+                id,
+                req,
+            })
+        }
+    }
+}
+
+fn record(conn: &Connection, report: &mut Report, done: Done) -> anyhow::Result<()> {
+    let (q, id, result) = match done {
+        Done::Nothing => return Ok(()),
+        Done::Skipped { reference, why } => {
+            report.qr_skipped += 1;
+            tracing::info!(invoice = %reference, "{why}");
+            return Ok(());
+        }
+        Done::Answer { q, id, result } => (q, id, result),
+    };
+    match result {
+        Ok(t) if t.amount_cents.is_some_and(|a| a != q.data.due.minor) => {
+            // Another amount than asked: never offered, still followed (it may be paid).
+            let next = check_time(Utc::now(), 0);
+            qr_store::record_created(conn, id, &t.id, t.qr_url.as_deref(), &next)?;
+            let why = format!(
+                "CM recorded {} cents for an iDEAL QR transaction that asked {}; it is not offered",
+                t.amount_cents.unwrap_or_default(),
+                q.data.due.minor
+            );
+            qr_store::withdraw(conn, id, &why)?;
+            report.qr_skipped += 1;
+            tracing::error!(invoice = %q.reference, transaction = %t.id, "{why}");
+        }
+        Ok(t) => {
+            qr_store::record_created(
+                conn,
+                id,
+                &t.id,
+                t.qr_url.as_deref(),
+                &check_time(Utc::now(), 0),
+            )?;
+            report.qr_created += 1;
+            tracing::info!(invoice = %q.reference, transaction = %t.id, "iDEAL QR transaction created");
+        }
+        Err(e @ (CmError::Permanent { .. } | CmError::Invalid(_))) => {
+            let message = e.to_string();
+            qr_store::record_refused(conn, id, &message)?;
+            report.qr_skipped += 1;
+            tracing::warn!(invoice = %q.reference, "CM refused the iDEAL QR transaction (the link still works): {message}");
+        }
+        Err(e) => {
+            let message = e.to_string();
+            qr_store::record_deferred(conn, id, &message, e.maybe_applied())?;
+            note_failure(report, &e);
+            tracing::warn!(invoice = %q.reference, "iDEAL QR creation left for the next cycle: {message}");
+        }
+    }
+    Ok(())
 }

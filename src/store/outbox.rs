@@ -69,6 +69,8 @@ pub struct Pending {
     pub reference: String,
     /// The invoice revision it belongs to.
     pub revision: i64,
+    /// The link it announces.
+    pub link_id: i64,
     /// What the revision asks of the customer.
     pub data: RevisionData,
     /// The payment page address the mail carries.
@@ -82,7 +84,8 @@ pub fn due(conn: &Connection, now: &str, limit: usize) -> rusqlite::Result<Vec<P
     let mut stmt = conn.prepare(&format!(
         "SELECT o.id, o.kind, o.attempts, o.invoice_id, i.reference, o.revision,
                 {REVISION_COLUMNS}, l.uri,
-                l.state = 'active' AND i.state = 'open' AND i.revision = o.revision
+                l.state = 'active' AND i.state = 'open' AND i.revision = o.revision,
+                o.link_id
          FROM outbox o
          JOIN invoices i ON i.id = o.invoice_id
          JOIN revisions r ON r.invoice_id = o.invoice_id AND r.revision = o.revision
@@ -107,6 +110,7 @@ pub fn due(conn: &Connection, now: &str, limit: usize) -> rusqlite::Result<Vec<P
             data: RevisionData::from_row(r, 6)?,
             link_uri: r.get(14)?,
             still_wanted: r.get(15)?,
+            link_id: r.get(16)?,
         })
     })?;
     rows.collect()

@@ -29,6 +29,23 @@ pub struct QrToCreate {
 /// Revisions whose link is active and that have no QR transaction yet (or an unfinished
 /// intent); the caller skips those in other currencies or out of range, once.
 pub fn plan_creates(conn: &Connection) -> rusqlite::Result<Vec<QrToCreate>> {
+    plan(conn, None)
+}
+
+/// The revision a link just given its real expiry needs a QR transaction for, if it
+/// needs one (as [`plan_creates`], for one link).
+pub fn plan_for_link(conn: &Connection, link_id: i64) -> rusqlite::Result<Option<QrToCreate>> {
+    Ok(plan(conn, Some(link_id))?.pop())
+}
+
+fn plan(conn: &Connection, link_id: Option<i64>) -> rusqlite::Result<Vec<QrToCreate>> {
+    // Two statements, not `?1 IS NULL OR l.id = ?1`: through the OR, SQLite would read
+    // every active link for one.
+    let filter = if link_id.is_some() {
+        "l.id = ?1"
+    } else {
+        "?1 IS NULL"
+    };
     let mut stmt = conn.prepare(&format!(
         "SELECT i.id, i.revision, l.id, i.reference,
                 {REVISION_COLUMNS}, l.expiry_date,
@@ -38,13 +55,13 @@ pub fn plan_creates(conn: &Connection) -> rusqlite::Result<Vec<QrToCreate>> {
          JOIN revisions r ON r.invoice_id = i.id AND r.revision = i.revision
          JOIN links l ON l.invoice_id = i.id AND l.revision = i.revision AND l.state = 'active'
                          AND l.provisional = 0
-         WHERE i.state = 'open'
+         WHERE {filter} AND i.state = 'open'
            AND NOT EXISTS (SELECT 1 FROM qr_transactions q
                            WHERE q.invoice_id = i.id AND q.revision = i.revision
                              AND q.state <> 'creating')
          ORDER BY i.reference",
     ))?;
-    let rows = stmt.query_map([], |r| {
+    let rows = stmt.query_map([link_id], |r| {
         Ok(QrToCreate {
             invoice_id: r.get(0)?,
             revision: r.get(1)?,
