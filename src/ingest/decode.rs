@@ -150,6 +150,56 @@ struct LineState {
     before: u64,
     /// Whether the line being read has content yet.
     content: bool,
+    /// Where the CSV reader stands in the stream it reads (see [`Csv`]).
+    csv: Csv,
+    /// Bytes of the current record passed to the CSV reader so far.
+    record_len: usize,
+    /// The current record is over [`MAX_RECORD`]: its bytes are counted, not passed on.
+    cutting: Option<Cut>,
+    /// Records cut so far and not yet asked about: where the cut is in the stream the
+    /// CSV reader reads, and the record's whole length (known once it ends).
+    cuts: std::collections::VecDeque<(u64, u64)>,
+}
+
+/// The longest record (one row, whatever its line breaks) read whole: a longer one is
+/// cut there and rejected, so that a 50 MB line or row costs no more memory than this.
+pub const MAX_RECORD: usize = 1 << 20;
+
+/// A record being cut.
+#[derive(Clone, Copy)]
+struct Cut {
+    /// The CSV reader was inside a quoted field where the cut began: a quote closes it.
+    in_quotes: bool,
+    /// The record's length so far, in bytes.
+    len: u64,
+}
+
+/// The state of the CSV reader (quotes doubled to escape them, no escape character, no
+/// comments: the reader's settings here), followed byte by byte so that the end of a
+/// record is known before the reader sees it.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+enum Csv {
+    #[default]
+    StartField,
+    InField,
+    InQuoted,
+    QuoteInQuoted,
+}
+
+impl Csv {
+    /// The next state after `b`, and whether `b` ends a record.
+    fn step(self, b: u8, delimiter: u8) -> (Csv, bool) {
+        let end = b == b'\n' || b == b'\r';
+        match self {
+            Csv::InQuoted if b == b'"' => (Csv::QuoteInQuoted, false),
+            Csv::InQuoted => (Csv::InQuoted, false),
+            Csv::StartField if b == b'"' => (Csv::InQuoted, false),
+            Csv::QuoteInQuoted if b == b'"' => (Csv::InQuoted, false),
+            _ if end => (Csv::StartField, true),
+            _ if b == delimiter => (Csv::StartField, false),
+            _ => (Csv::InField, false),
+        }
+    }
 }
 
 impl LineCounter {
@@ -169,33 +219,156 @@ impl LineCounter {
         }
         st.before + 1
     }
+
+    /// The whole length of the record between `start` and `end` (offsets of the stream
+    /// the CSV reader reads) when it was cut at [`MAX_RECORD`].
+    pub fn cut_between(&self, start: u64, end: u64) -> Option<u64> {
+        let mut st = self.0.borrow_mut();
+        while st.cuts.front().is_some_and(|&(at, _)| at < start) {
+            st.cuts.pop_front();
+        }
+        match st.cuts.front() {
+            Some(&(at, len)) if at < end => {
+                st.cuts.pop_front();
+                Some(len)
+            }
+            _ => None,
+        }
+    }
 }
 
+/// Between the decoded file and the CSV reader: counts line breaks (see [`LineCounter`])
+/// and cuts records longer than [`MAX_RECORD`], passing on only their start and an end
+/// the reader reads as the end of that record (a closing quote when the cut fell inside
+/// a quoted field), so the rows after a monster row are read as they are.
 struct Counting<R> {
     inner: R,
     counter: LineCounter,
+    delimiter: u8,
+    input: Box<[u8]>,
+    start: usize,
+    end: usize,
 }
 
 impl<R: Read> Read for Counting<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        // Nothing passed on is the end of the file only when the file has ended: a
+        // whole chunk may fall inside a record being cut.
+        loop {
+            if self.start == self.end {
+                self.start = 0;
+                self.end = self.inner.read(&mut self.input)?;
+                if self.end == 0 {
+                    return Ok(0);
+                }
+            }
+            let n = self.pass_on(buf);
+            if n > 0 || buf.len() < 2 {
+                return Ok(n);
+            }
+        }
+    }
+}
+
+impl<R> Counting<R> {
+    /// Passes the buffered input on into `buf` (see the type); returns the bytes written.
+    fn pass_on(&mut self, buf: &mut [u8]) -> usize {
         let mut st = self.counter.0.borrow_mut();
-        let start = st.pos;
-        let bytes = &buf[..n];
-        let mut line_start = 0;
-        for i in memchr::memchr_iter(b'\n', bytes) {
-            // The line is empty when nothing but carriage returns came since the last
-            // line feed (possibly in an earlier read).
-            let empty = !st.content && bytes[line_start..i].iter().all(|b| *b == b'\r');
-            st.pending.push_back((start + i as u64, empty));
-            st.content = false;
-            line_start = i + 1;
+        let mut w = 0;
+        // At most two bytes out per byte in (a closing quote and the record's end).
+        while self.start < self.end && w + 2 <= buf.len() {
+            // The common case, a line at a time: a line without quotes, outside quotes,
+            // in a record far from the limit.
+            if st.cutting.is_none() && matches!(st.csv, Csv::StartField | Csv::InField) {
+                let input = &self.input[self.start..self.end];
+                let len = memchr::memchr(b'\n', input).map_or(input.len(), |i| i + 1);
+                let line = &input[..len];
+                if len <= buf.len() - w
+                    && st.record_len + len < MAX_RECORD
+                    && memchr::memchr(b'"', line).is_none()
+                {
+                    buf[w..w + len].copy_from_slice(line);
+                    let (body, ends) = match line.split_last() {
+                        Some((b'\n', body)) => (body, true),
+                        _ => (line, false),
+                    };
+                    let content = body.iter().any(|b| *b != b'\r');
+                    if ends {
+                        let (at, empty) = (st.pos + (w + len - 1) as u64, !st.content && !content);
+                        st.pending.push_back((at, empty));
+                        st.content = false;
+                        st.csv = Csv::StartField;
+                        st.record_len = 0;
+                    } else {
+                        st.content |= content;
+                        st.record_len += len;
+                        match body.last() {
+                            Some(b'\r') => {
+                                st.csv = Csv::StartField;
+                                st.record_len = 0;
+                            }
+                            Some(&b) if b == self.delimiter => st.csv = Csv::StartField,
+                            Some(_) => st.csv = Csv::InField,
+                            None => {}
+                        }
+                    }
+                    w += len;
+                    self.start += len;
+                    continue;
+                }
+            }
+            let b = self.input[self.start];
+            self.start += 1;
+            if b == b'\n' {
+                // The line is empty when nothing but carriage returns came since the
+                // last line feed. A line feed not passed on (inside a cut record) counts
+                // where the stream stands, before the next record.
+                let (at, empty) = (st.pos + w as u64, !st.content);
+                st.pending.push_back((at, empty));
+                st.content = false;
+            } else if b != b'\r' {
+                st.content = true;
+            }
+            let (next, ends) = st.csv.step(b, self.delimiter);
+            if let Some(mut cut) = st.cutting {
+                st.csv = next;
+                if !ends {
+                    cut.len += 1;
+                    st.cutting = Some(cut);
+                    continue;
+                }
+                if cut.in_quotes {
+                    buf[w] = b'"';
+                    w += 1;
+                }
+                buf[w] = b;
+                w += 1;
+                if let Some(last) = st.cuts.back_mut() {
+                    last.1 = cut.len;
+                }
+                st.cutting = None;
+                st.record_len = 0;
+                continue;
+            }
+            buf[w] = b;
+            w += 1;
+            st.csv = next;
+            if ends {
+                st.record_len = 0;
+            } else {
+                st.record_len += 1;
+                if st.record_len >= MAX_RECORD {
+                    let (at, len) = (st.pos + w as u64, st.record_len as u64);
+                    st.cuts.push_back((at, len));
+                    st.cutting = Some(Cut {
+                        in_quotes: next == Csv::InQuoted,
+                        len: st.record_len as u64,
+                    });
+                }
+            }
         }
-        if bytes[line_start..].iter().any(|b| *b != b'\r') {
-            st.content = true;
-        }
-        st.pos += n as u64;
-        Ok(n)
+        st.pos += w as u64;
+        w
     }
 }
 
@@ -212,6 +385,14 @@ pub struct Opened {
 }
 
 impl Opened {
+    /// The whole length in bytes of `record` when it was longer than [`MAX_RECORD`] and
+    /// was cut (only its start was read): call once per record, in order.
+    pub fn cut_length(&self, record: &csv::ByteRecord) -> Option<u64> {
+        let start = record.position().map(|p| p.byte()).unwrap_or(0);
+        self.lines
+            .cut_between(start, self.reader.position().byte().max(start + 1))
+    }
+
     /// The physical line (as an editor numbers them) where a record starts.
     pub fn line_of(&self, record: &csv::ByteRecord) -> u64 {
         let offset = record.position().map(|p| p.byte()).unwrap_or(0);
@@ -231,6 +412,9 @@ pub enum OpenError {
     #[error("the file has no header line")]
     /// No header line.
     NoHeader,
+    #[error("the first line is longer than 1 MiB: this is not a CSV export's header")]
+    /// The header line is absurdly long.
+    HeaderTooLong,
 }
 
 /// Opens `path` for reading rows. `wrap` may wrap the raw file (a progress bar).
@@ -260,14 +444,14 @@ pub fn open(
     }
 
     let mut first = Vec::new();
-    input.read_until(b'\n', &mut first)?;
+    first_line(&mut input, &mut first)?;
     let mut line_offset = 0;
     let mut from_sep = None;
     if let Some(d) = sep_line(&first) {
         from_sep = Some(d);
         line_offset = 1;
         first.clear();
-        input.read_until(b'\n', &mut first)?;
+        first_line(&mut input, &mut first)?;
     }
     if first.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(OpenError::NoHeader);
@@ -281,6 +465,10 @@ pub fn open(
     let stream: Box<dyn Read> = Box::new(Counting {
         inner: Cursor::new(first).chain(input),
         counter: lines.clone(),
+        delimiter,
+        input: vec![0; CHUNK].into_boxed_slice(),
+        start: 0,
+        end: 0,
     });
     let reader = csv::ReaderBuilder::new()
         .delimiter(delimiter)
@@ -294,6 +482,15 @@ pub fn open(
         line_offset,
         lines,
     })
+}
+
+/// Reads the header line (or the `sep=` line before it), at most [`MAX_RECORD`] bytes.
+fn first_line(input: &mut impl BufRead, line: &mut Vec<u8>) -> Result<(), OpenError> {
+    input.take(MAX_RECORD as u64).read_until(b'\n', line)?;
+    if line.len() >= MAX_RECORD && line.last() != Some(&b'\n') {
+        return Err(OpenError::HeaderTooLong);
+    }
+    Ok(())
 }
 
 /// Excel's `sep=;` first line: returns the delimiter it names.
@@ -374,6 +571,74 @@ mod tests {
             lines.push(o.line_of(&rec));
         }
         lines
+    }
+
+    /// Each record: its start line, its fields, and its whole length if it was cut.
+    fn records(bytes: &[u8]) -> Vec<(u64, Vec<String>, Option<u64>)> {
+        let f = write(bytes);
+        let info = inspect(f.path(), Encoding::Auto).unwrap();
+        let mut o = open(f.path(), &info, Delimiter::Auto, |f| Box::new(f)).unwrap();
+        let mut rec = csv::ByteRecord::new();
+        let mut out = Vec::new();
+        while o.reader.read_byte_record(&mut rec).unwrap() {
+            let cut = o.cut_length(&rec);
+            let fields = rec
+                .iter()
+                .map(|f| String::from_utf8_lossy(&f[..f.len().min(20)]).into_owned())
+                .collect();
+            out.push((o.line_of(&rec), fields, cut));
+        }
+        out
+    }
+
+    #[test]
+    fn a_record_over_the_limit_is_cut_and_the_rows_after_it_are_read_as_they_are() {
+        let big = 3 * MAX_RECORD;
+        let strs = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        for eol in ["\n", "\r\n"] {
+            // One long line, unquoted.
+            let mut text = format!("a,b,c{eol}1,x,y{eol}2,");
+            text.push_str(&"x".repeat(big));
+            text.push_str(&format!(",z{eol}3,p,q{eol}"));
+            let got = records(text.as_bytes());
+            assert_eq!(got.len(), 3, "{eol:?}");
+            assert_eq!(got[0], (2, strs(&["1", "x", "y"]), None));
+            assert_eq!(got[1].0, 3);
+            assert_eq!(got[1].2, Some(big as u64 + 4), "{eol:?}");
+            assert_eq!(got[2], (4, strs(&["3", "p", "q"]), None), "{eol:?}");
+
+            // A quoted field spanning many lines, cut inside the quotes, with a quote
+            // and delimiters past the cut that must not upset the rows after it.
+            let mut text = format!("a,b,c{eol}1,x,y{eol}2,\"");
+            let line = format!("{},\"\"q{eol}", "y".repeat(97));
+            let lines = big / line.len();
+            text.push_str(&line.repeat(lines));
+            text.push_str(&format!("\",z{eol}3,\"p\",q{eol}"));
+            let got = records(text.as_bytes());
+            assert_eq!(got.len(), 3, "{eol:?}");
+            assert_eq!(got[1].0, 3);
+            assert!(got[1].2.is_some_and(|n| n as usize > big / 2), "{eol:?}");
+            assert_eq!(
+                got[2],
+                (4 + lines as u64, strs(&["3", "p", "q"]), None),
+                "{eol:?}"
+            );
+        }
+        // Just under the limit: read whole.
+        let text = format!("a,b\n1,{}\n2,z\n", "x".repeat(MAX_RECORD - 10));
+        let got = records(text.as_bytes());
+        assert_eq!(got[0].2, None);
+        assert_eq!(got[1], (3, strs(&["2", "z"]), None));
+    }
+
+    #[test]
+    fn a_header_line_over_the_limit_is_refused() {
+        let f = write(format!("{}\n1\n", "h".repeat(MAX_RECORD + 1)).as_bytes());
+        let info = inspect(f.path(), Encoding::Auto).unwrap();
+        assert!(matches!(
+            open(f.path(), &info, Delimiter::Auto, |f| Box::new(f)),
+            Err(OpenError::HeaderTooLong)
+        ));
     }
 
     #[test]

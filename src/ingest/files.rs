@@ -149,7 +149,7 @@ pub fn write_atomic(path: &Path, text: &[u8]) -> io::Result<()> {
 pub struct RejectionReport {
     dir: PathBuf,
     file_name: String,
-    writer: Option<csv::Writer<tempfile::NamedTempFile>>,
+    writer: Option<io::BufWriter<tempfile::NamedTempFile>>,
     delimiter: u8,
     /// Rows rejected so far.
     pub rows: u64,
@@ -167,7 +167,9 @@ impl RejectionReport {
         }
     }
 
-    /// Adds one line per problem of a rejected row: line, column, reason, original row.
+    /// Adds one line per problem of a rejected row: line, column, reason, and on the
+    /// row's first line the original row (written once, however many problems it has).
+    /// Written straight from the record, in time linear in its length.
     pub fn add(
         &mut self,
         line: u64,
@@ -181,19 +183,31 @@ impl RejectionReport {
                 .prefix(".rejected-")
                 .suffix(".tmp")
                 .tempfile_in(&self.dir)?;
-            let mut w = csv::Writer::from_writer(tmp);
-            w.write_record(["line", "column", "reason", "original_row"])?;
+            let mut w = io::BufWriter::with_capacity(64 * 1024, tmp);
+            w.write_all(b"line,column,reason,original_row\n")?;
             self.writer = Some(w);
         }
-        let original = original_row(record, self.delimiter);
         let w = self.writer.as_mut().expect("created above");
-        for (column, reason) in problems {
-            w.write_record([
-                line.to_string().as_bytes(),
-                column.as_bytes(),
-                reason.as_bytes(),
-                &original,
-            ])?;
+        for (i, (column, reason)) in problems.iter().enumerate() {
+            write!(w, "{line},")?;
+            write_field(w, column.as_bytes(), b',')?;
+            w.write_all(b",")?;
+            write_field(w, reason.as_bytes(), b',')?;
+            w.write_all(b",")?;
+            if i == 0 {
+                // The row as one CSV line in the file's own delimiter, quoted as one
+                // field of the report: its quotes are doubled twice over where needed.
+                w.write_all(b"\"")?;
+                let mut doubled = Doubling(&mut *w);
+                for (j, field) in record.iter().enumerate() {
+                    if j > 0 {
+                        doubled.write_all(&[self.delimiter])?;
+                    }
+                    write_field(&mut doubled, field, self.delimiter)?;
+                }
+                w.write_all(b"\"")?;
+            }
+            w.write_all(b"\n")?;
         }
         Ok(())
     }
@@ -215,18 +229,39 @@ impl RejectionReport {
     }
 }
 
-/// The record written back as one CSV line with the file's own delimiter.
-fn original_row(record: &csv::ByteRecord, delimiter: u8) -> Vec<u8> {
-    let mut w = csv::WriterBuilder::new()
-        .delimiter(delimiter)
-        .terminator(csv::Terminator::Any(b'\n'))
-        .from_writer(Vec::new());
-    let _ = w.write_byte_record(record);
-    let mut bytes = w.into_inner().unwrap_or_default();
-    if bytes.last() == Some(&b'\n') {
-        bytes.pop();
+/// One CSV field: as it is, or quoted with its quotes doubled when it holds the
+/// delimiter, a quote or a line break (or is empty, so that an empty row stays visible).
+fn write_field(w: &mut impl Write, field: &[u8], delimiter: u8) -> io::Result<()> {
+    let plain = !field.is_empty()
+        && !field
+            .iter()
+            .any(|&b| b == delimiter || b == b'"' || b == b'\n' || b == b'\r');
+    if plain {
+        return w.write_all(field);
     }
-    bytes
+    w.write_all(b"\"")?;
+    Doubling(&mut *w).write_all(field)?;
+    w.write_all(b"\"")
+}
+
+/// A writer that doubles every quote written through it.
+struct Doubling<W>(W);
+
+impl<W: Write> Write for Doubling<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut rest = buf;
+        while let Some(i) = memchr::memchr(b'"', rest) {
+            self.0.write_all(&rest[..=i])?;
+            self.0.write_all(b"\"")?;
+            rest = &rest[i + 1..];
+        }
+        self.0.write_all(rest)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
 }
 
 /// Moves a file that cannot be imported at all into `rejected_dir` (inbox files) and
@@ -330,6 +365,29 @@ mod tests {
             text,
             "line,column,reason,original_row\n7,amount,bad,\"\"\"INV;1\"\";x\"\n"
         );
+        // A row with two problems is written once, on its first line.
+        let mut r = RejectionReport::new(d.path(), "two.csv", b',');
+        let rec = csv::ByteRecord::from(vec!["INV-2", "say \"hi\"", "x\ny"]);
+        r.add(
+            3,
+            &[
+                ("customer_email".into(), "not an address".into()),
+                ("amount".into(), "not a number, \"x\"".into()),
+            ],
+            &rec,
+        )
+        .unwrap();
+        let text = fs::read_to_string(r.keep().unwrap().unwrap()).unwrap();
+        assert_eq!(
+            text,
+            "line,column,reason,original_row\n\
+             3,customer_email,not an address,\"INV-2,\"\"say \"\"\"\"hi\"\"\"\"\"\",\"\"x\ny\"\"\"\n\
+             3,amount,\"not a number, \"\"x\"\"\",\n"
+        );
+        // What a CSV reader makes of it: the row, as the file had it.
+        let mut rd = csv::Reader::from_reader(text.as_bytes());
+        let first = rd.records().next().unwrap().unwrap();
+        assert_eq!(&first[3], "INV-2,\"say \"\"hi\"\"\",\"x\ny\"");
         // nothing rejected: no report
         let r = RejectionReport::new(d.path(), "ok.csv", b',');
         assert!(r.keep().unwrap().is_none());

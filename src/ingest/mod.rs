@@ -433,6 +433,18 @@ fn apply(
             line: i64::try_from(line).unwrap_or(i64::MAX),
             now: &now,
         };
+        if let Some(length) = opened.cut_length(&record) {
+            counts.rows_read += 1;
+            counts.rows_rejected += 1;
+            let reason = format!(
+                "the row is {length} bytes long, more than an export row can be: only its first 1 MiB was read (and is shown here), and it was not imported"
+            );
+            tracing::warn!(file = %path.display(), line, "{reason}");
+            rejections
+                .add(line, &[("(whole row)".to_string(), reason)], &record)
+                .map_err(|e| FileError::Io(format!("cannot write the rejection report: {e}")))?;
+            continue;
+        }
         if let Some((column, reason)) = open_quote(&record, header_len, opened.delimiter, line) {
             counts.rows_read += 1;
             counts.rows_rejected += 1;

@@ -297,7 +297,7 @@ impl<'c> Writer<'c> {
             d.amount.minor,
             d.due.minor,
             d.currency(),
-            d.due_date,
+            super::types::IsoDate(d.due_date),
             d.language,
             d.country,
             reason.as_str(),

@@ -41,6 +41,33 @@ text_column!(Country, as_str, Country::parse);
 text_column!(EmailAddress, as_str, EmailAddress::parse);
 text_column!(CustomerName, as_str, CustomerName::parse);
 
+/// A date bound as `YYYY-MM-DD`, written by hand: chrono's `%F` formatting took a tenth of
+/// a million-row import's own time.
+pub struct IsoDate(pub chrono::NaiveDate);
+
+impl ToSql for IsoDate {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        use chrono::Datelike;
+        let (y, m, d) = (self.0.year(), self.0.month(), self.0.day());
+        if !(0..=9999).contains(&y) {
+            return Ok(ToSqlOutput::from(self.0.format("%Y-%m-%d").to_string()));
+        }
+        let digits = |n: u32, out: &mut [u8]| {
+            let mut n = n;
+            for b in out.iter_mut().rev() {
+                *b = b'0' + (n % 10) as u8;
+                n /= 10;
+            }
+        };
+        let mut text = [b'-'; 10];
+        digits(y as u32, &mut text[..4]);
+        digits(m, &mut text[5..7]);
+        digits(d, &mut text[8..]);
+        let text = String::from_utf8(text.to_vec()).expect("ASCII digits and dashes");
+        Ok(ToSqlOutput::from(text))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,5 +93,24 @@ mod tests {
         );
         let bad: rusqlite::Result<Currency> = conn.query_row("SELECT 'XYZ'", [], |r| r.get(0));
         assert!(bad.is_err());
+    }
+
+    #[test]
+    fn iso_dates_are_written_as_chrono_writes_them() {
+        for (y, m, d) in [
+            (2027, 1, 5),
+            (1999, 12, 31),
+            (7, 3, 9),
+            (12345, 6, 7),
+            (-5, 1, 1),
+        ] {
+            let date = chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap();
+            let ToSqlOutput::Owned(rusqlite::types::Value::Text(t)) =
+                IsoDate(date).to_sql().unwrap()
+            else {
+                panic!("text expected")
+            };
+            assert_eq!(t, date.format("%Y-%m-%d").to_string());
+        }
     }
 }
