@@ -9,12 +9,13 @@
 //! - [`ingest`]  inbox scan, decoding, column mapping, row validation, rejection reports.
 //! - [`store`]   SQLite: every statement and every transaction; open (WAL, foreign keys,
 //!   busy timeout), migrations from `schema/`, one module per aggregate, the invoice
-//!   state machine, domain values through `ToSql`/`FromSql`.
+//!   state machine, the link work queue, domain values through `ToSql`/`FromSql`.
 //! - [`cm`]      the CM clients (payment links, iDEAL QR): one session per API with a
 //!   token cache and retry policy, one shared throttle for every CM request.
 //! - [`mail`]    templates, MIME messages, SMTP / `.eml` transports; never the database.
 //! - [`cycle`]   one cycle: ingest → status → deactivate → create → extend → iDEAL QR →
-//!   mail → report; dry runs.
+//!   report, with the mail loop beside create/extend/QR (a link's mail goes once it is
+//!   extended); dry runs.
 //! - [`services`] CM clients (and the embedded sandbox) and the mail sender, set up and
 //!   torn down in one place for every command.
 //! - [`daemon`]  the service: a cycle per schedule tick, the callback listener, signals,

@@ -1,13 +1,14 @@
 //! One cycle (ARCHITECTURE.md, *The flow of a cycle*): recover → ingest → payment status →
 //! deactivate what must go → create the missing links → give them their real expiry →
-//! iDEAL QR → mail → one summary line and an exit code.
+//! iDEAL QR → one summary line and an exit code; the mail loop runs beside create,
+//! extend and QR and sends each link's mail once the link is extended.
 //!
 //! - `status`: links and QR transactions due for a check, read from the API;
 //! - `links_step`: deactivations, then creations (each intent committed first), then the
 //!   `PATCH` that replaces a new link's provisional expiry with its real one;
 //! - `qr_step`: QR transactions for EUR revisions with an extended active link;
-//! - `mail_step`: the outbox, one [`send_one`] at a time, after everything it may
-//!   announce is recorded.
+//! - `mail_step`: the outbox, one [`send_one`] at a time, each mail once everything it
+//!   announces is recorded.
 //!
 //! Every CM step fans its requests out through one helper (at most `max_in_flight` at a
 //! time) and records the answers as they arrive; the database file's identity is checked
