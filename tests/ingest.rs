@@ -256,6 +256,72 @@ fn the_pattern_matches_whatever_the_case() {
     assert!(env.files_in("inbox").is_empty(), "archived");
 }
 
+/// The harm seen: a missing `inbox.dir` gave exit 0 and `files 0`, silent even at `-v`.
+#[test]
+fn a_missing_or_unreadable_inbox_is_an_error() {
+    let env =
+        TestEnv::new("[cm]\nbase_url = \"sandbox\"\nclient_id = \"t\"\nclient_secret = \"t\"\n");
+    let f = env.write_file(
+        "a.csv",
+        default_csv(&[("INV-1", "ann@example.com", "Ann", "10.00", "2027-12-01")]),
+    );
+    assert_eq!(env.run(&["import", f.to_str().unwrap()]).code, 0);
+    std::fs::remove_dir(env.inbox()).unwrap();
+    for args in [&["import"][..], &["run"], &["run", "--dry-run"]] {
+        let r = env.run(args);
+        assert_eq!(r.code, 1, "{args:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("inbox folder") && r.stderr.contains("does not exist (inbox.dir)"),
+            "{args:?}: {}",
+            r.stderr
+        );
+        assert_eq!(r.stderr.matches("os error").count(), 0, "{}", r.stderr);
+    }
+    // The rest of the cycle still ran: the invoice already known got its link and mail.
+    assert_eq!(env.invoice("INV-1")["link_state"], "active");
+    assert_eq!(env.invoice("INV-1")["mail_state"], "sent");
+    // A file where the folder should be: unreadable as a folder.
+    std::fs::write(env.inbox(), "not a folder").unwrap();
+    let r = env.run(&["import"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("cannot be read (inbox.dir)"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.matches("os error").count() <= 1, "{}", r.stderr);
+}
+
+/// The harm seen: a file younger than `settle_seconds`, a symbolic link and a folder
+/// named like an export were passed over without a word. The summary names them.
+#[test]
+fn files_waiting_to_settle_or_skipped_are_named_in_the_summary() {
+    let env = TestEnv::new("[inbox]\nsettle_seconds = 3600\n");
+    let csv = default_csv(&[("INV-1", "ann@example.com", "Ann", "10.00", "2026-12-01")]);
+    std::fs::write(env.inbox().join("today.csv"), &csv).unwrap();
+    std::fs::create_dir(env.inbox().join("old.csv")).unwrap();
+    let target = env.write_file("elsewhere.csv", &csv);
+    std::os::unix::fs::symlink(&target, env.inbox().join("link.csv")).unwrap();
+    let r = env.run(&["import"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("1 file(s) waiting to settle, read by a later cycle (today.csv)"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains("2 skipped (link.csv (a symbolic link, not followed), old.csv (a folder))"),
+        "{}",
+        r.stderr
+    );
+    assert!(env.status().is_empty(), "nothing was read yet");
+    // The cycle's summary says the same.
+    let r = env.run(&["run", "--dry-run"]);
+    assert!(r.stderr.contains("waiting to settle"), "{}", r.stderr);
+}
+
 /// The harm seen: `amount` twice in the header, and the first was silently used.
 #[test]
 fn a_file_naming_a_column_twice_is_set_aside_with_that_reason() {

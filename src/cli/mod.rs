@@ -77,6 +77,12 @@ impl Outcome {
             message: Some(message),
         }
     }
+    fn fatal(message: String) -> Self {
+        Outcome {
+            exit: Exit::Fatal,
+            message: Some(message),
+        }
+    }
 }
 
 #[derive(Debug, Parser)]

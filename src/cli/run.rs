@@ -36,6 +36,9 @@ pub(super) fn run_cycle(
         print_plan(plan, &report)?;
     }
     tracing::info!("cycle: {}", report.summary());
+    if let Some(why) = &report.ingest.inbox_error {
+        return Ok(Outcome::fatal(why.clone()));
+    }
     Ok(match report.attention() {
         Some(why) => Outcome::attention(why),
         None => Outcome::ok(),
@@ -122,6 +125,9 @@ pub(super) fn import(config: &Config, files: &[PathBuf]) -> anyhow::Result<Outco
         ingest::ingest_paths(store.conn(), config, files, opts)?
     };
     tracing::info!("import: {}", report.summary());
+    if let Some(why) = &report.inbox_error {
+        return Ok(Outcome::fatal(why.clone()));
+    }
     Ok(attention_for_ingest(&report, config).unwrap_or_else(Outcome::ok))
 }
 

@@ -193,6 +193,7 @@ impl Report {
         if t.snapshot_guard {
             s.push_str("; snapshot settlement held back");
         }
+        s.push_str(&self.ingest.inbox_note());
         s
     }
 

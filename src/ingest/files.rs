@@ -17,22 +17,32 @@ const CASE_INSENSITIVE: glob::MatchOptions = glob::MatchOptions {
     require_literal_leading_dot: false,
 };
 
-/// Files in `dir` that match `pattern` (in any case), are settled (unchanged for `settle`), and are not
-/// hidden, `*.tmp` or `*.part`; in name order. A missing inbox is empty.
-pub fn ready_files(dir: &Path, pattern: &str, settle: Duration) -> io::Result<Vec<PathBuf>> {
+/// What the inbox holds for this cycle.
+#[derive(Debug, Default)]
+pub struct Inbox {
+    /// Files to read, in name order: matching `pattern` (in any case), settled, and not
+    /// hidden, `*.tmp` or `*.part`.
+    pub ready: Vec<PathBuf>,
+    /// Matching files still being written (changed less than `settle` ago): read by a
+    /// later cycle.
+    pub settling: Vec<String>,
+    /// Matching entries that are not plain files, with why (a symbolic link is never
+    /// followed; a folder is not a file).
+    pub skipped: Vec<String>,
+}
+
+/// Lists the inbox. A missing or unreadable inbox is an error: a cycle that reads nothing
+/// because `inbox.dir` names no folder must say so, not report zero files.
+pub fn ready_files(dir: &Path, pattern: &str, settle: Duration) -> io::Result<Inbox> {
     let pattern = glob::Pattern::new(pattern).map_err(|e| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("inbox.pattern: {}", e.msg),
         )
     })?;
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
+    let entries = fs::read_dir(dir)?;
     let now = SystemTime::now();
-    let mut out = Vec::new();
+    let mut inbox = Inbox::default();
     for entry in entries {
         let entry = entry?;
         let name = entry.file_name();
@@ -45,8 +55,20 @@ pub fn ready_files(dir: &Path, pattern: &str, settle: Duration) -> io::Result<Ve
         {
             continue;
         }
+        // Not followed: a symbolic link is itself, not what it points at.
         let meta = entry.metadata()?;
+        if meta.file_type().is_symlink() {
+            inbox
+                .skipped
+                .push(format!("{name} (a symbolic link, not followed)"));
+            continue;
+        }
+        if meta.is_dir() {
+            inbox.skipped.push(format!("{name} (a folder)"));
+            continue;
+        }
         if !meta.is_file() {
+            inbox.skipped.push(format!("{name} (not a regular file)"));
             continue;
         }
         let age = meta
@@ -55,12 +77,15 @@ pub fn ready_files(dir: &Path, pattern: &str, settle: Duration) -> io::Result<Ve
             .and_then(|m| now.duration_since(m).ok())
             .unwrap_or(Duration::ZERO);
         if age < settle {
+            inbox.settling.push(name.to_string());
             continue;
         }
-        out.push(entry.path());
+        inbox.ready.push(entry.path());
     }
-    out.sort();
-    Ok(out)
+    inbox.ready.sort();
+    inbox.settling.sort();
+    inbox.skipped.sort();
+    Ok(inbox)
 }
 
 fn stamp() -> String {
@@ -317,28 +342,32 @@ mod tests {
             fs::write(d.path().join(n), "x").unwrap();
         }
         fs::create_dir(d.path().join("dir.csv")).unwrap();
-        let files = ready_files(d.path(), "*.csv", Duration::ZERO).unwrap();
-        let names: Vec<_> = files
+        std::os::unix::fs::symlink(d.path().join("a.csv"), d.path().join("link.csv")).unwrap();
+        let inbox = ready_files(d.path(), "*.csv", Duration::ZERO).unwrap();
+        let names: Vec<_> = inbox
+            .ready
             .iter()
             .map(|p| p.file_name().unwrap().to_str().unwrap())
             .collect();
         assert_eq!(names, ["a.csv", "b.csv"]);
-        // settle time: everything was just written
-        assert!(
-            ready_files(d.path(), "*.csv", Duration::from_secs(60))
-                .unwrap()
-                .is_empty()
+        assert_eq!(
+            inbox.skipped,
+            [
+                "dir.csv (a folder)",
+                "link.csv (a symbolic link, not followed)"
+            ]
         );
+        // settle time: everything was just written
+        let inbox = ready_files(d.path(), "*.csv", Duration::from_secs(60)).unwrap();
+        assert!(inbox.ready.is_empty());
+        assert_eq!(inbox.settling, ["a.csv", "b.csv"]);
     }
 
     #[test]
-    fn missing_inbox_is_empty() {
+    fn a_missing_inbox_is_an_error() {
         let d = tempfile::tempdir().unwrap();
-        assert!(
-            ready_files(&d.path().join("nope"), "*.csv", Duration::ZERO)
-                .unwrap()
-                .is_empty()
-        );
+        let e = ready_files(&d.path().join("nope"), "*.csv", Duration::ZERO).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
     }
 
     #[test]

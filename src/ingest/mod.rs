@@ -84,6 +84,12 @@ pub struct FileReport {
 pub struct Report {
     /// One report per file, in the order they were read.
     pub files: Vec<FileReport>,
+    /// Inbox files still being written, left for a later cycle.
+    pub settling: Vec<String>,
+    /// Inbox entries that match the pattern but are not plain files, with why.
+    pub skipped: Vec<String>,
+    /// The inbox could not be listed (missing, unreadable): nothing was read from it.
+    pub inbox_error: Option<String>,
 }
 
 impl Report {
@@ -125,7 +131,7 @@ impl Report {
     /// exit-3 sentence of `import` and the ingest part of a cycle's.
     pub fn attention(&self) -> Vec<String> {
         let t = self.totals();
-        let mut parts = Vec::new();
+        let mut parts: Vec<String> = self.inbox_error.iter().cloned().collect();
         if t.rows_rejected > 0 {
             parts.push(format!("{} row(s) were rejected", t.rows_rejected));
         }
@@ -179,6 +185,28 @@ impl Report {
         if t.snapshot_guard {
             s.push_str("; snapshot settlement held back (more than 50 % would vanish)");
         }
+        s.push_str(&self.inbox_note());
+        s
+    }
+
+    /// What the inbox held besides the files read, for the summary line: files still
+    /// being written and entries that are not files, each by name (empty when none).
+    pub fn inbox_note(&self) -> String {
+        let mut s = String::new();
+        if !self.settling.is_empty() {
+            s.push_str(&format!(
+                "; {} file(s) waiting to settle, read by a later cycle ({})",
+                self.settling.len(),
+                self.settling.join(", ")
+            ));
+        }
+        if !self.skipped.is_empty() {
+            s.push_str(&format!(
+                "; {} skipped ({})",
+                self.skipped.len(),
+                self.skipped.join(", ")
+            ));
+        }
         s
     }
 }
@@ -186,14 +214,47 @@ impl Report {
 /// Ingests the ready files of the inbox, moving each to the archive (or to
 /// `rejected_dir`) once applied.
 pub fn ingest_inbox(conn: &Connection, cfg: &Config, opts: Options) -> anyhow::Result<Report> {
-    let files = files::ready_files(
-        &cfg.inbox.dir,
+    let dir = &cfg.inbox.dir;
+    let inbox = match files::ready_files(
+        dir,
         &cfg.inbox.pattern,
         Duration::from_secs(cfg.inbox.settle_seconds),
-    )
-    .with_context(|| format!("cannot list the inbox {}", cfg.inbox.dir.display()))?;
-    let mut report = Report::default();
-    for path in files {
+    ) {
+        Ok(inbox) => inbox,
+        Err(e) => {
+            // Not the end of the cycle: links, payments and mail go on without new rows.
+            let why = if e.kind() == std::io::ErrorKind::NotFound {
+                format!(
+                    "the inbox folder {} does not exist (inbox.dir): create it, or point inbox.dir at the folder the exports are dropped in",
+                    dir.display()
+                )
+            } else {
+                format!(
+                    "the inbox folder {} cannot be read (inbox.dir): {e}",
+                    dir.display()
+                )
+            };
+            return Ok(Report {
+                inbox_error: Some(why),
+                ..Report::default()
+            });
+        }
+    };
+    if !inbox.settling.is_empty() {
+        tracing::info!(
+            files = %inbox.settling.join(", "),
+            "waiting for these to settle (changed less than inbox.settle_seconds ago); a later cycle reads them"
+        );
+    }
+    if !inbox.skipped.is_empty() {
+        tracing::warn!(files = %inbox.skipped.join(", "), "skipped: not plain files");
+    }
+    let mut report = Report {
+        settling: inbox.settling,
+        skipped: inbox.skipped,
+        ..Report::default()
+    };
+    for path in inbox.ready {
         report
             .files
             .push(ingest_file(conn, cfg, &path, ImportSource::Inbox, opts)?);

@@ -38,6 +38,8 @@ impl TestEnv {
         let config = dir.path().join("invoice-sync.toml");
         let env = TestEnv { dir, config };
         env.write_config(extra);
+        // The inbox exists, as an installation's does (a missing one is an error).
+        std::fs::create_dir_all(env.inbox()).expect("create the inbox");
         env
     }
 
