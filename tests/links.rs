@@ -531,3 +531,66 @@ fn a_link_cm_records_with_another_amount_is_switched_off_and_never_mailed() {
     assert!(env.files_in("outbox").is_empty(), "never mailed");
     assert_eq!(inv["mail_state"], "none");
 }
+
+/// The harm seen on a first try: the dry run said `reject 2 row(s)` without the
+/// reasons, logged "imported … links 0 created" against its own plan, and created the
+/// database, the lock file and `rejected/`. It explains, and leaves the disk as it was.
+#[test]
+fn a_first_dry_run_explains_each_rejection_and_leaves_the_disk_as_it_was() {
+    let host = SandboxHost::start(SandboxOptions::default());
+    let env = env_with(&host, "");
+    env.drop_file(
+        "export.csv",
+        "invoice_reference,customer_email,amount,due_date\n\
+         INV-1,a@example.com,10.00,2099-12-01\n\
+         INV-2,not-an-address,20.00,2099-12-01\n\
+         INV-3,c@example.com,twelve,2099-12-01\n",
+    );
+    let before: Vec<String> = {
+        let mut v: Vec<String> = walk(env.dir.path());
+        v.sort();
+        v
+    };
+    let r = env.run(&["run", "--dry-run"]);
+    assert_eq!(r.code, 3, "rows would be rejected: {}", r.stderr);
+    assert!(r.stdout.contains("create      INV-1"), "{}", r.stdout);
+    assert!(r.stdout.contains("reject      2 row(s)"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("line 3, column customer_email:"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("line 4, column amount:"), "{}", r.stdout);
+    // Worded as a plan, never as something done.
+    assert!(r.stderr.contains("would import"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("1 link(s) would be created"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("0 created"), "{}", r.stderr);
+    assert!(!r.stderr.contains(" imported "), "{}", r.stderr);
+    let after: Vec<String> = {
+        let mut v: Vec<String> = walk(env.dir.path());
+        v.sort();
+        v
+    };
+    assert_eq!(after, before, "the disk is as it was");
+    assert_eq!(host.sb().counters().api_requests, 0, "no API call");
+}
+
+/// Every path under `dir`, relative to it.
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            out.push(p.strip_prefix(dir).unwrap().display().to_string());
+            if p.is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+    out
+}

@@ -13,10 +13,24 @@ pub(super) fn run_cycle(
     if let Some(usage) = missing_file(&files) {
         return Ok(usage);
     }
-    let Some(_lock) = RunLock::try_acquire(&config.storage.database)? else {
-        return Ok(locked_outcome(config));
+    let database = &config.storage.database;
+    // A dry run leaves the disk as it was: with no database yet it plans on an empty one
+    // in memory, and takes no lock (creating no lock file); everything it does to an
+    // existing database is rolled back.
+    let fresh = dry_run && !database.exists();
+    let _lock = if fresh {
+        None
+    } else {
+        match RunLock::try_acquire(database)? {
+            Some(lock) => Some(lock),
+            None => return Ok(locked_outcome(config)),
+        }
     };
-    let store = Store::open(&config.storage.database)?;
+    let store = if fresh {
+        Store::open_in_memory()?
+    } else {
+        Store::open(database)?
+    };
     let opts = cycle::Options {
         files,
         dry_run,
@@ -34,8 +48,21 @@ pub(super) fn run_cycle(
     })?;
     if let Some(plan) = &report.plan {
         print_plan(plan, &report)?;
+        let t = report.ingest.totals();
+        tracing::info!(
+            "dry run, nothing written, sent or moved: {} file(s) would be read, rows {} accepted / {} rejected / {} skipped; {} link(s) would be created, {} deactivated; {} queued mail(s) are due{}",
+            report.ingest.files.len(),
+            t.rows_accepted,
+            t.rows_rejected,
+            t.rows_skipped,
+            plan.create.len(),
+            plan.deactivate.len(),
+            plan.mails_due,
+            report.ingest.inbox_note()
+        );
+    } else {
+        tracing::info!("cycle: {}", report.summary());
     }
-    tracing::info!("cycle: {}", report.summary());
     if let Some(why) = &report.ingest.inbox_error {
         return Ok(Outcome::fatal(why.clone()));
     }
@@ -95,12 +122,30 @@ pub(super) fn print_plan(plan: &cycle::Plan, report: &cycle::Report) -> anyhow::
             ingest::Outcome::SetAside { reason } => {
                 writeln!(out, "  set aside   {}: {reason}", f.path.display())?
             }
-            ingest::Outcome::Applied(c) if c.rows_rejected > 0 => writeln!(
-                out,
-                "  reject      {} row(s) of {}",
-                c.rows_rejected,
-                f.path.display()
-            )?,
+            ingest::Outcome::Applied(c) if c.rows_rejected > 0 => {
+                writeln!(
+                    out,
+                    "  reject      {} row(s) of {}:",
+                    c.rows_rejected,
+                    f.path.display()
+                )?;
+                for r in &f.planned_rejections {
+                    writeln!(
+                        out,
+                        "                line {}, column {}: {}",
+                        r.line,
+                        printable(&r.column),
+                        printable(&r.reason)
+                    )?;
+                }
+                if f.planned_rejections.len() == ingest::files::PLANNED_REJECTIONS {
+                    writeln!(
+                        out,
+                        "                … (the first {} problems)",
+                        ingest::files::PLANNED_REJECTIONS
+                    )?;
+                }
+            }
             _ => {}
         }
     }

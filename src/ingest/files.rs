@@ -178,6 +178,24 @@ pub struct RejectionReport {
     delimiter: u8,
     /// Rows rejected so far.
     pub rows: u64,
+    /// A dry run: nothing is written; the problems are kept here (the first
+    /// [`PLANNED_REJECTIONS`]) for the plan to show.
+    planned: Option<Vec<Rejection>>,
+}
+
+/// At most this many rejections of one file are kept for a dry run's plan.
+pub const PLANNED_REJECTIONS: usize = 200;
+
+/// One problem of a rejected row: its physical line, the column (as the file names it)
+/// and the reason.
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    /// The physical line where the row starts.
+    pub line: u64,
+    /// The column, as named in the file.
+    pub column: String,
+    /// Why.
+    pub reason: String,
 }
 
 impl RejectionReport {
@@ -189,7 +207,21 @@ impl RejectionReport {
             writer: None,
             delimiter,
             rows: 0,
+            planned: None,
         }
+    }
+
+    /// A report for a dry run: it writes nothing and keeps the problems for the plan.
+    pub fn planned(delimiter: u8) -> Self {
+        RejectionReport {
+            planned: Some(Vec::new()),
+            ..Self::new(Path::new(""), "", delimiter)
+        }
+    }
+
+    /// A dry run's problems, in order (at most [`PLANNED_REJECTIONS`]).
+    pub fn into_planned(self) -> Vec<Rejection> {
+        self.planned.unwrap_or_default()
     }
 
     /// Adds one line per problem of a rejected row: line, column, reason, and on the
@@ -202,6 +234,18 @@ impl RejectionReport {
         record: &csv::ByteRecord,
     ) -> io::Result<()> {
         self.rows += 1;
+        if let Some(planned) = &mut self.planned {
+            for (column, reason) in problems {
+                if planned.len() < PLANNED_REJECTIONS {
+                    planned.push(Rejection {
+                        line,
+                        column: column.clone(),
+                        reason: reason.clone(),
+                    });
+                }
+            }
+            return Ok(());
+        }
         if self.writer.is_none() {
             fs::create_dir_all(&self.dir)?;
             let tmp = tempfile::Builder::new()

@@ -77,6 +77,8 @@ pub struct FileReport {
     /// Why an applied (or already imported) file could not be archived: it stays in the
     /// inbox and its next import changes nothing.
     pub archive_error: Option<String>,
+    /// A dry run's rejected rows (line, column, reason), for the plan; nothing is written.
+    pub planned_rejections: Vec<files::Rejection>,
 }
 
 /// The result of ingesting a set of files.
@@ -316,6 +318,7 @@ pub fn ingest_file(
         rejections: None,
         moved_to: None,
         archive_error: None,
+        planned_rejections: Vec::new(),
     };
 
     let info = match decode::inspect(path, cfg.csv.encoding) {
@@ -348,7 +351,9 @@ pub fn ingest_file(
         Ok((counts, rejections)) => {
             savepoint.release()?;
             crate::failpoint("ingest-after-commit");
-            if !opts.dry_run {
+            if opts.dry_run {
+                report.planned_rejections = rejections.into_planned();
+            } else {
                 report.rejections = rejections.keep().with_context(|| {
                     format!(
                         "cannot write the rejection report in {}",
@@ -359,7 +364,7 @@ pub fn ingest_file(
             if movable {
                 archive(path, cfg, &mut report);
             }
-            log_applied(path, &counts, report.rejections.as_deref());
+            log_applied(path, &counts, report.rejections.as_deref(), opts.dry_run);
             report.outcome = Outcome::Applied(counts);
         }
         Err(e) => {
@@ -371,7 +376,11 @@ pub fn ingest_file(
                     report.outcome = Outcome::Failed { error };
                 }
                 FileError::Unreadable(reason) => {
-                    tracing::warn!(file = %path.display(), "file set aside: {reason}");
+                    if opts.dry_run {
+                        tracing::warn!(file = %path.display(), "would be set aside (dry run): {reason}");
+                    } else {
+                        tracing::warn!(file = %path.display(), "file set aside: {reason}");
+                    }
                     if !opts.dry_run {
                         let reason_file =
                             files::set_aside(path, &cfg.inbox.rejected_dir, &reason, movable)
@@ -410,7 +419,7 @@ fn archive(path: &Path, cfg: &Config, report: &mut FileReport) {
     }
 }
 
-fn log_applied(path: &Path, c: &ImportCounts, rejections: Option<&Path>) {
+fn log_applied(path: &Path, c: &ImportCounts, rejections: Option<&Path>, dry_run: bool) {
     tracing::info!(
         file = %path.display(),
         rows = c.rows_read,
@@ -420,7 +429,12 @@ fn log_applied(path: &Path, c: &ImportCounts, rejections: Option<&Path>) {
         new = c.invoices_new,
         changed = c.invoices_changed,
         settled = c.invoices_settled,
-        "imported"
+        "{}",
+        if dry_run {
+            "would import (dry run: nothing is written)"
+        } else {
+            "imported"
+        }
     );
     if let Some(r) = rejections {
         tracing::warn!(file = %path.display(), report = %r.display(),
@@ -462,8 +476,11 @@ fn apply(
         Err(decode::OpenError::Io(e)) => return Err(FileError::Io(e.to_string())),
         Err(e) => return Err(FileError::Unreadable(e.to_string())),
     };
-    let mut rejections =
-        files::RejectionReport::new(&cfg.inbox.rejected_dir, name, opened.delimiter);
+    let mut rejections = if opts.dry_run {
+        files::RejectionReport::planned(opened.delimiter)
+    } else {
+        files::RejectionReport::new(&cfg.inbox.rejected_dir, name, opened.delimiter)
+    };
     let header = match opened.reader.byte_headers() {
         Ok(h) => h.clone(),
         Err(e) => return Err(csv_error(e)),

@@ -114,6 +114,12 @@ impl Store {
         Ok(store)
     }
 
+    /// A migrated database in memory, gone when dropped: what a dry run works on when
+    /// there is no database yet, so that it leaves the disk as it was.
+    pub fn open_in_memory() -> anyhow::Result<Store> {
+        Self::setup(Connection::open_in_memory()?)
+    }
+
     /// The file this store opened, to check later that it is still the one at its path.
     pub fn identity(&self) -> Option<&FileIdentity> {
         self.identity.as_ref()
