@@ -825,6 +825,18 @@ impl Config {
                 "must be at least 1".into(),
             ));
         }
+        // Read here as the mail step reads them, so that `check` and the first cycle
+        // refuse a sender the relay would never see instead of failing every mail.
+        for (key, value) in [
+            ("email.from", Some(self.email.from.as_str())),
+            ("email.reply_to", self.email.reply_to.as_deref()),
+        ] {
+            if let Some(value) = value.filter(|v| !v.trim().is_empty())
+                && let Some(why) = bad_mailbox(value)
+            {
+                return Err(err(key, why));
+            }
+        }
         if self.ideal_qr.enabled
             && self
                 .ideal_qr
@@ -904,6 +916,20 @@ fn plain_types(s: &str) -> String {
         }
     }
     out
+}
+
+/// Why `value` is no usable mailbox (`Name <address>` or a bare address), as the mail
+/// step would find; `None` when it is one.
+fn bad_mailbox(value: &str) -> Option<String> {
+    if value.contains(['\r', '\n']) {
+        return Some("must be on one line".into());
+    }
+    match value.trim().parse::<lettre::message::Mailbox>() {
+        Ok(_) => None,
+        Err(_) => Some(format!(
+            "{value:?} is not a sender address a mail can carry; write it as `Name <billing@example.com>` (quote a name with a comma: `\"Acme, Inc.\" <billing@example.com>`) or just `billing@example.com`"
+        )),
+    }
 }
 
 #[cfg(test)]

@@ -173,3 +173,34 @@ fn check_names_what_it_asked_and_does_not_promise_retries() {
     assert!(!mail.contains("will retry"), "{mail}");
     assert!(mail.contains("does not answer"), "{mail}");
 }
+
+/// The harm seen: `check` passed `from = "Acme, Inc. <billing@…>"`, which every mail then
+/// failed on. The sender is read as the mail step reads it, when the config is loaded.
+#[test]
+fn a_sender_the_mail_step_would_refuse_fails_the_config() {
+    let host = SandboxHost::start(SandboxOptions::default());
+    let server = SmtpServer::start();
+    let env = env_for(&host, server.port(), "test-secret");
+    let base = std::fs::read_to_string(&env.config).unwrap();
+    for (from, ok) in [
+        ("Acme, Inc. <billing@merchant.example>", false),
+        ("Billing <billing@merchant.example", false),
+        ("\\\"Acme, Inc.\\\" <billing@merchant.example>", true),
+        ("billing@merchant.example", true),
+    ] {
+        std::fs::write(
+            &env.config,
+            common::merge_toml(&base, &format!("[email]\nfrom = \"{from}\"\n")),
+        )
+        .unwrap();
+        let r = env.run(&["check"]);
+        if ok {
+            assert_eq!(r.code, 0, "{from}: {}{}", r.stdout, r.stderr);
+        } else {
+            assert_eq!(r.code, 1, "{from}: {}{}", r.stdout, r.stderr);
+            let all = format!("{}{}", r.stdout, r.stderr);
+            assert!(all.contains("email.from"), "{all}");
+            assert!(all.contains("is not a sender address"), "{all}");
+        }
+    }
+}
