@@ -34,6 +34,7 @@ fn context(i: usize) -> MailContext {
         qr: None,
         replaces_earlier_link: false,
         sender_name: "Accounts".into(),
+        merchant: Default::default(),
     }
 }
 

@@ -76,6 +76,8 @@ pub struct Config {
     pub ideal_qr: IdealQr,
     /// `[email]`: how mail is sent.
     pub email: Email,
+    /// `[merchant]`: who the mails come from, shown in every mail.
+    pub merchant: Merchant,
     /// `[daemon]`: the schedule and the listeners.
     pub daemon: Daemon,
     /// The file this was read from (not a key).
@@ -448,6 +450,100 @@ pub enum SmtpTls {
     Starttls,
     /// Implicit TLS from the first byte.
     Tls,
+}
+
+/// `[merchant]`: the identity every mail shows, so that a customer can see who asks for
+/// the money and how else to reach or pay them. Every key is optional; the name falls
+/// back to the display name of `email.from`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Merchant {
+    /// The company name.
+    pub name: Option<String>,
+    /// The postal address, on one line.
+    pub address: Option<String>,
+    /// The Chamber of Commerce (KvK) number: eight digits.
+    pub kvk: Option<String>,
+    /// A phone number.
+    pub phone: Option<String>,
+    /// The website (`https://…`).
+    pub website: Option<String>,
+    /// The account a customer may transfer to instead of paying by link.
+    pub iban: Option<String>,
+}
+
+impl Merchant {
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        let fields = [
+            ("merchant.name", &self.name),
+            ("merchant.address", &self.address),
+            ("merchant.kvk", &self.kvk),
+            ("merchant.phone", &self.phone),
+            ("merchant.website", &self.website),
+            ("merchant.iban", &self.iban),
+        ];
+        for (key, value) in fields {
+            if value.as_deref().is_some_and(|v| v.contains(['\r', '\n'])) {
+                return Err((key, "must be on one line".into()));
+            }
+        }
+        if let Some(kvk) = &self.kvk
+            && !(kvk.trim().len() == 8 && kvk.trim().bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err((
+                "merchant.kvk",
+                format!("{kvk:?} is not a KvK number (eight digits)"),
+            ));
+        }
+        if let Some(w) = &self.website
+            && !(w.starts_with("https://") || w.starts_with("http://"))
+        {
+            return Err((
+                "merchant.website",
+                format!("{w:?} must start with https://"),
+            ));
+        }
+        if let Some(iban) = &self.iban
+            && !iban_is_valid(iban)
+        {
+            return Err((
+                "merchant.iban",
+                format!("{iban:?} is not a valid IBAN (its check digits do not match)"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// An IBAN's form and its ISO 13616 check digits (mod 97); spaces are allowed.
+fn iban_is_valid(iban: &str) -> bool {
+    let compact: Vec<u8> = iban
+        .bytes()
+        .filter(|b| *b != b' ')
+        .map(|b| b.to_ascii_uppercase())
+        .collect();
+    if !(15..=34).contains(&compact.len())
+        || !compact[..2].iter().all(u8::is_ascii_uppercase)
+        || !compact[2..4].iter().all(u8::is_ascii_digit)
+        || !compact.iter().all(u8::is_ascii_alphanumeric)
+    {
+        return false;
+    }
+    let rotated = compact[4..].iter().chain(&compact[..4]);
+    let mut rem: u32 = 0;
+    for &b in rotated {
+        let v = if b.is_ascii_digit() {
+            u32::from(b - b'0')
+        } else {
+            u32::from(b - b'A') + 10
+        };
+        rem = if v >= 10 {
+            (rem * 100 + v) % 97
+        } else {
+            (rem * 10 + v) % 97
+        };
+    }
+    rem == 1
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -825,6 +921,9 @@ impl Config {
                 "must be at least 1".into(),
             ));
         }
+        self.merchant
+            .validate()
+            .map_err(|(key, why)| err(key, why))?;
         // Read here as the mail step reads them, so that `check` and the first cycle
         // refuse a sender the relay would never see instead of failing every mail.
         for (key, value) in [
@@ -929,6 +1028,21 @@ fn bad_mailbox(value: &str) -> Option<String> {
         Err(_) => Some(format!(
             "{value:?} is not a sender address a mail can carry; write it as `Name <billing@example.com>` (quote a name with a comma: `\"Acme, Inc.\" <billing@example.com>`) or just `billing@example.com`"
         )),
+    }
+}
+
+#[cfg(test)]
+mod merchant_tests {
+    use super::*;
+
+    #[test]
+    fn ibans_are_checked_by_their_check_digits() {
+        assert!(iban_is_valid("NL91ABNA0417164300"));
+        assert!(iban_is_valid("NL91 ABNA 0417 1643 00"));
+        assert!(iban_is_valid("DE89370400440532013000"));
+        assert!(!iban_is_valid("NL92ABNA0417164300"));
+        assert!(!iban_is_valid("NL91ABNA04171643"));
+        assert!(!iban_is_valid("not an iban at all"));
     }
 }
 

@@ -626,3 +626,56 @@ fn the_first_mail_goes_out_while_links_are_still_being_made() {
         "the first mail went out only when {links_at_first_mail} of 40 links were made"
     );
 }
+
+/// The harm seen: `.eml` files named by a UUID, so an operator could not find a
+/// customer's mail; and mails that did not say who the merchant is. Files are named after
+/// the invoice and revision, and every mail carries the `[merchant]` identity.
+#[test]
+fn eml_files_are_named_after_the_invoice_and_mails_show_the_merchant() {
+    let env = TestEnv::new(
+        "[cm]\nbase_url = \"sandbox\"\nclient_id = \"t\"\nclient_secret = \"t\"\n\
+         [merchant]\nname = \"Bloemenhandel Het Tulpje B.V.\"\naddress = \"Dorpsstraat 1, 1234 AB Ergens\"\n\
+         kvk = \"12345678\"\niban = \"NL91 ABNA 0417 1643 00\"\n",
+    );
+    let f = env.write_file(
+        "a.csv",
+        default_csv(&[
+            (
+                "F2026/0042",
+                "ann@example.com",
+                "Ann",
+                "10.00",
+                "2027-01-01",
+            ),
+            ("INV-2", "bob@example.com", "Bob", "20.00", "2027-01-01"),
+        ]),
+    );
+    let r = env.run(&["run", f.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        env.files_in("outbox"),
+        ["F2026_0042-r1.eml", "INV-2-r1.eml"]
+    );
+    // A resend is a mail of its own, beside the first.
+    assert_eq!(env.run(&["resend", "INV-2"]).code, 0);
+    assert_eq!(env.run(&["run"]).code, 0);
+    assert_eq!(
+        env.files_in("outbox"),
+        ["F2026_0042-r1.eml", "INV-2-r1-2.eml", "INV-2-r1.eml"]
+    );
+    let eml = std::fs::read_to_string(env.path("outbox/INV-2-r1.eml")).unwrap();
+    assert!(eml.contains("X-Invoice: INV-2 r1"), "{eml}");
+    for shown in [
+        "Bloemenhandel Het Tulpje B.V.",
+        "Dorpsstraat 1, 1234 AB Ergens",
+        "12345678",
+        "NL91 ABNA 0417 1643 00",
+    ] {
+        assert!(eml.contains(shown), "no {shown:?} in {eml}");
+    }
+    // A bad IBAN or KvK number is a config error naming the key.
+    env.write_config("[merchant]\niban = \"NL92ABNA0417164300\"\n");
+    let r = env.run(&["status"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("merchant.iban"), "{}", r.stderr);
+}

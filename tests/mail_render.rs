@@ -24,6 +24,18 @@ fn ctx(language: &str) -> MailContext {
         qr: None,
         replaces_earlier_link: false,
         sender_name: "Accounts".into(),
+        merchant: merchant(),
+    }
+}
+
+fn merchant() -> invoice_sync::config::Merchant {
+    invoice_sync::config::Merchant {
+        name: Some("Bloemenhandel Het Tulpje B.V.".into()),
+        address: Some("Dorpsstraat 1, 1234 AB Ergens".into()),
+        kvk: Some("12345678".into()),
+        phone: Some("+31 20 123 4567".into()),
+        website: Some("https://tulpje.example".into()),
+        iban: Some("NL91ABNA0417164300".into()),
     }
 }
 
@@ -182,6 +194,41 @@ fn every_language_shows_the_qr_code() {
             url.text.contains("https://pay.example/qr/abc123.png"),
             "{lang}"
         );
+    }
+}
+
+/// A customer must see who asks for the money: every mail, in every language, text and
+/// HTML, shows the `[merchant]` identity; the QR block says to scan it and names iDEAL.
+#[test]
+fn every_mail_shows_the_merchant_and_the_qr_block_says_scan_ideal() {
+    let t = Templates::builtin();
+    let m = merchant();
+    for lang in ["nl", "en", "de", "fr"] {
+        let mail = render(&with_qr_url(ctx(lang)), &t).unwrap();
+        for part in [&mail.text, &mail.html] {
+            for value in [
+                m.name.as_deref().unwrap(),
+                m.address.as_deref().unwrap(),
+                m.kvk.as_deref().unwrap(),
+                m.phone.as_deref().unwrap(),
+                m.website.as_deref().unwrap(),
+                m.iban.as_deref().unwrap(),
+            ] {
+                assert!(part.contains(value), "{lang}: no {value:?} in\n{part}");
+            }
+            assert!(part.contains("iDEAL"), "{lang}: {part}");
+            assert!(part.to_lowercase().contains("scan"), "{lang}: {part}");
+        }
+        // Without a [merchant] section the foot still names the sender.
+        let mut bare = ctx(lang);
+        bare.merchant = Default::default();
+        let mail = render(&bare, &t).unwrap();
+        assert!(
+            mail.text.contains("-- \nAccounts\n"),
+            "{lang}: {}",
+            mail.text
+        );
+        assert!(!mail.text.contains("IBAN"), "{lang}: {}", mail.text);
     }
 }
 

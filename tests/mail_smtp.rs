@@ -28,6 +28,7 @@ fn ctx(email: &str) -> MailContext {
         qr: None,
         replaces_earlier_link: false,
         sender_name: "Accounts".into(),
+        merchant: Default::default(),
     }
 }
 

@@ -101,6 +101,7 @@ pub async fn send_one(
         qr: mail_qr(conn, services.qr, p).await?,
         replaces_earlier_link: p.kind == MailKind::Replacement,
         sender_name: postman.sender_name(),
+        merchant: cfg.merchant.clone(),
     };
     let resend = (p.kind == MailKind::Resend).then_some(p.id);
     let (message, message_id) = match postman.compose(&ctx, p.revision, resend) {

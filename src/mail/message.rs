@@ -7,7 +7,7 @@
 //! sends, never renders templates and never touches the database.
 
 use lettre::Message;
-use lettre::message::header::ContentType;
+use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use sha2::{Digest, Sha256};
 
@@ -73,6 +73,9 @@ fn parse_mailbox(field: &'static str, value: &str) -> Result<Mailbox, MailError>
         })
 }
 
+/// The header naming the invoice and revision a mail announces (`INV-1 r2`).
+pub const INVOICE_HEADER: &str = "X-Invoice";
+
 /// Builds the mail to the customer of `ctx` from its rendered parts.
 ///
 /// To is the customer's name and address (the name may be empty); From and Reply-To come
@@ -85,6 +88,7 @@ pub fn build_message(
     from: &str,
     reply_to: Option<&str>,
     message_id: &str,
+    revision: i64,
 ) -> Result<Message, MailError> {
     check_header("customer name", &ctx.customer_name)?;
     check_header("customer e-mail address", &ctx.customer_email)?;
@@ -116,7 +120,13 @@ pub fn build_message(
         .from(parse_mailbox("sender (email.from)", from)?)
         .to(to)
         .subject(rendered.subject.as_str())
-        .message_id(Some(message_id.to_string()));
+        .message_id(Some(message_id.to_string()))
+        // Which invoice revision the mail announces: for support, and to name `.eml`
+        // files so an operator can find a customer's mail.
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str(INVOICE_HEADER),
+            format!("{} r{revision}", ctx.invoice_reference),
+        ));
     if let Some(reply_to) = reply_to.filter(|r| !r.trim().is_empty()) {
         builder = builder.reply_to(parse_mailbox("reply address (email.reply_to)", reply_to)?);
     }

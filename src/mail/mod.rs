@@ -171,6 +171,13 @@ pub fn compose(
         None => ctx.invoice_reference.clone(),
     };
     let id = message_id(&key, revision, &email.from);
-    let msg = build_message(&rendered, ctx, &email.from, email.reply_to.as_deref(), &id)?;
+    let msg = build_message(
+        &rendered,
+        ctx,
+        &email.from,
+        email.reply_to.as_deref(),
+        &id,
+        revision,
+    )?;
     Ok((msg, id))
 }

@@ -101,6 +101,9 @@ pub struct MailContext {
     /// Who signs the mail: the display name of `email.from` (else its address), so that a
     /// payment request never comes from nobody.
     pub sender_name: String,
+    /// The `[merchant]` identity shown at the foot of the mail (its name falls back to
+    /// `sender_name`).
+    pub merchant: crate::config::Merchant,
     /// True when this mail replaces a link sent earlier (amount or due date changed):
     /// the mail then says that the earlier link no longer works.
     pub replaces_earlier_link: bool,
@@ -328,6 +331,15 @@ pub fn render(ctx: &MailContext, templates: &Templates) -> Result<RenderedMail, 
         qr_inline => ctx.qr.as_ref().is_some_and(|q| q.png.is_some()),
         replaces_earlier_link => ctx.replaces_earlier_link,
         sender_name => ctx.sender_name.trim(),
+        merchant => context! {
+            name => ctx.merchant.name.as_deref().map(str::trim).filter(|n| !n.is_empty())
+                .unwrap_or(ctx.sender_name.trim()),
+            address => ctx.merchant.address.as_deref().map(str::trim),
+            kvk => ctx.merchant.kvk.as_deref().map(str::trim),
+            phone => ctx.merchant.phone.as_deref().map(str::trim),
+            website => ctx.merchant.website.as_deref().map(str::trim),
+            iban => ctx.merchant.iban.as_deref().map(str::trim),
+        },
     };
     let subject_name = format!("{lang}.subject.txt");
     let subject = templates
@@ -458,6 +470,7 @@ fn sample_contexts(lang: &str) -> Vec<MailContext> {
         qr: None,
         replaces_earlier_link: false,
         sender_name: "Accounts".into(),
+        merchant: Default::default(),
     };
     vec![
         base.clone(),
@@ -469,6 +482,7 @@ fn sample_contexts(lang: &str) -> Vec<MailContext> {
             }),
             replaces_earlier_link: true,
             sender_name: "Accounts".into(),
+            merchant: Default::default(),
             ..base.clone()
         },
         MailContext {

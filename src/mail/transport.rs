@@ -32,13 +32,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use lettre::Message;
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{
     AsyncSmtpConnection, AsyncTokioStream, Certificate, Tls, TlsParameters,
 };
 use lettre::transport::smtp::extension::ClientId;
-use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::ExposeSecret;
 
 use super::MailError;
@@ -570,11 +570,11 @@ fn read_ca_file(path: &Path) -> Result<Certificate, MailError> {
         .map_err(|e| MailError::Config(format!("`email.smtp_ca_file` {}: {e}", path.display())))
 }
 
-/// Writes each mail as one `.eml` file (lettre names it by a UUID), for demos and dry
-/// runs: nothing leaves the machine.
+/// Writes each mail as one `.eml` file named after the invoice and revision it announces
+/// (`INV-1-r2.eml`; `-2`, `-3`, … for a resend or a repeat), for demos and dry runs:
+/// nothing leaves the machine, and an operator finds a customer's mail by its reference.
 pub struct FileMailer {
     dir: PathBuf,
-    transport: AsyncFileTransport<Tokio1Executor>,
 }
 
 impl std::fmt::Debug for FileMailer {
@@ -593,14 +593,37 @@ impl FileMailer {
         })?;
         Ok(FileMailer {
             dir: dir.to_path_buf(),
-            transport: AsyncFileTransport::new(dir),
         })
     }
 
     async fn send(&self, msg: &Message) -> Result<(), SendError> {
-        self.transport
-            .send_raw(msg.envelope(), &msg.formatted())
+        let stem = eml_stem(msg);
+        let bytes = msg.formatted();
+        let dir = self.dir.clone();
+        let write = move || -> std::io::Result<PathBuf> {
+            // Written whole under a temporary name, then given a name no other mail has.
+            let mut tmp = tempfile::NamedTempFile::new_in(&dir)?;
+            std::io::Write::write_all(&mut tmp, &bytes)?;
+            let mut n = 1;
+            loop {
+                let name = if n == 1 {
+                    format!("{stem}.eml")
+                } else {
+                    format!("{stem}-{n}.eml")
+                };
+                match tmp.persist_noclobber(dir.join(&name)) {
+                    Ok(_) => return Ok(dir.join(name)),
+                    Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {
+                        tmp = e.file;
+                        n += 1;
+                    }
+                    Err(e) => return Err(e.error),
+                }
+            }
+        };
+        tokio::task::spawn_blocking(write)
             .await
+            .map_err(|e| SendError::Transient(format!("the mail writer failed: {e}")))?
             .map(drop)
             .map_err(|e| {
                 SendError::Transient(format!(
@@ -616,6 +639,32 @@ impl FileMailer {
             .map_err(|e| {
                 SendError::Transient(format!("cannot write into {}: {e}", self.dir.display()))
             })
+    }
+}
+
+/// The file name (without `.eml`) for a mail: its invoice and revision (`INV-1-r2`) from
+/// the [`super::message::INVOICE_HEADER`], with anything a file name should not hold
+/// replaced by `_`; `mail` for a message without it.
+fn eml_stem(msg: &Message) -> String {
+    let Some(tag) = msg.headers().get_raw(super::message::INVOICE_HEADER) else {
+        return "mail".into();
+    };
+    let stem: String = tag
+        .trim()
+        .replace(' ', "-")
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(120)
+        .collect();
+    match stem.trim_start_matches('.') {
+        "" => "mail".into(),
+        s => s.to_string(),
     }
 }
 
