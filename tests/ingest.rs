@@ -322,6 +322,53 @@ fn files_waiting_to_settle_or_skipped_are_named_in_the_summary() {
     assert!(r.stderr.contains("waiting to settle"), "{}", r.stderr);
 }
 
+/// The harm seen: after fixing the config, the same file was "same content as an earlier
+/// import; nothing changes", and its rejected rows could not be brought in.
+/// `import --again FILE` reads the rows the last import rejected, and nothing else: a
+/// row accepted the first time and changed by a later export is not put back.
+#[test]
+fn import_again_brings_in_the_rows_rejected_before_and_nothing_else() {
+    let env = TestEnv::new("[csv]\ndate_formats = [\"%Y-%m-%d\"]\n");
+    let first = env.write_file(
+        "export.csv",
+        "invoice_reference,customer_email,customer_name,amount,due_date\n\
+         INV-1,a@example.com,Ann,10.00,2027-01-01\n\
+         INV-2,b@example.com,Bob,20.00,01.02.2027\n\
+         INV-3,c@example.com,Cee,30.00,01.03.2027\n",
+    );
+    let r = env.run(&["import", first.to_str().unwrap()]);
+    assert_eq!(r.code, 3, "two rows rejected: {}", r.stderr);
+    // A later export changes INV-1.
+    let later = env.write_file(
+        "later.csv",
+        default_csv(&[("INV-1", "a@example.com", "Ann", "15.00", "2027-01-01")]),
+    );
+    assert_eq!(env.run(&["import", later.to_str().unwrap()]).code, 0);
+
+    // The config is fixed; the same file alone changes nothing, and says how to proceed.
+    env.write_config("[csv]\ndate_formats = [\"%Y-%m-%d\", \"%d.%m.%Y\"]\n");
+    let r = env.run(&["import", first.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("--again"), "{}", r.stderr);
+    assert_eq!(env.status().len(), 1);
+
+    let r = env.run(&["import", "--again", first.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("2 row(s) accepted"), "{}", r.stderr);
+    let inv = |r: &str| env.invoice(r);
+    assert_eq!(inv("INV-2")["due_date"], "2027-02-01");
+    assert_eq!(inv("INV-3")["amount"], "30.00");
+    assert_eq!(inv("INV-1")["amount"], "15.00", "the later export stands");
+
+    // Nothing left to read again: a no-op that says so.
+    let r = env.run(&["import", "--again", first.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("nothing to read again"), "{}", r.stderr);
+    assert_eq!(env.count("SELECT count(*) FROM imports"), 3);
+    // `--again` needs files.
+    assert_eq!(env.run(&["import", "--again"]).code, 2);
+}
+
 /// The harm seen: `amount` twice in the header, and the first was silently used.
 #[test]
 fn a_file_naming_a_column_twice_is_set_aside_with_that_reason() {

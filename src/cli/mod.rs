@@ -130,6 +130,10 @@ enum Command {
         /// CSV files to ingest.
         #[arg(value_name = "FILE")]
         files: Vec<PathBuf>,
+        /// For files imported before: read again the rows their last import rejected
+        /// (after a config fix), and nothing else.
+        #[arg(long, requires = "files")]
+        again: bool,
     },
     /// Show invoices: reference, customer, amount, due date, state, link, mail, last error.
     Status {
@@ -272,7 +276,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::ExportPaid { since, out } => {
             export_paid(&config, since.as_deref(), out.as_deref())
         }
-        Command::Import { files } => import(&config, &files),
+        Command::Import { files, again } => import(&config, &files, again),
         Command::Status {
             invoice,
             state,

@@ -152,7 +152,7 @@ pub(super) fn print_plan(plan: &cycle::Plan, report: &cycle::Report) -> anyhow::
     Ok(())
 }
 
-pub(super) fn import(config: &Config, files: &[PathBuf]) -> anyhow::Result<Outcome> {
+pub(super) fn import(config: &Config, files: &[PathBuf], again: bool) -> anyhow::Result<Outcome> {
     if let Some(usage) = missing_file(files) {
         return Ok(usage);
     }
@@ -163,6 +163,7 @@ pub(super) fn import(config: &Config, files: &[PathBuf]) -> anyhow::Result<Outco
     let opts = ingest::Options {
         dry_run: false,
         progress: std::io::stderr().is_terminal(),
+        again,
     };
     let report = if files.is_empty() {
         ingest::ingest_inbox(store.conn(), config, opts)?

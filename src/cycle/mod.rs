@@ -450,6 +450,7 @@ fn ingest_all(conn: &Connection, cfg: &Config, opts: &Options) -> anyhow::Result
     let iopts = ingest::Options {
         dry_run: opts.dry_run,
         progress: opts.progress,
+        again: false,
     };
     let mut report = ingest::ingest_inbox(conn, cfg, iopts)?;
     if !opts.files.is_empty() {

@@ -33,6 +33,9 @@ pub struct Options {
     /// Apply inside the caller's transaction and leave every file and report alone; the
     /// caller rolls back.
     pub dry_run: bool,
+    /// `import --again`: a file whose content was imported before has the rows that its
+    /// last import rejected read again (and nothing else).
+    pub again: bool,
     /// Show a progress bar for large files (interactive terminals only).
     pub progress: bool,
 }
@@ -332,9 +335,28 @@ pub fn ingest_file(
         }
     };
 
-    if let Some(prior) = imports::find_by_hash(conn, &info.sha256)? {
-        tracing::info!(file = %path.display(), prior = %prior.file_name,
-            "same content as an earlier import; nothing changes");
+    let prior = imports::find_by_hash(conn, &info.sha256)?;
+    let mut again = None;
+    if opts.again
+        && let Some(prior) = &prior
+    {
+        let lines = imports::rejected_lines(conn, prior.latest)?;
+        if lines.is_empty() {
+            tracing::info!(file = %path.display(), prior = %prior.file_name,
+                "imported before and none of its rows was rejected the last time; nothing to read again");
+        } else {
+            tracing::info!(file = %path.display(), prior = %prior.file_name, rows = lines.len(),
+                "importing again: only the rows rejected the last time are read");
+            again = Some((prior.id, lines));
+        }
+    }
+    if let Some(prior) = prior
+        && again.is_none()
+    {
+        if !opts.again {
+            tracing::info!(file = %path.display(), prior = %prior.file_name,
+                "same content as an earlier import; nothing changes (`import --again FILE` reads the rows it rejected again, after a config fix)");
+        }
         if movable {
             archive(path, cfg, &mut report);
         }
@@ -346,7 +368,7 @@ pub fn ingest_file(
     }
 
     let savepoint = crate::store::Savepoint::new(conn)?;
-    let applied = apply(&savepoint, cfg, path, &name, &info, source, opts);
+    let applied = apply(&savepoint, cfg, path, &name, &info, source, opts, again);
     match applied {
         Ok((counts, rejections)) => {
             savepoint.release()?;
@@ -443,7 +465,9 @@ fn log_applied(path: &Path, c: &ImportCounts, rejections: Option<&Path>, dry_run
 }
 
 /// Applies one file's rows inside the caller's savepoint; returns the counts and the
-/// rejection report (kept by the caller only once the savepoint is released).
+/// rejection report (kept by the caller only once the savepoint is released). `again`:
+/// the first import of this content and the lines its last attempt rejected.
+#[allow(clippy::too_many_arguments)]
 fn apply(
     conn: &Connection,
     cfg: &Config,
@@ -452,6 +476,7 @@ fn apply(
     info: &decode::Inspected,
     source: ImportSource,
     opts: Options,
+    again: Option<(i64, std::collections::HashSet<i64>)>,
 ) -> Result<(ImportCounts, files::RejectionReport), FileError> {
     let progress = (opts.progress && info.size >= 8 * 1024 * 1024).then(|| {
         let bar = indicatif::ProgressBar::new(info.size);
@@ -489,7 +514,14 @@ fn apply(
     let validator = Validator::new(&map, &cfg.csv);
 
     let now = now_text();
-    let import_id = imports::begin(conn, name, &info.sha256, source, &now)?;
+    let import_id = imports::begin(
+        conn,
+        name,
+        &info.sha256,
+        source,
+        &now,
+        again.as_ref().map(|a| a.0),
+    )?;
     let open_before = invoices::count_open(conn)?;
     let mut writer = invoices::Writer::new(conn)?;
     let mut counts = ImportCounts::default();
@@ -511,7 +543,14 @@ fn apply(
             line: i64::try_from(line).unwrap_or(i64::MAX),
             now: &now,
         };
-        if let Some(length) = opened.cut_length(&record) {
+        let cut = opened.cut_length(&record);
+        // `import --again`: only the rows the last attempt rejected are read.
+        if let Some((_, lines)) = &again
+            && !lines.contains(&src.line)
+        {
+            continue;
+        }
+        if let Some(length) = cut {
             counts.rows_read += 1;
             counts.rows_rejected += 1;
             let reason = format!(
@@ -521,6 +560,7 @@ fn apply(
             rejections
                 .add(line, &[("(whole row)".to_string(), reason)], &record)
                 .map_err(|e| FileError::Io(format!("cannot write the rejection report: {e}")))?;
+            imports::note_rejected(conn, import_id, src.line)?;
             continue;
         }
         if let Some((column, reason)) = open_quote(&record, header_len, opened.delimiter, line) {
@@ -531,6 +571,7 @@ fn apply(
             rejections
                 .add(line, &[(column, reason)], &record)
                 .map_err(|e| FileError::Io(format!("cannot write the rejection report: {e}")))?;
+            imports::note_rejected(conn, import_id, src.line)?;
             continue;
         }
         match validator.check(&record) {
@@ -546,6 +587,7 @@ fn apply(
                 rejections.add(line, &problems, &record).map_err(|e| {
                     FileError::Io(format!("cannot write the rejection report: {e}"))
                 })?;
+                imports::note_rejected(conn, import_id, src.line)?;
             }
             Checked::Row(row) => {
                 counts.rows_read += 1;
@@ -566,6 +608,7 @@ fn apply(
                             .map_err(|e| {
                                 FileError::Io(format!("cannot write the rejection report: {e}"))
                             })?;
+                        imports::note_rejected(conn, import_id, src.line)?;
                     }
                 }
             }
@@ -576,7 +619,9 @@ fn apply(
     }
 
     drop(writer);
-    if cfg.csv.settlement == Settlement::Snapshot {
+    // Settling what a snapshot no longer lists is for a whole file, not for the few rows
+    // an `import --again` reads.
+    if cfg.csv.settlement == Settlement::Snapshot && again.is_none() {
         let missing = invoices::count_open_unseen(conn, import_id)?;
         if missing > 0 && counts.rows_rejected > 0 {
             // A rejected row is present in the export, not missing from it: a damaged

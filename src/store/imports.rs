@@ -51,25 +51,50 @@ pub struct ImportCounts {
 /// A previous import of the same content: its file name and time.
 #[derive(Debug, Clone)]
 pub struct PriorImport {
+    /// The first import of this content.
+    pub id: i64,
     /// The file name it had.
     pub file_name: String,
     /// When it was imported (RFC 3339 UTC).
     pub imported_at: String,
+    /// The latest attempt at this content (the first import, or its last `--again`).
+    pub latest: i64,
 }
 
 /// The earlier import with this content hash, if any.
 pub fn find_by_hash(conn: &Connection, sha256: &str) -> rusqlite::Result<Option<PriorImport>> {
     conn.query_row(
-        "SELECT file_name, imported_at FROM imports WHERE sha256 = ?1",
+        "SELECT f.id, f.file_name, f.imported_at,
+                (SELECT max(a.id) FROM imports a WHERE a.sha256 = f.sha256)
+         FROM imports f WHERE f.sha256 = ?1 AND f.again_of IS NULL",
         [sha256],
         |r| {
             Ok(PriorImport {
-                file_name: r.get(0)?,
-                imported_at: r.get(1)?,
+                id: r.get(0)?,
+                file_name: r.get(1)?,
+                imported_at: r.get(2)?,
+                latest: r.get(3)?,
             })
         },
     )
     .optional()
+}
+
+/// Records that `import_id` rejected the row starting on `line`.
+pub fn note_rejected(conn: &Connection, import_id: i64, line: i64) -> rusqlite::Result<()> {
+    conn.prepare_cached("INSERT OR IGNORE INTO rejected_lines (import_id, line) VALUES (?1, ?2)")?
+        .execute(params![import_id, line])?;
+    Ok(())
+}
+
+/// The lines `import_id` rejected.
+pub fn rejected_lines(
+    conn: &Connection,
+    import_id: i64,
+) -> rusqlite::Result<std::collections::HashSet<i64>> {
+    let mut stmt = conn.prepare("SELECT line FROM rejected_lines WHERE import_id = ?1")?;
+    let lines = stmt.query_map([import_id], |r| r.get(0))?;
+    lines.collect()
 }
 
 /// Records the start of an import inside the file's transaction; returns its id.
@@ -79,10 +104,12 @@ pub fn begin(
     sha256: &str,
     source: ImportSource,
     now: &str,
+    again_of: Option<i64>,
 ) -> rusqlite::Result<i64> {
     conn.execute(
-        "INSERT INTO imports (file_name, sha256, source, imported_at) VALUES (?1, ?2, ?3, ?4)",
-        params![file_name, sha256, source.as_str(), now],
+        "INSERT INTO imports (file_name, sha256, source, imported_at, again_of)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![file_name, sha256, source.as_str(), now, again_of],
     )?;
     Ok(conn.last_insert_rowid())
 }

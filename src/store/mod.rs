@@ -41,6 +41,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0006_work_queue.sql",
         include_str!("../../schema/0006_work_queue.sql"),
     ),
+    (
+        "0007_import_again.sql",
+        include_str!("../../schema/0007_import_again.sql"),
+    ),
 ];
 
 /// How long a writer waits for another connection's lock before giving up.
@@ -178,6 +182,16 @@ impl Store {
 /// Applies every migration not yet applied, all in one transaction, so that a failure
 /// leaves the database as it was. Safe to run any number of times.
 fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
+    // A migration may rebuild a table others refer to (SQLite's documented way to change
+    // a constraint): foreign keys are off while migrations run (the pragma has no effect
+    // inside a transaction) and checked whole before the commit.
+    conn.execute_batch("PRAGMA foreign_keys = OFF")?;
+    let migrated = migrate_in_transaction(conn);
+    conn.execute_batch("PRAGMA foreign_keys = ON")?;
+    migrated
+}
+
+fn migrate_in_transaction(conn: &mut Connection) -> anyhow::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let current: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let current = usize::try_from(current).unwrap_or(usize::MAX);
@@ -193,6 +207,13 @@ fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
             .with_context(|| format!("migration {name} failed"))?;
     }
     if current < MIGRATIONS.len() {
+        let broken: i64 =
+            tx.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+                r.get(0)
+            })?;
+        if broken > 0 {
+            bail!("the migrated database has {broken} broken reference(s); nothing was changed");
+        }
         tx.pragma_update(None, "user_version", MIGRATIONS.len() as i64)?;
     }
     tx.commit()?;
@@ -285,6 +306,69 @@ pub fn now_text() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A database at schema 6 with imports and the rows that refer to them keeps them all
+    /// through the rebuild of `imports` in schema 7, references intact.
+    #[test]
+    fn schema_7_keeps_the_imports_and_their_references() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch("PRAGMA foreign_keys = ON").unwrap();
+            for (_, sql) in &MIGRATIONS[..6] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.execute_batch(
+                "PRAGMA user_version = 6;
+                 INSERT INTO imports (id, file_name, sha256, source, rows_read, imported_at)
+                 VALUES (7, 'a.csv', 'abc', 'inbox', 3, '2026-01-01T00:00:00Z');
+                 INSERT INTO invoices (id, reference, state, revision, seen_import_id, seen_line)
+                 VALUES (1, 'INV-1', 'open', 1, 7, 2);
+                 INSERT INTO revisions (invoice_id, revision, customer_email, customer_name,
+                        amount_minor, due_minor, currency, due_date, reason, import_id, source_line)
+                 VALUES (1, 1, 'a@example.com', 'A', 1000, 1000, 'EUR', '2027-01-01', 'new', 7, 2);",
+            )
+            .unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len());
+        let (name, rows): (String, i64) = s
+            .conn()
+            .query_row(
+                "SELECT file_name, rows_read FROM imports WHERE id = 7",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((name.as_str(), rows), ("a.csv", 3));
+        let fk: i64 = s
+            .conn()
+            .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(fk, 1, "foreign keys are on again");
+        let broken: i64 = s
+            .conn()
+            .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(broken, 0);
+        // A second import of the same content is possible only as an attempt again.
+        let again = s.conn().execute(
+            "INSERT INTO imports (file_name, sha256, source, imported_at)
+             VALUES ('b.csv', 'abc', 'inbox', '2026-01-02T00:00:00Z')",
+            [],
+        );
+        assert!(again.is_err(), "the first import of a content is unique");
+        s.conn()
+            .execute(
+                "INSERT INTO imports (file_name, sha256, source, imported_at, again_of)
+                 VALUES ('a.csv', 'abc', 'argument', '2026-01-02T00:00:00Z', 7)",
+                [],
+            )
+            .unwrap();
+    }
 
     #[test]
     fn migrating_twice_is_harmless() {
