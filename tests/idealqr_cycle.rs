@@ -132,6 +132,12 @@ fn the_mail_shows_the_qr_code_inline_in_every_language() {
             .unwrap();
         let html = parsed.body_html(0).unwrap();
         assert!(html.contains("cid:qr"), "{html}");
+        // The block says what to do with the code, and names the scheme a customer knows.
+        let text = parsed.body_text(0).unwrap();
+        for part in [&html, &text] {
+            assert!(part.contains("iDEAL"), "{part}");
+            assert!(part.to_lowercase().contains("scan"), "{part}");
+        }
         let png = parsed
             .attachments()
             .find(|a| a.content_type().is_some_and(|c| c.subtype() == Some("png")))
