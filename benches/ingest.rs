@@ -14,6 +14,9 @@
 //! rows/s, peak RSS of the import process, and the ratios against the targets: within
 //! 2x of the baseline, peak RSS under 64 MiB, re-import under 10 % of the first import.
 
+#[path = "../tests/common/measure.rs"]
+mod measure;
+
 use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::process::Command;
@@ -266,29 +269,13 @@ fn rusqlite_baseline(db: &Path, csv: &Path, shape: Shape) -> Duration {
 
 /// Runs `invoice-sync import FILE`, which must exit with `exit`; returns the wall time and
 /// the peak RSS in KiB.
-// The child is reaped by `wait4` (which also reports its peak RSS), not by `Child::wait`.
-#[allow(clippy::zombie_processes)]
 fn import(config: &Path, csv: &Path, exit: i32) -> (Duration, i64) {
-    let start = Instant::now();
-    let child = Command::new(env!("CARGO_BIN_EXE_invoice-sync"))
-        .arg("--config")
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_invoice-sync"));
+    cmd.arg("--config")
         .arg(config)
-        .arg("-q")
-        .arg("import")
-        .arg(csv)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn invoice-sync");
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: plain FFI call with valid pointers; reaps our own child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    let elapsed = start.elapsed();
-    assert_eq!(r, pid, "wait4 failed");
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == exit,
-        "import failed with status {status}"
-    );
-    (elapsed, usage.ru_maxrss)
+        .args(["-q", "import"])
+        .arg(csv);
+    let m = measure::run(cmd);
+    assert_eq!(m.code, exit, "import exited with {}", m.code);
+    (m.wall, m.peak_rss_kib)
 }

@@ -19,9 +19,12 @@
 //! Run: `cargo bench --bench scale` (SETTLED=200000 for a quicker look; SCALE_KEEP=DIR keeps
 //! the databases in DIR).
 
+#[path = "../tests/common/measure.rs"]
+mod measure;
+
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const OPEN: usize = 1000;
@@ -173,28 +176,10 @@ impl Setup {
     }
 
     /// Runs the binary with its output to /dev/null; the wall time and peak RSS in KiB.
-    // The child is reaped by `wait4` (which also reports its peak RSS), not by `Child::wait`.
-    #[allow(clippy::zombie_processes)]
     fn timed(&self, args: &[&str]) -> (Duration, i64) {
-        let start = Instant::now();
-        let child = self
-            .command(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn invoice-sync");
-        let pid = child.id() as libc::pid_t;
-        let mut status = 0;
-        // SAFETY: plain FFI call with valid pointers; reaps our own child.
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-        let elapsed = start.elapsed();
-        assert_eq!(r, pid, "wait4 failed");
-        assert!(
-            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-            "invoice-sync {args:?} exited with status {status}"
-        );
-        (elapsed, usage.ru_maxrss)
+        let m = measure::run(self.command(args));
+        assert_eq!(m.code, 0, "invoice-sync {args:?} failed");
+        (m.wall, m.peak_rss_kib)
     }
 }
 

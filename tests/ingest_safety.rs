@@ -6,6 +6,8 @@
 //! the binary as an operator runs it, against the CM sandbox.
 
 mod common;
+#[path = "common/measure.rs"]
+mod measure;
 
 use common::{SandboxHost, TestEnv, default_csv};
 use invoice_sync::sandbox::SandboxOptions;
@@ -393,24 +395,6 @@ fn a_paid_invoice_whose_export_changes_stays_paid_and_needs_attention() {
     assert_eq!(host.sb().links().len(), 1, "no new link");
 }
 
-/// Peak RSS in KiB of a finished child, reaped here.
-// The child is reaped by `wait4` (which also reports its peak RSS), not by `Child::wait`.
-#[allow(clippy::zombie_processes)]
-fn run_measured(mut cmd: std::process::Command) -> (i32, i64) {
-    let child = cmd
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: plain FFI call with valid pointers; reaps our own child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(r, pid);
-    (libc::WEXITSTATUS(status), usage.ru_maxrss)
-}
-
 /// A 50 MB line, and a 50 MB row (a quote opened and closed half a million lines later),
 /// each between ordinary rows: the monster is cut at 1 MiB and rejected with its length,
 /// memory stays far below the monster's size, the report holds the row once (not once per
@@ -446,7 +430,8 @@ fn a_50_mb_line_or_row_is_rejected_in_bounded_memory() {
 
         let mut cmd = env.command();
         cmd.args(["import", path.to_str().unwrap()]);
-        let (code, rss_kib) = run_measured(cmd);
+        let m = measure::run(cmd);
+        let (code, rss_kib) = (m.code, m.peak_rss_kib);
         assert_eq!(code, 3, "a rejected row is worth a look");
         assert!(
             rss_kib < 40 * 1024,
