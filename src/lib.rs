@@ -5,7 +5,8 @@
 //! The modules read as the data flows:
 //!
 //! - [`config`]  typed settings from the TOML file; secrets wrapped, read lazily.
-//! - [`domain`]  validated newtypes (money in integer minor units, references, addresses, codes).
+//! - [`domain`]  validated newtypes (money in integer minor units, references, addresses, codes),
+//!   and the statutory collection-cost scale.
 //! - [`ingest`]  inbox scan, decoding, column mapping, row validation, rejection reports.
 //! - [`store`]   SQLite: every statement and every transaction; open (WAL, foreign keys,
 //!   busy timeout), migrations from `schema/`, one module per aggregate, the invoice

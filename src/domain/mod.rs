@@ -6,11 +6,13 @@
 //!
 //! This module owns the rules for what a valid amount, currency, language, country,
 //! invoice reference, customer name and e-mail address is, and the plain-words reason
-//! when one is not. It never reads files, talks to the network or decides what to do
+//! when one is not; and one rule of money: the statutory scale of collection costs
+//! ([`collection`]), which the consumer's final notice states. It never reads files, talks to the network or decides what to do
 //! with a valid value (skipping zero or negative amounts is the caller's choice).
 #![warn(missing_docs)]
 
 pub mod codes;
+pub mod collection;
 pub mod money;
 pub mod text;
 
