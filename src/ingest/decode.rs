@@ -275,48 +275,58 @@ impl<R> Counting<R> {
     fn pass_on(&mut self, buf: &mut [u8]) -> usize {
         let mut st = self.counter.0.borrow_mut();
         let mut w = 0;
+        let mut slow = 0usize;
         // At most two bytes out per byte in (a closing quote and the record's end).
         while self.start < self.end && w + 2 <= buf.len() {
-            // The common case, a line at a time: a line without quotes, outside quotes,
-            // in a record far from the limit.
-            if st.cutting.is_none() && matches!(st.csv, Csv::StartField | Csv::InField) {
+            // The common case, a line at a time: a line (up to LF or CR) without quotes,
+            // outside quotes, in a record far from the limit. Where it does not apply,
+            // the bytes up to the first quote go one by one (`slow`), so no byte is
+            // searched more than twice.
+            if slow == 0 && st.cutting.is_none() && matches!(st.csv, Csv::StartField | Csv::InField)
+            {
                 let input = &self.input[self.start..self.end];
-                let len = memchr::memchr(b'\n', input).map_or(input.len(), |i| i + 1);
+                let len = memchr::memchr2(b'\n', b'\r', input).map_or(input.len(), |i| i + 1);
                 let line = &input[..len];
-                if len <= buf.len() - w
-                    && st.record_len + len < MAX_RECORD
-                    && memchr::memchr(b'"', line).is_none()
-                {
-                    buf[w..w + len].copy_from_slice(line);
-                    let (body, ends) = match line.split_last() {
-                        Some((b'\n', body)) => (body, true),
-                        _ => (line, false),
-                    };
-                    let content = body.iter().any(|b| *b != b'\r');
-                    if ends {
-                        let (at, empty) = (st.pos + (w + len - 1) as u64, !st.content && !content);
-                        st.pending.push_back((at, empty));
-                        st.content = false;
-                        st.csv = Csv::StartField;
-                        st.record_len = 0;
-                    } else {
-                        st.content |= content;
-                        st.record_len += len;
-                        match body.last() {
-                            Some(b'\r') => {
+                match memchr::memchr(b'"', line) {
+                    None if len <= buf.len() - w && st.record_len + len < MAX_RECORD => {
+                        buf[w..w + len].copy_from_slice(line);
+                        let (body, end) = match line.split_last() {
+                            Some((&e @ (b'\n' | b'\r'), body)) => (body, Some(e)),
+                            _ => (line, None),
+                        };
+                        match end {
+                            Some(b'\n') => {
+                                let at = st.pos + (w + len - 1) as u64;
+                                let empty = !st.content && body.is_empty();
+                                st.pending.push_back((at, empty));
+                                st.content = false;
                                 st.csv = Csv::StartField;
                                 st.record_len = 0;
                             }
-                            Some(&b) if b == self.delimiter => st.csv = Csv::StartField,
-                            Some(_) => st.csv = Csv::InField,
-                            None => {}
+                            Some(_) => {
+                                st.content |= !body.is_empty();
+                                st.csv = Csv::StartField;
+                                st.record_len = 0;
+                            }
+                            None => {
+                                st.content |= !body.is_empty();
+                                st.record_len += len;
+                                match body.last() {
+                                    Some(&b) if b == self.delimiter => st.csv = Csv::StartField,
+                                    Some(_) => st.csv = Csv::InField,
+                                    None => {}
+                                }
+                            }
                         }
+                        w += len;
+                        self.start += len;
+                        continue;
                     }
-                    w += len;
-                    self.start += len;
-                    continue;
+                    Some(q) => slow = q + 1,
+                    None => slow = len,
                 }
             }
+            slow = slow.saturating_sub(1);
             let b = self.input[self.start];
             self.start += 1;
             if b == b'\n' {
@@ -484,13 +494,32 @@ pub fn open(
     })
 }
 
-/// Reads the header line (or the `sep=` line before it), at most [`MAX_RECORD`] bytes.
+/// Reads the header line (or the `sep=` line before it) with its line end (LF, CRLF or a
+/// lone CR), at most [`MAX_RECORD`] bytes.
 fn first_line(input: &mut impl BufRead, line: &mut Vec<u8>) -> Result<(), OpenError> {
-    input.take(MAX_RECORD as u64).read_until(b'\n', line)?;
-    if line.len() >= MAX_RECORD && line.last() != Some(&b'\n') {
-        return Err(OpenError::HeaderTooLong);
+    loop {
+        let buf = input.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let (take, ended) = match memchr::memchr2(b'\n', b'\r', buf) {
+            Some(i) => (i + 1, true),
+            None => (buf.len(), false),
+        };
+        line.extend_from_slice(&buf[..take]);
+        input.consume(take);
+        if ended {
+            // CRLF: the LF belongs to this line.
+            if line.last() == Some(&b'\r') && input.fill_buf()?.first() == Some(&b'\n') {
+                line.push(b'\n');
+                input.consume(1);
+            }
+            return Ok(());
+        }
+        if line.len() >= MAX_RECORD {
+            return Err(OpenError::HeaderTooLong);
+        }
     }
-    Ok(())
 }
 
 /// Excel's `sep=;` first line: returns the delimiter it names.
@@ -629,6 +658,19 @@ mod tests {
         let got = records(text.as_bytes());
         assert_eq!(got[0].2, None);
         assert_eq!(got[1], (3, strs(&["2", "z"]), None));
+    }
+
+    #[test]
+    fn a_file_with_carriage_returns_only_is_never_cut() {
+        // Two MiB of short rows ended by CR alone: each is a record of its own.
+        let rows = 2 * MAX_RECORD / 12;
+        let mut text = String::from("a,b\r");
+        for i in 0..rows {
+            text.push_str(&format!("{:06},xyz\r", i % 1_000_000));
+        }
+        let got = records(text.as_bytes());
+        assert_eq!(got.len(), rows);
+        assert!(got.iter().all(|(_, f, cut)| cut.is_none() && f.len() == 2));
     }
 
     #[test]
