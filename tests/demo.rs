@@ -64,6 +64,14 @@ fn the_demo_runs_a_whole_cycle_and_a_second_run_is_a_noop() {
         .unwrap()
         .count();
     assert_eq!(mails, 9, "one .eml per link");
+    // Where the README says a newcomer finds them: named after the invoice, with the
+    // merchant's identity at the foot.
+    let eml = std::fs::read_to_string(
+        tmp.path()
+            .join("samples/demo-state/outbox/F2026-1001-r1.eml"),
+    )
+    .unwrap();
+    assert!(eml.contains("Demo Merchant B.V."), "{eml}");
 
     let (code, out, err) = demo(tmp.path(), &["status", "--json"]);
     assert_eq!(code, 0, "{err}");
@@ -100,4 +108,18 @@ fn the_demo_runs_a_whole_cycle_and_a_second_run_is_a_noop() {
     for (e, b) in exports.iter().zip(before) {
         assert_eq!(std::fs::read(tmp.path().join(e)).unwrap(), b, "{e} changed");
     }
+}
+
+/// The harm seen: the demo's first `check` failed on its missing inbox. A fresh clone's
+/// demo passes `check`, and its inbox is `samples/inbox/`, as the README says.
+#[test]
+fn a_fresh_demo_passes_check() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("samples"),
+        &tmp.path().join("samples"),
+    );
+    let (code, out, err) = demo(tmp.path(), &["check"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("ok      inbox: samples/inbox"), "{out}");
 }
