@@ -1032,21 +1032,6 @@ fn bad_mailbox(value: &str) -> Option<String> {
 }
 
 #[cfg(test)]
-mod merchant_tests {
-    use super::*;
-
-    #[test]
-    fn ibans_are_checked_by_their_check_digits() {
-        assert!(iban_is_valid("NL91ABNA0417164300"));
-        assert!(iban_is_valid("NL91 ABNA 0417 1643 00"));
-        assert!(iban_is_valid("DE89370400440532013000"));
-        assert!(!iban_is_valid("NL92ABNA0417164300"));
-        assert!(!iban_is_valid("NL91ABNA04171643"));
-        assert!(!iban_is_valid("not an iban at all"));
-    }
-}
-
-#[cfg(test)]
 mod tests {
     use super::*;
     use secrecy::ExposeSecret;
@@ -1186,5 +1171,15 @@ mod tests {
         let c = parse("[cm]\nclient_secret_env = \"INVOICE_SYNC_TEST_UNSET_VAR\"\n").unwrap();
         let e = c.cm.client_secret_source().resolve().unwrap_err();
         assert!(e.to_string().contains("INVOICE_SYNC_TEST_UNSET_VAR"), "{e}");
+    }
+
+    #[test]
+    fn ibans_are_checked_by_their_check_digits() {
+        assert!(iban_is_valid("NL91ABNA0417164300"));
+        assert!(iban_is_valid("NL91 ABNA 0417 1643 00"));
+        assert!(iban_is_valid("DE89370400440532013000"));
+        assert!(!iban_is_valid("NL92ABNA0417164300"));
+        assert!(!iban_is_valid("NL91ABNA04171643"));
+        assert!(!iban_is_valid("not an iban at all"));
     }
 }

@@ -59,7 +59,7 @@ pub(super) fn status(
             return Ok(no_such(reference));
         }
     } else {
-        let mut table = Table::new(&mut out, if wide { &WIDE } else { &NARROW })?;
+        let mut table = Table::new(&mut out, wide)?;
         invoices::for_each_view(store.conn(), None, state, |v| table.row(&v))
             .context("cannot write the status")?;
         table.finish()?;
@@ -131,25 +131,25 @@ const WIDE: [Column; 10] = [
 struct Table<'w, W: Write> {
     out: &'w mut W,
     columns: &'static [Column],
+    /// `--wide`: every column, nothing cut.
+    wide: bool,
     rows: u64,
     with_error: u64,
 }
 
 impl<'w, W: Write> Table<'w, W> {
-    fn new(out: &'w mut W, columns: &'static [Column]) -> anyhow::Result<Self> {
+    fn new(out: &'w mut W, wide: bool) -> anyhow::Result<Self> {
+        let columns: &'static [Column] = if wide { &WIDE } else { &NARROW };
         let mut t = Table {
             out,
             columns,
+            wide,
             rows: 0,
             with_error: 0,
         };
         let titles: Vec<String> = columns.iter().map(|c| c.title.to_string()).collect();
         t.line(&titles)?;
         Ok(t)
-    }
-
-    fn wide(&self) -> bool {
-        self.columns.len() == WIDE.len()
     }
 
     fn row(&mut self, v: &InvoiceView) -> anyhow::Result<()> {
@@ -160,7 +160,7 @@ impl<'w, W: Write> Table<'w, W> {
         let dash = |o: Option<&str>| o.map(printable).unwrap_or_else(|| "-".into());
         let amount = format!("{} {}", v.currency, v.amount);
         let link = dash(v.link_state.as_deref());
-        let cells: Vec<String> = if self.wide() {
+        let cells: Vec<String> = if self.wide {
             let live = v.link_active == Some(true);
             vec![
                 printable(&v.invoice_reference),
@@ -202,7 +202,7 @@ impl<'w, W: Write> Table<'w, W> {
         let mut s = String::new();
         let last = cells.len() - 1;
         for (i, (c, column)) in cells.iter().zip(self.columns).enumerate() {
-            let cut = if self.wide() {
+            let cut = if self.wide {
                 std::borrow::Cow::Borrowed(c.as_str())
             } else {
                 fit(c, column.width)
@@ -228,7 +228,7 @@ impl<'w, W: Write> Table<'w, W> {
     fn finish(self) -> anyhow::Result<()> {
         if self.rows == 0 {
             writeln!(self.out, "no invoices")?;
-        } else if self.with_error > 0 && !self.wide() {
+        } else if self.with_error > 0 && !self.wide {
             writeln!(
                 self.out,
                 "{} invoice(s) have a last error: `status --wide` lists them, `status INVOICE` shows one",
