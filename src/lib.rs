@@ -40,6 +40,7 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod clock;
 pub mod cm;
 pub mod config;
 pub mod cycle;

@@ -207,7 +207,7 @@ pub(super) async fn extend_step(
 ) -> anyhow::Result<()> {
     let provisional_count = provisional.len();
     let list = futures_util::stream::iter(provisional).chain(queue(created));
-    let today = Utc::now().date_naive();
+    let today = crate::clock::now().date_naive();
     let request = |e: links::ToExtend| async move {
         let expiry = expiry_date(&e.due_date, cfg.cm.link_expiry_days_after_due, today);
         let result = match &expiry {
@@ -277,7 +277,7 @@ pub(super) async fn extend_step(
 }
 
 /// Whether two ISO 8601 timestamps name the same instant (CM may write `Z` or an offset).
-fn same_instant(a: &str, b: &str) -> bool {
+pub(super) fn same_instant(a: &str, b: &str) -> bool {
     match (
         DateTime::parse_from_rfc3339(a),
         DateTime::parse_from_rfc3339(b),
@@ -303,7 +303,7 @@ pub(super) async fn create_step(
     if plan.is_empty() {
         return Ok(false);
     }
-    let started = Utc::now();
+    let started = crate::clock::now();
     let mut mismatched = false;
     let backlog = cfg.cm.max_in_flight.max(1);
     let request = |c: ToCreate| async move {
@@ -350,7 +350,7 @@ pub(super) async fn create_step(
                 tracing::error!(invoice = %c.reference, link = %link.reference, "{message}");
             }
             Ok(link) => {
-                let next = check_time(Utc::now(), 0);
+                let next = check_time(crate::clock::now(), 0);
                 // The link and the mail announcing it are one fact: one transaction.
                 let tx = crate::store::immediate(conn)?;
                 links::record_created(&tx, link_id, &link.reference, &link.uri, &now, &next)?;

@@ -119,7 +119,12 @@ pub async fn send_one(
     crate::progress::beat();
     Ok(match result {
         Ok(()) => {
-            outbox::mark_sent(conn, p.id, &now_text())?;
+            // The mail and the date of the invoice's next reminder (counted from it) are
+            // one fact.
+            let tx = crate::store::immediate(conn)?;
+            outbox::mark_sent(&tx, p.id, &now_text())?;
+            super::reminder_step::reschedule(&tx, cfg, p.invoice_id)?;
+            tx.commit()?;
             MailOutcome::Sent
         }
         Err(SendError::Permanent(reply)) => {
@@ -178,6 +183,9 @@ pub(super) async fn mail_step(
                 MailOutcome::Cancelled => {}
                 MailOutcome::Sent => {
                     report.mails_sent += 1;
+                    if p.kind == MailKind::Reminder {
+                        report.reminders_sent += 1;
+                    }
                     tracing::info!(invoice = %p.reference, to = %p.data.customer_email, "mail sent");
                     // The relay works: an earlier failure was about that one mail.
                     if let Some((id, attempts, reply)) = suspect.take() {
@@ -220,7 +228,7 @@ pub(super) async fn mail_step(
 
 /// Backs off one mail after a failure that was about it.
 fn back_off(conn: &Connection, id: i64, attempts: i64, reply: &str) -> anyhow::Result<()> {
-    let next = mail_retry_time(Utc::now(), attempts + 1);
+    let next = mail_retry_time(crate::clock::now(), attempts + 1);
     outbox::mark_retry(conn, id, reply, &next)?;
     Ok(())
 }

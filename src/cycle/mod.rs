@@ -25,6 +25,7 @@
 mod links_step;
 mod mail_step;
 mod qr_step;
+mod reminder_step;
 mod status;
 
 pub use links_step::{
@@ -35,6 +36,10 @@ use mail_step::mail_step;
 pub use mail_step::{MAIL_RETRY_FIRST, MAIL_RETRY_MAX, MailOutcome, mail_retry_time, send_one};
 use qr_step::qr_step;
 pub use qr_step::{QR_GRACE_DAYS, qr_expires_at};
+pub use reminder_step::{
+    LINK_DAYS_AFTER_REMINDER, Planned as PlannedReminder, REMINDERS_PER_CYCLE, due_steps, kind_of,
+    ladder_settings, may_send_at, next_on, reminder_expiry,
+};
 pub use status::{
     STATUS_CHECK_FIRST, STATUS_CHECK_MAX, STATUS_CHECKS_PER_CYCLE, check_statuses, check_time,
 };
@@ -88,6 +93,11 @@ pub struct Plan {
     pub create: Vec<ToCreate>,
     /// Mails already queued whose time has come (each create above adds one more).
     pub mails_due: usize,
+    /// Reminders whose date has come (each still checked with CM before it is queued);
+    /// empty outside the send window.
+    pub reminders: Vec<PlannedReminder>,
+    /// Reminders due that wait for the send window.
+    pub reminders_waiting: u64,
 }
 
 /// What a cycle did, for the summary line and the exit code.
@@ -137,6 +147,17 @@ pub struct Report {
     pub qr_created: u64,
     /// Revisions that get no QR code (another currency, an amount out of range, a refusal).
     pub qr_skipped: u64,
+    /// Reminder mails the relay accepted.
+    pub reminders_sent: u64,
+    /// Reminder steps recorded as skipped (a later step was due at the same time).
+    pub reminders_skipped: u64,
+    /// Reminders left for the next cycle (CM could not confirm the link, or its expiry
+    /// could not be extended).
+    pub reminders_deferred: u64,
+    /// Reminders due that wait for the send window.
+    pub reminders_waiting: u64,
+    /// Whether reminders are on (the summary counts them then).
+    pub reminders_on: bool,
     /// Set for dry runs.
     pub plan: Option<Plan>,
 }
@@ -160,6 +181,24 @@ impl Report {
             self.mails_queued,
             self.mails_failed,
         );
+        if self.reminders_on {
+            s.push_str(&format!(
+                "; reminders {} sent / {} skipped",
+                self.reminders_sent, self.reminders_skipped
+            ));
+            if self.reminders_deferred > 0 {
+                s.push_str(&format!(
+                    " / {} left for the next cycle",
+                    self.reminders_deferred
+                ));
+            }
+            if self.reminders_waiting > 0 {
+                s.push_str(&format!(
+                    " / {} waiting for the send window",
+                    self.reminders_waiting
+                ));
+            }
+        }
         if self.qr_created > 0 || self.qr_skipped > 0 {
             s.push_str(&format!(
                 "; iDEAL QR {} created / {} skipped (not EUR or amount out of range)",
@@ -314,9 +353,11 @@ pub async fn run(
     let mut report = Report {
         interrupted: recovered.links,
         interrupted_qr: recovered.qr,
+        reminders_on: cfg.reminders.enabled,
         ..Report::default()
     };
     report.ingest = ingest_all(conn, cfg, opts)?;
+    reminder_step::sync_ladder(conn, cfg)?;
     crate::progress::beat();
     crate::hangpoint("cycle-hang").await;
 
@@ -432,9 +473,12 @@ async fn links_side(
             _ => Ok(()),
         }
     };
+    // Reminders concern links announced in earlier cycles: they run beside the three
+    // stages, each queued reminder waking the mail side.
+    let remind = reminder_step::reminder_step(conn, cfg, services.cm, report, handoff);
     // The first failure (the database, not CM: CM's answers are recorded) ends all
-    // three; an intent whose request is dropped is found by the next cycle's recovery.
-    let (mismatched, (), ()) = tokio::try_join!(create, extend, qr)?;
+    // four; an intent whose request is dropped is found by the next cycle's recovery.
+    let (mismatched, (), (), ()) = tokio::try_join!(create, extend, qr, remind)?;
     Ok(mismatched)
 }
 
@@ -465,8 +509,10 @@ fn dry_run(conn: &Connection, cfg: &Config, opts: &Options) -> anyhow::Result<Re
     let _rollback = crate::store::deferred(conn)?;
     let mut report = Report {
         ingest: ingest_all(conn, cfg, opts)?,
+        reminders_on: cfg.reminders.enabled,
         ..Report::default()
     };
+    reminder_step::sync_ladder(conn, cfg)?;
     let deactivate = links::plan_deactivations(conn)?;
     // Assume the deactivations succeed, so that replacements show as creates.
     for d in &deactivate {
@@ -477,10 +523,24 @@ fn dry_run(conn: &Connection, cfg: &Config, opts: &Options) -> anyhow::Result<Re
         .iter()
         .filter(|p| p.still_wanted)
         .count();
+    let (reminders, reminders_waiting) = if cfg.reminders.enabled {
+        let now = crate::clock::local_now();
+        let today = now.date_naive();
+        if reminder_step::may_send_at(&cfg.reminders, now) {
+            (reminder_step::plan(conn, cfg, today)?, 0)
+        } else {
+            let waiting = crate::store::reminders::count_due(conn, &today.to_string())?;
+            (Vec::new(), u64::try_from(waiting).unwrap_or(0))
+        }
+    } else {
+        (Vec::new(), 0)
+    };
     report.plan = Some(Plan {
         deactivate,
         create,
         mails_due,
+        reminders,
+        reminders_waiting,
     });
     Ok(report)
 }

@@ -130,7 +130,7 @@ pub(super) async fn qr_step(
     extended: UnboundedReceiver<i64>,
     handoff: &Handoff,
 ) -> anyhow::Result<()> {
-    let today = Utc::now().date_naive();
+    let today = crate::clock::now().date_naive();
     let items =
         futures_util::stream::iter(planned.into_iter().map(|q| QrItem::Planned(Box::new(q))))
             .chain(queue(extended).map(QrItem::Extended));
@@ -222,7 +222,7 @@ fn record(conn: &Connection, report: &mut Report, done: Done) -> anyhow::Result<
     match result {
         Ok(t) if t.amount_cents.is_some_and(|a| a != q.data.due.minor) => {
             // Another amount than asked: never offered, still followed (it may be paid).
-            let next = check_time(Utc::now(), 0);
+            let next = check_time(crate::clock::now(), 0);
             qr_store::record_created(conn, id, &t.id, t.qr_url.as_deref(), &next)?;
             let why = format!(
                 "CM recorded {} cents for an iDEAL QR transaction that asked {}; it is not offered",
@@ -239,7 +239,7 @@ fn record(conn: &Connection, report: &mut Report, done: Done) -> anyhow::Result<
                 id,
                 &t.id,
                 t.qr_url.as_deref(),
-                &check_time(Utc::now(), 0),
+                &check_time(crate::clock::now(), 0),
             )?;
             report.qr_created += 1;
             tracing::info!(invoice = %q.reference, transaction = %t.id, "iDEAL QR transaction created");

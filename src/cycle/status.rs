@@ -68,7 +68,7 @@ fn record_qr_status(
     result: Result<idealqr::QrTransaction, CmError>,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let now = Utc::now();
+    let now = crate::clock::now();
     let now_s = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     match result.map(|t| t.status) {
         Ok(QrStatus::Success) => {
@@ -105,7 +105,7 @@ fn record_status(
     result: Result<LinkStatus, CmError>,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let now = Utc::now();
+    let now = crate::clock::now();
     let now_s = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     match result {
         Ok(LinkStatus::Paid) => {

@@ -41,6 +41,80 @@ pub(crate) fn quoted(s: &str) -> String {
     }
 }
 
+/// Whether the customer is a business or a consumer (`customer_type`: `b2b` | `b2c`): a
+/// consumer's last reminder may be the statutory final notice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CustomerType {
+    /// A business: ordinary reminders only.
+    #[default]
+    B2b,
+    /// A consumer: the final notice of article 6:96 BW applies.
+    B2c,
+}
+
+impl CustomerType {
+    /// `b2b` or `b2c`, case-insensitive, surrounding spaces ignored.
+    pub fn parse(s: &str) -> Result<CustomerType, DomainError> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "b2b" => Ok(CustomerType::B2b),
+            "b2c" => Ok(CustomerType::B2c),
+            _ => Err(DomainError(format!(
+                "{} is not a customer type (b2b or b2c)",
+                quoted(s)
+            ))),
+        }
+    }
+
+    /// The stored and shown name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CustomerType::B2b => "b2b",
+            CustomerType::B2c => "b2c",
+        }
+    }
+}
+
+/// What kind of reminder a step is, which picks its templates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReminderKind {
+    /// A step on or before the due date: a friendly reminder that payment is due.
+    BeforeDue,
+    /// A step after the due date: the invoice is overdue.
+    Overdue,
+    /// A consumer's last step: the statutory notice before collection costs (article
+    /// 6:96 BW).
+    FinalNotice,
+}
+
+impl ReminderKind {
+    /// The stored name, also the template name prefix (`nl.overdue.txt`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReminderKind::BeforeDue => "before_due",
+            ReminderKind::Overdue => "overdue",
+            ReminderKind::FinalNotice => "final_notice",
+        }
+    }
+
+    /// The inverse of [`ReminderKind::as_str`].
+    pub fn from_db(s: &str) -> Option<ReminderKind> {
+        Some(match s {
+            "before_due" => ReminderKind::BeforeDue,
+            "overdue" => ReminderKind::Overdue,
+            "final_notice" => ReminderKind::FinalNotice,
+            _ => return None,
+        })
+    }
+
+    /// Every kind.
+    pub const ALL: [ReminderKind; 3] = [
+        ReminderKind::BeforeDue,
+        ReminderKind::Overdue,
+        ReminderKind::FinalNotice,
+    ];
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,6 +138,14 @@ mod tests {
         // exactly at the limit: not truncated
         let forty = "é".repeat(40);
         assert_eq!(quoted(&forty), format!("\"{forty}\""));
+    }
+
+    #[test]
+    fn customer_types() {
+        assert_eq!(CustomerType::parse(" B2C "), Ok(CustomerType::B2c));
+        assert_eq!(CustomerType::parse("b2b"), Ok(CustomerType::B2b));
+        let e = CustomerType::parse("consumer").unwrap_err();
+        assert_eq!(e.0, "\"consumer\" is not a customer type (b2b or b2c)");
     }
 
     #[test]

@@ -7,8 +7,6 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use chrono::Utc;
-
 /// Patterns match whatever the case: Windows software writes `EXPORT.CSV`, and `*.csv`
 /// must find it.
 const CASE_INSENSITIVE: glob::MatchOptions = glob::MatchOptions {
@@ -89,7 +87,7 @@ pub fn ready_files(dir: &Path, pattern: &str, settle: Duration) -> io::Result<In
 }
 
 fn stamp() -> String {
-    Utc::now().format("%Y%m%dT%H%M%SZ").to_string()
+    crate::clock::now().format("%Y%m%dT%H%M%SZ").to_string()
 }
 
 /// A free path in `dir` for `name`; `stamped` puts a timestamp before the extension even
@@ -361,7 +359,7 @@ pub fn set_aside(
         "{}\nfile: {}\nwhen: {}\n",
         reason,
         path.display(),
-        Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        crate::clock::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     );
     write_atomic(&reason_path, text.as_bytes())?;
     Ok(reason_path)

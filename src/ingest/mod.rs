@@ -797,6 +797,11 @@ fn apply_row(
             w.add_revision(&cur, &row.data, reason, src)?;
             counts.invoices_changed += 1;
         }
+        State::Open | State::Failed | State::Expired
+            if cur.data.customer_type != row.data.customer_type =>
+        {
+            w.set_customer_type(&cur, row.data.customer_type, src)?;
+        }
         State::Open | State::Failed | State::Expired => {
             w.mark_seen(cur.id, src)?;
         }

@@ -4,7 +4,9 @@
 use chrono::NaiveDate;
 
 use crate::config::{ColumnNames, Columns, CsvSettings};
-use crate::domain::{Country, Currency, CustomerName, EmailAddress, InvoiceRef, Language, Money};
+use crate::domain::{
+    Country, Currency, CustomerName, CustomerType, EmailAddress, InvoiceRef, Language, Money,
+};
 use crate::store::invoices::RevisionData;
 
 /// Positions of the configured columns in a file's header.
@@ -20,6 +22,7 @@ pub struct ColumnMap {
     status: Option<usize>,
     language: Option<usize>,
     country: Option<usize>,
+    customer_type: Option<usize>,
     /// The header names as written in the file, for reports.
     headers: Vec<String>,
 }
@@ -50,6 +53,7 @@ impl ColumnMap {
             &cols.status,
             &cols.language,
             &cols.country_code,
+            &cols.customer_type,
         ];
         for names in mapped {
             let hits: Vec<usize> = headers
@@ -109,6 +113,7 @@ impl ColumnMap {
             status: find(&cols.status),
             language: find(&cols.language),
             country: find(&cols.country_code),
+            customer_type: find(&cols.customer_type),
             headers,
         })
     }
@@ -239,6 +244,7 @@ impl<'a> Validator<'a> {
         let status = field(m.status, &mut problems).unwrap_or("");
         let language = field(m.language, &mut problems).filter(|s| !s.is_empty());
         let country = field(m.country, &mut problems).filter(|s| !s.is_empty());
+        let customer_type = field(m.customer_type, &mut problems).filter(|s| !s.is_empty());
 
         let reference = match InvoiceRef::parse(reference) {
             Ok(r) => Some(r),
@@ -352,6 +358,18 @@ impl<'a> Validator<'a> {
                 None
             }
         };
+        let customer_type = match customer_type.map(CustomerType::parse).transpose() {
+            Ok(t) => t,
+            Err(e) => {
+                push(
+                    &mut problems,
+                    m,
+                    m.customer_type.unwrap_or(usize::MAX),
+                    e.to_string(),
+                );
+                None
+            }
+        };
 
         // A credit note or zero amount is skipped whatever else is wrong with it only
         // when the amount itself is readable; otherwise it is an ordinary rejection.
@@ -423,6 +441,7 @@ impl<'a> Validator<'a> {
                 due_date,
                 language,
                 country,
+                customer_type,
             },
             settled,
             partial,

@@ -7,7 +7,7 @@ use chrono::NaiveDate;
 
 use crate::domain::money::{Currency, Money};
 use crate::domain::text::{CustomerName, EmailAddress};
-use crate::domain::{Country, Language};
+use crate::domain::{Country, CustomerType, Language};
 use serde::Serialize;
 
 /// The invoice lifecycle (ARCHITECTURE.md, *State machines*).
@@ -93,11 +93,13 @@ pub struct RevisionData {
     pub language: Option<Language>,
     /// The row's country, else `cm.default_country`.
     pub country: Option<Country>,
+    /// The row's customer type, else `reminders.default_customer_type`.
+    pub customer_type: Option<CustomerType>,
 }
 
 /// The revision columns, in the order [`RevisionData::from_row`] reads them; every query
 /// that reads a revision selects exactly these (aliased `r`).
-pub const REVISION_COLUMNS: &str = "r.customer_email, r.customer_name, r.amount_minor, r.due_minor, r.currency, r.due_date, r.language, r.country_code";
+pub const REVISION_COLUMNS: &str = "r.customer_email, r.customer_name, r.amount_minor, r.due_minor, r.currency, r.due_date, r.language, r.country_code, r.customer_type";
 
 impl RevisionData {
     /// Reads [`REVISION_COLUMNS`] starting at column `at`.
@@ -117,6 +119,7 @@ impl RevisionData {
             due_date: r.get(at + 5)?,
             language: r.get(at + 6)?,
             country: r.get(at + 7)?,
+            customer_type: r.get(at + 8)?,
         })
     }
 
@@ -222,8 +225,9 @@ impl<'c> Writer<'c> {
             insert_revision: conn.prepare(
                 "INSERT INTO revisions (invoice_id, revision, customer_email, customer_name,
                                         amount_minor, due_minor, currency, due_date, language,
-                                        country_code, reason, import_id, source_line)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                                        country_code, reason, import_id, source_line,
+                                        customer_type)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             )?,
             new_revision: conn.prepare(
                 "UPDATE invoices SET revision = ?2, state = 'open', last_error = NULL,
@@ -302,7 +306,8 @@ impl<'c> Writer<'c> {
             d.country,
             reason.as_str(),
             src.import_id,
-            src.line
+            src.line,
+            d.customer_type
         ])?;
         Ok(())
     }
@@ -326,6 +331,23 @@ impl<'c> Writer<'c> {
     pub fn mark_seen(&mut self, id: i64, src: Source<'_>) -> rusqlite::Result<()> {
         self.mark_seen
             .execute(params![id, src.import_id, src.line])?;
+        Ok(())
+    }
+
+    /// Notes that this import listed the invoice with another customer type than its
+    /// current revision holds: not a change of payment (no new revision, no new link),
+    /// so the revision takes the new type in place.
+    pub fn set_customer_type(
+        &mut self,
+        cur: &Current,
+        customer_type: Option<CustomerType>,
+        src: Source<'_>,
+    ) -> rusqlite::Result<()> {
+        self.mark_seen(cur.id, src)?;
+        self.conn.execute(
+            "UPDATE revisions SET customer_type = ?3 WHERE invoice_id = ?1 AND revision = ?2",
+            params![cur.id, cur.revision, customer_type],
+        )?;
         Ok(())
     }
 

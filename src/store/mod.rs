@@ -10,6 +10,7 @@ pub mod links;
 pub mod outbox;
 pub mod payments;
 pub mod qr;
+pub mod reminders;
 pub mod types;
 
 use std::path::Path;
@@ -44,6 +45,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0007_import_again.sql",
         include_str!("../../schema/0007_import_again.sql"),
+    ),
+    (
+        "0008_reminders.sql",
+        include_str!("../../schema/0008_reminders.sql"),
     ),
 ];
 
@@ -300,7 +305,7 @@ pub fn recover(conn: &rusqlite::Connection) -> rusqlite::Result<Recovered> {
 
 /// Now, as the RFC 3339 UTC text (seconds) every timestamp column holds.
 pub fn now_text() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    crate::clock::now_text()
 }
 
 #[cfg(test)]

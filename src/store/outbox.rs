@@ -14,6 +14,8 @@ pub enum MailKind {
     Replacement,
     /// An operator asked for it again (`resend`).
     Resend,
+    /// A reminder step (its kind is in `reminders`).
+    Reminder,
 }
 
 impl MailKind {
@@ -22,6 +24,7 @@ impl MailKind {
             MailKind::Link => "link",
             MailKind::Replacement => "replacement",
             MailKind::Resend => "resend",
+            MailKind::Reminder => "reminder",
         }
     }
 }
@@ -40,6 +43,25 @@ pub fn enqueue(
          VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?5)",
     )?
     .execute(params![invoice_id, revision, link_id, kind.as_str(), now])?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Queues a reminder mail for step `step`; runs inside the transaction that records the
+/// decision ([`super::reminders::record`]).
+pub fn enqueue_reminder(
+    conn: &Connection,
+    invoice_id: i64,
+    revision: i64,
+    link_id: i64,
+    step: i64,
+    now: &str,
+) -> rusqlite::Result<i64> {
+    conn.prepare_cached(
+        "INSERT INTO outbox (invoice_id, revision, link_id, kind, state, next_attempt_at,
+                             created_at, step)
+         VALUES (?1, ?2, ?3, 'reminder', 'queued', ?4, ?4, ?5)",
+    )?
+    .execute(params![invoice_id, revision, link_id, now, step])?;
     Ok(conn.last_insert_rowid())
 }
 
@@ -77,6 +99,8 @@ pub struct Pending {
     pub link_uri: Option<String>,
     /// Whether the mail still makes sense: its link is active and its invoice open.
     pub still_wanted: bool,
+    /// For a reminder: its step and kind.
+    pub reminder: Option<(i64, super::reminders::ReminderKind)>,
 }
 
 /// Queued mails whose time has come, oldest first.
@@ -85,11 +109,12 @@ pub fn due(conn: &Connection, now: &str, limit: usize) -> rusqlite::Result<Vec<P
         "SELECT o.id, o.kind, o.attempts, o.invoice_id, i.reference, o.revision,
                 {REVISION_COLUMNS}, l.uri,
                 l.state = 'active' AND i.state = 'open' AND i.revision = o.revision,
-                o.link_id
+                o.link_id, o.step, rm.kind
          FROM outbox o
          JOIN invoices i ON i.id = o.invoice_id
          JOIN revisions r ON r.invoice_id = o.invoice_id AND r.revision = o.revision
          JOIN links l ON l.id = o.link_id
+         LEFT JOIN reminders rm ON rm.invoice_id = o.invoice_id AND rm.step = o.step
          WHERE o.state = 'queued' AND o.next_attempt_at <= ?1
            AND NOT (l.state = 'active' AND l.provisional = 1)
          ORDER BY o.next_attempt_at, o.id LIMIT ?2",
@@ -101,6 +126,7 @@ pub fn due(conn: &Connection, now: &str, limit: usize) -> rusqlite::Result<Vec<P
             kind: match kind.as_str() {
                 "replacement" => MailKind::Replacement,
                 "resend" => MailKind::Resend,
+                "reminder" => MailKind::Reminder,
                 _ => MailKind::Link,
             },
             attempts: r.get(2)?,
@@ -108,9 +134,18 @@ pub fn due(conn: &Connection, now: &str, limit: usize) -> rusqlite::Result<Vec<P
             reference: r.get(4)?,
             revision: r.get(5)?,
             data: RevisionData::from_row(r, 6)?,
-            link_uri: r.get(14)?,
-            still_wanted: r.get(15)?,
-            link_id: r.get(16)?,
+            link_uri: r.get(15)?,
+            still_wanted: r.get(16)?,
+            link_id: r.get(17)?,
+            reminder: match (
+                r.get::<_, Option<i64>>(18)?,
+                r.get::<_, Option<String>>(19)?,
+            ) {
+                (Some(step), Some(kind)) => {
+                    super::reminders::ReminderKind::from_db(&kind).map(|k| (step, k))
+                }
+                _ => None,
+            },
         })
     })?;
     rows.collect()

@@ -7,7 +7,7 @@ use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, 
 
 use crate::domain::money::Currency;
 use crate::domain::text::{CustomerName, EmailAddress};
-use crate::domain::{Country, Language};
+use crate::domain::{Country, CustomerType, Language};
 
 /// Reads a text column through `parse`.
 fn parsed<T, E: std::fmt::Display>(
@@ -40,6 +40,7 @@ text_column!(Language, as_str, Language::parse);
 text_column!(Country, as_str, Country::parse);
 text_column!(EmailAddress, as_str, EmailAddress::parse);
 text_column!(CustomerName, as_str, CustomerName::parse);
+text_column!(CustomerType, as_str, CustomerType::parse);
 
 /// A date bound as `YYYY-MM-DD`, written by hand: chrono's `%F` formatting took a tenth of
 /// a million-row import's own time.
