@@ -35,6 +35,7 @@ fn context(i: usize) -> MailContext {
         replaces_earlier_link: false,
         sender_name: "Accounts".into(),
         merchant: Default::default(),
+        reminder: None,
     }
 }
 

@@ -35,7 +35,9 @@ fn status_json_has_the_contract_keys_and_values() {
             "qr_url": null,
             "mail_state": "none",
             "last_error": null,
-            "paid_at": null
+            "paid_at": null,
+            "reminders_sent": 0,
+            "next_reminder_on": null
         })]
     );
 }

@@ -25,6 +25,7 @@ fn ctx(language: &str) -> MailContext {
         replaces_earlier_link: false,
         sender_name: "Accounts".into(),
         merchant: merchant(),
+        reminder: None,
     }
 }
 

@@ -29,6 +29,7 @@ fn ctx(email: &str) -> MailContext {
         replaces_earlier_link: false,
         sender_name: "Accounts".into(),
         merchant: Default::default(),
+        reminder: None,
     }
 }
 

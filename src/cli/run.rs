@@ -107,8 +107,41 @@ pub(super) fn print_plan(plan: &cycle::Plan, report: &cycle::Report) -> anyhow::
             printable(c.data.customer_email.as_str())
         )?;
     }
-    if plan.deactivate.is_empty() && plan.create.is_empty() {
+    for r in &plan.reminders {
+        let s = &r.subject;
+        let skipped = if r.skipped.is_empty() {
+            String::new()
+        } else {
+            let steps: Vec<String> = r.skipped.iter().map(|d| format!("{d:+}")).collect();
+            format!("  (skips step(s) {})", steps.join(", "))
+        };
+        writeln!(
+            out,
+            "  remind      {}  step {:+} days  {}  {} {}  due {}  mail to {}{skipped}",
+            printable(&s.reference),
+            r.step,
+            r.kind.as_str(),
+            s.data.currency(),
+            s.data.due.to_decimal_string(),
+            s.data.due_date,
+            printable(s.data.customer_email.as_str())
+        )?;
+    }
+    if plan.deactivate.is_empty() && plan.create.is_empty() && plan.reminders.is_empty() {
         writeln!(out, "  nothing")?;
+    }
+    if !plan.reminders.is_empty() {
+        writeln!(
+            out,
+            "  (each reminder's link is read from CM first: a paid one records the payment instead)"
+        )?;
+    }
+    if plan.reminders_waiting > 0 {
+        writeln!(
+            out,
+            "  wait        {} reminder(s) due wait for the send window",
+            plan.reminders_waiting
+        )?;
     }
     if plan.mails_due > 0 {
         writeln!(

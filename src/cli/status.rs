@@ -109,7 +109,7 @@ const NARROW: [Column; 7] = [
 
 /// `--wide`: every column, nothing cut; a cell wider than its column pushes the rest of
 /// its line to the right (the table is written as it is read, so the widths are fixed).
-const WIDE: [Column; 10] = [
+const WIDE: [Column; 12] = [
     col("INVOICE", 20),
     col("CUSTOMER", 44),
     Column {
@@ -123,6 +123,8 @@ const WIDE: [Column; 10] = [
     col("LINK REF", 40),
     col("LINK URI", 48),
     col("MAIL", 6),
+    col("REMINDERS", 9),
+    col("NEXT REMINDER", 13),
     col("LAST ERROR", 0),
 ];
 
@@ -173,6 +175,8 @@ impl<'w, W: Write> Table<'w, W> {
                 // A dead link's address is not offered as if it could still be paid.
                 dash(v.link_uri.as_deref().filter(|_| live)),
                 v.mail_state.clone(),
+                v.reminders_sent.to_string(),
+                dash(v.next_reminder_on.as_deref()),
                 dash(v.last_error.as_deref()),
             ]
         } else {
@@ -292,6 +296,13 @@ fn write_detail(out: &mut impl Write, v: &InvoiceView) -> anyhow::Result<()> {
         ("link uri", uri),
         ("iDEAL QR", dash(v.qr_url.as_deref())),
         ("mail", v.mail_state.clone()),
+        (
+            "reminders",
+            match &v.next_reminder_on {
+                Some(on) => format!("{} sent, next on {on}", v.reminders_sent),
+                None => format!("{} sent, none planned", v.reminders_sent),
+            },
+        ),
         ("paid at", dash(v.paid_at.as_deref())),
         ("last error", dash(v.last_error.as_deref())),
     ];

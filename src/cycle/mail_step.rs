@@ -10,7 +10,9 @@ use std::collections::HashSet;
 use super::{Handoff, Report, Services};
 use crate::cm::idealqr::IdealQrClient;
 use crate::config::Config;
-use crate::mail::{MailContext, QrCode, SendError};
+use crate::domain::ReminderKind;
+use crate::domain::collection::statutory_collection_costs;
+use crate::mail::{MailContext, QrCode, ReminderContext, SendError};
 use crate::store::now_text;
 use crate::store::outbox::{self, MailKind};
 use crate::store::qr::{self as qr_store};
@@ -102,6 +104,14 @@ pub async fn send_one(
         replaces_earlier_link: p.kind == MailKind::Replacement,
         sender_name: postman.sender_name(),
         merchant: cfg.merchant.clone(),
+        reminder: p.reminder.map(|(step, kind)| ReminderContext {
+            kind,
+            step,
+            sent_on: crate::clock::local_now().date_naive(),
+            // The statutory scale of the final notice is in euros (only EUR invoices get one).
+            collection_costs_minor: (kind == ReminderKind::FinalNotice)
+                .then(|| statutory_collection_costs(p.data.due.minor)),
+        }),
     };
     let resend = (p.kind == MailKind::Resend).then_some(p.id);
     let (message, message_id) = match postman.compose(&ctx, p.revision, resend) {

@@ -24,7 +24,7 @@ pub mod render;
 pub mod transport;
 
 pub use message::{build_message, message_id};
-pub use render::{MailContext, QrCode, RenderedMail, Templates, render};
+pub use render::{MailContext, QrCode, ReminderContext, RenderedMail, Templates, render};
 pub use transport::{FileMailer, MailSender, Mailer, SendError, SmtpMailer};
 
 /// Why a mail could not be made, or a mailer could not be set up.
@@ -157,7 +157,8 @@ impl Postman {
 /// The one place that derives the Message-ID (from the invoice reference and revision),
 /// which is what lets a receiving system recognise a mail sent twice after a crash as
 /// the same one. `resend` (the outbox row of `resend INVOICE`) gives the mail an ID of
-/// its own, so that a receiver does not drop it as a duplicate of the first.
+/// its own, so that a receiver does not drop it as a duplicate of the first; so does each
+/// reminder step (`ctx.reminder`).
 pub fn compose(
     ctx: &MailContext,
     revision: i64,
@@ -166,9 +167,11 @@ pub fn compose(
     email: &crate::config::Email,
 ) -> Result<(lettre::Message, String), MailError> {
     let rendered = render(ctx, templates)?;
-    let key = match resend {
-        Some(n) => format!("{}#resend-{n}", ctx.invoice_reference),
-        None => ctx.invoice_reference.clone(),
+    let key = match (resend, &ctx.reminder) {
+        (Some(n), _) => format!("{}#resend-{n}", ctx.invoice_reference),
+        // One id per reminder step: a retry of the same step is recognisable as one.
+        (None, Some(r)) => format!("{}#reminder{}", ctx.invoice_reference, r.step),
+        (None, None) => ctx.invoice_reference.clone(),
     };
     let id = message_id(&key, revision, &email.from);
     let msg = build_message(

@@ -35,6 +35,7 @@ use chrono::{Datelike, NaiveDate};
 use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value, context};
 
 use super::MailError;
+use crate::domain::ReminderKind;
 
 /// The languages with built-in templates and formats.
 pub const BUILTIN_LANGUAGES: [&str; 4] = ["nl", "en", "de", "fr"];
@@ -42,22 +43,150 @@ pub const BUILTIN_LANGUAGES: [&str; 4] = ["nl", "en", "de", "fr"];
 /// The language used when a customer's language has no templates.
 pub const FALLBACK_LANGUAGE: &str = "en";
 
-/// The three template files of one language, as suffixes after `<lang>.`.
+/// The three template files of one mail, as suffixes after `<lang>.` (the link mail) or
+/// `<lang>.<kind>.` (a reminder: `before_due`, `overdue`, `final_notice`).
 const PARTS: [&str; 3] = ["subject.txt", "txt", "html"];
 
-const BUILTIN: [(&str, &str); 12] = [
+/// The template name prefix of a mail after the language: empty for the link mail,
+/// `<kind>.` for a reminder.
+fn kind_prefix(kind: Option<ReminderKind>) -> String {
+    kind.map(|k| format!("{}.", k.as_str())).unwrap_or_default()
+}
+
+/// Every built-in template: per language, the link mail and each reminder kind.
+const BUILTIN: [(&str, &str); 48] = [
     ("nl.subject.txt", include_str!("templates/nl.subject.txt")),
     ("nl.txt", include_str!("templates/nl.txt")),
     ("nl.html", include_str!("templates/nl.html")),
+    (
+        "nl.before_due.subject.txt",
+        include_str!("templates/nl.before_due.subject.txt"),
+    ),
+    (
+        "nl.before_due.txt",
+        include_str!("templates/nl.before_due.txt"),
+    ),
+    (
+        "nl.before_due.html",
+        include_str!("templates/nl.before_due.html"),
+    ),
+    (
+        "nl.overdue.subject.txt",
+        include_str!("templates/nl.overdue.subject.txt"),
+    ),
+    ("nl.overdue.txt", include_str!("templates/nl.overdue.txt")),
+    ("nl.overdue.html", include_str!("templates/nl.overdue.html")),
+    (
+        "nl.final_notice.subject.txt",
+        include_str!("templates/nl.final_notice.subject.txt"),
+    ),
+    (
+        "nl.final_notice.txt",
+        include_str!("templates/nl.final_notice.txt"),
+    ),
+    (
+        "nl.final_notice.html",
+        include_str!("templates/nl.final_notice.html"),
+    ),
     ("en.subject.txt", include_str!("templates/en.subject.txt")),
     ("en.txt", include_str!("templates/en.txt")),
     ("en.html", include_str!("templates/en.html")),
+    (
+        "en.before_due.subject.txt",
+        include_str!("templates/en.before_due.subject.txt"),
+    ),
+    (
+        "en.before_due.txt",
+        include_str!("templates/en.before_due.txt"),
+    ),
+    (
+        "en.before_due.html",
+        include_str!("templates/en.before_due.html"),
+    ),
+    (
+        "en.overdue.subject.txt",
+        include_str!("templates/en.overdue.subject.txt"),
+    ),
+    ("en.overdue.txt", include_str!("templates/en.overdue.txt")),
+    ("en.overdue.html", include_str!("templates/en.overdue.html")),
+    (
+        "en.final_notice.subject.txt",
+        include_str!("templates/en.final_notice.subject.txt"),
+    ),
+    (
+        "en.final_notice.txt",
+        include_str!("templates/en.final_notice.txt"),
+    ),
+    (
+        "en.final_notice.html",
+        include_str!("templates/en.final_notice.html"),
+    ),
     ("de.subject.txt", include_str!("templates/de.subject.txt")),
     ("de.txt", include_str!("templates/de.txt")),
     ("de.html", include_str!("templates/de.html")),
+    (
+        "de.before_due.subject.txt",
+        include_str!("templates/de.before_due.subject.txt"),
+    ),
+    (
+        "de.before_due.txt",
+        include_str!("templates/de.before_due.txt"),
+    ),
+    (
+        "de.before_due.html",
+        include_str!("templates/de.before_due.html"),
+    ),
+    (
+        "de.overdue.subject.txt",
+        include_str!("templates/de.overdue.subject.txt"),
+    ),
+    ("de.overdue.txt", include_str!("templates/de.overdue.txt")),
+    ("de.overdue.html", include_str!("templates/de.overdue.html")),
+    (
+        "de.final_notice.subject.txt",
+        include_str!("templates/de.final_notice.subject.txt"),
+    ),
+    (
+        "de.final_notice.txt",
+        include_str!("templates/de.final_notice.txt"),
+    ),
+    (
+        "de.final_notice.html",
+        include_str!("templates/de.final_notice.html"),
+    ),
     ("fr.subject.txt", include_str!("templates/fr.subject.txt")),
     ("fr.txt", include_str!("templates/fr.txt")),
     ("fr.html", include_str!("templates/fr.html")),
+    (
+        "fr.before_due.subject.txt",
+        include_str!("templates/fr.before_due.subject.txt"),
+    ),
+    (
+        "fr.before_due.txt",
+        include_str!("templates/fr.before_due.txt"),
+    ),
+    (
+        "fr.before_due.html",
+        include_str!("templates/fr.before_due.html"),
+    ),
+    (
+        "fr.overdue.subject.txt",
+        include_str!("templates/fr.overdue.subject.txt"),
+    ),
+    ("fr.overdue.txt", include_str!("templates/fr.overdue.txt")),
+    ("fr.overdue.html", include_str!("templates/fr.overdue.html")),
+    (
+        "fr.final_notice.subject.txt",
+        include_str!("templates/fr.final_notice.subject.txt"),
+    ),
+    (
+        "fr.final_notice.txt",
+        include_str!("templates/fr.final_notice.txt"),
+    ),
+    (
+        "fr.final_notice.html",
+        include_str!("templates/fr.final_notice.html"),
+    ),
 ];
 
 /// A QR code to show in the mail (iDEAL QR, when enabled).
@@ -107,6 +236,22 @@ pub struct MailContext {
     /// True when this mail replaces a link sent earlier (amount or due date changed):
     /// the mail then says that the earlier link no longer works.
     pub replaces_earlier_link: bool,
+    /// Set for a reminder: which one, and what it adds.
+    pub reminder: Option<ReminderContext>,
+}
+
+/// What a reminder adds to the mail of its invoice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReminderContext {
+    /// Which templates: before the due date, overdue, or the final notice.
+    pub kind: ReminderKind,
+    /// The step, in days relative to the due date.
+    pub step: i64,
+    /// The (local) day the mail is sent: the notice term counts from it.
+    pub sent_on: NaiveDate,
+    /// For the final notice: the statutory collection costs due after its term, in minor
+    /// units of the invoice's currency (euro cents).
+    pub collection_costs_minor: Option<i64>,
 }
 
 /// The rendered parts of one mail, before MIME.
@@ -183,6 +328,33 @@ impl Templates {
             changed.insert(lang);
         }
         for lang in &changed {
+            // A reminder kind given in part (some of its three files) is an error for
+            // any language; one not given at all falls back to the built-in English.
+            for kind in ReminderKind::ALL {
+                let names: Vec<String> = PARTS
+                    .iter()
+                    .map(|part| format!("{lang}.{}.{part}", kind.as_str()))
+                    .collect();
+                let missing: Vec<&String> = names
+                    .iter()
+                    .filter(|name| !templates.origins.contains_key(*name))
+                    .collect();
+                if !missing.is_empty() && missing.len() < PARTS.len() {
+                    return Err(MailError::Template {
+                        template: dir.join(missing[0]).display().to_string(),
+                        message: format!(
+                            "missing: the {} reminder of {lang} needs all of {} (missing {})",
+                            kind.as_str(),
+                            names.join(", "),
+                            missing
+                                .iter()
+                                .map(|m| m.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    });
+                }
+            }
             if !templates.languages.contains(lang) {
                 let missing: Vec<String> = PARTS
                     .iter()
@@ -205,7 +377,12 @@ impl Templates {
             for sample in sample_contexts(lang) {
                 let mail = render(&sample, &templates)?;
                 if mail.subject.contains(['\r', '\n']) {
-                    let name = format!("{lang}.subject.txt");
+                    let name = format!(
+                        "{}.{}subject.txt",
+                        templates
+                            .effective_language(lang, sample.reminder.as_ref().map(|r| r.kind)),
+                        kind_prefix(sample.reminder.as_ref().map(|r| r.kind))
+                    );
                     return Err(MailError::Template {
                         template: templates.origins[&name].clone(),
                         message: "the subject must render as one line".into(),
@@ -221,11 +398,15 @@ impl Templates {
         self.languages.iter().map(String::as_str)
     }
 
-    /// The language a mail for `requested` is written in: itself when it has templates,
-    /// else [`FALLBACK_LANGUAGE`].
-    pub fn effective_language(&self, requested: &str) -> String {
+    /// The language a mail for `requested` is written in: itself when it has templates
+    /// (for a reminder: that kind's), else [`FALLBACK_LANGUAGE`].
+    pub fn effective_language(&self, requested: &str, kind: Option<ReminderKind>) -> String {
         let lang = requested.trim().to_ascii_lowercase();
-        if self.languages.contains(&lang) {
+        let has_kind = kind.is_none_or(|k| {
+            self.origins
+                .contains_key(&format!("{lang}.{}.txt", k.as_str()))
+        });
+        if self.languages.contains(&lang) && has_kind {
             lang
         } else {
             FALLBACK_LANGUAGE.to_string()
@@ -299,10 +480,18 @@ fn new_environment() -> Environment<'static> {
 
 pub use crate::domain::text::escape_html;
 
-/// `nl.subject.txt` → `("nl", "nl.subject.txt")`; `None` for anything else.
+/// `nl.subject.txt` → `("nl", "nl.subject.txt")`, `nl.overdue.txt` → `("nl",
+/// "nl.overdue.txt")`; `None` for anything else.
 fn template_name(file_name: &str) -> Option<(String, String)> {
     let (lang, part) = file_name.split_once('.')?;
     let is_lang = lang.len() == 2 && lang.bytes().all(|b| b.is_ascii_lowercase());
+    let part = ReminderKind::ALL
+        .iter()
+        .find_map(|k| {
+            part.strip_prefix(k.as_str())
+                .and_then(|p| p.strip_prefix('.'))
+        })
+        .unwrap_or(part);
     (is_lang && PARTS.contains(&part)).then(|| (lang.to_string(), file_name.to_string()))
 }
 
@@ -315,8 +504,19 @@ pub fn render(ctx: &MailContext, templates: &Templates) -> Result<RenderedMail, 
     if let Some(qr) = &ctx.qr {
         check_url("QR code URL", &qr.url)?;
     }
-    let lang = templates.effective_language(&ctx.language);
+    let kind = ctx.reminder.as_ref().map(|r| r.kind);
+    let lang = templates.effective_language(&ctx.language, kind);
+    let money = |minor: i64| format_amount(minor, &ctx.currency_code, ctx.currency_exponent, &lang);
+    let reminder = ctx.reminder.as_ref();
+    let costs = reminder.and_then(|r| r.collection_costs_minor);
     let values = context! {
+        reminder_kind => kind.map(ReminderKind::as_str),
+        reminder_step => reminder.map(|r| r.step),
+        days_overdue => reminder.map(|r| (r.sent_on - ctx.due_date).num_days().max(0)),
+        notice_deadline => reminder.and_then(|r| r.sent_on.checked_add_days(chrono::Days::new(14)))
+            .map(|d| format_due_date(d, &lang)),
+        collection_costs => costs.map(money),
+        amount_with_costs => costs.map(|c| money(ctx.amount_minor.saturating_add(c))),
         language => &lang,
         customer_name => ctx.customer_name.trim(),
         customer_email => ctx.customer_email.trim(),
@@ -341,15 +541,15 @@ pub fn render(ctx: &MailContext, templates: &Templates) -> Result<RenderedMail, 
             iban => ctx.merchant.iban.as_deref().map(str::trim),
         },
     };
-    let subject_name = format!("{lang}.subject.txt");
+    let base = format!("{lang}.{}", kind_prefix(kind));
     let subject = templates
-        .render_part(&subject_name, &values)?
+        .render_part(&format!("{base}subject.txt"), &values)?
         .trim()
         .to_string();
     let values = context! { subject => &subject, ..values };
     Ok(RenderedMail {
-        text: templates.render_part(&format!("{lang}.txt"), &values)?,
-        html: templates.render_part(&format!("{lang}.html"), &values)?,
+        text: templates.render_part(&format!("{base}txt"), &values)?,
+        html: templates.render_part(&format!("{base}html"), &values)?,
         subject,
     })
 }
@@ -471,8 +671,25 @@ fn sample_contexts(lang: &str) -> Vec<MailContext> {
         replaces_earlier_link: false,
         sender_name: "Accounts".into(),
         merchant: Default::default(),
+        reminder: None,
     };
-    vec![
+    let mut samples: Vec<MailContext> = ReminderKind::ALL
+        .iter()
+        .map(|&kind| MailContext {
+            reminder: Some(ReminderContext {
+                kind,
+                step: 7,
+                sent_on: NaiveDate::from_ymd_opt(2026, 11, 28).expect("a valid date"),
+                collection_costs_minor: (kind == ReminderKind::FinalNotice).then_some(20_685),
+            }),
+            qr: Some(QrCode {
+                url: "https://pay.example/qr.png".into(),
+                png: None,
+            }),
+            ..base.clone()
+        })
+        .collect();
+    samples.extend([
         base.clone(),
         MailContext {
             customer_name: String::new(),
@@ -492,7 +709,8 @@ fn sample_contexts(lang: &str) -> Vec<MailContext> {
             }),
             ..base
         },
-    ]
+    ]);
+    samples
 }
 
 #[cfg(test)]
@@ -585,9 +803,17 @@ mod tests {
     #[test]
     fn unknown_language_falls_back_to_english() {
         let t = Templates::builtin();
-        assert_eq!(t.effective_language("es"), "en");
-        assert_eq!(t.effective_language("NL"), "nl");
-        assert_eq!(t.effective_language(""), "en");
+        assert_eq!(t.effective_language("es", None), "en");
+        assert_eq!(t.effective_language("NL", None), "nl");
+        assert_eq!(t.effective_language("", None), "en");
+        assert_eq!(
+            t.effective_language("de", Some(ReminderKind::FinalNotice)),
+            "de"
+        );
+        assert_eq!(
+            t.effective_language("es", Some(ReminderKind::Overdue)),
+            "en"
+        );
     }
 
     #[test]

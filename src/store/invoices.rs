@@ -101,6 +101,10 @@ pub struct RevisionData {
 /// that reads a revision selects exactly these (aliased `r`).
 pub const REVISION_COLUMNS: &str = "r.customer_email, r.customer_name, r.amount_minor, r.due_minor, r.currency, r.due_date, r.language, r.country_code, r.customer_type";
 
+/// How many columns [`REVISION_COLUMNS`] is: a query reads the columns after it from
+/// `start + REVISION_WIDTH` on.
+pub const REVISION_WIDTH: usize = 9;
+
 impl RevisionData {
     /// Reads [`REVISION_COLUMNS`] starting at column `at`.
     pub fn from_row(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<RevisionData> {
@@ -527,6 +531,10 @@ pub struct InvoiceView {
     pub last_error: Option<String>,
     /// When it was paid (RFC 3339 UTC).
     pub paid_at: Option<String>,
+    /// Reminder mails the relay accepted for it.
+    pub reminders_sent: i64,
+    /// The (local) date its next reminder may go (`YYYY-MM-DD`), when one is planned.
+    pub next_reminder_on: Option<String>,
     /// The current revision number (not part of the JSON contract's required keys).
     #[serde(skip)]
     pub revision: i64,
@@ -559,7 +567,10 @@ pub fn for_each_view(
                   WHERE q.invoice_id = i.id AND q.revision = i.revision AND q.state = 'open'
                     AND q.withdrawn = 0),
                 (SELECT group_concat(x.merchant_reference, ', ') FROM links x
-                  WHERE x.invoice_id = i.id AND x.possible_orphan = 1)
+                  WHERE x.invoice_id = i.id AND x.possible_orphan = 1),
+                (SELECT count(*) FROM reminders rm JOIN outbox z ON z.id = rm.outbox_id
+                  WHERE rm.invoice_id = i.id AND z.state = 'sent'),
+                i.next_reminder_on
          FROM invoices i JOIN revisions r ON r.invoice_id = i.id AND r.revision = i.revision
          LEFT JOIN links l ON l.id = (SELECT max(x.id) FROM links x WHERE x.invoice_id = i.id)
          LEFT JOIN outbox o ON o.id = (SELECT max(y.id) FROM outbox y
@@ -600,6 +611,8 @@ pub fn for_each_view(
                 r.get(16)?,
             ),
             paid_at: r.get(8)?,
+            reminders_sent: r.get(19)?,
+            next_reminder_on: r.get(20)?,
             revision: r.get(9)?,
         })?;
     }

@@ -7,7 +7,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::invoices::{REVISION_COLUMNS, RevisionData};
+use super::invoices::{REVISION_COLUMNS, REVISION_WIDTH, RevisionData};
 
 /// An invoice revision that needs a link created (or a create retried).
 #[derive(Debug, Clone)]
@@ -177,9 +177,9 @@ pub fn plan_creates(conn: &Connection) -> rusqlite::Result<Vec<ToCreate>> {
                 revision: r.get(1)?,
                 reference: r.get(2)?,
                 data: RevisionData::from_row(r, 3)?,
-                link_id: r.get(11)?,
-                replaces: r.get(12)?,
-                lapsed: r.get(13)?,
+                link_id: r.get(3 + REVISION_WIDTH)?,
+                replaces: r.get(4 + REVISION_WIDTH)?,
+                lapsed: r.get(5 + REVISION_WIDTH)?,
             })
         })?;
         rows.collect::<rusqlite::Result<Vec<_>>>()?

@@ -3,7 +3,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::invoices::{REVISION_COLUMNS, RevisionData};
+use super::invoices::{REVISION_COLUMNS, REVISION_WIDTH, RevisionData};
 
 /// Why a mail is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,12 +134,12 @@ pub fn due(conn: &Connection, now: &str, limit: usize) -> rusqlite::Result<Vec<P
             reference: r.get(4)?,
             revision: r.get(5)?,
             data: RevisionData::from_row(r, 6)?,
-            link_uri: r.get(15)?,
-            still_wanted: r.get(16)?,
-            link_id: r.get(17)?,
+            link_uri: r.get(6 + REVISION_WIDTH)?,
+            still_wanted: r.get(7 + REVISION_WIDTH)?,
+            link_id: r.get(8 + REVISION_WIDTH)?,
             reminder: match (
-                r.get::<_, Option<i64>>(18)?,
-                r.get::<_, Option<String>>(19)?,
+                r.get::<_, Option<i64>>(9 + REVISION_WIDTH)?,
+                r.get::<_, Option<String>>(10 + REVISION_WIDTH)?,
             ) {
                 (Some(step), Some(kind)) => {
                     super::reminders::ReminderKind::from_db(&kind).map(|k| (step, k))

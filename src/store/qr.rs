@@ -5,7 +5,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::invoices::{REVISION_COLUMNS, RevisionData};
+use super::invoices::{REVISION_COLUMNS, REVISION_WIDTH, RevisionData};
 
 /// An invoice revision with an active link that needs a QR transaction.
 #[derive(Debug, Clone)]
@@ -68,8 +68,8 @@ fn plan(conn: &Connection, link_id: Option<i64>) -> rusqlite::Result<Vec<QrToCre
             link_id: r.get(2)?,
             reference: r.get(3)?,
             data: RevisionData::from_row(r, 4)?,
-            link_expiry: r.get(12)?,
-            qr_id: r.get(13)?,
+            link_expiry: r.get(4 + REVISION_WIDTH)?,
+            qr_id: r.get(5 + REVISION_WIDTH)?,
         })
     })?;
     rows.collect()

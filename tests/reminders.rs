@@ -1,0 +1,734 @@
+//! Reminders (README, *Reminders*): the ladder walked day by day with the clock set per
+//! run (`INVOICE_SYNC_NOW`, debug builds), against the CM sandbox over HTTP and the
+//! `.eml` mail transport, as an operator's cron would run it.
+//!
+//! The dates are in 2030-31 so that the sandbox (on the real clock) never judges a link
+//! expired that the set clock still sees open. Weekdays: 2030-12-02 Mon, 12-09 Mon,
+//! 12-12 Thu, 12-14 Sat, 12-19 Thu, 12-21 Sat, 12-23 Mon, 2031-01-02 Thu, 01-04 Sat,
+//! 01-06 Mon.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::{Run, SandboxHost, TestEnv};
+use invoice_sync::sandbox::{Faults, Misroute, SandboxOptions};
+
+const LADDER: &str = "[reminders]\nenabled = true\ndays = [-3, 7, 21]\nmin_gap_days = 3\nsend_window = \"09:00-17:00\"\nsend_weekends = false\n";
+
+fn env_with(host: &SandboxHost, extra: &str) -> TestEnv {
+    TestEnv::new(&common::merge_toml(&host.cm_toml(), extra))
+}
+
+/// `invoice-sync ARGS` with the clock set to `at` (RFC 3339) in UTC.
+fn run_at(env: &TestEnv, at: &str, args: &[&str]) -> Run {
+    let out = env
+        .command()
+        .args(args)
+        .env("INVOICE_SYNC_NOW", at)
+        .env("TZ", "UTC")
+        .output()
+        .expect("spawn invoice-sync");
+    let run = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    if std::env::var_os("TEST_LOG").is_some() {
+        eprintln!(
+            "$ [{at}] invoice-sync {}\n{}{}",
+            args.join(" "),
+            run.stdout,
+            run.stderr
+        );
+    }
+    run
+}
+
+fn days_from(first: &str, count: i64) -> Vec<String> {
+    let start = chrono::NaiveDate::parse_from_str(first, "%Y-%m-%d").unwrap();
+    (0..count)
+        .map(|i| (start + chrono::Duration::days(i)).to_string())
+        .collect()
+}
+
+/// Reminder mails recorded: `(invoice, step) -> (kind, day sent)`.
+fn reminders_sent(env: &TestEnv) -> BTreeMap<(String, i64), (String, String)> {
+    let db = env.db();
+    let mut stmt = db
+        .prepare(
+            "SELECT i.reference, rm.step, rm.kind, substr(o.sent_at, 1, 10)
+             FROM reminders rm JOIN invoices i ON i.id = rm.invoice_id
+             JOIN outbox o ON o.id = rm.outbox_id
+             WHERE rm.outcome = 'sent' AND o.state = 'sent'",
+        )
+        .unwrap();
+    stmt.query_map([], |r| Ok(((r.get(0)?, r.get(1)?), (r.get(2)?, r.get(3)?))))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// Every `.eml` in the outbox folder: (X-Invoice, Message-ID, Subject).
+fn emls(env: &TestEnv) -> Vec<(String, String, String)> {
+    env.files_in("outbox")
+        .iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(env.path("outbox").join(f)).unwrap();
+            let header = |name: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            (header("X-Invoice"), header("Message-ID"), header("Subject"))
+        })
+        .collect()
+}
+
+fn csv(rows: &[(&str, &str, &str)]) -> String {
+    let mut s =
+        String::from("invoice_reference,customer_email,customer_name,amount,due_date,language\n");
+    for (r, amount, due) in rows {
+        s.push_str(&format!(
+            "{r},{r}@example.com,Klant {r},{amount},{due},en\n"
+        ));
+    }
+    s
+}
+
+/// The harm seen elsewhere: reminders sent every few minutes by cron, or "past due" the
+/// morning after the first mail. Here the whole ladder of two invoices is walked across
+/// five weeks, with runs before, inside (twice, as cron every minute would) and after the
+/// send window every day: each step goes out once, on its day (a weekend day moves to
+/// Monday), inside the window, and each invoice's link outlives each reminder by 14 days.
+#[test]
+fn a_whole_ladder_across_five_weeks_sends_each_step_once_on_its_day() {
+    let host = SandboxHost::start(SandboxOptions::default());
+    let env = env_with(&host, LADDER);
+    // A is due on a Thursday, B on a Saturday.
+    env.drop_file(
+        "a.csv",
+        csv(&[
+            ("A-1", "100.00", "2030-12-12"),
+            ("B-1", "250.00", "2030-12-14"),
+        ]),
+    );
+    let first = run_at(&env, "2030-12-02T10:00:00Z", &["run"]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert!(
+        first.stderr.contains("reminders 0 sent / 0 skipped"),
+        "the summary counts reminders: {}",
+        first.stderr
+    );
+    assert_eq!(env.files_in("outbox").len(), 2, "the two link mails");
+    assert_eq!(env.invoice("A-1")["next_reminder_on"], "2030-12-09");
+    assert_eq!(env.invoice("B-1")["next_reminder_on"], "2030-12-11");
+    assert_eq!(env.invoice("A-1")["reminders_sent"], 0);
+
+    for day in days_from("2030-12-02", 38) {
+        for time in ["07:30:00", "10:00:00", "10:00:40", "19:00:00"] {
+            let r = run_at(&env, &format!("{day}T{time}Z"), &["run"]);
+            assert_eq!(r.code, 0, "{day} {time}: {}", r.stderr);
+        }
+        if day == "2030-12-09" {
+            let a = env.invoice("A-1");
+            assert_eq!(a["reminders_sent"], 1, "{a}");
+            assert_eq!(a["next_reminder_on"], "2030-12-19", "{a}");
+        }
+    }
+
+    let sent = reminders_sent(&env);
+    let expect = |r: &str, step: i64, kind: &str, day: &str| {
+        assert_eq!(
+            sent.get(&(r.to_string(), step)),
+            Some(&(kind.to_string(), day.to_string())),
+            "{r} step {step}: {sent:?}"
+        );
+    };
+    expect("A-1", -3, "before_due", "2030-12-09");
+    expect("A-1", 7, "overdue", "2030-12-19");
+    expect("A-1", 21, "overdue", "2031-01-02");
+    expect("B-1", -3, "before_due", "2030-12-11");
+    expect("B-1", 7, "overdue", "2030-12-23"); // Saturday 12-21 → Monday
+    expect("B-1", 21, "overdue", "2031-01-06"); // Saturday 01-04 → Monday
+    assert_eq!(sent.len(), 6, "{sent:?}");
+    // Every reminder was queued inside the window.
+    assert_eq!(
+        env.count("SELECT count(*) FROM outbox WHERE kind = 'reminder' AND substr(created_at, 12, 5) <> '10:00'"),
+        0
+    );
+
+    // Eight mails in all, each with its own Message-ID.
+    let mails = emls(&env);
+    assert_eq!(mails.len(), 8, "{mails:?}");
+    let ids: std::collections::BTreeSet<_> = mails.iter().map(|m| m.1.clone()).collect();
+    assert_eq!(ids.len(), 8, "{mails:?}");
+    assert_eq!(
+        mails
+            .iter()
+            .filter(|m| m.2.starts_with("Payment reminder: invoice A-1 is overdue"))
+            .count(),
+        2,
+        "{mails:?}"
+    );
+
+    // The ladder is done: nothing planned, three sent each.
+    for r in ["A-1", "B-1"] {
+        let v = env.invoice(r);
+        assert_eq!(v["reminders_sent"], 3, "{v}");
+        assert_eq!(v["next_reminder_on"], serde_json::Value::Null, "{v}");
+        assert_eq!(v["state"], "open", "{v}");
+    }
+    // The last reminder's link stays payable 14 full days after it: its expiry was
+    // extended at CM (and the sandbox honours it).
+    let a_link = host.links_for("A-1").remove(0);
+    assert_eq!(
+        a_link.fields.get("expiry_date").map(String::as_str),
+        Some("\"2031-01-17T23:59:59+00:00\"")
+    );
+    let sandbox_at = |at: &str| {
+        let at = chrono::DateTime::parse_from_rfc3339(at).unwrap();
+        (at.with_timezone(&chrono::Utc) - chrono::Utc::now())
+            .to_std()
+            .unwrap()
+    };
+    host.sb().advance_clock(sandbox_at("2031-01-16T23:00:00Z"));
+    assert!(host.links_for("A-1")[0].payable);
+    assert!(host.links_for("B-1")[0].payable);
+    host.sb().advance_clock(Duration::from_secs(6 * 24 * 3600));
+    assert!(
+        !host.links_for("A-1")[0].payable,
+        "past its extended expiry"
+    );
+}
+
+/// An invoice imported long after its due date (or a daemon that was down) has every step
+/// due at once: only the latest goes out, the others are recorded as skipped, and not
+/// before `min_gap_days` after the link mail.
+#[test]
+fn steps_due_at_once_send_only_the_latest_and_never_within_the_gap() {
+    let host = SandboxHost::start(SandboxOptions::default());
+    let env = env_with(&host, LADDER);
+    env.drop_file("a.csv", csv(&[("LATE-1", "80.00", "2030-11-01")]));
+    assert_eq!(run_at(&env, "2030-12-02T10:00:00Z", &["run"]).code, 0);
+    assert_eq!(env.invoice("LATE-1")["next_reminder_on"], "2030-12-05");
+    for day in ["2030-12-03", "2030-12-04"] {
+        let r = run_at(&env, &format!("{day}T11:00:00Z"), &["run"]);
+        assert!(
+            r.stderr.contains("reminders 0 sent / 0 skipped"),
+            "{}",
+            r.stderr
+        );
+    }
+    let r = run_at(&env, "2030-12-05T11:00:00Z", &["run"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("reminders 1 sent / 2 skipped"),
+        "{}",
+        r.stderr
+    );
+    let rows: Vec<(i64, String)> = {
+        let db = env.db();
+        let mut stmt = db
+            .prepare("SELECT step, outcome FROM reminders ORDER BY step")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert_eq!(
+        rows,
+        vec![
+            (-3, "skipped".to_string()),
+            (7, "skipped".to_string()),
+            (21, "sent".to_string())
+        ]
+    );
+    assert_eq!(
+        env.files_in("outbox").len(),
+        2,
+        "link mail and one reminder"
+    );
+    // Nothing more: the ladder is done.
+    let r = run_at(&env, "2030-12-20T11:00:00Z", &["run"]);
+    assert!(
+        r.stderr.contains("reminders 0 sent / 0 skipped"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(env.files_in("outbox").len(), 2);
+}
+
+/// Odoo warns to reconcile first "to avoid sending a reminder to a customer that has
+/// already paid". Here the link was paid after its last status check (the back-off had
+/// put the next one a day ahead): the reminder step reads the link from CM just before
+/// queueing, records the payment, and sends nothing. `export-paid` lists the payment as
+/// before.
+#[test]
+fn a_link_paid_since_its_last_check_gets_no_reminder_and_the_payment_is_recorded() {
+    let host = SandboxHost::start(SandboxOptions::default());
+    let env = env_with(&host, LADDER);
+    env.drop_file("a.csv", csv(&[("PAID-1", "42.00", "2030-12-12")]));
+    assert_eq!(run_at(&env, "2030-12-02T10:00:00Z", &["run"]).code, 0);
+    let link = env.invoice("PAID-1")["link_ref"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The status back-off would not look at it today.
+    env.db()
+        .execute(
+            "UPDATE links SET next_check_at = '2031-06-01T00:00:00Z'",
+            [],
+        )
+        .unwrap();
+    assert_eq!(host.sb().pay(&link), 200);
+    let before = host.api_log().len();
+    let r = run_at(&env, "2030-12-09T10:00:00Z", &["run"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("payments seen 1"), "{}", r.stderr);
+    assert!(r.stderr.contains("reminders 0 sent"), "{}", r.stderr);
+    let log = host.api_log();
+    assert!(
+        log[before..]
+            .iter()
+            .any(|(m, p, _)| m == "GET" && p.contains(&link) && p.ends_with("/status")),
+        "the link's status was read before the reminder: {:?}",
+        &log[before..]
+    );
+    let v = env.invoice("PAID-1");
+    assert_eq!(v["state"], "paid", "{v}");
+    assert_eq!(v["reminders_sent"], 0);
+    assert_eq!(v["next_reminder_on"], serde_json::Value::Null);
+    assert_eq!(env.count("SELECT count(*) FROM reminders"), 0);
+    assert_eq!(env.files_in("outbox").len(), 1, "only the link mail");
+    // Paid invoices get nothing more, however long the ladder runs.
+    for day in ["2030-12-19", "2031-01-02"] {
+        run_at(&env, &format!("{day}T10:00:00Z"), &["run"]);
+    }
+    assert_eq!(env.files_in("outbox").len(), 1);
+    // export-paid is what it was: the same columns, the payment listed.
+    let export = run_at(&env, "2031-01-03T10:00:00Z", &["export-paid"]);
+    assert_eq!(export.code, 0, "{}", export.stderr);
+    let mut lines = export.stdout.lines();
+    assert_eq!(
+        lines.next(),
+        Some("invoice_reference,amount,currency,paid_at,link_ref")
+    );
+    let row = lines.next().unwrap();
+    assert!(row.starts_with("PAID-1,42.00,EUR,"), "{row}");
+    assert!(row.ends_with(&link), "{row}");
+}
+
+/// A reminder never carries a link that dies before the customer can use it: the link
+/// (here made to expire one day after its due date) is extended by PATCH first; when the
+/// PATCH fails (a gateway's 404 page), the reminder waits and says so, and goes out in a
+/// later cycle once CM answers.
+#[test]
+fn a_reminders_link_is_extended_first_or_the_reminder_waits() {
+    let host = SandboxHost::start(SandboxOptions::default());
+    let env = env_with(
+        &host,
+        &format!("{LADDER}\n[cm]\nlink_expiry_days_after_due = 1\n").replace("[-3, 7, 21]", "[0]"),
+    );
+    env.drop_file("a.csv", csv(&[("EXT-1", "15.00", "2030-12-12")]));
+    assert_eq!(run_at(&env, "2030-12-02T10:00:00Z", &["run"]).code, 0);
+    let link = env.invoice("EXT-1")["link_ref"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        host.links_for("EXT-1")[0]
+            .fields
+            .get("expiry_date")
+            .map(String::as_str),
+        Some("\"2030-12-13T23:59:59+00:00\"")
+    );
+    host.sb().set_faults(Faults {
+        api: Some(Misroute::NotFoundPage),
+        api_method: Some("PATCH".into()),
+        ..Faults::default()
+    });
+    let r = run_at(&env, "2030-12-12T10:00:00Z", &["run"]);
+    assert_eq!(r.code, 3, "a deferred request needs a look: {}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("reminders 0 sent / 0 skipped / 1 left for the next cycle"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("could not be extended"), "{}", r.stderr);
+    assert_eq!(env.count("SELECT count(*) FROM reminders"), 0);
+    assert_eq!(env.files_in("outbox").len(), 1);
+    assert_eq!(
+        env.invoice("EXT-1")["state"],
+        "open",
+        "a fault is no verdict"
+    );
+
+    host.sb().set_faults(Faults::default());
+    let r = run_at(&env, "2030-12-12T11:00:00Z", &["run"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("reminders 1 sent"), "{}", r.stderr);
+    assert_eq!(
+        host.links_for("EXT-1")[0]
+            .fields
+            .get("expiry_date")
+            .map(String::as_str),
+        Some("\"2030-12-27T23:59:59+00:00\""),
+        "14 full days after the reminder's day"
+    );
+    assert_eq!(
+        env.count(&format!(
+            "SELECT count(*) FROM links WHERE link_ref = '{link}' AND expiry_date = '2030-12-27T23:59:59+00:00'"
+        )),
+        1
+    );
+}
+
+/// The final notice: for a consumer (`customer_type` b2c) the last step states the
+/// fourteen-day term and the statutory collection costs; a business customer gets an
+/// ordinary reminder at the same step.
+#[test]
+fn a_consumers_last_step_is_the_statutory_final_notice() {
+    let host = SandboxHost::start(SandboxOptions::default());
+    let env = env_with(
+        &host,
+        &format!(
+            "{}final_notice = true\n\n[merchant]\nname = \"Tulpje B.V.\"\naddress = \"Dorpsstraat 1, 1234 AB Ergens\"\n",
+            LADDER.replace("[-3, 7, 21]", "[7, 21]")
+        ),
+    );
+    env.drop_file(
+        "a.csv",
+        "invoice_reference,customer_email,amount,due_date,language,customer_type\n\
+         C-1,c@example.com,\"1.000,00\",2030-12-12,nl,b2c\n\
+         B-1,b@example.com,\"1.000,00\",2030-12-12,nl,B2B\n\
+         X-1,x@example.com,\"1.000,00\",2030-12-12,nl,consumer\n",
+    );
+    let r = run_at(&env, "2030-12-02T10:00:00Z", &["run"]);
+    assert_eq!(r.code, 3, "one row is rejected: {}", r.stderr);
+    let report = std::fs::read_dir(env.path("rejected"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".csv"))
+        .expect("a rejection report");
+    let report = std::fs::read_to_string(report).unwrap();
+    assert!(
+        report.contains("customer_type,\"\"\"consumer\"\" is not a customer type (b2b or b2c)\""),
+        "{report}"
+    );
+    for day in ["2030-12-19", "2031-01-02"] {
+        assert_eq!(run_at(&env, &format!("{day}T10:00:00Z"), &["run"]).code, 0);
+    }
+    let sent = reminders_sent(&env);
+    assert_eq!(sent[&("C-1".to_string(), 7)].0, "overdue");
+    assert_eq!(sent[&("C-1".to_string(), 21)].0, "final_notice");
+    assert_eq!(sent[&("B-1".to_string(), 21)].0, "overdue");
+    let notice = env
+        .files_in("outbox")
+        .into_iter()
+        .map(|f| std::fs::read_to_string(env.path("outbox").join(f)).unwrap())
+        .find(|t| t.contains("X-Invoice: C-1") && t.contains("Laatste aanmaning"))
+        .expect("the final notice");
+    let text = quoted_printable_text(&notice);
+    assert!(
+        text.contains("binnen veertien dagen, te rekenen vanaf de dag na ontvangst"),
+        "{text}"
+    );
+    // 15 % of € 1.000,00 = € 150,00.
+    assert!(
+        text.contains(
+            "incassokosten verschuldigd volgens het wettelijke tarief (artikel 6:96 BW): € 150,00"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("in totaal € 1.150,00"), "{text}");
+    assert!(text.contains("uiterlijk op 16 januari 2031"), "{text}");
+    assert!(text.contains("Dorpsstraat 1, 1234 AB Ergens"), "{text}");
+}
+
+/// The plain-text part of an `.eml`, quoted-printable soft breaks and escapes undone.
+fn quoted_printable_text(eml: &str) -> String {
+    let joined = eml.replace("=\r\n", "").replace("=\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'='
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&joined[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).replace("\r\n", "\n")
+}
+
+/// The final notice names the creditor: without `[merchant]` name and address the
+/// config is refused, naming the key.
+#[test]
+fn the_final_notice_needs_the_merchants_name_and_address() {
+    let env = TestEnv::new(&format!(
+        "{LADDER}final_notice = true\n\n[merchant]\nname = \"Tulpje B.V.\"\n"
+    ));
+    let r = env.run(&["check"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stdout
+            .contains("key `merchant.address`: is required when reminders.final_notice = true"),
+        "{}",
+        r.stdout
+    );
+    // A cycle refuses to start on it too.
+    let r = env.run(&["run"]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("merchant.address"), "{}", r.stderr);
+}
+
+/// `run --dry-run` lists the reminders it would send (and the steps it would skip) and
+/// changes nothing; outside the send window it says they wait.
+#[test]
+fn a_dry_run_lists_the_reminders_it_would_send() {
+    let host = SandboxHost::start(SandboxOptions::default());
+    let env = env_with(&host, LADDER);
+    env.drop_file("a.csv", csv(&[("DRY-1", "12.50", "2030-12-12")]));
+    assert_eq!(run_at(&env, "2030-12-02T10:00:00Z", &["run"]).code, 0);
+    let r = run_at(&env, "2030-12-20T10:00:00Z", &["run", "--dry-run"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("remind      DRY-1  step +7 days  overdue  EUR 12.50  due 2030-12-12  mail to DRY-1@example.com  (skips step(s) -3)"),
+        "{}",
+        r.stdout
+    );
+    let r = run_at(&env, "2030-12-20T20:00:00Z", &["run", "--dry-run"]);
+    assert!(
+        r.stdout
+            .contains("1 reminder(s) due wait for the send window"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(env.count("SELECT count(*) FROM reminders"), 0);
+    assert_eq!(env.invoice("DRY-1")["next_reminder_on"], "2030-12-09");
+    assert_eq!(env.files_in("outbox").len(), 1);
+}
+
+/// `kill -9` at random moments while reminders are decided and mailed: afterwards every
+/// (invoice, step) has exactly one reminder row and one outbox mail, and every `.eml`
+/// of one step carries the same Message-ID (a mail the relay took just before the kill
+/// may be sent again, recognisably).
+#[test]
+fn kill_9_at_random_moments_never_sends_a_step_twice() {
+    let host = SandboxHost::start(SandboxOptions {
+        latency: Duration::from_millis(5),
+        ..SandboxOptions::default()
+    });
+    let env = env_with(
+        &host,
+        &format!("{LADDER}\n[cm]\nrequests_per_second = 400\nburst = 20\n"),
+    );
+    let n = 60;
+    let rows: Vec<(String, String, String)> = (0..n)
+        .map(|i| {
+            (
+                format!("K-{i:03}"),
+                format!("{}.00", 10 + i),
+                "2030-12-12".to_string(),
+            )
+        })
+        .collect();
+    let rows: Vec<(&str, &str, &str)> = rows
+        .iter()
+        .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str()))
+        .collect();
+    env.drop_file("a.csv", csv(&rows));
+    assert_eq!(run_at(&env, "2030-12-02T10:00:00Z", &["-q", "run"]).code, 0);
+    // A crash right before a decision is recorded (after CM was asked).
+    let out = env
+        .command()
+        .args(["-q", "run"])
+        .env("INVOICE_SYNC_NOW", "2030-12-09T10:00:00Z")
+        .env("TZ", "UTC")
+        .env("INVOICE_SYNC_FAILPOINT", "reminder-before-record")
+        .output()
+        .unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&out.status),
+        Some(9)
+    );
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut kills = 0;
+    for day in ["2030-12-09", "2030-12-19", "2031-01-02"] {
+        for _ in 0..4 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let mut child = env
+                .command()
+                .args(["-q", "run"])
+                .env("INVOICE_SYNC_NOW", format!("{day}T10:00:00Z"))
+                .env("TZ", "UTC")
+                .spawn()
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(20 + x % 250));
+            if child.try_wait().unwrap().is_none() {
+                child.kill().unwrap();
+                kills += 1;
+            }
+            let _ = child.wait();
+        }
+        let r = run_at(&env, &format!("{day}T16:00:00Z"), &["-q", "run"]);
+        assert!(r.code == 0 || r.code == 3, "{}", r.stderr);
+    }
+    assert!(kills > 0, "no run was killed");
+    let r = run_at(&env, "2031-01-02T16:30:00Z", &["run"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+
+    assert_eq!(
+        env.count("SELECT count(*) FROM reminders WHERE outcome = 'sent'"),
+        3 * n
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM outbox WHERE kind = 'reminder'"),
+        3 * n,
+        "one mail per step"
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM outbox WHERE kind = 'reminder' AND state <> 'sent'"),
+        0
+    );
+    // One Message-ID per mail decided, whatever the number of files: a step sent again
+    // after a kill carries the id of its first sending.
+    let decided: std::collections::BTreeSet<String> = {
+        let db = env.db();
+        let mut stmt = db.prepare("SELECT message_id FROM outbox").unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert_eq!(
+        decided.len() as i64,
+        4 * n,
+        "link mail + three reminders each"
+    );
+    let in_files: std::collections::BTreeSet<String> =
+        emls(&env).into_iter().map(|m| m.1).collect();
+    assert_eq!(in_files, decided);
+}
+
+/// Two processes started together (cron and a timer, or cron every minute overlapping a
+/// slow run), again and again on every reminder day: one cycle runs, the other exits 75,
+/// and each step is mailed once.
+#[test]
+fn two_processes_racing_send_each_step_once() {
+    let host = SandboxHost::start(SandboxOptions {
+        latency: Duration::from_millis(20),
+        ..SandboxOptions::default()
+    });
+    let env = env_with(&host, LADDER);
+    let rows: Vec<String> = (0..20).map(|i| format!("R-{i:02}")).collect();
+    let rows: Vec<(&str, &str, &str)> = rows
+        .iter()
+        .map(|r| (r.as_str(), "20.00", "2030-12-12"))
+        .collect();
+    env.drop_file("a.csv", csv(&rows));
+    assert_eq!(run_at(&env, "2030-12-02T10:00:00Z", &["-q", "run"]).code, 0);
+    for day in ["2030-12-09", "2030-12-19", "2031-01-02"] {
+        for round in 0..3 {
+            let at = format!("{day}T10:0{round}:00Z");
+            let spawn = || {
+                env.command()
+                    .args(["-q", "run"])
+                    .env("INVOICE_SYNC_NOW", &at)
+                    .env("TZ", "UTC")
+                    .spawn()
+                    .unwrap()
+            };
+            let (mut a, mut b) = (spawn(), spawn());
+            let codes = [a.wait().unwrap().code(), b.wait().unwrap().code()];
+            for c in codes {
+                assert!(matches!(c, Some(0) | Some(75)), "{codes:?}");
+            }
+        }
+    }
+    assert_eq!(
+        env.count("SELECT count(*) FROM outbox WHERE kind = 'reminder' AND state = 'sent'"),
+        60
+    );
+    assert_eq!(emls(&env).len(), 80, "20 link mails and 60 reminders");
+}
+
+/// The decision and its mail are one transaction under the `(invoice, step)` key: a
+/// second decision for the same step (another process that read the same due date) writes
+/// nothing at all — no second row, no second mail.
+#[test]
+fn a_second_decision_for_the_same_step_writes_nothing() {
+    use invoice_sync::store::reminders::{Decision, ReminderKind, record};
+    let host = SandboxHost::start(SandboxOptions::default());
+    let env = env_with(&host, LADDER);
+    env.drop_file("a.csv", csv(&[("U-1", "20.00", "2030-12-12")]));
+    assert_eq!(run_at(&env, "2030-12-02T10:00:00Z", &["-q", "run"]).code, 0);
+    let (invoice_id, link_id): (i64, i64) = env
+        .db()
+        .query_row("SELECT invoice_id, id FROM links", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    let decision = Decision {
+        invoice_id,
+        revision: 1,
+        link_id,
+        step: 7,
+        kind: ReminderKind::Overdue,
+        skipped: &[-3],
+        next_on: Some("2031-01-02"),
+        now: "2030-12-19T10:00:00Z",
+    };
+    // Two connections, as two processes would have.
+    let (one, two) = (env.db(), env.db());
+    assert!(record(&one, &decision).unwrap().is_some());
+    assert_eq!(record(&two, &decision).unwrap(), None);
+    let again = Decision {
+        skipped: &[],
+        ..decision.clone()
+    };
+    assert_eq!(record(&two, &again).unwrap(), None);
+    assert_eq!(env.count("SELECT count(*) FROM reminders"), 2);
+    assert_eq!(
+        env.count("SELECT count(*) FROM outbox WHERE kind = 'reminder'"),
+        1
+    );
+}
+
+/// With reminders off (the default) nothing about them runs or shows in the summary.
+#[test]
+fn reminders_off_plans_nothing() {
+    let host = SandboxHost::start(SandboxOptions::default());
+    let env = env_with(&host, "");
+    env.drop_file("a.csv", csv(&[("OFF-1", "20.00", "2030-12-12")]));
+    let r = run_at(&env, "2030-12-02T10:00:00Z", &["run"]);
+    assert!(!r.stderr.contains("reminders"), "{}", r.stderr);
+    for day in ["2030-12-09", "2030-12-19"] {
+        run_at(&env, &format!("{day}T10:00:00Z"), &["run"]);
+    }
+    assert_eq!(
+        env.invoice("OFF-1")["next_reminder_on"],
+        serde_json::Value::Null
+    );
+    assert_eq!(env.files_in("outbox").len(), 1);
+    // Switched on later: the dates are computed for the open invoices, once.
+    env.write_config(&common::merge_toml(&host.cm_toml(), LADDER));
+    let r = run_at(&env, "2030-12-19T10:00:00Z", &["run"]);
+    assert!(
+        r.stderr.contains("reminders 1 sent / 1 skipped"),
+        "{}",
+        r.stderr
+    );
+}
