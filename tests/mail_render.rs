@@ -8,7 +8,10 @@
 use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
-use invoice_sync::mail::{MailContext, MailError, QrCode, RenderedMail, Templates, render};
+use invoice_sync::domain::ReminderKind;
+use invoice_sync::mail::{
+    MailContext, MailError, QrCode, ReminderContext, RenderedMail, Templates, render,
+};
 
 fn ctx(language: &str) -> MailContext {
     MailContext {
@@ -59,6 +62,27 @@ fn with_qr_url(mut c: MailContext) -> MailContext {
 fn replacing(mut c: MailContext) -> MailContext {
     c.replaces_earlier_link = true;
     c
+}
+
+/// A reminder of `kind` sent on 5 January 2027 (45 days after the due date); the final
+/// notice states the statutory costs for € 1,234.56: 15 % = € 185.18 (rounded half up).
+fn reminding(mut c: MailContext, kind: ReminderKind) -> MailContext {
+    c.reminder = Some(ReminderContext {
+        kind,
+        step: if kind == ReminderKind::BeforeDue {
+            -3
+        } else {
+            45
+        },
+        sent_on: NaiveDate::from_ymd_opt(2027, 1, 5).unwrap(),
+        collection_costs_minor: (kind == ReminderKind::FinalNotice)
+            .then(|| collection_costs(c.amount_minor)),
+    });
+    c
+}
+
+fn collection_costs(minor: i64) -> i64 {
+    invoice_sync::domain::collection::statutory_collection_costs(minor)
 }
 
 fn golden_dir() -> PathBuf {
@@ -129,6 +153,105 @@ fn golden_mails_per_language() {
     for (case, c) in cases {
         check_golden(case, &render(&c, &t).unwrap());
     }
+}
+
+/// Each reminder kind in each built-in language: the amount still due, the original due
+/// date, the link and QR code, the merchant identity; the final notice its term and costs.
+#[test]
+fn golden_reminders_per_language_and_kind() {
+    let t = Templates::builtin();
+    for lang in ["nl", "en", "de", "fr"] {
+        for kind in ReminderKind::ALL {
+            let c = reminding(with_qr_png(ctx(lang)), kind);
+            let mail = render(&c, &t).unwrap();
+            check_golden(&format!("{lang}-{}", kind.as_str()), &mail);
+            for part in [&mail.text, &mail.html] {
+                assert!(
+                    part.contains("https://pay.example/l/abc123"),
+                    "{lang} {kind:?}"
+                );
+                assert!(
+                    part.contains("Bloemenhandel Het Tulpje B.V."),
+                    "{lang} {kind:?}"
+                );
+                assert!(
+                    part.contains("Dorpsstraat 1, 1234 AB Ergens"),
+                    "{lang} {kind:?}"
+                );
+            }
+            assert!(mail.html.contains("cid:qr"), "{lang} {kind:?}");
+        }
+    }
+    let nl = render(&reminding(ctx("nl"), ReminderKind::FinalNotice), &t).unwrap();
+    assert!(nl.text.contains("€ 1.234,56"), "{}", nl.text);
+    assert!(nl.text.contains("21 november 2026"), "{}", nl.text);
+    assert!(nl.text.contains("€ 185,18"), "{}", nl.text);
+    assert!(nl.text.contains("€ 1.419,74"), "{}", nl.text);
+    assert!(nl.text.contains("19 januari 2027"), "{}", nl.text);
+    // A language without reminder templates writes them in English.
+    let es = render(&reminding(ctx("es"), ReminderKind::Overdue), &t).unwrap();
+    assert!(es.subject.starts_with("Payment reminder"), "{}", es.subject);
+}
+
+/// Reminder templates are overridable like the link mail's, one file at a time; a kind
+/// given in part is refused at load, naming what is missing.
+#[test]
+fn reminder_templates_override_one_by_one() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "nl.overdue.subject.txt",
+        "Herinnering {{ invoice_reference }}: {{ amount }} ({{ days_overdue }} dagen te laat)\n",
+    );
+    let t = Templates::load(Some(dir.path())).unwrap();
+    let m = render(&reminding(ctx("nl"), ReminderKind::Overdue), &t).unwrap();
+    assert_eq!(
+        m.subject,
+        "Herinnering INV-2026-0042: € 1.234,56 (45 dagen te laat)"
+    );
+    let builtin = render(
+        &reminding(ctx("nl"), ReminderKind::Overdue),
+        &Templates::builtin(),
+    )
+    .unwrap();
+    assert_eq!(m.text, builtin.text);
+
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "es.subject.txt",
+        "Factura {{ invoice_reference }}\n",
+    );
+    write(dir.path(), "es.txt", "{{ link_uri }}\n");
+    write(dir.path(), "es.html", "<p>{{ link_uri }}</p>\n");
+    write(
+        dir.path(),
+        "es.final_notice.txt",
+        "{{ collection_costs }}\n",
+    );
+    let e = Templates::load(Some(dir.path())).unwrap_err().to_string();
+    assert!(e.contains("es.final_notice.subject.txt"), "{e}");
+    assert!(e.contains("es.final_notice.html"), "{e}");
+}
+
+/// One Message-ID per reminder step, the same on every retry, other than the link mail's.
+#[test]
+fn each_reminder_step_has_its_own_deterministic_message_id() {
+    let cfg = invoice_sync::config::Email {
+        from: "Billing <billing@merchant.example>".into(),
+        ..Default::default()
+    };
+    let t = Templates::builtin();
+    let id = |c: &MailContext| invoice_sync::mail::compose(c, 1, None, &t, &cfg).unwrap().1;
+    let link = id(&ctx("en"));
+    let step7 = id(&reminding(ctx("en"), ReminderKind::Overdue));
+    let mut later = reminding(ctx("en"), ReminderKind::Overdue);
+    later.reminder.as_mut().unwrap().sent_on = NaiveDate::from_ymd_opt(2027, 2, 1).unwrap();
+    assert_eq!(step7, id(&later), "a retry days later keeps its id");
+    let before = id(&reminding(ctx("en"), ReminderKind::BeforeDue));
+    assert_ne!(link, step7);
+    assert_ne!(before, step7);
+    assert!(step7.ends_with("@merchant.example>"), "{step7}");
 }
 
 #[test]
