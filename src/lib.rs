@@ -5,8 +5,8 @@
 //! The modules read as the data flows:
 //!
 //! - [`config`]  typed settings from the TOML file; secrets wrapped, read lazily.
-//! - [`domain`]  validated newtypes (money in integer minor units, references, addresses, codes),
-//!   and the statutory collection-cost scale.
+//! - [`domain`]  validated newtypes (money in integer minor units, references, addresses, codes,
+//!   customer types, reminder kinds), and the statutory collection-cost scale.
 //! - [`ingest`]  inbox scan, decoding, column mapping, row validation, rejection reports.
 //! - [`store`]   SQLite: every statement and every transaction; open (WAL, foreign keys,
 //!   busy timeout), migrations from `schema/`, one module per aggregate, the invoice
@@ -15,8 +15,8 @@
 //!   token cache and retry policy, one shared throttle for every CM request.
 //! - [`mail`]    templates, MIME messages, SMTP / `.eml` transports; never the database.
 //! - [`cycle`]   one cycle: ingest → status → deactivate → create → extend → iDEAL QR →
-//!   report, with the mail loop beside create/extend/QR (a link's mail goes once it is
-//!   extended); dry runs.
+//!   report, with reminders beside create/extend/QR and the mail loop beside them all (a
+//!   link's mail goes once it is extended, a reminder once it is decided); dry runs.
 //! - [`services`] CM clients (and the embedded sandbox) and the mail sender, set up and
 //!   torn down in one place for every command.
 //! - [`daemon`]  the service: a cycle per schedule tick, the callback listener, signals,
@@ -26,7 +26,8 @@
 //! - [`sandbox`] the CM simulator for tests, demos and benchmarks (`invoice-sync sandbox`).
 //! - Utilities: [`schedule`] (cron expressions as cron reads them), [`lock`] (the run lock
 //!   per database), [`logging`] (terminal, journald with priorities, JSON), [`redact`]
-//!   (every spelling of a secret), [`progress`] (proof of progress for the watchdog).
+//!   (every spelling of a secret), [`progress`] (proof of progress for the watchdog),
+//!   [`clock`] (the one "now" a cycle reads, settable in tests).
 //!
 //! # Layering
 //!
