@@ -725,10 +725,88 @@ fn reminders_off_plans_nothing() {
     assert_eq!(env.files_in("outbox").len(), 1);
     // Switched on later: the dates are computed for the open invoices, once.
     env.write_config(&common::merge_toml(&host.cm_toml(), LADDER));
+    let dry = run_at(&env, "2030-12-19T10:00:00Z", &["run", "--dry-run"]);
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    assert!(
+        dry.stdout.contains("remind      OFF-1  step +7 days"),
+        "{}",
+        dry.stdout
+    );
+    assert_eq!(
+        env.invoice("OFF-1")["next_reminder_on"],
+        serde_json::Value::Null
+    );
     let r = run_at(&env, "2030-12-19T10:00:00Z", &["run"]);
     assert!(
         r.stderr.contains("reminders 1 sent / 1 skipped"),
         "{}",
         r.stderr
     );
+}
+
+/// A changed invoice (a new revision) gets its replacement mail, then the ladder goes on
+/// from the steps already sent, counting the gap from the replacement; an invoice the
+/// export settles elsewhere gets nothing more.
+#[test]
+fn a_new_revision_continues_the_ladder_and_a_settled_invoice_leaves_it() {
+    let host = SandboxHost::start(SandboxOptions::default());
+    let env = env_with(&host, LADDER);
+    env.drop_file(
+        "a.csv",
+        csv(&[
+            ("REV-1", "100.00", "2030-12-12"),
+            ("SET-1", "50.00", "2030-12-12"),
+        ]),
+    );
+    assert_eq!(run_at(&env, "2030-12-02T10:00:00Z", &["run"]).code, 0);
+    let r = run_at(&env, "2030-12-09T10:00:00Z", &["run"]);
+    assert!(r.stderr.contains("reminders 2 sent"), "{}", r.stderr);
+    // The next export: REV-1 now asks less (a partial payment), SET-1 is paid elsewhere.
+    env.drop_file(
+        "b.csv",
+        "invoice_reference,customer_email,customer_name,amount,due_date,language,status\n\
+         REV-1,REV-1@example.com,Klant REV-1,80.00,2030-12-12,en,\n\
+         SET-1,SET-1@example.com,Klant SET-1,50.00,2030-12-12,en,paid\n",
+    );
+    let r = run_at(&env, "2030-12-18T10:00:00Z", &["run"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("1 replaced"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("reminders 0 sent"),
+        "the replacement mail, not a reminder: {}",
+        r.stderr
+    );
+    let v = env.invoice("REV-1");
+    // Step 7 is on the 19th, but the replacement went out on the 18th: the 21st, a
+    // Saturday, so Monday the 23rd.
+    assert_eq!(v["next_reminder_on"], "2030-12-23", "{v}");
+    assert_eq!(env.invoice("SET-1")["state"], "settled_elsewhere");
+    assert_eq!(
+        env.invoice("SET-1")["next_reminder_on"],
+        serde_json::Value::Null
+    );
+    for day in days_from("2030-12-19", 20) {
+        assert_eq!(run_at(&env, &format!("{day}T10:00:00Z"), &["run"]).code, 0);
+    }
+    let sent = reminders_sent(&env);
+    assert_eq!(sent[&("REV-1".to_string(), -3)].1, "2030-12-09");
+    assert_eq!(sent[&("REV-1".to_string(), 7)].1, "2030-12-23");
+    assert_eq!(sent[&("REV-1".to_string(), 21)].1, "2031-01-02");
+    assert_eq!(
+        sent.keys().filter(|k| k.0 == "SET-1").count(),
+        1,
+        "only the -3 step: {sent:?}"
+    );
+    // The reminders after the change carry the new link and the new amount.
+    let revisions: Vec<i64> = {
+        let db = env.db();
+        let mut stmt = db
+            .prepare("SELECT revision FROM outbox WHERE kind = 'reminder' AND invoice_id = (SELECT id FROM invoices WHERE reference = 'REV-1') ORDER BY id")
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert_eq!(revisions, vec![1, 2, 2]);
 }

@@ -171,7 +171,8 @@ pub fn sync_ladder(conn: &Connection, cfg: &Config) -> anyhow::Result<()> {
     if stored.is_none() && !cfg.reminders.enabled {
         return Ok(());
     }
-    let tx = crate::store::immediate(conn)?;
+    // A savepoint: a dry run calls this inside its own transaction (rolled back).
+    let tx = crate::store::Savepoint::new(conn)?;
     if cfg.reminders.enabled {
         let mut after = 0;
         let mut count = 0usize;
@@ -193,7 +194,7 @@ pub fn sync_ladder(conn: &Connection, cfg: &Config) -> anyhow::Result<()> {
         tracing::info!("reminders are off: no reminder date is kept");
     }
     store::set_ladder_settings(&tx, &settings)?;
-    tx.commit()?;
+    tx.release()?;
     Ok(())
 }
 

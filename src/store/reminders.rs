@@ -47,15 +47,16 @@ pub struct Subject {
     pub last_mail_at: Option<String>,
 }
 
+/// The read of [`due`]: the condition repeats the partial index's, so SQLite uses it.
+const DUE: &str = "SELECT id FROM invoices
+     WHERE next_reminder_on IS NOT NULL AND next_reminder_on <= ?1
+     ORDER BY next_reminder_on, id LIMIT ?2";
+
 /// Invoice ids with a reminder date on or before `today` (`YYYY-MM-DD`, local), earliest
 /// first: a range read of the partial index, so only the invoices that have one due are
 /// read.
 pub fn due(conn: &Connection, today: &str, limit: usize) -> rusqlite::Result<Vec<i64>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id FROM invoices
-         WHERE next_reminder_on IS NOT NULL AND next_reminder_on <= ?1
-         ORDER BY next_reminder_on, id LIMIT ?2",
-    )?;
+    let mut stmt = conn.prepare_cached(DUE)?;
     let rows = stmt.query_map(params![today, limit as i64], |r| r.get(0))?;
     rows.collect()
 }
@@ -262,4 +263,32 @@ pub fn sent_count(conn: &Connection, invoice_id: i64) -> rusqlite::Result<i64> {
          WHERE r.invoice_id = ?1 AND o.state = 'sent'",
     )?
     .query_row([invoice_id], |r| r.get(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cycle's read of due reminders is a range of the partial index, never a scan of
+    /// the invoices: its cost is the invoices that have one due.
+    #[test]
+    fn due_reminders_are_read_through_their_index() {
+        let store = crate::store::Store::open_in_memory().unwrap();
+        let conn = store.conn();
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {DUE}"))
+            .unwrap()
+            .query_map(params!["2030-01-01", 10], |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let plan = plan.join("; ");
+        assert!(
+            plan.contains("USING COVERING INDEX invoices_reminder_due")
+                || plan.contains("USING INDEX invoices_reminder_due"),
+            "{plan}"
+        );
+        assert!(!plan.contains("SCAN invoices"), "{plan}");
+        assert!(due(conn, "2030-01-01", 10).unwrap().is_empty());
+    }
 }
