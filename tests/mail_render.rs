@@ -234,6 +234,42 @@ fn reminder_templates_override_one_by_one() {
     assert!(e.contains("es.final_notice.html"), "{e}");
 }
 
+/// The built-in reminders extend the link mail's template and replace its `message`
+/// block: an override of `nl.txt` that drops the block is refused at load (its reminders
+/// would read like the first mail), one that keeps it gives its layout to the reminders.
+#[test]
+fn a_link_template_override_keeps_the_block_the_reminders_replace() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "nl.txt",
+        "Beste {{ customer_name }},\n{{ link_uri }}\n",
+    );
+    let e = Templates::load(Some(dir.path())).unwrap_err().to_string();
+    assert!(e.contains("nl.txt"), "{e}");
+    assert!(e.contains("block message"), "{e}");
+
+    write(
+        dir.path(),
+        "nl.txt",
+        "Hallo {{ customer_name }},\n{% block message %}Betaal {{ amount }}.\n{% endblock %}{{ link_uri }}\n",
+    );
+    let t = Templates::load(Some(dir.path())).unwrap();
+    let m = render(&reminding(ctx("nl"), ReminderKind::Overdue), &t).unwrap();
+    assert!(
+        m.text
+            .starts_with("Hallo Jan de Vries,\nVolgens onze administratie"),
+        "{}",
+        m.text
+    );
+    assert!(
+        m.text
+            .ends_with("https://pay.example/l/abc123?ref=INV-2026-0042&lang=x\n"),
+        "{}",
+        m.text
+    );
+}
+
 /// One Message-ID per reminder step, the same on every retry, other than the link mail's.
 #[test]
 fn each_reminder_step_has_its_own_deterministic_message_id() {

@@ -27,6 +27,15 @@
 //! when the QR image is attached and shown with `<img src="cid:qr">`),
 //! `replaces_earlier_link`, and in the text and HTML parts also `subject`. Blocks trim the
 //! newline that follows them (`trim_blocks`, `lstrip_blocks`).
+//!
+//! Reminders (`<lang>.<kind>.subject.txt`, `.txt`, `.html`, kind `before_due`, `overdue`
+//! or `final_notice`) add `reminder_kind`, `reminder_step`, `days_overdue`, and for the
+//! final notice `notice_deadline`, `collection_costs` and `amount_with_costs` (none
+//! otherwise). The built-in reminder bodies extend their language's link mail
+//! (`{% extends "nl.txt" %}`) and replace its `{% block message %}`, so the greeting, the
+//! link, the QR code and the merchant's foot are written once per language; an override
+//! of a link template must keep that block (checked at load). A language without
+//! templates for a kind gets that kind in English.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -388,6 +397,30 @@ impl Templates {
                         message: "the subject must render as one line".into(),
                     });
                 }
+                // The built-in reminders extend the link mail's templates and replace
+                // their `message` block: an override without it would send reminders
+                // that read like the first mail.
+                if sample.reminder.is_some() {
+                    let link = render(
+                        &MailContext {
+                            reminder: None,
+                            ..sample.clone()
+                        },
+                        &templates,
+                    )?;
+                    let lang = templates.effective_language(lang, None);
+                    for (part, same) in [
+                        ("txt", mail.text == link.text),
+                        ("html", mail.html == link.html),
+                    ] {
+                        if same {
+                            return Err(MailError::Template {
+                                template: templates.origins[&format!("{lang}.{part}")].clone(),
+                                message: "keep `{% block message %}…{% endblock %}` around the message: the reminder templates extend this one and replace that block".into(),
+                            });
+                        }
+                    }
+                }
             }
         }
         Ok(templates)
@@ -438,8 +471,14 @@ impl Templates {
                 template: origin(),
                 message: e.to_string(),
             })?;
+        // A reminder template extends its language's link template: an error in the
+        // parent names the parent's file.
         template.render(ctx).map_err(|e| MailError::Template {
-            template: origin(),
+            template: e
+                .name()
+                .and_then(|n| self.origins.get(n))
+                .cloned()
+                .unwrap_or_else(origin),
             message: e.to_string(),
         })
     }
