@@ -23,27 +23,7 @@ fn env_with(host: &SandboxHost, extra: &str) -> TestEnv {
 
 /// `invoice-sync ARGS` with the clock set to `at` (RFC 3339) in UTC.
 fn run_at(env: &TestEnv, at: &str, args: &[&str]) -> Run {
-    let out = env
-        .command()
-        .args(args)
-        .env("INVOICE_SYNC_NOW", at)
-        .env("TZ", "UTC")
-        .output()
-        .expect("spawn invoice-sync");
-    let run = Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    if std::env::var_os("TEST_LOG").is_some() {
-        eprintln!(
-            "$ [{at}] invoice-sync {}\n{}{}",
-            args.join(" "),
-            run.stdout,
-            run.stderr
-        );
-    }
-    run
+    env.run_with(args, &[("INVOICE_SYNC_NOW", at), ("TZ", "UTC")])
 }
 
 fn days_from(first: &str, count: i64) -> Vec<String> {

@@ -88,9 +88,15 @@ impl TestEnv {
 
     /// Runs the binary with these arguments.
     pub fn run(&self, args: &[&str]) -> Run {
+        self.run_with(args, &[])
+    }
+
+    /// Runs the binary with these arguments and environment variables added.
+    pub fn run_with(&self, args: &[&str], vars: &[(&str, &str)]) -> Run {
         let out = self
             .command()
             .args(args)
+            .envs(vars.iter().copied())
             .output()
             .expect("spawn invoice-sync");
         if std::env::var_os("TEST_LOG").is_some() {
