@@ -294,6 +294,12 @@ impl Report {
         if self.mails_failed > 0 {
             parts.push(format!("{} mail(s) failed for good", self.mails_failed));
         }
+        if self.reminders_deferred > 0 {
+            parts.push(format!(
+                "{} reminder(s) wait for the next cycle: CM did not confirm the link's status or its extended expiry",
+                self.reminders_deferred
+            ));
+        }
         if !self.double_payments.is_empty() {
             parts.push(format!(
                 "paid twice, through the link and the iDEAL QR code (refund one): {}",
