@@ -23,7 +23,7 @@ fn env_with(host: &SandboxHost, extra: &str) -> TestEnv {
 
 /// `invoice-sync ARGS` with the clock set to `at` (RFC 3339) in UTC.
 fn run_at(env: &TestEnv, at: &str, args: &[&str]) -> Run {
-    env.run_with(args, &[("INVOICE_SYNC_NOW", at), ("TZ", "UTC")])
+    env.run_with(args, &[("INVOICE_SYNC_NOW", at), ("TZ", "UTC0")])
 }
 
 fn days_from(first: &str, count: i64) -> Vec<String> {
@@ -534,7 +534,7 @@ fn kill_9_at_random_moments_never_sends_a_step_twice() {
         .command()
         .args(["-q", "run"])
         .env("INVOICE_SYNC_NOW", "2030-12-09T10:00:00Z")
-        .env("TZ", "UTC")
+        .env("TZ", "UTC0")
         .env("INVOICE_SYNC_FAILPOINT", "reminder-before-record")
         .output()
         .unwrap();
@@ -553,7 +553,7 @@ fn kill_9_at_random_moments_never_sends_a_step_twice() {
                 .command()
                 .args(["-q", "run"])
                 .env("INVOICE_SYNC_NOW", format!("{day}T10:00:00Z"))
-                .env("TZ", "UTC")
+                .env("TZ", "UTC0")
                 .spawn()
                 .unwrap();
             std::thread::sleep(Duration::from_millis(20 + x % 250));
@@ -627,7 +627,7 @@ fn two_processes_racing_send_each_step_once() {
                 env.command()
                     .args(["-q", "run"])
                     .env("INVOICE_SYNC_NOW", &at)
-                    .env("TZ", "UTC")
+                    .env("TZ", "UTC0")
                     .spawn()
                     .unwrap()
             };
@@ -789,4 +789,28 @@ fn a_new_revision_continues_the_ladder_and_a_settled_invoice_leaves_it() {
             .collect()
     };
     assert_eq!(revisions, vec![1, 2, 2]);
+}
+
+/// `send_window` is local time: with the process in Central European Time (a POSIX TZ
+/// string, so no time zone database is needed), 07:30 UTC is 08:30 local (outside
+/// 09:00-17:00) and 08:30 UTC is 09:30 (inside); 16:30 UTC is 17:30 (outside again).
+#[test]
+fn the_send_window_is_local_time() {
+    let host = SandboxHost::start(SandboxOptions::default());
+    let env = env_with(&host, LADDER);
+    env.drop_file("a.csv", csv(&[("TZ-1", "30.00", "2030-12-12")]));
+    let cet =
+        |at: &str, args: &[&str]| env.run_with(args, &[("INVOICE_SYNC_NOW", at), ("TZ", "CET-1")]);
+    assert_eq!(cet("2030-12-02T10:00:00Z", &["run"]).code, 0);
+    for at in ["2030-12-09T07:30:00Z", "2030-12-09T16:30:00Z"] {
+        let r = cet(at, &["run"]);
+        assert!(
+            r.stderr
+                .contains("reminders 0 sent / 0 skipped / 1 waiting for the send window"),
+            "{at}: {}",
+            r.stderr
+        );
+    }
+    let r = cet("2030-12-09T08:30:00Z", &["run"]);
+    assert!(r.stderr.contains("reminders 1 sent"), "{}", r.stderr);
 }
