@@ -112,6 +112,10 @@ fn a_whole_ladder_across_five_weeks_sends_each_step_once_on_its_day() {
             let r = run_at(&env, &format!("{day}T{time}Z"), &["run"]);
             assert_eq!(r.code, 0, "{day} {time}: {}", r.stderr);
         }
+        if day == "2030-12-11" {
+            // B's +7 step falls on Saturday the 21st: shown, and sent, on Monday.
+            assert_eq!(env.invoice("B-1")["next_reminder_on"], "2030-12-23");
+        }
         if day == "2030-12-09" {
             let a = env.invoice("A-1");
             assert_eq!(a["reminders_sent"], 1, "{a}");
