@@ -80,6 +80,8 @@ pub struct Config {
     pub merchant: Merchant,
     /// `[reminders]`: the reminder ladder.
     pub reminders: Reminders,
+    /// `[reconciliation]`: the account camt.053 statements describe.
+    pub reconciliation: Reconciliation,
     /// `[daemon]`: the schedule and the listeners.
     pub daemon: Daemon,
     /// The file this was read from (not a key).
@@ -624,6 +626,29 @@ impl Email {
     }
 }
 
+/// `[reconciliation]`: the (clearing) account the camt.053 statements of `export-paid
+/// --format camt053` describe.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Reconciliation {
+    /// The account's IBAN (required for camt.053).
+    pub account_iban: Option<String>,
+    /// The account's name.
+    pub account_name: Option<String>,
+}
+
+impl Reconciliation {
+    /// The IBAN as a statement writes it: without spaces, upper case.
+    pub fn iban(&self) -> Option<String> {
+        self.account_iban.as_deref().map(|i| {
+            i.chars()
+                .filter(|c| !c.is_whitespace())
+                .collect::<String>()
+                .to_ascii_uppercase()
+        })
+    }
+}
+
 /// `[reminders]`: mails after the link mail, at days relative to the due date
 /// (README, *Reminders*).
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -1059,6 +1084,22 @@ impl Config {
         self.reminders
             .validate(&self.merchant)
             .map_err(|(key, why)| err(key, why))?;
+        if let Some(iban) = &self.reconciliation.account_iban
+            && !iban_is_valid(iban)
+        {
+            return Err(err(
+                "reconciliation.account_iban",
+                format!("{iban:?} is not a valid IBAN (its check digits do not match)"),
+            ));
+        }
+        if let Some(name) = &self.reconciliation.account_name
+            && name.contains(['\r', '\n'])
+        {
+            return Err(err(
+                "reconciliation.account_name",
+                "must be on one line".into(),
+            ));
+        }
         // Read here as the mail step reads them, so that `check` and the first cycle
         // refuse a sender the relay would never see instead of failing every mail.
         for (key, value) in [

@@ -1,18 +1,20 @@
-//! `export-paid`: the CSV of payments received through payment links, for import into the
-//! accounting software (README and ARCHITECTURE.md).
+//! `export-paid`: the payments received through payment links and iDEAL QR codes, for the
+//! accounting software (README, *Reconciliation*): a CSV, or an ISO 20022 camt.053
+//! bank-to-customer statement of a clearing account.
 //!
 //! Every paid link and every iDEAL QR payment (its transaction id in `link_ref`) is one
-//! line, also for an invoice that was paid twice (the accounting
-//! must see every payment it has to book or refund). Values a spreadsheet would run as a
-//! formula are neutralised. It formats; the query is the store's.
+//! line or entry, also for an invoice that was paid twice (the accounting must see every
+//! payment it has to book or refund). Values a spreadsheet would run as a formula are
+//! neutralised in the CSV; every value is escaped in the XML. It formats; the queries and
+//! the statements' numbers and balances are the store's.
 
 use std::io::Write;
 
-use chrono::NaiveDate;
 use rusqlite::Connection;
 
 use crate::domain::money::format_minor;
-use crate::store::payments;
+use crate::store::payments::{self, Filter, Payment};
+use crate::store::statements;
 
 /// The header, in the contract's order.
 pub const HEADER: [&str; 5] = [
@@ -23,17 +25,19 @@ pub const HEADER: [&str; 5] = [
     "link_ref",
 ];
 
-/// Writes the paid links (paid on or after `since`, when given) as CSV; returns the number
-/// of payments written.
+/// Writes the payments the filter selects as CSV; calls `each` for every payment written
+/// (`--new` marks them); returns how many.
 pub fn write_paid(
     conn: &Connection,
-    since: Option<NaiveDate>,
+    filter: Filter,
     out: impl Write,
+    mut each: impl FnMut(&Payment) -> anyhow::Result<()>,
 ) -> anyhow::Result<usize> {
     let mut w = csv::Writer::from_writer(out);
     w.write_record(HEADER)?;
     let mut n = 0;
-    payments::for_each_paid(conn, since, |p| {
+    payments::for_each_paid(conn, filter, false, |p| {
+        each(&p)?;
         w.write_record([
             neutralise(&p.reference).as_ref(),
             &format_minor(p.amount.minor, p.amount.currency.exponent()),
@@ -48,6 +52,261 @@ pub fn write_paid(
     Ok(n)
 }
 
+/// The account a camt.053 statement describes (`[reconciliation]`).
+#[derive(Debug, Clone)]
+pub struct Account<'a> {
+    /// Its IBAN (spaces removed, upper case).
+    pub iban: &'a str,
+    /// Its name, if set.
+    pub name: Option<&'a str>,
+}
+
+/// What a camt.053 file held.
+#[derive(Debug, Clone, Default)]
+pub struct Written {
+    /// The file's message id.
+    pub msg_id: String,
+    /// Entries written.
+    pub entries: usize,
+    /// Statements (one per currency).
+    pub statements: usize,
+}
+
+/// Writes one camt.053.001.02 document with one statement per currency of the payments
+/// the filter selects, numbered and balanced on from the previous statements, and records
+/// the statements (and, with `filter.only_new`, marks the payments) in `conn`'s open
+/// transaction: the caller commits once the file is complete. `now` is the creation time.
+pub fn write_camt053(
+    conn: &Connection,
+    account: &Account<'_>,
+    filter: Filter,
+    now: chrono::DateTime<chrono::Local>,
+    out: impl Write,
+) -> anyhow::Result<Written> {
+    let mut out = std::io::BufWriter::new(out);
+    let created = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, false);
+    let today = now.date_naive();
+    let file_number = statements::next_file_number(conn)?;
+    let msg_id = format!("INVSYNC-{}-{file_number:06}", today.format("%Y%m%d"));
+    writeln!(out, r#"<?xml version="1.0" encoding="UTF-8"?>"#)?;
+    writeln!(
+        out,
+        r#"<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.053.001.02" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">"#
+    )?;
+    writeln!(out, "  <BkToCstmrStmt>")?;
+    writeln!(out, "    <GrpHdr>")?;
+    writeln!(out, "      <MsgId>{}</MsgId>", xml(&msg_id))?;
+    writeln!(out, "      <CreDtTm>{created}</CreDtTm>")?;
+    writeln!(out, "    </GrpHdr>")?;
+    let mut written = Written {
+        msg_id: msg_id.clone(),
+        ..Written::default()
+    };
+    let totals = payments::totals(conn, filter)?;
+    // A statement even when nothing was paid: the books see the day closed, balance kept.
+    let totals = if totals.is_empty() {
+        vec![(crate::domain::Currency::parse("EUR")?, 0, 0)]
+    } else {
+        totals
+    };
+    let mut ids = std::collections::HashMap::new();
+    for (currency, count, sum) in &totals {
+        let code = currency.code();
+        let exp = currency.exponent();
+        let (seq, opening) = statements::last(conn, code)?
+            .map(|(seq, closing)| (seq + 1, closing))
+            .unwrap_or((1, 0));
+        let closing = opening + sum;
+        let stmt_id = format!("{msg_id}-{code}");
+        let id = statements::record(
+            conn,
+            &statements::NewStatement {
+                msg_id: &msg_id,
+                stmt_id: &stmt_id,
+                currency: code,
+                seq,
+                opening_minor: opening,
+                closing_minor: closing,
+                entries: *count,
+                new_only: filter.only_new,
+                created_at: &created,
+            },
+        )?;
+        ids.insert(code.to_string(), (id, stmt_id, seq, opening, closing, exp));
+    }
+    let mut open: Option<String> = None;
+    let close_stmt =
+        |out: &mut std::io::BufWriter<_>| -> std::io::Result<()> { writeln!(out, "    </Stmt>") };
+    let start_stmt = |out: &mut std::io::BufWriter<_>, code: &str| -> anyhow::Result<()> {
+        let (_, stmt_id, seq, opening, closing, exp) = &ids[code];
+        writeln!(out, "    <Stmt>")?;
+        writeln!(out, "      <Id>{}</Id>", xml(stmt_id))?;
+        writeln!(out, "      <ElctrncSeqNb>{seq}</ElctrncSeqNb>")?;
+        writeln!(out, "      <CreDtTm>{created}</CreDtTm>")?;
+        writeln!(out, "      <Acct>")?;
+        writeln!(out, "        <Id>")?;
+        writeln!(out, "          <IBAN>{}</IBAN>", xml(account.iban))?;
+        writeln!(out, "        </Id>")?;
+        writeln!(out, "        <Ccy>{code}</Ccy>")?;
+        if let Some(name) = account.name {
+            writeln!(out, "        <Nm>{}</Nm>", xml(&cut(name, 70)))?;
+        }
+        writeln!(out, "      </Acct>")?;
+        for (tp, minor) in [("OPBD", opening), ("CLBD", closing)] {
+            writeln!(out, "      <Bal>")?;
+            writeln!(out, "        <Tp>")?;
+            writeln!(out, "          <CdOrPrtry>")?;
+            writeln!(out, "            <Cd>{tp}</Cd>")?;
+            writeln!(out, "          </CdOrPrtry>")?;
+            writeln!(out, "        </Tp>")?;
+            writeln!(
+                out,
+                r#"        <Amt Ccy="{code}">{}</Amt>"#,
+                format_minor(minor.abs(), *exp)
+            )?;
+            let sign = if *minor < 0 { "DBIT" } else { "CRDT" };
+            writeln!(out, "        <CdtDbtInd>{sign}</CdtDbtInd>")?;
+            writeln!(out, "        <Dt>")?;
+            writeln!(out, "          <Dt>{today}</Dt>")?;
+            writeln!(out, "        </Dt>")?;
+            writeln!(out, "      </Bal>")?;
+        }
+        Ok(())
+    };
+    payments::for_each_paid(conn, filter, true, |p| {
+        let code = p.amount.currency.code();
+        if open.as_deref() != Some(code) {
+            if open.is_some() {
+                close_stmt(&mut out)?;
+            }
+            start_stmt(&mut out, code)?;
+            open = Some(code.to_string());
+            written.statements += 1;
+        }
+        if filter.only_new {
+            statements::mark(conn, p.kind, p.id, Some(ids[code].0), &created)?;
+        }
+        write_entry(&mut out, &p)?;
+        written.entries += 1;
+        Ok(())
+    })?;
+    if open.is_none() {
+        // No payment: one empty statement, its balance carried on.
+        let code = totals[0].0.code();
+        start_stmt(&mut out, code)?;
+        written.statements += 1;
+    }
+    close_stmt(&mut out)?;
+    writeln!(out, "  </BkToCstmrStmt>")?;
+    writeln!(out, "</Document>")?;
+    out.flush()?;
+    Ok(written)
+}
+
+/// One credit entry: booked and valued on the local day of the payment.
+fn write_entry(out: &mut impl Write, p: &Payment) -> anyhow::Result<()> {
+    let day = chrono::DateTime::parse_from_rfc3339(&p.paid_at)
+        .map(|t| t.with_timezone(&chrono::Local).date_naive())
+        .map_err(|e| anyhow::anyhow!("payment {} has no readable time: {e}", p.payment_ref))?;
+    let code = p.amount.currency.code();
+    let amount = format_minor(p.amount.minor, p.amount.currency.exponent());
+    let entry_ref = entry_ref(&p.payment_ref);
+    writeln!(out, "      <Ntry>")?;
+    writeln!(out, "        <NtryRef>{}</NtryRef>", xml(&entry_ref))?;
+    writeln!(out, r#"        <Amt Ccy="{code}">{amount}</Amt>"#)?;
+    writeln!(out, "        <CdtDbtInd>CRDT</CdtDbtInd>")?;
+    writeln!(out, "        <Sts>BOOK</Sts>")?;
+    writeln!(out, "        <BookgDt>")?;
+    writeln!(out, "          <Dt>{day}</Dt>")?;
+    writeln!(out, "        </BookgDt>")?;
+    writeln!(out, "        <ValDt>")?;
+    writeln!(out, "          <Dt>{day}</Dt>")?;
+    writeln!(out, "        </ValDt>")?;
+    writeln!(
+        out,
+        "        <AcctSvcrRef>{}</AcctSvcrRef>",
+        xml(&entry_ref)
+    )?;
+    // A received credit transfer (ISO bank transaction code PMNT / RCDT / OTHR).
+    writeln!(out, "        <BkTxCd>")?;
+    writeln!(out, "          <Domn>")?;
+    writeln!(out, "            <Cd>PMNT</Cd>")?;
+    writeln!(out, "            <Fmly>")?;
+    writeln!(out, "              <Cd>RCDT</Cd>")?;
+    writeln!(out, "              <SubFmlyCd>OTHR</SubFmlyCd>")?;
+    writeln!(out, "            </Fmly>")?;
+    writeln!(out, "          </Domn>")?;
+    writeln!(out, "        </BkTxCd>")?;
+    writeln!(out, "        <NtryDtls>")?;
+    writeln!(out, "          <TxDtls>")?;
+    writeln!(out, "            <Refs>")?;
+    writeln!(
+        out,
+        "              <EndToEndId>{}</EndToEndId>",
+        xml(&cut(&p.reference, 35))
+    )?;
+    writeln!(out, "            </Refs>")?;
+    writeln!(out, "            <AmtDtls>")?;
+    writeln!(out, "              <TxAmt>")?;
+    writeln!(out, r#"                <Amt Ccy="{code}">{amount}</Amt>"#)?;
+    writeln!(out, "              </TxAmt>")?;
+    writeln!(out, "            </AmtDtls>")?;
+    if !p.customer_name.trim().is_empty() {
+        writeln!(out, "            <RltdPties>")?;
+        writeln!(out, "              <Dbtr>")?;
+        writeln!(
+            out,
+            "                <Nm>{}</Nm>",
+            xml(&cut(p.customer_name.trim(), 140))
+        )?;
+        writeln!(out, "              </Dbtr>")?;
+        writeln!(out, "            </RltdPties>")?;
+    }
+    writeln!(out, "            <RmtInf>")?;
+    writeln!(
+        out,
+        "              <Ustrd>{}</Ustrd>",
+        xml(&cut(&p.reference, 140))
+    )?;
+    writeln!(out, "            </RmtInf>")?;
+    writeln!(out, "          </TxDtls>")?;
+    writeln!(out, "        </NtryDtls>")?;
+    // The reference once more where importers that read no transaction details (AqBanking's
+    // camt profile) take the purpose from.
+    writeln!(
+        out,
+        "        <AddtlNtryInf>{}</AddtlNtryInf>",
+        xml(&cut(&p.reference, 500))
+    )?;
+    writeln!(out, "      </Ntry>")?;
+    Ok(())
+}
+
+/// A payment reference as an entry reference (at most 35 characters): as it is when it
+/// fits, else without its dashes (`pml-` and a UUID, 40 characters, become 35), else cut.
+fn entry_ref(payment_ref: &str) -> String {
+    if payment_ref.chars().count() <= 35 {
+        return payment_ref.to_string();
+    }
+    cut(&payment_ref.replace('-', ""), 35)
+}
+
+/// A value as XML text: the five markup characters escaped, and the characters XML 1.0
+/// cannot carry at all (control characters other than tab, LF, CR) dropped.
+pub fn xml(value: &str) -> String {
+    let clean: String = value
+        .chars()
+        .filter(|&c| !c.is_control() || matches!(c, '\t' | '\n' | '\r'))
+        .filter(|&c| !matches!(c, '\u{FFFE}' | '\u{FFFF}'))
+        .collect();
+    crate::domain::text::escape_html(&clean)
+}
+
+/// `s` cut to at most `max` characters (the standard's MaxNText limits).
+fn cut(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}
+
 /// A text value as a spreadsheet must show it: one that starts like a formula (`=`, `+`,
 /// `-`, `@`, or a tab / carriage return that some spreadsheets skip) gets a leading `'`.
 pub fn neutralise(value: &str) -> std::borrow::Cow<'_, str> {
@@ -60,6 +319,23 @@ pub fn neutralise(value: &str) -> std::borrow::Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn xml_text_is_escaped_and_cleaned() {
+        assert_eq!(
+            xml("A & B <c> \"d\" 'e'"),
+            "A &amp; B &lt;c&gt; &quot;d&quot; &#39;e&#39;"
+        );
+        assert_eq!(xml("a\u{0}b\u{7}c\td"), "abc\td");
+        assert_eq!(cut("abcdef", 3), "abc");
+        assert_eq!(
+            entry_ref("pml-da30973c-fe99-836e-52c4-19adbcd774f1"),
+            "pmlda30973cfe99836e52c419adbcd774f1"
+        );
+        assert_eq!(entry_ref("3f2c1d9e-1111-2222-3333-444455556666").len(), 32);
+        assert_eq!(entry_ref("pml-short"), "pml-short");
+        assert_eq!(cut("éééé", 2), "éé");
+    }
 
     #[test]
     fn formulas_are_neutralised() {

@@ -28,7 +28,7 @@ mod run;
 mod status;
 
 use check::check;
-use export::export_paid;
+use export::{ExportArgs, ExportFormat, export_paid};
 use overrides::{deactivate, resend};
 use run::{import, run_cycle};
 use status::{printable, status};
@@ -164,6 +164,17 @@ enum Command {
         /// `csv.date_formats`.
         #[arg(long, value_name = "DATE")]
         since: Option<String>,
+        /// Only payments on or before this date (UTC), in the same formats.
+        #[arg(long, value_name = "DATE")]
+        until: Option<String>,
+        /// Only payments no earlier `--new` export wrote; they are marked written when
+        /// the file is complete (needs --out).
+        #[arg(long)]
+        new: bool,
+        /// `csv` (default), or `camt053`: an ISO 20022 camt.053.001.02 bank statement of
+        /// `reconciliation.account_iban`.
+        #[arg(long, value_enum, default_value_t = ExportFormat::Csv)]
+        format: ExportFormat,
         /// Write to this file (atomically) instead of stdout.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
@@ -273,9 +284,22 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             Ok(Outcome::ok())
         }
         Command::Resend { invoice } => resend(&config, &normalize_reference(&invoice)),
-        Command::ExportPaid { since, out } => {
-            export_paid(&config, since.as_deref(), out.as_deref())
-        }
+        Command::ExportPaid {
+            since,
+            until,
+            new,
+            format,
+            out,
+        } => export_paid(
+            &config,
+            &ExportArgs {
+                since: since.as_deref(),
+                until: until.as_deref(),
+                new,
+                format,
+                out: out.as_deref(),
+            },
+        ),
         Command::Import { files, again } => import(&config, &files, again),
         Command::Status {
             invoice,

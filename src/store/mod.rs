@@ -11,6 +11,7 @@ pub mod outbox;
 pub mod payments;
 pub mod qr;
 pub mod reminders;
+pub mod statements;
 pub mod types;
 
 use std::path::Path;
@@ -49,6 +50,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0008_reminders.sql",
         include_str!("../../schema/0008_reminders.sql"),
+    ),
+    (
+        "0009_statements.sql",
+        include_str!("../../schema/0009_statements.sql"),
     ),
 ];
 
