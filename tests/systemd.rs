@@ -13,7 +13,11 @@ use invoice_sync::config::{Cm, DEFAULT_CONFIG_PATH, Email};
 const DAEMON: &str = "invoice-sync.service";
 const ONESHOT: &str = "invoice-sync-run.service";
 const TIMER: &str = "invoice-sync.timer";
-const UNITS: [&str; 3] = [DAEMON, ONESHOT, TIMER];
+/// One instance per administration (`/etc/invoice-sync/<name>.toml`).
+const DAEMON_AT: &str = "invoice-sync@.service";
+const ONESHOT_AT: &str = "invoice-sync-run@.service";
+const TIMER_AT: &str = "invoice-sync-run@.timer";
+const UNITS: [&str; 6] = [DAEMON, ONESHOT, TIMER, DAEMON_AT, ONESHOT_AT, TIMER_AT];
 
 /// Where the units expect the binary; the verify tests point it at the test build.
 const INSTALLED_BINARY: &str = "/usr/local/bin/invoice-sync";
@@ -106,8 +110,9 @@ fn credential_names() -> [&'static str; 2] {
 // ---------------------------------------------------------------------------------------
 // systemd-analyze verify
 
-/// Copies the three units into `dir`, their ExecStart= pointing at the test build (verify
-/// checks that the executable exists), and returns the copies' paths.
+/// Copies the units into `dir`, their ExecStart= pointing at the test build (verify
+/// checks that the executable exists), templates as an instance (`invoice-sync@acme.service`:
+/// verify loads units, not templates), and returns the copies' paths.
 fn copy_units_for_verify(dir: &Path, tweak: impl Fn(&str, String) -> String) -> Vec<PathBuf> {
     let binary = env!("CARGO_BIN_EXE_invoice-sync");
     UNITS
@@ -122,7 +127,7 @@ fn copy_units_for_verify(dir: &Path, tweak: impl Fn(&str, String) -> String) -> 
                     },
                 )
                 .collect::<String>();
-            let path = dir.join(name);
+            let path = dir.join(name.replace("@.", "@acme."));
             std::fs::write(&path, tweak(name, text)).unwrap();
             path
         })
@@ -396,6 +401,75 @@ fn the_oneshot_unit_runs_one_cycle_with_the_same_sandbox() {
         sandbox(&unit),
         sandbox(&daemon),
         "the sandbox of {ONESHOT} and {DAEMON} must be the same, line for line"
+    );
+}
+
+/// A template's settings as the plain unit's would be: the instance's config file, state
+/// folder and credential folder put back to the single-administration ones.
+fn as_single(unit: &[Setting]) -> Vec<Setting> {
+    unit.iter()
+        .map(|s| Setting {
+            value: s
+                .value
+                .replace("/etc/invoice-sync/%i.toml", DEFAULT_CONFIG_PATH)
+                .replace("invoice-sync/%i", "invoice-sync")
+                .replace("credentials/%i/", "credentials/")
+                .replace("-run@%i.service", "-run.service"),
+            ..s.clone()
+        })
+        .filter(|s| s.key != "Description")
+        .collect()
+}
+
+/// Many administrations on one host: each template is its single unit with the instance
+/// name in exactly three places (config, state folder, credentials), so that instances
+/// share nothing and keep every protection.
+#[test]
+fn the_template_units_are_the_single_ones_per_administration() {
+    for (template, single_unit) in [
+        (DAEMON_AT, DAEMON),
+        (ONESHOT_AT, ONESHOT),
+        (TIMER_AT, TIMER),
+    ] {
+        let t = parse_unit(&unit_text(template));
+        let s = parse_unit(&unit_text(single_unit));
+        let plain: Vec<Setting> = s.into_iter().filter(|x| x.key != "Description").collect();
+        assert_eq!(
+            as_single(&t),
+            plain,
+            "{template} differs from {single_unit} beyond the instance"
+        );
+        assert!(
+            values(&t, "Unit", "Description")
+                .iter()
+                .any(|d| d.contains("%i")),
+            "{template}: the description names the instance"
+        );
+    }
+    for template in [DAEMON_AT, ONESHOT_AT] {
+        let t = parse_unit(&unit_text(template));
+        assert!(
+            single(template, &t, "Service", "ExecStart")
+                .contains("--config /etc/invoice-sync/%i.toml"),
+            "{template}"
+        );
+        assert_eq!(
+            single(template, &t, "Service", "StateDirectory"),
+            "invoice-sync/%i"
+        );
+        for id in credential_names() {
+            let want = format!("{id}:{CREDENTIALS_DIR}/%i/{id}");
+            assert!(
+                values(&t, "Service", "LoadCredential").contains(&want.as_str()),
+                "{template}: LoadCredential={want}"
+            );
+        }
+        assert_sandboxed(template, &as_single(&t));
+    }
+    let timer = parse_unit(&unit_text(TIMER_AT));
+    assert_eq!(
+        single(TIMER_AT, &timer, "Timer", "Unit"),
+        "invoice-sync-run@%i.service"
     );
 }
 
