@@ -786,6 +786,9 @@ pub struct Daemon {
     pub callback_listen: Option<SocketAddr>,
     /// Its path.
     pub callback_path: String,
+    /// `ADDR:PORT` of `/metrics` and `/healthz`, e.g. `127.0.0.1:9189` (never the
+    /// callback listener's).
+    pub status_listen: Option<SocketAddr>,
 }
 
 impl Default for Daemon {
@@ -794,6 +797,7 @@ impl Default for Daemon {
             schedule: "0 */5 * * * *".into(),
             callback_listen: None,
             callback_path: "/callback".into(),
+            status_listen: None,
         }
     }
 }
@@ -1151,6 +1155,14 @@ impl Config {
         }
         if let Err(e) = crate::schedule::Schedule::parse(&self.daemon.schedule) {
             return Err(err("daemon.schedule", e));
+        }
+        if let (Some(a), Some(b)) = (self.daemon.status_listen, self.daemon.callback_listen)
+            && a == b
+        {
+            return Err(err(
+                "daemon.status_listen",
+                "must differ from daemon.callback_listen: metrics are never served where callbacks from the internet arrive".into(),
+            ));
         }
         if !self.daemon.callback_path.starts_with('/') {
             return Err(err("daemon.callback_path", "must start with `/`".into()));

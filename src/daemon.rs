@@ -57,6 +57,12 @@ pub async fn serve(config: &Config, shutdown: impl Future<Output = ()>) -> anyho
         }
     };
 
+    // Never on the callback listener, which may face the internet.
+    let status = match config.daemon.status_listen {
+        Some(addr) => Some(spawn_status_listener(addr, config, schedule.clone()).await?),
+        None => None,
+    };
+
     let watchdog = sd_notify::watchdog_enabled().map(|every| {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every / 2);
@@ -139,7 +145,7 @@ pub async fn serve(config: &Config, shutdown: impl Future<Output = ()>) -> anyho
     if let Some(w) = watchdog {
         w.abort();
     }
-    if let Some((stop, task)) = listener {
+    for (stop, task) in listener.into_iter().chain(status) {
         let _ = stop.send(());
         let _ = task.await;
     }
@@ -221,8 +227,10 @@ async fn run_cycle(store: &Store, config: &Config, services: cycle::Services<'_>
         database: store.identity().cloned(),
         ..cycle::Options::default()
     };
+    let started = std::time::Instant::now();
     let status = match cycle::run(store.conn(), config, Some(services), &opts).await {
         Ok(report) => {
+            crate::metrics::cycle_completed(&report, started.elapsed());
             let summary = report.summary();
             tracing::info!("cycle: {summary}");
             if let Some(why) = report.attention() {
@@ -231,6 +239,7 @@ async fn run_cycle(store: &Store, config: &Config, services: cycle::Services<'_>
             format!("last cycle: {summary}")
         }
         Err(e) => {
+            crate::metrics::cycle_failed(started.elapsed());
             tracing::error!("cycle failed: {e:#}");
             format!("last cycle failed: {e:#}")
         }
@@ -409,6 +418,92 @@ async fn spawn_listener(
     Ok((stop, task))
 }
 
+/// What the status listener's handlers share: their own read-only connection to the
+/// database (the loop's is busy with cycles), the schedule, and when the daemon started.
+#[derive(Clone)]
+struct StatusState {
+    conn: std::sync::Arc<std::sync::Mutex<rusqlite::Connection>>,
+    schedule: Schedule,
+    started: std::time::Instant,
+}
+
+/// Serves `GET /metrics` and `GET /healthz` on `daemon.status_listen`.
+async fn spawn_status_listener(
+    addr: SocketAddr,
+    config: &Config,
+    schedule: Schedule,
+) -> anyhow::Result<Listener> {
+    let db = &config.storage.database;
+    let conn = rusqlite::Connection::open_with_flags(
+        db,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .with_context(|| format!("cannot open the database {} for /metrics", db.display()))?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    let state = StatusState {
+        conn: std::sync::Arc::new(std::sync::Mutex::new(conn)),
+        schedule,
+        started: std::time::Instant::now(),
+    };
+    let app = axum::Router::new()
+        .route("/metrics", axum::routing::get(metrics))
+        .route("/healthz", axum::routing::get(healthz))
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen for /metrics on {addr}"))?;
+    tracing::info!(addr = %listener.local_addr()?, "status listener ready (/metrics, /healthz)");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    Ok((stop, task))
+}
+
+async fn metrics(State(state): State<StatusState>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let rendered = tokio::task::spawn_blocking(move || {
+        let conn = state.conn.lock().unwrap_or_else(|e| e.into_inner());
+        crate::metrics::render(&conn)
+    })
+    .await;
+    match rendered {
+        Ok(Ok(text)) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}\n")).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+async fn healthz(State(state): State<StatusState>) -> (StatusCode, String) {
+    // One schedule interval: the gap between the next two ticks.
+    let next = state.schedule.next_after(Local::now());
+    let interval = next
+        .and_then(|a| state.schedule.next_after(a).map(|b| (b - a).to_std().ok()))
+        .flatten()
+        .unwrap_or(Duration::from_secs(3600));
+    let verdict = tokio::task::spawn_blocking(move || {
+        let conn = state.conn.lock().unwrap_or_else(|e| e.into_inner());
+        crate::metrics::health(&conn, interval, state.started)
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()));
+    match verdict {
+        Ok(why) => (StatusCode::OK, format!("{why}\n")),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
+    }
+}
+
 /// `POST <callback_path>`: answers at once; the main loop checks what was named. A
 /// payment link callback names refs in its body; an iDEAL QR webhook is recognised by
 /// the `idealqr=<purchase id>` query this program put in its URL (its body, which carries
@@ -418,6 +513,7 @@ async fn callback(
     Query(query): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> StatusCode {
+    crate::metrics::callback();
     let named = if let Some(purchase_id) = query.get("idealqr") {
         if purchase_id.is_empty() || purchase_id.len() > 64 {
             return StatusCode::BAD_REQUEST;

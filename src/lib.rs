@@ -27,7 +27,8 @@
 //! - Utilities: [`schedule`] (cron expressions as cron reads them), [`lock`] (the run lock
 //!   per database), [`logging`] (terminal, journald with priorities, JSON), [`redact`]
 //!   (every spelling of a secret), [`progress`] (proof of progress for the watchdog),
-//!   [`clock`] (the one "now" a cycle reads, settable in tests).
+//!   [`clock`] (the one "now" a cycle reads, settable in tests), [`metrics`] (the
+//!   daemon's counters, `/metrics` and `/healthz`).
 //!
 //! # Layering
 //!
@@ -52,6 +53,7 @@ pub mod ingest;
 pub mod lock;
 pub mod logging;
 pub mod mail;
+pub mod metrics;
 pub mod progress;
 pub mod redact;
 pub mod sandbox;

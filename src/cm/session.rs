@@ -356,6 +356,10 @@ impl Session {
             };
             // An answer, or a failure within the timeout, is progress for the watchdog.
             crate::progress::beat();
+            match &result {
+                Ok((status, _, _)) => crate::metrics::cm_request(Some(*status), false, false),
+                Err(e) => crate::metrics::cm_request(None, e.is_timeout(), e.is_connect()),
+            }
             let outcome = match result {
                 Ok((status, wait, body)) => {
                     tracing::debug!(%method, path, status, attempt, "CM request");
