@@ -85,10 +85,19 @@ impl Outcome {
     }
 }
 
+/// The version `--version` prints: the package version and the source revision it was
+/// built from (`git describe`, set by build.rs; `unknown` outside a git checkout).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("INVOICE_SYNC_REVISION"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "invoice-sync",
-    version,
+    version = VERSION,
     about = "Turns accounting CSV exports into CM.com payment links, mails them and follows the payments",
     propagate_version = true
 )]
@@ -190,6 +199,14 @@ enum Command {
     Check,
     /// A local simulator of the CM APIs, for demos, tests and benchmarks.
     Sandbox(crate::sandbox::SandboxArgs),
+    /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `invoice-sync manpage | man -l -`.
+    Manpage,
 }
 
 /// Parses the command line, runs the command and returns the process exit code.
@@ -266,6 +283,26 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
 }
 
 fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    use clap::CommandFactory;
+    use std::io::Write;
+    // Printed for packaging (`… | gzip`) or a look (`… | head`): a reader that stops
+    // early is not an error.
+    let printed = |r: std::io::Result<()>| match r {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e),
+        _ => Ok(Outcome::ok()),
+    };
+    if let Command::Completions { shell } = cli.command {
+        let mut buf = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "invoice-sync", &mut buf);
+        let mut out = std::io::stdout().lock();
+        return Ok(printed(out.write_all(&buf).and_then(|()| out.flush()))?);
+    }
+    if let Command::Manpage = cli.command {
+        let mut buf = Vec::new();
+        clap_mangen::Man::new(Cli::command()).render(&mut buf)?;
+        let mut out = std::io::stdout().lock();
+        return Ok(printed(out.write_all(&buf).and_then(|()| out.flush()))?);
+    }
     if let Command::Sandbox(args) = cli.command {
         runtime()?.block_on(crate::sandbox::run_command(args))?;
         return Ok(Outcome::ok());
@@ -275,8 +312,9 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
     }
     let config = load_config(&cli)?;
     match cli.command {
-        Command::Check => unreachable!("handled above"),
-        Command::Sandbox(_) => unreachable!("handled above"),
+        Command::Check | Command::Sandbox(_) | Command::Completions { .. } | Command::Manpage => {
+            unreachable!("handled above")
+        }
         Command::Run { files, dry_run } => run_cycle(&config, files, dry_run),
         Command::Deactivate { invoice } => deactivate(&config, &normalize_reference(&invoice)),
         Command::Daemon => {
