@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the Debian package: the dist binary (debug info split off), its man page and
+# Builds the Debian package: the dist binary (debug info split off into a -dbgsym
+# package), its man page and
 # shell completions, the systemd units pointing at /usr/bin, then `cargo deb`.
 # Needs cargo-deb (`cargo install cargo-deb`). The package lands in target/debian/.
 set -euo pipefail
@@ -19,5 +20,7 @@ mkdir -p "$assets/completions" "$assets/systemd"
 for unit in systemd/*.service systemd/*.timer; do
   sed 's|/usr/local/bin/invoice-sync|/usr/bin/invoice-sync|g' "$unit" > "$assets/systemd/$(basename "$unit")"
 done
-cargo deb --profile dist --no-build
+# The binary's debug info goes into invoice-sync-dbgsym_*.deb (for reading a crash's
+# backtrace), the binary itself is stripped.
+cargo deb --profile dist --no-build --dbgsym
 ls -l target/debian/*.deb
