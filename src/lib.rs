@@ -19,9 +19,10 @@
 //!   link's mail goes once it is extended, a reminder once it is decided); dry runs.
 //! - [`services`] CM clients (and the embedded sandbox) and the mail sender, set up and
 //!   torn down in one place for every command.
-//! - [`daemon`]  the service: a cycle per schedule tick, the callback listener, signals,
-//!   sd_notify.
-//! - [`export`]  `export-paid`: the CSV of payments for the accounting, formulas neutralised.
+//! - [`daemon`]  the service: a cycle per schedule tick, the callback listener, the status
+//!   listener (`/metrics`, `/healthz`), signals, sd_notify.
+//! - [`export`]  `export-paid`: the payments for the accounting, as CSV (formulas neutralised)
+//!   or an ISO 20022 camt.053 statement (numbered, balances continuing).
 //! - [`cli`]     clap definitions and one module per command; maps outcomes to exit codes.
 //! - [`sandbox`] the CM simulator for tests, demos and benchmarks (`invoice-sync sandbox`).
 //! - Utilities: [`schedule`] (cron expressions as cron reads them), [`lock`] (the run lock
