@@ -49,6 +49,23 @@ fn pay(host: &SandboxHost, env: &TestEnv, refs: &[&str], when: &str) {
     assert_eq!(r.code, 0, "{}", r.stderr);
 }
 
+/// `export-paid --format camt053 [EXTRA] --out <name>` at `when`; the file's path and text.
+fn statement(
+    env: &TestEnv,
+    when: &str,
+    name: &str,
+    extra: &[&str],
+) -> (std::path::PathBuf, String) {
+    let out = env.path(name);
+    let mut args = vec!["export-paid", "--format", "camt053"];
+    args.extend_from_slice(extra);
+    args.extend(["--out", out.to_str().unwrap()]);
+    let r = at(env, when, &args);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let text = std::fs::read_to_string(&out).unwrap();
+    (out, text)
+}
+
 fn child<'a>(n: Node<'a, 'a>, name: &str) -> Node<'a, 'a> {
     n.children()
         .find(|c| c.is_element() && c.tag_name().name() == name)
@@ -247,20 +264,7 @@ fn a_statement_lists_every_payment_with_its_reference_amount_and_date() {
     let host = SandboxHost::start(SandboxOptions::default());
     let env = linked(&host, 3);
     pay(&host, &env, &["R-000", "R-002"], "2030-12-05T09:00:00Z");
-    let out = env.path("statement.xml");
-    let r = at(
-        &env,
-        "2030-12-06T07:00:00Z",
-        &[
-            "export-paid",
-            "--format",
-            "camt053",
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    );
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    let xml = std::fs::read_to_string(&out).unwrap();
+    let (_, xml) = statement(&env, "2030-12-06T07:00:00Z", "statement.xml", &[]);
     let doc = Document::parse(&xml).unwrap();
     check_structure(&doc);
     let status = env.status();
@@ -329,20 +333,9 @@ fn statements_validate_against_the_official_schema() {
     );
     assert_eq!(at(&env, "2030-12-02T10:00:00Z", &["run"]).code, 0);
     pay(&host, &env, &["E-1", "U-1", "J-1"], "2030-12-05T09:00:00Z");
-    for (name, extra) in [("paid.xml", None), ("empty.xml", Some("--new"))] {
-        let out = env.path(name);
-        let mut args = vec![
-            "export-paid",
-            "--format",
-            "camt053",
-            "--out",
-            out.to_str().unwrap(),
-        ];
-        if let Some(e) = extra {
-            args.push(e);
-        }
-        let r = at(&env, "2030-12-06T07:00:00Z", &args);
-        assert_eq!(r.code, 0, "{}", r.stderr);
+    // The second --new export has nothing left: an empty statement, which must be valid too.
+    for name in ["paid.xml", "empty.xml"] {
+        let (out, _) = statement(&env, "2030-12-06T07:00:00Z", name, &["--new"]);
         let lint = std::process::Command::new("xmllint")
             .args(["--noout", "--schema"])
             .arg(&xsd)
@@ -356,6 +349,11 @@ fn statements_validate_against_the_official_schema() {
             std::fs::read_to_string(&out).unwrap()
         );
     }
+    let empty = std::fs::read_to_string(env.path("empty.xml")).unwrap();
+    assert!(
+        entries(&Document::parse(&empty).unwrap()).is_empty(),
+        "{empty}"
+    );
     let xml = std::fs::read_to_string(env.path("paid.xml")).unwrap();
     let doc = Document::parse(&xml).unwrap();
     check_structure(&doc);
@@ -379,23 +377,8 @@ fn statements_validate_against_the_official_schema() {
 fn new_exports_put_each_payment_in_one_statement_and_carry_the_balance() {
     let host = SandboxHost::start(SandboxOptions::default());
     let env = linked(&host, 4);
-    let export = |day: &str, name: &str| {
-        let out = env.path(name);
-        let r = at(
-            &env,
-            &format!("{day}T23:30:00Z"),
-            &[
-                "export-paid",
-                "--format",
-                "camt053",
-                "--new",
-                "--out",
-                out.to_str().unwrap(),
-            ],
-        );
-        assert_eq!(r.code, 0, "{}", r.stderr);
-        std::fs::read_to_string(out).unwrap()
-    };
+    let export =
+        |day: &str, name: &str| statement(&env, &format!("{day}T23:30:00Z"), name, &["--new"]).1;
     pay(&host, &env, &["R-000"], "2030-12-05T09:00:00Z");
     let one = export("2030-12-05", "1.xml");
     pay(&host, &env, &["R-001", "R-003"], "2030-12-06T09:00:00Z");
@@ -574,19 +557,7 @@ fn aqbanking_imports_the_statement() {
         &["R-000", "R-001", "R-002"],
         "2030-12-05T09:00:00Z",
     );
-    let out = env.path("statement.xml");
-    let r = at(
-        &env,
-        "2030-12-06T07:00:00Z",
-        &[
-            "export-paid",
-            "--format",
-            "camt053",
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    );
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let (out, _) = statement(&env, "2030-12-06T07:00:00Z", "statement.xml", &[]);
     let cfg = env.path("aqbanking");
     let ctx = env.path("statement.ctx");
     let import = std::process::Command::new("aqbanking-cli")
