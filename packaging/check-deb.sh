@@ -44,10 +44,14 @@ if [ "$size" -gt $((20 * 1024 * 1024)) ]; then
 fi
 [ "$missing" = 0 ]
 
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "./$deb"
+# --reinstall: a machine that has this version installed already gets this build.
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --reinstall "./$deb"
 version=$(/usr/bin/invoice-sync --version)
 echo "installed: $version"
 grep -Eq '^invoice-sync [0-9.]+ \([0-9a-f]{12}' <<<"$version"
+if [ "$version" != "$(target/dist/invoice-sync --version)" ]; then
+  echo "the installed binary is not this build"; exit 1
+fi
 grep -q 'ExecStart=/usr/bin/invoice-sync ' /usr/lib/systemd/system/invoice-sync.service
 systemd-analyze verify --man=no --generators=no /usr/lib/systemd/system/invoice-sync.service \
   /usr/lib/systemd/system/invoice-sync-run.service /usr/lib/systemd/system/invoice-sync.timer
