@@ -317,8 +317,28 @@ pub fn now_text() -> String {
 mod tests {
     use super::*;
 
-    /// A database at schema 6 with imports and the rows that refer to them keeps them all
-    /// through the rebuild of `imports` in schema 7, references intact.
+    /// A database file at schema `version` (the migrations up to it run by hand), holding
+    /// import 7 and invoice 1 with its revision, then `extra` SQL.
+    fn database_at(path: &Path, version: usize, extra: &str) {
+        let conn = Connection::open(path).unwrap();
+        conn.execute_batch("PRAGMA foreign_keys = ON").unwrap();
+        for (_, sql) in &MIGRATIONS[..version] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.execute_batch(&format!(
+            "PRAGMA user_version = {version};
+             INSERT INTO imports (id, file_name, sha256, source, rows_read, imported_at)
+             VALUES (7, 'a.csv', 'abc', 'inbox', 3, '2026-01-01T00:00:00Z');
+             INSERT INTO invoices (id, reference, state, revision, seen_import_id, seen_line)
+             VALUES (1, 'INV-1', 'open', 1, 7, 2);
+             INSERT INTO revisions (invoice_id, revision, customer_email, customer_name,
+                    amount_minor, due_minor, currency, due_date, reason, import_id, source_line)
+             VALUES (1, 1, 'a@example.com', 'A', 1000, 1000, 'EUR', '2027-01-01', 'new', 7, 2);
+             {extra}"
+        ))
+        .unwrap();
+    }
+
     /// Schema 8 rebuilds the outbox (a new kind, a step column): a database of schema 7
     /// with a sent link mail keeps it, its references hold, and its invoice gets no
     /// reminder date until reminders are switched on.
@@ -326,32 +346,18 @@ mod tests {
     fn schema_8_keeps_the_outbox_and_its_references() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db.sqlite");
-        {
-            let conn = Connection::open(&path).unwrap();
-            conn.execute_batch("PRAGMA foreign_keys = ON").unwrap();
-            for (_, sql) in &MIGRATIONS[..7] {
-                conn.execute_batch(sql).unwrap();
-            }
-            conn.execute_batch(
-                "PRAGMA user_version = 7;
-                 INSERT INTO imports (id, file_name, sha256, source, rows_read, imported_at)
-                 VALUES (7, 'a.csv', 'abc', 'inbox', 1, '2026-01-01T00:00:00Z');
-                 INSERT INTO invoices (id, reference, state, revision, seen_import_id, seen_line)
-                 VALUES (1, 'INV-1', 'open', 1, 7, 2);
-                 INSERT INTO revisions (invoice_id, revision, customer_email, customer_name,
-                        amount_minor, due_minor, currency, due_date, reason, import_id, source_line)
-                 VALUES (1, 1, 'a@example.com', 'A', 1000, 1000, 'EUR', '2027-01-01', 'new', 7, 2);
-                 INSERT INTO links (id, invoice_id, revision, merchant_reference, state, link_ref,
-                        uri, amount_minor, currency, created_at)
-                 VALUES (3, 1, 1, 'INV-1/r1', 'active', 'pml-1', 'https://pay.example/1', 1000,
-                         'EUR', '2026-01-01T00:00:00Z');
-                 INSERT INTO outbox (id, invoice_id, revision, link_id, kind, state, message_id,
-                        next_attempt_at, created_at, sent_at)
-                 VALUES (5, 1, 1, 3, 'link', 'sent', '<is-1@x>', '2026-01-01T00:00:00Z',
-                         '2026-01-01T00:00:00Z', '2026-01-01T00:00:05Z');",
-            )
-            .unwrap();
-        }
+        database_at(
+            &path,
+            7,
+            "INSERT INTO links (id, invoice_id, revision, merchant_reference, state, link_ref,
+                    uri, amount_minor, currency, created_at)
+             VALUES (3, 1, 1, 'INV-1/r1', 'active', 'pml-1', 'https://pay.example/1', 1000,
+                     'EUR', '2026-01-01T00:00:00Z');
+             INSERT INTO outbox (id, invoice_id, revision, link_id, kind, state, message_id,
+                    next_attempt_at, created_at, sent_at)
+             VALUES (5, 1, 1, 3, 'link', 'sent', '<is-1@x>', '2026-01-01T00:00:00Z',
+                     '2026-01-01T00:00:00Z', '2026-01-01T00:00:05Z');",
+        );
         let s = Store::open(&path).unwrap();
         assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len());
         let row: (i64, String, String, Option<i64>, String) = s
@@ -397,28 +403,13 @@ mod tests {
         assert!(bad.is_err());
     }
 
+    /// A database at schema 6 with imports and the rows that refer to them keeps them all
+    /// through the rebuild of `imports` in schema 7, references intact.
     #[test]
     fn schema_7_keeps_the_imports_and_their_references() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db.sqlite");
-        {
-            let conn = Connection::open(&path).unwrap();
-            conn.execute_batch("PRAGMA foreign_keys = ON").unwrap();
-            for (_, sql) in &MIGRATIONS[..6] {
-                conn.execute_batch(sql).unwrap();
-            }
-            conn.execute_batch(
-                "PRAGMA user_version = 6;
-                 INSERT INTO imports (id, file_name, sha256, source, rows_read, imported_at)
-                 VALUES (7, 'a.csv', 'abc', 'inbox', 3, '2026-01-01T00:00:00Z');
-                 INSERT INTO invoices (id, reference, state, revision, seen_import_id, seen_line)
-                 VALUES (1, 'INV-1', 'open', 1, 7, 2);
-                 INSERT INTO revisions (invoice_id, revision, customer_email, customer_name,
-                        amount_minor, due_minor, currency, due_date, reason, import_id, source_line)
-                 VALUES (1, 1, 'a@example.com', 'A', 1000, 1000, 'EUR', '2027-01-01', 'new', 7, 2);",
-            )
-            .unwrap();
-        }
+        database_at(&path, 6, "");
         let s = Store::open(&path).unwrap();
         assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len());
         let (name, rows): (String, i64) = s
