@@ -87,7 +87,9 @@ pub fn write_camt053(
     let created = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, false);
     let today = now.date_naive();
     let file_number = statements::next_file_number(conn)?;
-    let msg_id = format!("INVSYNC-{}-{file_number:06}", today.format("%Y%m%d"));
+    // Numbered, not dated: a file whose commit a crash lost is written again with the
+    // same id, whatever day the next run comes.
+    let msg_id = format!("INVSYNC-{file_number:08}");
     writeln!(out, r#"<?xml version="1.0" encoding="UTF-8"?>"#)?;
     writeln!(
         out,

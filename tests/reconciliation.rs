@@ -417,9 +417,9 @@ fn new_exports_put_each_payment_in_one_statement_and_carry_the_balance() {
     assert_eq!(all.stdout.lines().count(), 4, "{}", all.stdout);
 }
 
-/// A kill after the file is complete but before its marks are committed: the next run
-/// writes the same statement again (same id and sequence number, the same payments), so
-/// an importer sees a repeat, never a payment in two different statements.
+/// A kill after the file is complete but before its marks are committed: the next run,
+/// the next morning, writes the same statement again (same id and sequence number, the
+/// same payments), so an importer sees a repeat, never a payment in two statements.
 #[test]
 fn a_kill_before_the_commit_repeats_the_same_statement() {
     let host = SandboxHost::start(SandboxOptions::default());
@@ -448,7 +448,7 @@ fn a_kill_before_the_commit_repeats_the_same_statement() {
     );
     let first = std::fs::read_to_string(&out).unwrap();
     assert_eq!(env.count("SELECT count(*) FROM statement_payments"), 0);
-    let r = at(&env, "2030-12-05T23:05:00Z", &args);
+    let r = at(&env, "2030-12-06T08:00:00Z", &args);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let second = std::fs::read_to_string(&out).unwrap();
     let (a, b) = (
