@@ -9,28 +9,8 @@ use std::os::unix::net::UnixDatagram;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{SandboxHost, TestEnv, default_csv};
+use common::{SandboxHost, TestEnv, default_csv, free_port, wait_for};
 use invoice_sync::sandbox::SandboxOptions;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Polls `f` until it holds; on time-out fails with the daemon's log.
-fn wait_for(env: &TestEnv, what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let t0 = Instant::now();
-    while !f() {
-        if t0.elapsed() > timeout {
-            let log = std::fs::read_to_string(env.path("daemon.log")).unwrap_or_default();
-            panic!("timed out waiting for {what}; daemon log:\n{log}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 fn sigterm(child: &Child) {
     // SAFETY: plain FFI call sending a signal to our own child.

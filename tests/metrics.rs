@@ -10,16 +10,8 @@ use std::net::TcpStream;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{SandboxHost, TestEnv, default_csv};
+use common::{SandboxHost, TestEnv, default_csv, free_port, wait_for};
 use invoice_sync::sandbox::SandboxOptions;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// One raw HTTP/1.1 request; the status code and body (empty when nothing answers).
 fn http(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, String) {
@@ -52,17 +44,6 @@ fn spawn_daemon(env: &TestEnv, failpoint: Option<&str>) -> Child {
         c.env("INVOICE_SYNC_FAILPOINT", f);
     }
     c.spawn().unwrap()
-}
-
-fn wait_for(env: &TestEnv, what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let t0 = Instant::now();
-    while !f() {
-        if t0.elapsed() > timeout {
-            let log = std::fs::read_to_string(env.path("daemon.log")).unwrap_or_default();
-            panic!("timed out waiting for {what}; daemon log:\n{log}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn stop(mut child: Child) {

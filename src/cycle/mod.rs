@@ -530,13 +530,9 @@ fn dry_run(conn: &Connection, cfg: &Config, opts: &Options) -> anyhow::Result<Re
         .filter(|p| p.still_wanted)
         .count();
     let (reminders, reminders_waiting) = if cfg.reminders.enabled {
-        let now = crate::clock::local_now();
-        let today = now.date_naive();
-        if reminder_step::may_send_at(&cfg.reminders, now) {
-            (reminder_step::plan(conn, cfg, today)?, 0)
-        } else {
-            let waiting = crate::store::reminders::count_due(conn, &today.to_string())?;
-            (Vec::new(), u64::try_from(waiting).unwrap_or(0))
+        match reminder_step::due_now(conn, cfg, crate::clock::local_now())? {
+            Ok(planned) => (planned, 0),
+            Err(waiting) => (Vec::new(), waiting),
         }
     } else {
         (Vec::new(), 0)

@@ -254,6 +254,23 @@ pub fn plan(conn: &Connection, cfg: &Config, today: NaiveDate) -> anyhow::Result
     Ok(planned)
 }
 
+/// What the reminders are at `now`: `Ok(planned)` inside the send window, else
+/// `Err(waiting)`, how many are due and wait for it. Runs inside the caller's transaction
+/// (the cycle's, or a dry run's that is rolled back).
+pub fn due_now(
+    conn: &Connection,
+    cfg: &Config,
+    now: DateTime<Local>,
+) -> anyhow::Result<Result<Vec<Planned>, u64>> {
+    let today = now.date_naive();
+    if may_send_at(&cfg.reminders, now) {
+        Ok(Ok(plan(conn, cfg, today)?))
+    } else {
+        let waiting = store::count_due(conn, &today.to_string())?;
+        Ok(Err(u64::try_from(waiting).unwrap_or(0)))
+    }
+}
+
 /// The expiry a reminder sent on `today` needs its link to have: the end of the 14th full
 /// day after it, written as the link step writes expiries (23:59:59 UTC of the 15th day,
 /// which is after the start of that local day in every time zone).
@@ -356,24 +373,26 @@ pub(super) async fn reminder_step(
     }
     let now = crate::clock::local_now();
     let today = now.date_naive();
-    if !may_send_at(&cfg.reminders, now) {
-        let waiting = store::count_due(conn, &today.to_string())?;
-        if waiting > 0 {
-            tracing::info!(
-                waiting,
-                window = %cfg.reminders.send_window,
-                weekends = cfg.reminders.send_weekends,
-                "reminders that are due wait for the send window"
-            );
-            report.borrow_mut().reminders_waiting = u64::try_from(waiting).unwrap_or(0);
-        }
-        return Ok(());
-    }
-    let planned = {
+    let due = {
         let tx = crate::store::immediate(conn)?;
-        let planned = plan(&tx, cfg, today)?;
+        let due = due_now(&tx, cfg, now)?;
         tx.commit()?;
-        planned
+        due
+    };
+    let planned = match due {
+        Ok(planned) => planned,
+        Err(waiting) => {
+            if waiting > 0 {
+                tracing::info!(
+                    waiting,
+                    window = %cfg.reminders.send_window,
+                    weekends = cfg.reminders.send_weekends,
+                    "reminders that are due wait for the send window"
+                );
+                report.borrow_mut().reminders_waiting = waiting;
+            }
+            return Ok(());
+        }
     };
     let request = |p: Planned| async move {
         let checked = check_link(cm, cfg, &p, today).await;

@@ -152,6 +152,32 @@ fn out_str(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `f` until it holds; on time-out fails with the daemon's log (`daemon.log`).
+pub fn wait_for(
+    env: &TestEnv,
+    what: &str,
+    timeout: std::time::Duration,
+    mut f: impl FnMut() -> bool,
+) {
+    let t0 = std::time::Instant::now();
+    while !f() {
+        if t0.elapsed() > timeout {
+            let log = std::fs::read_to_string(env.path("daemon.log")).unwrap_or_default();
+            panic!("timed out waiting for {what}; daemon log:\n{log}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// Joins two TOML snippets, letting `extra` add keys to tables `base` already has.
 pub fn merge_toml(base: &str, extra: &str) -> String {
     let mut b: toml::Table = base.parse().expect("base toml");
