@@ -14,6 +14,8 @@
 //! - [`cm`]      the CM clients (payment links, iDEAL QR): one session per API with a
 //!   token cache and retry policy, one shared throttle for every CM request.
 //! - [`mail`]    templates, MIME messages, SMTP / `.eml` transports; never the database.
+//! - [`policy`]  the calendar rules as pure functions: link expiries (the end of the local
+//!   day), and "may this mail leave now" (the send-time checks of every queued mail).
 //! - [`cycle`]   one cycle: ingest → status → deactivate → create → extend → iDEAL QR →
 //!   report, with reminders beside create/extend/QR and the mail loop beside them all (a
 //!   link's mail goes once it is extended, a reminder once it is decided); dry runs.
@@ -55,6 +57,7 @@ pub mod lock;
 pub mod logging;
 pub mod mail;
 pub mod metrics;
+pub mod policy;
 pub mod progress;
 pub mod redact;
 pub mod sandbox;

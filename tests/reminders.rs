@@ -366,7 +366,7 @@ fn a_reminders_link_is_extended_first_or_the_reminder_waits() {
     );
     assert_eq!(
         env.count(&format!(
-            "SELECT count(*) FROM links WHERE link_ref = '{link}' AND expiry_date = '2030-12-27T23:59:59+00:00'"
+            "SELECT count(*) FROM links WHERE link_ref = '{link}' AND expiry_date = '2030-12-27T23:59:59Z'"
         )),
         1
     );

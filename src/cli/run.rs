@@ -146,8 +146,22 @@ pub(super) fn print_plan(plan: &cycle::Plan, report: &cycle::Report) -> anyhow::
     if plan.mails_due > 0 {
         writeln!(
             out,
-            "  mail        {} queued mail(s) that are due would be sent",
+            "  mail        {} queued mail(s) that are due would be sent (each link read from CM first)",
             plan.mails_due
+        )?;
+    }
+    if plan.mails_dropped > 0 {
+        writeln!(
+            out,
+            "  drop        {} queued mail(s) would be cancelled or skipped (invoice moved on, or a reminder overtaken)",
+            plan.mails_dropped
+        )?;
+    }
+    if plan.mails_held > 0 {
+        writeln!(
+            out,
+            "  hold        {} queued mail(s) would wait (send window, min_gap_days)",
+            plan.mails_held
         )?;
     }
     for f in &report.ingest.files {

@@ -4,7 +4,7 @@
 //! off at once.
 
 use anyhow::Context;
-use chrono::{DateTime, Days, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::Connection;
 
 use std::cell::RefCell;
@@ -175,16 +175,12 @@ pub fn provisional_expiry(now: DateTime<Utc>, hours: u32) -> String {
         .to_string()
 }
 
-/// `days` after the due date, at the end of that day (UTC); for an invoice already that
-/// far overdue, the same number of days from today, so that a link is never born
-/// expired. `None` for a due date that is not `YYYY-MM-DD`.
+/// `days` after the due date, at the end of that local day (see
+/// [`crate::policy::link_expiry`]), as CM is sent it. `None` for a due date that is not
+/// `YYYY-MM-DD`.
 pub fn expiry_date(due: &str, days: u32, today: NaiveDate) -> Option<String> {
     let due = NaiveDate::parse_from_str(due, "%Y-%m-%d").ok()?;
-    let mut expiry = due.checked_add_days(Days::new(days.into()))?;
-    if expiry <= today {
-        expiry = today.checked_add_days(Days::new(days.max(1).into()))?;
-    }
-    Some(format!("{expiry}T23:59:59+00:00"))
+    crate::policy::link_expiry(due, days, today).map(crate::policy::wire)
 }
 
 /// Gives every recorded link still on its provisional expiry its real one (`PATCH`), and
@@ -207,7 +203,7 @@ pub(super) async fn extend_step(
 ) -> anyhow::Result<()> {
     let provisional_count = provisional.len();
     let list = futures_util::stream::iter(provisional).chain(queue(created));
-    let today = crate::clock::now().date_naive();
+    let today = crate::clock::local_now().date_naive();
     let request = |e: links::ToExtend| async move {
         let expiry = expiry_date(&e.due_date, cfg.cm.link_expiry_days_after_due, today);
         let result = match &expiry {
@@ -240,7 +236,7 @@ pub(super) async fn extend_step(
                     .as_deref()
                     .is_none_or(|at| same_instant(at, &expiry)) =>
             {
-                links::record_extended(conn, e.link_id, &expiry)?;
+                links::record_extended(conn, e.link_id, &stored_form(&expiry))?;
                 match &qr {
                     // Held (in the same turn, before the mail side can look) until the
                     // QR stage has made its code.
@@ -274,6 +270,13 @@ pub(super) async fn extend_step(
         Ok(())
     })
     .await
+}
+
+/// An expiry as sent to CM, in the form the database keeps (UTC).
+pub(super) fn stored_form(wire: &str) -> String {
+    DateTime::parse_from_rfc3339(wire)
+        .map(crate::policy::stored)
+        .unwrap_or_else(|_| wire.to_string())
 }
 
 /// Whether two ISO 8601 timestamps name the same instant (CM may write `Z` or an offset).
@@ -417,14 +420,14 @@ mod tests {
     fn expiry_is_after_the_due_date_and_never_in_the_past() {
         let today = NaiveDate::from_ymd_opt(2026, 11, 21).unwrap();
         assert_eq!(expiry_date("01-12-2026", 14, today), None);
-        assert_eq!(
-            expiry_date("2026-12-01", 14, today).as_deref(),
-            Some("2026-12-15T23:59:59+00:00")
-        );
-        assert_eq!(
-            expiry_date("2026-01-01", 14, today).as_deref(),
-            Some("2026-12-05T23:59:59+00:00")
-        );
+        let day = |s: Option<String>| {
+            DateTime::parse_from_rfc3339(&s.unwrap())
+                .unwrap()
+                .date_naive()
+                .to_string()
+        };
+        assert_eq!(day(expiry_date("2026-12-01", 14, today)), "2026-12-15");
+        assert_eq!(day(expiry_date("2026-01-01", 14, today)), "2026-12-05");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The mail step: queued mails that are due, sent one by one over one connection, each
 //! recorded before and after the send.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::Connection;
 
 use std::cell::RefCell;
@@ -9,13 +9,17 @@ use std::collections::HashSet;
 
 use super::{Handoff, Report, Services};
 use crate::cm::idealqr::IdealQrClient;
+use crate::cm::{CmClient, CmError, LinkStatus};
 use crate::config::Config;
 use crate::domain::ReminderKind;
 use crate::domain::collection::statutory_collection_costs;
 use crate::mail::{MailContext, QrCode, ReminderContext, SendError};
+use crate::policy::{self, Leave};
+use crate::store::links;
 use crate::store::now_text;
 use crate::store::outbox::{self, MailKind};
 use crate::store::qr::{self as qr_store};
+use crate::store::reminders as reminder_store;
 
 /// The QR code a mail shows: the offered transaction's image, fetched and embedded, or
 /// its URL when the image cannot be fetched now.
@@ -58,6 +62,21 @@ pub enum MailOutcome {
     Sent,
     /// Not wanted any more (its invoice was settled, paid or replaced); `cancelled`.
     Cancelled,
+    /// CM said, just before it would have left, that the link was paid: the payment is
+    /// recorded and the mail `cancelled`.
+    Paid {
+        /// The invoice had been paid through its iDEAL QR code too.
+        twice: bool,
+    },
+    /// A reminder overtaken by events (a later step was decided, or a before-due reminder
+    /// could only leave after the due date): its step recorded `skipped`, its mail
+    /// `cancelled`.
+    Skipped(String),
+    /// Not now (outside the send window, too soon after the last mail): stays queued.
+    Waiting(String),
+    /// CM could not say the link is unpaid, or could not extend it: stays queued, never
+    /// sent on a guess.
+    WaitingForCm(String, Option<CmError>),
     /// Refused for good (a 5xx for the recipient, or it cannot be built); `failed`.
     Failed(String),
     /// The relay answered 4xx about this mail: it backs off alone.
@@ -67,24 +86,159 @@ pub enum MailOutcome {
     RelayFailed(String),
 }
 
-/// Sends one due outbox mail and records the outcome: `sending` before the hand-over,
-/// `sent`, `failed`, `cancelled` or queued again after it. The worker loop around it only
-/// decides what to do next; tests drive this directly.
+/// What [`policy::may_leave`] is asked about a queued mail: the stored facts, with "CM
+/// said it is unpaid" counted only when it was said at or after `fresh_since` (the start
+/// of this cycle).
+pub fn facts(p: &outbox::Pending, fresh_since: DateTime<Utc>) -> policy::Queued {
+    use chrono::SubsecRound;
+    // Stored times are to the second.
+    let fresh_since = fresh_since.trunc_subsecs(0);
+    let instant = |s: &str| DateTime::parse_from_rfc3339(s).ok();
+    policy::Queued {
+        kind: p.kind,
+        reminder: p.reminder,
+        invoice_open: p.invoice_open,
+        same_revision: p.same_revision,
+        link_live: p.link_live,
+        latest_step: p.latest_step,
+        last_accepted: p
+            .last_accepted_at
+            .as_deref()
+            .and_then(instant)
+            .map(|t| t.with_timezone(&Utc)),
+        due_date: p.data.due_date,
+        link_expiry: p.link_expiry.as_deref().and_then(instant),
+        status_read: p
+            .link_seen_open_at
+            .as_deref()
+            .and_then(instant)
+            .is_some_and(|t| t >= fresh_since),
+    }
+}
+
+/// The checks of "true when it leaves", carried out: asks [`policy::may_leave`] and does
+/// what it says (reads the link's status from CM, extends its expiry, records a skip, a
+/// cancellation or a wait) until the answer is to send (`None`) or the mail's fate for
+/// this cycle is settled (`Some(outcome)`).
+async fn checked_before_leaving(
+    conn: &Connection,
+    cfg: &Config,
+    cm: &CmClient,
+    p: &mut outbox::Pending,
+    fresh_since: DateTime<Utc>,
+) -> anyhow::Result<Option<MailOutcome>> {
+    // Each verdict settles one question; four rounds answer them all.
+    for _ in 0..4 {
+        let now = crate::clock::local_now();
+        let verdict = policy::may_leave(
+            &facts(p, fresh_since),
+            &cfg.reminders,
+            cfg.cm.link_expiry_days_after_due,
+            now,
+        );
+        let link_ref = p.link_ref.clone().unwrap_or_default();
+        let (why, error) = match verdict {
+            Leave::Send => return Ok(None),
+            Leave::Cancel(why) => {
+                outbox::cancel(conn, p.id, &why)?;
+                return Ok(Some(MailOutcome::Cancelled));
+            }
+            Leave::Skip(why) => {
+                let step = p.reminder.map(|(s, _)| s).unwrap_or_default();
+                reminder_store::skip_queued(conn, p.id, p.invoice_id, step, &why)?;
+                return Ok(Some(MailOutcome::Skipped(why)));
+            }
+            Leave::Wait { until, why } => {
+                let until = until.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true));
+                outbox::hold(conn, p.id, &why, until.as_deref())?;
+                return Ok(Some(MailOutcome::Waiting(why)));
+            }
+            Leave::ReadStatus => match cm.link_status(&link_ref).await {
+                Ok(LinkStatus::Open) => {
+                    let now_s = now_text();
+                    links::record_seen_open(conn, p.link_id, &now_s)?;
+                    p.link_seen_open_at = Some(now_s);
+                    continue;
+                }
+                Ok(LinkStatus::Paid) => {
+                    let tx = crate::store::immediate(conn)?;
+                    let twice = links::record_paid(&tx, p.link_id, p.invoice_id, &now_text())?;
+                    outbox::cancel(
+                        &tx,
+                        p.id,
+                        "not sent: CM said the link was paid just before the mail would have left",
+                    )?;
+                    tx.commit()?;
+                    return Ok(Some(MailOutcome::Paid { twice }));
+                }
+                Ok(LinkStatus::Unknown) => (
+                    "waits: CM answered a payment status this program does not know".into(),
+                    None,
+                ),
+                Err(e) => (
+                    format!("waits: CM could not say whether the link is paid ({e})"),
+                    Some(e),
+                ),
+            },
+            Leave::Extend(at) => {
+                let wire = policy::wire(at);
+                let answer = cm
+                    .update_link(&link_ref, &serde_json::json!({ "expiry_date": wire }))
+                    .await;
+                match answer {
+                    Ok(link)
+                        if link
+                            .expiry_date
+                            .as_deref()
+                            .is_none_or(|held| super::links_step::same_instant(held, &wire)) =>
+                    {
+                        links::record_extended(conn, p.link_id, &policy::stored(at))?;
+                        tracing::info!(invoice = %p.reference, link = %link_ref, expiry = %wire,
+                            "link expiry extended before its mail leaves");
+                        p.link_expiry = Some(policy::stored(at));
+                        continue;
+                    }
+                    Ok(link) => (
+                        format!(
+                            "waits: CM holds the expiry {} instead of {wire}",
+                            link.expiry_date.as_deref().unwrap_or("?")
+                        ),
+                        None,
+                    ),
+                    Err(e) => (
+                        format!("waits: the link's expiry could not be extended to {wire} ({e})"),
+                        Some(e),
+                    ),
+                }
+            }
+        };
+        outbox::hold(conn, p.id, &why, None)?;
+        return Ok(Some(MailOutcome::WaitingForCm(why, error)));
+    }
+    anyhow::bail!("the send-time checks of mail {} did not settle", p.id)
+}
+
+/// Sends one due outbox mail and records the outcome. First the checks of "true when it
+/// leaves" ([`policy::may_leave`]): it may be cancelled, skipped, held back, or its link
+/// read from CM and extended; CM's word counts as fresh when it was given at or after
+/// `fresh_since` (the cycle's start). Then `sending` before the hand-over, and `sent`,
+/// `failed` or queued again after it. The worker loop around it only decides what to do
+/// next; tests drive this directly.
 pub async fn send_one(
     conn: &Connection,
     cfg: &Config,
     services: Services<'_>,
     p: &outbox::Pending,
+    fresh_since: DateTime<Utc>,
 ) -> anyhow::Result<MailOutcome> {
     let postman = services.mail;
-    if !p.still_wanted {
-        outbox::cancel(
-            conn,
-            p.id,
-            "not sent: the invoice was settled, paid or replaced before its mail went out",
-        )?;
-        return Ok(MailOutcome::Cancelled);
+    let mut p = p.clone();
+    if let Some(settled) =
+        checked_before_leaving(conn, cfg, services.cm, &mut p, fresh_since).await?
+    {
+        return Ok(settled);
     }
+    let p = &p;
     let language = p
         .data
         .language
@@ -163,6 +317,7 @@ pub(super) async fn mail_step(
     services: Services<'_>,
     report: &RefCell<Report>,
     handoff: &Handoff,
+    started: DateTime<Utc>,
 ) -> anyhow::Result<()> {
     // A relay failure (no connection, a timeout, 421) is first taken to be about the
     // relay: the mail keeps its place. A second one in a row means the relay is down:
@@ -187,10 +342,36 @@ pub(super) async fn mail_step(
         }
         for p in due {
             tried.insert(p.id);
-            let outcome = send_one(conn, cfg, services, &p).await?;
+            let outcome = send_one(conn, cfg, services, &p, started).await?;
             let mut report = report.borrow_mut();
             match outcome {
-                MailOutcome::Cancelled => {}
+                MailOutcome::Cancelled => {
+                    tracing::info!(invoice = %p.reference, kind = p.kind.as_str(),
+                        "mail cancelled: its invoice was settled, paid or replaced before it went out");
+                }
+                MailOutcome::Paid { twice } => {
+                    report.payments_seen += 1;
+                    if twice {
+                        report.double_payments.push(p.reference.clone());
+                    }
+                    tracing::info!(invoice = %p.reference, kind = p.kind.as_str(),
+                        "paid through its payment link (seen just before its mail would have left; none is sent)");
+                }
+                MailOutcome::Skipped(why) => {
+                    report.reminders_skipped += 1;
+                    tracing::info!(invoice = %p.reference, "reminder {why}");
+                }
+                MailOutcome::Waiting(why) => {
+                    report.mails_held += 1;
+                    tracing::info!(invoice = %p.reference, kind = p.kind.as_str(), "mail {why}");
+                }
+                MailOutcome::WaitingForCm(why, error) => {
+                    report.mails_waiting_for_cm += 1;
+                    if let Some(e) = &error {
+                        super::note_failure(&mut report, e);
+                    }
+                    tracing::warn!(invoice = %p.reference, kind = p.kind.as_str(), "mail {why}");
+                }
                 MailOutcome::Sent => {
                     report.mails_sent += 1;
                     if p.kind == MailKind::Reminder {
@@ -232,7 +413,6 @@ pub(super) async fn mail_step(
         // mail, so it keeps its place for the next cycle.
         report.mail_server_down = Some(reply);
     }
-    report.mails_queued = u64::try_from(outbox::count_queued(conn)?).unwrap_or(0);
     Ok(())
 }
 

@@ -56,6 +56,7 @@ use crate::cm::{CmClient, CmError};
 use crate::config::Config;
 use crate::ingest;
 use crate::mail::Postman;
+use crate::policy::Leave;
 use crate::store::links::{self, ToCreate, ToDeactivate};
 use crate::store::now_text;
 use crate::store::outbox::{self};
@@ -91,8 +92,15 @@ pub struct Plan {
     pub deactivate: Vec<ToDeactivate>,
     /// Links that would be created (or replaced).
     pub create: Vec<ToCreate>,
-    /// Mails already queued whose time has come (each create above adds one more).
+    /// Mails already queued whose time has come and that pass their send-time checks as
+    /// far as the database can tell (each create above adds one more; each is still read
+    /// from CM first unless CM spoke of its link in this cycle).
     pub mails_due: usize,
+    /// Queued mails that would be cancelled (their invoice moved on) or skipped (a
+    /// reminder overtaken by a later step, or a before-due reminder after the due date).
+    pub mails_dropped: usize,
+    /// Queued mails that would wait (outside the send window, too soon after the last mail).
+    pub mails_held: usize,
     /// Reminders whose date has come (each still checked with CM before it is queued);
     /// empty outside the send window.
     pub reminders: Vec<PlannedReminder>,
@@ -131,8 +139,14 @@ pub struct Report {
     pub payments_seen: u64,
     /// Mails the relay accepted.
     pub mails_sent: u64,
-    /// Mails still queued after the cycle.
+    /// Mails waiting in the outbox when the cycle ended (counted after every step).
     pub mails_queued: u64,
+    /// Mails held back by their send-time checks (outside the send window, too soon
+    /// after the last mail to their invoice).
+    pub mails_held: u64,
+    /// Mails held back because CM could not say their link is unpaid, or could not
+    /// extend it: never sent on a guess.
+    pub mails_waiting_for_cm: u64,
     /// Mails refused for good.
     pub mails_failed: u64,
     /// Mails that failed for now (server down, 4xx) and stay queued.
@@ -181,6 +195,18 @@ impl Report {
             self.mails_queued,
             self.mails_failed,
         );
+        if self.mails_held > 0 {
+            s.push_str(&format!(
+                " / {} held back until their time (send window, min_gap_days)",
+                self.mails_held
+            ));
+        }
+        if self.mails_waiting_for_cm > 0 {
+            s.push_str(&format!(
+                " / {} waiting for CM to confirm the link",
+                self.mails_waiting_for_cm
+            ));
+        }
         if self.reminders_on {
             s.push_str(&format!(
                 "; reminders {} sent / {} skipped",
@@ -294,6 +320,12 @@ impl Report {
         if self.mails_failed > 0 {
             parts.push(format!("{} mail(s) failed for good", self.mails_failed));
         }
+        if self.mails_waiting_for_cm > 0 {
+            parts.push(format!(
+                "{} mail(s) wait in the outbox because CM could not confirm their link is unpaid and payable; they are checked again next cycle, never sent on a guess",
+                self.mails_waiting_for_cm
+            ));
+        }
         if self.reminders_deferred > 0 {
             parts.push(format!(
                 "{} reminder(s) wait for the next cycle: CM did not confirm the link's status or its extended expiry",
@@ -345,6 +377,9 @@ pub async fn run(
     }
     let services = services.context("a cycle that is not a dry run needs CM and mail")?;
     let cm = services.cm;
+    // CM's word about a link counts as fresh for a mail's send-time check when it was
+    // given in this cycle.
+    let started = crate::clock::now();
     let recovered = crate::store::recover(conn)?;
     if recovered.mails > 0 {
         tracing::warn!(
@@ -390,7 +425,7 @@ pub async fn run(
         handoff.finish();
         made
     };
-    let mail = mail_step(conn, cfg, services, &shared, &handoff);
+    let mail = mail_step(conn, cfg, services, &shared, &handoff, started);
     let (made, mailed) = tokio::join!(links, mail);
     let mut report = shared.into_inner();
     let mismatched = made?;
@@ -400,6 +435,9 @@ pub async fn run(
         opts.check_database()?;
         deactivate_step(conn, cfg, cm, &mut report).await?;
     }
+    // Counted once everything is done: the link stages may queue mails after the mail
+    // loop gave up on a relay that is down.
+    report.mails_queued = u64::try_from(outbox::count_queued(conn)?).unwrap_or(0);
     if let Some(e) = &report.auth_error {
         anyhow::bail!("{e}");
     }
@@ -525,10 +563,23 @@ fn dry_run(conn: &Connection, cfg: &Config, opts: &Options) -> anyhow::Result<Re
         links::record_deactivated(conn, d.link_id, None, &now_text())?;
     }
     let create = links::plan_creates(conn)?;
-    let mails_due = outbox::due(conn, &now_text(), 100_000)?
-        .iter()
-        .filter(|p| p.still_wanted)
-        .count();
+    // The same send-time checks as the cycle's, as far as the database can tell (no CM
+    // call: a mail whose link must be read or extended first counts as going).
+    let (mut mails_due, mut mails_dropped, mut mails_held) = (0, 0, 0);
+    let now = crate::clock::local_now();
+    for p in outbox::due(conn, &now_text(), 100_000)? {
+        let facts = mail_step::facts(&p, now.with_timezone(&chrono::Utc));
+        match crate::policy::may_leave(
+            &facts,
+            &cfg.reminders,
+            cfg.cm.link_expiry_days_after_due,
+            now,
+        ) {
+            Leave::Send | Leave::ReadStatus | Leave::Extend(_) => mails_due += 1,
+            Leave::Cancel(_) | Leave::Skip(_) => mails_dropped += 1,
+            Leave::Wait { .. } => mails_held += 1,
+        }
+    }
     let (reminders, reminders_waiting) = if cfg.reminders.enabled {
         match reminder_step::due_now(conn, cfg, crate::clock::local_now())? {
             Ok(planned) => (planned, 0),
@@ -541,6 +592,8 @@ fn dry_run(conn: &Connection, cfg: &Config, opts: &Options) -> anyhow::Result<Re
         deactivate,
         create,
         mails_due,
+        mails_dropped,
+        mails_held,
         reminders,
         reminders_waiting,
     });

@@ -19,6 +19,7 @@ use super::{Handoff, Report, fan_out, note_failure};
 use crate::cm::{CmClient, CmError, LinkStatus, PaymentLink};
 use crate::config::{Config, Reminders};
 use crate::domain::{CustomerType, ReminderKind};
+use crate::policy;
 use crate::store::invoices::State;
 use crate::store::links;
 use crate::store::reminders::{self as store, Subject};
@@ -26,8 +27,7 @@ use crate::store::reminders::{self as store, Subject};
 /// At most this many reminders are decided per cycle; the rest wait for the next one.
 pub const REMINDERS_PER_CYCLE: usize = 5000;
 
-/// A reminder's link stays payable at least this many full days after the day it is sent.
-pub const LINK_DAYS_AFTER_REMINDER: u64 = 14;
+pub use crate::policy::{LINK_DAYS_AFTER_REMINDER, reminder_expiry};
 
 /// The settings the stored dates depend on, as one text: when it changes, the dates are
 /// computed again.
@@ -114,11 +114,9 @@ pub fn kind_of(
     }
 }
 
-/// Whether reminders may be queued at `now`: inside the window, on a weekday unless
-/// `send_weekends`.
+/// Whether reminders may be queued at `now` ([`crate::policy::in_send_window`]).
 pub fn may_send_at(r: &Reminders, now: DateTime<Local>) -> bool {
-    let weekend = matches!(now.weekday(), Weekday::Sat | Weekday::Sun);
-    (r.send_weekends || !weekend) && r.window().contains(now.time())
+    crate::policy::in_send_window(r, now)
 }
 
 /// The local date of a stored RFC 3339 time.
@@ -271,31 +269,15 @@ pub fn due_now(
     }
 }
 
-/// The expiry a reminder sent on `today` needs its link to have: the end of the 14th full
-/// day after it, written as the link step writes expiries (23:59:59 UTC of the 15th day,
-/// which is after the start of that local day in every time zone).
-pub fn reminder_expiry(today: NaiveDate, due: NaiveDate, days_after_due: u32) -> String {
-    let needed = today
-        .checked_add_days(Days::new(LINK_DAYS_AFTER_REMINDER + 1))
-        .unwrap_or(today);
-    let usual = due
-        .checked_add_days(Days::new(days_after_due.into()))
-        .unwrap_or(due);
-    format!("{}T23:59:59+00:00", needed.max(usual))
-}
-
-/// Whether a link with `expiry` (ISO 8601) stays payable through the 14 full days after
-/// `today`; no expiry at all does.
+/// Whether a link with `expiry` (as stored, RFC 3339) stays payable through the 14 full
+/// days after `today`; no expiry at all does, an unreadable one does not.
 fn long_enough(expiry: Option<&str>, today: NaiveDate) -> bool {
-    let Some(expiry) = expiry else { return true };
-    let Some(start) = today
-        .checked_add_days(Days::new(LINK_DAYS_AFTER_REMINDER + 1))
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .and_then(|t| t.and_local_timezone(Local).earliest())
-    else {
-        return false;
-    };
-    DateTime::parse_from_rfc3339(expiry).is_ok_and(|at| at >= start)
+    let deadline = policy::reminder_deadline(today);
+    match expiry {
+        None => true,
+        Some(at) => DateTime::parse_from_rfc3339(at)
+            .is_ok_and(|at| policy::pays_through(Some(at), deadline)),
+    }
 }
 
 /// What CM said about one reminder's link.
@@ -330,11 +312,11 @@ async fn check_link(cm: &CmClient, cfg: &Config, p: &Planned, today: NaiveDate) 
     if long_enough(link.expiry_date.as_deref(), today) {
         return Checked::Ready { new_expiry: None };
     }
-    let expiry = reminder_expiry(
+    let expiry = policy::wire(policy::reminder_expiry(
         today,
         p.subject.data.due_date,
         cfg.cm.link_expiry_days_after_due,
-    );
+    ));
     match cm
         .update_link(
             &link.link_ref,
@@ -422,8 +404,10 @@ pub(super) async fn reminder_step(
                     "reminder left for the next cycle: {why}");
             }
             Checked::Ready { new_expiry } => {
+                // CM said it is unpaid just now: the mail needs no second read this cycle.
+                links::record_seen_open(conn, link.id, &now_s)?;
                 if let Some(expiry) = &new_expiry {
-                    links::record_extended(conn, link.id, expiry)?;
+                    links::record_extended(conn, link.id, &super::links_step::stored_form(expiry))?;
                     tracing::info!(invoice = %s.reference, link = %link.link_ref, %expiry,
                         "link expiry extended for its reminder");
                 }
@@ -551,16 +535,17 @@ mod tests {
     fn a_reminders_link_outlives_it_by_fourteen_full_days() {
         let today = d("2026-12-31");
         assert_eq!(
-            reminder_expiry(today, d("2026-12-10"), 30),
-            "2027-01-15T23:59:59+00:00"
+            reminder_expiry(today, d("2026-12-10"), 30).date_naive(),
+            d("2027-01-15")
         );
         // The usual expiry is later: kept.
         assert_eq!(
-            reminder_expiry(d("2026-12-07"), d("2026-12-10"), 30),
-            "2027-01-09T23:59:59+00:00"
+            reminder_expiry(d("2026-12-07"), d("2026-12-10"), 30).date_naive(),
+            d("2027-01-09")
         );
-        assert!(long_enough(Some("2027-01-16T23:59:59+00:00"), today));
-        assert!(!long_enough(Some("2027-01-09T23:59:59+00:00"), today));
+        let end = |day: &str| policy::stored(policy::end_of_local_day(d(day)));
+        assert!(long_enough(Some(&end("2027-01-14")), today));
+        assert!(!long_enough(Some(&end("2027-01-13")), today));
         assert!(!long_enough(Some("garbage"), today));
         assert!(long_enough(None, today));
     }

@@ -115,6 +115,42 @@ impl ReminderKind {
     ];
 }
 
+/// Why a mail is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailKind {
+    /// The first link of an invoice.
+    Link,
+    /// A new link replacing an earlier one (the mail says the old one no longer works).
+    Replacement,
+    /// An operator asked for it again (`resend`).
+    Resend,
+    /// A reminder step (its kind is in `reminders`).
+    Reminder,
+}
+
+impl MailKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MailKind::Link => "link",
+            MailKind::Replacement => "replacement",
+            MailKind::Resend => "resend",
+            MailKind::Reminder => "reminder",
+        }
+    }
+
+    /// The inverse of [`MailKind::as_str`]; `None` for a name this program does not know.
+    pub fn from_db(s: &str) -> Option<MailKind> {
+        Some(match s {
+            "link" => MailKind::Link,
+            "replacement" => MailKind::Replacement,
+            "resend" => MailKind::Resend,
+            "reminder" => MailKind::Reminder,
+            _ => return None,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -378,6 +378,16 @@ pub fn record_checked(
     Ok(())
 }
 
+/// Records that CM just said the link is unpaid (a read outside the back-off schedule:
+/// before a reminder or a mail): its back-off is left as it was.
+pub fn record_seen_open(conn: &Connection, link_id: i64, now: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE links SET last_checked_at = ?2, cm_status = 'open' WHERE id = ?1",
+        params![link_id, now],
+    )?;
+    Ok(())
+}
+
 /// Records a payment through the link: the link is `paid` and so is its invoice. When the
 /// invoice was no longer open (settled elsewhere, replaced), the payment is still what
 /// happened, and `last_error` says why the merchant must look. Returns true when the

@@ -5,29 +5,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::invoices::{REVISION_COLUMNS, REVISION_WIDTH, RevisionData};
 
-/// Why a mail is sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MailKind {
-    /// The first link of an invoice.
-    Link,
-    /// A new link replacing an earlier one (the mail says the old one no longer works).
-    Replacement,
-    /// An operator asked for it again (`resend`).
-    Resend,
-    /// A reminder step (its kind is in `reminders`).
-    Reminder,
-}
-
-impl MailKind {
-    fn as_str(self) -> &'static str {
-        match self {
-            MailKind::Link => "link",
-            MailKind::Replacement => "replacement",
-            MailKind::Resend => "resend",
-            MailKind::Reminder => "reminder",
-        }
-    }
-}
+pub use crate::domain::MailKind;
 
 /// Queues a mail for a link; runs inside the transaction that records the link.
 pub fn enqueue(
@@ -76,7 +54,8 @@ pub fn recover_sending(conn: &Connection) -> rusqlite::Result<usize> {
     )
 }
 
-/// A queued mail with everything its message needs.
+/// A queued mail with everything its message needs, and what the send-time checks
+/// ([`crate::policy::may_leave`]) need to know.
 #[derive(Debug, Clone)]
 pub struct Pending {
     /// The row id.
@@ -97,10 +76,24 @@ pub struct Pending {
     pub data: RevisionData,
     /// The payment page address the mail carries.
     pub link_uri: Option<String>,
-    /// Whether the mail still makes sense: its link is active and its invoice open.
-    pub still_wanted: bool,
+    /// CM's reference of the link (`pml-…`).
+    pub link_ref: Option<String>,
+    /// The link's expiry as stored (RFC 3339), none: no expiry.
+    pub link_expiry: Option<String>,
+    /// When CM last said the link is unpaid: its status read, or its creation.
+    pub link_seen_open_at: Option<String>,
+    /// Whether the invoice is still open.
+    pub invoice_open: bool,
+    /// Whether the mail belongs to the invoice's current revision.
+    pub same_revision: bool,
+    /// Whether its link is still active with its real expiry.
+    pub link_live: bool,
     /// For a reminder: its step and kind.
     pub reminder: Option<(i64, super::reminders::ReminderKind)>,
+    /// The highest reminder step decided to be mailed for the invoice.
+    pub latest_step: Option<i64>,
+    /// When the relay last accepted a mail to the invoice (RFC 3339 UTC).
+    pub last_accepted_at: Option<String>,
 }
 
 /// Queued mails whose time has come, oldest first.
@@ -108,8 +101,14 @@ pub fn due(conn: &Connection, now: &str, limit: usize) -> rusqlite::Result<Vec<P
     let mut stmt = conn.prepare(&format!(
         "SELECT o.id, o.kind, o.attempts, o.invoice_id, i.reference, o.revision,
                 {REVISION_COLUMNS}, l.uri,
-                l.state = 'active' AND i.state = 'open' AND i.revision = o.revision,
-                o.link_id, o.step, rm.kind
+                i.state = 'open', i.revision = o.revision,
+                l.state = 'active' AND l.provisional = 0,
+                o.link_id, o.step, rm.kind, l.link_ref, l.expiry_date,
+                max(coalesce(l.last_checked_at, ''), coalesce(l.activated_at, '')),
+                (SELECT max(x.step) FROM reminders x
+                 WHERE x.invoice_id = o.invoice_id AND x.outcome = 'sent'),
+                (SELECT max(s.sent_at) FROM outbox s
+                 WHERE s.invoice_id = o.invoice_id AND s.state = 'sent')
          FROM outbox o
          JOIN invoices i ON i.id = o.invoice_id
          JOIN revisions r ON r.invoice_id = o.invoice_id AND r.revision = o.revision
@@ -119,45 +118,75 @@ pub fn due(conn: &Connection, now: &str, limit: usize) -> rusqlite::Result<Vec<P
            AND NOT (l.state = 'active' AND l.provisional = 1)
          ORDER BY o.next_attempt_at, o.id LIMIT ?2",
     ))?;
+    let w = REVISION_WIDTH;
     let rows = stmt.query_map(params![now, limit as i64], |r| {
         let kind: String = r.get(1)?;
+        let kind = MailKind::from_db(&kind).ok_or_else(|| unknown(1, "mail kind", &kind))?;
+        let reminder = match (
+            r.get::<_, Option<i64>>(11 + w)?,
+            r.get::<_, Option<String>>(12 + w)?,
+        ) {
+            (Some(step), Some(name)) => Some((
+                step,
+                super::reminders::ReminderKind::from_db(&name)
+                    .ok_or_else(|| unknown(12 + w, "reminder kind", &name))?,
+            )),
+            _ => None,
+        };
+        let seen: String = r.get(15 + w)?;
         Ok(Pending {
             id: r.get(0)?,
-            kind: match kind.as_str() {
-                "replacement" => MailKind::Replacement,
-                "resend" => MailKind::Resend,
-                "reminder" => MailKind::Reminder,
-                _ => MailKind::Link,
-            },
+            kind,
             attempts: r.get(2)?,
             invoice_id: r.get(3)?,
             reference: r.get(4)?,
             revision: r.get(5)?,
             data: RevisionData::from_row(r, 6)?,
-            link_uri: r.get(6 + REVISION_WIDTH)?,
-            still_wanted: r.get(7 + REVISION_WIDTH)?,
-            link_id: r.get(8 + REVISION_WIDTH)?,
-            reminder: match (
-                r.get::<_, Option<i64>>(9 + REVISION_WIDTH)?,
-                r.get::<_, Option<String>>(10 + REVISION_WIDTH)?,
-            ) {
-                (Some(step), Some(kind)) => {
-                    super::reminders::ReminderKind::from_db(&kind).map(|k| (step, k))
-                }
-                _ => None,
-            },
+            link_uri: r.get(6 + w)?,
+            invoice_open: r.get(7 + w)?,
+            same_revision: r.get(8 + w)?,
+            link_live: r.get(9 + w)?,
+            link_id: r.get(10 + w)?,
+            reminder,
+            link_ref: r.get(13 + w)?,
+            link_expiry: r.get(14 + w)?,
+            link_seen_open_at: (!seen.is_empty()).then_some(seen),
+            latest_step: r.get(16 + w)?,
+            last_accepted_at: r.get(17 + w)?,
         })
     })?;
     rows.collect()
 }
 
-/// Queued mails (any time), for the summary.
+/// A value read from the database that this program does not know: an error, never a
+/// default.
+fn unknown(column: usize, what: &str, value: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        column,
+        rusqlite::types::Type::Text,
+        format!("unknown {what} {value:?} in the outbox").into(),
+    )
+}
+
+/// Mails waiting in the outbox (queued, or caught mid-send by a crash): what the summary,
+/// the exit-3 sentence and `/metrics` count.
 pub fn count_queued(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row(
-        "SELECT count(*) FROM outbox WHERE state = 'queued'",
+        "SELECT count(*) FROM outbox WHERE state = 'queued' OR state = 'sending'",
         [],
         |r| r.get(0),
     )
+}
+
+/// A mail that may not leave yet: it stays queued, says why, and (when given) is not
+/// looked at again before `until`.
+pub fn hold(conn: &Connection, id: i64, why: &str, until: Option<&str>) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE outbox SET last_error = ?2, next_attempt_at = coalesce(?3, next_attempt_at)
+         WHERE id = ?1 AND state = 'queued'",
+        params![id, why, until],
+    )?;
+    Ok(())
 }
 
 /// Marks a mail as being handed to the server (committed before the send).

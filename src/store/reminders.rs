@@ -256,6 +256,26 @@ pub fn record(conn: &Connection, d: &Decision<'_>) -> rusqlite::Result<Option<i6
     }
 }
 
+/// A reminder overtaken before it left (a later step was decided, or a before-due
+/// reminder could only go after the due date): its step is recorded `skipped` and its
+/// mail cancelled, in one transaction.
+pub fn skip_queued(
+    conn: &Connection,
+    outbox_id: i64,
+    invoice_id: i64,
+    step: i64,
+    why: &str,
+) -> rusqlite::Result<()> {
+    let tx = super::immediate(conn)?;
+    tx.prepare_cached(
+        "UPDATE reminders SET outcome = 'skipped', kind = NULL
+         WHERE invoice_id = ?1 AND step = ?2 AND outbox_id = ?3",
+    )?
+    .execute(params![invoice_id, step, outbox_id])?;
+    outbox::cancel(&tx, outbox_id, why)?;
+    tx.commit()
+}
+
 /// Reminders mailed to an invoice (decided and accepted by the relay).
 pub fn sent_count(conn: &Connection, invoice_id: i64) -> rusqlite::Result<i64> {
     conn.prepare_cached(
