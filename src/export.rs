@@ -73,7 +73,9 @@ pub struct Written {
 }
 
 /// Writes one camt.053.001.02 document with one statement per currency of the payments
-/// the filter selects, numbered and balanced on from the previous statements, and records
+/// the filter selects and per currency that has a statement chain (a currency without
+/// payments this time gets an empty one that carries its balance on; with neither, one
+/// empty EUR statement), numbered and balanced on from the previous statements, and records
 /// the statements (and, with `filter.only_new`, marks the payments) in `conn`'s open
 /// transaction: the caller commits once the file is complete. `now` is the creation time.
 pub fn write_camt053(
@@ -104,16 +106,27 @@ pub fn write_camt053(
         msg_id: msg_id.clone(),
         ..Written::default()
     };
-    let totals = payments::totals(conn, filter)?;
-    // A statement even when nothing was paid: the books see the day closed, balance kept.
-    let totals = if totals.is_empty() {
-        vec![(crate::domain::Currency::parse("EUR")?, 0, 0)]
-    } else {
-        totals
-    };
+    // A statement for every currency paid in, and for every currency with a chain even
+    // when nothing was paid in it: the books see each account's day closed, balance kept.
+    // With neither (the very first export, nothing paid), one EUR statement.
+    let mut totals = std::collections::BTreeMap::new();
+    for (currency, count, sum) in payments::totals(conn, filter)? {
+        totals.insert(currency.code().to_string(), (currency, count, sum));
+    }
+    for code in statements::chains(conn)? {
+        if !totals.contains_key(&code) {
+            totals.insert(code.clone(), (crate::domain::Currency::parse(&code)?, 0, 0));
+        }
+    }
+    if totals.is_empty() {
+        totals.insert("EUR".into(), (crate::domain::Currency::parse("EUR")?, 0, 0));
+    }
+    // The statements in the order they are written: by currency code, as the payments
+    // come.
+    let order: Vec<String> = totals.keys().cloned().collect();
     let mut ids = std::collections::HashMap::new();
-    for (currency, count, sum) in &totals {
-        let code = currency.code();
+    for (code, (currency, count, sum)) in &totals {
+        let code = code.as_str();
         let exp = currency.exponent();
         let (seq, opening) = statements::last(conn, code)?
             .map(|(seq, closing)| (seq + 1, closing))
@@ -175,13 +188,23 @@ pub fn write_camt053(
         }
         Ok(())
     };
+    // The next statement of `order` not yet written.
+    let mut next = 0;
     payments::for_each_paid(conn, filter, true, |p| {
         let code = p.amount.currency.code();
         if open.as_deref() != Some(code) {
             if open.is_some() {
                 close_stmt(&mut out)?;
             }
+            // The currencies before this one that had no payment: empty statements.
+            while next < order.len() && order[next] != code {
+                start_stmt(&mut out, &order[next])?;
+                close_stmt(&mut out)?;
+                written.statements += 1;
+                next += 1;
+            }
             start_stmt(&mut out, code)?;
+            next += 1;
             open = Some(code.to_string());
             written.statements += 1;
         }
@@ -192,13 +215,15 @@ pub fn write_camt053(
         written.entries += 1;
         Ok(())
     })?;
-    if open.is_none() {
-        // No payment: one empty statement, its balance carried on.
-        let code = totals[0].0.code();
+    if open.is_some() {
+        close_stmt(&mut out)?;
+    }
+    // The currencies after the last one paid in: empty statements, balances carried on.
+    for code in &order[next.min(order.len())..] {
         start_stmt(&mut out, code)?;
+        close_stmt(&mut out)?;
         written.statements += 1;
     }
-    close_stmt(&mut out)?;
     writeln!(out, "  </BkToCstmrStmt>")?;
     writeln!(out, "</Document>")?;
     out.flush()?;

@@ -370,6 +370,117 @@ fn statements_validate_against_the_official_schema() {
     );
 }
 
+/// (currency, sequence number, opening, closing, entries) of every statement.
+fn statements(doc: &Document<'_>) -> Vec<(String, String, String, String, usize)> {
+    doc.descendants()
+        .filter(|n| n.has_tag_name((NS, "Stmt")))
+        .map(|stmt| {
+            let bal = |code: &str| {
+                stmt.children()
+                    .filter(|c| c.has_tag_name((NS, "Bal")))
+                    .find(|b| text(*b, &["Tp", "CdOrPrtry", "Cd"]) == code)
+                    .map(|b| text(b, &["Amt"]).to_string())
+                    .unwrap()
+            };
+            (
+                text(stmt, &["Acct", "Ccy"]).to_string(),
+                text(stmt, &["ElctrncSeqNb"]).to_string(),
+                bal("OPBD"),
+                bal("CLBD"),
+                stmt.children()
+                    .filter(|c| c.has_tag_name((NS, "Ntry")))
+                    .count(),
+            )
+        })
+        .collect()
+}
+
+/// `xmllint --schema` on `out`, when the official schema is here.
+fn validates(out: &std::path::Path) {
+    let Some(xsd) = official_schema() else {
+        eprintln!("the camt.053.001.02 schema is not here; not validated (CI fetches it)");
+        return;
+    };
+    let lint = std::process::Command::new("xmllint")
+        .args(["--noout", "--schema"])
+        .arg(&xsd)
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(
+        lint.status.success(),
+        "{} does not validate: {}{}",
+        out.display(),
+        String::from_utf8_lossy(&lint.stderr),
+        std::fs::read_to_string(out).unwrap()
+    );
+}
+
+/// The harm seen (issue 20): on a day without payments only EUR got an empty statement,
+/// and the USD chain stopped. Every currency with a chain gets one, its balance carried
+/// on; and a currency whose day was quiet gets one beside a currency that had payments.
+#[test]
+fn a_day_without_payments_carries_every_currencys_balance_on() {
+    let host = SandboxHost::start(SandboxOptions::default());
+    let env = TestEnv::new(&common::merge_toml(&host.cm_toml(), ACCOUNT));
+    env.drop_file(
+        "a.csv",
+        "invoice_reference,customer_email,customer_name,amount,currency,due_date\n\
+         E-1,e@example.com,Émile,12.50,EUR,2030-12-20\n\
+         E-2,f@example.com,Fleur,7.25,EUR,2030-12-20\n\
+         U-1,u@example.com,Uma,99.99,USD,2030-12-20\n",
+    );
+    assert_eq!(at(&env, "2030-12-02T10:00:00Z", &["run"]).code, 0);
+    pay(&host, &env, &["E-1", "U-1"], "2030-12-05T09:00:00Z");
+    let (out, xml) = statement(&env, "2030-12-05T23:30:00Z", "1.xml", &["--new"]);
+    validates(&out);
+    let doc = Document::parse(&xml).unwrap();
+    check_structure(&doc);
+    let s = |c: &str, seq: &str, o: &str, cl: &str, n: usize| {
+        (
+            c.to_string(),
+            seq.to_string(),
+            o.to_string(),
+            cl.to_string(),
+            n,
+        )
+    };
+    assert_eq!(
+        statements(&doc),
+        vec![
+            s("EUR", "1", "0.00", "12.50", 1),
+            s("USD", "1", "0.00", "99.99", 1)
+        ]
+    );
+    // Nothing paid: both chains go on, each with its own number and balance.
+    let (out, xml) = statement(&env, "2030-12-06T23:30:00Z", "2.xml", &["--new"]);
+    validates(&out);
+    let doc = Document::parse(&xml).unwrap();
+    check_structure(&doc);
+    assert_eq!(
+        statements(&doc),
+        vec![
+            s("EUR", "2", "12.50", "12.50", 0),
+            s("USD", "2", "99.99", "99.99", 0)
+        ],
+        "{xml}"
+    );
+    // Only EUR paid: USD still gets its statement, balance kept.
+    pay(&host, &env, &["E-2"], "2030-12-07T09:00:00Z");
+    let (out, xml) = statement(&env, "2030-12-07T23:30:00Z", "3.xml", &["--new"]);
+    validates(&out);
+    let doc = Document::parse(&xml).unwrap();
+    check_structure(&doc);
+    assert_eq!(
+        statements(&doc),
+        vec![
+            s("EUR", "3", "12.50", "19.75", 1),
+            s("USD", "3", "99.99", "99.99", 0)
+        ],
+        "{xml}"
+    );
+}
+
 /// `--new` from a daily cron: each payment lands in exactly one statement, the sequence
 /// numbers count up and each opening balance is the previous closing balance; a day
 /// without payments still gives a statement that carries the balance.

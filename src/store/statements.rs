@@ -16,6 +16,14 @@ pub fn last(conn: &Connection, currency: &str) -> rusqlite::Result<Option<(i64, 
     .optional()
 }
 
+/// The currencies that have a statement chain (an earlier statement recorded), in code
+/// order: each gets a statement in every export, its balance carried on.
+pub fn chains(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare("SELECT DISTINCT currency FROM statements ORDER BY currency")?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    rows.collect()
+}
+
 /// One statement about to be written.
 #[derive(Debug, Clone)]
 pub struct NewStatement<'a> {
