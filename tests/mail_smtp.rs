@@ -1,5 +1,6 @@
 //! Mail delivery against a real SMTP server on loopback (tests/common/smtp.rs).
 
+mod common;
 #[path = "common/smtp.rs"]
 mod smtp;
 
@@ -8,7 +9,8 @@ use std::time::{Duration, Instant};
 use chrono::NaiveDate;
 use invoice_sync::config::{Email, MailTransport, SmtpTls};
 use invoice_sync::mail::{
-    MailContext, MailError, MailSender, Mailer, QrCode, SendError, Templates, compose, message_id,
+    MailContext, MailError, MailSender, Mailer, NO_SMTPUTF8, QrCode, SendError, Templates, compose,
+    message_id,
 };
 use mail_parser::{MessageParser, MimeHeaders};
 use secrecy::SecretString;
@@ -316,6 +318,142 @@ async fn a_550_for_one_recipient_is_permanent_and_others_still_go() {
     let got = server.messages();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].to, ["jan@customer.example"]);
+}
+
+/// The harm seen (issue 20): `rené@example.com` passed ingest, then its mail failed with
+/// lettre's "internal client error: Envelope contains non-ascii chars but server does not
+/// support SMTPUTF8". To a relay without SMTPUTF8 it can never go: permanent, in plain
+/// words, and the session goes on to the next mail.
+#[tokio::test]
+async fn a_non_ascii_local_part_without_smtputf8_is_refused_for_good_in_plain_words() {
+    let server = SmtpServer::start();
+    let cfg = server.email_config();
+    let sender = sender(&cfg);
+    let err = sender
+        .send(&mail_for(&cfg, "rené@example.com"))
+        .await
+        .unwrap_err();
+    assert_eq!(err, SendError::Permanent(NO_SMTPUTF8.into()));
+    assert_eq!(
+        err.reason(),
+        "the mail server does not accept non-ASCII addresses (SMTPUTF8)"
+    );
+    sender
+        .send(&mail_for(&cfg, "jan@customer.example"))
+        .await
+        .unwrap();
+    assert_eq!(server.message_count(), 1);
+    assert_eq!(server.connections(), 1, "the refusal kept the session");
+    assert!(
+        !sender
+            .mailer()
+            .check_relay()
+            .await
+            .unwrap()
+            .smtputf8
+            .unwrap()
+    );
+}
+
+/// A relay that offers SMTPUTF8 gets the mail, with the SMTPUTF8 parameter on MAIL.
+#[tokio::test]
+async fn a_non_ascii_local_part_goes_out_when_the_relay_offers_smtputf8() {
+    let server = SmtpServer::builder().smtputf8().start();
+    let cfg = server.email_config();
+    let sender = sender(&cfg);
+    sender
+        .send(&mail_for(&cfg, "rené@example.com"))
+        .await
+        .unwrap();
+    sender
+        .send(&mail_for(&cfg, "jan@customer.example"))
+        .await
+        .unwrap();
+    let got = server.messages();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].to, ["rené@example.com"]);
+    assert_eq!(got[1].to, ["jan@customer.example"]);
+    assert_eq!(
+        server.smtputf8_mails(),
+        1,
+        "only the mail that needs it asks"
+    );
+    let parsed = MessageParser::default().parse(&got[0].data).unwrap();
+    let to = parsed.to().unwrap().first().unwrap();
+    assert_eq!(to.address.as_deref(), Some("rené@example.com"));
+    assert!(
+        sender
+            .mailer()
+            .check_relay()
+            .await
+            .unwrap()
+            .smtputf8
+            .unwrap()
+    );
+}
+
+/// An installation whose `[email]` points at `server`, with the CM sandbox.
+fn installation(host: &common::SandboxHost, server: &SmtpServer) -> common::TestEnv {
+    common::TestEnv::new(&common::merge_toml(
+        &host.cm_toml(),
+        &format!(
+            "[email]\ntransport = \"smtp\"\nsmtp_host = \"localhost\"\nsmtp_port = {}\n\
+             smtp_timeout_seconds = 5\n",
+            server.port()
+        ),
+    ))
+}
+
+const NON_ASCII_CSV: &str = "invoice_reference,customer_email,customer_name,amount,due_date\n\
+     U-1,rené@example.com,René Dubois,10.00,2099-12-20\n\
+     A-1,anna@example.com,Anna,12.00,2099-12-20\n";
+
+/// The binary, end to end: the row is ingested, its mail fails for good with the reason
+/// in plain words in the run's log and in `status`; the other mail goes.
+#[test]
+fn a_run_marks_a_non_ascii_address_failed_with_the_reason_when_the_relay_lacks_smtputf8() {
+    let host = common::SandboxHost::start(invoice_sync::sandbox::SandboxOptions::default());
+    let server = SmtpServer::start();
+    let env = installation(&host, &server);
+    env.drop_file("a.csv", NON_ASCII_CSV);
+    let r = env.run(&["run"]);
+    assert_eq!(
+        r.code, 3,
+        "a mail failed for good: {}{}",
+        r.stdout, r.stderr
+    );
+    assert!(r.stderr.contains(NO_SMTPUTF8), "{}", r.stderr);
+    assert!(!r.stderr.contains("internal client error"), "{}", r.stderr);
+    let rene = env.invoice("U-1");
+    assert_eq!(rene["customer_email"], "rené@example.com");
+    assert_eq!(rene["mail_state"], "failed", "{rene}");
+    let why = rene["last_error"].as_str().unwrap_or_default();
+    assert!(why.contains(NO_SMTPUTF8), "{rene}");
+    assert!(!why.contains("internal client error"), "{rene}");
+    assert_eq!(env.invoice("A-1")["mail_state"], "sent");
+    let shown = env.run(&["status", "U-1"]);
+    assert!(shown.stdout.contains(NO_SMTPUTF8), "{}", shown.stdout);
+    assert_eq!(server.message_count(), 1);
+    // For good: the next run does not try it again.
+    let again = env.run(&["run"]);
+    assert_eq!(server.message_count(), 1, "{}", again.stderr);
+    assert_eq!(env.invoice("U-1")["mail_state"], "failed");
+}
+
+/// The same run against a relay that offers SMTPUTF8: both mails are delivered.
+#[test]
+fn a_run_delivers_to_a_non_ascii_address_when_the_relay_offers_smtputf8() {
+    let host = common::SandboxHost::start(invoice_sync::sandbox::SandboxOptions::default());
+    let server = SmtpServer::builder().smtputf8().start();
+    let env = installation(&host, &server);
+    env.drop_file("a.csv", NON_ASCII_CSV);
+    let r = env.run(&["run"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(env.invoice("U-1")["mail_state"], "sent");
+    assert_eq!(env.invoice("A-1")["mail_state"], "sent");
+    let mut to: Vec<String> = server.messages().into_iter().flat_map(|m| m.to).collect();
+    to.sort();
+    assert_eq!(to, ["anna@example.com", "rené@example.com"]);
 }
 
 #[tokio::test]

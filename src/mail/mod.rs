@@ -25,7 +25,9 @@ pub mod transport;
 
 pub use message::{build_message, message_id};
 pub use render::{MailContext, QrCode, ReminderContext, RenderedMail, Templates, render};
-pub use transport::{FileMailer, MailSender, Mailer, SendError, SmtpMailer};
+pub use transport::{
+    FileMailer, MailSender, Mailer, NO_SMTPUTF8, RelayInfo, SendError, SmtpMailer,
+};
 
 /// Why a mail could not be made, or a mailer could not be set up.
 ///

@@ -17,8 +17,12 @@
 //! - any failure while opening the session (greeting, EHLO, STARTTLS, AUTH), even a 5xx
 //!   such as `535` for a wrong password: transient. It says nothing about the mail, and
 //!   a settings mistake must not mark a whole queue failed;
-//! - a 5xx reply to the mail's own MAIL, RCPT or DATA, or a refusal by lettre itself
-//!   (a non-ASCII address the relay cannot take): permanent.
+//! - a 5xx reply to the mail's own MAIL, RCPT or DATA: permanent;
+//! - a mail the relay cannot take by what it offers in its EHLO reply: permanent, in plain
+//!   words. An address with a non-ASCII local part (`rené@example.com`) needs SMTPUTF8
+//!   (RFC 6531), which lettre uses when the relay offers it; to a relay that does not,
+//!   such a mail can never go, and fails with [`NO_SMTPUTF8`] before any command is sent
+//!   (the session stays open for the next mail). `check` says whether the relay offers it.
 //!
 //! A relay that answers 5xx to every recipient (say `554 relay access denied` because
 //! the login is missing) therefore fails mails permanently, with that reply for `status`.
@@ -38,11 +42,23 @@ use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{
     AsyncSmtpConnection, AsyncTokioStream, Certificate, Tls, TlsParameters,
 };
-use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::extension::{ClientId, Extension};
 use secrecy::ExposeSecret;
 
 use super::MailError;
 use crate::config::{Email, MailTransport, SmtpTls};
+
+/// Why a mail to an address with a non-ASCII local part failed for good: the relay does
+/// not offer SMTPUTF8, so it cannot take such an address.
+pub const NO_SMTPUTF8: &str = "the mail server does not accept non-ASCII addresses (SMTPUTF8)";
+
+/// What `check` learns about the mail transport besides "it answers".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayInfo {
+    /// Whether the relay offers SMTPUTF8 (mail to `rené@example.com` needs it); `None`
+    /// for the file transport, which writes any address.
+    pub smtputf8: Option<bool>,
+}
 
 /// The outcome of a failed send, as the outbox must act on it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -111,9 +127,19 @@ impl Mailer {
     /// Checks that mail could be handed over now, for the `check` command: a full SMTP
     /// session (connect, TLS, AUTH, NOOP), or a writable `file_dir`.
     pub async fn test_connection(&self) -> Result<(), SendError> {
+        self.check_relay().await.map(drop)
+    }
+
+    /// [`Mailer::test_connection`], and what the relay offers: whether it takes
+    /// addresses with non-ASCII local parts (SMTPUTF8).
+    pub async fn check_relay(&self) -> Result<RelayInfo, SendError> {
         match self {
-            Mailer::Smtp(smtp) => smtp.test_connection().await,
-            Mailer::File(file) => file.test_connection(),
+            Mailer::Smtp(smtp) => smtp.test_connection().await.map(|smtputf8| RelayInfo {
+                smtputf8: Some(smtputf8),
+            }),
+            Mailer::File(file) => file
+                .test_connection()
+                .map(|()| RelayInfo { smtputf8: None }),
         }
     }
 
@@ -333,6 +359,16 @@ impl SmtpMailer {
             Some(conn) => conn,
             None => self.open().await.map_err(|e| self.session_failed(&e))?,
         };
+        // lettre refuses this too, as an "internal client error"; here it is said in
+        // plain words. Nothing was sent, so the session serves the next mail.
+        if needs_smtputf8(msg.envelope()) && !offers_smtputf8(&conn) {
+            if self.reuse {
+                *session = Some(conn);
+            } else {
+                let _ = conn.quit().await;
+            }
+            return Err(SendError::Permanent(NO_SMTPUTF8.into()));
+        }
         match conn.send(msg.envelope(), &msg.formatted()).await {
             Ok(_) if self.reuse => {
                 *session = Some(conn);
@@ -381,8 +417,9 @@ impl SmtpMailer {
     }
 
     /// For `check`: a 5xx while opening the session (a refused login) is permanent here,
-    /// because it will not go away until the settings change.
-    async fn test_connection(&self) -> Result<(), SendError> {
+    /// because it will not go away until the settings change. Ok says whether the relay
+    /// offers SMTPUTF8 (after STARTTLS, when used: its second EHLO reply).
+    async fn test_connection(&self) -> Result<bool, SendError> {
         let check = async {
             let mut conn = self.open().await.map_err(|e| {
                 let text = format!("{}: {}", self.endpoint, e.describe());
@@ -392,10 +429,11 @@ impl SmtpMailer {
                     SendError::Transient(text)
                 }
             })?;
+            let smtputf8 = offers_smtputf8(&conn);
             let answered = conn.test_connected().await;
             let _ = conn.quit().await;
             if answered {
-                Ok(())
+                Ok(smtputf8)
             } else {
                 Err(SendError::Transient(format!(
                     "{}: connected, but the relay does not answer NOOP",
@@ -488,10 +526,36 @@ impl tokio::io::AsyncWrite for ImplicitTls {
     }
 }
 
-/// `550 5.1.1 <x@y>: mailbox unavailable` for a reply; lettre's description otherwise.
+/// Whether a mail's envelope needs SMTPUTF8: an address (sender or recipient) that is not
+/// ASCII, as lettre decides it.
+fn needs_smtputf8(envelope: &lettre::address::Envelope) -> bool {
+    envelope
+        .from()
+        .into_iter()
+        .chain(envelope.to())
+        .any(|a| !AsRef::<str>::as_ref(a).is_ascii())
+}
+
+/// Whether the relay's EHLO reply offered SMTPUTF8.
+fn offers_smtputf8(conn: &AsyncSmtpConnection) -> bool {
+    conn.server_info().supports_feature(Extension::SmtpUtfEight)
+}
+
+/// `550 5.1.1 <x@y>: mailbox unavailable` for a reply; for lettre's own refusal of a mail
+/// the relay cannot take, plain words; lettre's description otherwise.
 fn describe(e: &lettre::transport::smtp::Error) -> String {
     match (e.status(), std::error::Error::source(e)) {
         (Some(code), Some(text)) => format!("{code} {text}"),
+        (None, Some(text)) if e.is_client() => {
+            let text = text.to_string();
+            if text.contains("SMTPUTF8") {
+                NO_SMTPUTF8.into()
+            } else if text.contains("8BITMIME") {
+                "the mail server does not accept 8-bit mail (8BITMIME)".into()
+            } else {
+                format!("the mail cannot be handed to this mail server: {text}")
+            }
+        }
         _ => {
             // lettre nests its own errors: "Connection error: Connection error: refused".
             let mut text = e.to_string();

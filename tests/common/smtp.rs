@@ -30,8 +30,18 @@
 //! let server = smtp::SmtpServer::builder()
 //!     .require_auth("mailer", "s3cret")                   // implies STARTTLS
 //!     .start();
+//! let server = smtp::SmtpServer::builder()
+//!     .smtputf8()                                         // offers SMTPUTF8
+//!     .start();
 //! let cfg = server.email_config();                        // [email] pointing at it
 //! ```
+//!
+//! `mailin` knows no SMTPUTF8 (RFC 6531): it neither offers it nor parses the `SMTPUTF8`
+//! parameter of MAIL. A server started with [`SmtpServerBuilder::smtputf8`] gets it from
+//! the front, which then reads the session line by line: it adds `250-SMTPUTF8` to the
+//! EHLO reply and takes the parameter off `MAIL FROM` before `mailin` reads it (counting
+//! it, [`SmtpServer::smtputf8_mails`]). The UTF-8 addresses themselves `mailin` takes as
+//! they are. Without the option (the default) the front relays bytes untouched.
 #![allow(dead_code)]
 
 use std::collections::HashSet;
@@ -98,6 +108,8 @@ struct State {
     connections: AtomicUsize,
     credentials: Option<(String, String)>,
     logins_refused: AtomicUsize,
+    smtputf8: bool,
+    smtputf8_mails: AtomicUsize,
 }
 
 /// One SMTP session's handler; `mailin-embedded` clones it per connection.
@@ -245,6 +257,7 @@ pub struct SmtpServerBuilder {
     credentials: Option<(String, String)>,
     starttls: bool,
     implicit_tls: bool,
+    smtputf8: bool,
 }
 
 impl SmtpServerBuilder {
@@ -270,13 +283,26 @@ impl SmtpServerBuilder {
         self
     }
 
+    /// Offer SMTPUTF8 (RFC 6531), so that mails to addresses with non-ASCII local parts
+    /// (`rené@example.com`) are accepted; see the module docs for how. Plain or implicit
+    /// TLS only: the front cannot read inside a STARTTLS session.
+    pub fn smtputf8(mut self) -> Self {
+        self.smtputf8 = true;
+        self
+    }
+
     /// Starts the server on a free loopback port.
     pub fn start(self) -> SmtpServer {
+        assert!(
+            !(self.smtputf8 && self.starttls),
+            "SMTPUTF8 is offered by the front, which cannot read a STARTTLS session"
+        );
         // rustls needs one process-wide provider when more than one is compiled in.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let tls = (self.starttls || self.implicit_tls).then(TlsFiles::generate);
         let state = Arc::new(State {
             credentials: self.credentials,
+            smtputf8: self.smtputf8,
             ..State::default()
         });
         let backend = start_backend(&state, tls.as_ref().filter(|_| self.starttls));
@@ -364,7 +390,12 @@ impl Front {
                             accepted = listener.accept() => {
                                 if let Ok((client, _)) = accepted {
                                     state.connections.fetch_add(1, Ordering::SeqCst);
-                                    relays.spawn(relay(client, backend, acceptor.clone()));
+                                    relays.spawn(relay(
+                                        client,
+                                        backend,
+                                        acceptor.clone(),
+                                        Arc::clone(&state),
+                                    ));
                                 }
                             }
                             Some(_) = relays.join_next(), if !relays.is_empty() => {}
@@ -402,6 +433,7 @@ async fn relay(
     client: tokio::net::TcpStream,
     backend: SocketAddr,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
+    state: Arc<State>,
 ) {
     let _ = client.set_nodelay(true);
     let Ok(server) = tokio::net::TcpStream::connect(backend).await else {
@@ -415,14 +447,105 @@ async fn relay(
             };
             let (from_client, to_client) = tokio::io::split(tls);
             let (from_backend, to_backend) = tokio::io::split(server);
-            tokio::join!(pipe(from_client, to_backend), pipe(from_backend, to_client));
+            relay_both(from_client, to_client, from_backend, to_backend, &state).await;
         }
         None => {
             let (from_client, to_client) = tokio::io::split(client);
             let (from_backend, to_backend) = tokio::io::split(server);
-            tokio::join!(pipe(from_client, to_backend), pipe(from_backend, to_client));
+            relay_both(from_client, to_client, from_backend, to_backend, &state).await;
         }
     }
+}
+
+/// Relays both directions until EOF: bytes untouched, or line by line with SMTPUTF8 added
+/// (see the module docs).
+async fn relay_both(
+    from_client: impl tokio::io::AsyncRead + Unpin,
+    to_client: impl tokio::io::AsyncWrite + Unpin,
+    from_backend: impl tokio::io::AsyncRead + Unpin,
+    to_backend: impl tokio::io::AsyncWrite + Unpin,
+    state: &State,
+) {
+    if state.smtputf8 {
+        let client_line = |line: &[u8]| strip_smtputf8(line, &state.smtputf8_mails);
+        tokio::join!(
+            pipe_lines(from_client, to_backend, client_line),
+            pipe_lines(from_backend, to_client, offer_smtputf8)
+        );
+    } else {
+        tokio::join!(pipe(from_client, to_backend), pipe(from_backend, to_client));
+    }
+}
+
+/// `MAIL FROM:<a> SMTPUTF8 BODY=8BITMIME` → `MAIL FROM:<a> BODY=8BITMIME` (counted);
+/// every other line as it is.
+fn strip_smtputf8(line: &[u8], count: &AtomicUsize) -> Option<Vec<u8>> {
+    if !(line.len() >= 10 && line[..10].eq_ignore_ascii_case(b"MAIL FROM:")) {
+        return None;
+    }
+    let end = line.iter().rposition(|&b| b == b'>')?;
+    let params = String::from_utf8_lossy(&line[end + 1..]);
+    let words: Vec<&str> = params.split_whitespace().collect();
+    let kept: Vec<&str> = words
+        .iter()
+        .copied()
+        .filter(|w| !w.eq_ignore_ascii_case("SMTPUTF8"))
+        .collect();
+    if kept.len() == words.len() {
+        return None;
+    }
+    count.fetch_add(1, Ordering::SeqCst);
+    let mut out = line[..=end].to_vec();
+    for w in kept {
+        out.push(b' ');
+        out.extend_from_slice(w.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    Some(out)
+}
+
+/// The EHLO reply's `8BITMIME` line (`mailin` always lists it first) gets `SMTPUTF8`
+/// before it.
+fn offer_smtputf8(line: &[u8]) -> Option<Vec<u8>> {
+    let text = line.strip_suffix(b"\r\n").unwrap_or(line);
+    if text.eq_ignore_ascii_case(b"250-8BITMIME") || text.eq_ignore_ascii_case(b"250 8BITMIME") {
+        let mut out = b"250-SMTPUTF8\r\n".to_vec();
+        out.extend_from_slice(line);
+        return Some(out);
+    }
+    None
+}
+
+/// Copies one direction until EOF, each complete line through `rewrite` (`None`: as it
+/// is); a last unfinished line goes as it is.
+async fn pipe_lines(
+    mut from: impl tokio::io::AsyncRead + Unpin,
+    mut to: impl tokio::io::AsyncWrite + Unpin,
+    rewrite: impl Fn(&[u8]) -> Option<Vec<u8>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut pending: Vec<u8> = Vec::new();
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        pending.extend_from_slice(&buf[..n]);
+        let mut out = Vec::with_capacity(pending.len());
+        while let Some(pos) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=pos).collect();
+            match rewrite(&line) {
+                Some(changed) => out.extend_from_slice(&changed),
+                None => out.extend_from_slice(&line),
+            }
+        }
+        if to.write_all(&out).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.write_all(&pending).await;
+    let _ = to.shutdown().await;
 }
 
 /// Copies one direction until EOF.
@@ -523,6 +646,12 @@ impl SmtpServer {
     /// Logins refused so far.
     pub fn logins_refused(&self) -> usize {
         self.state.logins_refused.load(Ordering::SeqCst)
+    }
+
+    /// `MAIL FROM` commands that carried the SMTPUTF8 parameter, so far (only counted on
+    /// a server started with [`SmtpServerBuilder::smtputf8`]).
+    pub fn smtputf8_mails(&self) -> usize {
+        self.state.smtputf8_mails.load(Ordering::SeqCst)
     }
 
     /// Answer `RCPT TO:<address>` with 550 from now on.
