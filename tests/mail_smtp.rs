@@ -456,6 +456,36 @@ fn a_run_delivers_to_a_non_ascii_address_when_the_relay_offers_smtputf8() {
     assert_eq!(to, ["anna@example.com", "rené@example.com"]);
 }
 
+/// `check` says whether the relay offers SMTPUTF8, and what its absence means.
+#[test]
+fn check_says_whether_the_relay_offers_smtputf8() {
+    let host = common::SandboxHost::start(invoice_sync::sandbox::SandboxOptions::default());
+    for (server, expected) in [
+        (
+            SmtpServer::start(),
+            "offers SMTPUTF8: no (addresses with non-ASCII local parts cannot be mailed)",
+        ),
+        (
+            SmtpServer::builder().smtputf8().start(),
+            "offers SMTPUTF8: yes",
+        ),
+    ] {
+        let env = installation(&host, &server);
+        let r = env.run(&["check"]);
+        assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+        let mail = r
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("ok      mail"))
+            .unwrap_or_else(|| panic!("{}", r.stdout));
+        assert!(mail.ends_with(expected), "{mail}");
+        assert!(
+            mail.contains(&format!("localhost:{} (plain) answers", server.port())),
+            "{mail}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_451_for_a_recipient_is_transient_with_the_reply() {
     let server = SmtpServer::start();

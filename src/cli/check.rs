@@ -108,11 +108,20 @@ pub(super) fn check(path: &Path) -> anyhow::Result<Outcome> {
     let mail = rt.block_on(async {
         let postman = Postman::from_config(&config.email).map_err(|e| e.to_string())?;
         let mailer = postman.sender.mailer();
-        let r = mailer.test_connection().await;
+        let r = mailer.check_relay().await;
         mailer.shutdown().await;
         // The reason only: "will retry" is the cycle's business, not a check's.
-        r.map(|()| format!("{} answers", mailer.endpoint()))
-            .map_err(|e| format!("{} does not answer: {}", mailer.endpoint(), e.reason()))
+        r.map(|relay| {
+            let smtputf8 = match relay.smtputf8 {
+                None => "",
+                Some(true) => "; offers SMTPUTF8: yes",
+                Some(false) => {
+                    "; offers SMTPUTF8: no (addresses with non-ASCII local parts cannot be mailed)"
+                }
+            };
+            format!("{} answers{smtputf8}", mailer.endpoint())
+        })
+        .map_err(|e| format!("{} does not answer: {}", mailer.endpoint(), e.reason()))
     });
     verdict("mail", mail)?;
     verdict(
