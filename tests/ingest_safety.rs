@@ -146,6 +146,103 @@ fn one_reference_is_one_invoice_whatever_invisible_characters_it_carries() {
     assert_eq!(env.run(&["status", "INV-1\u{200B}", "--json"]).code, 0);
 }
 
+/// The harm seen: a right-to-left override in a customer name reached the mail, where
+/// `Jan\u{202E}kcaJ` displays as `JanJack`. Every bidirectional control is removed at
+/// ingest, from every field: the database, the mail and `status` hold the values
+/// without them.
+#[test]
+fn bidi_controls_never_reach_a_mail_or_status() {
+    let host = SandboxHost::start(SandboxOptions::default());
+    let env = env_with(&host, "");
+    let controls: Vec<char> = ('\u{202A}'..='\u{202E}')
+        .chain('\u{2066}'..='\u{2069}')
+        .chain(['\u{200E}', '\u{200F}', '\u{061C}'])
+        .collect();
+    env.drop_file(
+        "a.csv",
+        default_csv(&[
+            (
+                "INV-1",
+                "jan@example.com",
+                "Jan\u{202E}kcaJ\u{202C} \u{2066}de\u{2069} \u{200F}Vries\u{061C}",
+                "10,00",
+                "2099-12-01",
+            ),
+            (
+                "INV-2",
+                "\u{202A}ann@example.com\u{202C}",
+                "Ann",
+                "10,00",
+                "2099-12-01",
+            ),
+        ]),
+    );
+    let r = env.run(&["run"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let inv = env.invoice("INV-1");
+    assert_eq!(inv["customer_name"], "JankcaJ de Vries", "{inv}");
+    assert_eq!(inv["mail_state"], "sent", "{inv}");
+    let inv = env.invoice("INV-2");
+    assert_eq!(inv["customer_email"], "ann@example.com", "{inv}");
+    assert_eq!(inv["mail_state"], "sent", "{inv}");
+    let stored: String = env
+        .db()
+        .query_row(
+            "SELECT r.customer_name FROM revisions r JOIN invoices i ON i.id = r.invoice_id
+             WHERE i.reference = 'INV-1'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(stored, "JankcaJ de Vries");
+
+    let table = env.run(&["status"]);
+    assert_eq!(table.code, 0, "{}", table.stderr);
+    let wide = env.run(&["status", "--wide", "INV-1"]);
+    for out in [&table.stdout, &wide.stdout] {
+        assert!(!out.contains(controls.as_slice()), "{out:?}");
+    }
+    assert!(wide.stdout.contains("JankcaJ de Vries"), "{}", wide.stdout);
+
+    let mails = env.files_in("outbox");
+    assert_eq!(mails.len(), 2, "{mails:?}");
+    let raws: Vec<Vec<u8>> = mails
+        .iter()
+        .map(|m| std::fs::read(env.path("outbox").join(m)).unwrap())
+        .collect();
+    for raw in &raws {
+        let raw = String::from_utf8_lossy(raw);
+        assert!(!raw.contains(controls.as_slice()), "{raw:?}");
+    }
+    let parsed: Vec<_> = raws
+        .iter()
+        .map(|raw| mail_parser::MessageParser::default().parse(raw).unwrap())
+        .collect();
+    let to = |m: &mail_parser::Message<'_>| {
+        let a = m.to().and_then(|a| a.first())?;
+        Some((
+            a.address().unwrap_or_default().to_string(),
+            a.name().unwrap_or_default().to_string(),
+        ))
+    };
+    let ann = parsed
+        .iter()
+        .find(|m| to(m).is_some_and(|(a, _)| a == "ann@example.com"))
+        .expect("a mail to ann@example.com");
+    assert_eq!(to(ann).unwrap().1, "Ann");
+    let jan = parsed
+        .iter()
+        .find(|m| to(m).is_some_and(|(a, _)| a == "jan@example.com"))
+        .expect("a mail to jan@example.com");
+    assert_eq!(to(jan).unwrap().1, "JankcaJ de Vries");
+    let text = jan.body_text(0).expect("a text part").into_owned();
+    let html = jan.body_html(0).expect("an HTML part").into_owned();
+    for part in [&text, &html] {
+        assert!(part.contains("JankcaJ de Vries"), "{part}");
+        assert!(!part.contains(controls.as_slice()), "{part:?}");
+    }
+}
+
 /// The harm seen: a quoted local part passed ingest, got a link, and could never be
 /// mailed; an internationalised domain failed on a relay without SMTPUTF8.
 #[test]

@@ -39,6 +39,29 @@ fn is_invisible_format(c: char) -> bool {
     )
 }
 
+/// A bidirectional control: the embeddings and overrides U+202A–U+202E, the isolates
+/// U+2066–U+2069 and the marks U+200E, U+200F and U+061C. They change the order in
+/// which the characters around them are shown, so a name carrying them can display as
+/// something else (`Jan\u{202E}kcaJ` shows as `JanJack`).
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+    )
+}
+
+/// `s` without its bidirectional controls and other invisible format characters, for
+/// every text field read from an export (README, *Ingest*). The zero-width joiner and
+/// non-joiner stay: some scripts (Persian, Indic) and emoji need them to spell a name.
+/// Borrowed when there is nothing to remove (always for ASCII).
+pub fn strip_invisible(s: &str) -> std::borrow::Cow<'_, str> {
+    let drop = |c: char| is_invisible_format(c) && !matches!(c, '\u{200C}' | '\u{200D}');
+    if s.is_ascii() || !s.chars().any(drop) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    std::borrow::Cow::Owned(s.chars().filter(|c| !drop(*c)).collect())
+}
+
 /// A reference as it is matched: Unicode NFC, invisible format characters removed,
 /// surrounding white space trimmed. `INV-1` and `INV-1` followed by a zero-width space
 /// are one invoice; so are a composed and a decomposed `é`.
@@ -101,13 +124,17 @@ impl fmt::Display for InvoiceRef {
 /// Folded to one line: every run of white space (line breaks, tabs, Unicode line
 /// separators) becomes one space and other control characters are dropped, so a name
 /// that spans lines in the export never costs the invoice its link and no header can
-/// carry a line break. Possibly empty (the column is optional), at most 200 characters.
+/// carry a line break. Bidirectional controls and invisible format characters are
+/// removed, so the name shows in a mail or a statement as the characters it holds. Possibly empty (the column is optional), at most 200 characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CustomerName(String);
 
 /// `s` on one line: runs of white space (and line separators) become one space, other
-/// control characters are dropped, the ends trimmed.
+/// control characters, bidirectional controls and invisible format characters are
+/// dropped ([`strip_invisible`]), the ends trimmed.
 pub fn fold_line(s: &str) -> String {
+    let visible = strip_invisible(s);
+    let s = visible.as_ref();
     // Already one line with single spaces (the common case): just trimmed.
     let t = s.trim();
     if !t.contains("  ")
@@ -168,7 +195,8 @@ impl fmt::Display for CustomerName {
 
 /// The address the payment link is mailed to.
 ///
-/// Trimmed, at most 254 bytes, no whitespace or control characters anywhere (a line break
+/// Trimmed and without bidirectional controls or invisible format characters (a
+/// spreadsheet's zero-width space is never part of an address), at most 254 bytes, no whitespace or control characters anywhere (a line break
 /// would inject mail headers), accepted by `lettre::Address` (so the mailer can never
 /// refuse it later), and with a dot in the domain: `user@localhost` is a typo in an
 /// export, never a customer. Kept as given, not lowercased: the local part is the
@@ -179,7 +207,8 @@ pub struct EmailAddress(lettre::Address);
 impl EmailAddress {
     /// Reads an address from an export cell; see the type for the rules.
     pub fn parse(s: &str) -> Result<EmailAddress, DomainError> {
-        let t = s.trim();
+        let visible = strip_invisible(s);
+        let t = visible.trim();
         let invalid =
             |why: &str| DomainError(format!("{} is not a valid e-mail address{why}", quoted(t)));
         if t.is_empty() {
@@ -367,6 +396,59 @@ mod tests {
             assert_eq!(n.as_str(), want, "{s:?}");
             assert!(!n.as_str().chars().any(is_breaking), "{s:?}");
         }
+    }
+
+    #[test]
+    fn bidi_controls_are_removed_from_names_and_addresses() {
+        for (s, want) in [
+            ("Jan\u{202E}kcaJ", "JankcaJ"),
+            (
+                "\u{202A}Jan\u{202C} \u{202B}de\u{202D} Vries",
+                "Jan de Vries",
+            ),
+            ("\u{2066}Jan\u{2067}\u{2068}x\u{2069}", "Janx"),
+            ("\u{200E}Jan\u{200F}\u{061C}", "Jan"),
+            (
+                "Jan\u{200B} \u{FEFF}de\u{00AD} Vries\u{2060}",
+                "Jan de Vries",
+            ),
+            (" \u{202E} ", ""),
+            // joiners spell names in some scripts: kept
+            (
+                "\u{0645}\u{06CC}\u{200C}\u{0634}\u{0648}\u{062F}",
+                "\u{0645}\u{06CC}\u{200C}\u{0634}\u{0648}\u{062F}",
+            ),
+        ] {
+            let n = CustomerName::parse(s).unwrap();
+            assert_eq!(n.as_str(), want, "{s:?}");
+            assert!(!n.as_str().chars().any(is_bidi_control), "{s:?}");
+        }
+        for c in ('\u{202A}'..='\u{202E}')
+            .chain('\u{2066}'..='\u{2069}')
+            .chain(['\u{200E}', '\u{200F}', '\u{061C}'])
+        {
+            assert!(is_bidi_control(c), "{c:?}");
+            assert_eq!(strip_invisible(&format!("a{c}b")), "ab", "{c:?}");
+            assert_eq!(
+                EmailAddress::parse(&format!("{c}jan@exam{c}ple.com{c}"))
+                    .unwrap()
+                    .as_str(),
+                "jan@example.com",
+                "{c:?}"
+            );
+            assert_eq!(
+                InvoiceRef::parse(&format!("INV{c}-1")).unwrap().as_str(),
+                "INV-1"
+            );
+        }
+        assert!(matches!(
+            strip_invisible("plain ascii"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert!(matches!(
+            strip_invisible("Zoë"),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 
     #[test]

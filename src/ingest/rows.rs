@@ -1,9 +1,12 @@
 //! Column mapping and row validation: from a CSV record to a validated [`Row`], a skip,
 //! or the list of reasons it was rejected (one per bad column).
 
+use std::borrow::Cow;
+
 use chrono::NaiveDate;
 
 use crate::config::{ColumnNames, Columns, CsvSettings};
+use crate::domain::text::strip_invisible;
 use crate::domain::{
     Country, Currency, CustomerName, CustomerType, EmailAddress, InvoiceRef, Language, Money,
 };
@@ -218,12 +221,17 @@ impl<'a> Validator<'a> {
         }
         let mut problems = Vec::new();
         let m = self.map;
-        let field = |idx: Option<usize>, problems: &mut Vec<Problem>| -> Option<&str> {
+        // Every field without its bidirectional controls and invisible format
+        // characters: what is validated (and stored, and mailed) is what shows.
+        let field = |idx: Option<usize>, problems: &mut Vec<Problem>| -> Option<Cow<'_, str>> {
             let idx = idx?;
             match rec.get(idx) {
                 None => None,
                 Some(bytes) => match std::str::from_utf8(bytes) {
-                    Ok(s) => Some(s.trim()),
+                    Ok(s) => Some(match strip_invisible(s) {
+                        Cow::Borrowed(b) => Cow::Borrowed(b.trim()),
+                        Cow::Owned(o) => Cow::Owned(o.trim().to_string()),
+                    }),
                     Err(_) => {
                         problems.push(Problem {
                             column: m.header(idx).to_string(),
@@ -234,17 +242,28 @@ impl<'a> Validator<'a> {
                 },
             }
         };
-        let reference = field(Some(m.reference), &mut problems).unwrap_or("");
-        let email = field(Some(m.email), &mut problems).unwrap_or("");
-        let name = field(m.name, &mut problems).unwrap_or("");
-        let amount = field(Some(m.amount), &mut problems).unwrap_or("");
-        let outstanding = field(m.outstanding, &mut problems).filter(|s| !s.is_empty());
-        let currency = field(m.currency, &mut problems).filter(|s| !s.is_empty());
-        let due = field(Some(m.due_date), &mut problems).unwrap_or("");
-        let status = field(m.status, &mut problems).unwrap_or("");
-        let language = field(m.language, &mut problems).filter(|s| !s.is_empty());
-        let country = field(m.country, &mut problems).filter(|s| !s.is_empty());
-        let customer_type = field(m.customer_type, &mut problems).filter(|s| !s.is_empty());
+        let reference = field(Some(m.reference), &mut problems);
+        let email = field(Some(m.email), &mut problems);
+        let name = field(m.name, &mut problems);
+        let amount = field(Some(m.amount), &mut problems);
+        let outstanding = field(m.outstanding, &mut problems);
+        let currency = field(m.currency, &mut problems);
+        let due = field(Some(m.due_date), &mut problems);
+        let status = field(m.status, &mut problems);
+        let language = field(m.language, &mut problems);
+        let country = field(m.country, &mut problems);
+        let customer_type = field(m.customer_type, &mut problems);
+        let reference = reference.as_deref().unwrap_or("");
+        let email = email.as_deref().unwrap_or("");
+        let name = name.as_deref().unwrap_or("");
+        let amount = amount.as_deref().unwrap_or("");
+        let outstanding = outstanding.as_deref().filter(|s| !s.is_empty());
+        let currency = currency.as_deref().filter(|s| !s.is_empty());
+        let due = due.as_deref().unwrap_or("");
+        let status = status.as_deref().unwrap_or("");
+        let language = language.as_deref().filter(|s| !s.is_empty());
+        let country = country.as_deref().filter(|s| !s.is_empty());
+        let customer_type = customer_type.as_deref().filter(|s| !s.is_empty());
 
         let reference = match InvoiceRef::parse(reference) {
             Ok(r) => Some(r),
@@ -542,6 +561,28 @@ mod tests {
             Some("NL")
         );
         assert!(!r.settled && !r.partial);
+    }
+
+    #[test]
+    fn bidi_controls_are_removed_from_every_field() {
+        let r = row(&[
+            "\u{202A}INV-1\u{202C}",
+            "a@example.com\u{200E}",
+            "Jan\u{202E}kcaJ",
+            "\u{2066}10,00\u{2069}",
+            "2026-12-01\u{200F}",
+            "\u{202D}paid\u{202C}",
+            "",
+            "\u{061C}EUR",
+            "nl\u{2067}",
+            "\u{2068}NL",
+        ]);
+        assert_eq!(r.reference, "INV-1");
+        assert_eq!(r.data.customer_email.as_str(), "a@example.com");
+        assert_eq!(r.data.customer_name.as_str(), "JankcaJ");
+        assert_eq!(r.data.amount.minor, 1000);
+        assert_eq!(r.data.due_date.to_string(), "2026-12-01");
+        assert!(r.settled, "the status is read without its controls");
     }
 
     #[test]
