@@ -550,6 +550,76 @@ fn codes_and_addresses_are_validated() {
     }
 }
 
+/// The harm seen: a due date in year -0001 or +10000 passed ingest and failed the invoice
+/// at CM (HTTP 400). A due date CM cannot take is rejected with its line and column, and
+/// the rest of the file proceeds.
+#[test]
+fn due_dates_outside_what_cm_takes_are_rejected_and_the_rest_proceeds() {
+    let env = TestEnv::new("");
+    env.drop_file(
+        "dates.csv",
+        format!(
+            "{HEADER}\n\
+             D-1,a@example.com,A,10.00,-0001-01-01\n\
+             D-2,a@example.com,A,10.00,+10000-01-01\n\
+             D-3,a@example.com,A,10.00,10000-01-01\n\
+             D-4,a@example.com,A,10.00,1899-12-31\n\
+             D-5,a@example.com,A,10.00,9999-12-02\n\
+             D-6,a@example.com,A,10.00,01-05-24\n\
+             OK-1,a@example.com,A,10.00,9999-12-01\n\
+             OK-2,a@example.com,A,10.00,1900-01-01\n\
+             OK-3,a@example.com,A,10.00,2026-12-01\n"
+        ),
+    );
+    let r = env.run(&["import"]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stderr.contains("6 row(s) were rejected"), "{}", r.stderr);
+    let refs: Vec<_> = env
+        .status()
+        .iter()
+        .map(|v| v["invoice_reference"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(refs, ["OK-1", "OK-2", "OK-3"]);
+    assert_eq!(env.invoice("OK-1")["due_date"], "9999-12-01");
+
+    let report = std::fs::read_to_string(env.path("rejected/dates.csv.rejected.csv")).unwrap();
+    let rows: Vec<Vec<String>> = csv::Reader::from_reader(report.as_bytes())
+        .records()
+        .map(|r| r.unwrap().iter().map(String::from).collect())
+        .collect();
+    let lines: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(lines, ["2", "3", "4", "5", "6", "7"], "{report}");
+    for row in &rows {
+        assert_eq!(row[1], "due_date", "{row:?}");
+    }
+    for (row, why) in rows.iter().zip([
+        "before 1900-01-01",
+        "after 9999-12-01",
+        "not a date",
+        "before 1900-01-01",
+        "after 9999-12-01",
+        "before 1900-01-01",
+    ]) {
+        assert!(row[2].contains(why), "{why}: {row:?}");
+    }
+    assert!(
+        rows[4][2].contains("link_expiry_days_after_due"),
+        "{:?}",
+        rows[4]
+    );
+    assert_eq!(env.files_in("archive").len(), 1, "the file is archived");
+
+    // The room left depends on how long a link outlives its due date.
+    let env = TestEnv::new("[cm]\nlink_expiry_days_after_due = 0\n");
+    env.drop_file(
+        "late.csv",
+        format!("{HEADER}\nL-1,a@example.com,A,10.00,9999-12-31\n"),
+    );
+    let r = env.run(&["import"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(env.invoice("L-1")["due_date"], "9999-12-31");
+}
+
 #[test]
 fn credit_notes_and_zero_amounts_are_skipped_and_counted() {
     let env = TestEnv::new("");

@@ -511,7 +511,7 @@ fn apply(
         Err(e) => return Err(csv_error(e)),
     };
     let map = ColumnMap::from_header(&header, &cfg.csv.columns).map_err(FileError::Unreadable)?;
-    let validator = Validator::new(&map, &cfg.csv);
+    let validator = Validator::new(&map, &cfg.csv, cfg.cm.link_expiry_days_after_due);
 
     let now = now_text();
     let import_id = imports::begin(

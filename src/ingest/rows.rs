@@ -173,6 +173,57 @@ pub struct Validator<'a> {
     settings: &'a CsvSettings,
     paid_values: Vec<String>,
     dates: DateFormats,
+    due_range: DueRange,
+}
+
+/// The earliest due date taken: an earlier one is a typo (a two-digit year read as a
+/// four-digit one), never an invoice.
+pub const EARLIEST_DUE: NaiveDate = NaiveDate::from_ymd_opt(1900, 1, 1).unwrap();
+/// The last day CM takes in a date: ISO 8601 dates have four-digit years.
+pub const LAST_CM_DATE: NaiveDate = NaiveDate::from_ymd_opt(9999, 12, 31).unwrap();
+
+/// The due dates CM can take: from [`EARLIEST_DUE`] to the day whose link expiry (due
+/// date + `cm.link_expiry_days_after_due`) is still [`LAST_CM_DATE`].
+#[derive(Debug, Clone, Copy)]
+pub struct DueRange {
+    /// `cm.link_expiry_days_after_due`.
+    days_after_due: u32,
+    /// The last due date taken; `None` when the expiry days reach past 9999 from any.
+    latest: Option<NaiveDate>,
+}
+
+impl DueRange {
+    /// The range for links that expire `days_after_due` days after their due date.
+    pub fn new(days_after_due: u32) -> DueRange {
+        DueRange {
+            days_after_due,
+            latest: LAST_CM_DATE
+                .checked_sub_days(chrono::Days::new(days_after_due.into()))
+                .filter(|d| *d >= EARLIEST_DUE),
+        }
+    }
+
+    /// Why `due` (read from `text`) cannot be a due date, or `None` when it can.
+    pub fn check(&self, due: NaiveDate, text: &str) -> Option<String> {
+        let days = self.days_after_due;
+        if due < EARLIEST_DUE {
+            return Some(format!(
+                "the due date {} is before {EARLIEST_DUE}: a due date has a four-digit year from 1900 (a two-digit year?)",
+                quote(text)
+            ));
+        }
+        match self.latest {
+            Some(latest) if due <= latest => None,
+            Some(latest) => Some(format!(
+                "the due date {} is after {latest}: its payment link would expire {days} day(s) later (cm.link_expiry_days_after_due), and CM takes no date after {LAST_CM_DATE}",
+                quote(text)
+            )),
+            None => Some(format!(
+                "the due date {} leaves no room for its payment link's expiry: cm.link_expiry_days_after_due = {days} reaches past {LAST_CM_DATE}, the last date CM takes",
+                quote(text)
+            )),
+        }
+    }
 }
 
 /// `csv.date_formats`, parsed once (chrono would re-read a format string on every call).
@@ -200,8 +251,9 @@ impl DateFormats {
 }
 
 impl<'a> Validator<'a> {
-    /// A validator for one file.
-    pub fn new(map: &'a ColumnMap, settings: &'a CsvSettings) -> Self {
+    /// A validator for one file. `days_after_due` (`cm.link_expiry_days_after_due`)
+    /// bounds the due dates: a link's expiry must be a date CM takes.
+    pub fn new(map: &'a ColumnMap, settings: &'a CsvSettings, days_after_due: u32) -> Self {
         Validator {
             map,
             settings,
@@ -211,6 +263,7 @@ impl<'a> Validator<'a> {
                 .map(|v| v.trim().to_lowercase())
                 .collect(),
             dates: DateFormats::new(&settings.date_formats),
+            due_range: DueRange::new(days_after_due),
         }
     }
 
@@ -337,7 +390,13 @@ impl<'a> Validator<'a> {
             None
         } else {
             match self.dates.parse(due) {
-                Some(d) => Some(d),
+                Some(d) => match self.due_range.check(d, due) {
+                    None => Some(d),
+                    Some(why) => {
+                        push(&mut problems, m, m.due_date, why);
+                        None
+                    }
+                },
                 None => {
                     push(
                         &mut problems,
@@ -516,7 +575,7 @@ mod tests {
     fn check(fields: &[&str]) -> Checked {
         let s = CsvSettings::default();
         let m = map_for(HEADER, &s);
-        Validator::new(&m, &s).check(&rec(fields))
+        Validator::new(&m, &s, 30).check(&rec(fields))
     }
 
     fn row(fields: &[&str]) -> Row {
@@ -583,6 +642,41 @@ mod tests {
         assert_eq!(r.data.amount.minor, 1000);
         assert_eq!(r.data.due_date.to_string(), "2026-12-01");
         assert!(r.settled, "the status is read without its controls");
+    }
+
+    #[test]
+    fn due_dates_are_those_cm_can_take() {
+        let due = |d: &str| {
+            let fields = ["INV-1", "a@example.com", "", "10", d, "", "", "", "", ""];
+            match check(&fields) {
+                Checked::Row(r) => Ok(r.data.due_date.to_string()),
+                Checked::Rejected(p) => {
+                    assert_eq!(p.len(), 1, "{p:?}");
+                    assert_eq!(p[0].column, "due_date");
+                    Err(p[0].reason.clone())
+                }
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(due("1900-01-01").unwrap(), "1900-01-01");
+        assert_eq!(due("9999-12-01").unwrap(), "9999-12-01");
+        for (d, why) in [
+            ("-0001-01-01", "is before 1900-01-01"),
+            ("+10000-01-01", "is after 9999-12-01"),
+            ("10000-01-01", "is not a date"),
+            ("1899-12-31", "is before 1900-01-01"),
+            ("0024-05-01", "(a two-digit year?)"),
+            ("01-05-24", "is before 1900-01-01"),
+            ("9999-12-02", "would expire 30 day(s) later"),
+        ] {
+            let e = due(d).unwrap_err();
+            assert!(e.contains(why), "{d}: {e}");
+        }
+        assert_eq!(DueRange::new(0).check(LAST_CM_DATE, "x"), None);
+        let none = DueRange::new(u32::MAX).check(EARLIEST_DUE, "1900-01-01");
+        assert!(none.unwrap().contains("leaves no room"));
+        let d = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
+        assert!(DueRange::new(3_000_000).check(d, "x").is_some());
     }
 
     #[test]
