@@ -312,8 +312,18 @@ type Listener = (
     tokio::task::JoinHandle<()>,
 );
 
-/// At most this many callback connections are open at once; more are closed at once.
+/// At most this many callback connections are served at once. A new one at the cap
+/// evicts the connection idle longest; when every one has a request in progress, it is
+/// answered `503` with `Retry-After` ([`CALLBACK_RETRY_AFTER`]).
 pub const CALLBACK_MAX_CONNECTIONS: usize = 256;
+/// Sockets beyond the cap that may be open at once: evicted connections closing and
+/// refused ones being answered 503. Beyond these too, the 503 is written without waiting.
+const CALLBACK_SPARE_SOCKETS: usize = 64;
+/// A connection counts as idle, and may be evicted, once nothing has arrived on it for
+/// this long: one just accepted may have its request waiting unread.
+const CALLBACK_IDLE_GRACE: Duration = Duration::from_millis(250);
+/// What a refused connection is told to wait before trying again.
+pub const CALLBACK_RETRY_AFTER: Duration = Duration::from_secs(5);
 /// A callback connection that has not sent its request head by then is closed.
 pub const CALLBACK_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// No callback connection lives longer than this (a body sent byte by byte included).
@@ -357,10 +367,174 @@ impl ListenerState {
     }
 }
 
+/// One served callback connection, as the accept loop sees it.
+struct Slot {
+    /// When something last arrived on it or its last request was answered, in
+    /// milliseconds since the listener started.
+    last_activity: std::sync::atomic::AtomicU64,
+    /// Requests in progress (head received, response not yet written).
+    busy: std::sync::atomic::AtomicUsize,
+    /// Tells the connection to close (gracefully) to make room for a new one.
+    evict: tokio::sync::Notify,
+}
+
+/// The connections being served, with their activity, so that the one idle longest can
+/// be evicted for a new one.
+struct Slots {
+    started: std::time::Instant,
+    open: std::sync::Mutex<HashMap<u64, std::sync::Arc<Slot>>>,
+}
+
+impl Slots {
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Registers connection `id`. At the cap, evicts the connection idle longest (idle at
+    /// least [`CALLBACK_IDLE_GRACE`], no request in progress); `None` when none can be.
+    fn admit(&self, id: u64) -> Option<std::sync::Arc<Slot>> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if open.len() >= CALLBACK_MAX_CONNECTIONS {
+            let idle_before = self
+                .now_ms()
+                .checked_sub(CALLBACK_IDLE_GRACE.as_millis() as u64)?;
+            let (&victim, _) = open
+                .iter()
+                .filter(|(_, s)| s.busy.load(Relaxed) == 0)
+                .map(|(id, s)| (id, s.last_activity.load(Relaxed)))
+                .filter(|&(_, last)| last <= idle_before)
+                .min_by_key(|&(_, last)| last)?;
+            if let Some(slot) = open.remove(&victim) {
+                slot.evict.notify_one();
+            }
+        }
+        let slot = std::sync::Arc::new(Slot {
+            last_activity: self.now_ms().into(),
+            busy: 0.into(),
+            evict: tokio::sync::Notify::new(),
+        });
+        open.insert(id, slot.clone());
+        Some(slot)
+    }
+
+    fn remove(&self, id: u64) {
+        self.open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+    }
+}
+
+/// A callback connection's socket that notes when something arrives on it.
+struct Watched {
+    stream: tokio::net::TcpStream,
+    slot: std::sync::Arc<Slot>,
+    slots: std::sync::Arc<Slots>,
+}
+
+impl tokio::io::AsyncRead for Watched {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.stream).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            let now = self.slots.now_ms();
+            self.slot
+                .last_activity
+                .store(now, std::sync::atomic::Ordering::Relaxed);
+        }
+        polled
+    }
+}
+
+impl tokio::io::AsyncWrite for Watched {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// Marks a request in progress on its connection until dropped (answered or abandoned).
+struct Busy {
+    slot: std::sync::Arc<Slot>,
+    slots: std::sync::Arc<Slots>,
+}
+
+impl Busy {
+    fn new(slot: &std::sync::Arc<Slot>, slots: &std::sync::Arc<Slots>) -> Self {
+        slot.busy.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Busy {
+            slot: slot.clone(),
+            slots: slots.clone(),
+        }
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.slot.last_activity.store(self.slots.now_ms(), Relaxed);
+        self.slot.busy.fetch_sub(1, Relaxed);
+    }
+}
+
+/// The answer to a connection that finds every slot busy.
+fn refusal() -> String {
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\nRetry-After: {}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+        CALLBACK_RETRY_AFTER.as_secs()
+    )
+}
+
+/// Answers 503 and closes without resetting: what the client already sent is read and
+/// dropped (a close with unread data would reset the connection and could lose the
+/// answer), for at most two seconds.
+async fn refuse(mut stream: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let limit = Duration::from_secs(2);
+    let _ = tokio::time::timeout(limit, async {
+        stream.write_all(refusal().as_bytes()).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        let mut left = CALLBACK_BODY_LIMIT * 2;
+        while left > 0 {
+            match stream.read(&mut sink).await? {
+                0 => break,
+                n => left = left.saturating_sub(n),
+            }
+        }
+        std::io::Result::Ok(())
+    })
+    .await;
+}
+
 /// Binds the callback listener and serves it in the background: HTTP/1 without
 /// keep-alive, a deadline for the request head and for the whole connection, and at
-/// most [`CALLBACK_MAX_CONNECTIONS`] at once, so idle or slow clients can never exhaust
-/// the daemon's file descriptors.
+/// most [`CALLBACK_MAX_CONNECTIONS`] served at once (plus a few sockets closing or
+/// being refused), so idle or slow clients can never exhaust the daemon's file
+/// descriptors. At the cap a new connection evicts the one idle longest; when all are
+/// mid-request it is answered 503 with `Retry-After`, never closed without a word.
 async fn spawn_listener(
     addr: SocketAddr,
     path: &str,
@@ -379,9 +553,17 @@ async fn spawn_listener(
         .with_context(|| format!("cannot listen for callbacks on {addr}"))?;
     tracing::info!(addr = %listener.local_addr()?, path, "callback listener ready");
     let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(CALLBACK_MAX_CONNECTIONS));
+    // Every socket the listener holds, served, closing or refused.
+    let sockets = std::sync::Arc::new(tokio::sync::Semaphore::new(
+        CALLBACK_MAX_CONNECTIONS + CALLBACK_SPARE_SOCKETS,
+    ));
+    let slots = std::sync::Arc::new(Slots {
+        started: std::time::Instant::now(),
+        open: Default::default(),
+    });
     let task = tokio::spawn(async move {
         let mut connections = tokio::task::JoinSet::new();
+        let mut next_id: u64 = 0;
         loop {
             tokio::select! {
                 _ = &mut stopped => break,
@@ -396,19 +578,62 @@ async fn spawn_listener(
                             continue;
                         }
                     };
-                    let Ok(permit) = permits.clone().try_acquire_owned() else {
-                        drop(stream); // over the cap: closed at once
+                    let Ok(socket) = sockets.clone().try_acquire_owned() else {
+                        // Not even a spare socket: the 503 goes out as far as it fits.
+                        let _ = stream.try_write(refusal().as_bytes());
                         continue;
                     };
-                    let service = hyper_util::service::TowerToHyperService::new(app.clone());
+                    next_id += 1;
+                    let id = next_id;
+                    let Some(slot) = slots.admit(id) else {
+                        connections.spawn(async move {
+                            refuse(stream).await;
+                            drop(socket);
+                        });
+                        continue;
+                    };
+                    let slots = slots.clone();
+                    let app = app.clone();
                     connections.spawn(async move {
+                        let service = {
+                            let (slot, slots) = (slot.clone(), slots.clone());
+                            hyper::service::service_fn(move |req| {
+                                let busy = Busy::new(&slot, &slots);
+                                let answer = hyper::service::Service::call(
+                                    &hyper_util::service::TowerToHyperService::new(app.clone()),
+                                    req,
+                                );
+                                async move {
+                                    let answer = answer.await;
+                                    drop(busy);
+                                    answer
+                                }
+                            })
+                        };
+                        let io = Watched {
+                            stream,
+                            slot: slot.clone(),
+                            slots: slots.clone(),
+                        };
                         let conn = hyper::server::conn::http1::Builder::new()
                             .timer(hyper_util::rt::TokioTimer::new())
                             .header_read_timeout(CALLBACK_HEADER_TIMEOUT)
                             .keep_alive(false)
-                            .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-                        let _ = tokio::time::timeout(CALLBACK_CONNECTION_LIMIT, conn).await;
-                        drop(permit);
+                            .serve_connection(hyper_util::rt::TokioIo::new(io), service);
+                        let mut conn = std::pin::pin!(conn);
+                        let deadline = tokio::time::Instant::now() + CALLBACK_CONNECTION_LIMIT;
+                        tokio::select! {
+                            _ = conn.as_mut() => {}
+                            _ = tokio::time::sleep_until(deadline) => {}
+                            _ = slot.evict.notified() => {
+                                // Idle: closes at once; a request that just began is
+                                // still answered.
+                                conn.as_mut().graceful_shutdown();
+                                let _ = tokio::time::timeout_at(deadline, conn).await;
+                            }
+                        }
+                        slots.remove(id);
+                        drop(socket);
                     });
                 }
             }

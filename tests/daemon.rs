@@ -587,11 +587,9 @@ fn a_callback_flood_neither_starves_the_schedule_nor_the_api_budget() {
     assert_eq!(wait_exit(&mut child, Duration::from_secs(15)), 0);
 }
 
-/// The harm seen: 1,100 idle connections at the default 1024-file limit made every
-/// cycle fail with "Too many open files".
-#[test]
-fn idle_connections_cannot_exhaust_file_descriptors() {
-    // This test holds 1,100 sockets itself: raise its own soft limit to the hard one.
+/// Raises this process's soft limit of open files to the hard one (at most 65,536), for
+/// tests that hold hundreds of sockets.
+fn raise_open_files_limit() {
     // SAFETY: getrlimit/setrlimit on this process with a valid struct.
     unsafe {
         let mut lim = libc::rlimit {
@@ -602,6 +600,14 @@ fn idle_connections_cannot_exhaust_file_descriptors() {
         lim.rlim_cur = lim.rlim_max.min(65536);
         libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
     }
+}
+
+/// The harm seen: 1,100 idle connections at the default 1024-file limit made every
+/// cycle fail with "Too many open files".
+#[test]
+fn idle_connections_cannot_exhaust_file_descriptors() {
+    // This test holds 1,100 sockets itself.
+    raise_open_files_limit();
     let host = SandboxHost::start(SandboxOptions::default());
     let port = free_port();
     let env = daemon_env(
@@ -657,6 +663,124 @@ fn idle_connections_cannot_exhaust_file_descriptors() {
         "the listener to answer",
         Duration::from_secs(15),
         || post(port, "/cb", b"{\"paymentlink_refs\": []}") == 200,
+    );
+    sigterm(&child);
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(15)), 0);
+}
+
+/// One raw HTTP/1.1 POST that survives a refused or reset connection: the status code
+/// and the whole answer, or `(0, what was read)` when no status line came.
+fn try_post(port: u16, path: &str, body: &[u8]) -> (u16, String) {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, String::new());
+    };
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = s.write_all(head.as_bytes());
+    let _ = s.write_all(body);
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    let resp = String::from_utf8_lossy(&resp).into_owned();
+    let code = resp
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|r| r.get(..3))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, resp)
+}
+
+/// A daemon with a callback listener on a free loopback port at `/cb`.
+fn spawn_with_listener(host: &SandboxHost) -> (TestEnv, Child, u16) {
+    let port = free_port();
+    let env = daemon_env(
+        host,
+        &format!("callback_listen = \"127.0.0.1:{port}\"\ncallback_path = \"/cb\"\n"),
+    );
+    let child = spawn_daemon(&env);
+    wait_for(&env, "the listener", Duration::from_secs(10), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    (env, child, port)
+}
+
+/// The harm seen (issue 20): with 256 idle connections holding every slot, new ones were
+/// closed at once, so 500 idle connections kept a real callback unanswered for up to
+/// 10 s (until the idle ones hit the header deadline). The connection idle longest now
+/// makes room for it.
+#[test]
+fn a_callback_is_answered_within_a_second_despite_500_idle_connections() {
+    raise_open_files_limit();
+    let host = SandboxHost::start(SandboxOptions::default());
+    let (_env, mut child, port) = spawn_with_listener(&host);
+    let idle: Vec<TcpStream> = (0..500)
+        .filter_map(|_| TcpStream::connect(("127.0.0.1", port)).ok())
+        .collect();
+    assert_eq!(idle.len(), 500, "idle connections opened");
+    // Let the daemon accept them all.
+    std::thread::sleep(Duration::from_millis(500));
+    let body = b"{\"paymentlink_refs\": [\"pml-not-ours\"]}";
+    let t0 = Instant::now();
+    let mut attempts = 0;
+    let (code, resp) = loop {
+        attempts += 1;
+        let (code, resp) = try_post(port, "/cb", body);
+        if (200..300).contains(&code) || t0.elapsed() > Duration::from_secs(15) {
+            break (code, resp);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let took = t0.elapsed();
+    eprintln!("the callback was answered {code} after {took:?} and {attempts} attempt(s)");
+    assert!(
+        (200..300).contains(&code),
+        "no 2xx within 15 s: {code} {resp:?}"
+    );
+    assert!(
+        took < Duration::from_secs(1),
+        "a callback behind 500 idle connections took {took:?} ({attempts} attempts)"
+    );
+    drop(idle);
+    sigterm(&child);
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(15)), 0);
+}
+
+/// When every slot holds a request in progress (here: heads sent, bodies not), nothing
+/// can be evicted: a new connection is answered 503 with `Retry-After`, never closed
+/// without a word, and is served again once the slots free up.
+#[test]
+fn at_the_cap_with_every_connection_mid_request_a_new_one_gets_503_with_retry_after() {
+    raise_open_files_limit();
+    let host = SandboxHost::start(SandboxOptions::default());
+    let (env, mut child, port) = spawn_with_listener(&host);
+    let busy: Vec<TcpStream> = (0..invoice_sync::daemon::CALLBACK_MAX_CONNECTIONS)
+        .map(|_| {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.write_all(
+                b"POST /cb HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
+            )
+            .unwrap();
+            s
+        })
+        .collect();
+    // Let the daemon accept them all and read their heads.
+    std::thread::sleep(Duration::from_millis(500));
+    let t0 = Instant::now();
+    let (code, resp) = try_post(port, "/cb", b"{\"paymentlink_refs\": []}");
+    let took = t0.elapsed();
+    assert_eq!(code, 503, "{resp:?}");
+    let lower = resp.to_ascii_lowercase();
+    assert!(lower.contains("\r\nretry-after: "), "{resp:?}");
+    assert!(lower.contains("\r\nconnection: close\r\n"), "{resp:?}");
+    assert!(took < Duration::from_secs(1), "the 503 took {took:?}");
+    drop(busy);
+    wait_for(
+        &env,
+        "the listener to serve again",
+        Duration::from_secs(10),
+        || try_post(port, "/cb", b"{\"paymentlink_refs\": []}").0 == 200,
     );
     sigterm(&child);
     assert_eq!(wait_exit(&mut child, Duration::from_secs(15)), 0);
