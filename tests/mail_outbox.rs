@@ -553,7 +553,7 @@ fn send_one_records_each_outcome() {
             &config,
             services.cycle(),
             &first,
-            chrono::Utc::now(),
+            false,
         )
         .await
         .unwrap();
@@ -568,7 +568,7 @@ fn send_one_records_each_outcome() {
                 &config,
                 services.cycle(),
                 &p,
-                chrono::Utc::now(),
+                false,
             )
             .await
             .unwrap();
@@ -690,4 +690,104 @@ fn eml_files_are_named_after_the_invoice_and_mails_show_the_merchant() {
     let r = env.run(&["status"]);
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("merchant.iban"), "{}", r.stderr);
+}
+
+/// With the relay down, a run that queues 300 link mails says so: the summary, the exit-3
+/// sentence and `/metrics`' source count the mails really waiting in the outbox, counted
+/// after the link stages finished (they queue mails after the mail loop gave up on the
+/// relay), not the few queued when the mail loop stopped.
+#[test]
+fn the_summary_counts_every_mail_waiting_in_the_outbox() {
+    let host = SandboxHost::start(SandboxOptions::default());
+    let mut server = SmtpServer::start();
+    let env = env_for(&host, &server, "");
+    let rows: Vec<(String, String)> = (0..300)
+        .map(|i| (format!("Q-{i:03}"), format!("q{i}@example.com")))
+        .collect();
+    let rows: Vec<(&str, &str, &str, &str, &str)> = rows
+        .iter()
+        .map(|(r, e)| (r.as_str(), e.as_str(), "Customer", "10.00", "2099-01-01"))
+        .collect();
+    env.drop_file("a.csv", default_csv(&rows));
+    server.stop();
+    let r = env.run(&["run"]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert_eq!(
+        env.count("SELECT count(*) FROM outbox WHERE state = 'queued'"),
+        300
+    );
+    assert!(
+        r.stderr.contains("mails 0 sent / 300 queued"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("300 mail(s) stay queued"), "{}", r.stderr);
+    let queued = env
+        .status()
+        .into_iter()
+        .filter(|v| v["mail_state"] == "queued")
+        .count();
+    assert_eq!(queued, 300);
+}
+
+/// Link mails queued while the relay was down, whose invoices moved on before it came
+/// back: one replaced by a new amount, one settled in the accounting, one paid at CM
+/// (nobody here knew yet). None of those first mails is ever sent: the replaced invoice
+/// gets its replacement mail, the paid one is recorded paid when its link is read just
+/// before its mail would have left, and the untouched invoice gets its mail.
+#[test]
+fn a_queued_link_mail_whose_invoice_was_replaced_settled_or_paid_is_never_sent() {
+    let host = SandboxHost::start(SandboxOptions::default());
+    let mut server = SmtpServer::start();
+    let env = env_for(&host, &server, "");
+    let rows = [
+        ("KEEP-1", "keep@example.com", "K", "10.00", "2099-01-01"),
+        ("REPL-1", "repl@example.com", "R", "20.00", "2099-01-01"),
+        ("SETL-1", "setl@example.com", "S", "30.00", "2099-01-01"),
+        ("PAID-1", "paid@example.com", "P", "40.00", "2099-01-01"),
+    ];
+    env.drop_file("a.csv", default_csv(&rows));
+    server.stop();
+    assert_eq!(env.run(&["run"]).code, 3);
+    assert_eq!(
+        env.count("SELECT count(*) FROM outbox WHERE state = 'queued'"),
+        4
+    );
+    let link = env.invoice("PAID-1")["link_ref"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(host.sb().pay(&link), 200);
+    env.drop_file(
+        "b.csv",
+        "invoice_reference,customer_email,customer_name,amount,outstanding,due_date\n\
+         REPL-1,repl@example.com,R,\"25.00\",\"25.00\",2099-01-01\n\
+         SETL-1,setl@example.com,S,\"30.00\",\"0.00\",2099-01-01\n",
+    );
+    server.restart();
+    let r = env.run(&["run"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let to: Vec<String> = server.messages().iter().map(to_of).collect();
+    assert_eq!(to.len(), 2, "{to:?}");
+    assert!(to.contains(&"keep@example.com".to_string()), "{to:?}");
+    assert!(to.contains(&"repl@example.com".to_string()), "{to:?}");
+    let replacement = server
+        .messages()
+        .into_iter()
+        .find(|m| to_of(m) == "repl@example.com")
+        .unwrap()
+        .text();
+    assert!(
+        replacement.contains("25.00") || replacement.contains("25,00"),
+        "{replacement}"
+    );
+    assert_eq!(env.invoice("PAID-1")["state"], "paid");
+    assert_eq!(env.invoice("SETL-1")["state"], "settled_elsewhere");
+    assert_eq!(
+        env.count("SELECT count(*) FROM outbox WHERE state = 'cancelled'"),
+        3
+    );
+    // Nothing is left to go out later.
+    assert_eq!(env.run(&["run"]).code, 0);
+    assert_eq!(server.message_count(), 2);
 }

@@ -8,12 +8,15 @@
 //! 01-06 Mon.
 
 mod common;
+#[path = "common/smtp.rs"]
+mod smtp;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::{Run, SandboxHost, TestEnv};
 use invoice_sync::sandbox::{Faults, Misroute, SandboxOptions};
+use smtp::SmtpServer;
 
 const LADDER: &str = "[reminders]\nenabled = true\ndays = [-3, 7, 21]\nmin_gap_days = 3\nsend_window = \"09:00-17:00\"\nsend_weekends = false\n";
 
@@ -817,4 +820,255 @@ fn the_send_window_is_local_time() {
     }
     let r = cet("2030-12-09T08:30:00Z", &["run"]);
     assert!(r.stderr.contains("reminders 1 sent"), "{}", r.stderr);
+}
+
+// ---------------------------------------------------------------------------------------
+// True when it leaves (README, *Reminders*): a mail that waited in the outbox, because the
+// real loopback relay was down, is checked again on the day it finally leaves.
+
+/// `[email]` for the loopback relay.
+fn relay_toml(server: &SmtpServer) -> String {
+    format!(
+        "[email]\ntransport = \"smtp\"\nsmtp_host = \"localhost\"\nsmtp_port = {}\nsmtp_tls = \"none\"\n\
+         from = \"{}\"\nmessages_per_second = 1000\nsmtp_timeout_seconds = 5\n",
+        server.port(),
+        smtp::TEST_FROM
+    )
+}
+
+fn relay_env(host: &SandboxHost, server: &SmtpServer, extra: &str) -> TestEnv {
+    TestEnv::new(&common::merge_toml(
+        &common::merge_toml(&host.cm_toml(), &relay_toml(server)),
+        extra,
+    ))
+}
+
+/// The mails the relay accepted for one address, as text.
+fn delivered_to(server: &SmtpServer, address: &str) -> Vec<String> {
+    server
+        .messages()
+        .into_iter()
+        .filter(|m| m.to.iter().any(|t| t.eq_ignore_ascii_case(address)))
+        .map(|m| m.text())
+        .collect()
+}
+
+/// The reminder rows of an invoice: `step -> (outcome, outbox state)`.
+fn steps_of(env: &TestEnv, reference: &str) -> BTreeMap<i64, (String, String)> {
+    let db = env.db();
+    let mut stmt = db
+        .prepare(
+            "SELECT rm.step, rm.outcome, coalesce(o.state, '-')
+             FROM reminders rm JOIN invoices i ON i.id = rm.invoice_id
+             LEFT JOIN outbox o ON o.id = rm.outbox_id WHERE i.reference = ?1",
+        )
+        .unwrap();
+    stmt.query_map([reference], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// The expiry CM holds for an invoice's newest link, as sent.
+fn cm_expiry(host: &SandboxHost, reference: &str) -> String {
+    let link = host.links_for(reference).pop().expect("a link at CM");
+    link.fields["expiry_date"].trim_matches('"').to_string()
+}
+
+/// The burst seen in probing: the link mail on 1 March, the relay down from 2 March to 5
+/// April while runs went on every day. The ladder decided -3, +7 and +21 meanwhile; when
+/// the relay answers again the customer gets exactly one mail, the latest step, whose link
+/// works 14 full days after the day it actually left; the earlier steps are recorded
+/// skipped, and nothing follows.
+#[test]
+fn after_a_five_week_relay_outage_one_mail_leaves_the_latest_step_with_a_link_for_14_days() {
+    let host = SandboxHost::start(SandboxOptions::default());
+    let mut server = SmtpServer::start();
+    let ladder = LADDER.replace("send_weekends = false", "send_weekends = true");
+    let env = relay_env(&host, &server, &ladder);
+    env.drop_file("a.csv", csv(&[("OUT-1", "100.00", "2031-03-10")]));
+    let first = run_at(&env, "2031-03-01T10:00:00Z", &["run"]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert_eq!(delivered_to(&server, "OUT-1@example.com").len(), 1);
+
+    server.stop();
+    for day in days_from("2031-03-02", 34) {
+        let r = run_at(&env, &format!("{day}T10:00:00Z"), &["run"]);
+        assert!(r.code == 0 || r.code == 3, "{day}: {}", r.stderr);
+    }
+    assert_eq!(
+        env.count("SELECT count(*) FROM reminders"),
+        3,
+        "the ladder went on deciding while the relay was down"
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM outbox WHERE kind = 'reminder' AND state = 'queued'"),
+        1,
+        "an earlier step still queued is skipped once a later one is decided"
+    );
+
+    server.restart();
+    let back = run_at(&env, "2031-04-05T10:00:00Z", &["run"]);
+    assert_eq!(back.code, 0, "{}", back.stderr);
+    let mails = delivered_to(&server, "OUT-1@example.com");
+    assert_eq!(mails.len(), 2, "the link mail and exactly one reminder");
+    assert!(
+        mails[1].contains("Subject: Payment reminder: invoice OUT-1 is overdue"),
+        "{}",
+        mails[1]
+    );
+    assert!(
+        back.stderr.contains("mails 1 sent / 0 queued"),
+        "{}",
+        back.stderr
+    );
+    let steps = steps_of(&env, "OUT-1");
+    assert_eq!(
+        steps[&-3],
+        ("skipped".into(), "cancelled".into()),
+        "{steps:?}"
+    );
+    assert_eq!(
+        steps[&7],
+        ("skipped".into(), "cancelled".into()),
+        "{steps:?}"
+    );
+    assert_eq!(steps[&21], ("sent".into(), "sent".into()), "{steps:?}");
+    // Sent on 5 April: payable through 19 April at least (extended on the send day).
+    let expiry = chrono::DateTime::parse_from_rfc3339(&cm_expiry(&host, "OUT-1")).unwrap();
+    assert!(
+        expiry >= chrono::DateTime::parse_from_rfc3339("2031-04-19T23:59:59Z").unwrap(),
+        "{expiry}"
+    );
+    // Nothing more follows: the ladder is done.
+    for day in days_from("2031-04-06", 10) {
+        assert_eq!(run_at(&env, &format!("{day}T10:00:00Z"), &["run"]).code, 0);
+    }
+    assert_eq!(delivered_to(&server, "OUT-1@example.com").len(), 2);
+}
+
+/// A consumer's final notice decided on Friday 17 October 2031 with the relay down leaves
+/// on Monday the 20th. Worded on the send day it gives the customer until 3 November, after
+/// the clocks went back (26 October): the link must work through the end of that day in
+/// Amsterdam, `2031-11-03T23:59:59+01:00`, not a day the decision computed, and not the end
+/// of the day in UTC or in summer time.
+#[test]
+fn a_final_notice_that_waited_has_its_link_cover_its_deadline_day_in_local_time() {
+    let host = SandboxHost::start(SandboxOptions::default());
+    let mut server = SmtpServer::start();
+    let env = relay_env(
+        &host,
+        &server,
+        &format!(
+            "{}final_notice = true\n\n[merchant]\nname = \"Tulpje B.V.\"\naddress = \"Dorpsstraat 1, 1234 AB Ergens\"\n",
+            LADDER.replace("[-3, 7, 21]", "[7, 21]")
+        ),
+    );
+    env.drop_file(
+        "a.csv",
+        "invoice_reference,customer_email,amount,due_date,language,customer_type\n\
+         NOT-1,not@example.com,\"1.000,00\",2031-09-26,nl,b2c\n",
+    );
+    let amsterdam = |at: &str, args: &[&str]| {
+        env.run_with(
+            args,
+            &[("INVOICE_SYNC_NOW", at), ("TZ", "Europe/Amsterdam")],
+        )
+    };
+    assert_eq!(amsterdam("2031-09-19T10:00:00+02:00", &["run"]).code, 0);
+    assert_eq!(amsterdam("2031-10-03T10:00:00+02:00", &["run"]).code, 0);
+    assert_eq!(delivered_to(&server, "not@example.com").len(), 2);
+
+    server.stop();
+    let decided = amsterdam("2031-10-17T10:00:00+02:00", &["run"]);
+    assert_eq!(decided.code, 3, "{}", decided.stderr);
+    assert_eq!(
+        env.count("SELECT count(*) FROM outbox WHERE kind = 'reminder' AND state = 'queued'"),
+        1
+    );
+    server.restart();
+    let sent = amsterdam("2031-10-20T10:00:00+02:00", &["run"]);
+    assert_eq!(sent.code, 0, "{}", sent.stderr);
+    let mails = delivered_to(&server, "not@example.com");
+    assert_eq!(mails.len(), 3);
+    let notice = quoted_printable_text(&mails[2]);
+    assert!(notice.contains("Laatste aanmaning"), "{notice}");
+    assert!(notice.contains("3 november 2031"), "{notice}");
+    assert_eq!(
+        cm_expiry(&host, "NOT-1"),
+        "2031-11-04T23:59:59+01:00",
+        "through the deadline day and one more, in Amsterdam's winter time"
+    );
+    // The sandbox (on the real clock) finds it payable at 23:30 on the deadline day.
+    let until = chrono::DateTime::parse_from_rfc3339("2031-11-03T22:30:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    host.sb()
+        .advance_clock((until - chrono::Utc::now()).to_std().unwrap());
+    assert!(host.links_for("NOT-1")[0].payable);
+}
+
+/// The customer pays while a reminder waits for the relay; when the relay is back, CM
+/// answers 503 to the status read. The reminder is not sent on a guess: it waits, the
+/// run says so (exit 3), the next cycle sees the payment, and no reminder ever goes out.
+#[test]
+fn a_reminder_waits_when_cm_cannot_say_the_link_is_unpaid_and_a_payer_never_gets_it() {
+    let host = SandboxHost::start(SandboxOptions::default());
+    let mut server = SmtpServer::start();
+    let env = relay_env(&host, &server, LADDER);
+    env.drop_file("a.csv", csv(&[("PAY-1", "42.00", "2031-03-12")]));
+    assert_eq!(run_at(&env, "2031-03-03T10:00:00Z", &["run"]).code, 0);
+    server.stop();
+    let queued = run_at(&env, "2031-03-10T10:00:00Z", &["run"]);
+    assert_eq!(queued.code, 3, "{}", queued.stderr);
+    assert_eq!(
+        env.count("SELECT count(*) FROM outbox WHERE kind = 'reminder' AND state = 'queued'"),
+        1
+    );
+    let link = env.invoice("PAY-1")["link_ref"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(host.sb().pay(&link), 200);
+    host.sb().set_faults(Faults {
+        api: Some(Misroute::Unavailable),
+        api_method: Some("GET".into()),
+        ..Faults::default()
+    });
+    server.restart();
+    let guarded = run_at(&env, "2031-03-10T11:00:00Z", &["run"]);
+    assert_eq!(guarded.code, 3, "{}", guarded.stderr);
+    assert!(
+        guarded
+            .stderr
+            .contains("waiting for CM to confirm the link"),
+        "{}",
+        guarded.stderr
+    );
+    assert!(
+        guarded.stderr.contains("never sent on a guess"),
+        "{}",
+        guarded.stderr
+    );
+    assert_eq!(delivered_to(&server, "PAY-1@example.com").len(), 1);
+
+    host.sb().set_faults(Faults::default());
+    for at in [
+        "2031-03-10T12:00:00Z",
+        "2031-03-11T10:00:00Z",
+        "2031-03-20T10:00:00Z",
+    ] {
+        let r = run_at(&env, at, &["run"]);
+        assert_eq!(r.code, 0, "{at}: {}", r.stderr);
+    }
+    assert_eq!(env.invoice("PAY-1")["state"], "paid");
+    assert_eq!(
+        delivered_to(&server, "PAY-1@example.com").len(),
+        1,
+        "only the link mail, ever"
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM outbox WHERE kind = 'reminder' AND state = 'cancelled'"),
+        1
+    );
 }

@@ -365,6 +365,8 @@ pub(super) async fn create_step(
                 outbox::enqueue(&tx, c.invoice_id, c.revision, link_id, kind, &now)?;
                 tx.commit()?;
                 report.links_created += 1;
+                // CM just made it: unpaid, its mail needs no status read this cycle.
+                report.links_seen_open.insert(link_id);
                 if c.replaces {
                     report.links_replaced += 1;
                 }

@@ -86,13 +86,9 @@ pub enum MailOutcome {
     RelayFailed(String),
 }
 
-/// What [`policy::may_leave`] is asked about a queued mail: the stored facts, with "CM
-/// said it is unpaid" counted only when it was said at or after `fresh_since` (the start
-/// of this cycle).
-pub fn facts(p: &outbox::Pending, fresh_since: DateTime<Utc>) -> policy::Queued {
-    use chrono::SubsecRound;
-    // Stored times are to the second.
-    let fresh_since = fresh_since.trunc_subsecs(0);
+/// What [`policy::may_leave`] is asked about a queued mail: the stored facts, and whether
+/// CM said in this cycle that its link is unpaid (`status_read`).
+pub fn facts(p: &outbox::Pending, status_read: bool) -> policy::Queued {
     let instant = |s: &str| DateTime::parse_from_rfc3339(s).ok();
     policy::Queued {
         kind: p.kind,
@@ -108,11 +104,7 @@ pub fn facts(p: &outbox::Pending, fresh_since: DateTime<Utc>) -> policy::Queued 
             .map(|t| t.with_timezone(&Utc)),
         due_date: p.data.due_date,
         link_expiry: p.link_expiry.as_deref().and_then(instant),
-        status_read: p
-            .link_seen_open_at
-            .as_deref()
-            .and_then(instant)
-            .is_some_and(|t| t >= fresh_since),
+        status_read,
     }
 }
 
@@ -125,13 +117,13 @@ async fn checked_before_leaving(
     cfg: &Config,
     cm: &CmClient,
     p: &mut outbox::Pending,
-    fresh_since: DateTime<Utc>,
+    mut status_read: bool,
 ) -> anyhow::Result<Option<MailOutcome>> {
     // Each verdict settles one question; four rounds answer them all.
     for _ in 0..4 {
         let now = crate::clock::local_now();
         let verdict = policy::may_leave(
-            &facts(p, fresh_since),
+            &facts(p, status_read),
             &cfg.reminders,
             cfg.cm.link_expiry_days_after_due,
             now,
@@ -157,7 +149,7 @@ async fn checked_before_leaving(
                 Ok(LinkStatus::Open) => {
                     let now_s = now_text();
                     links::record_seen_open(conn, p.link_id, &now_s)?;
-                    p.link_seen_open_at = Some(now_s);
+                    status_read = true;
                     continue;
                 }
                 Ok(LinkStatus::Paid) => {
@@ -220,8 +212,8 @@ async fn checked_before_leaving(
 
 /// Sends one due outbox mail and records the outcome. First the checks of "true when it
 /// leaves" ([`policy::may_leave`]): it may be cancelled, skipped, held back, or its link
-/// read from CM and extended; CM's word counts as fresh when it was given at or after
-/// `fresh_since` (the cycle's start). Then `sending` before the hand-over, and `sent`,
+/// read from CM and extended (unless `status_read`: CM said in this cycle that the link
+/// is unpaid, by making it or answering a status read). Then `sending` before the hand-over, and `sent`,
 /// `failed` or queued again after it. The worker loop around it only decides what to do
 /// next; tests drive this directly.
 pub async fn send_one(
@@ -229,12 +221,12 @@ pub async fn send_one(
     cfg: &Config,
     services: Services<'_>,
     p: &outbox::Pending,
-    fresh_since: DateTime<Utc>,
+    status_read: bool,
 ) -> anyhow::Result<MailOutcome> {
     let postman = services.mail;
     let mut p = p.clone();
     if let Some(settled) =
-        checked_before_leaving(conn, cfg, services.cm, &mut p, fresh_since).await?
+        checked_before_leaving(conn, cfg, services.cm, &mut p, status_read).await?
     {
         return Ok(settled);
     }
@@ -317,7 +309,6 @@ pub(super) async fn mail_step(
     services: Services<'_>,
     report: &RefCell<Report>,
     handoff: &Handoff,
-    started: DateTime<Utc>,
 ) -> anyhow::Result<()> {
     // A relay failure (no connection, a timeout, 421) is first taken to be about the
     // relay: the mail keeps its place. A second one in a row means the relay is down:
@@ -342,7 +333,8 @@ pub(super) async fn mail_step(
         }
         for p in due {
             tried.insert(p.id);
-            let outcome = send_one(conn, cfg, services, &p, started).await?;
+            let status_read = report.borrow().links_seen_open.contains(&p.link_id);
+            let outcome = send_one(conn, cfg, services, &p, status_read).await?;
             let mut report = report.borrow_mut();
             match outcome {
                 MailOutcome::Cancelled => {

@@ -174,6 +174,9 @@ pub struct Report {
     pub reminders_on: bool,
     /// Set for dry runs.
     pub plan: Option<Plan>,
+    /// Links CM said in this cycle are unpaid (it made them, or a status read said
+    /// `open`): their mails need no second read before they leave.
+    pub links_seen_open: HashSet<i64>,
 }
 
 impl Report {
@@ -377,9 +380,6 @@ pub async fn run(
     }
     let services = services.context("a cycle that is not a dry run needs CM and mail")?;
     let cm = services.cm;
-    // CM's word about a link counts as fresh for a mail's send-time check when it was
-    // given in this cycle.
-    let started = crate::clock::now();
     let recovered = crate::store::recover(conn)?;
     if recovered.mails > 0 {
         tracing::warn!(
@@ -425,7 +425,7 @@ pub async fn run(
         handoff.finish();
         made
     };
-    let mail = mail_step(conn, cfg, services, &shared, &handoff, started);
+    let mail = mail_step(conn, cfg, services, &shared, &handoff);
     let (made, mailed) = tokio::join!(links, mail);
     let mut report = shared.into_inner();
     let mismatched = made?;
@@ -568,7 +568,7 @@ fn dry_run(conn: &Connection, cfg: &Config, opts: &Options) -> anyhow::Result<Re
     let (mut mails_due, mut mails_dropped, mut mails_held) = (0, 0, 0);
     let now = crate::clock::local_now();
     for p in outbox::due(conn, &now_text(), 100_000)? {
-        let facts = mail_step::facts(&p, now.with_timezone(&chrono::Utc));
+        let facts = mail_step::facts(&p, false);
         match crate::policy::may_leave(
             &facts,
             &cfg.reminders,

@@ -406,6 +406,7 @@ pub(super) async fn reminder_step(
             Checked::Ready { new_expiry } => {
                 // CM said it is unpaid just now: the mail needs no second read this cycle.
                 links::record_seen_open(conn, link.id, &now_s)?;
+                report.links_seen_open.insert(link.id);
                 if let Some(expiry) = &new_expiry {
                     links::record_extended(conn, link.id, &super::links_step::stored_form(expiry))?;
                     tracing::info!(invoice = %s.reference, link = %link.link_ref, %expiry,

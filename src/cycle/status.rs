@@ -119,7 +119,10 @@ fn record_status(
             links::record_expired(conn, c.link_id, &now_s)?;
             tracing::info!(invoice = %c.reference, link = %c.link_ref, "the link expired unpaid");
         }
-        Ok(_) => {
+        Ok(status) => {
+            if status == LinkStatus::Open {
+                report.links_seen_open.insert(c.link_id);
+            }
             links::record_checked(
                 conn,
                 c.link_id,

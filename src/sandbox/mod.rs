@@ -126,6 +126,9 @@ pub enum Misroute {
     Redirect,
     /// `502` with an HTML page, as a load balancer shows while its backend is down.
     BadGatewayPage,
+    /// `503` with an HTML page and `Retry-After: 120`, as a gateway answers while CM is
+    /// under maintenance.
+    Unavailable,
     /// `400` whose plain-text body echoes the request it got (a debugging proxy, a
     /// careless token endpoint): the client must never log it.
     EchoRequest,
@@ -139,8 +142,11 @@ impl std::str::FromStr for Misroute {
             "405" => Ok(Misroute::MethodNotAllowed),
             "302" => Ok(Misroute::Redirect),
             "502" => Ok(Misroute::BadGatewayPage),
+            "503" => Ok(Misroute::Unavailable),
             "echo" => Ok(Misroute::EchoRequest),
-            other => Err(format!("`{other}` is not one of 404, 405, 302, 502, echo")),
+            other => Err(format!(
+                "`{other}` is not one of 404, 405, 302, 502, 503, echo"
+            )),
         }
     }
 }

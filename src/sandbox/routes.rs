@@ -162,6 +162,12 @@ fn misrouted(m: super::Misroute, base_url: &str) -> Response {
         Misroute::EchoRequest => message(StatusCode::BAD_REQUEST, "echo"),
         Misroute::NotFoundPage => page(StatusCode::NOT_FOUND, "404 Not Found"),
         Misroute::BadGatewayPage => page(StatusCode::BAD_GATEWAY, "502 Bad Gateway"),
+        Misroute::Unavailable => {
+            let mut resp = page(StatusCode::SERVICE_UNAVAILABLE, "503 Service Unavailable");
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("120"));
+            resp
+        }
         Misroute::MethodNotAllowed => (
             StatusCode::METHOD_NOT_ALLOWED,
             [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"))],

@@ -80,8 +80,6 @@ pub struct Pending {
     pub link_ref: Option<String>,
     /// The link's expiry as stored (RFC 3339), none: no expiry.
     pub link_expiry: Option<String>,
-    /// When CM last said the link is unpaid: its status read, or its creation.
-    pub link_seen_open_at: Option<String>,
     /// Whether the invoice is still open.
     pub invoice_open: bool,
     /// Whether the mail belongs to the invoice's current revision.
@@ -104,7 +102,6 @@ pub fn due(conn: &Connection, now: &str, limit: usize) -> rusqlite::Result<Vec<P
                 i.state = 'open', i.revision = o.revision,
                 l.state = 'active' AND l.provisional = 0,
                 o.link_id, o.step, rm.kind, l.link_ref, l.expiry_date,
-                max(coalesce(l.last_checked_at, ''), coalesce(l.activated_at, '')),
                 (SELECT max(x.step) FROM reminders x
                  WHERE x.invoice_id = o.invoice_id AND x.outcome = 'sent'),
                 (SELECT max(s.sent_at) FROM outbox s
@@ -133,7 +130,6 @@ pub fn due(conn: &Connection, now: &str, limit: usize) -> rusqlite::Result<Vec<P
             )),
             _ => None,
         };
-        let seen: String = r.get(15 + w)?;
         Ok(Pending {
             id: r.get(0)?,
             kind,
@@ -150,9 +146,8 @@ pub fn due(conn: &Connection, now: &str, limit: usize) -> rusqlite::Result<Vec<P
             reminder,
             link_ref: r.get(13 + w)?,
             link_expiry: r.get(14 + w)?,
-            link_seen_open_at: (!seen.is_empty()).then_some(seen),
-            latest_step: r.get(16 + w)?,
-            last_accepted_at: r.get(17 + w)?,
+            latest_step: r.get(15 + w)?,
+            last_accepted_at: r.get(16 + w)?,
         })
     })?;
     rows.collect()
