@@ -316,8 +316,9 @@ type Listener = (
 /// evicts the connection idle longest; when every one has a request in progress, it is
 /// answered `503` with `Retry-After` ([`CALLBACK_RETRY_AFTER`]).
 pub const CALLBACK_MAX_CONNECTIONS: usize = 256;
-/// Sockets beyond the cap that may be open at once: evicted connections closing and
-/// refused ones being answered 503. Beyond these too, the 503 is written without waiting.
+/// Sockets beyond the cap that may be open at once: evicted connections still closing,
+/// and (as many again) refused ones being answered 503. Beyond those, the 503 is written
+/// without waiting for the client to read it.
 const CALLBACK_SPARE_SOCKETS: usize = 64;
 /// A connection counts as idle, and may be evicted, once nothing has arrived on it for
 /// this long: one just accepted may have its request waiting unread.
@@ -553,10 +554,11 @@ async fn spawn_listener(
         .with_context(|| format!("cannot listen for callbacks on {addr}"))?;
     tracing::info!(addr = %listener.local_addr()?, path, "callback listener ready");
     let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-    // Every socket the listener holds, served, closing or refused.
-    let sockets = std::sync::Arc::new(tokio::sync::Semaphore::new(
+    // The sockets the listener holds: served or closing after eviction, and refused.
+    let served = std::sync::Arc::new(tokio::sync::Semaphore::new(
         CALLBACK_MAX_CONNECTIONS + CALLBACK_SPARE_SOCKETS,
     ));
+    let refused = std::sync::Arc::new(tokio::sync::Semaphore::new(CALLBACK_SPARE_SOCKETS));
     let slots = std::sync::Arc::new(Slots {
         started: std::time::Instant::now(),
         open: Default::default(),
@@ -578,18 +580,31 @@ async fn spawn_listener(
                             continue;
                         }
                     };
-                    let Ok(socket) = sockets.clone().try_acquire_owned() else {
-                        // Not even a spare socket: the 503 goes out as far as it fits.
-                        let _ = stream.try_write(refusal().as_bytes());
-                        continue;
-                    };
                     next_id += 1;
                     let id = next_id;
-                    let Some(slot) = slots.admit(id) else {
-                        connections.spawn(async move {
-                            refuse(stream).await;
-                            drop(socket);
-                        });
+                    let admitted = slots.admit(id).and_then(|slot| {
+                        match served.clone().try_acquire_owned() {
+                            Ok(socket) => Some((slot, socket)),
+                            Err(_) => {
+                                // Too many evicted ones are still closing.
+                                slots.remove(id);
+                                None
+                            }
+                        }
+                    });
+                    let Some((slot, socket)) = admitted else {
+                        match refused.clone().try_acquire_owned() {
+                            Ok(socket) => {
+                                connections.spawn(async move {
+                                    refuse(stream).await;
+                                    drop(socket);
+                                });
+                            }
+                            Err(_) => {
+                                // No socket to spare: the 503 goes out as far as it fits.
+                                let _ = stream.try_write(refusal().as_bytes());
+                            }
+                        }
                         continue;
                     };
                     let slots = slots.clone();
