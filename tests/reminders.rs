@@ -907,6 +907,14 @@ fn after_a_five_week_relay_outage_one_mail_leaves_the_latest_step_with_a_link_fo
         "an earlier step still queued is skipped once a later one is decided"
     );
 
+    // The dry run asks the same send-time question: the one queued reminder would go.
+    let dry = run_at(&env, "2031-04-05T10:00:00Z", &["run", "--dry-run"]);
+    assert!(
+        dry.stdout
+            .contains("1 queued mail(s) that are due would be sent"),
+        "{}",
+        dry.stdout
+    );
     server.restart();
     let back = run_at(&env, "2031-04-05T10:00:00Z", &["run"]);
     assert_eq!(back.code, 0, "{}", back.stderr);
