@@ -692,6 +692,12 @@ async fn spawn_status_listener(
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen for /metrics on {addr}"))?;
+    if !addr.ip().is_loopback() {
+        tracing::warn!(
+            listen = %addr,
+            "daemon.status_listen is beyond loopback: it serves /metrics and /healthz to the network unprotected (no password); it belongs on loopback, e.g. 127.0.0.1:9189"
+        );
+    }
     tracing::info!(addr = %listener.local_addr()?, "status listener ready (/metrics, /healthz)");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {

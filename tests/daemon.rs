@@ -792,3 +792,32 @@ fn at_the_cap_with_every_connection_mid_request_a_new_one_gets_503_with_retry_af
     sigterm(&child);
     assert_eq!(wait_exit(&mut child, Duration::from_secs(15)), 0);
 }
+
+/// `daemon.status_listen` beyond loopback serves the metrics to the network with no
+/// password: the daemon says so at start; on loopback it says nothing.
+#[test]
+fn a_status_listener_beyond_loopback_is_warned_about() {
+    let host = SandboxHost::start(SandboxOptions::default());
+    for (listen, warned) in [
+        ("0.0.0.0:0".to_string(), true),
+        (format!("127.0.0.1:{}", free_port()), false),
+    ] {
+        let env = daemon_env(&host, &format!("status_listen = \"{listen}\"\n"));
+        let mut child = spawn_daemon(&env);
+        let log = || std::fs::read_to_string(env.path("daemon.log")).unwrap_or_default();
+        wait_for(&env, "the status listener", Duration::from_secs(10), || {
+            log().contains("status listener ready")
+        });
+        sigterm(&child);
+        assert_eq!(wait_exit(&mut child, Duration::from_secs(15)), 0);
+        let log = log();
+        let warning = log
+            .lines()
+            .find(|l| l.contains("status_listen") && l.contains("beyond loopback"));
+        assert_eq!(warning.is_some(), warned, "{listen}: {log}");
+        if let Some(w) = warning {
+            assert!(w.contains("unprotected") && w.contains("loopback"), "{w}");
+            assert!(w.starts_with("<4>") || w.contains("WARN"), "a warning: {w}");
+        }
+    }
+}
