@@ -146,6 +146,116 @@ fn one_reference_is_one_invoice_whatever_invisible_characters_it_carries() {
     assert_eq!(env.run(&["status", "INV-1\u{200B}", "--json"]).code, 0);
 }
 
+/// The harm seen: an uploader that stalled longer than `settle_seconds` in the middle of
+/// a file had its first half imported and the file archived; it went on writing into the
+/// archived file, and the rows written after the stall were never imported, with no word.
+/// Here the writer keeps the file open, writes 10 of 20 rows, stalls past the settle time
+/// while a cycle reads the file (held after its read by a debug-build hook, so the timing
+/// is certain), then writes the other 10. The file is not archived, the summary names it,
+/// and the next cycle imports the rest: all 20 rows, each once.
+#[test]
+fn a_file_that_grows_while_it_is_read_is_read_again_and_loses_no_row() {
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+    let host = SandboxHost::start(SandboxOptions::default());
+    let env = env_with(&host, "[inbox]\nsettle_seconds = 1\n");
+    let row = |i: usize| format!("INV-{i},c{i}@example.com,N,\"10,00\",2099-12-01\n");
+    let path = env.inbox().join("export.csv");
+    let mut upload = std::fs::File::create(&path).unwrap();
+    upload
+        .write_all(b"invoice_reference,customer_email,customer_name,amount,due_date\n")
+        .unwrap();
+    for i in 1..=10 {
+        upload.write_all(row(i).as_bytes()).unwrap();
+    }
+    upload.sync_all().unwrap();
+    // The stall: longer than settle_seconds, so the cycle takes the file as complete.
+    std::thread::sleep(Duration::from_millis(1300));
+
+    let hook = tempfile::tempdir().unwrap();
+    let mut cycle = env.command();
+    cycle
+        .arg("run")
+        .env("INVOICE_SYNC_INGEST_PAUSE", hook.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let cycle = cycle.spawn().unwrap();
+    let paused = hook.path().join("paused");
+    let t0 = Instant::now();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let out = cycle.wait_with_output().unwrap();
+        tx.send(()).ok();
+        out
+    });
+    // The writer goes on once the cycle has read the first half (or, without the hook,
+    // once the cycle is over).
+    while !paused.exists() && rx.try_recv().is_err() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the cycle never read the file"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for i in 11..=20 {
+        upload.write_all(row(i).as_bytes()).unwrap();
+    }
+    upload.sync_all().unwrap();
+    drop(upload);
+    std::fs::write(hook.path().join("resume"), "").unwrap();
+    let first = waiter.join().unwrap();
+    let first_err = String::from_utf8_lossy(&first.stderr).into_owned();
+    if std::env::var_os("TEST_LOG").is_some() {
+        eprintln!("$ invoice-sync run (paused after the read)\n{first_err}");
+    }
+
+    std::thread::sleep(Duration::from_millis(1300));
+    let second = env.run(&["run"]);
+    let refs: std::collections::BTreeSet<String> = env
+        .status()
+        .iter()
+        .map(|v| v["invoice_reference"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        refs.len(),
+        20,
+        "every row imported: {refs:?}\nfirst run: {first_err}\nsecond run: {}",
+        second.stderr
+    );
+    assert_eq!(host.sb().links().len(), 20, "one link each");
+    assert_eq!(env.files_in("outbox").len(), 20, "one mail each");
+    assert_eq!(env.count("SELECT count(*) FROM revisions"), 20);
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert!(
+        env.files_in("inbox").is_empty(),
+        "{:?}",
+        env.files_in("inbox")
+    );
+    assert_eq!(env.files_in("archive").len(), 1);
+
+    // The first cycle applied what it read, kept the file, and said so by name.
+    assert_eq!(first.status.code(), Some(0), "{first_err}");
+    let summary = first_err
+        .lines()
+        .find(|l| l.contains("cycle:"))
+        .unwrap_or_else(|| panic!("a summary line: {first_err}"));
+    assert!(
+        summary.contains("1 file(s) changed while read, read again next cycle: export.csv"),
+        "{summary}"
+    );
+    assert!(first_err.contains("rows 10 accepted"), "{first_err}");
+    // The second read: the first 10 rows changed nothing, the other 10 are new.
+    let (read, new): (i64, i64) = env
+        .db()
+        .query_row(
+            "SELECT rows_read, invoices_new FROM imports ORDER BY id DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((read, new), (20, 10));
+}
+
 /// The harm seen: a right-to-left override in a customer name reached the mail, where
 /// `Jan\u{202E}kcaJ` displays as `JanJack`. Every bidirectional control is removed at
 /// ingest, from every field: the database, the mail and `status` hold the values

@@ -6,6 +6,13 @@
 //! A crash in between re-reads the file next time and, by its hash, changes nothing.
 //! Rows stream through; nothing here holds more than one record in memory.
 //!
+//! A file that changes while it is read (an uploader that stalled past `settle_seconds`
+//! and goes on writing) is not archived: the rows read are applied (the bytes hashed are
+//! a prefix of the bytes read, so the import record is true), the file stays in the
+//! inbox and the next cycle reads it whole, its first rows changing nothing. When the
+//! bytes read do not start with the bytes hashed, or end inside a row, nothing of the
+//! file is applied.
+//!
 //! What the link step must do next is not stored separately: it follows from each
 //! invoice's state and current revision. This module never calls an API or sends mail.
 
@@ -20,6 +27,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use rusqlite::Connection;
+use sha2::{Digest, Sha256};
 
 use crate::config::{Config, Settlement};
 use crate::store::imports::{self, ImportCounts, ImportSource};
@@ -64,6 +72,13 @@ pub enum Outcome {
         /// What failed.
         error: String,
     },
+    /// It changed while it was read in a way that makes the rows read untrustworthy (the
+    /// bytes read are not the bytes hashed plus more, or they end inside a row): nothing
+    /// was applied and it stays where it is for the next cycle.
+    Changed {
+        /// What changed.
+        reason: String,
+    },
 }
 
 /// One file's result.
@@ -82,6 +97,12 @@ pub struct FileReport {
     pub archive_error: Option<String>,
     /// A dry run's rejected rows (line, column, reason), for the plan; nothing is written.
     pub planned_rejections: Vec<files::Rejection>,
+    /// How the file changed between the start of its read and its archiving (size,
+    /// modification time, inode): it was not archived, and the next cycle reads it
+    /// again. Its rows read were applied unless the outcome is [`Outcome::Changed`].
+    pub changed: Option<String>,
+    /// Whether it came from the inbox (the next cycle reads it again) or the command line.
+    pub source: ImportSource,
 }
 
 /// The result of ingesting a set of files.
@@ -130,6 +151,22 @@ impl Report {
             .iter()
             .filter(|f| matches!(f.outcome, Outcome::Duplicate { .. }))
             .count()
+    }
+
+    /// Files that changed while they were read, by name: left where they are.
+    pub fn files_changed(&self) -> Vec<String> {
+        self.files
+            .iter()
+            .filter(|f| f.changed.is_some())
+            .map(|f| match f.source {
+                ImportSource::Inbox => f
+                    .path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| f.path.display().to_string()),
+                ImportSource::Argument => f.path.display().to_string(),
+            })
+            .collect()
     }
 
     /// Why an operator must look, one phrase each (empty when nothing needs it): the
@@ -195,9 +232,28 @@ impl Report {
     }
 
     /// What the inbox held besides the files read, for the summary line: files still
-    /// being written and entries that are not files, each by name (empty when none).
+    /// being written, files that changed while they were read, and entries that are not
+    /// files, each by name (empty when none).
     pub fn inbox_note(&self) -> String {
         let mut s = String::new();
+        let changed = self.files_changed();
+        if !changed.is_empty() {
+            let inbox = self
+                .files
+                .iter()
+                .filter(|f| f.changed.is_some())
+                .all(|f| f.source == ImportSource::Inbox);
+            s.push_str(&format!(
+                "; {} file(s) changed while read, {}: {}",
+                changed.len(),
+                if inbox {
+                    "read again next cycle"
+                } else {
+                    "not archived; import again once complete"
+                },
+                changed.join(", ")
+            ));
+        }
         if !self.settling.is_empty() {
             s.push_str(&format!(
                 "; {} file(s) waiting to settle, read by a later cycle ({})",
@@ -289,6 +345,9 @@ enum FileError {
     Unreadable(String),
     /// Reading failed; leave it for the next cycle.
     Io(String),
+    /// The file changed while it was read and the rows read cannot be trusted; leave it
+    /// for the next cycle.
+    Changed(String),
     /// The database failed; stop the cycle.
     Db(anyhow::Error),
 }
@@ -322,8 +381,13 @@ pub fn ingest_file(
         moved_to: None,
         archive_error: None,
         planned_rejections: Vec::new(),
+        changed: None,
+        source,
     };
 
+    // What the file was before the first byte was read: it is archived only if it is
+    // still that file, that size, that age.
+    let before = Stamp::of(path);
     let info = match decode::inspect(path, cfg.csv.encoding) {
         Ok(i) => i,
         Err(e) => {
@@ -357,7 +421,10 @@ pub fn ingest_file(
             tracing::info!(file = %path.display(), prior = %prior.file_name,
                 "same content as an earlier import; nothing changes (`import --again FILE` reads the rows it rejected again, after a config fix)");
         }
-        if movable {
+        report.changed = Stamp::change(path, before.as_ref());
+        if let Some(why) = &report.changed {
+            warn_changed(path, source, why);
+        } else if movable {
             archive(path, cfg, &mut report);
         }
         report.outcome = Outcome::Duplicate {
@@ -368,11 +435,22 @@ pub fn ingest_file(
     }
 
     let savepoint = crate::store::Savepoint::new(conn)?;
-    let applied = apply(&savepoint, cfg, path, &name, &info, source, opts, again);
+    let applied = apply(
+        &savepoint,
+        cfg,
+        path,
+        &name,
+        &info,
+        before.as_ref(),
+        source,
+        opts,
+        again,
+    );
     match applied {
-        Ok((counts, rejections)) => {
+        Ok((counts, rejections, changed)) => {
             savepoint.release()?;
             crate::failpoint("ingest-after-commit");
+            pause_after_read();
             if opts.dry_run {
                 report.planned_rejections = rejections.into_planned();
             } else {
@@ -383,7 +461,12 @@ pub fn ingest_file(
                     )
                 })?;
             }
-            if movable {
+            // Checked again at the last moment: an uploader may go on writing after the
+            // read is over, and a file moved away then would lose what it writes.
+            report.changed = changed.or_else(|| Stamp::change(path, before.as_ref()));
+            if let Some(why) = &report.changed {
+                warn_changed(path, source, why);
+            } else if movable {
                 archive(path, cfg, &mut report);
             }
             log_applied(path, &counts, report.rejections.as_deref(), opts.dry_run);
@@ -396,6 +479,12 @@ pub fn ingest_file(
                 FileError::Io(error) => {
                     tracing::warn!(file = %path.display(), "reading failed, left for the next cycle: {error}");
                     report.outcome = Outcome::Failed { error };
+                }
+                FileError::Changed(reason) => {
+                    tracing::warn!(file = %path.display(),
+                        "{reason}: none of its rows was applied; it is left where it is and read again");
+                    report.changed = Some(reason.clone());
+                    report.outcome = Outcome::Changed { reason };
                 }
                 FileError::Unreadable(reason) => {
                     if opts.dry_run {
@@ -421,6 +510,138 @@ pub fn ingest_file(
         }
     }
     Ok(report)
+}
+
+/// What says a file is still the one that was read, without reading it: its device and
+/// inode (the same file, not one put in its place), size and modification time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+}
+
+impl Stamp {
+    /// The file's stamp now; `None` when it cannot be read (then reading it fails too).
+    fn of(path: &Path) -> Option<Stamp> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path).ok()?;
+        Some(Stamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            len: m.len(),
+            modified: m.modified().ok(),
+        })
+    }
+
+    /// How the file at `path` differs from `before`, in words; `None` when it does not.
+    fn change(path: &Path, before: Option<&Stamp>) -> Option<String> {
+        let before = before?;
+        let Some(now) = Stamp::of(path) else {
+            return Some("it could no longer be found where it was read".into());
+        };
+        if (now.dev, now.ino) != (before.dev, before.ino) {
+            Some("another file took its place while it was read".into())
+        } else if now.len != before.len {
+            Some(format!(
+                "it changed while it was read ({} bytes, then {})",
+                before.len, now.len
+            ))
+        } else if now.modified != before.modified {
+            Some("it changed while it was read (its modification time moved)".into())
+        } else {
+            None
+        }
+    }
+}
+
+/// What the row pass read of a file: how many bytes, the hash of the first `limit` of
+/// them (as many as the first pass hashed), and the last byte.
+struct ReadTally {
+    limit: u64,
+    total: u64,
+    hasher: Sha256,
+    last: Option<u8>,
+}
+
+impl ReadTally {
+    /// Why the bytes read cannot be trusted as the file that was hashed (`None` when
+    /// they can): they do not start with the hashed bytes, or the file grew and what was
+    /// read ends inside a row. Also says, as `Ok`, when the file grew but the rows read
+    /// are sound.
+    fn verdict(self, info: &decode::Inspected) -> Result<Option<String>, String> {
+        let prefix = hex::encode(self.hasher.finalize());
+        if self.total < info.size || prefix != info.sha256 {
+            return Err(format!(
+                "it changed while it was read (its first {} bytes are not what they were a moment before)",
+                info.size
+            ));
+        }
+        if self.total == info.size {
+            return Ok(None);
+        }
+        if !matches!(self.last, Some(b'\n' | b'\r')) {
+            return Err(format!(
+                "it grew while it was read ({} bytes, then {}) and what was read ends inside a row",
+                info.size, self.total
+            ));
+        }
+        Ok(Some(format!(
+            "it changed while it was read ({} bytes, then {})",
+            info.size, self.total
+        )))
+    }
+}
+
+/// A reader that keeps a [`ReadTally`] of what passes through it.
+struct Tallying<R> {
+    inner: R,
+    tally: std::rc::Rc<std::cell::RefCell<ReadTally>>,
+}
+
+impl<R: Read> Read for Tallying<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n > 0 {
+            let mut t = self.tally.borrow_mut();
+            let room = usize::try_from(t.limit.saturating_sub(t.total)).unwrap_or(usize::MAX);
+            let hashed = &buf[..n.min(room)];
+            t.hasher.update(hashed);
+            t.total += n as u64;
+            t.last = Some(buf[n - 1]);
+        }
+        Ok(n)
+    }
+}
+
+fn warn_changed(path: &Path, source: ImportSource, why: &str) {
+    match source {
+        ImportSource::Inbox => tracing::warn!(file = %path.display(),
+            "{why}: the rows read were applied, but the file is not archived; the next cycle reads it again (the rows already applied change nothing)"),
+        ImportSource::Argument => tracing::warn!(file = %path.display(),
+            "{why}: the rows read were applied; import it again once it is complete (the rows already applied change nothing)"),
+    }
+}
+
+/// A test hook: in debug builds, when `INVOICE_SYNC_INGEST_PAUSE` names a folder, holds
+/// ingest after each file's rows are applied (before it is archived) until a file
+/// `resume` appears there, having put a file `paused` there; so a test can write into
+/// an inbox file at that moment for certain. Release builds compile it to nothing.
+fn pause_after_read() {
+    #[cfg(debug_assertions)]
+    if let Some(dir) = std::env::var_os("INVOICE_SYNC_INGEST_PAUSE") {
+        let dir = PathBuf::from(dir);
+        let resume = dir.join("resume");
+        if std::fs::write(dir.join("paused"), b"").is_ok() {
+            let t0 = std::time::Instant::now();
+            while !resume.exists() && t0.elapsed() < Duration::from_secs(60) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        let _ = std::fs::remove_file(&resume);
+        let _ = std::fs::remove_file(dir.join("paused"));
+    }
 }
 
 /// Moves an applied file to the archive. A move that fails (permissions, a full disk)
@@ -474,10 +695,11 @@ fn apply(
     path: &Path,
     name: &str,
     info: &decode::Inspected,
+    before: Option<&Stamp>,
     source: ImportSource,
     opts: Options,
     again: Option<(i64, std::collections::HashSet<i64>)>,
-) -> Result<(ImportCounts, files::RejectionReport), FileError> {
+) -> Result<(ImportCounts, files::RejectionReport, Option<String>), FileError> {
     let progress = (opts.progress && info.size >= 8 * 1024 * 1024).then(|| {
         let bar = indicatif::ProgressBar::new(info.size);
         bar.set_style(
@@ -490,7 +712,17 @@ fn apply(
         bar.set_message(name.to_string());
         bar
     });
+    let tally = std::rc::Rc::new(std::cell::RefCell::new(ReadTally {
+        limit: info.size,
+        total: 0,
+        hasher: Sha256::new(),
+        last: None,
+    }));
     let wrap = |f: File| -> Box<dyn Read> {
+        let f = Tallying {
+            inner: f,
+            tally: tally.clone(),
+        };
         match &progress {
             Some(bar) => Box::new(bar.wrap_read(f)),
             None => Box::new(f),
@@ -619,9 +851,25 @@ fn apply(
     }
 
     drop(writer);
+    drop(opened);
+    // The rows read are the file hashed (or it plus rows added since, read whole)?
+    let read = std::rc::Rc::try_unwrap(tally)
+        .map_err(|_| FileError::Io("the read of the file is still in use".into()))?
+        .into_inner();
+    let changed = read
+        .verdict(info)
+        .map_err(FileError::Changed)?
+        .or_else(|| Stamp::change(path, before));
+    if let Some(why) = &changed
+        && cfg.csv.settlement == Settlement::Snapshot
+    {
+        // A file still being written lists only some invoices: what it lacks is not
+        // missing. The next cycle reads it whole and settles then.
+        tracing::info!(file = %path.display(), "{why}: no snapshot settlement from it this time");
+    }
     // Settling what a snapshot no longer lists is for a whole file, not for the few rows
     // an `import --again` reads.
-    if cfg.csv.settlement == Settlement::Snapshot && again.is_none() {
+    if cfg.csv.settlement == Settlement::Snapshot && again.is_none() && changed.is_none() {
         let missing = invoices::count_open_unseen(conn, import_id)?;
         if missing > 0 && counts.rows_rejected > 0 {
             // A rejected row is present in the export, not missing from it: a damaged
@@ -651,7 +899,7 @@ fn apply(
         }
     }
     imports::finish(conn, import_id, &counts)?;
-    Ok((counts, rejections))
+    Ok((counts, rejections, changed))
 }
 
 fn newlines(bytes: &[u8]) -> u64 {
@@ -807,4 +1055,89 @@ fn apply_row(
         }
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Encoding;
+
+    /// What the row pass makes of `read` when the first pass hashed `hashed`.
+    fn verdict(hashed: &[u8], read: &[u8]) -> Result<Option<String>, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.csv");
+        std::fs::write(&path, hashed).unwrap();
+        let info = decode::inspect(&path, Encoding::Auto).unwrap();
+        let tally = std::rc::Rc::new(std::cell::RefCell::new(ReadTally {
+            limit: info.size,
+            total: 0,
+            hasher: Sha256::new(),
+            last: None,
+        }));
+        let mut r = Tallying {
+            inner: read,
+            tally: tally.clone(),
+        };
+        let mut small = [0u8; 7];
+        while r.read(&mut small).unwrap() > 0 {}
+        drop(r);
+        std::rc::Rc::try_unwrap(tally)
+            .ok()
+            .unwrap()
+            .into_inner()
+            .verdict(&info)
+    }
+
+    #[test]
+    fn the_bytes_read_are_the_bytes_hashed_or_those_and_whole_rows_more() {
+        let half = b"ref,amount\nA,1\nB,2\n";
+        let whole = b"ref,amount\nA,1\nB,2\nC,3\nD,4\n";
+        assert_eq!(verdict(half, half), Ok(None));
+        let grown = verdict(half, whole).unwrap().unwrap();
+        assert!(grown.contains("19 bytes, then 27"), "{grown}");
+        // Grown, and the read ends inside a row: nothing of it may be applied.
+        let e = verdict(half, b"ref,amount\nA,1\nB,2\nC,3").unwrap_err();
+        assert!(e.contains("ends inside a row"), "{e}");
+        // Rewritten: the first bytes are not those hashed.
+        let e = verdict(half, b"ref,amount\nA,9\nB,2\nC,3\n").unwrap_err();
+        assert!(e.contains("not what they were"), "{e}");
+        // Shrunk (truncated for a rewrite).
+        assert!(verdict(half, b"ref,amount\n").is_err());
+    }
+
+    #[test]
+    fn a_stamp_sees_growth_a_new_mtime_and_a_replacement() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.csv");
+        std::fs::write(&path, "a\n").unwrap();
+        let before = Stamp::of(&path).unwrap();
+        assert_eq!(Stamp::change(&path, Some(&before)), None);
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"b\n")
+            .unwrap();
+        let why = Stamp::change(&path, Some(&before)).unwrap();
+        assert!(why.contains("2 bytes, then 4"), "{why}");
+
+        let before = Stamp::of(&path).unwrap();
+        let f = std::fs::File::options().write(true).open(&path).unwrap();
+        f.set_modified(std::time::SystemTime::UNIX_EPOCH).unwrap();
+        let why = Stamp::change(&path, Some(&before)).unwrap();
+        assert!(why.contains("modification time"), "{why}");
+
+        let before = Stamp::of(&path).unwrap();
+        let other = dir.path().join("b.csv");
+        std::fs::write(&other, "a\nb\n").unwrap();
+        let f = std::fs::File::options().write(true).open(&other).unwrap();
+        f.set_modified(std::time::SystemTime::UNIX_EPOCH).unwrap();
+        std::fs::rename(&other, &path).unwrap();
+        let why = Stamp::change(&path, Some(&before)).unwrap();
+        assert!(why.contains("another file took its place"), "{why}");
+
+        std::fs::remove_file(&path).unwrap();
+        assert!(Stamp::change(&path, Some(&before)).is_some());
+    }
 }
