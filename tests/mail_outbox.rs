@@ -548,30 +548,18 @@ fn send_one_records_each_outcome() {
             invoice_sync::store::outbox::due(s.conn(), "9999-01-01T00:00:00Z", 10).unwrap()
         };
         let first = due(&store).into_iter().next().unwrap();
-        let outcome = send_one(
-            store.conn(),
-            &config,
-            services.cycle(),
-            &first,
-            false,
-        )
-        .await
-        .unwrap();
+        let outcome = send_one(store.conn(), &config, services.cycle(), &first, false)
+            .await
+            .unwrap();
         assert!(
             matches!(outcome, MailOutcome::RelayFailed(_)),
             "{outcome:?}"
         );
         server.restart();
         for p in due(&store) {
-            let outcome = send_one(
-                store.conn(),
-                &config,
-                services.cycle(),
-                &p,
-                false,
-            )
-            .await
-            .unwrap();
+            let outcome = send_one(store.conn(), &config, services.cycle(), &p, false)
+                .await
+                .unwrap();
             match p.reference.as_str() {
                 "W-1" => assert_eq!(outcome, MailOutcome::Sent),
                 _ => assert!(
