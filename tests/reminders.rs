@@ -574,8 +574,16 @@ fn kill_9_at_random_moments_never_sends_a_step_twice() {
         assert!(r.code == 0 || r.code == 3, "{}", r.stderr);
     }
     assert!(kills > 0, "no run was killed");
+    // What a kill in the middle of writing a mail leaves: its partial file (the mail is
+    // still queued and is written again whole). The next run clears it away.
+    std::fs::write(env.path("outbox/.partial-killed.tmp"), "Subject: half a ma").unwrap();
     let r = run_at(&env, "2031-01-02T16:30:00Z", &["run"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        env.files_in("outbox").iter().all(|f| f.ends_with(".eml")),
+        "{:?}",
+        env.files_in("outbox")
+    );
 
     assert_eq!(
         env.count("SELECT count(*) FROM reminders WHERE outcome = 'sent'"),

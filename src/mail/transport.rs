@@ -634,6 +634,9 @@ fn read_ca_file(path: &Path) -> Result<Certificate, MailError> {
         .map_err(|e| MailError::Config(format!("`email.smtp_ca_file` {}: {e}", path.display())))
 }
 
+/// The name a mail is written under until it is whole.
+const PARTIAL_PREFIX: &str = ".partial-";
+
 /// Writes each mail as one `.eml` file named after the invoice and revision it announces
 /// (`INV-1-r2.eml`; `-2`, `-3`, … for a resend or a repeat), for demos and dry runs:
 /// nothing leaves the machine, and an operator finds a customer's mail by its reference.
@@ -655,6 +658,19 @@ impl FileMailer {
         std::fs::create_dir_all(dir).map_err(|e| {
             MailError::io_path("cannot create the mail folder (email.file_dir)", dir, e)
         })?;
+        // A process killed while writing a mail leaves its partial file behind; the mail
+        // itself is still queued (it was never marked sent) and is written again whole.
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for entry in entries.flatten() {
+                if entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(PARTIAL_PREFIX)
+                {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
         Ok(FileMailer {
             dir: dir.to_path_buf(),
         })
@@ -666,7 +682,10 @@ impl FileMailer {
         let dir = self.dir.clone();
         let write = move || -> std::io::Result<PathBuf> {
             // Written whole under a temporary name, then given a name no other mail has.
-            let mut tmp = tempfile::NamedTempFile::new_in(&dir)?;
+            let mut tmp = tempfile::Builder::new()
+                .prefix(PARTIAL_PREFIX)
+                .suffix(".tmp")
+                .tempfile_in(&dir)?;
             std::io::Write::write_all(&mut tmp, &bytes)?;
             let mut n = 1;
             loop {
