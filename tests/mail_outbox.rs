@@ -779,3 +779,42 @@ fn a_queued_link_mail_whose_invoice_was_replaced_settled_or_paid_is_never_sent()
     assert_eq!(env.run(&["run"]).code, 0);
     assert_eq!(server.message_count(), 2);
 }
+
+/// Two mails queued for one invoice while the relay was down (its link mail and a
+/// `resend`), and the customer pays meanwhile. When the relay is back, the first mail's
+/// send-time read finds the payment; the second is judged on what is true by then (the
+/// invoice is paid), not on what was read with the first: one payment, no "paid twice",
+/// no mail.
+#[test]
+fn each_mail_is_judged_on_the_facts_after_the_mail_before_it() {
+    let host = SandboxHost::start(SandboxOptions::default());
+    let mut server = SmtpServer::start();
+    let env = env_for(&host, &server, "");
+    env.drop_file(
+        "a.csv",
+        default_csv(&[("TWO-1", "two@example.com", "T", "10.00", "2099-01-01")]),
+    );
+    server.stop();
+    assert_eq!(env.run(&["run"]).code, 3);
+    assert_eq!(env.run(&["resend", "TWO-1"]).code, 0);
+    assert_eq!(
+        env.count("SELECT count(*) FROM outbox WHERE state = 'queued'"),
+        2
+    );
+    let link = env.invoice("TWO-1")["link_ref"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(host.sb().pay(&link), 200);
+    server.restart();
+    let r = env.run(&["run"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("payments seen 1;"), "{}", r.stderr);
+    assert!(!r.stderr.contains("double payment"), "{}", r.stderr);
+    assert_eq!(server.message_count(), 0);
+    assert_eq!(env.invoice("TWO-1")["state"], "paid");
+    assert_eq!(
+        env.count("SELECT count(*) FROM outbox WHERE state = 'cancelled'"),
+        2
+    );
+}

@@ -214,8 +214,9 @@ async fn checked_before_leaving(
 /// leaves" ([`policy::may_leave`]): it may be cancelled, skipped, held back, or its link
 /// read from CM and extended (unless `status_read`: CM said in this cycle that the link
 /// is unpaid, by making it or answering a status read). Then `sending` before the hand-over, and `sent`,
-/// `failed` or queued again after it. The worker loop around it only decides what to do
-/// next; tests drive this directly.
+/// `failed` or queued again after it. `p` is judged as given: read it just before
+/// ([`outbox::pending`]). The worker loop around it only decides what to do next; tests
+/// drive this directly.
 pub async fn send_one(
     conn: &Connection,
     cfg: &Config,
@@ -320,9 +321,9 @@ pub(super) async fn mail_step(
     'cycle: loop {
         // Read before the queue: once the link side is done, this read sees all it made.
         let last_round = handoff.done.get();
-        let due: Vec<_> = outbox::due(conn, &now_text(), 100_000)?
+        let due: Vec<_> = outbox::due_ids(conn, &now_text(), 100_000)?
             .into_iter()
-            .filter(|p| !tried.contains(&p.id) && !handoff.held.borrow().contains(&p.link_id))
+            .filter(|(id, link)| !tried.contains(id) && !handoff.held.borrow().contains(link))
             .collect();
         if due.is_empty() {
             if last_round {
@@ -331,8 +332,13 @@ pub(super) async fn mail_step(
             handoff.ready.notified().await;
             continue;
         }
-        for p in due {
-            tried.insert(p.id);
+        for (id, _) in due {
+            tried.insert(id);
+            // Read whole just before it is judged: a mail before it may have changed its
+            // invoice (paid, a mail accepted).
+            let Some(p) = outbox::pending(conn, id)? else {
+                continue;
+            };
             let status_read = report.borrow().links_seen_open.contains(&p.link_id);
             let outcome = send_one(conn, cfg, services, &p, status_read).await?;
             let mut report = report.borrow_mut();

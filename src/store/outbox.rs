@@ -94,9 +94,10 @@ pub struct Pending {
     pub last_accepted_at: Option<String>,
 }
 
-/// Queued mails whose time has come, oldest first.
-pub fn due(conn: &Connection, now: &str, limit: usize) -> rusqlite::Result<Vec<Pending>> {
-    let mut stmt = conn.prepare(&format!(
+/// What every read of a queued mail selects (see [`Pending`]); the reads add their own
+/// `WHERE`.
+fn pending_select() -> String {
+    format!(
         "SELECT o.id, o.kind, o.attempts, o.invoice_id, i.reference, o.revision,
                 {REVISION_COLUMNS}, l.uri,
                 i.state = 'open', i.revision = o.revision,
@@ -110,47 +111,84 @@ pub fn due(conn: &Connection, now: &str, limit: usize) -> rusqlite::Result<Vec<P
          JOIN invoices i ON i.id = o.invoice_id
          JOIN revisions r ON r.invoice_id = o.invoice_id AND r.revision = o.revision
          JOIN links l ON l.id = o.link_id
-         LEFT JOIN reminders rm ON rm.invoice_id = o.invoice_id AND rm.step = o.step
-         WHERE o.state = 'queued' AND o.next_attempt_at <= ?1
-           AND NOT (l.state = 'active' AND l.provisional = 1)
-         ORDER BY o.next_attempt_at, o.id LIMIT ?2",
-    ))?;
+         LEFT JOIN reminders rm ON rm.invoice_id = o.invoice_id AND rm.step = o.step"
+    )
+}
+
+/// Reads one row of [`pending_select`].
+fn pending_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Pending> {
     let w = REVISION_WIDTH;
-    let rows = stmt.query_map(params![now, limit as i64], |r| {
-        let kind: String = r.get(1)?;
-        let kind = MailKind::from_db(&kind).ok_or_else(|| unknown(1, "mail kind", &kind))?;
-        let reminder = match (
-            r.get::<_, Option<i64>>(11 + w)?,
-            r.get::<_, Option<String>>(12 + w)?,
-        ) {
-            (Some(step), Some(name)) => Some((
-                step,
-                super::reminders::ReminderKind::from_db(&name)
-                    .ok_or_else(|| unknown(12 + w, "reminder kind", &name))?,
-            )),
-            _ => None,
-        };
-        Ok(Pending {
-            id: r.get(0)?,
-            kind,
-            attempts: r.get(2)?,
-            invoice_id: r.get(3)?,
-            reference: r.get(4)?,
-            revision: r.get(5)?,
-            data: RevisionData::from_row(r, 6)?,
-            link_uri: r.get(6 + w)?,
-            invoice_open: r.get(7 + w)?,
-            same_revision: r.get(8 + w)?,
-            link_live: r.get(9 + w)?,
-            link_id: r.get(10 + w)?,
-            reminder,
-            link_ref: r.get(13 + w)?,
-            link_expiry: r.get(14 + w)?,
-            latest_step: r.get(15 + w)?,
-            last_accepted_at: r.get(16 + w)?,
-        })
-    })?;
+    let kind: String = r.get(1)?;
+    let kind = MailKind::from_db(&kind).ok_or_else(|| unknown(1, "mail kind", &kind))?;
+    let reminder = match (
+        r.get::<_, Option<i64>>(11 + w)?,
+        r.get::<_, Option<String>>(12 + w)?,
+    ) {
+        (Some(step), Some(name)) => Some((
+            step,
+            super::reminders::ReminderKind::from_db(&name)
+                .ok_or_else(|| unknown(12 + w, "reminder kind", &name))?,
+        )),
+        _ => None,
+    };
+    Ok(Pending {
+        id: r.get(0)?,
+        kind,
+        attempts: r.get(2)?,
+        invoice_id: r.get(3)?,
+        reference: r.get(4)?,
+        revision: r.get(5)?,
+        data: RevisionData::from_row(r, 6)?,
+        link_uri: r.get(6 + w)?,
+        invoice_open: r.get(7 + w)?,
+        same_revision: r.get(8 + w)?,
+        link_live: r.get(9 + w)?,
+        link_id: r.get(10 + w)?,
+        reminder,
+        link_ref: r.get(13 + w)?,
+        link_expiry: r.get(14 + w)?,
+        latest_step: r.get(15 + w)?,
+        last_accepted_at: r.get(16 + w)?,
+    })
+}
+
+/// The condition of a mail whose time has come (`?1`: now); a link still on its
+/// provisional expiry is never announced.
+const DUE: &str = "o.state = 'queued' AND o.next_attempt_at <= ?1
+           AND NOT (l.state = 'active' AND l.provisional = 1)";
+
+/// Queued mails whose time has come, oldest first, with everything about each (the dry
+/// run's read).
+pub fn due(conn: &Connection, now: &str, limit: usize) -> rusqlite::Result<Vec<Pending>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "{} WHERE {DUE} ORDER BY o.next_attempt_at, o.id LIMIT ?2",
+        pending_select()
+    ))?;
+    let rows = stmt.query_map(params![now, limit as i64], pending_row)?;
     rows.collect()
+}
+
+/// The ids and links of the queued mails whose time has come, oldest first: what the
+/// mail loop reads each time it looks at the queue; each mail is then read whole with
+/// [`pending`] just before it is checked, so that it is judged on what the mails before
+/// it changed.
+pub fn due_ids(conn: &Connection, now: &str, limit: usize) -> rusqlite::Result<Vec<(i64, i64)>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT o.id, o.link_id FROM outbox o JOIN links l ON l.id = o.link_id
+         WHERE {DUE} ORDER BY o.next_attempt_at, o.id LIMIT ?2"
+    ))?;
+    let rows = stmt.query_map(params![now, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    rows.collect()
+}
+
+/// One queued mail as it stands now; `None` once it is no longer queued.
+pub fn pending(conn: &Connection, id: i64) -> rusqlite::Result<Option<Pending>> {
+    conn.prepare_cached(&format!(
+        "{} WHERE o.id = ?1 AND o.state = 'queued'",
+        pending_select()
+    ))?
+    .query_row([id], pending_row)
+    .optional()
 }
 
 /// A value read from the database that this program does not know: an error, never a
