@@ -4,7 +4,7 @@
 //! off at once.
 
 use anyhow::Context;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 use rusqlite::Connection;
 
 use std::cell::RefCell;
@@ -176,11 +176,40 @@ pub fn provisional_expiry(now: DateTime<Utc>, hours: u32) -> String {
 }
 
 /// `days` after the due date, at the end of that local day (see
-/// [`crate::policy::link_expiry`]), as CM is sent it. `None` for a due date that is not
-/// `YYYY-MM-DD`.
-pub fn expiry_date(due: &str, days: u32, today: NaiveDate) -> Option<String> {
+/// [`crate::policy::link_expiry`]). `None` for a due date that is not `YYYY-MM-DD`.
+pub fn expiry_date(due: &str, days: u32, today: NaiveDate) -> Option<DateTime<FixedOffset>> {
     let due = NaiveDate::parse_from_str(due, "%Y-%m-%d").ok()?;
-    crate::policy::link_expiry(due, days, today).map(crate::policy::wire)
+    crate::policy::link_expiry(due, days, today)
+}
+
+/// Why an expiry `PATCH` did not take.
+pub(super) enum ExpiryNotSet {
+    /// CM answered, and holds this other expiry.
+    Held(String),
+    /// CM did not answer as CM (a fault, a refusal): nothing is decided.
+    Failed(CmError),
+}
+
+/// Asks CM to set a link's expiry to `at` (sent with its local offset) and confirms that
+/// CM holds it; an answer without an expiry is agreement (the document does not promise
+/// an echo). Every expiry change goes through here: the extend stage's, a reminder's and
+/// a mail's just before it leaves.
+pub(super) async fn set_expiry(
+    cm: &CmClient,
+    link_ref: &str,
+    at: DateTime<FixedOffset>,
+) -> Result<(), ExpiryNotSet> {
+    let wire = crate::policy::wire(at);
+    match cm
+        .update_link(link_ref, &serde_json::json!({ "expiry_date": wire }))
+        .await
+    {
+        Ok(link) => match link.expiry_date {
+            Some(held) if !same_instant(&held, &wire) => Err(ExpiryNotSet::Held(held)),
+            _ => Ok(()),
+        },
+        Err(e) => Err(ExpiryNotSet::Failed(e)),
+    }
 }
 
 /// Gives every recorded link still on its provisional expiry its real one (`PATCH`), and
@@ -206,11 +235,8 @@ pub(super) async fn extend_step(
     let today = crate::clock::local_now().date_naive();
     let request = |e: links::ToExtend| async move {
         let expiry = expiry_date(&e.due_date, cfg.cm.link_expiry_days_after_due, today);
-        let result = match &expiry {
-            Some(at) => Some(
-                cm.update_link(&e.link_ref, &serde_json::json!({ "expiry_date": at }))
-                    .await,
-            ),
+        let result = match expiry {
+            Some(at) => Some(set_expiry(cm, &e.link_ref, at).await),
             None => None,
         };
         (e, (expiry, result))
@@ -230,13 +256,8 @@ pub(super) async fn extend_step(
             return Ok(());
         };
         match result {
-            Ok(link)
-                if link
-                    .expiry_date
-                    .as_deref()
-                    .is_none_or(|at| same_instant(at, &expiry)) =>
-            {
-                links::record_extended(conn, e.link_id, &stored_form(&expiry))?;
+            Ok(()) => {
+                links::record_extended(conn, e.link_id, &crate::policy::stored(expiry))?;
                 match &qr {
                     // Held (in the same turn, before the mail side can look) until the
                     // QR stage has made its code.
@@ -249,16 +270,16 @@ pub(super) async fn extend_step(
                     None => handoff.mail_may_be_due(),
                 }
             }
-            Ok(link) => {
+            Err(ExpiryNotSet::Held(held)) => {
                 let message = format!(
-                    "CM holds the expiry {} instead of {expiry}; the link is not mailed until it is set",
-                    link.expiry_date.as_deref().unwrap_or("?")
+                    "CM holds the expiry {held} instead of {}; the link is not mailed until it is set",
+                    crate::policy::wire(expiry)
                 );
                 links::record_link_error(conn, e.link_id, &message)?;
                 report.deferred += 1;
                 tracing::warn!(invoice = %e.reference, link = %e.link_ref, "{message}");
             }
-            Err(err) => {
+            Err(ExpiryNotSet::Failed(err)) => {
                 let message = format!(
                     "the link's real expiry could not be set yet, so it is not mailed: {err}"
                 );
@@ -270,13 +291,6 @@ pub(super) async fn extend_step(
         Ok(())
     })
     .await
-}
-
-/// An expiry as sent to CM, in the form the database keeps (UTC).
-pub(super) fn stored_form(wire: &str) -> String {
-    DateTime::parse_from_rfc3339(wire)
-        .map(crate::policy::stored)
-        .unwrap_or_else(|_| wire.to_string())
 }
 
 /// Whether two ISO 8601 timestamps name the same instant (CM may write `Z` or an offset).
@@ -422,12 +436,7 @@ mod tests {
     fn expiry_is_after_the_due_date_and_never_in_the_past() {
         let today = NaiveDate::from_ymd_opt(2026, 11, 21).unwrap();
         assert_eq!(expiry_date("01-12-2026", 14, today), None);
-        let day = |s: Option<String>| {
-            DateTime::parse_from_rfc3339(&s.unwrap())
-                .unwrap()
-                .date_naive()
-                .to_string()
-        };
+        let day = |at: Option<DateTime<FixedOffset>>| at.unwrap().date_naive().to_string();
         assert_eq!(day(expiry_date("2026-12-01", 14, today)), "2026-12-15");
         assert_eq!(day(expiry_date("2026-01-01", 14, today)), "2026-12-05");
     }

@@ -7,6 +7,7 @@ use rusqlite::Connection;
 use std::cell::RefCell;
 use std::collections::HashSet;
 
+use super::links_step::{ExpiryNotSet, set_expiry};
 use super::{Handoff, Report, Services};
 use crate::cm::idealqr::IdealQrClient;
 use crate::cm::{CmClient, CmError, LinkStatus};
@@ -174,30 +175,19 @@ async fn checked_before_leaving(
             },
             Leave::Extend(at) => {
                 let wire = policy::wire(at);
-                let answer = cm
-                    .update_link(&link_ref, &serde_json::json!({ "expiry_date": wire }))
-                    .await;
-                match answer {
-                    Ok(link)
-                        if link
-                            .expiry_date
-                            .as_deref()
-                            .is_none_or(|held| super::links_step::same_instant(held, &wire)) =>
-                    {
+                match set_expiry(cm, &link_ref, at).await {
+                    Ok(()) => {
                         links::record_extended(conn, p.link_id, &policy::stored(at))?;
                         tracing::info!(invoice = %p.reference, link = %link_ref, expiry = %wire,
                             "link expiry extended before its mail leaves");
                         p.link_expiry = Some(policy::stored(at));
                         continue;
                     }
-                    Ok(link) => (
-                        format!(
-                            "waits: CM holds the expiry {} instead of {wire}",
-                            link.expiry_date.as_deref().unwrap_or("?")
-                        ),
+                    Err(ExpiryNotSet::Held(held)) => (
+                        format!("waits: CM holds the expiry {held} instead of {wire}"),
                         None,
                     ),
-                    Err(e) => (
+                    Err(ExpiryNotSet::Failed(e)) => (
                         format!("waits: the link's expiry could not be extended to {wire} ({e})"),
                         Some(e),
                     ),

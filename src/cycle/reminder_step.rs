@@ -12,11 +12,12 @@
 
 use std::cell::RefCell;
 
-use chrono::{DateTime, Datelike, Days, Local, NaiveDate, Weekday};
+use chrono::{DateTime, Datelike, Days, FixedOffset, Local, NaiveDate, Weekday};
 use rusqlite::Connection;
 
+use super::links_step::{ExpiryNotSet, set_expiry};
 use super::{Handoff, Report, fan_out, note_failure};
-use crate::cm::{CmClient, CmError, LinkStatus, PaymentLink};
+use crate::cm::{CmClient, CmError, LinkStatus};
 use crate::config::{Config, Reminders};
 use crate::domain::{CustomerType, ReminderKind};
 use crate::policy;
@@ -27,7 +28,7 @@ use crate::store::reminders::{self as store, Subject};
 /// At most this many reminders are decided per cycle; the rest wait for the next one.
 pub const REMINDERS_PER_CYCLE: usize = 5000;
 
-pub use crate::policy::{LINK_DAYS_AFTER_REMINDER, reminder_expiry};
+pub use crate::policy::{LINK_DAYS_AFTER_REMINDER, in_send_window as may_send_at, reminder_expiry};
 
 /// The settings the stored dates depend on, as one text: when it changes, the dates are
 /// computed again.
@@ -112,11 +113,6 @@ pub fn kind_of(
     } else {
         ReminderKind::BeforeDue
     }
-}
-
-/// Whether reminders may be queued at `now` ([`crate::policy::in_send_window`]).
-pub fn may_send_at(r: &Reminders, now: DateTime<Local>) -> bool {
-    crate::policy::in_send_window(r, now)
 }
 
 /// The local date of a stored RFC 3339 time.
@@ -261,7 +257,7 @@ pub fn due_now(
     now: DateTime<Local>,
 ) -> anyhow::Result<Result<Vec<Planned>, u64>> {
     let today = now.date_naive();
-    if may_send_at(&cfg.reminders, now) {
+    if policy::in_send_window(&cfg.reminders, now) {
         Ok(Ok(plan(conn, cfg, today)?))
     } else {
         let waiting = store::count_due(conn, &today.to_string())?;
@@ -283,7 +279,9 @@ fn long_enough(expiry: Option<&str>, today: NaiveDate) -> bool {
 /// What CM said about one reminder's link.
 enum Checked {
     /// Open, and (if it needed one) its new expiry is set: remind.
-    Ready { new_expiry: Option<String> },
+    Ready {
+        new_expiry: Option<DateTime<FixedOffset>>,
+    },
     /// Paid meanwhile: record the payment, no reminder.
     Paid,
     /// Nothing decided; the reminder waits for the next cycle. Says why.
@@ -312,30 +310,22 @@ async fn check_link(cm: &CmClient, cfg: &Config, p: &Planned, today: NaiveDate) 
     if long_enough(link.expiry_date.as_deref(), today) {
         return Checked::Ready { new_expiry: None };
     }
-    let expiry = policy::wire(policy::reminder_expiry(
+    let expiry = policy::reminder_expiry(
         today,
         p.subject.data.due_date,
         cfg.cm.link_expiry_days_after_due,
-    ));
-    match cm
-        .update_link(
-            &link.link_ref,
-            &serde_json::json!({ "expiry_date": expiry }),
-        )
-        .await
-    {
-        Ok(PaymentLink {
-            expiry_date: Some(held),
-            ..
-        }) if !super::links_step::same_instant(&held, &expiry) => Checked::Wait(
-            format!("CM holds the expiry {held} instead of {expiry}"),
-            None,
-        ),
-        Ok(_) => Checked::Ready {
+    );
+    let wire = policy::wire(expiry);
+    match set_expiry(cm, &link.link_ref, expiry).await {
+        Ok(()) => Checked::Ready {
             new_expiry: Some(expiry),
         },
-        Err(e) => Checked::Wait(
-            format!("the link's expiry could not be extended to {expiry}: {e}"),
+        Err(ExpiryNotSet::Held(held)) => Checked::Wait(
+            format!("CM holds the expiry {held} instead of {wire}"),
+            None,
+        ),
+        Err(ExpiryNotSet::Failed(e)) => Checked::Wait(
+            format!("the link's expiry could not be extended to {wire}: {e}"),
             Some(e),
         ),
     }
@@ -407,10 +397,10 @@ pub(super) async fn reminder_step(
                 // CM said it is unpaid just now: the mail needs no second read this cycle.
                 links::record_seen_open(conn, link.id, &now_s)?;
                 report.links_seen_open.insert(link.id);
-                if let Some(expiry) = &new_expiry {
-                    links::record_extended(conn, link.id, &super::links_step::stored_form(expiry))?;
-                    tracing::info!(invoice = %s.reference, link = %link.link_ref, %expiry,
-                        "link expiry extended for its reminder");
+                if let Some(expiry) = new_expiry {
+                    links::record_extended(conn, link.id, &policy::stored(expiry))?;
+                    tracing::info!(invoice = %s.reference, link = %link.link_ref,
+                        expiry = %policy::wire(expiry), "link expiry extended for its reminder");
                 }
                 crate::failpoint("reminder-before-record");
                 let next = next_on(&cfg.reminders, s.data.due_date, Some(p.step), Some(today))
