@@ -198,7 +198,7 @@ fn login_server(password: &str) -> (SmtpServer, Email) {
 async fn auth_with_the_right_password_delivers_over_starttls() {
     let (server, cfg) = login_server("right-horse-battery");
     let mailer = Mailer::from_config(&cfg).unwrap();
-    mailer.test_connection().await.unwrap();
+    mailer.check_relay().await.unwrap();
     mailer
         .send(&mail_for(&cfg, "jan@customer.example"))
         .await
@@ -220,7 +220,7 @@ async fn a_wrong_password_keeps_mail_queued_and_never_shows_the_password() {
     assert!(matches!(err, SendError::Transient(_)), "{err:?}");
     assert!(err.reason().contains("535"), "{err}");
     // `check` reports it as something to fix.
-    let check = mailer.test_connection().await.unwrap_err();
+    let check = mailer.check_relay().await.unwrap_err();
     assert!(check.is_permanent(), "{check:?}");
 
     for shown in [
@@ -570,7 +570,7 @@ async fn nothing_listening_is_transient() {
         matches!(&err, SendError::Transient(r) if r.contains(&format!("127.0.0.1:{port}"))),
         "{err:?}"
     );
-    assert!(mailer.test_connection().await.is_err());
+    assert!(mailer.check_relay().await.is_err());
 }
 
 #[tokio::test]
@@ -659,7 +659,7 @@ async fn the_file_transport_writes_one_readable_eml_per_mail() {
         ..Email::default()
     };
     let sender = sender(&cfg);
-    sender.mailer().test_connection().await.unwrap();
+    sender.mailer().check_relay().await.unwrap();
     for who in ["a@customer.example", "b@customer.example"] {
         sender.send(&mail_for(&cfg, who)).await.unwrap();
     }

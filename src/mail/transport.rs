@@ -125,13 +125,8 @@ impl Mailer {
     }
 
     /// Checks that mail could be handed over now, for the `check` command: a full SMTP
-    /// session (connect, TLS, AUTH, NOOP), or a writable `file_dir`.
-    pub async fn test_connection(&self) -> Result<(), SendError> {
-        self.check_relay().await.map(drop)
-    }
-
-    /// [`Mailer::test_connection`], and what the relay offers: whether it takes
-    /// addresses with non-ASCII local parts (SMTPUTF8).
+    /// session (connect, TLS, AUTH, NOOP), or a writable `file_dir`; and what the relay
+    /// offers: whether it takes addresses with non-ASCII local parts (SMTPUTF8).
     pub async fn check_relay(&self) -> Result<RelayInfo, SendError> {
         match self {
             Mailer::Smtp(smtp) => smtp.test_connection().await.map(|smtputf8| RelayInfo {
