@@ -14,7 +14,7 @@ use chrono::{
 };
 
 use crate::config::Reminders;
-use crate::domain::{MailKind, ReminderKind};
+use crate::domain::ReminderKind;
 
 /// A reminder's link stays payable at least this many full days after the day it is sent.
 pub const LINK_DAYS_AFTER_REMINDER: u64 = 14;
@@ -110,9 +110,7 @@ pub fn in_send_window(r: &Reminders, now: DateTime<Local>) -> bool {
 /// What is known about one queued mail just before it would be handed to the relay.
 #[derive(Debug, Clone)]
 pub struct Queued {
-    /// Why it is sent.
-    pub kind: MailKind,
-    /// For a reminder: its step and kind.
+    /// For a reminder: its step and kind (`None`: a link mail, replacement or resend).
     pub reminder: Option<(i64, ReminderKind)>,
     /// The invoice is still `open`.
     pub invoice_open: bool,
@@ -258,7 +256,6 @@ mod tests {
 
     fn reminder(step: i64, kind: ReminderKind) -> Queued {
         Queued {
-            kind: MailKind::Reminder,
             reminder: Some((step, kind)),
             invoice_open: true,
             same_revision: true,
@@ -328,7 +325,6 @@ mod tests {
             Leave::Wait { until: None, .. }
         ));
         let mut link = q.clone();
-        link.kind = MailKind::Link;
         link.reminder = None;
         assert_eq!(may_leave(&link, &ladder(), 30, evening), Leave::Send);
     }
@@ -374,7 +370,6 @@ mod tests {
     #[test]
     fn a_link_mail_needs_its_link_payable_on_the_send_day() {
         let mut q = reminder(0, ReminderKind::BeforeDue);
-        q.kind = MailKind::Link;
         q.reminder = None;
         q.latest_step = None;
         q.link_expiry = Some(end_of_local_day(d("2027-04-04")));

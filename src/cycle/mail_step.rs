@@ -92,7 +92,6 @@ pub enum MailOutcome {
 pub fn facts(p: &outbox::Pending, status_read: bool) -> policy::Queued {
     let instant = |s: &str| DateTime::parse_from_rfc3339(s).ok();
     policy::Queued {
-        kind: p.kind,
         reminder: p.reminder,
         invoice_open: p.invoice_open,
         same_revision: p.same_revision,
