@@ -8,10 +8,10 @@
 //!
 //! A file that changes while it is read (an uploader that stalled past `settle_seconds`
 //! and goes on writing) is not archived: the rows read are applied (the bytes hashed are
-//! a prefix of the bytes read, so the import record is true), the file stays in the
-//! inbox and the next cycle reads it whole, its first rows changing nothing. When the
-//! bytes read do not start with the bytes hashed, or end inside a row, nothing of the
-//! file is applied.
+//! a prefix of the bytes read, checked by their CRC-32, so the import record is true),
+//! the file stays in the inbox and the next cycle reads it whole, its first rows changing
+//! nothing. When the bytes read do not start with the bytes hashed, or end inside a row,
+//! nothing of the file is applied.
 //!
 //! What the link step must do next is not stored separately: it follows from each
 //! invoice's state and current revision. This module never calls an API or sends mail.
@@ -27,7 +27,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use rusqlite::Connection;
-use sha2::{Digest, Sha256};
 
 use crate::config::{Config, Settlement};
 use crate::store::imports::{self, ImportCounts, ImportSource};
@@ -556,12 +555,13 @@ impl Stamp {
     }
 }
 
-/// What the row pass read of a file: how many bytes, the hash of the first `limit` of
-/// them (as many as the first pass hashed), and the last byte.
+/// What the row pass read of a file: how many bytes, the CRC-32 of the first `limit` of
+/// them (as many as the first pass hashed; compared with the first pass's CRC-32, which
+/// covers the same bytes as its SHA-256), and the last byte.
 struct ReadTally {
     limit: u64,
     total: u64,
-    hasher: Sha256,
+    hasher: crc32fast::Hasher,
     last: Option<u8>,
 }
 
@@ -571,8 +571,7 @@ impl ReadTally {
     /// read ends inside a row. Also says, as `Ok`, when the file grew but the rows read
     /// are sound.
     fn verdict(self, info: &decode::Inspected) -> Result<Option<String>, String> {
-        let prefix = hex::encode(self.hasher.finalize());
-        if self.total < info.size || prefix != info.sha256 {
+        if self.total < info.size || self.hasher.finalize() != info.crc32 {
             return Err(format!(
                 "it changed while it was read (its first {} bytes are not what they were a moment before)",
                 info.size
@@ -715,7 +714,7 @@ fn apply(
     let tally = std::rc::Rc::new(std::cell::RefCell::new(ReadTally {
         limit: info.size,
         total: 0,
-        hasher: Sha256::new(),
+        hasher: crc32fast::Hasher::new(),
         last: None,
     }));
     let wrap = |f: File| -> Box<dyn Read> {
@@ -1071,7 +1070,7 @@ mod tests {
         let tally = std::rc::Rc::new(std::cell::RefCell::new(ReadTally {
             limit: info.size,
             total: 0,
-            hasher: Sha256::new(),
+            hasher: crc32fast::Hasher::new(),
             last: None,
         }));
         let mut r = Tallying {
