@@ -20,6 +20,14 @@ use smtp::SmtpServer;
 
 const LADDER: &str = "[reminders]\nenabled = true\ndays = [-3, 7, 21]\nmin_gap_days = 3\nsend_window = \"09:00-17:00\"\nsend_weekends = false\n";
 
+/// The ladder `[7, 21]` with the final notice, and the merchant identity it needs.
+fn final_notice_ladder() -> String {
+    format!(
+        "{}final_notice = true\n\n[merchant]\nname = \"Tulpje B.V.\"\naddress = \"Dorpsstraat 1, 1234 AB Ergens\"\n",
+        LADDER.replace("[-3, 7, 21]", "[7, 21]")
+    )
+}
+
 fn env_with(host: &SandboxHost, extra: &str) -> TestEnv {
     TestEnv::new(&common::merge_toml(&host.cm_toml(), extra))
 }
@@ -381,13 +389,7 @@ fn a_reminders_link_is_extended_first_or_the_reminder_waits() {
 #[test]
 fn a_consumers_last_step_is_the_statutory_final_notice() {
     let host = SandboxHost::start(SandboxOptions::default());
-    let env = env_with(
-        &host,
-        &format!(
-            "{}final_notice = true\n\n[merchant]\nname = \"Tulpje B.V.\"\naddress = \"Dorpsstraat 1, 1234 AB Ergens\"\n",
-            LADDER.replace("[-3, 7, 21]", "[7, 21]")
-        ),
-    );
+    let env = env_with(&host, &final_notice_ladder());
     env.drop_file(
         "a.csv",
         "invoice_reference,customer_email,amount,due_date,language,customer_type\n\
@@ -972,14 +974,7 @@ fn after_a_five_week_relay_outage_one_mail_leaves_the_latest_step_with_a_link_fo
 fn a_final_notice_that_waited_has_its_link_cover_its_deadline_day_in_local_time() {
     let host = SandboxHost::start(SandboxOptions::default());
     let mut server = SmtpServer::start();
-    let env = relay_env(
-        &host,
-        &server,
-        &format!(
-            "{}final_notice = true\n\n[merchant]\nname = \"Tulpje B.V.\"\naddress = \"Dorpsstraat 1, 1234 AB Ergens\"\n",
-            LADDER.replace("[-3, 7, 21]", "[7, 21]")
-        ),
-    );
+    let env = relay_env(&host, &server, &final_notice_ladder());
     env.drop_file(
         "a.csv",
         "invoice_reference,customer_email,amount,due_date,language,customer_type\n\
