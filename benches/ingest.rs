@@ -14,7 +14,7 @@
 //! rows/s, peak RSS of the import process, and the ratios against the targets: within
 //! 2x of the baseline, peak RSS under 64 MiB, re-import under 10 % of the first import.
 
-#[path = "../tests/common/measure.rs"]
+#[path = "../tests/it/common/measure.rs"]
 mod measure;
 
 use std::io::{BufWriter, Write};

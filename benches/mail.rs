@@ -7,12 +7,12 @@
 //! configured one (target: at least 0.9).
 //!
 //! `cargo bench --bench mail` (set `MAIL_BENCH_MESSAGES` for another count). The server
-//! is the one the tests use (`tests/common/smtp.rs`, included by path so there is one
+//! is the one the tests use (`tests/it/common/smtp.rs`, included by path so there is one
 //! copy and no test code in the library), with no quick-ACK tuning. For the comparison
 //! the rate limit is set far above what loopback can do, so it never waits. Messages are
 //! rendered and built before the clock starts; their cost is reported on its own line.
 
-#[path = "../tests/common/smtp.rs"]
+#[path = "../tests/it/common/smtp.rs"]
 mod smtp;
 
 use std::time::{Duration, Instant};

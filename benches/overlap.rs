@@ -3,7 +3,7 @@
 //!
 //! Three `run`s of the release binary, each on a fresh installation with the same new
 //! invoices (the embedded CM sandbox; mail over SMTP to the loopback test server the tests
-//! use, `tests/common/smtp.rs`, which delays its ACKs as real relays do):
+//! use, `tests/it/common/smtp.rs`, which delays its ACKs as real relays do):
 //! - links alone: CM at `cm.requests_per_second`, mail unthrottled;
 //! - mail alone: CM unthrottled, mail at `email.messages_per_second`;
 //! - both throttled, as in production.
@@ -14,7 +14,7 @@
 //!
 //! `cargo bench --bench overlap` (OVERLAP_INVOICES=N for another count; default 500).
 
-#[path = "../tests/common/smtp.rs"]
+#[path = "../tests/it/common/smtp.rs"]
 mod smtp;
 
 use std::io::Write;

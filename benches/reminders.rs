@@ -20,7 +20,7 @@
 //!
 //! Run: `cargo bench --bench reminders`.
 
-#[path = "../tests/common/measure.rs"]
+#[path = "../tests/it/common/measure.rs"]
 mod measure;
 
 use std::io::{BufRead, BufReader, BufWriter, Write};

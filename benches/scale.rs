@@ -19,7 +19,7 @@
 //! Run: `cargo bench --bench scale` (SETTLED=200000 for a quicker look; SCALE_KEEP=DIR keeps
 //! the databases in DIR).
 
-#[path = "../tests/common/measure.rs"]
+#[path = "../tests/it/common/measure.rs"]
 mod measure;
 
 use std::io::{BufWriter, Write};

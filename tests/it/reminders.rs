@@ -7,9 +7,8 @@
 //! 12-12 Thu, 12-14 Sat, 12-19 Thu, 12-21 Sat, 12-23 Mon, 2031-01-02 Thu, 01-04 Sat,
 //! 01-06 Mon.
 
-mod common;
-#[path = "common/smtp.rs"]
-mod smtp;
+use crate::common;
+use crate::common::smtp;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! (README and ARCHITECTURE.md); the sandbox command keeps its secret out of `ps` and says so
 //! when it listens beyond loopback.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;

@@ -1,9 +1,8 @@
 //! The outbox (README and ARCHITECTURE.md) through `run`, as an operator runs it: links from
 //! the CM sandbox, mail to a real SMTP server on loopback over TCP.
 
-mod common;
-#[path = "common/smtp.rs"]
-mod smtp;
+use crate::common;
+use crate::common::smtp;
 
 use std::time::{Duration, Instant};
 

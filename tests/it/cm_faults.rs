@@ -3,7 +3,7 @@
 //! it never fails an invoice or retires a link that is still payable. Driven through the
 //! binary against the sandbox, with its faults switched on and off.
 
-mod common;
+use crate::common;
 
 use common::{SandboxHost, TestEnv, default_csv};
 use invoice_sync::sandbox::{Faults, Misroute, SandboxOptions};

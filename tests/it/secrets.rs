@@ -1,7 +1,7 @@
 //! Secrets never leak, in any spelling (raw, URL-encoded, JSON-escaped, as typed in the
 //! config): not in config errors, `check`, logs at any level, or stderr.
 
-mod common;
+use crate::common;
 
 use common::{SandboxHost, TestEnv, default_csv};
 use invoice_sync::sandbox::{Faults, Misroute, SandboxOptions};

@@ -1,8 +1,7 @@
 //! `check`: config, database, CM token and mail server, one verdict each.
 
-mod common;
-#[path = "common/smtp.rs"]
-mod smtp;
+use crate::common;
+use crate::common::smtp;
 
 use common::{SandboxHost, TestEnv};
 use invoice_sync::sandbox::SandboxOptions;

@@ -5,7 +5,7 @@
 //! stopwatch, is the same on a busy machine as on an idle one: a query that scans every
 //! invoice, link or mail ever seen costs steps in proportion to history.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

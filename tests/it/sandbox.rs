@@ -12,8 +12,7 @@ use invoice_sync::sandbox::{Sandbox, SandboxArgs, SandboxOptions};
 use serde_json::{Value, json};
 
 /// GETs `url` (with a bearer token when given); returns status and body text.
-#[path = "common/cm_support.rs"]
-mod cm_support;
+use crate::common::cm_support;
 use cm_support::{http, start};
 
 async fn get(url: &str, token: Option<&str>) -> (u16, String) {

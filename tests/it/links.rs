@@ -1,7 +1,7 @@
 //! Payment links (README and ARCHITECTURE.md): the `run` cycle driven through the binary
 //! against the CM sandbox over HTTP on loopback.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! before any mail announces it. Driven through the binary against the sandbox, whose
 //! clock the tests move forward to see which links a customer could still pay.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The daemon (README and ARCHITECTURE.md), driven as systemd would: the spawned binary,
 //! real signals, a real `NOTIFY_SOCKET`, real HTTP callbacks from the sandbox.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

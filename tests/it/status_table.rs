@@ -2,7 +2,7 @@
 //! is live, cuts long names with an ellipsis by display width, and keeps everything for
 //! `--wide` and `status INVOICE`.
 
-mod common;
+use crate::common;
 
 use common::TestEnv;
 use unicode_width::UnicodeWidthStr;

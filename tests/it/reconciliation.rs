@@ -3,7 +3,7 @@
 //! element against the standard's structure, numbered and balanced on from statement to
 //! statement, and read back by a real statement importer (AqBanking) where installed.
 
-mod common;
+use crate::common;
 
 use common::{Run, SandboxHost, TestEnv};
 use invoice_sync::sandbox::SandboxOptions;

@@ -1,9 +1,8 @@
 //! iDEAL QR through the product (README and ARCHITECTURE.md): `run` and `daemon` against the
 //! sandbox's payment link and iDEAL QR endpoints, mail to a real SMTP server.
 
-mod common;
-#[path = "common/smtp.rs"]
-mod smtp;
+use crate::common;
+use crate::common::smtp;
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};

@@ -3,6 +3,10 @@
 //! operator runs it.
 #![allow(dead_code)]
 
+pub mod cm_support;
+pub mod measure;
+pub mod smtp;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

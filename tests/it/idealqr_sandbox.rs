@@ -10,8 +10,7 @@ use axum::routing::post;
 use invoice_sync::sandbox::{Sandbox, SandboxOptions};
 use serde_json::{Value, json};
 
-#[path = "common/cm_support.rs"]
-mod cm_support;
+use crate::common::cm_support;
 use cm_support::{http, start};
 
 const TOKEN_PATH: &str = "/api/v1/authorization/oauth2/token";

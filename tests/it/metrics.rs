@@ -2,7 +2,7 @@
 //! serves `/metrics`, scraped here and parsed strictly as the Prometheus text format, and
 //! `/healthz`, 200 or 503 with the reason; neither is ever on the callback listener.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};

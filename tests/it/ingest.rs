@@ -1,7 +1,7 @@
 //! Ingest (README and ARCHITECTURE.md), driven through the binary as an operator runs it:
 //! `import` on named files and on the inbox, then `status --json` and the files on disk.
 
-mod common;
+use crate::common;
 
 use common::{TestEnv, default_csv, fingerprint};
 use serde_json::json;

@@ -10,8 +10,7 @@ use invoice_sync::config::Cm;
 use invoice_sync::sandbox::{self, Sandbox, SandboxOptions};
 use secrecy::SecretString;
 
-#[path = "common/cm_support.rs"]
-mod cm_support;
+use crate::common::cm_support;
 use cm_support::{fast_retries, logs};
 
 const SECRET: &str = "s3cr3t-Never-Show-Me-42";

@@ -1,7 +1,7 @@
 //! `invoice-sync sandbox` as an operator runs it: a separate process that prints its base
 //! URL, serves a whole cycle, takes a payment over HTTP, and stops on SIGTERM.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

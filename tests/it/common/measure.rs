@@ -1,6 +1,9 @@
 //! Runs a child process to its end and reports its exit code, wall time and peak RSS
-//! (from `wait4`): for the benchmarks and for the tests that bound memory. Included by
-//! path (`#[path = ...] mod measure;`), so there is one copy.
+//! (from `wait4`): for the benchmarks and for the tests that bound memory. The benchmarks
+//! include it by path (`#[path = ...] mod measure;`), so there is one copy. Linux starts a
+//! child's peak RSS at its parent's when the child is spawned, so the figure is the child's
+//! own only when the parent is small (a benchmark, or `tests/memory.rs`), never inside the
+//! big test binary.
 #![allow(dead_code)]
 
 use std::process::{Command, Stdio};

@@ -1,8 +1,7 @@
 //! Mail delivery against a real SMTP server on loopback (tests/common/smtp.rs).
 
-mod common;
-#[path = "common/smtp.rs"]
-mod smtp;
+use crate::common;
+use crate::common::smtp;
 
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 //! Payment status (README and ARCHITECTURE.md): links are checked on a back-off schedule, so
 //! a cycle's calls grow with what is due, not with every open link ever made.
 
-mod common;
+use crate::common;
 
 use common::{SandboxHost, TestEnv};
 use invoice_sync::sandbox::SandboxOptions;

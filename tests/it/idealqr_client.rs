@@ -18,8 +18,7 @@ use invoice_sync::sandbox::{self, Sandbox, SandboxOptions};
 use proptest::prelude::*;
 use secrecy::SecretString;
 
-#[path = "common/cm_support.rs"]
-mod cm_support;
+use crate::common::cm_support;
 use cm_support::{fast_retries, logs};
 
 const SECRET: &str = "qr-S3cret-Never-Show-Me-99";
