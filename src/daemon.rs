@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::schedule::Schedule;
+
 use anyhow::Context;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Query, State};
@@ -228,9 +229,9 @@ async fn run_cycle(store: &Store, config: &Config, services: cycle::Services<'_>
         ..cycle::Options::default()
     };
     let started = std::time::Instant::now();
-    let status = match cycle::run(store.conn(), config, Some(services), &opts).await {
+    let status = match cycle::run(store, config, Some(services), &opts).await {
         Ok(report) => {
-            crate::metrics::cycle_completed(&report, started.elapsed());
+            crate::metrics::cycle_completed(report.counts(), started.elapsed());
             let summary = report.summary();
             tracing::info!("cycle: {summary}");
             if let Some(why) = report.attention() {
@@ -267,8 +268,8 @@ async fn check_named(
     let mut known = 0;
     for n in &named {
         let marked = match n {
-            Named::Links(refs) => links::request_check(store.conn(), refs, &now),
-            Named::Qr(key) => crate::store::qr::request_check(store.conn(), key, &now),
+            Named::Links(refs) => links::request_check(store, refs, &now),
+            Named::Qr(key) => crate::store::qr::request_check(store, key, &now),
         };
         match marked {
             Ok(k) => known += k,
@@ -295,7 +296,7 @@ async fn check_named(
         return;
     };
     let mut report = cycle::Report::default();
-    if let Err(e) = cycle::check_statuses(store.conn(), config, services, &mut report).await {
+    if let Err(e) = cycle::check_statuses(store, config, services, &mut report).await {
         tracing::error!("status check after a callback failed: {e:#}");
     } else if report.payments_seen > 0 {
         tracing::info!(payments = report.payments_seen, "payments seen");
@@ -630,21 +631,21 @@ async fn spawn_listener(
                             slot: slot.clone(),
                             slots: slots.clone(),
                         };
-                        let conn = hyper::server::conn::http1::Builder::new()
+                        let db = hyper::server::conn::http1::Builder::new()
                             .timer(hyper_util::rt::TokioTimer::new())
                             .header_read_timeout(CALLBACK_HEADER_TIMEOUT)
                             .keep_alive(false)
                             .serve_connection(hyper_util::rt::TokioIo::new(io), service);
-                        let mut conn = std::pin::pin!(conn);
+                        let mut db = std::pin::pin!(db);
                         let deadline = tokio::time::Instant::now() + CALLBACK_CONNECTION_LIMIT;
                         tokio::select! {
-                            _ = conn.as_mut() => {}
+                            _ = db.as_mut() => {}
                             _ = tokio::time::sleep_until(deadline) => {}
                             _ = slot.evict.notified() => {
                                 // Idle: closes at once; a request that just began is
                                 // still answered.
-                                conn.as_mut().graceful_shutdown();
-                                let _ = tokio::time::timeout_at(deadline, conn).await;
+                                db.as_mut().graceful_shutdown();
+                                let _ = tokio::time::timeout_at(deadline, db).await;
                             }
                         }
                         slots.remove(id);
@@ -662,7 +663,7 @@ async fn spawn_listener(
 /// database (the loop's is busy with cycles), the schedule, and when the daemon started.
 #[derive(Clone)]
 struct StatusState {
-    conn: std::sync::Arc<std::sync::Mutex<rusqlite::Connection>>,
+    db: std::sync::Arc<std::sync::Mutex<Store>>,
     schedule: Schedule,
     started: std::time::Instant,
 }
@@ -673,15 +674,9 @@ async fn spawn_status_listener(
     config: &Config,
     schedule: Schedule,
 ) -> anyhow::Result<Listener> {
-    let db = &config.storage.database;
-    let conn = rusqlite::Connection::open_with_flags(
-        db,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .with_context(|| format!("cannot open the database {} for /metrics", db.display()))?;
-    conn.busy_timeout(Duration::from_secs(5))?;
+    let db = Store::open_read_only(&config.storage.database).context("for /metrics")?;
     let state = StatusState {
-        conn: std::sync::Arc::new(std::sync::Mutex::new(conn)),
+        db: std::sync::Arc::new(std::sync::Mutex::new(db)),
         schedule,
         started: std::time::Instant::now(),
     };
@@ -710,11 +705,29 @@ async fn spawn_status_listener(
     Ok((stop, task))
 }
 
+/// The figures `/metrics` and `/healthz` read from the database.
+impl crate::metrics::Stored for Store {
+    fn invoices_by_state(&self) -> anyhow::Result<Vec<(&'static str, i64)>> {
+        Ok(crate::store::invoices::count_by_state(self)?
+            .into_iter()
+            .map(|(state, n)| (state.as_str(), n))
+            .collect())
+    }
+
+    fn mails_queued(&self) -> anyhow::Result<i64> {
+        Ok(crate::store::outbox::count_queued(self)?)
+    }
+
+    fn answers(&self) -> Result<(), String> {
+        self.ping().map_err(|e| e.to_string())
+    }
+}
+
 async fn metrics(State(state): State<StatusState>) -> axum::response::Response {
     use axum::response::IntoResponse;
     let rendered = tokio::task::spawn_blocking(move || {
-        let conn = state.conn.lock().unwrap_or_else(|e| e.into_inner());
-        crate::metrics::render(&conn)
+        let db = state.db.lock().unwrap_or_else(|e| e.into_inner());
+        crate::metrics::render(&*db)
     })
     .await;
     match rendered {
@@ -739,8 +752,8 @@ async fn healthz(State(state): State<StatusState>) -> (StatusCode, String) {
         .flatten()
         .unwrap_or(Duration::from_secs(3600));
     let verdict = tokio::task::spawn_blocking(move || {
-        let conn = state.conn.lock().unwrap_or_else(|e| e.into_inner());
-        crate::metrics::health(&conn, interval, state.started)
+        let db = state.db.lock().unwrap_or_else(|e| e.into_inner());
+        crate::metrics::health(&*db, interval, state.started)
     })
     .await
     .unwrap_or_else(|e| Err(e.to_string()));

@@ -10,7 +10,7 @@
 
 use std::io::Write;
 
-use rusqlite::Connection;
+use crate::store::Store;
 
 use crate::domain::money::format_minor;
 use crate::store::payments::{self, Filter, Payment};
@@ -28,7 +28,7 @@ pub const HEADER: [&str; 5] = [
 /// Writes the payments the filter selects as CSV; calls `each` for every payment written
 /// (`--new` marks them); returns how many.
 pub fn write_paid(
-    conn: &Connection,
+    db: &Store,
     filter: Filter,
     out: impl Write,
     mut each: impl FnMut(&Payment) -> anyhow::Result<()>,
@@ -36,7 +36,7 @@ pub fn write_paid(
     let mut w = csv::Writer::from_writer(out);
     w.write_record(HEADER)?;
     let mut n = 0;
-    payments::for_each_paid(conn, filter, false, |p| {
+    payments::for_each_paid(db, filter, false, |p| {
         each(&p)?;
         w.write_record([
             neutralise(&p.reference).as_ref(),
@@ -76,10 +76,10 @@ pub struct Written {
 /// the filter selects and per currency that has a statement chain (a currency without
 /// payments this time gets an empty one that carries its balance on; with neither, one
 /// empty EUR statement), numbered and balanced on from the previous statements, and records
-/// the statements (and, with `filter.only_new`, marks the payments) in `conn`'s open
+/// the statements (and, with `filter.only_new`, marks the payments) in `db`'s open
 /// transaction: the caller commits once the file is complete. `now` is the creation time.
 pub fn write_camt053(
-    conn: &Connection,
+    db: &Store,
     account: &Account<'_>,
     filter: Filter,
     now: chrono::DateTime<chrono::Local>,
@@ -88,7 +88,7 @@ pub fn write_camt053(
     let mut out = std::io::BufWriter::new(out);
     let created = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, false);
     let today = now.date_naive();
-    let file_number = statements::next_file_number(conn)?;
+    let file_number = statements::next_file_number(db)?;
     // Numbered, not dated: a file whose commit a crash lost is written again with the
     // same id, whatever day the next run comes.
     let msg_id = format!("INVSYNC-{file_number:08}");
@@ -110,10 +110,10 @@ pub fn write_camt053(
     // when nothing was paid in it: the books see each account's day closed, balance kept.
     // With neither (the very first export, nothing paid), one EUR statement.
     let mut totals = std::collections::BTreeMap::new();
-    for (currency, count, sum) in payments::totals(conn, filter)? {
+    for (currency, count, sum) in payments::totals(db, filter)? {
         totals.insert(currency.code().to_string(), (currency, count, sum));
     }
-    for code in statements::chains(conn)? {
+    for code in statements::chains(db)? {
         if !totals.contains_key(&code) {
             totals.insert(code.clone(), (crate::domain::Currency::parse(&code)?, 0, 0));
         }
@@ -128,13 +128,13 @@ pub fn write_camt053(
     for (code, (currency, count, sum)) in &totals {
         let code = code.as_str();
         let exp = currency.exponent();
-        let (seq, opening) = statements::last(conn, code)?
+        let (seq, opening) = statements::last(db, code)?
             .map(|(seq, closing)| (seq + 1, closing))
             .unwrap_or((1, 0));
         let closing = opening + sum;
         let stmt_id = format!("{msg_id}-{code}");
         let id = statements::record(
-            conn,
+            db,
             &statements::NewStatement {
                 msg_id: &msg_id,
                 stmt_id: &stmt_id,
@@ -190,7 +190,7 @@ pub fn write_camt053(
     };
     // The next statement of `order` not yet written.
     let mut next = 0;
-    payments::for_each_paid(conn, filter, true, |p| {
+    payments::for_each_paid(db, filter, true, |p| {
         let code = p.amount.currency.code();
         if open.as_deref() != Some(code) {
             if open.is_some() {
@@ -209,7 +209,7 @@ pub fn write_camt053(
             written.statements += 1;
         }
         if filter.only_new {
-            statements::mark(conn, p.kind, p.id, Some(ids[code].0), &created)?;
+            statements::mark(db, p.kind, p.id, Some(ids[code].0), &created)?;
         }
         write_entry(&mut out, &p)?;
         written.entries += 1;

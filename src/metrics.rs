@@ -14,8 +14,6 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use rusqlite::Connection;
-
 /// The outcomes a CM request is counted under.
 pub const CM_OUTCOMES: [&str; 7] = [
     "ok",
@@ -91,16 +89,47 @@ pub fn callback() {
     add(&CHANGES, 1);
 }
 
+/// What one cycle did, in plain counts: the caller takes them from its report, so this
+/// module stays a leaf that knows no cycle.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CycleCounts {
+    /// Payment links created.
+    pub links_created: u64,
+    /// Payment links deactivated.
+    pub links_deactivated: u64,
+    /// Link creates CM refused for good.
+    pub links_failed: u64,
+    /// Mails the relay accepted.
+    pub mails_sent: u64,
+    /// Mails that failed for good.
+    pub mails_failed: u64,
+    /// Reminder mails sent.
+    pub reminders_sent: u64,
+    /// Reminder steps skipped.
+    pub reminders_skipped: u64,
+}
+
+/// What the metrics and the health check read from the database, given by the caller:
+/// this module knows no store.
+pub trait Stored {
+    /// The invoice count of every state, by state name (zero included).
+    fn invoices_by_state(&self) -> anyhow::Result<Vec<(&'static str, i64)>>;
+    /// Mails waiting in the outbox.
+    fn mails_queued(&self) -> anyhow::Result<i64>;
+    /// Whether the database answers a read; the reason when not.
+    fn answers(&self) -> Result<(), String>;
+}
+
 /// Adds a completed cycle: its counts and how long it took.
-pub fn cycle_completed(report: &crate::cycle::Report, took: Duration) {
+pub fn cycle_completed(counts: CycleCounts, took: Duration) {
     let c = &COUNTERS;
-    add(&c.links_created, report.links_created);
-    add(&c.links_deactivated, report.links_deactivated);
-    add(&c.links_failed, report.links_failed);
-    add(&c.mails_sent, report.mails_sent);
-    add(&c.mails_failed, report.mails_failed);
-    add(&c.reminders_sent, report.reminders_sent);
-    add(&c.reminders_skipped, report.reminders_skipped);
+    add(&c.links_created, counts.links_created);
+    add(&c.links_deactivated, counts.links_deactivated);
+    add(&c.links_failed, counts.links_failed);
+    add(&c.mails_sent, counts.mails_sent);
+    add(&c.mails_failed, counts.mails_failed);
+    add(&c.reminders_sent, counts.reminders_sent);
+    add(&c.reminders_skipped, counts.reminders_skipped);
     cycle_finished(took);
 }
 
@@ -142,12 +171,12 @@ pub fn last_cycle_completed() -> Option<i64> {
 static CHANGES: AtomicU64 = AtomicU64::new(1);
 
 /// Invoice counts by state name.
-type StateCounts = Vec<(String, i64)>;
+type StateCounts = Vec<(&'static str, i64)>;
 
 /// The invoice counts by state, and the [`CHANGES`] they were read at.
 static STATES: Mutex<Option<(u64, StateCounts)>> = Mutex::new(None);
 
-fn invoice_states(conn: &Connection) -> rusqlite::Result<StateCounts> {
+fn invoice_states(db: &dyn Stored) -> anyhow::Result<StateCounts> {
     let mut cache = STATES.lock().unwrap_or_else(|e| e.into_inner());
     let changes = CHANGES.load(Ordering::Relaxed);
     if let Some((at, counts)) = cache.as_ref()
@@ -155,18 +184,7 @@ fn invoice_states(conn: &Connection) -> rusqlite::Result<StateCounts> {
     {
         return Ok(counts.clone());
     }
-    let mut counts: StateCounts = crate::store::invoices::State::ALL
-        .iter()
-        .map(|s| (s.as_str().to_string(), 0))
-        .collect();
-    let mut stmt = conn.prepare("SELECT state, count(*) FROM invoices GROUP BY state")?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
-    for row in rows {
-        let (state, n) = row?;
-        if let Some(slot) = counts.iter_mut().find(|(s, _)| *s == state) {
-            slot.1 = n;
-        }
-    }
+    let counts = db.invoices_by_state()?;
     *cache = Some((changes, counts.clone()));
     Ok(counts)
 }
@@ -178,7 +196,7 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 }
 
 /// The metrics in the Prometheus text format.
-pub fn render(conn: &Connection) -> anyhow::Result<String> {
+pub fn render(db: &dyn Stored) -> anyhow::Result<String> {
     let c = &COUNTERS;
     let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let mut out = String::new();
@@ -188,7 +206,7 @@ pub fn render(conn: &Connection) -> anyhow::Result<String> {
         "gauge",
         "Invoices by state (read again after each cycle).",
     );
-    let states = invoice_states(conn)?;
+    let states = invoice_states(db)?;
     for (state, n) in &states {
         let _ = writeln!(out, "invoice_sync_invoices{{state=\"{state}\"}} {n}");
     }
@@ -228,7 +246,7 @@ pub fn render(conn: &Connection) -> anyhow::Result<String> {
         "gauge",
         "Mails waiting in the outbox.",
     );
-    let queued = crate::store::outbox::count_queued(conn)?;
+    let queued = db.mails_queued()?;
     let _ = writeln!(out, "invoice_sync_mails_queued {queued}");
     family(
         &mut out,
@@ -307,10 +325,8 @@ pub fn render(conn: &Connection) -> anyhow::Result<String> {
 /// `GET /healthz`: `Ok(why)` for 200, `Err(why)` for 503. Healthy while a cycle
 /// completed within two schedule intervals, or the daemon started less than two
 /// intervals ago, or the running cycle is making progress; and the database answers.
-pub fn health(conn: &Connection, interval: Duration, started: Instant) -> Result<String, String> {
-    if let Err(e) = conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
-        r.get::<_, i64>(0)
-    }) {
+pub fn health(db: &dyn Stored, interval: Duration, started: Instant) -> Result<String, String> {
+    if let Err(e) = db.answers() {
         return Err(format!("the database does not answer: {e}"));
     }
     let window = interval * 2;

@@ -36,7 +36,7 @@ pub(super) fn check(path: &Path) -> anyhow::Result<Outcome> {
         Store::open(db)
             .and_then(|s| {
                 s.quick_check()?;
-                let n = invoices::count_all(s.conn())?;
+                let n = invoices::count_all(&s)?;
                 Ok(format!(
                     "{} (schema {}, {n} invoices)",
                     db.display(),
@@ -68,7 +68,7 @@ pub(super) fn check(path: &Path) -> anyhow::Result<Outcome> {
     )?;
     let rt = runtime()?;
     let (cm, qr) = rt.block_on(async {
-        let conn = match CmConnection::open(&config).await {
+        let db = match CmConnection::open(&config).await {
             Ok(c) => c,
             Err(e) => return (Err(format!("{e:#}")), None),
         };
@@ -78,18 +78,13 @@ pub(super) fn check(path: &Path) -> anyhow::Result<Outcome> {
         } else {
             ""
         };
-        let cm = conn
+        let cm = db
             .client
             .check_credentials()
             .await
-            .map(|()| {
-                format!(
-                    "a token was issued by {}{embedded}",
-                    conn.client.token_url()
-                )
-            })
+            .map(|()| format!("a token was issued by {}{embedded}", db.client.token_url()))
             .map_err(|e| e.to_string());
-        let qr = match &conn.qr {
+        let qr = match &db.qr {
             Some(q) => Some(
                 q.check_credentials()
                     .await
@@ -98,7 +93,7 @@ pub(super) fn check(path: &Path) -> anyhow::Result<Outcome> {
             ),
             None => None,
         };
-        conn.close().await;
+        db.close().await;
         (cm, qr)
     });
     verdict("CM token", cm)?;

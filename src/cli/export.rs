@@ -88,61 +88,60 @@ pub(super) fn export_paid(config: &Config, args: &ExportArgs<'_>) -> anyhow::Res
         only_new: args.new,
     };
     let store = open_existing(config)?;
-    let conn = store.conn();
-    // One transaction: the statements' numbers and balances, and the `--new` marks, are
-    // committed only once the file is complete (and never for stdout cut short).
-    let tx = crate::store::immediate(conn)?;
-    let write = |out: &mut dyn Write| -> anyhow::Result<(usize, Option<String>)> {
-        match args.format {
-            ExportFormat::Csv => {
-                let mut marks = Vec::new();
-                let n = crate::export::write_paid(&tx, filter, &mut *out, |p| {
-                    if args.new {
-                        marks.push((p.kind, p.id));
+    // One unit of work: the statements' numbers and balances, and the `--new` marks, are
+    // kept only once the file is complete (and never for stdout cut short).
+    let (n, msg_id) = store.write(|tx| -> anyhow::Result<(usize, Option<String>)> {
+        let write = |out: &mut dyn Write| -> anyhow::Result<(usize, Option<String>)> {
+            match args.format {
+                ExportFormat::Csv => {
+                    let mut marks = Vec::new();
+                    let n = crate::export::write_paid(tx, filter, &mut *out, |p| {
+                        if args.new {
+                            marks.push((p.kind, p.id));
+                        }
+                        Ok(())
+                    })?;
+                    let now = crate::clock::now_text();
+                    for (kind, payment) in marks {
+                        crate::store::statements::mark(tx, kind, payment, None, &now)?;
                     }
-                    Ok(())
-                })?;
-                let now = crate::clock::now_text();
-                for (kind, payment) in marks {
-                    crate::store::statements::mark(&tx, kind, payment, None, &now)?;
+                    Ok((n, None))
                 }
-                Ok((n, None))
+                ExportFormat::Camt053 => {
+                    let account = crate::export::Account {
+                        iban: iban.as_deref().unwrap_or_default(),
+                        name: config.reconciliation.account_name.as_deref(),
+                    };
+                    let w = crate::export::write_camt053(
+                        tx,
+                        &account,
+                        filter,
+                        crate::clock::local_now(),
+                        &mut *out,
+                    )?;
+                    Ok((w.entries, Some(w.msg_id)))
+                }
             }
-            ExportFormat::Camt053 => {
-                let account = crate::export::Account {
-                    iban: iban.as_deref().unwrap_or_default(),
-                    name: config.reconciliation.account_name.as_deref(),
-                };
-                let w = crate::export::write_camt053(
-                    &tx,
-                    &account,
-                    filter,
-                    crate::clock::local_now(),
-                    &mut *out,
-                )?;
-                Ok((w.entries, Some(w.msg_id)))
+        };
+        match args.out {
+            None => write(&mut std::io::stdout().lock()),
+            Some(path) => {
+                let dir = path
+                    .parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."));
+                let mut tmp = tempfile::NamedTempFile::new_in(dir)
+                    .with_context(|| format!("cannot write in {}", dir.display()))?;
+                let written = write(tmp.as_file_mut())?;
+                tmp.as_file().sync_all()?;
+                tmp.persist(path)
+                    .map_err(|e| e.error)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                crate::failpoint("export-after-file");
+                Ok(written)
             }
         }
-    };
-    let (n, msg_id) = match args.out {
-        None => write(&mut std::io::stdout().lock())?,
-        Some(path) => {
-            let dir = path
-                .parent()
-                .filter(|d| !d.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            let mut tmp = tempfile::NamedTempFile::new_in(dir)
-                .with_context(|| format!("cannot write in {}", dir.display()))?;
-            let written = write(tmp.as_file_mut())?;
-            tmp.as_file().sync_all()?;
-            tmp.persist(path)
-                .map_err(|e| e.error)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            crate::failpoint("export-after-file");
-            written
-        }
-    };
-    tx.commit()?;
+    })?;
     match msg_id {
         Some(id) => tracing::info!(payments = n, statement = %id, "camt.053 statement written"),
         None => tracing::info!(payments = n, "paid invoices exported"),

@@ -7,20 +7,20 @@ pub(super) fn deactivate(config: &Config, invoice: &str) -> anyhow::Result<Outco
         return Ok(locked_outcome(config));
     };
     let store = open_existing(config)?;
-    let conn = store.conn();
-    if !invoices::exists(conn, invoice)? {
+    let db = &store;
+    if !invoices::exists(db, invoice)? {
         return Ok(no_invoice(invoice));
     }
-    let Some(target) = links::live_link_of(conn, invoice)? else {
+    let Some(target) = links::live_link_of(db, invoice)? else {
         return Ok(Outcome {
             exit: Exit::Fatal,
             message: Some(format!("the invoice {invoice:?} has no active link")),
         });
     };
-    links::mark_deactivating(conn, target.link_id, DeactivateReason::Operator)?;
+    links::mark_deactivating(db, target.link_id, DeactivateReason::Operator)?;
     let result = runtime()?.block_on(async {
         let cm = CmConnection::open(config).await?;
-        let r = cycle::deactivate_one(conn, &cm.client, &target).await;
+        let r = cycle::deactivate_one(db, &cm.client, &target).await;
         cm.close().await;
         r
     });
@@ -50,10 +50,10 @@ pub(super) fn deactivate(config: &Config, invoice: &str) -> anyhow::Result<Outco
 
 pub(super) fn resend(config: &Config, invoice: &str) -> anyhow::Result<Outcome> {
     let store = open_existing(config)?;
-    if !invoices::exists(store.conn(), invoice)? {
+    if !invoices::exists(&store, invoice)? {
         return Ok(no_invoice(invoice));
     }
-    match crate::store::outbox::requeue(store.conn(), invoice, &crate::store::now_text())? {
+    match crate::store::outbox::requeue(&store, invoice, &crate::store::now_text())? {
         Some(_) => {
             tracing::info!(invoice, "mail queued again; the next cycle sends it");
             Ok(Outcome::ok())

@@ -39,10 +39,10 @@ pub(super) fn run_cycle(
     };
     let report = runtime()?.block_on(async {
         if dry_run {
-            return cycle::run(store.conn(), config, None, &opts).await;
+            return cycle::run(&store, config, None, &opts).await;
         }
         let services = Services::open(config).await?;
-        let report = cycle::run(store.conn(), config, Some(services.cycle()), &opts).await;
+        let report = cycle::run(&store, config, Some(services.cycle()), &opts).await;
         services.close().await;
         report
     })?;
@@ -213,9 +213,9 @@ pub(super) fn import(config: &Config, files: &[PathBuf], again: bool) -> anyhow:
         again,
     };
     let report = if files.is_empty() {
-        ingest::ingest_inbox(store.conn(), config, opts)?
+        ingest::ingest_inbox(&store, config, opts)?
     } else {
-        ingest::ingest_paths(store.conn(), config, files, opts)?
+        ingest::ingest_paths(&store, config, files, opts)?
     };
     tracing::info!("import: {}", report.summary());
     if let Some(why) = &report.inbox_error {

@@ -26,7 +26,7 @@ pub(super) fn status(
         // pretty-printed JSON array.
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         let mut n = 0usize;
-        invoices::for_each_view(store.conn(), invoice, state, |v| {
+        invoices::for_each_view(&store, invoice, state, |v| {
             let item = serde_json::to_string_pretty(&v)?;
             out.write_all(if n == 0 { b"[\n" } else { b",\n" })?;
             for (i, line) in item.lines().enumerate() {
@@ -51,7 +51,7 @@ pub(super) fn status(
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if let Some(reference) = invoice {
         let mut found = false;
-        invoices::for_each_view(store.conn(), Some(reference), state, |v| {
+        invoices::for_each_view(&store, Some(reference), state, |v| {
             found = true;
             write_detail(&mut out, &v)
         })?;
@@ -60,7 +60,7 @@ pub(super) fn status(
         }
     } else {
         let mut table = Table::new(&mut out, wide)?;
-        invoices::for_each_view(store.conn(), None, state, |v| table.row(&v))
+        invoices::for_each_view(&store, None, state, |v| table.row(&v))
             .context("cannot write the status")?;
         table.finish()?;
     }

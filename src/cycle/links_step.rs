@@ -3,9 +3,9 @@
 //! recorded ones their real expiry; a link CM records with another amount is switched
 //! off at once.
 
+use crate::store::Store;
 use anyhow::Context;
 use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
-use rusqlite::Connection;
 
 use std::cell::RefCell;
 
@@ -42,7 +42,7 @@ pub enum Deactivated {
 /// deactivation answer into state, for the cycle and the operator's `deactivate` alike.
 /// Only CM's own answer retires a link; anything else leaves it for the next cycle.
 pub async fn deactivate_one(
-    conn: &Connection,
+    db: &Store,
     cm: &CmClient,
     d: &ToDeactivate,
 ) -> anyhow::Result<Deactivated> {
@@ -50,26 +50,26 @@ pub async fn deactivate_one(
     let now = now_text();
     Ok(match result {
         Ok(link) if link.status == LinkStatus::Paid => {
-            let double = links::record_paid(conn, d.link_id, d.invoice_id, &now)?;
+            let double = links::record_paid(db, d.link_id, d.invoice_id, &now)?;
             Deactivated::Paid { double }
         }
         Ok(link) if !link.active => {
-            links::record_deactivated(conn, d.link_id, None, &now)?;
+            links::record_deactivated(db, d.link_id, None, &now)?;
             Deactivated::Inactive
         }
         Ok(_) => {
             let message =
                 "CM answered the deactivation with the link still active; asked again next cycle";
-            links::record_link_error(conn, d.link_id, message)?;
+            links::record_link_error(db, d.link_id, message)?;
             Deactivated::Left(message.into())
         }
         Err(e) if e.is_not_found() => {
-            links::record_deactivated(conn, d.link_id, Some("CM no longer knows this link"), &now)?;
+            links::record_deactivated(db, d.link_id, Some("CM no longer knows this link"), &now)?;
             Deactivated::Unknown
         }
         Err(e) => {
             let message = e.to_string();
-            links::record_link_error(conn, d.link_id, &message)?;
+            links::record_link_error(db, d.link_id, &message)?;
             if let CmError::Auth { .. } = e {
                 return Err(anyhow::Error::new(e));
             }
@@ -79,24 +79,21 @@ pub async fn deactivate_one(
 }
 
 pub(super) async fn deactivate_step(
-    conn: &Connection,
+    db: &Store,
     cfg: &Config,
     cm: &CmClient,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let list = links::plan_deactivations(conn)?;
+    let list = links::plan_deactivations(db)?;
     if list.is_empty() {
         return Ok(());
     }
-    {
-        let tx = crate::store::immediate(conn)?;
-        for d in &list {
-            links::mark_deactivating(&tx, d.link_id, d.reason)?;
-        }
-        tx.commit()?;
-    }
+    db.write(|tx| {
+        list.iter()
+            .try_for_each(|d| links::mark_deactivating(tx, d.link_id, d.reason))
+    })?;
     let request = |d: ToDeactivate| async move {
-        let r = deactivate_one(conn, cm, &d).await;
+        let r = deactivate_one(db, cm, &d).await;
         (d, r)
     };
     fan_out(list, cfg.cm.max_in_flight, request, |d, result| {
@@ -221,7 +218,7 @@ pub(super) async fn set_expiry(
 /// extended goes on to the iDEAL QR stage (`qr`, when enabled), else its mail may go.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn extend_step(
-    conn: &Connection,
+    db: &Store,
     cfg: &Config,
     cm: &CmClient,
     report: &RefCell<Report>,
@@ -251,13 +248,13 @@ pub(super) async fn extend_step(
         let mut report = report.borrow_mut();
         let (Some(expiry), Some(result)) = (expiry, result) else {
             let message = format!("the due date {:?} cannot be read", e.due_date);
-            links::record_link_error(conn, e.link_id, &message)?;
+            links::record_link_error(db, e.link_id, &message)?;
             report.deferred += 1;
             return Ok(());
         };
         match result {
             Ok(()) => {
-                links::record_extended(conn, e.link_id, &crate::policy::stored(expiry))?;
+                links::record_extended(db, e.link_id, &crate::policy::stored(expiry))?;
                 match &qr {
                     // Held (in the same turn, before the mail side can look) until the
                     // QR stage has made its code.
@@ -275,7 +272,7 @@ pub(super) async fn extend_step(
                     "CM holds the expiry {held} instead of {}; the link is not mailed until it is set",
                     crate::policy::wire(expiry)
                 );
-                links::record_link_error(conn, e.link_id, &message)?;
+                links::record_link_error(db, e.link_id, &message)?;
                 report.deferred += 1;
                 tracing::warn!(invoice = %e.reference, link = %e.link_ref, "{message}");
             }
@@ -283,7 +280,7 @@ pub(super) async fn extend_step(
                 let message = format!(
                     "the link's real expiry could not be set yet, so it is not mailed: {err}"
                 );
-                links::record_link_error(conn, e.link_id, &message)?;
+                links::record_link_error(db, e.link_id, &message)?;
                 note_failure(&mut report, &err);
                 tracing::warn!(invoice = %e.reference, link = %e.link_ref, "{message}");
             }
@@ -309,7 +306,7 @@ pub(super) fn same_instant(a: &str, b: &str) -> bool {
 /// Returns whether CM recorded a link with another amount than asked (switched off by
 /// the caller).
 pub(super) async fn create_step(
-    conn: &Connection,
+    db: &Store,
     cfg: &Config,
     cm: &CmClient,
     report: &RefCell<Report>,
@@ -333,7 +330,7 @@ pub(super) async fn create_step(
         // Just before the request is built: the intent is committed before anything is
         // sent.
         let request = create_request(&c, cfg, started);
-        let intent = links::record_intent(conn, &c, request.expiry_date.as_deref(), &now_text());
+        let intent = links::record_intent(db, &c, request.expiry_date.as_deref(), &now_text());
         let outcome = match intent {
             Ok(link_id) => Ok((link_id, cm.create_link(&request).await)),
             Err(e) => Err(e),
@@ -354,7 +351,7 @@ pub(super) async fn create_step(
                     c.data.due.to_decimal_string()
                 );
                 links::record_amount_mismatch(
-                    conn,
+                    db,
                     link_id,
                     c.invoice_id,
                     &link.reference,
@@ -369,15 +366,15 @@ pub(super) async fn create_step(
             Ok(link) => {
                 let next = check_time(crate::clock::now(), 0);
                 // The link and the mail announcing it are one fact: one transaction.
-                let tx = crate::store::immediate(conn)?;
-                links::record_created(&tx, link_id, &link.reference, &link.uri, &now, &next)?;
                 let kind = if c.replaces {
                     MailKind::Replacement
                 } else {
                     MailKind::Link
                 };
-                outbox::enqueue(&tx, c.invoice_id, c.revision, link_id, kind, &now)?;
-                tx.commit()?;
+                db.write(|tx| {
+                    links::record_created(tx, link_id, &link.reference, &link.uri, &now, &next)?;
+                    outbox::enqueue(tx, c.invoice_id, c.revision, link_id, kind, &now)
+                })?;
                 report.links_created += 1;
                 // CM just made it: unpaid, its mail needs no status read this cycle.
                 report.links_seen_open.insert(link_id);
@@ -397,7 +394,7 @@ pub(super) async fn create_step(
             }
             Err(e @ (CmError::Permanent { .. } | CmError::Invalid(_))) => {
                 let message = e.to_string();
-                links::record_create_refused(conn, link_id, c.invoice_id, &message, &now)?;
+                links::record_create_refused(db, link_id, c.invoice_id, &message, &now)?;
                 report.links_failed += 1;
                 tracing::warn!(invoice = %c.reference, "CM refused the link for this revision: {message}");
             }
@@ -410,7 +407,7 @@ pub(super) async fn create_step(
                     ));
                     report.unanswered.push((c.reference.clone(), merchant));
                 }
-                links::record_create_deferred(conn, link_id, &message, e.maybe_applied())?;
+                links::record_create_deferred(db, link_id, &message, e.maybe_applied())?;
                 note_failure(&mut report, &e);
                 tracing::warn!(invoice = %c.reference, "link creation left for the next cycle: {message}");
             }

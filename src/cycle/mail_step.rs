@@ -1,8 +1,8 @@
 //! The mail step: queued mails that are due, sent one by one over one connection, each
 //! recorded before and after the send.
 
+use crate::store::Store;
 use chrono::{DateTime, SecondsFormat, Utc};
-use rusqlite::Connection;
 
 use std::cell::RefCell;
 use std::collections::HashSet;
@@ -25,14 +25,14 @@ use crate::store::reminders as reminder_store;
 /// The QR code a mail shows: the offered transaction's image, fetched and embedded, or
 /// its URL when the image cannot be fetched now.
 async fn mail_qr(
-    conn: &Connection,
+    db: &Store,
     client: Option<&IdealQrClient>,
     p: &outbox::Pending,
 ) -> anyhow::Result<Option<QrCode>> {
     let Some(client) = client else {
         return Ok(None);
     };
-    let Some((url, _)) = qr_store::offered(conn, p.invoice_id, p.revision)? else {
+    let Some((url, _)) = qr_store::offered(db, p.invoice_id, p.revision)? else {
         return Ok(None);
     };
     let png = match client.fetch_qr_png(&url).await {
@@ -113,7 +113,7 @@ pub fn facts(p: &outbox::Pending, status_read: bool) -> policy::Queued {
 /// cancellation or a wait) until the answer is to send (`None`) or the mail's fate for
 /// this cycle is settled (`Some(outcome)`).
 async fn checked_before_leaving(
-    conn: &Connection,
+    db: &Store,
     cfg: &Config,
     cm: &CmClient,
     p: &mut outbox::Pending,
@@ -132,35 +132,36 @@ async fn checked_before_leaving(
         let (why, error) = match verdict {
             Leave::Send => return Ok(None),
             Leave::Cancel(why) => {
-                outbox::cancel(conn, p.id, &why)?;
+                outbox::cancel(db, p.id, &why)?;
                 return Ok(Some(MailOutcome::Cancelled));
             }
             Leave::Skip(why) => {
                 let step = p.reminder.map(|(s, _)| s).unwrap_or_default();
-                reminder_store::skip_queued(conn, p.id, p.invoice_id, step, &why)?;
+                reminder_store::skip_queued(db, p.id, p.invoice_id, step, &why)?;
                 return Ok(Some(MailOutcome::Skipped(why)));
             }
             Leave::Wait { until, why } => {
                 let until = until.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true));
-                outbox::hold(conn, p.id, &why, until.as_deref())?;
+                outbox::hold(db, p.id, &why, until.as_deref())?;
                 return Ok(Some(MailOutcome::Waiting(why)));
             }
             Leave::ReadStatus => match cm.link_status(&link_ref).await {
                 Ok(LinkStatus::Open) => {
                     let now_s = now_text();
-                    links::record_seen_open(conn, p.link_id, &now_s)?;
+                    links::record_seen_open(db, p.link_id, &now_s)?;
                     status_read = true;
                     continue;
                 }
                 Ok(LinkStatus::Paid) => {
-                    let tx = crate::store::immediate(conn)?;
-                    let twice = links::record_paid(&tx, p.link_id, p.invoice_id, &now_text())?;
-                    outbox::cancel(
-                        &tx,
-                        p.id,
-                        "not sent: CM said the link was paid just before the mail would have left",
-                    )?;
-                    tx.commit()?;
+                    let twice = db.write(|tx| -> anyhow::Result<bool> {
+                        let twice = links::record_paid(tx, p.link_id, p.invoice_id, &now_text())?;
+                        outbox::cancel(
+                            tx,
+                            p.id,
+                            "not sent: CM said the link was paid just before the mail would have left",
+                        )?;
+                        Ok(twice)
+                    })?;
                     return Ok(Some(MailOutcome::Paid { twice }));
                 }
                 Ok(LinkStatus::Unknown) => (
@@ -176,7 +177,7 @@ async fn checked_before_leaving(
                 let wire = policy::wire(at);
                 match set_expiry(cm, &link_ref, at).await {
                     Ok(()) => {
-                        links::record_extended(conn, p.link_id, &policy::stored(at))?;
+                        links::record_extended(db, p.link_id, &policy::stored(at))?;
                         tracing::info!(invoice = %p.reference, link = %link_ref, expiry = %wire,
                             "link expiry extended before its mail leaves");
                         p.link_expiry = Some(policy::stored(at));
@@ -193,7 +194,7 @@ async fn checked_before_leaving(
                 }
             }
         };
-        outbox::hold(conn, p.id, &why, None)?;
+        outbox::hold(db, p.id, &why, None)?;
         return Ok(Some(MailOutcome::WaitingForCm(why, error)));
     }
     anyhow::bail!("the send-time checks of mail {} did not settle", p.id)
@@ -207,7 +208,7 @@ async fn checked_before_leaving(
 /// ([`outbox::pending`]). The worker loop around it only decides what to do next; tests
 /// drive this directly.
 pub async fn send_one(
-    conn: &Connection,
+    db: &Store,
     cfg: &Config,
     services: Services<'_>,
     p: &outbox::Pending,
@@ -215,8 +216,7 @@ pub async fn send_one(
 ) -> anyhow::Result<MailOutcome> {
     let postman = services.mail;
     let mut p = p.clone();
-    if let Some(settled) =
-        checked_before_leaving(conn, cfg, services.cm, &mut p, status_read).await?
+    if let Some(settled) = checked_before_leaving(db, cfg, services.cm, &mut p, status_read).await?
     {
         return Ok(settled);
     }
@@ -236,7 +236,7 @@ pub async fn send_one(
         due_date: p.data.due_date,
         language,
         link_uri: p.link_uri.clone().unwrap_or_default(),
-        qr: mail_qr(conn, services.qr, p).await?,
+        qr: mail_qr(db, services.qr, p).await?,
         replaces_earlier_link: p.kind == MailKind::Replacement,
         sender_name: postman.sender_name(),
         merchant: cfg.merchant.clone(),
@@ -254,11 +254,11 @@ pub async fn send_one(
         Ok(m) => m,
         Err(e) => {
             let why = format!("the mail cannot be built: {e}");
-            outbox::mark_failed(conn, p.id, &why)?;
+            outbox::mark_failed(db, p.id, &why)?;
             return Ok(MailOutcome::Failed(why));
         }
     };
-    outbox::mark_sending(conn, p.id, &message_id)?;
+    outbox::mark_sending(db, p.id, &message_id)?;
     crate::failpoint("mail-before-send");
     let result = postman.sender.send(&message).await;
     crate::failpoint("mail-after-send");
@@ -267,22 +267,22 @@ pub async fn send_one(
         Ok(()) => {
             // The mail and the date of the invoice's next reminder (counted from it) are
             // one fact.
-            let tx = crate::store::immediate(conn)?;
-            outbox::mark_sent(&tx, p.id, &now_text())?;
-            super::reminder_step::reschedule(&tx, cfg, p.invoice_id)?;
-            tx.commit()?;
+            db.write(|tx| -> anyhow::Result<()> {
+                outbox::mark_sent(tx, p.id, &now_text())?;
+                super::reminder_step::reschedule(tx, cfg, p.invoice_id)
+            })?;
             MailOutcome::Sent
         }
         Err(SendError::Permanent(reply)) => {
-            outbox::mark_failed(conn, p.id, &reply)?;
+            outbox::mark_failed(db, p.id, &reply)?;
             MailOutcome::Failed(reply)
         }
         Err(SendError::Deferred(reply)) => {
-            back_off(conn, p.id, p.attempts, &reply)?;
+            back_off(db, p.id, p.attempts, &reply)?;
             MailOutcome::Deferred(reply)
         }
         Err(SendError::Transient(reply)) => {
-            outbox::mark_retry(conn, p.id, &reply, &now_text())?;
+            outbox::mark_retry(db, p.id, &reply, &now_text())?;
             MailOutcome::RelayFailed(reply)
         }
     })
@@ -294,7 +294,7 @@ pub async fn send_one(
 /// is done and nothing due is left. Mails of links whose iDEAL QR code is still being
 /// made wait for it; each mail is tried at most once per cycle.
 pub(super) async fn mail_step(
-    conn: &Connection,
+    db: &Store,
     cfg: &Config,
     services: Services<'_>,
     report: &RefCell<Report>,
@@ -310,7 +310,7 @@ pub(super) async fn mail_step(
     'cycle: loop {
         // Read before the queue: once the link side is done, this read sees all it made.
         let last_round = handoff.done.get();
-        let due: Vec<_> = outbox::due_ids(conn, &now_text(), 100_000)?
+        let due: Vec<_> = outbox::due_ids(db, &now_text(), 100_000)?
             .into_iter()
             .filter(|(id, link)| !tried.contains(id) && !handoff.held.borrow().contains(link))
             .collect();
@@ -325,11 +325,11 @@ pub(super) async fn mail_step(
             tried.insert(id);
             // Read whole just before it is judged: a mail before it may have changed its
             // invoice (paid, a mail accepted).
-            let Some(p) = outbox::pending(conn, id)? else {
+            let Some(p) = outbox::pending(db, id)? else {
                 continue;
             };
             let status_read = report.borrow().links_seen_open.contains(&p.link_id);
-            let outcome = send_one(conn, cfg, services, &p, status_read).await?;
+            let outcome = send_one(db, cfg, services, &p, status_read).await?;
             let mut report = report.borrow_mut();
             match outcome {
                 MailOutcome::Cancelled => {
@@ -367,7 +367,7 @@ pub(super) async fn mail_step(
                     tracing::info!(invoice = %p.reference, to = %p.data.customer_email, "mail sent");
                     // The relay works: an earlier failure was about that one mail.
                     if let Some((id, attempts, reply)) = suspect.take() {
-                        back_off(conn, id, attempts, &reply)?;
+                        back_off(db, id, attempts, &reply)?;
                     }
                 }
                 MailOutcome::Failed(reply) => {
@@ -404,9 +404,9 @@ pub(super) async fn mail_step(
 }
 
 /// Backs off one mail after a failure that was about it.
-fn back_off(conn: &Connection, id: i64, attempts: i64, reply: &str) -> anyhow::Result<()> {
+fn back_off(db: &Store, id: i64, attempts: i64, reply: &str) -> anyhow::Result<()> {
     let next = mail_retry_time(crate::clock::now(), attempts + 1);
-    outbox::mark_retry(conn, id, reply, &next)?;
+    outbox::mark_retry(db, id, reply, &next)?;
     Ok(())
 }
 

@@ -48,8 +48,8 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 use std::path::PathBuf;
 
+use crate::store::Store;
 use anyhow::Context;
-use rusqlite::Connection;
 
 use crate::cm::idealqr::IdealQrClient;
 use crate::cm::{CmClient, CmError};
@@ -180,6 +180,19 @@ pub struct Report {
 }
 
 impl Report {
+    /// The counts the daemon's metrics add up.
+    pub fn counts(&self) -> crate::metrics::CycleCounts {
+        crate::metrics::CycleCounts {
+            links_created: self.links_created,
+            links_deactivated: self.links_deactivated,
+            links_failed: self.links_failed,
+            mails_sent: self.mails_sent,
+            mails_failed: self.mails_failed,
+            reminders_sent: self.reminders_sent,
+            reminders_skipped: self.reminders_skipped,
+        }
+    }
+
     /// The one summary line of a cycle (README, *Commands*).
     pub fn summary(&self) -> String {
         let t = self.ingest.totals();
@@ -370,17 +383,17 @@ pub struct Services<'a> {
 
 /// Runs one cycle. `services` is `None` only for dry runs.
 pub async fn run(
-    conn: &Connection,
+    db: &Store,
     cfg: &Config,
     services: Option<Services<'_>>,
     opts: &Options,
 ) -> anyhow::Result<Report> {
     if opts.dry_run {
-        return dry_run(conn, cfg, opts);
+        return dry_run(db, cfg, opts);
     }
     let services = services.context("a cycle that is not a dry run needs CM and mail")?;
     let cm = services.cm;
-    let recovered = crate::store::recover(conn)?;
+    let recovered = crate::store::recover(db)?;
     if recovered.mails > 0 {
         tracing::warn!(
             resumed = recovered.mails,
@@ -397,8 +410,8 @@ pub async fn run(
         reminders_on: cfg.reminders.enabled,
         ..Report::default()
     };
-    report.ingest = ingest_all(conn, cfg, opts)?;
-    reminder_step::sync_ladder(conn, cfg)?;
+    report.ingest = ingest_all(db, cfg, opts)?;
+    reminder_step::sync_ladder(db, cfg)?;
     crate::progress::beat();
     crate::hangpoint("cycle-hang").await;
 
@@ -407,10 +420,10 @@ pub async fn run(
     // token can be had (the token endpoint fails), every request of a step fails at once
     // without being sent, and nothing is decided.
     opts.check_database()?;
-    check_statuses(conn, cfg, services, &mut report).await?;
+    check_statuses(db, cfg, services, &mut report).await?;
     if report.auth_error.is_none() {
         opts.check_database()?;
-        deactivate_step(conn, cfg, cm, &mut report).await?;
+        deactivate_step(db, cfg, cm, &mut report).await?;
     }
     // From here links and mail overlap: a link's mail goes out as soon as the link is
     // recorded with its real expiry (and its iDEAL QR code, when enabled), while the
@@ -421,11 +434,11 @@ pub async fn run(
     let handoff = Handoff::default();
     let shared = RefCell::new(std::mem::take(&mut report));
     let links = async {
-        let made = links_side(conn, cfg, services, &shared, &handoff, opts).await;
+        let made = links_side(db, cfg, services, &shared, &handoff, opts).await;
         handoff.finish();
         made
     };
-    let mail = mail_step(conn, cfg, services, &shared, &handoff);
+    let mail = mail_step(db, cfg, services, &shared, &handoff);
     let (made, mailed) = tokio::join!(links, mail);
     let mut report = shared.into_inner();
     let mismatched = made?;
@@ -433,11 +446,11 @@ pub async fn run(
     if mismatched {
         // A link CM recorded with another amount is switched off at once (never mailed).
         opts.check_database()?;
-        deactivate_step(conn, cfg, cm, &mut report).await?;
+        deactivate_step(db, cfg, cm, &mut report).await?;
     }
     // Counted once everything is done: the link stages may queue mails after the mail
     // loop gave up on a relay that is down.
-    report.mails_queued = u64::try_from(outbox::count_queued(conn)?).unwrap_or(0);
+    report.mails_queued = u64::try_from(outbox::count_queued(db)?).unwrap_or(0);
     if let Some(e) = &report.auth_error {
         anyhow::bail!("{e}");
     }
@@ -478,7 +491,7 @@ impl Handoff {
 /// expiry, links without their QR code). Returns whether a link was recorded with
 /// another amount than asked (it must be switched off).
 async fn links_side(
-    conn: &Connection,
+    db: &Store,
     cfg: &Config,
     services: Services<'_>,
     report: &RefCell<Report>,
@@ -490,17 +503,17 @@ async fn links_side(
     }
     opts.check_database()?;
     // Each stage's own work is read before any of them starts.
-    let creates = links::plan_creates(conn)?;
-    let provisional = links::provisional_links(conn)?;
+    let creates = links::plan_creates(db)?;
+    let provisional = links::provisional_links(db)?;
     let qr_plan = match services.qr {
-        Some(_) => Some(qr_step::plan(conn)?),
+        Some(_) => Some(qr_step::plan(db)?),
         None => None,
     };
     let (extend_tx, extend_rx) = tokio::sync::mpsc::unbounded_channel();
     let (qr_tx, qr_rx) = tokio::sync::mpsc::unbounded_channel();
-    let create = create_step(conn, cfg, services.cm, report, creates, extend_tx, handoff);
+    let create = create_step(db, cfg, services.cm, report, creates, extend_tx, handoff);
     let extend = extend_step(
-        conn,
+        db,
         cfg,
         services.cm,
         report,
@@ -512,14 +525,14 @@ async fn links_side(
     let qr = async {
         match (services.qr, qr_plan) {
             (Some(client), Some(plan)) => {
-                qr_step(conn, cfg, client, report, plan, qr_rx, handoff).await
+                qr_step(db, cfg, client, report, plan, qr_rx, handoff).await
             }
             _ => Ok(()),
         }
     };
     // Reminders concern links announced in earlier cycles: they run beside the three
     // stages, each queued reminder waking the mail side.
-    let remind = reminder_step::reminder_step(conn, cfg, services.cm, report, handoff);
+    let remind = reminder_step::reminder_step(db, cfg, services.cm, report, handoff);
     // The first failure (the database, not CM: CM's answers are recorded) ends all
     // four; an intent whose request is dropped is found by the next cycle's recovery.
     let (mismatched, (), (), ()) = tokio::try_join!(create, extend, qr, remind)?;
@@ -534,40 +547,40 @@ fn queue<T>(
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
-fn ingest_all(conn: &Connection, cfg: &Config, opts: &Options) -> anyhow::Result<ingest::Report> {
+fn ingest_all(db: &Store, cfg: &Config, opts: &Options) -> anyhow::Result<ingest::Report> {
     let iopts = ingest::Options {
         dry_run: opts.dry_run,
         progress: opts.progress,
         again: false,
     };
-    let mut report = ingest::ingest_inbox(conn, cfg, iopts)?;
+    let mut report = ingest::ingest_inbox(db, cfg, iopts)?;
     if !opts.files.is_empty() {
-        let named = ingest::ingest_paths(conn, cfg, &opts.files, iopts)?;
+        let named = ingest::ingest_paths(db, cfg, &opts.files, iopts)?;
         report.files.extend(named.files);
     }
     Ok(report)
 }
 
-fn dry_run(conn: &Connection, cfg: &Config, opts: &Options) -> anyhow::Result<Report> {
+fn dry_run(db: &Store, cfg: &Config, opts: &Options) -> anyhow::Result<Report> {
     // Dropped without a commit: everything below is rolled back, on success or error.
-    let _rollback = crate::store::deferred(conn)?;
+    let _rollback = db.rehearsal()?;
     let mut report = Report {
-        ingest: ingest_all(conn, cfg, opts)?,
+        ingest: ingest_all(db, cfg, opts)?,
         reminders_on: cfg.reminders.enabled,
         ..Report::default()
     };
-    reminder_step::sync_ladder(conn, cfg)?;
-    let deactivate = links::plan_deactivations(conn)?;
+    reminder_step::sync_ladder(db, cfg)?;
+    let deactivate = links::plan_deactivations(db)?;
     // Assume the deactivations succeed, so that replacements show as creates.
     for d in &deactivate {
-        links::record_deactivated(conn, d.link_id, None, &now_text())?;
+        links::record_deactivated(db, d.link_id, None, &now_text())?;
     }
-    let create = links::plan_creates(conn)?;
+    let create = links::plan_creates(db)?;
     // The same send-time checks as the cycle's, as far as the database can tell (no CM
     // call: a mail whose link must be read or extended first counts as going).
     let (mut mails_due, mut mails_dropped, mut mails_held) = (0, 0, 0);
     let now = crate::clock::local_now();
-    for p in outbox::due(conn, &now_text(), 100_000)? {
+    for p in outbox::due(db, &now_text(), 100_000)? {
         let facts = mail_step::facts(&p, false);
         match crate::policy::may_leave(
             &facts,
@@ -581,7 +594,7 @@ fn dry_run(conn: &Connection, cfg: &Config, opts: &Options) -> anyhow::Result<Re
         }
     }
     let (reminders, reminders_waiting) = if cfg.reminders.enabled {
-        match reminder_step::due_now(conn, cfg, crate::clock::local_now())? {
+        match reminder_step::due_now(db, cfg, crate::clock::local_now())? {
             Ok(planned) => (planned, 0),
             Err(waiting) => (Vec::new(), waiting),
         }

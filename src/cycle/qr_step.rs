@@ -1,9 +1,9 @@
 //! The iDEAL QR step: withdraw the codes of revisions that moved on, then give each EUR
 //! revision with an active link its transaction, intent first.
 
+use crate::store::Store;
 use anyhow::Context;
 use chrono::{DateTime, Days, NaiveDate, Utc};
-use rusqlite::Connection;
 
 use std::cell::RefCell;
 
@@ -84,15 +84,15 @@ fn qr_request(q: &QrToCreate, cfg: &Config, today: NaiveDate) -> Result<CreateTr
 
 /// Withdraws the QR codes of revisions that moved on; returns the revisions earlier
 /// cycles left without their QR transaction (the QR stage's own work).
-pub(super) fn plan(conn: &Connection) -> anyhow::Result<Vec<QrToCreate>> {
-    let withdrawn = qr_store::withdraw_stale(conn)?;
+pub(super) fn plan(db: &Store) -> anyhow::Result<Vec<QrToCreate>> {
+    let withdrawn = qr_store::withdraw_stale(db)?;
     if withdrawn > 0 {
         tracing::info!(
             withdrawn,
             "iDEAL QR codes of replaced or settled invoices are no longer offered (they stay payable until they expire and are still followed)"
         );
     }
-    Ok(qr_store::plan_creates(conn)?)
+    Ok(qr_store::plan_creates(db)?)
 }
 
 /// One item of the QR stage.
@@ -122,7 +122,7 @@ enum Done {
 /// range), intent first: `planned` ones, then each link as the extend stage sends it.
 /// Each item done releases the link's mail.
 pub(super) async fn qr_step(
-    conn: &Connection,
+    db: &Store,
     cfg: &Config,
     client: &IdealQrClient,
     report: &RefCell<Report>,
@@ -141,7 +141,7 @@ pub(super) async fn qr_step(
             QrItem::Planned(q) => q.link_id,
             QrItem::Extended(id) => *id,
         };
-        let prepared = prepare(conn, cfg, today, item);
+        let prepared = prepare(db, cfg, today, item);
         async move {
             let done = match prepared {
                 Ok(Prepared::Send { q, id, req }) => Ok(Done::Answer {
@@ -156,7 +156,7 @@ pub(super) async fn qr_step(
         }
     };
     fan_out_stream(items, cfg.cm.max_in_flight, request, |link_id, done| {
-        let recorded = record(conn, &mut report.borrow_mut(), done?);
+        let recorded = record(db, &mut report.borrow_mut(), done?);
         // Whatever became of the code, the link's mail may go now.
         handoff.held.borrow_mut().remove(&link_id);
         handoff.mail_may_be_due();
@@ -174,15 +174,10 @@ enum Prepared {
     Done(Done),
 }
 
-fn prepare(
-    conn: &Connection,
-    cfg: &Config,
-    today: NaiveDate,
-    item: QrItem,
-) -> anyhow::Result<Prepared> {
+fn prepare(db: &Store, cfg: &Config, today: NaiveDate, item: QrItem) -> anyhow::Result<Prepared> {
     let q = match item {
         QrItem::Planned(q) => *q,
-        QrItem::Extended(link_id) => match qr_store::plan_for_link(conn, link_id)? {
+        QrItem::Extended(link_id) => match qr_store::plan_for_link(db, link_id)? {
             Some(q) => q,
             None => return Ok(Prepared::Done(Done::Nothing)),
         },
@@ -190,7 +185,7 @@ fn prepare(
     match qr_request(&q, cfg, today) {
         Err(why) => {
             let pid = idealqr::purchase_id(&q.reference, q.revision);
-            qr_store::record_skipped(conn, &q, &pid, &why, &now_text())?;
+            qr_store::record_skipped(db, &q, &pid, &why, &now_text())?;
             Ok(Prepared::Done(Done::Skipped {
                 reference: q.reference,
                 why,
@@ -198,7 +193,7 @@ fn prepare(
         }
         Ok(req) => {
             let id =
-                qr_store::record_intent(conn, &q, &req.purchase_id, &req.expires_at, &now_text())
+                qr_store::record_intent(db, &q, &req.purchase_id, &req.expires_at, &now_text())
                     .context("cannot record the intent to create an iDEAL QR transaction")?;
             Ok(Prepared::Send {
                 q: Box::new(q),
@@ -209,7 +204,7 @@ fn prepare(
     }
 }
 
-fn record(conn: &Connection, report: &mut Report, done: Done) -> anyhow::Result<()> {
+fn record(db: &Store, report: &mut Report, done: Done) -> anyhow::Result<()> {
     let (q, id, result) = match done {
         Done::Nothing => return Ok(()),
         Done::Skipped { reference, why } => {
@@ -223,19 +218,19 @@ fn record(conn: &Connection, report: &mut Report, done: Done) -> anyhow::Result<
         Ok(t) if t.amount_cents.is_some_and(|a| a != q.data.due.minor) => {
             // Another amount than asked: never offered, still followed (it may be paid).
             let next = check_time(crate::clock::now(), 0);
-            qr_store::record_created(conn, id, &t.id, t.qr_url.as_deref(), &next)?;
+            qr_store::record_created(db, id, &t.id, t.qr_url.as_deref(), &next)?;
             let why = format!(
                 "CM recorded {} cents for an iDEAL QR transaction that asked {}; it is not offered",
                 t.amount_cents.unwrap_or_default(),
                 q.data.due.minor
             );
-            qr_store::withdraw(conn, id, &why)?;
+            qr_store::withdraw(db, id, &why)?;
             report.qr_skipped += 1;
             tracing::error!(invoice = %q.reference, transaction = %t.id, "{why}");
         }
         Ok(t) => {
             qr_store::record_created(
-                conn,
+                db,
                 id,
                 &t.id,
                 t.qr_url.as_deref(),
@@ -246,13 +241,13 @@ fn record(conn: &Connection, report: &mut Report, done: Done) -> anyhow::Result<
         }
         Err(e @ (CmError::Permanent { .. } | CmError::Invalid(_))) => {
             let message = e.to_string();
-            qr_store::record_refused(conn, id, &message)?;
+            qr_store::record_refused(db, id, &message)?;
             report.qr_skipped += 1;
             tracing::warn!(invoice = %q.reference, "CM refused the iDEAL QR transaction (the link still works): {message}");
         }
         Err(e) => {
             let message = e.to_string();
-            qr_store::record_deferred(conn, id, &message, e.maybe_applied())?;
+            qr_store::record_deferred(db, id, &message, e.maybe_applied())?;
             note_failure(report, &e);
             tracing::warn!(invoice = %q.reference, "iDEAL QR creation left for the next cycle: {message}");
         }

@@ -12,8 +12,8 @@
 
 use std::cell::RefCell;
 
+use crate::store::Store;
 use chrono::{DateTime, Datelike, Days, FixedOffset, Local, NaiveDate, Weekday};
-use rusqlite::Connection;
 
 use super::links_step::{ExpiryNotSet, set_expiry};
 use super::{Handoff, Report, fan_out, note_failure};
@@ -142,54 +142,53 @@ fn next_for(r: &Reminders, s: &Subject) -> Option<NaiveDate> {
 
 /// Computes and stores one invoice's next date (after a mail to it went out). Runs inside
 /// the caller's transaction.
-pub fn reschedule(conn: &Connection, cfg: &Config, invoice_id: i64) -> anyhow::Result<()> {
+pub fn reschedule(db: &Store, cfg: &Config, invoice_id: i64) -> anyhow::Result<()> {
     if !cfg.reminders.enabled {
         return Ok(());
     }
-    let next = store::subject(conn, invoice_id)?
+    let next = store::subject(db, invoice_id)?
         .and_then(|s| next_for(&cfg.reminders, &s))
         .map(|d| d.to_string());
-    store::schedule(conn, invoice_id, next.as_deref())?;
+    store::schedule(db, invoice_id, next.as_deref())?;
     Ok(())
 }
 
 /// Brings the stored dates in line with the ladder settings: computed again for every
 /// open invoice when they changed (or reminders were just switched on), cleared when
 /// reminders were switched off. A no-op (one read) when nothing changed.
-pub fn sync_ladder(conn: &Connection, cfg: &Config) -> anyhow::Result<()> {
+pub fn sync_ladder(db: &Store, cfg: &Config) -> anyhow::Result<()> {
     let settings = ladder_settings(&cfg.reminders);
-    let stored = store::ladder_settings(conn)?;
+    let stored = store::ladder_settings(db)?;
     if stored.as_deref() == Some(settings.as_str()) {
         return Ok(());
     }
     if stored.is_none() && !cfg.reminders.enabled {
         return Ok(());
     }
-    // A savepoint: a dry run calls this inside its own transaction (rolled back).
-    let tx = crate::store::Savepoint::new(conn)?;
-    if cfg.reminders.enabled {
-        let mut after = 0;
-        let mut count = 0usize;
-        loop {
-            let batch = store::announced_open(&tx, after, 1000)?;
-            let Some(&last) = batch.last() else { break };
-            for id in batch {
-                reschedule(&tx, cfg, id)?;
-                count += 1;
+    // Nested: a dry run calls this inside its own rehearsal (rolled back).
+    db.nested(|tx| -> anyhow::Result<()> {
+        if cfg.reminders.enabled {
+            let mut after = 0;
+            let mut count = 0usize;
+            loop {
+                let batch = store::announced_open(tx, after, 1000)?;
+                let Some(&last) = batch.last() else { break };
+                for id in batch {
+                    reschedule(tx, cfg, id)?;
+                    count += 1;
+                }
+                after = last;
             }
-            after = last;
+            tracing::info!(
+                invoices = count,
+                "reminder ladder {settings}: the next reminder date of every open invoice was computed"
+            );
+        } else {
+            store::clear_all(tx)?;
+            tracing::info!("reminders are off: no reminder date is kept");
         }
-        tracing::info!(
-            invoices = count,
-            "reminder ladder {settings}: the next reminder date of every open invoice was computed"
-        );
-    } else {
-        store::clear_all(&tx)?;
-        tracing::info!("reminders are off: no reminder date is kept");
-    }
-    store::set_ladder_settings(&tx, &settings)?;
-    tx.release()?;
-    Ok(())
+        Ok(store::set_ladder_settings(tx, &settings)?)
+    })
 }
 
 /// One reminder about to be sent.
@@ -234,15 +233,15 @@ fn decide(r: &Reminders, s: Subject, today: NaiveDate) -> Result<Planned, Option
 /// The reminders whose date has come, decided as far as the database can (no CM call):
 /// what a dry run lists and what the cycle then checks with CM. Invoices whose date was
 /// not really due get their right date stored (in the caller's transaction).
-pub fn plan(conn: &Connection, cfg: &Config, today: NaiveDate) -> anyhow::Result<Vec<Planned>> {
+pub fn plan(db: &Store, cfg: &Config, today: NaiveDate) -> anyhow::Result<Vec<Planned>> {
     let mut planned = Vec::new();
-    for id in store::due(conn, &today.to_string(), REMINDERS_PER_CYCLE)? {
-        let Some(subject) = store::subject(conn, id)? else {
+    for id in store::due(db, &today.to_string(), REMINDERS_PER_CYCLE)? {
+        let Some(subject) = store::subject(db, id)? else {
             continue;
         };
         match decide(&cfg.reminders, subject, today) {
             Ok(p) => planned.push(p),
-            Err(next) => store::schedule(conn, id, next.map(|d| d.to_string()).as_deref())?,
+            Err(next) => store::schedule(db, id, next.map(|d| d.to_string()).as_deref())?,
         }
     }
     Ok(planned)
@@ -252,15 +251,15 @@ pub fn plan(conn: &Connection, cfg: &Config, today: NaiveDate) -> anyhow::Result
 /// `Err(waiting)`, how many are due and wait for it. Runs inside the caller's transaction
 /// (the cycle's, or a dry run's that is rolled back).
 pub fn due_now(
-    conn: &Connection,
+    db: &Store,
     cfg: &Config,
     now: DateTime<Local>,
 ) -> anyhow::Result<Result<Vec<Planned>, u64>> {
     let today = now.date_naive();
     if policy::in_send_window(&cfg.reminders, now) {
-        Ok(Ok(plan(conn, cfg, today)?))
+        Ok(Ok(plan(db, cfg, today)?))
     } else {
-        let waiting = store::count_due(conn, &today.to_string())?;
+        let waiting = store::count_due(db, &today.to_string())?;
         Ok(Err(u64::try_from(waiting).unwrap_or(0)))
     }
 }
@@ -334,7 +333,7 @@ async fn check_link(cm: &CmClient, cfg: &Config, p: &Planned, today: NaiveDate) 
 /// Decides and queues the reminders that are due, checking each link with CM first; runs
 /// beside the link stages, and wakes the mail side as each reminder is queued.
 pub(super) async fn reminder_step(
-    conn: &Connection,
+    db: &Store,
     cfg: &Config,
     cm: &CmClient,
     report: &RefCell<Report>,
@@ -345,12 +344,7 @@ pub(super) async fn reminder_step(
     }
     let now = crate::clock::local_now();
     let today = now.date_naive();
-    let due = {
-        let tx = crate::store::immediate(conn)?;
-        let due = due_now(&tx, cfg, now)?;
-        tx.commit()?;
-        due
-    };
+    let due = db.write(|tx| due_now(tx, cfg, now))?;
     let planned = match due {
         Ok(planned) => planned,
         Err(waiting) => {
@@ -377,7 +371,7 @@ pub(super) async fn reminder_step(
         let now_s = crate::clock::now_text();
         match checked {
             Checked::Paid => {
-                if links::record_paid(conn, link.id, s.invoice_id, &now_s)? {
+                if links::record_paid(db, link.id, s.invoice_id, &now_s)? {
                     report.double_payments.push(s.reference.clone());
                 }
                 report.payments_seen += 1;
@@ -388,17 +382,17 @@ pub(super) async fn reminder_step(
                 report.reminders_deferred += 1;
                 match error {
                     Some(e) => note_failure(&mut report, &e),
-                    None => links::record_link_error(conn, link.id, &why)?,
+                    None => links::record_link_error(db, link.id, &why)?,
                 }
                 tracing::warn!(invoice = %s.reference, step = p.step,
                     "reminder left for the next cycle: {why}");
             }
             Checked::Ready { new_expiry } => {
                 // CM said it is unpaid just now: the mail needs no second read this cycle.
-                links::record_seen_open(conn, link.id, &now_s)?;
+                links::record_seen_open(db, link.id, &now_s)?;
                 report.links_seen_open.insert(link.id);
                 if let Some(expiry) = new_expiry {
-                    links::record_extended(conn, link.id, &policy::stored(expiry))?;
+                    links::record_extended(db, link.id, &policy::stored(expiry))?;
                     tracing::info!(invoice = %s.reference, link = %link.link_ref,
                         expiry = %policy::wire(expiry), "link expiry extended for its reminder");
                 }
@@ -415,7 +409,7 @@ pub(super) async fn reminder_step(
                     next_on: next.as_deref(),
                     now: &now_s,
                 };
-                match store::record(conn, &decision)? {
+                match store::record(db, &decision)? {
                     Some(_) => {
                         report.reminders_skipped += p.skipped.len() as u64;
                         tracing::info!(invoice = %s.reference, step = p.step,

@@ -1,8 +1,8 @@
 //! The payment status step: links and iDEAL QR transactions that are due (back-off,
 //! callback, expiry) are read from the API and their outcome recorded.
 
+use crate::store::Store;
 use chrono::{DateTime, Utc};
-use rusqlite::Connection;
 
 use super::{Report, Services, fan_out, note_failure};
 use crate::cm::idealqr::{self, QrStatus};
@@ -29,13 +29,13 @@ pub fn check_time(now: DateTime<Utc>, checks: i64) -> String {
 /// callback or webhook, expiry) and records what it finds. Also used by the daemon right
 /// after a callback.
 pub async fn check_statuses(
-    conn: &Connection,
+    db: &Store,
     cfg: &Config,
     services: Services<'_>,
     report: &mut Report,
 ) -> anyhow::Result<()> {
     let cm = services.cm;
-    let due = links::due_for_check(conn, &now_text(), STATUS_CHECKS_PER_CYCLE)?;
+    let due = links::due_for_check(db, &now_text(), STATUS_CHECKS_PER_CYCLE)?;
     fan_out(
         due,
         cfg.cm.max_in_flight,
@@ -43,11 +43,11 @@ pub async fn check_statuses(
             let r = cm.link_status(&c.link_ref).await;
             (c, r)
         },
-        |c, result| record_status(conn, &c, result, report),
+        |c, result| record_status(db, &c, result, report),
     )
     .await?;
     if let Some(qr) = services.qr {
-        let due = qr_store::due_for_check(conn, &now_text(), STATUS_CHECKS_PER_CYCLE)?;
+        let due = qr_store::due_for_check(db, &now_text(), STATUS_CHECKS_PER_CYCLE)?;
         fan_out(
             due,
             cfg.cm.max_in_flight,
@@ -55,7 +55,7 @@ pub async fn check_statuses(
                 let r = qr.get_transaction(&c.cm_id).await;
                 (c, r)
             },
-            |c, result| record_qr_status(conn, &c, result, report),
+            |c, result| record_qr_status(db, &c, result, report),
         )
         .await?;
     }
@@ -63,7 +63,7 @@ pub async fn check_statuses(
 }
 
 fn record_qr_status(
-    conn: &Connection,
+    db: &Store,
     c: &QrToCheck,
     result: Result<idealqr::QrTransaction, CmError>,
     report: &mut Report,
@@ -72,7 +72,7 @@ fn record_qr_status(
     let now_s = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     match result.map(|t| t.status) {
         Ok(QrStatus::Success) => {
-            if qr_store::record_success(conn, c.id, c.invoice_id, &now_s)? {
+            if qr_store::record_success(db, c.id, c.invoice_id, &now_s)? {
                 report.double_payments.push(c.reference.clone());
                 tracing::warn!(invoice = %c.reference, "paid twice: through its payment link and its iDEAL QR code; refund one");
             } else {
@@ -81,14 +81,14 @@ fn record_qr_status(
             report.payments_seen += 1;
         }
         Ok(status @ (QrStatus::Cancelled | QrStatus::Expired | QrStatus::Failure)) => {
-            qr_store::record_ended(conn, c.id, &status.as_str().to_lowercase())?;
+            qr_store::record_ended(db, c.id, &status.as_str().to_lowercase())?;
             tracing::info!(invoice = %c.reference, transaction = %c.cm_id, status = status.as_str(), "iDEAL QR transaction ended unpaid");
         }
         Ok(_) => {
-            qr_store::record_checked(conn, c.id, &check_time(now, c.status_checks + 1))?;
+            qr_store::record_checked(db, c.id, &check_time(now, c.status_checks + 1))?;
         }
         Err(e) if e.is_not_found() => {
-            qr_store::record_checked(conn, c.id, &check_time(now, c.status_checks + 1))?;
+            qr_store::record_checked(db, c.id, &check_time(now, c.status_checks + 1))?;
             tracing::warn!(invoice = %c.reference, transaction = %c.cm_id, "CM does not know this iDEAL QR transaction");
         }
         Err(e) => {
@@ -100,7 +100,7 @@ fn record_qr_status(
 }
 
 fn record_status(
-    conn: &Connection,
+    db: &Store,
     c: &ToCheck,
     result: Result<LinkStatus, CmError>,
     report: &mut Report,
@@ -109,35 +109,25 @@ fn record_status(
     let now_s = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     match result {
         Ok(LinkStatus::Paid) => {
-            if links::record_paid(conn, c.link_id, c.invoice_id, &now_s)? {
+            if links::record_paid(db, c.link_id, c.invoice_id, &now_s)? {
                 report.double_payments.push(c.reference.clone());
             }
             report.payments_seen += 1;
             tracing::info!(invoice = %c.reference, link = %c.link_ref, "paid through its payment link");
         }
         Ok(_) if c.expired => {
-            links::record_expired(conn, c.link_id, &now_s)?;
+            links::record_expired(db, c.link_id, &now_s)?;
             tracing::info!(invoice = %c.reference, link = %c.link_ref, "the link expired unpaid");
         }
         Ok(status) => {
             if status == LinkStatus::Open {
                 report.links_seen_open.insert(c.link_id);
             }
-            links::record_checked(
-                conn,
-                c.link_id,
-                &now_s,
-                &check_time(now, c.status_checks + 1),
-            )?;
+            links::record_checked(db, c.link_id, &now_s, &check_time(now, c.status_checks + 1))?;
         }
         Err(e) if e.is_not_found() => {
-            links::record_checked(
-                conn,
-                c.link_id,
-                &now_s,
-                &check_time(now, c.status_checks + 1),
-            )?;
-            links::record_link_error(conn, c.link_id, "CM does not know this link")?;
+            links::record_checked(db, c.link_id, &now_s, &check_time(now, c.status_checks + 1))?;
+            links::record_link_error(db, c.link_id, "CM does not know this link")?;
             tracing::warn!(invoice = %c.reference, link = %c.link_ref, "CM does not know this link");
         }
         Err(e) => {

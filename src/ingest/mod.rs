@@ -25,8 +25,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::store::Store;
 use anyhow::Context;
-use rusqlite::Connection;
 
 use crate::config::{Config, Settlement};
 use crate::store::imports::{self, ImportCounts, ImportSource};
@@ -273,7 +273,7 @@ impl Report {
 
 /// Ingests the ready files of the inbox, moving each to the archive (or to
 /// `rejected_dir`) once applied.
-pub fn ingest_inbox(conn: &Connection, cfg: &Config, opts: Options) -> anyhow::Result<Report> {
+pub fn ingest_inbox(db: &Store, cfg: &Config, opts: Options) -> anyhow::Result<Report> {
     let dir = &cfg.inbox.dir;
     let inbox = match files::ready_files(
         dir,
@@ -317,14 +317,14 @@ pub fn ingest_inbox(conn: &Connection, cfg: &Config, opts: Options) -> anyhow::R
     for path in inbox.ready {
         report
             .files
-            .push(ingest_file(conn, cfg, &path, ImportSource::Inbox, opts)?);
+            .push(ingest_file(db, cfg, &path, ImportSource::Inbox, opts)?);
     }
     Ok(report)
 }
 
 /// Ingests files named on the command line. They are never moved or changed.
 pub fn ingest_paths(
-    conn: &Connection,
+    db: &Store,
     cfg: &Config,
     paths: &[PathBuf],
     opts: Options,
@@ -333,7 +333,7 @@ pub fn ingest_paths(
     for path in paths {
         report
             .files
-            .push(ingest_file(conn, cfg, path, ImportSource::Argument, opts)?);
+            .push(ingest_file(db, cfg, path, ImportSource::Argument, opts)?);
     }
     Ok(report)
 }
@@ -351,8 +351,8 @@ enum FileError {
     Db(anyhow::Error),
 }
 
-impl From<rusqlite::Error> for FileError {
-    fn from(e: rusqlite::Error) -> Self {
+impl From<crate::store::Error> for FileError {
+    fn from(e: crate::store::Error) -> Self {
         FileError::Db(e.into())
     }
 }
@@ -360,7 +360,7 @@ impl From<rusqlite::Error> for FileError {
 /// Ingests one file. Only database errors are returned as errors; everything about the
 /// file itself becomes its [`Outcome`].
 pub fn ingest_file(
-    conn: &Connection,
+    db: &Store,
     cfg: &Config,
     path: &Path,
     source: ImportSource,
@@ -398,12 +398,12 @@ pub fn ingest_file(
         }
     };
 
-    let prior = imports::find_by_hash(conn, &info.sha256)?;
+    let prior = imports::find_by_hash(db, &info.sha256)?;
     let mut again = None;
     if opts.again
         && let Some(prior) = &prior
     {
-        let lines = imports::rejected_lines(conn, prior.latest)?;
+        let lines = imports::rejected_lines(db, prior.latest)?;
         if lines.is_empty() {
             tracing::info!(file = %path.display(), prior = %prior.file_name,
                 "imported before and none of its rows was rejected the last time; nothing to read again");
@@ -433,21 +433,22 @@ pub fn ingest_file(
         return Ok(report);
     }
 
-    let savepoint = crate::store::Savepoint::new(conn)?;
-    let applied = apply(
-        &savepoint,
-        cfg,
-        path,
-        &name,
-        &info,
-        before.as_ref(),
-        source,
-        opts,
-        again,
-    );
+    // Nested: a dry run imports inside its own rehearsal (rolled back).
+    let applied = db.nested(|tx| {
+        apply(
+            tx,
+            cfg,
+            path,
+            &name,
+            &info,
+            before.as_ref(),
+            source,
+            opts,
+            again,
+        )
+    });
     match applied {
         Ok((counts, rejections, changed)) => {
-            savepoint.release()?;
             crate::failpoint("ingest-after-commit");
             pause_after_read();
             if opts.dry_run {
@@ -471,42 +472,39 @@ pub fn ingest_file(
             log_applied(path, &counts, report.rejections.as_deref(), opts.dry_run);
             report.outcome = Outcome::Applied(counts);
         }
-        Err(e) => {
-            drop(savepoint);
-            match e {
-                FileError::Db(e) => return Err(e.context(format!("while importing {name}"))),
-                FileError::Io(error) => {
-                    tracing::warn!(file = %path.display(), "reading failed, left for the next cycle: {error}");
-                    report.outcome = Outcome::Failed { error };
-                }
-                FileError::Changed(reason) => {
-                    tracing::warn!(file = %path.display(),
-                        "{reason}: none of its rows was applied; it is left where it is and read again");
-                    report.changed = Some(reason.clone());
-                    report.outcome = Outcome::Changed { reason };
-                }
-                FileError::Unreadable(reason) => {
-                    if opts.dry_run {
-                        tracing::warn!(file = %path.display(), "would be set aside (dry run): {reason}");
-                    } else {
-                        tracing::warn!(file = %path.display(), "file set aside: {reason}");
-                    }
-                    if !opts.dry_run {
-                        let reason_file =
-                            files::set_aside(path, &cfg.inbox.rejected_dir, &reason, movable)
-                                .with_context(|| format!("cannot set {} aside", path.display()))?;
-                        if movable {
-                            report.moved_to = reason_file
-                                .to_str()
-                                .and_then(|s| s.strip_suffix(".reason.txt"))
-                                .map(PathBuf::from);
-                        }
-                        report.rejections = Some(reason_file);
-                    }
-                    report.outcome = Outcome::SetAside { reason };
-                }
+        Err(e) => match e {
+            FileError::Db(e) => return Err(e.context(format!("while importing {name}"))),
+            FileError::Io(error) => {
+                tracing::warn!(file = %path.display(), "reading failed, left for the next cycle: {error}");
+                report.outcome = Outcome::Failed { error };
             }
-        }
+            FileError::Changed(reason) => {
+                tracing::warn!(file = %path.display(),
+                        "{reason}: none of its rows was applied; it is left where it is and read again");
+                report.changed = Some(reason.clone());
+                report.outcome = Outcome::Changed { reason };
+            }
+            FileError::Unreadable(reason) => {
+                if opts.dry_run {
+                    tracing::warn!(file = %path.display(), "would be set aside (dry run): {reason}");
+                } else {
+                    tracing::warn!(file = %path.display(), "file set aside: {reason}");
+                }
+                if !opts.dry_run {
+                    let reason_file =
+                        files::set_aside(path, &cfg.inbox.rejected_dir, &reason, movable)
+                            .with_context(|| format!("cannot set {} aside", path.display()))?;
+                    if movable {
+                        report.moved_to = reason_file
+                            .to_str()
+                            .and_then(|s| s.strip_suffix(".reason.txt"))
+                            .map(PathBuf::from);
+                    }
+                    report.rejections = Some(reason_file);
+                }
+                report.outcome = Outcome::SetAside { reason };
+            }
+        },
     }
     Ok(report)
 }
@@ -689,7 +687,7 @@ fn log_applied(path: &Path, c: &ImportCounts, rejections: Option<&Path>, dry_run
 /// the first import of this content and the lines its last attempt rejected.
 #[allow(clippy::too_many_arguments)]
 fn apply(
-    conn: &Connection,
+    db: &Store,
     cfg: &Config,
     path: &Path,
     name: &str,
@@ -746,15 +744,15 @@ fn apply(
 
     let now = now_text();
     let import_id = imports::begin(
-        conn,
+        db,
         name,
         &info.sha256,
         source,
         &now,
         again.as_ref().map(|a| a.0),
     )?;
-    let open_before = invoices::count_open(conn)?;
-    let mut writer = invoices::Writer::new(conn)?;
+    let open_before = invoices::count_open(db)?;
+    let mut writer = invoices::Writer::new(db)?;
     let mut counts = ImportCounts::default();
     let mut record = csv::ByteRecord::new();
     let header_len = header.len();
@@ -791,7 +789,7 @@ fn apply(
             rejections
                 .add(line, &[("(whole row)".to_string(), reason)], &record)
                 .map_err(|e| FileError::Io(format!("cannot write the rejection report: {e}")))?;
-            imports::note_rejected(conn, import_id, src.line)?;
+            imports::note_rejected(db, import_id, src.line)?;
             continue;
         }
         if let Some((column, reason)) = open_quote(&record, header_len, opened.delimiter, line) {
@@ -802,7 +800,7 @@ fn apply(
             rejections
                 .add(line, &[(column, reason)], &record)
                 .map_err(|e| FileError::Io(format!("cannot write the rejection report: {e}")))?;
-            imports::note_rejected(conn, import_id, src.line)?;
+            imports::note_rejected(db, import_id, src.line)?;
             continue;
         }
         match validator.check(&record) {
@@ -818,7 +816,7 @@ fn apply(
                 rejections.add(line, &problems, &record).map_err(|e| {
                     FileError::Io(format!("cannot write the rejection report: {e}"))
                 })?;
-                imports::note_rejected(conn, import_id, src.line)?;
+                imports::note_rejected(db, import_id, src.line)?;
             }
             Checked::Row(row) => {
                 counts.rows_read += 1;
@@ -839,7 +837,7 @@ fn apply(
                             .map_err(|e| {
                                 FileError::Io(format!("cannot write the rejection report: {e}"))
                             })?;
-                        imports::note_rejected(conn, import_id, src.line)?;
+                        imports::note_rejected(db, import_id, src.line)?;
                     }
                 }
             }
@@ -869,7 +867,7 @@ fn apply(
     // Settling what a snapshot no longer lists is for a whole file, not for the few rows
     // an `import --again` reads.
     if cfg.csv.settlement == Settlement::Snapshot && again.is_none() && changed.is_none() {
-        let missing = invoices::count_open_unseen(conn, import_id)?;
+        let missing = invoices::count_open_unseen(db, import_id)?;
         if missing > 0 && counts.rows_rejected > 0 {
             // A rejected row is present in the export, not missing from it: a damaged
             // file must not settle (and switch off the links of) invoices still open.
@@ -893,11 +891,11 @@ fn apply(
                  nothing is settled (a truncated export must not deactivate everything)"
             );
         } else if missing > 0 {
-            let n = invoices::settle_open_unseen(conn, import_id, &now)?;
+            let n = invoices::settle_open_unseen(db, import_id, &now)?;
             counts.invoices_settled += n as u64;
         }
     }
-    imports::finish(conn, import_id, &counts)?;
+    imports::finish(db, import_id, &counts)?;
     Ok((counts, rejections, changed))
 }
 

@@ -2,7 +2,8 @@
 //! same bytes dropped again (or re-read after a crash before the archive move) change
 //! nothing.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::{Result, Store};
+use rusqlite::{OptionalExtension, params};
 
 /// Where a file came from: the inbox (moved to the archive afterwards) or a command-line
 /// argument (never moved or changed).
@@ -62,62 +63,66 @@ pub struct PriorImport {
 }
 
 /// The earlier import with this content hash, if any.
-pub fn find_by_hash(conn: &Connection, sha256: &str) -> rusqlite::Result<Option<PriorImport>> {
-    conn.query_row(
-        "SELECT f.id, f.file_name, f.imported_at,
+pub fn find_by_hash(db: &Store, sha256: &str) -> Result<Option<PriorImport>> {
+    Ok(db
+        .conn
+        .query_row(
+            "SELECT f.id, f.file_name, f.imported_at,
                 (SELECT max(a.id) FROM imports a WHERE a.sha256 = f.sha256)
          FROM imports f WHERE f.sha256 = ?1 AND f.again_of IS NULL",
-        [sha256],
-        |r| {
-            Ok(PriorImport {
-                id: r.get(0)?,
-                file_name: r.get(1)?,
-                imported_at: r.get(2)?,
-                latest: r.get(3)?,
-            })
-        },
-    )
-    .optional()
+            [sha256],
+            |r| {
+                Ok(PriorImport {
+                    id: r.get(0)?,
+                    file_name: r.get(1)?,
+                    imported_at: r.get(2)?,
+                    latest: r.get(3)?,
+                })
+            },
+        )
+        .optional()?)
 }
 
 /// Records that `import_id` rejected the row starting on `line`.
-pub fn note_rejected(conn: &Connection, import_id: i64, line: i64) -> rusqlite::Result<()> {
-    conn.prepare_cached("INSERT OR IGNORE INTO rejected_lines (import_id, line) VALUES (?1, ?2)")?
+pub fn note_rejected(db: &Store, import_id: i64, line: i64) -> Result<()> {
+    db.conn
+        .prepare_cached("INSERT OR IGNORE INTO rejected_lines (import_id, line) VALUES (?1, ?2)")?
         .execute(params![import_id, line])?;
     Ok(())
 }
 
 /// The lines `import_id` rejected.
-pub fn rejected_lines(
-    conn: &Connection,
-    import_id: i64,
-) -> rusqlite::Result<std::collections::HashSet<i64>> {
-    let mut stmt = conn.prepare("SELECT line FROM rejected_lines WHERE import_id = ?1")?;
+pub fn rejected_lines(db: &Store, import_id: i64) -> Result<std::collections::HashSet<i64>> {
+    let mut stmt = db
+        .conn
+        .prepare("SELECT line FROM rejected_lines WHERE import_id = ?1")?;
     let lines = stmt.query_map([import_id], |r| r.get(0))?;
-    lines.collect()
+    lines
+        .collect::<rusqlite::Result<_>>()
+        .map_err(super::Error::from)
 }
 
 /// Records the start of an import inside the file's transaction; returns its id.
 pub fn begin(
-    conn: &Connection,
+    db: &Store,
     file_name: &str,
     sha256: &str,
     source: ImportSource,
     now: &str,
     again_of: Option<i64>,
-) -> rusqlite::Result<i64> {
-    conn.execute(
+) -> Result<i64> {
+    db.conn.execute(
         "INSERT INTO imports (file_name, sha256, source, imported_at, again_of)
          VALUES (?1, ?2, ?3, ?4, ?5)",
         params![file_name, sha256, source.as_str(), now, again_of],
     )?;
-    Ok(conn.last_insert_rowid())
+    Ok(db.conn.last_insert_rowid())
 }
 
 /// Records the final counts of an import, in the same transaction as its rows.
-pub fn finish(conn: &Connection, id: i64, c: &ImportCounts) -> rusqlite::Result<()> {
+pub fn finish(db: &Store, id: i64, c: &ImportCounts) -> Result<()> {
     let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-    conn.execute(
+    db.conn.execute(
         "UPDATE imports SET rows_read = ?2, rows_accepted = ?3, rows_rejected = ?4,
                 rows_skipped = ?5, invoices_new = ?6, invoices_changed = ?7,
                 invoices_settled = ?8, snapshot_guard = ?9

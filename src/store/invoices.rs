@@ -1,7 +1,8 @@
 //! Invoices and their revisions: the statements the ingest applies row by row and the
 //! views `status` shows. Everything here runs inside the caller's transaction.
 
-use rusqlite::{Connection, OptionalExtension, Statement, params};
+use super::{Result, Store};
+use rusqlite::{OptionalExtension, Statement, params};
 
 use chrono::NaiveDate;
 
@@ -200,7 +201,7 @@ pub struct Source<'a> {
 /// statement would hash its SQL text on every call). Everything runs inside the caller's
 /// transaction.
 pub struct Writer<'c> {
-    conn: &'c Connection,
+    db: &'c Store,
     lookup: Statement<'c>,
     insert_invoice: Statement<'c>,
     insert_revision: Statement<'c>,
@@ -210,37 +211,38 @@ pub struct Writer<'c> {
 }
 
 impl<'c> Writer<'c> {
-    /// Prepares the statements on `conn`.
-    pub fn new(conn: &'c Connection) -> rusqlite::Result<Writer<'c>> {
+    /// Prepares the statements on `db`.
+    pub fn new(db: &'c Store) -> Result<Writer<'c>> {
         Ok(Writer {
-            conn,
-            lookup: conn.prepare(&format!(
+            db,
+            lookup: db.conn.prepare(&format!(
                 "SELECT i.id, i.state, i.revision, i.seen_import_id, i.seen_line,
                         {REVISION_COLUMNS}
                  FROM invoices i JOIN revisions r ON r.invoice_id = i.id AND r.revision = i.revision
                  WHERE i.reference = ?1",
             ))?,
-            insert_invoice: conn.prepare(
+            insert_invoice: db.conn.prepare(
                 "INSERT INTO invoices (reference, state, revision, settled_at, seen_import_id,
                                        seen_line)
                  VALUES (?1, ?2, 1, ?3, ?4, ?5)
                  ON CONFLICT (reference) DO NOTHING",
             )?,
-            insert_revision: conn.prepare(
+            insert_revision: db.conn.prepare(
                 "INSERT INTO revisions (invoice_id, revision, customer_email, customer_name,
                                         amount_minor, due_minor, currency, due_date, language,
                                         country_code, reason, import_id, source_line,
                                         customer_type)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             )?,
-            new_revision: conn.prepare(
+            new_revision: db.conn.prepare(
                 "UPDATE invoices SET revision = ?2, state = 'open', last_error = NULL,
                         settled_at = NULL, seen_import_id = ?3, seen_line = ?4, updated_at = ?5
                  WHERE id = ?1",
             )?,
-            mark_seen: conn
+            mark_seen: db
+                .conn
                 .prepare("UPDATE invoices SET seen_import_id = ?2, seen_line = ?3 WHERE id = ?1")?,
-            settle: conn.prepare(
+            settle: db.conn.prepare(
                 "UPDATE invoices SET state = 'settled_elsewhere', settled_at = ?2, updated_at = ?2,
                         seen_import_id = ?3, seen_line = ?4
                  WHERE id = ?1",
@@ -249,8 +251,9 @@ impl<'c> Writer<'c> {
     }
 
     /// The invoice with this reference and its current revision, if known.
-    pub fn lookup(&mut self, reference: &str) -> rusqlite::Result<Option<Current>> {
-        self.lookup
+    pub fn lookup(&mut self, reference: &str) -> Result<Option<Current>> {
+        Ok(self
+            .lookup
             .query_row([reference], |r| {
                 Ok(Current {
                     id: r.get(0)?,
@@ -261,7 +264,7 @@ impl<'c> Writer<'c> {
                     data: RevisionData::from_row(r, 5)?,
                 })
             })
-            .optional()
+            .optional()?)
     }
 
     /// Records a new invoice with revision 1, unless the reference is known: then
@@ -272,7 +275,7 @@ impl<'c> Writer<'c> {
         state: State,
         data: &RevisionData,
         src: Source<'_>,
-    ) -> rusqlite::Result<Option<i64>> {
+    ) -> Result<Option<i64>> {
         let settled_at = (state == State::SettledElsewhere).then_some(src.now);
         let inserted = self.insert_invoice.execute(params![
             reference,
@@ -284,7 +287,7 @@ impl<'c> Writer<'c> {
         if inserted == 0 {
             return Ok(None);
         }
-        let id = self.conn.last_insert_rowid();
+        let id = self.db.conn.last_insert_rowid();
         self.revision(id, 1, data, RevisionReason::New, src)?;
         Ok(Some(id))
     }
@@ -296,7 +299,7 @@ impl<'c> Writer<'c> {
         d: &RevisionData,
         reason: RevisionReason,
         src: Source<'_>,
-    ) -> rusqlite::Result<()> {
+    ) -> Result<()> {
         self.insert_revision.execute(params![
             invoice_id,
             revision,
@@ -323,7 +326,7 @@ impl<'c> Writer<'c> {
         data: &RevisionData,
         reason: RevisionReason,
         src: Source<'_>,
-    ) -> rusqlite::Result<i64> {
+    ) -> Result<i64> {
         let revision = cur.revision + 1;
         self.revision(cur.id, revision, data, reason, src)?;
         self.new_revision
@@ -332,7 +335,7 @@ impl<'c> Writer<'c> {
     }
 
     /// Notes that this import listed the invoice (for duplicates and snapshots).
-    pub fn mark_seen(&mut self, id: i64, src: Source<'_>) -> rusqlite::Result<()> {
+    pub fn mark_seen(&mut self, id: i64, src: Source<'_>) -> Result<()> {
         self.mark_seen
             .execute(params![id, src.import_id, src.line])?;
         Ok(())
@@ -346,9 +349,9 @@ impl<'c> Writer<'c> {
         cur: &Current,
         customer_type: Option<CustomerType>,
         src: Source<'_>,
-    ) -> rusqlite::Result<()> {
+    ) -> Result<()> {
         self.mark_seen(cur.id, src)?;
-        self.conn.execute(
+        self.db.conn.execute(
             "UPDATE revisions SET customer_type = ?3 WHERE invoice_id = ?1 AND revision = ?2",
             params![cur.id, cur.revision, customer_type],
         )?;
@@ -357,14 +360,9 @@ impl<'c> Writer<'c> {
 
     /// Notes on a paid invoice that the export now asks something else: it stays paid,
     /// and `status` shows the difference.
-    pub fn note_paid_changed(
-        &mut self,
-        id: i64,
-        note: &str,
-        src: Source<'_>,
-    ) -> rusqlite::Result<()> {
+    pub fn note_paid_changed(&mut self, id: i64, note: &str, src: Source<'_>) -> Result<()> {
         self.mark_seen(id, src)?;
-        self.conn.execute(
+        self.db.conn.execute(
             "UPDATE invoices SET last_error = ?2, updated_at = ?3 WHERE id = ?1",
             params![id, note, src.now],
         )?;
@@ -373,7 +371,7 @@ impl<'c> Writer<'c> {
 
     /// Marks an open invoice as settled elsewhere (its link is deactivated by the link
     /// step).
-    pub fn settle(&mut self, id: i64, src: Source<'_>) -> rusqlite::Result<()> {
+    pub fn settle(&mut self, id: i64, src: Source<'_>) -> Result<()> {
         self.settle
             .execute(params![id, src.now, src.import_id, src.line])?;
         Ok(())
@@ -388,19 +386,14 @@ impl<'c> Writer<'c> {
 /// already paid invoice sets `double_payment` and says so; a payment for an invoice the
 /// export settled elsewhere says it may be a double payment; otherwise `note` (if any)
 /// becomes the last error. Returns true for a second payment.
-pub fn to_paid(
-    conn: &Connection,
-    invoice_id: i64,
-    now: &str,
-    note: Option<&str>,
-) -> rusqlite::Result<bool> {
-    let state: String = conn.query_row(
+pub fn to_paid(db: &Store, invoice_id: i64, now: &str, note: Option<&str>) -> Result<bool> {
+    let state: String = db.conn.query_row(
         "SELECT state FROM invoices WHERE id = ?1",
         [invoice_id],
         |r| r.get(0),
     )?;
     if state == "paid" {
-        conn.execute(
+        db.conn.execute(
             "UPDATE invoices SET double_payment = 1, updated_at = ?2,
                     last_error = 'paid twice (through its payment link and its iDEAL QR code): the merchant must refund one'
              WHERE id = ?1",
@@ -415,7 +408,7 @@ pub fn to_paid(
     } else {
         note
     };
-    conn.execute(
+    db.conn.execute(
         "UPDATE invoices SET state = 'paid', paid_at = coalesce(paid_at, ?2), updated_at = ?2,
                 last_error = coalesce(?3, last_error)
          WHERE id = ?1",
@@ -426,13 +419,8 @@ pub fn to_paid(
 
 /// `open` → `expired`: the announced link of the current `revision` expired unpaid. An
 /// invoice that left `open` or moved to another revision meanwhile is left alone.
-pub fn to_expired(
-    conn: &Connection,
-    invoice_id: i64,
-    revision: i64,
-    now: &str,
-) -> rusqlite::Result<()> {
-    conn.execute(
+pub fn to_expired(db: &Store, invoice_id: i64, revision: i64, now: &str) -> Result<()> {
+    db.conn.execute(
         "UPDATE invoices SET state = 'expired', updated_at = ?3
          WHERE id = ?1 AND revision = ?2 AND state = 'open'",
         params![invoice_id, revision, now],
@@ -442,13 +430,8 @@ pub fn to_expired(
 
 /// → `failed`: CM refused the current revision with its own answer (or holds another
 /// amount than asked); `message` says why, until a later export changes the invoice.
-pub fn to_failed(
-    conn: &Connection,
-    invoice_id: i64,
-    message: &str,
-    now: &str,
-) -> rusqlite::Result<()> {
-    conn.execute(
+pub fn to_failed(db: &Store, invoice_id: i64, message: &str, now: &str) -> Result<()> {
+    db.conn.execute(
         "UPDATE invoices SET state = 'failed', last_error = ?2, updated_at = ?3 WHERE id = ?1",
         params![invoice_id, message, now],
     )?;
@@ -456,44 +439,63 @@ pub fn to_failed(
 }
 
 /// Whether an invoice with this reference is known (a look-up through its index).
-pub fn exists(conn: &Connection, reference: &str) -> rusqlite::Result<bool> {
-    conn.query_row(
+pub fn exists(db: &Store, reference: &str) -> Result<bool> {
+    Ok(db.conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM invoices WHERE reference = ?1)",
         [reference],
         |r| r.get(0),
-    )
+    )?)
+}
+
+/// The number of invoices in each state, every state named (zero when none), in
+/// lifecycle order.
+pub fn count_by_state(db: &Store) -> Result<Vec<(State, i64)>> {
+    let mut counts: Vec<(State, i64)> = State::ALL.iter().map(|s| (*s, 0)).collect();
+    let mut stmt = db
+        .conn
+        .prepare_cached("SELECT state, count(*) FROM invoices GROUP BY state")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, State>(0)?, r.get::<_, i64>(1)?)))?;
+    for row in rows {
+        let (state, n) = row?;
+        if let Some(slot) = counts.iter_mut().find(|(s, _)| *s == state) {
+            slot.1 = n;
+        }
+    }
+    Ok(counts)
 }
 
 /// Number of invoices, whatever their state.
-pub fn count_all(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.query_row("SELECT count(*) FROM invoices", [], |r| r.get(0))
+pub fn count_all(db: &Store) -> Result<i64> {
+    Ok(db
+        .conn
+        .query_row("SELECT count(*) FROM invoices", [], |r| r.get(0))?)
 }
 
 /// Number of invoices in state `open`.
-pub fn count_open(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.query_row(
+pub fn count_open(db: &Store) -> Result<i64> {
+    Ok(db.conn.query_row(
         "SELECT count(*) FROM invoices WHERE state = 'open'",
         [],
         |r| r.get(0),
-    )
+    )?)
 }
 
 /// Open invoices that the given import did not list (the snapshot's missing ones).
-pub fn count_open_unseen(conn: &Connection, import_id: i64) -> rusqlite::Result<i64> {
-    conn.query_row(
+pub fn count_open_unseen(db: &Store, import_id: i64) -> Result<i64> {
+    Ok(db.conn.query_row(
         "SELECT count(*) FROM invoices WHERE state = 'open' AND seen_import_id IS NOT ?1",
         [import_id],
         |r| r.get(0),
-    )
+    )?)
 }
 
 /// Settles every open invoice the given import did not list; returns how many.
-pub fn settle_open_unseen(conn: &Connection, import_id: i64, now: &str) -> rusqlite::Result<usize> {
-    conn.execute(
+pub fn settle_open_unseen(db: &Store, import_id: i64, now: &str) -> Result<usize> {
+    Ok(db.conn.execute(
         "UPDATE invoices SET state = 'settled_elsewhere', settled_at = ?2, updated_at = ?2
          WHERE state = 'open' AND seen_import_id IS NOT ?1",
         params![import_id, now],
-    )
+    )?)
 }
 
 /// One invoice as `status` shows it. Field names are the `status --json` contract.
@@ -544,7 +546,7 @@ pub struct InvoiceView {
 /// does not grow with the number of invoices. One reference is a look-up through the
 /// reference index, whatever the size of the database.
 pub fn for_each_view(
-    conn: &Connection,
+    db: &Store,
     reference: Option<&str>,
     state: Option<State>,
     mut each: impl FnMut(InvoiceView) -> anyhow::Result<()>,
@@ -556,7 +558,7 @@ pub fn for_each_view(
     } else {
         "WHERE ?1 IS NULL AND (?2 IS NULL OR i.state = ?2)"
     };
-    let mut stmt = conn.prepare(&format!(
+    let mut stmt = db.conn.prepare(&format!(
         "SELECT i.reference, r.customer_email, r.customer_name,
                 CASE WHEN i.state = 'settled_elsewhere' THEN r.amount_minor ELSE r.due_minor END,
                 r.currency,

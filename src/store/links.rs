@@ -5,7 +5,8 @@
 //! `deactivating`) per invoice. A replacement is therefore created only after the old
 //! link is deactivated.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::{Result, Store};
+use rusqlite::{OptionalExtension, params};
 
 use super::invoices::{REVISION_COLUMNS, REVISION_WIDTH, RevisionData};
 
@@ -91,8 +92,8 @@ pub struct ToDeactivate {
 /// and every link whose deactivation was started but not confirmed: read from the live
 /// links (the partial index `links_by_state`, whose condition the query repeats so that
 /// SQLite uses it), never from all links ever made.
-pub fn plan_deactivations(conn: &Connection) -> rusqlite::Result<Vec<ToDeactivate>> {
-    let mut stmt = conn.prepare(
+pub fn plan_deactivations(db: &Store) -> Result<Vec<ToDeactivate>> {
+    let mut stmt = db.conn.prepare(
         "SELECT l.id, l.link_ref, i.reference, i.state, l.revision = i.revision,
                 l.deactivation_reason, l.invoice_id
          FROM links l JOIN invoices i ON i.id = l.invoice_id
@@ -118,7 +119,8 @@ pub fn plan_deactivations(conn: &Connection) -> rusqlite::Result<Vec<ToDeactivat
             },
         })
     })?;
-    rows.collect()
+    rows.collect::<rusqlite::Result<_>>()
+        .map_err(super::Error::from)
 }
 
 /// Whether invoice `i` needs a link created now: it is open, its current revision has no
@@ -137,19 +139,19 @@ const NEEDS_CREATE: &str = "i.state = 'open'
 /// the work queue (schema 6): invoices new since the last plan, and those a change has
 /// queued since. Entries that need no create are dropped from the queue; the ones
 /// returned stay until their link is recorded.
-pub fn plan_creates(conn: &Connection) -> rusqlite::Result<Vec<ToCreate>> {
-    let sp = super::Savepoint::new(conn)?;
-    sp.execute(
+pub fn plan_creates(db: &Store) -> Result<Vec<ToCreate>> {
+    let sp = db.savepoint()?;
+    sp.conn.execute(
         "INSERT OR IGNORE INTO link_work
          SELECT id FROM invoices
          WHERE id > (SELECT invoice_id FROM link_work_mark) AND state = 'open'",
         [],
     )?;
-    sp.execute(
+    sp.conn.execute(
         "UPDATE link_work_mark SET invoice_id = (SELECT coalesce(max(id), 0) FROM invoices)",
         [],
     )?;
-    sp.execute(
+    sp.conn.execute(
         &format!(
             "DELETE FROM link_work WHERE NOT EXISTS
                (SELECT 1 FROM invoices i WHERE i.id = link_work.invoice_id AND {NEEDS_CREATE})"
@@ -157,7 +159,7 @@ pub fn plan_creates(conn: &Connection) -> rusqlite::Result<Vec<ToCreate>> {
         [],
     )?;
     let plan = {
-        let mut stmt = sp.prepare(&format!(
+        let mut stmt = sp.conn.prepare(&format!(
             "SELECT i.id, i.revision, i.reference,
                     {REVISION_COLUMNS},
                     (SELECT l.id FROM links l
@@ -184,14 +186,14 @@ pub fn plan_creates(conn: &Connection) -> rusqlite::Result<Vec<ToCreate>> {
         })?;
         rows.collect::<rusqlite::Result<Vec<_>>>()?
     };
-    sp.release()?;
+    sp.commit()?;
     Ok(plan)
 }
 
 /// Create requests that a crash interrupted (intent written, no answer recorded): they
 /// become possible orphans. Returns `(invoice reference, merchant reference)` of each.
-pub fn recover_interrupted(conn: &Connection) -> rusqlite::Result<Vec<(String, String)>> {
-    let mut stmt = conn.prepare(
+pub fn recover_interrupted(db: &Store) -> Result<Vec<(String, String)>> {
+    let mut stmt = db.conn.prepare(
         "SELECT i.reference, l.merchant_reference
          FROM links l INDEXED BY links_in_flight JOIN invoices i ON i.id = l.invoice_id
          WHERE l.in_flight = 1 ORDER BY i.reference",
@@ -199,7 +201,7 @@ pub fn recover_interrupted(conn: &Connection) -> rusqlite::Result<Vec<(String, S
     let found: Vec<(String, String)> = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
-    conn.execute(
+    db.conn.execute(
         "UPDATE links SET in_flight = 0, possible_orphan = 1,
                 last_error = 'a create request was interrupted (crash or kill); CM may hold an unrecorded link with this merchant reference'
          WHERE in_flight = 1",
@@ -211,19 +213,19 @@ pub fn recover_interrupted(conn: &Connection) -> rusqlite::Result<Vec<(String, S
 /// Writes the intent to create (or retries an earlier one): state `creating`,
 /// `in_flight = 1`. Committed by the caller before the request is sent.
 pub fn record_intent(
-    conn: &Connection,
+    db: &Store,
     c: &ToCreate,
     expiry_date: Option<&str>,
     now: &str,
-) -> rusqlite::Result<i64> {
+) -> Result<i64> {
     if let Some(id) = c.link_id {
-        conn.execute(
+        db.conn.execute(
             "UPDATE links SET in_flight = 1, attempts = attempts + 1, expiry_date = ?2 WHERE id = ?1",
             params![id, expiry_date],
         )?;
         return Ok(id);
     }
-    conn.execute(
+    db.conn.execute(
         "INSERT INTO links (invoice_id, revision, merchant_reference, state, in_flight,
                             amount_minor, currency, expiry_date, attempts, created_at)
          VALUES (?1, ?2, ?3, 'creating', 1, ?4, ?5, ?6, 1, ?7)",
@@ -237,21 +239,21 @@ pub fn record_intent(
             now
         ],
     )?;
-    Ok(conn.last_insert_rowid())
+    Ok(db.conn.last_insert_rowid())
 }
 
 /// Records CM's answer to a create: the link is active with its provisional expiry (no
 /// mail may announce it until [`record_extended`]), its first status check due at
 /// `next_check`.
 pub fn record_created(
-    conn: &Connection,
+    db: &Store,
     link_id: i64,
     link_ref: &str,
     uri: &str,
     now: &str,
     next_check: &str,
-) -> rusqlite::Result<()> {
-    conn.execute(
+) -> Result<()> {
+    db.conn.execute(
         "UPDATE links SET state = 'active', in_flight = 0, link_ref = ?2, uri = ?3,
                 cm_status = 'open', activated_at = ?4, last_error = NULL, next_check_at = ?5,
                 provisional = 1
@@ -275,8 +277,8 @@ pub struct ToExtend {
 }
 
 /// Active links still on their provisional expiry (found through a partial index).
-pub fn provisional_links(conn: &Connection) -> rusqlite::Result<Vec<ToExtend>> {
-    let mut stmt = conn.prepare(
+pub fn provisional_links(db: &Store) -> Result<Vec<ToExtend>> {
+    let mut stmt = db.conn.prepare(
         "SELECT l.id, l.link_ref, i.reference, r.due_date
          FROM links l INDEXED BY links_provisional
          JOIN invoices i ON i.id = l.invoice_id
@@ -292,12 +294,13 @@ pub fn provisional_links(conn: &Connection) -> rusqlite::Result<Vec<ToExtend>> {
             due_date: r.get(3)?,
         })
     })?;
-    rows.collect()
+    rows.collect::<rusqlite::Result<_>>()
+        .map_err(super::Error::from)
 }
 
 /// Records that CM holds the link's real expiry: from now on a mail may announce it.
-pub fn record_extended(conn: &Connection, link_id: i64, expiry_date: &str) -> rusqlite::Result<()> {
-    conn.execute(
+pub fn record_extended(db: &Store, link_id: i64, expiry_date: &str) -> Result<()> {
+    db.conn.execute(
         "UPDATE links SET provisional = 0, expiry_date = ?2, last_error = NULL WHERE id = ?1",
         params![link_id, expiry_date],
     )?;
@@ -323,8 +326,8 @@ pub struct ToCheck {
 
 /// Active links due for a status check (their back-off time has come, a callback named
 /// them, or they expired), oldest due first, at most `limit`.
-pub fn due_for_check(conn: &Connection, now: &str, limit: usize) -> rusqlite::Result<Vec<ToCheck>> {
-    let mut stmt = conn.prepare(
+pub fn due_for_check(db: &Store, now: &str, limit: usize) -> Result<Vec<ToCheck>> {
+    let mut stmt = db.conn.prepare(
         "SELECT l.id, l.link_ref, l.invoice_id, i.reference, l.status_checks,
                 l.expiry_date IS NOT NULL AND l.expiry_date < ?1
          FROM links l JOIN invoices i ON i.id = l.invoice_id
@@ -342,17 +345,14 @@ pub fn due_for_check(conn: &Connection, now: &str, limit: usize) -> rusqlite::Re
             expired: r.get(5)?,
         })
     })?;
-    rows.collect()
+    rows.collect::<rusqlite::Result<_>>()
+        .map_err(super::Error::from)
 }
 
 /// Makes the named links due for a check now (a callback named them). Unknown refs are
 /// ignored; returns how many were known.
-pub fn request_check(
-    conn: &Connection,
-    link_refs: &[String],
-    now: &str,
-) -> rusqlite::Result<usize> {
-    let mut stmt = conn.prepare_cached(
+pub fn request_check(db: &Store, link_refs: &[String], now: &str) -> Result<usize> {
+    let mut stmt = db.conn.prepare_cached(
         "UPDATE links SET next_check_at = ?2 WHERE link_ref = ?1 AND state = 'active'",
     )?;
     let mut known = 0;
@@ -363,13 +363,8 @@ pub fn request_check(
 }
 
 /// Records a status check that found the link still open.
-pub fn record_checked(
-    conn: &Connection,
-    link_id: i64,
-    now: &str,
-    next_check: &str,
-) -> rusqlite::Result<()> {
-    conn.execute(
+pub fn record_checked(db: &Store, link_id: i64, now: &str, next_check: &str) -> Result<()> {
+    db.conn.execute(
         "UPDATE links SET status_checks = status_checks + 1, last_checked_at = ?2,
                 next_check_at = ?3, cm_status = 'open'
          WHERE id = ?1",
@@ -380,8 +375,8 @@ pub fn record_checked(
 
 /// Records that CM just said the link is unpaid (a read outside the back-off schedule:
 /// before a reminder or a mail): its back-off is left as it was.
-pub fn record_seen_open(conn: &Connection, link_id: i64, now: &str) -> rusqlite::Result<()> {
-    conn.execute(
+pub fn record_seen_open(db: &Store, link_id: i64, now: &str) -> Result<()> {
+    db.conn.execute(
         "UPDATE links SET last_checked_at = ?2, cm_status = 'open' WHERE id = ?1",
         params![link_id, now],
     )?;
@@ -392,19 +387,14 @@ pub fn record_seen_open(conn: &Connection, link_id: i64, now: &str) -> rusqlite:
 /// invoice was no longer open (settled elsewhere, replaced), the payment is still what
 /// happened, and `last_error` says why the merchant must look. Returns true when the
 /// invoice had already been paid (through its QR code): a double payment.
-pub fn record_paid(
-    conn: &Connection,
-    link_id: i64,
-    invoice_id: i64,
-    now: &str,
-) -> rusqlite::Result<bool> {
-    conn.execute(
+pub fn record_paid(db: &Store, link_id: i64, invoice_id: i64, now: &str) -> Result<bool> {
+    db.conn.execute(
         "UPDATE links SET state = 'paid', cm_status = 'paid', paid_at = ?2, last_checked_at = ?2,
                 status_checks = status_checks + 1, next_check_at = NULL
          WHERE id = ?1",
         params![link_id, now],
     )?;
-    let stale: bool = conn.query_row(
+    let stale: bool = db.conn.query_row(
         "SELECT l.revision <> i.revision FROM links l JOIN invoices i ON i.id = l.invoice_id
          WHERE l.id = ?1",
         [link_id],
@@ -413,15 +403,15 @@ pub fn record_paid(
     let note = stale.then_some(
         "paid through the link of an earlier revision; the export now asks a different amount: check the balance",
     );
-    super::invoices::to_paid(conn, invoice_id, now, note)
+    super::invoices::to_paid(db, invoice_id, now, note)
 }
 
 /// Records that an unpaid link passed its expiry date: the link is inactive and, when it
 /// was the current revision's and the invoice still open, the invoice is `expired`.
-pub fn record_expired(conn: &Connection, link_id: i64, now: &str) -> rusqlite::Result<()> {
+pub fn record_expired(db: &Store, link_id: i64, now: &str) -> Result<()> {
     // A link that lapsed at its provisional expiry was never announced: the invoice is
     // not expired, it needs a new link.
-    let lapsed = conn.execute(
+    let lapsed = db.conn.execute(
         "UPDATE links SET state = 'inactive', deactivation_reason = 'provisional_lapsed',
                 deactivated_at = ?2, last_checked_at = ?2, next_check_at = NULL, cm_status = 'open',
                 last_error = 'the link lapsed at its provisional expiry before its real expiry could be set; a new link is created'
@@ -431,65 +421,65 @@ pub fn record_expired(conn: &Connection, link_id: i64, now: &str) -> rusqlite::R
     if lapsed > 0 {
         return Ok(());
     }
-    conn.execute(
+    db.conn.execute(
         "UPDATE links SET state = 'inactive', deactivation_reason = 'expired', deactivated_at = ?2,
                 last_checked_at = ?2, next_check_at = NULL, cm_status = 'open'
          WHERE id = ?1",
         params![link_id, now],
     )?;
-    let (invoice_id, revision): (i64, i64) = conn.query_row(
+    let (invoice_id, revision): (i64, i64) = db.conn.query_row(
         "SELECT invoice_id, revision FROM links WHERE id = ?1",
         [link_id],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
-    super::invoices::to_expired(conn, invoice_id, revision, now)
+    super::invoices::to_expired(db, invoice_id, revision, now)
 }
 
 /// Records a link CM created with another amount than asked: it is never announced, it is
 /// switched off (`deactivating`), and the invoice revision fails with `message`.
 pub fn record_amount_mismatch(
-    conn: &Connection,
+    db: &Store,
     link_id: i64,
     invoice_id: i64,
     link_ref: &str,
     uri: &str,
     message: &str,
     now: &str,
-) -> rusqlite::Result<()> {
-    conn.execute(
+) -> Result<()> {
+    db.conn.execute(
         "UPDATE links SET state = 'deactivating', in_flight = 0, link_ref = ?2, uri = ?3,
                 activated_at = ?4, deactivation_reason = 'amount_mismatch', last_error = ?5
          WHERE id = ?1",
         params![link_id, link_ref, uri, now, message],
     )?;
-    super::invoices::to_failed(conn, invoice_id, message, now)
+    super::invoices::to_failed(db, invoice_id, message, now)
 }
 
 /// Records a permanent refusal: the link intent failed and so did the invoice revision,
 /// with CM's message, until a later export changes it.
 pub fn record_create_refused(
-    conn: &Connection,
+    db: &Store,
     link_id: i64,
     invoice_id: i64,
     message: &str,
     now: &str,
-) -> rusqlite::Result<()> {
-    conn.execute(
+) -> Result<()> {
+    db.conn.execute(
         "UPDATE links SET state = 'failed', in_flight = 0, last_error = ?2 WHERE id = ?1",
         params![link_id, message],
     )?;
-    super::invoices::to_failed(conn, invoice_id, message, now)
+    super::invoices::to_failed(db, invoice_id, message, now)
 }
 
 /// Records a transient failure: the intent stays for the next cycle; when CM may have
 /// carried the request out, the intent is marked a possible orphan.
 pub fn record_create_deferred(
-    conn: &Connection,
+    db: &Store,
     link_id: i64,
     message: &str,
     maybe_applied: bool,
-) -> rusqlite::Result<()> {
-    conn.execute(
+) -> Result<()> {
+    db.conn.execute(
         "UPDATE links SET in_flight = 0, last_error = ?2,
                 possible_orphan = possible_orphan OR ?3
          WHERE id = ?1",
@@ -499,12 +489,8 @@ pub fn record_create_deferred(
 }
 
 /// Marks a link as being deactivated (so a crash mid-request retries it).
-pub fn mark_deactivating(
-    conn: &Connection,
-    link_id: i64,
-    reason: DeactivateReason,
-) -> rusqlite::Result<()> {
-    conn.execute(
+pub fn mark_deactivating(db: &Store, link_id: i64, reason: DeactivateReason) -> Result<()> {
+    db.conn.execute(
         "UPDATE links SET state = 'deactivating', deactivation_reason = ?2 WHERE id = ?1",
         params![link_id, reason.as_str()],
     )?;
@@ -512,13 +498,8 @@ pub fn mark_deactivating(
 }
 
 /// Records a completed deactivation.
-pub fn record_deactivated(
-    conn: &Connection,
-    link_id: i64,
-    note: Option<&str>,
-    now: &str,
-) -> rusqlite::Result<()> {
-    conn.execute(
+pub fn record_deactivated(db: &Store, link_id: i64, note: Option<&str>, now: &str) -> Result<()> {
+    db.conn.execute(
         "UPDATE links SET state = 'inactive', deactivated_at = ?2, last_error = ?3 WHERE id = ?1",
         params![link_id, now, note],
     )?;
@@ -527,8 +508,8 @@ pub fn record_deactivated(
 
 /// Notes what went wrong with a link (a deactivation left for the next cycle, a link CM
 /// no longer knows); `status` shows it.
-pub fn record_link_error(conn: &Connection, link_id: i64, message: &str) -> rusqlite::Result<()> {
-    conn.execute(
+pub fn record_link_error(db: &Store, link_id: i64, message: &str) -> Result<()> {
+    db.conn.execute(
         "UPDATE links SET last_error = ?2 WHERE id = ?1",
         params![link_id, message],
     )?;
@@ -536,8 +517,8 @@ pub fn record_link_error(conn: &Connection, link_id: i64, message: &str) -> rusq
 }
 
 /// The live link of an invoice, for `deactivate INVOICE`.
-pub fn live_link_of(conn: &Connection, reference: &str) -> rusqlite::Result<Option<ToDeactivate>> {
-    conn.query_row(
+pub fn live_link_of(db: &Store, reference: &str) -> Result<Option<ToDeactivate>> {
+    Ok(db.conn.query_row(
         "SELECT l.id, l.link_ref, l.invoice_id, i.state FROM links l JOIN invoices i ON i.id = l.invoice_id
          WHERE i.reference = ?1 AND l.state IN ('active', 'deactivating') AND l.link_ref IS NOT NULL",
         [reference],
@@ -552,5 +533,5 @@ pub fn live_link_of(conn: &Connection, reference: &str) -> rusqlite::Result<Opti
             })
         },
     )
-    .optional()
+    .optional()?)
 }

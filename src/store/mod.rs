@@ -60,10 +60,67 @@ const MIGRATIONS: &[(&str, &str)] = &[
 /// How long a writer waits for another connection's lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// An open, migrated database.
+/// An open, migrated database: the handle every store function takes. Outside this
+/// module nothing sees SQL or SQLite: a caller passes `&Store` (or a [`Tx`], which is one)
+/// and gets domain values back.
 pub struct Store {
-    conn: Connection,
+    pub(in crate::store) conn: Connection,
     identity: Option<FileIdentity>,
+}
+
+/// A database error: what SQLite said of a statement of the store's. Callers report it;
+/// none of them matches on SQLite's codes.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct Error(#[from] rusqlite::Error);
+
+/// The result of a store function.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A unit of work: a transaction (or a savepoint) on the store, opened and committed only
+/// here, in the store — by [`Store::write`] and [`Store::nested`] around a caller's
+/// closure, or by a store function for its own statements. It is a [`Store`] (every store
+/// function takes it); dropping it uncommitted (an error, a panic, an early return, a
+/// [`Store::rehearsal`] ending) rolls its changes back: no path can leave the connection
+/// inside an open transaction.
+pub struct Tx<'s> {
+    store: &'s Store,
+    end: End<'s>,
+}
+
+enum End<'s> {
+    Transaction(rusqlite::Transaction<'s>),
+    Savepoint { done: bool },
+}
+
+impl Tx<'_> {
+    /// Keeps what was done in this unit of work.
+    pub(in crate::store) fn commit(mut self) -> Result<()> {
+        match std::mem::replace(&mut self.end, End::Savepoint { done: true }) {
+            End::Transaction(tx) => tx.commit()?,
+            End::Savepoint { .. } => self.store.conn.execute_batch("RELEASE invoice_sync_sp")?,
+        }
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for Tx<'_> {
+    type Target = Store;
+    fn deref(&self) -> &Store {
+        self.store
+    }
+}
+
+impl Drop for Tx<'_> {
+    fn drop(&mut self) {
+        // A transaction rolls itself back when dropped; a savepoint is rolled back here.
+        if let End::Savepoint { done: false } = self.end {
+            let _ = self
+                .store
+                .conn
+                .execute_batch("ROLLBACK TO invoice_sync_sp; RELEASE invoice_sync_sp");
+        }
+    }
 }
 
 /// Which file a database path named when it was opened (device and inode), so that a
@@ -163,9 +220,79 @@ impl Store {
         })
     }
 
-    /// The connection, for the aggregate modules.
-    pub fn conn(&self) -> &Connection {
-        &self.conn
+    /// Opens an existing database for reading only, unmigrated (a reader never changes the
+    /// schema under the writer): the listeners' own connection, so that a scrape or a
+    /// health check never waits for a cycle's write lock.
+    pub fn open_read_only(path: &Path) -> anyhow::Result<Store> {
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .with_context(|| format!("cannot open the database {} to read", path.display()))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        Ok(Store {
+            conn,
+            identity: None,
+        })
+    }
+
+    /// Does `work` as one unit of work (an immediate, write-locking transaction): kept
+    /// when `work` returns `Ok`, rolled back when it returns an error or panics. The only
+    /// way a caller outside the store changes several rows as one fact.
+    pub fn write<T, E: From<Error>>(
+        &self,
+        work: impl FnOnce(&Tx<'_>) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
+        let tx = self.immediate()?;
+        let done = work(&tx)?;
+        tx.commit()?;
+        Ok(done)
+    }
+
+    /// [`Store::write`] as a savepoint, so that it also nests inside a [`Store::rehearsal`]
+    /// (the dry run), where it is rolled back with everything else.
+    pub fn nested<T, E: From<Error>>(
+        &self,
+        work: impl FnOnce(&Tx<'_>) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
+        let tx = self.savepoint()?;
+        let done = work(&tx)?;
+        tx.commit()?;
+        Ok(done)
+    }
+
+    /// A unit of work that is never kept: everything done through the store while it
+    /// lives is rolled back when it is dropped, on success or error (dry runs).
+    pub fn rehearsal(&self) -> Result<Tx<'_>> {
+        self.deferred()
+    }
+
+    /// An immediate (write-locking) unit of work, rolled back when dropped uncommitted.
+    pub(in crate::store) fn immediate(&self) -> Result<Tx<'_>> {
+        self.transaction(rusqlite::TransactionBehavior::Immediate)
+    }
+
+    /// A deferred unit of work, rolled back when dropped uncommitted.
+    fn deferred(&self) -> Result<Tx<'_>> {
+        self.transaction(rusqlite::TransactionBehavior::Deferred)
+    }
+
+    fn transaction(&self, behavior: rusqlite::TransactionBehavior) -> Result<Tx<'_>> {
+        Ok(Tx {
+            store: self,
+            end: End::Transaction(rusqlite::Transaction::new_unchecked(&self.conn, behavior)?),
+        })
+    }
+
+    /// A unit of work that nests inside an open one (a dry run's), as a savepoint; on its
+    /// own it is a transaction of its own. rusqlite's own savepoints need `&mut
+    /// Connection`, which a shared store cannot lend.
+    pub(in crate::store) fn savepoint(&self) -> Result<Tx<'_>> {
+        self.conn.execute_batch("SAVEPOINT invoice_sync_sp")?;
+        Ok(Tx {
+            store: self,
+            end: End::Savepoint { done: false },
+        })
     }
 
     /// SQLite's own consistency check (`PRAGMA quick_check`): `Ok` when it says `ok`,
@@ -179,6 +306,31 @@ impl Store {
             return Ok(());
         }
         anyhow::bail!("the database is damaged: {}", found.join("; "))
+    }
+
+    /// Counts, from now on, the SQLite virtual-machine steps this store runs, `every` at a
+    /// time: a measure of a cycle's work that does not depend on the machine's speed.
+    pub fn count_steps(&self, every: i32) -> Result<std::sync::Arc<std::sync::atomic::AtomicU64>> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let steps = std::sync::Arc::new(AtomicU64::new(0));
+        let counter = steps.clone();
+        self.conn.progress_handler(
+            every,
+            Some(move || {
+                counter.fetch_add(every.unsigned_abs().into(), Ordering::Relaxed);
+                false
+            }),
+        )?;
+        Ok(steps)
+    }
+
+    /// Whether the database answers a read (a health check's probe).
+    pub fn ping(&self) -> Result<()> {
+        self.conn
+            .query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
+                r.get::<_, i64>(0)
+            })?;
+        Ok(())
     }
 
     /// The schema version this database is at.
@@ -230,59 +382,6 @@ fn migrate_in_transaction(conn: &mut Connection) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Now, as stored in the database: RFC 3339 UTC with seconds.
-/// An immediate (write-locking) transaction on a shared connection, rolled back when
-/// dropped uncommitted: an error anywhere between it and `commit` can never leave the
-/// connection inside an open transaction.
-pub fn immediate(conn: &rusqlite::Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
-    rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)
-}
-
-/// A deferred transaction on a shared connection, rolled back when dropped uncommitted
-/// (dry runs rely on that).
-pub fn deferred(conn: &rusqlite::Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
-    rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Deferred)
-}
-
-/// A savepoint on a shared connection (it nests inside a dry run's transaction), rolled
-/// back when dropped unreleased. rusqlite's own savepoints need `&mut Connection`, which
-/// the cycle's shared connection cannot lend.
-pub struct Savepoint<'c> {
-    conn: &'c rusqlite::Connection,
-    done: bool,
-}
-
-impl<'c> Savepoint<'c> {
-    /// Starts the savepoint.
-    pub fn new(conn: &'c rusqlite::Connection) -> rusqlite::Result<Savepoint<'c>> {
-        conn.execute_batch("SAVEPOINT invoice_sync_sp")?;
-        Ok(Savepoint { conn, done: false })
-    }
-
-    /// Keeps what was done since it started.
-    pub fn release(mut self) -> rusqlite::Result<()> {
-        self.done = true;
-        self.conn.execute_batch("RELEASE invoice_sync_sp")
-    }
-}
-
-impl std::ops::Deref for Savepoint<'_> {
-    type Target = rusqlite::Connection;
-    fn deref(&self) -> &rusqlite::Connection {
-        self.conn
-    }
-}
-
-impl Drop for Savepoint<'_> {
-    fn drop(&mut self) {
-        if !self.done {
-            let _ = self
-                .conn
-                .execute_batch("ROLLBACK TO invoice_sync_sp; RELEASE invoice_sync_sp");
-        }
-    }
-}
-
 /// What a crash left unfinished, found and repaired at the start of a cycle.
 #[derive(Debug, Default)]
 pub struct Recovered {
@@ -297,8 +396,8 @@ pub struct Recovered {
 
 /// Repairs what a crash or a kill left in flight, in one transaction: create intents
 /// become possible orphans, mails in `sending` are queued again.
-pub fn recover(conn: &rusqlite::Connection) -> rusqlite::Result<Recovered> {
-    let tx = immediate(conn)?;
+pub fn recover(db: &Store) -> Result<Recovered> {
+    let tx = db.immediate()?;
     let recovered = Recovered {
         links: links::recover_interrupted(&tx)?,
         qr: qr::recover_interrupted(&tx)?,
@@ -361,7 +460,7 @@ mod tests {
         let s = Store::open(&path).unwrap();
         assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len());
         let row: (i64, String, String, Option<i64>, String) = s
-            .conn()
+            .conn
             .query_row(
                 "SELECT link_id, kind, state, step, sent_at FROM outbox WHERE id = 5",
                 [],
@@ -379,14 +478,14 @@ mod tests {
             )
         );
         let broken: i64 = s
-            .conn()
+            .conn
             .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
                 r.get(0)
             })
             .unwrap();
         assert_eq!(broken, 0);
         let next: Option<String> = s
-            .conn()
+            .conn
             .query_row(
                 "SELECT next_reminder_on FROM invoices WHERE id = 1",
                 [],
@@ -395,7 +494,7 @@ mod tests {
             .unwrap();
         assert_eq!(next, None);
         // A reminder row needs its step: the rebuilt table checks it.
-        let bad = s.conn().execute(
+        let bad = s.conn.execute(
             "INSERT INTO outbox (invoice_id, revision, link_id, kind, state, next_attempt_at, created_at)
              VALUES (1, 1, 3, 'reminder', 'queued', 'x', 'x')",
             [],
@@ -413,7 +512,7 @@ mod tests {
         let s = Store::open(&path).unwrap();
         assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len());
         let (name, rows): (String, i64) = s
-            .conn()
+            .conn
             .query_row(
                 "SELECT file_name, rows_read FROM imports WHERE id = 7",
                 [],
@@ -422,25 +521,25 @@ mod tests {
             .unwrap();
         assert_eq!((name.as_str(), rows), ("a.csv", 3));
         let fk: i64 = s
-            .conn()
+            .conn
             .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
             .unwrap();
         assert_eq!(fk, 1, "foreign keys are on again");
         let broken: i64 = s
-            .conn()
+            .conn
             .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
                 r.get(0)
             })
             .unwrap();
         assert_eq!(broken, 0);
         // A second import of the same content is possible only as an attempt again.
-        let again = s.conn().execute(
+        let again = s.conn.execute(
             "INSERT INTO imports (file_name, sha256, source, imported_at)
              VALUES ('b.csv', 'abc', 'inbox', '2026-01-02T00:00:00Z')",
             [],
         );
         assert!(again.is_err(), "the first import of a content is unique");
-        s.conn()
+        s.conn
             .execute(
                 "INSERT INTO imports (file_name, sha256, source, imported_at, again_of)
                  VALUES ('a.csv', 'abc', 'argument', '2026-01-02T00:00:00Z', 7)",
@@ -459,12 +558,12 @@ mod tests {
         let s = Store::open(&path).unwrap();
         assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len());
         let mode: String = s
-            .conn()
+            .conn
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .unwrap();
         assert_eq!(mode, "wal");
         let fk: i64 = s
-            .conn()
+            .conn
             .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
             .unwrap();
         assert_eq!(fk, 1);

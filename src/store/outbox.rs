@@ -1,7 +1,8 @@
 //! The mail outbox: rows written with the link they announce, and the record of every
 //! attempt to send them. Nothing here talks to a mail server.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::{Result, Store};
+use rusqlite::{OptionalExtension, params};
 
 use super::invoices::{REVISION_COLUMNS, REVISION_WIDTH, RevisionData};
 
@@ -9,49 +10,50 @@ pub use crate::domain::MailKind;
 
 /// Queues a mail for a link; runs inside the transaction that records the link.
 pub fn enqueue(
-    conn: &Connection,
+    db: &Store,
     invoice_id: i64,
     revision: i64,
     link_id: i64,
     kind: MailKind,
     now: &str,
-) -> rusqlite::Result<i64> {
-    conn.prepare_cached(
+) -> Result<i64> {
+    db.conn.prepare_cached(
         "INSERT INTO outbox (invoice_id, revision, link_id, kind, state, next_attempt_at, created_at)
          VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?5)",
     )?
     .execute(params![invoice_id, revision, link_id, kind.as_str(), now])?;
-    Ok(conn.last_insert_rowid())
+    Ok(db.conn.last_insert_rowid())
 }
 
 /// Queues a reminder mail for step `step`; runs inside the transaction that records the
 /// decision ([`super::reminders::record`]).
 pub fn enqueue_reminder(
-    conn: &Connection,
+    db: &Store,
     invoice_id: i64,
     revision: i64,
     link_id: i64,
     step: i64,
     now: &str,
-) -> rusqlite::Result<i64> {
-    conn.prepare_cached(
-        "INSERT INTO outbox (invoice_id, revision, link_id, kind, state, next_attempt_at,
+) -> Result<i64> {
+    db.conn
+        .prepare_cached(
+            "INSERT INTO outbox (invoice_id, revision, link_id, kind, state, next_attempt_at,
                              created_at, step)
          VALUES (?1, ?2, ?3, 'reminder', 'queued', ?4, ?4, ?5)",
-    )?
-    .execute(params![invoice_id, revision, link_id, now, step])?;
-    Ok(conn.last_insert_rowid())
+        )?
+        .execute(params![invoice_id, revision, link_id, now, step])?;
+    Ok(db.conn.last_insert_rowid())
 }
 
 /// Mails a crash left in `sending`: back to `queued` (they may have been accepted; the
 /// Message-ID lets the receiver recognise a duplicate). Returns how many.
-pub fn recover_sending(conn: &Connection) -> rusqlite::Result<usize> {
-    conn.execute(
+pub fn recover_sending(db: &Store) -> Result<usize> {
+    Ok(db.conn.execute(
         "UPDATE outbox SET state = 'queued',
                 last_error = 'interrupted while sending; sent again (the receiver may see it twice)'
          WHERE state = 'sending'",
         [],
-    )
+    )?)
 }
 
 /// A queued mail with everything its message needs, and what the send-time checks
@@ -159,36 +161,40 @@ const DUE: &str = "o.state = 'queued' AND o.next_attempt_at <= ?1
 
 /// Queued mails whose time has come, oldest first, with everything about each (the dry
 /// run's read).
-pub fn due(conn: &Connection, now: &str, limit: usize) -> rusqlite::Result<Vec<Pending>> {
-    let mut stmt = conn.prepare_cached(&format!(
+pub fn due(db: &Store, now: &str, limit: usize) -> Result<Vec<Pending>> {
+    let mut stmt = db.conn.prepare_cached(&format!(
         "{} WHERE {DUE} ORDER BY o.next_attempt_at, o.id LIMIT ?2",
         pending_select()
     ))?;
     let rows = stmt.query_map(params![now, limit as i64], pending_row)?;
-    rows.collect()
+    rows.collect::<rusqlite::Result<_>>()
+        .map_err(super::Error::from)
 }
 
 /// The ids and links of the queued mails whose time has come, oldest first: what the
 /// mail loop reads each time it looks at the queue; each mail is then read whole with
 /// [`pending`] just before it is checked, so that it is judged on what the mails before
 /// it changed.
-pub fn due_ids(conn: &Connection, now: &str, limit: usize) -> rusqlite::Result<Vec<(i64, i64)>> {
-    let mut stmt = conn.prepare_cached(&format!(
+pub fn due_ids(db: &Store, now: &str, limit: usize) -> Result<Vec<(i64, i64)>> {
+    let mut stmt = db.conn.prepare_cached(&format!(
         "SELECT o.id, o.link_id FROM outbox o JOIN links l ON l.id = o.link_id
          WHERE {DUE} ORDER BY o.next_attempt_at, o.id LIMIT ?2"
     ))?;
     let rows = stmt.query_map(params![now, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    rows.collect()
+    rows.collect::<rusqlite::Result<_>>()
+        .map_err(super::Error::from)
 }
 
 /// One queued mail as it stands now; `None` once it is no longer queued.
-pub fn pending(conn: &Connection, id: i64) -> rusqlite::Result<Option<Pending>> {
-    conn.prepare_cached(&format!(
-        "{} WHERE o.id = ?1 AND o.state = 'queued'",
-        pending_select()
-    ))?
-    .query_row([id], pending_row)
-    .optional()
+pub fn pending(db: &Store, id: i64) -> Result<Option<Pending>> {
+    Ok(db
+        .conn
+        .prepare_cached(&format!(
+            "{} WHERE o.id = ?1 AND o.state = 'queued'",
+            pending_select()
+        ))?
+        .query_row([id], pending_row)
+        .optional()?)
 }
 
 /// A value read from the database that this program does not know: an error, never a
@@ -203,20 +209,20 @@ fn unknown(column: usize, what: &str, value: &str) -> rusqlite::Error {
 
 /// Mails waiting in the outbox (queued, or caught mid-send by a crash): what the summary,
 /// the exit-3 sentence and `/metrics` count.
-pub fn count_queued(conn: &Connection) -> rusqlite::Result<i64> {
+pub fn count_queued(db: &Store) -> Result<i64> {
     // Two counts, each a read of its partial index (an `OR` would scan the outbox).
-    conn.query_row(
+    Ok(db.conn.query_row(
         "SELECT (SELECT count(*) FROM outbox WHERE state = 'queued')
               + (SELECT count(*) FROM outbox WHERE state = 'sending')",
         [],
         |r| r.get(0),
-    )
+    )?)
 }
 
 /// A mail that may not leave yet: it stays queued, says why, and (when given) is not
 /// looked at again before `until`.
-pub fn hold(conn: &Connection, id: i64, why: &str, until: Option<&str>) -> rusqlite::Result<()> {
-    conn.execute(
+pub fn hold(db: &Store, id: i64, why: &str, until: Option<&str>) -> Result<()> {
+    db.conn.execute(
         "UPDATE outbox SET last_error = ?2, next_attempt_at = coalesce(?3, next_attempt_at)
          WHERE id = ?1 AND state = 'queued'",
         params![id, why, until],
@@ -225,8 +231,8 @@ pub fn hold(conn: &Connection, id: i64, why: &str, until: Option<&str>) -> rusql
 }
 
 /// Marks a mail as being handed to the server (committed before the send).
-pub fn mark_sending(conn: &Connection, id: i64, message_id: &str) -> rusqlite::Result<()> {
-    conn.execute(
+pub fn mark_sending(db: &Store, id: i64, message_id: &str) -> Result<()> {
+    db.conn.execute(
         "UPDATE outbox SET state = 'sending', message_id = ?2, attempts = attempts + 1 WHERE id = ?1",
         params![id, message_id],
     )?;
@@ -234,8 +240,8 @@ pub fn mark_sending(conn: &Connection, id: i64, message_id: &str) -> rusqlite::R
 }
 
 /// The server accepted the mail.
-pub fn mark_sent(conn: &Connection, id: i64, now: &str) -> rusqlite::Result<()> {
-    conn.execute(
+pub fn mark_sent(db: &Store, id: i64, now: &str) -> Result<()> {
+    db.conn.execute(
         "UPDATE outbox SET state = 'sent', sent_at = ?2, last_error = NULL WHERE id = ?1",
         params![id, now],
     )?;
@@ -243,13 +249,8 @@ pub fn mark_sent(conn: &Connection, id: i64, now: &str) -> rusqlite::Result<()> 
 }
 
 /// A transient failure: queued again for `next_attempt`.
-pub fn mark_retry(
-    conn: &Connection,
-    id: i64,
-    error: &str,
-    next_attempt: &str,
-) -> rusqlite::Result<()> {
-    conn.execute(
+pub fn mark_retry(db: &Store, id: i64, error: &str, next_attempt: &str) -> Result<()> {
+    db.conn.execute(
         "UPDATE outbox SET state = 'queued', last_error = ?2, next_attempt_at = ?3 WHERE id = ?1",
         params![id, error, next_attempt],
     )?;
@@ -258,8 +259,8 @@ pub fn mark_retry(
 
 /// A permanent failure (5xx for the recipient, or a mail that cannot be built): not
 /// retried; `status` shows it and `resend` queues it again.
-pub fn mark_failed(conn: &Connection, id: i64, error: &str) -> rusqlite::Result<()> {
-    conn.execute(
+pub fn mark_failed(db: &Store, id: i64, error: &str) -> Result<()> {
+    db.conn.execute(
         "UPDATE outbox SET state = 'failed', last_error = ?2 WHERE id = ?1",
         params![id, error],
     )?;
@@ -267,8 +268,8 @@ pub fn mark_failed(conn: &Connection, id: i64, error: &str) -> rusqlite::Result<
 }
 
 /// A mail that no longer makes sense (the invoice was settled, paid or replaced first).
-pub fn cancel(conn: &Connection, id: i64, why: &str) -> rusqlite::Result<()> {
-    conn.execute(
+pub fn cancel(db: &Store, id: i64, why: &str) -> Result<()> {
+    db.conn.execute(
         "UPDATE outbox SET state = 'cancelled', last_error = ?2 WHERE id = ?1",
         params![id, why],
     )?;
@@ -277,8 +278,8 @@ pub fn cancel(conn: &Connection, id: i64, why: &str) -> rusqlite::Result<()> {
 
 /// Queues the link mail of an invoice again (`resend`): `Ok(None)` when it has no
 /// active link to announce.
-pub fn requeue(conn: &Connection, reference: &str, now: &str) -> rusqlite::Result<Option<i64>> {
-    let live: Option<(i64, i64, i64)> = conn
+pub fn requeue(db: &Store, reference: &str, now: &str) -> Result<Option<i64>> {
+    let live: Option<(i64, i64, i64)> = db.conn
         .query_row(
             "SELECT l.invoice_id, l.revision, l.id FROM links l JOIN invoices i ON i.id = l.invoice_id
              WHERE i.reference = ?1 AND l.state = 'active' AND i.state = 'open'",
@@ -289,5 +290,5 @@ pub fn requeue(conn: &Connection, reference: &str, now: &str) -> rusqlite::Resul
     let Some((invoice_id, revision, link_id)) = live else {
         return Ok(None);
     };
-    enqueue(conn, invoice_id, revision, link_id, MailKind::Resend, now).map(Some)
+    enqueue(db, invoice_id, revision, link_id, MailKind::Resend, now).map(Some)
 }

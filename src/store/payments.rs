@@ -1,8 +1,9 @@
 //! Payments received (paid links and iDEAL QR payments), as `export-paid` lists them.
 //! Only reads.
 
+use super::Store;
 use chrono::NaiveDate;
-use rusqlite::{Connection, params};
+use rusqlite::params;
 
 /// Where a payment came through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,7 +84,7 @@ fn bounds(filter: Filter) -> (Option<String>, Option<String>) {
 /// Calls `each` for every payment the filter selects, oldest first (by currency first
 /// when `by_currency`), streaming: memory does not grow with the number of payments.
 pub fn for_each_paid(
-    conn: &Connection,
+    db: &Store,
     filter: Filter,
     by_currency: bool,
     mut each: impl FnMut(Payment) -> anyhow::Result<()>,
@@ -94,7 +95,7 @@ pub fn for_each_paid(
     } else {
         "ORDER BY paid_at, reference"
     };
-    let mut stmt = conn.prepare(&format!("{PAID} {order}"))?;
+    let mut stmt = db.conn.prepare(&format!("{PAID} {order}"))?;
     let mut rows = stmt.query(params![since, before, filter.only_new])?;
     while let Some(r) = rows.next()? {
         let kind: String = r.get(6)?;
@@ -120,11 +121,11 @@ pub fn for_each_paid(
 
 /// Per currency, how many payments the filter selects and their sum in minor units.
 pub fn totals(
-    conn: &Connection,
+    db: &Store,
     filter: Filter,
 ) -> anyhow::Result<Vec<(crate::domain::Currency, i64, i64)>> {
     let (since, before) = bounds(filter);
-    let mut stmt = conn.prepare(&format!(
+    let mut stmt = db.conn.prepare(&format!(
         "SELECT currency, count(*), sum(amount) FROM ({PAID}) GROUP BY currency ORDER BY currency"
     ))?;
     let rows = stmt.query_map(params![since, before, filter.only_new], |r| {

@@ -3,7 +3,8 @@
 //! A transaction is never cancelled at CM (the API has no such call): when its invoice
 //! moves on it is withdrawn here and still followed until it ends.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::{Result, Store};
+use rusqlite::{OptionalExtension, params};
 
 use super::invoices::{REVISION_COLUMNS, REVISION_WIDTH, RevisionData};
 
@@ -28,17 +29,17 @@ pub struct QrToCreate {
 
 /// Revisions whose link is active and that have no QR transaction yet (or an unfinished
 /// intent); the caller skips those in other currencies or out of range, once.
-pub fn plan_creates(conn: &Connection) -> rusqlite::Result<Vec<QrToCreate>> {
-    plan(conn, None)
+pub fn plan_creates(db: &Store) -> Result<Vec<QrToCreate>> {
+    plan(db, None)
 }
 
 /// The revision a link just given its real expiry needs a QR transaction for, if it
 /// needs one (as [`plan_creates`], for one link).
-pub fn plan_for_link(conn: &Connection, link_id: i64) -> rusqlite::Result<Option<QrToCreate>> {
-    Ok(plan(conn, Some(link_id))?.pop())
+pub fn plan_for_link(db: &Store, link_id: i64) -> Result<Option<QrToCreate>> {
+    Ok(plan(db, Some(link_id))?.pop())
 }
 
-fn plan(conn: &Connection, link_id: Option<i64>) -> rusqlite::Result<Vec<QrToCreate>> {
+fn plan(db: &Store, link_id: Option<i64>) -> Result<Vec<QrToCreate>> {
     // Two statements, not `?1 IS NULL OR l.id = ?1`: through the OR, SQLite would read
     // every active link for one.
     let filter = if link_id.is_some() {
@@ -46,7 +47,7 @@ fn plan(conn: &Connection, link_id: Option<i64>) -> rusqlite::Result<Vec<QrToCre
     } else {
         "?1 IS NULL"
     };
-    let mut stmt = conn.prepare(&format!(
+    let mut stmt = db.conn.prepare(&format!(
         "SELECT i.id, i.revision, l.id, i.reference,
                 {REVISION_COLUMNS}, l.expiry_date,
                 (SELECT q.id FROM qr_transactions q
@@ -72,19 +73,20 @@ fn plan(conn: &Connection, link_id: Option<i64>) -> rusqlite::Result<Vec<QrToCre
             qr_id: r.get(5 + REVISION_WIDTH)?,
         })
     })?;
-    rows.collect()
+    rows.collect::<rusqlite::Result<_>>()
+        .map_err(super::Error::from)
 }
 
 /// Records that a revision gets no QR (another currency, an amount out of range), so
 /// that it is said once and not planned again.
 pub fn record_skipped(
-    conn: &Connection,
+    db: &Store,
     q: &QrToCreate,
     purchase_id: &str,
     why: &str,
     now: &str,
-) -> rusqlite::Result<()> {
-    conn.execute(
+) -> Result<()> {
+    db.conn.execute(
         "INSERT INTO qr_transactions (invoice_id, revision, link_id, purchase_id, state,
                                       amount_cents, expires_at, last_error, created_at)
          VALUES (?1, ?2, ?3, ?4, 'skipped', ?5, '', ?6, ?7)",
@@ -104,21 +106,21 @@ pub fn record_skipped(
 /// Writes the intent to create (or a retry of an earlier one), committed before the
 /// request is sent.
 pub fn record_intent(
-    conn: &Connection,
+    db: &Store,
     q: &QrToCreate,
     purchase_id: &str,
     expires_at: &str,
     now: &str,
-) -> rusqlite::Result<i64> {
+) -> Result<i64> {
     if let Some(id) = q.qr_id {
-        conn.execute(
+        db.conn.execute(
             "UPDATE qr_transactions SET in_flight = 1, attempts = attempts + 1, expires_at = ?2
              WHERE id = ?1",
             params![id, expires_at],
         )?;
         return Ok(id);
     }
-    conn.execute(
+    db.conn.execute(
         "INSERT INTO qr_transactions (invoice_id, revision, link_id, purchase_id, state, in_flight,
                                       amount_cents, expires_at, attempts, created_at)
          VALUES (?1, ?2, ?3, ?4, 'creating', 1, ?5, ?6, 1, ?7)",
@@ -132,18 +134,18 @@ pub fn record_intent(
             now
         ],
     )?;
-    Ok(conn.last_insert_rowid())
+    Ok(db.conn.last_insert_rowid())
 }
 
 /// Records CM's answer to a create.
 pub fn record_created(
-    conn: &Connection,
+    db: &Store,
     id: i64,
     cm_id: &str,
     qr_url: Option<&str>,
     next_check: &str,
-) -> rusqlite::Result<()> {
-    conn.execute(
+) -> Result<()> {
+    db.conn.execute(
         "UPDATE qr_transactions SET state = 'open', in_flight = 0, cm_id = ?2, qr_url = ?3,
                 next_check_at = ?4, last_error = NULL
          WHERE id = ?1",
@@ -153,8 +155,8 @@ pub fn record_created(
 }
 
 /// Withdraws one transaction at once (never shown or mailed; still followed), with why.
-pub fn withdraw(conn: &Connection, id: i64, why: &str) -> rusqlite::Result<()> {
-    conn.execute(
+pub fn withdraw(db: &Store, id: i64, why: &str) -> Result<()> {
+    db.conn.execute(
         "UPDATE qr_transactions SET withdrawn = 1, last_error = ?2 WHERE id = ?1",
         params![id, why],
     )?;
@@ -162,8 +164,8 @@ pub fn withdraw(conn: &Connection, id: i64, why: &str) -> rusqlite::Result<()> {
 }
 
 /// A permanent refusal: this revision gets no QR; its link still works.
-pub fn record_refused(conn: &Connection, id: i64, message: &str) -> rusqlite::Result<()> {
-    conn.execute(
+pub fn record_refused(db: &Store, id: i64, message: &str) -> Result<()> {
+    db.conn.execute(
         "UPDATE qr_transactions SET state = 'refused', in_flight = 0, last_error = ?2 WHERE id = ?1",
         params![id, message],
     )?;
@@ -171,13 +173,8 @@ pub fn record_refused(conn: &Connection, id: i64, message: &str) -> rusqlite::Re
 }
 
 /// A transient failure: retried next cycle; a possible orphan when CM may have acted.
-pub fn record_deferred(
-    conn: &Connection,
-    id: i64,
-    message: &str,
-    maybe_applied: bool,
-) -> rusqlite::Result<()> {
-    conn.execute(
+pub fn record_deferred(db: &Store, id: i64, message: &str, maybe_applied: bool) -> Result<()> {
+    db.conn.execute(
         "UPDATE qr_transactions SET in_flight = 0, last_error = ?2,
                 possible_orphan = possible_orphan OR ?3
          WHERE id = ?1",
@@ -187,12 +184,14 @@ pub fn record_deferred(
 }
 
 /// Create requests a crash interrupted: possible orphans. Returns their purchase ids.
-pub fn recover_interrupted(conn: &Connection) -> rusqlite::Result<Vec<String>> {
-    let mut stmt = conn.prepare("SELECT purchase_id FROM qr_transactions WHERE in_flight = 1")?;
+pub fn recover_interrupted(db: &Store) -> Result<Vec<String>> {
+    let mut stmt = db
+        .conn
+        .prepare("SELECT purchase_id FROM qr_transactions WHERE in_flight = 1")?;
     let found: Vec<String> = stmt
         .query_map([], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
-    conn.execute(
+    db.conn.execute(
         "UPDATE qr_transactions SET in_flight = 0, possible_orphan = 1,
                 last_error = 'a create request was interrupted; CM may hold an unrecorded QR transaction with this purchase id'
          WHERE in_flight = 1",
@@ -203,14 +202,14 @@ pub fn recover_interrupted(conn: &Connection) -> rusqlite::Result<Vec<String>> {
 
 /// Withdraws the open transactions whose invoice revision is no longer current and open:
 /// not shown or mailed any more, still followed. Returns how many.
-pub fn withdraw_stale(conn: &Connection) -> rusqlite::Result<usize> {
-    conn.execute(
+pub fn withdraw_stale(db: &Store) -> Result<usize> {
+    Ok(db.conn.execute(
         "UPDATE qr_transactions SET withdrawn = 1
          WHERE withdrawn = 0 AND state = 'open'
            AND EXISTS (SELECT 1 FROM invoices i WHERE i.id = qr_transactions.invoice_id
                        AND (i.state <> 'open' OR i.revision <> qr_transactions.revision))",
         [],
-    )
+    )?)
 }
 
 /// A transaction whose status is to be fetched.
@@ -229,12 +228,8 @@ pub struct QrToCheck {
 }
 
 /// Open transactions due for a check (withdrawn ones included), at most `limit`.
-pub fn due_for_check(
-    conn: &Connection,
-    now: &str,
-    limit: usize,
-) -> rusqlite::Result<Vec<QrToCheck>> {
-    let mut stmt = conn.prepare(
+pub fn due_for_check(db: &Store, now: &str, limit: usize) -> Result<Vec<QrToCheck>> {
+    let mut stmt = db.conn.prepare(
         "SELECT q.id, q.cm_id, q.invoice_id, i.reference, q.status_checks
          FROM qr_transactions q JOIN invoices i ON i.id = q.invoice_id
          WHERE q.state = 'open' AND q.cm_id IS NOT NULL AND q.next_check_at <= ?1
@@ -249,21 +244,22 @@ pub fn due_for_check(
             status_checks: r.get(4)?,
         })
     })?;
-    rows.collect()
+    rows.collect::<rusqlite::Result<_>>()
+        .map_err(super::Error::from)
 }
 
 /// Makes a transaction due now (a webhook named it by purchase id or CM id).
-pub fn request_check(conn: &Connection, key: &str, now: &str) -> rusqlite::Result<usize> {
-    conn.execute(
+pub fn request_check(db: &Store, key: &str, now: &str) -> Result<usize> {
+    Ok(db.conn.execute(
         "UPDATE qr_transactions SET next_check_at = ?2
          WHERE state = 'open' AND (purchase_id = ?1 OR cm_id = ?1)",
         params![key, now],
-    )
+    )?)
 }
 
 /// Records a check that found the transaction still open.
-pub fn record_checked(conn: &Connection, id: i64, next_check: &str) -> rusqlite::Result<()> {
-    conn.execute(
+pub fn record_checked(db: &Store, id: i64, next_check: &str) -> Result<()> {
+    db.conn.execute(
         "UPDATE qr_transactions SET status_checks = status_checks + 1, next_check_at = ?2
          WHERE id = ?1",
         params![id, next_check],
@@ -272,8 +268,8 @@ pub fn record_checked(conn: &Connection, id: i64, next_check: &str) -> rusqlite:
 }
 
 /// Records a final status other than success (`cancelled`, `expired`, `failure`).
-pub fn record_ended(conn: &Connection, id: i64, state: &str) -> rusqlite::Result<()> {
-    conn.execute(
+pub fn record_ended(db: &Store, id: i64, state: &str) -> Result<()> {
+    db.conn.execute(
         "UPDATE qr_transactions SET state = ?2, next_check_at = NULL,
                 status_checks = status_checks + 1
          WHERE id = ?1",
@@ -285,19 +281,14 @@ pub fn record_ended(conn: &Connection, id: i64, state: &str) -> rusqlite::Result
 /// Records a payment through the QR code: the invoice is paid (its link is then
 /// deactivated by the link step). Returns true when the invoice had already been paid
 /// through its link: a double payment, flagged on the invoice.
-pub fn record_success(
-    conn: &Connection,
-    id: i64,
-    invoice_id: i64,
-    now: &str,
-) -> rusqlite::Result<bool> {
-    conn.execute(
+pub fn record_success(db: &Store, id: i64, invoice_id: i64, now: &str) -> Result<bool> {
+    db.conn.execute(
         "UPDATE qr_transactions SET state = 'success', paid_at = ?2, next_check_at = NULL,
                 status_checks = status_checks + 1
          WHERE id = ?1",
         params![id, now],
     )?;
-    let stale: bool = conn.query_row(
+    let stale: bool = db.conn.query_row(
         "SELECT q.revision <> i.revision FROM qr_transactions q JOIN invoices i ON i.id = q.invoice_id
          WHERE q.id = ?1",
         [id],
@@ -306,21 +297,19 @@ pub fn record_success(
     let note = stale.then_some(
         "paid through the iDEAL QR code of an earlier revision; the export now asks a different amount: check the balance",
     );
-    super::invoices::to_paid(conn, invoice_id, now, note)
+    super::invoices::to_paid(db, invoice_id, now, note)
 }
 
 /// The QR of an invoice revision that is offered (open, not withdrawn): `(url, cm id)`.
-pub fn offered(
-    conn: &Connection,
-    invoice_id: i64,
-    revision: i64,
-) -> rusqlite::Result<Option<(String, String)>> {
-    conn.query_row(
-        "SELECT qr_url, cm_id FROM qr_transactions
+pub fn offered(db: &Store, invoice_id: i64, revision: i64) -> Result<Option<(String, String)>> {
+    Ok(db
+        .conn
+        .query_row(
+            "SELECT qr_url, cm_id FROM qr_transactions
          WHERE invoice_id = ?1 AND revision = ?2 AND state = 'open' AND withdrawn = 0
            AND qr_url IS NOT NULL",
-        params![invoice_id, revision],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )
-    .optional()
+            params![invoice_id, revision],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?)
 }

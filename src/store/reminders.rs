@@ -2,7 +2,8 @@
 //! partial index, never a scan of the open invoices), what a decision needs to know about
 //! one invoice, and the one transaction that records a decision with its mail.
 
-use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
+use super::{Result, Store};
+use rusqlite::{ErrorCode, OptionalExtension, params};
 
 use super::invoices::{REVISION_COLUMNS, RevisionData, State};
 use super::outbox;
@@ -55,26 +56,28 @@ const DUE: &str = "SELECT id FROM invoices
 /// Invoice ids with a reminder date on or before `today` (`YYYY-MM-DD`, local), earliest
 /// first: a range read of the partial index, so only the invoices that have one due are
 /// read.
-pub fn due(conn: &Connection, today: &str, limit: usize) -> rusqlite::Result<Vec<i64>> {
-    let mut stmt = conn.prepare_cached(DUE)?;
+pub fn due(db: &Store, today: &str, limit: usize) -> Result<Vec<i64>> {
+    let mut stmt = db.conn.prepare_cached(DUE)?;
     let rows = stmt.query_map(params![today, limit as i64], |r| r.get(0))?;
-    rows.collect()
+    rows.collect::<rusqlite::Result<_>>()
+        .map_err(super::Error::from)
 }
 
 /// How many invoices have a reminder date on or before `today` (for "waiting for the
 /// send window").
-pub fn count_due(conn: &Connection, today: &str) -> rusqlite::Result<i64> {
-    conn.query_row(
+pub fn count_due(db: &Store, today: &str) -> Result<i64> {
+    Ok(db.conn.query_row(
         "SELECT count(*) FROM invoices
          WHERE next_reminder_on IS NOT NULL AND next_reminder_on <= ?1",
         [today],
         |r| r.get(0),
-    )
+    )?)
 }
 
 /// Reads what a decision needs about one invoice (look-ups through its keys).
-pub fn subject(conn: &Connection, invoice_id: i64) -> rusqlite::Result<Option<Subject>> {
-    let head = conn
+pub fn subject(db: &Store, invoice_id: i64) -> Result<Option<Subject>> {
+    let head = db
+        .conn
         .prepare_cached(&format!(
             "SELECT i.reference, i.state, i.revision, {REVISION_COLUMNS}
              FROM invoices i JOIN revisions r ON r.invoice_id = i.id AND r.revision = i.revision
@@ -92,7 +95,8 @@ pub fn subject(conn: &Connection, invoice_id: i64) -> rusqlite::Result<Option<Su
     let Some((reference, state, revision, data)) = head else {
         return Ok(None);
     };
-    let link = conn
+    let link = db
+        .conn
         .prepare_cached(
             "SELECT l.id, l.link_ref, l.expiry_date, l.provisional,
                     EXISTS (SELECT 1 FROM outbox o WHERE o.link_id = l.id AND o.state = 'sent'
@@ -111,10 +115,11 @@ pub fn subject(conn: &Connection, invoice_id: i64) -> rusqlite::Result<Option<Su
             })
         })
         .optional()?;
-    let last_step = conn
+    let last_step = db
+        .conn
         .prepare_cached("SELECT max(step) FROM reminders WHERE invoice_id = ?1")?
         .query_row([invoice_id], |r| r.get(0))?;
-    let last_mail_at = last_mail_at(conn, invoice_id)?;
+    let last_mail_at = last_mail_at(db, invoice_id)?;
     Ok(Some(Subject {
         invoice_id,
         reference,
@@ -129,32 +134,37 @@ pub fn subject(conn: &Connection, invoice_id: i64) -> rusqlite::Result<Option<Su
 
 /// When the last mail to an invoice went out: its latest sent mail, or a reminder
 /// decided and still queued (it counts from its decision).
-pub fn last_mail_at(conn: &Connection, invoice_id: i64) -> rusqlite::Result<Option<String>> {
-    conn.prepare_cached(
-        "SELECT max(CASE WHEN state = 'sent' THEN sent_at
+pub fn last_mail_at(db: &Store, invoice_id: i64) -> Result<Option<String>> {
+    Ok(db
+        .conn
+        .prepare_cached(
+            "SELECT max(CASE WHEN state = 'sent' THEN sent_at
                          WHEN kind = 'reminder' AND (state = 'queued' OR state = 'sending')
                          THEN created_at END)
          FROM outbox WHERE invoice_id = ?1",
-    )?
-    .query_row([invoice_id], |r| r.get(0))
+        )?
+        .query_row([invoice_id], |r| r.get(0))?)
 }
 
 /// Sets (or clears) the date an invoice's next step may go.
-pub fn schedule(conn: &Connection, invoice_id: i64, on: Option<&str>) -> rusqlite::Result<()> {
-    conn.prepare_cached("UPDATE invoices SET next_reminder_on = ?2 WHERE id = ?1")?
+pub fn schedule(db: &Store, invoice_id: i64, on: Option<&str>) -> Result<()> {
+    db.conn
+        .prepare_cached("UPDATE invoices SET next_reminder_on = ?2 WHERE id = ?1")?
         .execute(params![invoice_id, on])?;
     Ok(())
 }
 
 /// The ladder settings the stored dates were computed with, if any.
-pub fn ladder_settings(conn: &Connection) -> rusqlite::Result<Option<String>> {
-    conn.query_row("SELECT settings FROM reminder_ladder", [], |r| r.get(0))
-        .optional()
+pub fn ladder_settings(db: &Store) -> Result<Option<String>> {
+    Ok(db
+        .conn
+        .query_row("SELECT settings FROM reminder_ladder", [], |r| r.get(0))
+        .optional()?)
 }
 
 /// Records the ladder settings the stored dates now follow.
-pub fn set_ladder_settings(conn: &Connection, settings: &str) -> rusqlite::Result<()> {
-    conn.execute(
+pub fn set_ladder_settings(db: &Store, settings: &str) -> Result<()> {
+    db.conn.execute(
         "INSERT INTO reminder_ladder (only, settings) VALUES (1, ?1)
          ON CONFLICT (only) DO UPDATE SET settings = excluded.settings",
         [settings],
@@ -164,8 +174,8 @@ pub fn set_ladder_settings(conn: &Connection, settings: &str) -> rusqlite::Resul
 
 /// Open invoices with an announced link of their current revision, in id order from
 /// `after`: the ones whose date is computed again when the ladder changes.
-pub fn announced_open(conn: &Connection, after: i64, limit: usize) -> rusqlite::Result<Vec<i64>> {
-    let mut stmt = conn.prepare_cached(
+pub fn announced_open(db: &Store, after: i64, limit: usize) -> Result<Vec<i64>> {
+    let mut stmt = db.conn.prepare_cached(
         "SELECT i.id FROM invoices i
          WHERE i.state = 'open' AND i.id > ?1
            AND EXISTS (SELECT 1 FROM links l JOIN outbox o ON o.link_id = l.id
@@ -174,15 +184,16 @@ pub fn announced_open(conn: &Connection, after: i64, limit: usize) -> rusqlite::
          ORDER BY i.id LIMIT ?2",
     )?;
     let rows = stmt.query_map(params![after, limit as i64], |r| r.get(0))?;
-    rows.collect()
+    rows.collect::<rusqlite::Result<_>>()
+        .map_err(super::Error::from)
 }
 
 /// Clears every stored date (reminders were switched off).
-pub fn clear_all(conn: &Connection) -> rusqlite::Result<usize> {
-    conn.execute(
+pub fn clear_all(db: &Store) -> Result<usize> {
+    Ok(db.conn.execute(
         "UPDATE invoices SET next_reminder_on = NULL WHERE next_reminder_on IS NOT NULL",
         [],
-    )
+    )?)
 }
 
 /// One decision: the step mailed and the earlier ones skipped with it.
@@ -208,10 +219,10 @@ pub struct Decision<'a> {
 
 /// Records a decision and queues its mail in one transaction. `Ok(None)` when one of its
 /// steps was decided already (another run got there first): nothing is written.
-pub fn record(conn: &Connection, d: &Decision<'_>) -> rusqlite::Result<Option<i64>> {
-    let tx = super::immediate(conn)?;
-    let written = (|| {
-        let mut insert = tx.prepare_cached(
+pub fn record(db: &Store, d: &Decision<'_>) -> Result<Option<i64>> {
+    let tx = db.immediate()?;
+    let written = (|| -> Result<i64> {
+        let mut insert = tx.conn.prepare_cached(
             "INSERT INTO reminders (invoice_id, step, revision, outcome, kind, outbox_id, decided_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
@@ -246,7 +257,7 @@ pub fn record(conn: &Connection, d: &Decision<'_>) -> rusqlite::Result<Option<i6
             Ok(Some(mail))
         }
         // Only the key of `reminders`: any other constraint is a fault, not a race.
-        Err(rusqlite::Error::SqliteFailure(e, _))
+        Err(super::Error(rusqlite::Error::SqliteFailure(e, _)))
             if e.code == ErrorCode::ConstraintViolation
                 && e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
         {
@@ -260,29 +271,32 @@ pub fn record(conn: &Connection, d: &Decision<'_>) -> rusqlite::Result<Option<i6
 /// reminder could only go after the due date): its step is recorded `skipped` and its
 /// mail cancelled, in one transaction.
 pub fn skip_queued(
-    conn: &Connection,
+    db: &Store,
     outbox_id: i64,
     invoice_id: i64,
     step: i64,
     why: &str,
-) -> rusqlite::Result<()> {
-    let tx = super::immediate(conn)?;
-    tx.prepare_cached(
-        "UPDATE reminders SET outcome = 'skipped', kind = NULL
+) -> Result<()> {
+    let tx = db.immediate()?;
+    tx.conn
+        .prepare_cached(
+            "UPDATE reminders SET outcome = 'skipped', kind = NULL
          WHERE invoice_id = ?1 AND step = ?2 AND outbox_id = ?3",
-    )?
-    .execute(params![invoice_id, step, outbox_id])?;
+        )?
+        .execute(params![invoice_id, step, outbox_id])?;
     outbox::cancel(&tx, outbox_id, why)?;
     tx.commit()
 }
 
 /// Reminders mailed to an invoice (decided and accepted by the relay).
-pub fn sent_count(conn: &Connection, invoice_id: i64) -> rusqlite::Result<i64> {
-    conn.prepare_cached(
-        "SELECT count(*) FROM reminders r JOIN outbox o ON o.id = r.outbox_id
+pub fn sent_count(db: &Store, invoice_id: i64) -> Result<i64> {
+    Ok(db
+        .conn
+        .prepare_cached(
+            "SELECT count(*) FROM reminders r JOIN outbox o ON o.id = r.outbox_id
          WHERE r.invoice_id = ?1 AND o.state = 'sent'",
-    )?
-    .query_row([invoice_id], |r| r.get(0))
+        )?
+        .query_row([invoice_id], |r| r.get(0))?)
 }
 
 #[cfg(test)]
@@ -294,13 +308,14 @@ mod tests {
     #[test]
     fn due_reminders_are_read_through_their_index() {
         let store = crate::store::Store::open_in_memory().unwrap();
-        let conn = store.conn();
-        let plan: Vec<String> = conn
+        let db = &store;
+        let plan: Vec<String> = db
+            .conn
             .prepare(&format!("EXPLAIN QUERY PLAN {DUE}"))
             .unwrap()
             .query_map(params!["2030-01-01", 10], |r| r.get::<_, String>(3))
             .unwrap()
-            .map(Result::unwrap)
+            .map(rusqlite::Result::unwrap)
             .collect();
         let plan = plan.join("; ");
         assert!(
@@ -309,6 +324,6 @@ mod tests {
             "{plan}"
         );
         assert!(!plan.contains("SCAN invoices"), "{plan}");
-        assert!(due(conn, "2030-01-01", 10).unwrap().is_empty());
+        assert!(due(db, "2030-01-01", 10).unwrap().is_empty());
     }
 }

@@ -2,26 +2,30 @@
 //! the next, and the payments an `export-paid --new` has written. Runs inside the caller's
 //! transaction.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::{Result, Store};
+use rusqlite::{OptionalExtension, params};
 
 use super::payments::PaymentKind;
 
 /// The last statement of a currency: its sequence number and closing balance.
-pub fn last(conn: &Connection, currency: &str) -> rusqlite::Result<Option<(i64, i64)>> {
-    conn.query_row(
+pub fn last(db: &Store, currency: &str) -> Result<Option<(i64, i64)>> {
+    Ok(db.conn.query_row(
         "SELECT seq, closing_minor FROM statements WHERE currency = ?1 ORDER BY seq DESC LIMIT 1",
         [currency],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )
-    .optional()
+    .optional()?)
 }
 
 /// The currencies that have a statement chain (an earlier statement recorded), in code
 /// order: each gets a statement in every export, its balance carried on.
-pub fn chains(conn: &Connection) -> rusqlite::Result<Vec<String>> {
-    let mut stmt = conn.prepare("SELECT DISTINCT currency FROM statements ORDER BY currency")?;
+pub fn chains(db: &Store) -> Result<Vec<String>> {
+    let mut stmt = db
+        .conn
+        .prepare("SELECT DISTINCT currency FROM statements ORDER BY currency")?;
     let rows = stmt.query_map([], |r| r.get(0))?;
-    rows.collect()
+    rows.collect::<rusqlite::Result<_>>()
+        .map_err(super::Error::from)
 }
 
 /// One statement about to be written.
@@ -48,8 +52,8 @@ pub struct NewStatement<'a> {
 }
 
 /// Records a statement; returns its row id.
-pub fn record(conn: &Connection, s: &NewStatement<'_>) -> rusqlite::Result<i64> {
-    conn.execute(
+pub fn record(db: &Store, s: &NewStatement<'_>) -> Result<i64> {
+    db.conn.execute(
         "INSERT INTO statements (msg_id, stmt_id, currency, seq, opening_minor, closing_minor,
                                  entries, new_only, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -65,31 +69,32 @@ pub fn record(conn: &Connection, s: &NewStatement<'_>) -> rusqlite::Result<i64> 
             s.created_at
         ],
     )?;
-    Ok(conn.last_insert_rowid())
+    Ok(db.conn.last_insert_rowid())
 }
 
 /// Marks a payment as written by a `--new` export: the statement `statement_id`, or a
 /// CSV (`None`).
 pub fn mark(
-    conn: &Connection,
+    db: &Store,
     kind: PaymentKind,
     payment_id: i64,
     statement_id: Option<i64>,
     now: &str,
-) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO statement_payments (kind, payment_id, statement_id, exported_at)
+) -> Result<()> {
+    db.conn
+        .prepare_cached(
+            "INSERT INTO statement_payments (kind, payment_id, statement_id, exported_at)
          VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![kind.as_str(), payment_id, statement_id, now])?;
+        )?
+        .execute(params![kind.as_str(), payment_id, statement_id, now])?;
     Ok(())
 }
 
 /// The number of the next file (for its message id).
-pub fn next_file_number(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.query_row(
+pub fn next_file_number(db: &Store) -> Result<i64> {
+    Ok(db.conn.query_row(
         "SELECT count(DISTINCT msg_id) + 1 FROM statements",
         [],
         |r| r.get(0),
-    )
+    )?)
 }

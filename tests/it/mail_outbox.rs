@@ -544,10 +544,10 @@ fn send_one_records_each_outcome() {
             .await
             .unwrap();
         let due = |s: &invoice_sync::store::Store| {
-            invoice_sync::store::outbox::due(s.conn(), "9999-01-01T00:00:00Z", 10).unwrap()
+            invoice_sync::store::outbox::due(s, "9999-01-01T00:00:00Z", 10).unwrap()
         };
         let first = due(&store).into_iter().next().unwrap();
-        let outcome = send_one(store.conn(), &config, services.cycle(), &first, false)
+        let outcome = send_one(&store, &config, services.cycle(), &first, false)
             .await
             .unwrap();
         assert!(
@@ -556,7 +556,7 @@ fn send_one_records_each_outcome() {
         );
         server.restart();
         for p in due(&store) {
-            let outcome = send_one(store.conn(), &config, services.cycle(), &p, false)
+            let outcome = send_one(&store, &config, services.cycle(), &p, false)
                 .await
                 .unwrap();
             match p.reference.as_str() {

@@ -688,7 +688,8 @@ fn a_second_decision_for_the_same_step_writes_nothing() {
         now: "2030-12-19T10:00:00Z",
     };
     // Two connections, as two processes would have.
-    let (one, two) = (env.db(), env.db());
+    let open = || invoice_sync::store::Store::open(&env.path("state/invoice-sync.db")).unwrap();
+    let (one, two) = (open(), open());
     assert!(record(&one, &decision).unwrap().is_some());
     assert_eq!(record(&two, &decision).unwrap(), None);
     let again = Decision {

@@ -7,8 +7,7 @@
 
 use crate::common;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use common::TestEnv;
 
@@ -79,25 +78,14 @@ fn installation(open: usize, settled: usize) -> TestEnv {
 fn idle_cycle_steps(env: &TestEnv) -> u64 {
     let config = invoice_sync::config::Config::load(&env.config).unwrap();
     let store = invoice_sync::store::Store::open(&config.storage.database).unwrap();
-    let steps = Arc::new(AtomicU64::new(0));
-    let counter = steps.clone();
-    store
-        .conn()
-        .progress_handler(
-            STEPS,
-            Some(move || {
-                counter.fetch_add(STEPS as u64, Ordering::Relaxed);
-                false
-            }),
-        )
-        .unwrap();
+    let steps = store.count_steps(STEPS).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let report = rt.block_on(async {
         let services = invoice_sync::services::Services::open(&config)
             .await
             .unwrap();
         let report = invoice_sync::cycle::run(
-            store.conn(),
+            &store,
             &config,
             Some(services.cycle()),
             &invoice_sync::cycle::Options::default(),
