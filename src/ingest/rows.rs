@@ -931,4 +931,142 @@ mod tests {
         let cols: Vec<_> = p.iter().map(|p| p.column.as_str()).collect();
         assert_eq!(cols, ["amount", "due_date"]);
     }
+
+    /// Problems as (column, reason), for comparing whole lists.
+    fn listed(checked: Checked) -> Vec<(String, String)> {
+        match checked {
+            Checked::Rejected(p) => p.into_iter().map(|p| (p.column, p.reason)).collect(),
+            other => panic!("expected a rejection, got {other:?}"),
+        }
+    }
+
+    /// Checks a good row with `changes` (by column name) made to it, in a file that maps
+    /// every column and has them in another order than the checks go.
+    fn check_changed(changes: &[(&str, &[u8])]) -> Checked {
+        const GOOD: &[(&str, &str)] = &[
+            ("customer_type", "b2c"),
+            ("country_code", "NL"),
+            ("status", "open"),
+            ("due_date", "2026-12-01"),
+            ("amount", "10,00"),
+            ("language", "nl"),
+            ("currency", "EUR"),
+            ("outstanding", ""),
+            ("customer_name", "Ann"),
+            ("customer_email", "a@example.com"),
+            ("invoice_reference", "INV-1"),
+        ];
+        let header: Vec<&str> = GOOD.iter().map(|(column, _)| *column).collect();
+        let fields: Vec<&[u8]> = GOOD
+            .iter()
+            .map(|(column, good)| {
+                changes
+                    .iter()
+                    .find(|(changed, _)| changed == column)
+                    .map_or(good.as_bytes(), |(_, value)| *value)
+            })
+            .collect();
+        let s = CsvSettings::default();
+        let m = map_for(&header, &s);
+        Validator::new(&m, &s, 30).check(&csv::ByteRecord::from(fields))
+    }
+
+    #[test]
+    fn problems_in_every_column_are_all_reported_in_order_under_their_names() {
+        assert!(matches!(check_changed(&[]), Checked::Row(_)));
+        let reference = "R".repeat(101);
+        let name = "N".repeat(201);
+        let p = listed(check_changed(&[
+            ("customer_type", b"b2x"),
+            ("country_code", b"ZZ"),
+            ("status", b"open\xff"),
+            ("due_date", b"tomorrow"),
+            ("amount", b"twelve"),
+            ("language", b"xx"),
+            ("currency", b"EURO"),
+            ("outstanding", b"lots"),
+            ("customer_name", name.as_bytes()),
+            ("customer_email", b"not-an-address"),
+            ("invoice_reference", reference.as_bytes()),
+        ]));
+        let cols: Vec<_> = p.iter().map(|(c, _)| c.as_str()).collect();
+        // Bytes that are not text first (in the column map's order), then each value in
+        // the order it is read: the currency before the amounts it scales.
+        assert_eq!(
+            cols,
+            [
+                "status",
+                "invoice_reference",
+                "customer_email",
+                "customer_name",
+                "currency",
+                "amount",
+                "outstanding",
+                "due_date",
+                "language",
+                "country_code",
+                "customer_type",
+            ]
+        );
+        assert_eq!(p[0].1, "the value is not valid UTF-8 (set csv.encoding)");
+        let formats = CsvSettings::default().date_formats.join(", ");
+        assert_eq!(
+            p[7].1,
+            format!("\"tomorrow\" is not a date in any of the formats {formats}")
+        );
+        // Each reason is about its own column's value.
+        for (i, value) in [
+            (1, "\"RRRR"),
+            (2, "\"not-an-address\""),
+            (3, "\"NNNN"),
+            (4, "\"EURO\""),
+            (5, "\"twelve\""),
+            (6, "\"lots\""),
+            (8, "\"xx\""),
+            (9, "\"ZZ\""),
+            (10, "\"b2x\""),
+        ] {
+            assert!(p[i].1.contains(value), "{i}: {:?}", p[i]);
+        }
+    }
+
+    #[test]
+    fn cross_column_problems_come_after_each_columns_own() {
+        let not_text = "the value is not valid UTF-8 (set csv.encoding)";
+        // Bytes that are not text in the column map's order (the file has the status
+        // first); a due date that is not text is also empty; the outstanding balance above
+        // the amount comes last.
+        let p = listed(check_changed(&[
+            ("status", b"\xff"),
+            ("due_date", b"\xff"),
+            ("language", b"xx"),
+            ("outstanding", b"12,00"),
+        ]));
+        let language = "\"xx\" is not an ISO 639-1 language code (two letters, e.g. \"nl\")";
+        let over = "the outstanding balance \"12,00\" is more than the amount \"10,00\"";
+        assert_eq!(
+            p,
+            [
+                ("due_date", not_text),
+                ("status", not_text),
+                ("due_date", "the due date is empty"),
+                ("language", language),
+                ("outstanding", over),
+            ]
+            .map(|(c, r)| (c.to_string(), r.to_string()))
+        );
+        let p = listed(check_changed(&[("amount", b"\xff")]));
+        assert_eq!(
+            p,
+            [("amount", not_text), ("amount", "the amount is empty")]
+                .map(|(c, r)| (c.to_string(), r.to_string()))
+        );
+        // A credit note is skipped only when nothing else is wrong with the row.
+        let p = listed(check_changed(&[("amount", b"-10,00"), ("language", b"xx")]));
+        assert_eq!(p, [("language".to_string(), language.to_string())]);
+        assert!(matches!(
+            check_changed(&[("amount", b"-10,00")]),
+            Checked::Skipped(why) if why == "a negative amount (credit note) is not invoiced"
+        ));
+    }
 }
