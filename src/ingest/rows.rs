@@ -2,6 +2,7 @@
 //! or the list of reasons it was rejected (one per bad column).
 
 use std::borrow::Cow;
+use std::fmt::Display;
 
 use chrono::NaiveDate;
 
@@ -272,11 +273,11 @@ impl<'a> Validator<'a> {
         if rec.iter().all(|f| f.iter().all(u8::is_ascii_whitespace)) {
             return Checked::Blank;
         }
-        let mut problems = Vec::new();
+        let mut problems = Problems::new(self.map);
         let m = self.map;
         // Every field without its bidirectional controls and invisible format
         // characters: what is validated (and stored, and mailed) is what shows.
-        let field = |idx: Option<usize>, problems: &mut Vec<Problem>| -> Option<Cow<'_, str>> {
+        let field = |idx: Option<usize>, problems: &mut Problems| -> Option<Cow<'_, str>> {
             let idx = idx?;
             match rec.get(idx) {
                 None => None,
@@ -286,10 +287,10 @@ impl<'a> Validator<'a> {
                         Cow::Owned(o) => Cow::Owned(o.trim().to_string()),
                     }),
                     Err(_) => {
-                        problems.push(Problem {
-                            column: m.header(idx).to_string(),
-                            reason: "the value is not valid UTF-8 (set csv.encoding)".into(),
-                        });
+                        problems.push(
+                            idx,
+                            "the value is not valid UTF-8 (set csv.encoding)".into(),
+                        );
                         None
                     }
                 },
@@ -318,142 +319,30 @@ impl<'a> Validator<'a> {
         let country = country.as_deref().filter(|s| !s.is_empty());
         let customer_type = customer_type.as_deref().filter(|s| !s.is_empty());
 
-        let reference = match InvoiceRef::parse(reference) {
-            Ok(r) => Some(r),
-            Err(e) => {
-                push(&mut problems, m, m.reference, e.to_string());
-                None
-            }
-        };
-        let email = match EmailAddress::parse(email) {
-            Ok(e) => Some(e),
-            Err(e) => {
-                push(&mut problems, m, m.email, e.to_string());
-                None
-            }
-        };
-        let name = match CustomerName::parse(name) {
-            Ok(n) => Some(n),
-            Err(e) => {
-                push(
-                    &mut problems,
-                    m,
-                    m.name.unwrap_or(usize::MAX),
-                    e.to_string(),
-                );
-                None
-            }
-        };
-        let currency = match currency.map(Currency::parse).unwrap_or(Ok(Currency::EUR)) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                push(
-                    &mut problems,
-                    m,
-                    m.currency.unwrap_or(usize::MAX),
-                    e.to_string(),
-                );
-                None
-            }
+        let reference = problems.parse(m.reference, reference, InvoiceRef::parse);
+        let email = problems.parse(m.email, email, EmailAddress::parse);
+        let name = problems.parse(m.name, name, CustomerName::parse);
+        let currency = match currency {
+            None => Some(Currency::EUR),
+            Some(c) => problems.parse(m.currency, c, Currency::parse),
         };
         let sep = self.settings.decimal_separator;
         let money_currency = currency.unwrap_or(Currency::EUR);
-        let amount_minor = if amount.is_empty() {
-            push(&mut problems, m, m.amount, "the amount is empty".into());
-            None
-        } else {
-            match Money::parse(amount, sep, money_currency) {
-                Ok(v) => Some(v.minor),
-                Err(e) => {
-                    push(&mut problems, m, m.amount, e.to_string());
-                    None
-                }
-            }
-        };
-        let outstanding_minor = match outstanding {
-            None => None,
-            Some(s) => match Money::parse(s, sep, money_currency) {
-                Ok(v) => Some(v.minor),
-                Err(e) => {
-                    push(
-                        &mut problems,
-                        m,
-                        m.outstanding.unwrap_or(usize::MAX),
-                        e.to_string(),
-                    );
-                    None
-                }
-            },
-        };
-        let due_date = if due.is_empty() {
-            push(&mut problems, m, m.due_date, "the due date is empty".into());
-            None
-        } else {
-            match self.dates.parse(due) {
-                Some(d) => match self.due_range.check(d, due) {
-                    None => Some(d),
-                    Some(why) => {
-                        push(&mut problems, m, m.due_date, why);
-                        None
-                    }
-                },
-                None => {
-                    push(
-                        &mut problems,
-                        m,
-                        m.due_date,
-                        format!(
-                            "{} is not a date in any of the formats {}",
-                            quote(due),
-                            self.settings.date_formats.join(", ")
-                        ),
-                    );
-                    None
-                }
-            }
-        };
-        let language = match language.map(Language::parse).transpose() {
-            Ok(l) => l,
-            Err(e) => {
-                push(
-                    &mut problems,
-                    m,
-                    m.language.unwrap_or(usize::MAX),
-                    e.to_string(),
-                );
-                None
-            }
-        };
-        let country = match country.map(Country::parse).transpose() {
-            Ok(c) => c,
-            Err(e) => {
-                push(
-                    &mut problems,
-                    m,
-                    m.country.unwrap_or(usize::MAX),
-                    e.to_string(),
-                );
-                None
-            }
-        };
-        let customer_type = match customer_type.map(CustomerType::parse).transpose() {
-            Ok(t) => t,
-            Err(e) => {
-                push(
-                    &mut problems,
-                    m,
-                    m.customer_type.unwrap_or(usize::MAX),
-                    e.to_string(),
-                );
-                None
-            }
-        };
+        let money = |s: &str| Money::parse(s, sep, money_currency).map(|v| v.minor);
+        let amount_minor = problems.required(m.amount, amount, "the amount is empty", money);
+        let outstanding_minor = problems.optional(m.outstanding, outstanding, money);
+        let due_date = problems.required(m.due_date, due, "the due date is empty", |s| {
+            self.due_date(s)
+        });
+        let language = problems.optional(m.language, language, Language::parse);
+        let country = problems.optional(m.country, country, Country::parse);
+        let customer_type = problems.optional(m.customer_type, customer_type, CustomerType::parse);
 
         // A credit note or zero amount is skipped whatever else is wrong with it only
         // when the amount itself is readable; otherwise it is an ordinary rejection.
         if let Some(a) = amount_minor
             && a <= 0
-            && problems.is_empty()
+            && problems.found.is_empty()
         {
             let what = if a < 0 {
                 "a negative amount (credit note)"
@@ -465,10 +354,8 @@ impl<'a> Validator<'a> {
         if let (Some(a), Some(o)) = (amount_minor, outstanding_minor)
             && o > a
         {
-            push(
-                &mut problems,
-                m,
-                m.outstanding.unwrap_or(usize::MAX),
+            problems.push(
+                m.outstanding,
                 format!(
                     "the outstanding balance {} is more than the amount {}",
                     quote(outstanding.unwrap_or("")),
@@ -476,8 +363,8 @@ impl<'a> Validator<'a> {
                 ),
             );
         }
-        if !problems.is_empty() {
-            return Checked::Rejected(problems);
+        if !problems.found.is_empty() {
+            return Checked::Rejected(problems.found);
         }
         let (
             Some(reference),
@@ -525,13 +412,88 @@ impl<'a> Validator<'a> {
             partial,
         })
     }
+
+    /// The due date `text` holds, or why it is not one CM can take.
+    fn due_date(&self, text: &str) -> Result<NaiveDate, String> {
+        let date = self.dates.parse(text).ok_or_else(|| {
+            format!(
+                "{} is not a date in any of the formats {}",
+                quote(text),
+                self.settings.date_formats.join(", ")
+            )
+        })?;
+        match self.due_range.check(date, text) {
+            None => Ok(date),
+            Some(why) => Err(why),
+        }
+    }
 }
 
-fn push(problems: &mut Vec<Problem>, m: &ColumnMap, idx: usize, reason: String) {
-    problems.push(Problem {
-        column: m.header(idx).to_string(),
-        reason,
-    });
+/// The problems found in one record, in the order they were found.
+struct Problems<'m> {
+    map: &'m ColumnMap,
+    found: Vec<Problem>,
+}
+
+impl<'m> Problems<'m> {
+    fn new(map: &'m ColumnMap) -> Self {
+        Problems {
+            map,
+            found: Vec::new(),
+        }
+    }
+
+    /// Records `reason` against the column at `column` (`?` for one the file lacks).
+    fn push(&mut self, column: impl Into<Option<usize>>, reason: String) {
+        let idx = column.into().unwrap_or(usize::MAX);
+        self.found.push(Problem {
+            column: self.map.header(idx).to_string(),
+            reason,
+        });
+    }
+
+    /// What `parse` reads from `text`, or `None` with its error recorded against `column`.
+    fn parse<T, E: Display>(
+        &mut self,
+        column: impl Into<Option<usize>>,
+        text: &str,
+        parse: impl FnOnce(&str) -> Result<T, E>,
+    ) -> Option<T> {
+        match parse(text) {
+            Ok(value) => Some(value),
+            Err(e) => {
+                self.push(column, e.to_string());
+                None
+            }
+        }
+    }
+
+    /// [`Problems::parse`] for a field that must hold a value: `empty` is the problem
+    /// when there is no text.
+    fn required<T, E: Display>(
+        &mut self,
+        column: usize,
+        text: &str,
+        empty: &str,
+        parse: impl FnOnce(&str) -> Result<T, E>,
+    ) -> Option<T> {
+        if text.is_empty() {
+            self.push(column, empty.to_string());
+            return None;
+        }
+        self.parse(column, text, parse)
+    }
+
+    /// [`Problems::parse`] for a field that may be left out: no text is no value and no
+    /// problem.
+    fn optional<T, E: Display>(
+        &mut self,
+        column: Option<usize>,
+        text: Option<&str>,
+        parse: impl FnOnce(&str) -> Result<T, E>,
+    ) -> Option<T> {
+        self.parse(column, text?, parse)
+    }
 }
 
 /// The first of `formats` that reads `s` as a whole.
