@@ -268,104 +268,77 @@ impl<'a> Validator<'a> {
         }
     }
 
-    /// Checks one record.
+    /// Checks one record: its fields' text, the values they hold, the rules between
+    /// columns, then the row they make.
     pub fn check(&self, rec: &csv::ByteRecord) -> Checked {
         if rec.iter().all(|f| f.iter().all(u8::is_ascii_whitespace)) {
             return Checked::Blank;
         }
         let mut problems = Problems::new(self.map);
-        let m = self.map;
-        // Every field without its bidirectional controls and invisible format
-        // characters: what is validated (and stored, and mailed) is what shows.
-        let field = |idx: Option<usize>, problems: &mut Problems| -> Option<Cow<'_, str>> {
-            let idx = idx?;
-            match rec.get(idx) {
-                None => None,
-                Some(bytes) => match std::str::from_utf8(bytes) {
-                    Ok(s) => Some(match strip_invisible(s) {
-                        Cow::Borrowed(b) => Cow::Borrowed(b.trim()),
-                        Cow::Owned(o) => Cow::Owned(o.trim().to_string()),
-                    }),
-                    Err(_) => {
-                        problems.push(
-                            idx,
-                            "the value is not valid UTF-8 (set csv.encoding)".into(),
-                        );
-                        None
-                    }
-                },
-            }
-        };
-        let reference = field(Some(m.reference), &mut problems);
-        let email = field(Some(m.email), &mut problems);
-        let name = field(m.name, &mut problems);
-        let amount = field(Some(m.amount), &mut problems);
-        let outstanding = field(m.outstanding, &mut problems);
-        let currency = field(m.currency, &mut problems);
-        let due = field(Some(m.due_date), &mut problems);
-        let status = field(m.status, &mut problems);
-        let language = field(m.language, &mut problems);
-        let country = field(m.country, &mut problems);
-        let customer_type = field(m.customer_type, &mut problems);
-        let reference = reference.as_deref().unwrap_or("");
-        let email = email.as_deref().unwrap_or("");
-        let name = name.as_deref().unwrap_or("");
-        let amount = amount.as_deref().unwrap_or("");
-        let outstanding = outstanding.as_deref().filter(|s| !s.is_empty());
-        let currency = currency.as_deref().filter(|s| !s.is_empty());
-        let due = due.as_deref().unwrap_or("");
-        let status = status.as_deref().unwrap_or("");
-        let language = language.as_deref().filter(|s| !s.is_empty());
-        let country = country.as_deref().filter(|s| !s.is_empty());
-        let customer_type = customer_type.as_deref().filter(|s| !s.is_empty());
+        let fields = Fields::read(rec, self.map, &mut problems);
+        let values = self.values(&fields, &mut problems);
+        if let Some(why) = skipped(values.amount, &problems) {
+            return Checked::Skipped(why);
+        }
+        self.check_outstanding(&fields, &values, &mut problems);
+        if !problems.found.is_empty() {
+            return Checked::Rejected(problems.found);
+        }
+        self.row(&fields.status, values)
+    }
 
-        let reference = problems.parse(m.reference, reference, InvoiceRef::parse);
-        let email = problems.parse(m.email, email, EmailAddress::parse);
-        let name = problems.parse(m.name, name, CustomerName::parse);
-        let currency = match currency {
+    /// Reads each field's value, in the order their problems are reported: the currency
+    /// before the amounts it scales.
+    fn values(&self, f: &Fields, problems: &mut Problems) -> Values {
+        let m = self.map;
+        let reference = problems.parse(m.reference, &f.reference, InvoiceRef::parse);
+        let email = problems.parse(m.email, &f.email, EmailAddress::parse);
+        let name = problems.parse(m.name, &f.name, CustomerName::parse);
+        let currency = match f.currency.as_deref() {
             None => Some(Currency::EUR),
             Some(c) => problems.parse(m.currency, c, Currency::parse),
         };
         let sep = self.settings.decimal_separator;
         let money_currency = currency.unwrap_or(Currency::EUR);
         let money = |s: &str| Money::parse(s, sep, money_currency).map(|v| v.minor);
-        let amount_minor = problems.required(m.amount, amount, "the amount is empty", money);
-        let outstanding_minor = problems.optional(m.outstanding, outstanding, money);
-        let due_date = problems.required(m.due_date, due, "the due date is empty", |s| {
-            self.due_date(s)
-        });
-        let language = problems.optional(m.language, language, Language::parse);
-        let country = problems.optional(m.country, country, Country::parse);
-        let customer_type = problems.optional(m.customer_type, customer_type, CustomerType::parse);
-
-        // A credit note or zero amount is skipped whatever else is wrong with it only
-        // when the amount itself is readable; otherwise it is an ordinary rejection.
-        if let Some(a) = amount_minor
-            && a <= 0
-            && problems.found.is_empty()
-        {
-            let what = if a < 0 {
-                "a negative amount (credit note)"
-            } else {
-                "a zero amount"
-            };
-            return Checked::Skipped(format!("{what} is not invoiced"));
+        Values {
+            reference,
+            email,
+            name,
+            currency,
+            amount: problems.required(m.amount, &f.amount, "the amount is empty", money),
+            outstanding: problems.optional(m.outstanding, f.outstanding.as_deref(), money),
+            due_date: problems.required(m.due_date, &f.due_date, "the due date is empty", |s| {
+                self.due_date(s)
+            }),
+            language: problems.optional(m.language, f.language.as_deref(), Language::parse),
+            country: problems.optional(m.country, f.country.as_deref(), Country::parse),
+            customer_type: problems.optional(
+                m.customer_type,
+                f.customer_type.as_deref(),
+                CustomerType::parse,
+            ),
         }
-        if let (Some(a), Some(o)) = (amount_minor, outstanding_minor)
+    }
+
+    /// The rule between columns: the outstanding balance is at most the amount.
+    fn check_outstanding(&self, f: &Fields, v: &Values, problems: &mut Problems) {
+        if let (Some(a), Some(o)) = (v.amount, v.outstanding)
             && o > a
         {
             problems.push(
-                m.outstanding,
+                self.map.outstanding,
                 format!(
                     "the outstanding balance {} is more than the amount {}",
-                    quote(outstanding.unwrap_or("")),
-                    quote(amount)
+                    quote(f.outstanding.as_deref().unwrap_or("")),
+                    quote(&f.amount)
                 ),
             );
         }
-        if !problems.found.is_empty() {
-            return Checked::Rejected(problems.found);
-        }
+    }
+
+    /// The row that values without a problem make; `status` says whether it is paid.
+    fn row(&self, status: &str, v: Values) -> Checked {
         let (
             Some(reference),
             Some(email),
@@ -373,22 +346,24 @@ impl<'a> Validator<'a> {
             Some(currency),
             Some(amount_minor),
             Some(due_date),
-        ) = (reference, email, name, currency, amount_minor, due_date)
+        ) = (
+            v.reference,
+            v.email,
+            v.name,
+            v.currency,
+            v.amount,
+            v.due_date,
+        )
         else {
             // Every None above pushed a problem, so this is unreachable in practice;
             // refuse rather than guess.
             return Checked::Rejected(vec![Problem {
-                column: m.reference_header().to_string(),
+                column: self.map.reference_header().to_string(),
                 reason: "the row could not be read".into(),
             }]);
         };
-
-        let status_paid = !status.is_empty() && {
-            let s = status.to_lowercase();
-            self.paid_values.contains(&s)
-        };
-        let due_minor = outstanding_minor.unwrap_or(amount_minor);
-        let settled = status_paid || due_minor <= 0;
+        let due_minor = v.outstanding.unwrap_or(amount_minor);
+        let settled = self.is_paid(status) || due_minor <= 0;
         let partial = !settled && due_minor < amount_minor;
         Checked::Row(Row {
             reference: reference.as_str().to_string(),
@@ -404,13 +379,18 @@ impl<'a> Validator<'a> {
                     currency,
                 },
                 due_date,
-                language,
-                country,
-                customer_type,
+                language: v.language,
+                country: v.country,
+                customer_type: v.customer_type,
             },
             settled,
             partial,
         })
+    }
+
+    /// Whether the status is one of `csv.paid_values` (case-insensitive).
+    fn is_paid(&self, status: &str) -> bool {
+        !status.is_empty() && self.paid_values.contains(&status.to_lowercase())
     }
 
     /// The due date `text` holds, or why it is not one CM can take.
@@ -427,6 +407,98 @@ impl<'a> Validator<'a> {
             Some(why) => Err(why),
         }
     }
+}
+
+/// One record's fields as text, without bidirectional controls and invisible format
+/// characters (what is validated, and stored, and mailed, is what shows) and trimmed. A
+/// field that is not there (a column the file lacks, a short record, bytes that are not
+/// UTF-8) is empty text; the `Option` ones are also `None` when empty.
+struct Fields<'r> {
+    reference: Cow<'r, str>,
+    email: Cow<'r, str>,
+    name: Cow<'r, str>,
+    amount: Cow<'r, str>,
+    outstanding: Option<Cow<'r, str>>,
+    currency: Option<Cow<'r, str>>,
+    due_date: Cow<'r, str>,
+    status: Cow<'r, str>,
+    language: Option<Cow<'r, str>>,
+    country: Option<Cow<'r, str>>,
+    customer_type: Option<Cow<'r, str>>,
+}
+
+impl<'r> Fields<'r> {
+    /// Reads the fields in the column map's order, which is the order a field whose bytes
+    /// are not UTF-8 is reported in.
+    fn read(rec: &'r csv::ByteRecord, m: &ColumnMap, problems: &mut Problems) -> Fields<'r> {
+        let mut text = |idx: Option<usize>| field_text(rec, idx, problems);
+        Fields {
+            reference: text(Some(m.reference)).unwrap_or_default(),
+            email: text(Some(m.email)).unwrap_or_default(),
+            name: text(m.name).unwrap_or_default(),
+            amount: text(Some(m.amount)).unwrap_or_default(),
+            outstanding: non_empty(text(m.outstanding)),
+            currency: non_empty(text(m.currency)),
+            due_date: text(Some(m.due_date)).unwrap_or_default(),
+            status: text(m.status).unwrap_or_default(),
+            language: non_empty(text(m.language)),
+            country: non_empty(text(m.country)),
+            customer_type: non_empty(text(m.customer_type)),
+        }
+    }
+}
+
+/// The text of the field at `idx` (see [`Fields`]); `None` for a column the file lacks,
+/// beyond the record's end, or (a problem) not UTF-8.
+fn field_text<'r>(
+    rec: &'r csv::ByteRecord,
+    idx: Option<usize>,
+    problems: &mut Problems,
+) -> Option<Cow<'r, str>> {
+    let idx = idx?;
+    let Ok(s) = std::str::from_utf8(rec.get(idx)?) else {
+        problems.push(
+            idx,
+            "the value is not valid UTF-8 (set csv.encoding)".into(),
+        );
+        return None;
+    };
+    Some(match strip_invisible(s) {
+        Cow::Borrowed(b) => Cow::Borrowed(b.trim()),
+        Cow::Owned(o) => Cow::Owned(o.trim().to_string()),
+    })
+}
+
+/// The text of an optional field, `None` when empty.
+fn non_empty(text: Option<Cow<'_, str>>) -> Option<Cow<'_, str>> {
+    text.filter(|s| !s.is_empty())
+}
+
+/// What one record's fields hold: `None` where a field has a problem or an optional one
+/// is empty. Amounts are in minor units of the currency.
+struct Values {
+    reference: Option<InvoiceRef>,
+    email: Option<EmailAddress>,
+    name: Option<CustomerName>,
+    currency: Option<Currency>,
+    amount: Option<i64>,
+    outstanding: Option<i64>,
+    due_date: Option<NaiveDate>,
+    language: Option<Language>,
+    country: Option<Country>,
+    customer_type: Option<CustomerType>,
+}
+
+/// Why a credit note or zero amount is skipped: only when nothing else is wrong with the
+/// row (the amount included); otherwise it is an ordinary rejection.
+fn skipped(amount: Option<i64>, problems: &Problems) -> Option<String> {
+    let a = amount.filter(|a| *a <= 0 && problems.found.is_empty())?;
+    let what = if a < 0 {
+        "a negative amount (credit note)"
+    } else {
+        "a zero amount"
+    };
+    Some(format!("{what} is not invoiced"))
 }
 
 /// The problems found in one record, in the order they were found.
