@@ -2,6 +2,7 @@
 //! or the list of reasons it was rejected (one per bad column).
 
 use std::borrow::Cow;
+use std::fmt::Display;
 
 use chrono::NaiveDate;
 
@@ -267,218 +268,77 @@ impl<'a> Validator<'a> {
         }
     }
 
-    /// Checks one record.
+    /// Checks one record: its fields' text, the values they hold, the rules between
+    /// columns, then the row they make.
     pub fn check(&self, rec: &csv::ByteRecord) -> Checked {
         if rec.iter().all(|f| f.iter().all(u8::is_ascii_whitespace)) {
             return Checked::Blank;
         }
-        let mut problems = Vec::new();
-        let m = self.map;
-        // Every field without its bidirectional controls and invisible format
-        // characters: what is validated (and stored, and mailed) is what shows.
-        let field = |idx: Option<usize>, problems: &mut Vec<Problem>| -> Option<Cow<'_, str>> {
-            let idx = idx?;
-            match rec.get(idx) {
-                None => None,
-                Some(bytes) => match std::str::from_utf8(bytes) {
-                    Ok(s) => Some(match strip_invisible(s) {
-                        Cow::Borrowed(b) => Cow::Borrowed(b.trim()),
-                        Cow::Owned(o) => Cow::Owned(o.trim().to_string()),
-                    }),
-                    Err(_) => {
-                        problems.push(Problem {
-                            column: m.header(idx).to_string(),
-                            reason: "the value is not valid UTF-8 (set csv.encoding)".into(),
-                        });
-                        None
-                    }
-                },
-            }
-        };
-        let reference = field(Some(m.reference), &mut problems);
-        let email = field(Some(m.email), &mut problems);
-        let name = field(m.name, &mut problems);
-        let amount = field(Some(m.amount), &mut problems);
-        let outstanding = field(m.outstanding, &mut problems);
-        let currency = field(m.currency, &mut problems);
-        let due = field(Some(m.due_date), &mut problems);
-        let status = field(m.status, &mut problems);
-        let language = field(m.language, &mut problems);
-        let country = field(m.country, &mut problems);
-        let customer_type = field(m.customer_type, &mut problems);
-        let reference = reference.as_deref().unwrap_or("");
-        let email = email.as_deref().unwrap_or("");
-        let name = name.as_deref().unwrap_or("");
-        let amount = amount.as_deref().unwrap_or("");
-        let outstanding = outstanding.as_deref().filter(|s| !s.is_empty());
-        let currency = currency.as_deref().filter(|s| !s.is_empty());
-        let due = due.as_deref().unwrap_or("");
-        let status = status.as_deref().unwrap_or("");
-        let language = language.as_deref().filter(|s| !s.is_empty());
-        let country = country.as_deref().filter(|s| !s.is_empty());
-        let customer_type = customer_type.as_deref().filter(|s| !s.is_empty());
+        let mut problems = Problems::new(self.map);
+        let fields = Fields::read(rec, self.map, &mut problems);
+        let values = self.values(&fields, &mut problems);
+        if let Some(why) = skipped(values.amount, &problems) {
+            return Checked::Skipped(why);
+        }
+        self.check_outstanding(&fields, &values, &mut problems);
+        if !problems.found.is_empty() {
+            return Checked::Rejected(problems.found);
+        }
+        self.row(&fields.status, values)
+    }
 
-        let reference = match InvoiceRef::parse(reference) {
-            Ok(r) => Some(r),
-            Err(e) => {
-                push(&mut problems, m, m.reference, e.to_string());
-                None
-            }
-        };
-        let email = match EmailAddress::parse(email) {
-            Ok(e) => Some(e),
-            Err(e) => {
-                push(&mut problems, m, m.email, e.to_string());
-                None
-            }
-        };
-        let name = match CustomerName::parse(name) {
-            Ok(n) => Some(n),
-            Err(e) => {
-                push(
-                    &mut problems,
-                    m,
-                    m.name.unwrap_or(usize::MAX),
-                    e.to_string(),
-                );
-                None
-            }
-        };
-        let currency = match currency.map(Currency::parse).unwrap_or(Ok(Currency::EUR)) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                push(
-                    &mut problems,
-                    m,
-                    m.currency.unwrap_or(usize::MAX),
-                    e.to_string(),
-                );
-                None
-            }
+    /// Reads each field's value, in the order their problems are reported: the currency
+    /// before the amounts it scales.
+    fn values(&self, f: &Fields, problems: &mut Problems) -> Values {
+        let m = self.map;
+        let reference = problems.parse(m.reference, &f.reference, InvoiceRef::parse);
+        let email = problems.parse(m.email, &f.email, EmailAddress::parse);
+        let name = problems.parse(m.name, &f.name, CustomerName::parse);
+        let currency = match f.currency.as_deref() {
+            None => Some(Currency::EUR),
+            Some(c) => problems.parse(m.currency, c, Currency::parse),
         };
         let sep = self.settings.decimal_separator;
         let money_currency = currency.unwrap_or(Currency::EUR);
-        let amount_minor = if amount.is_empty() {
-            push(&mut problems, m, m.amount, "the amount is empty".into());
-            None
-        } else {
-            match Money::parse(amount, sep, money_currency) {
-                Ok(v) => Some(v.minor),
-                Err(e) => {
-                    push(&mut problems, m, m.amount, e.to_string());
-                    None
-                }
-            }
-        };
-        let outstanding_minor = match outstanding {
-            None => None,
-            Some(s) => match Money::parse(s, sep, money_currency) {
-                Ok(v) => Some(v.minor),
-                Err(e) => {
-                    push(
-                        &mut problems,
-                        m,
-                        m.outstanding.unwrap_or(usize::MAX),
-                        e.to_string(),
-                    );
-                    None
-                }
-            },
-        };
-        let due_date = if due.is_empty() {
-            push(&mut problems, m, m.due_date, "the due date is empty".into());
-            None
-        } else {
-            match self.dates.parse(due) {
-                Some(d) => match self.due_range.check(d, due) {
-                    None => Some(d),
-                    Some(why) => {
-                        push(&mut problems, m, m.due_date, why);
-                        None
-                    }
-                },
-                None => {
-                    push(
-                        &mut problems,
-                        m,
-                        m.due_date,
-                        format!(
-                            "{} is not a date in any of the formats {}",
-                            quote(due),
-                            self.settings.date_formats.join(", ")
-                        ),
-                    );
-                    None
-                }
-            }
-        };
-        let language = match language.map(Language::parse).transpose() {
-            Ok(l) => l,
-            Err(e) => {
-                push(
-                    &mut problems,
-                    m,
-                    m.language.unwrap_or(usize::MAX),
-                    e.to_string(),
-                );
-                None
-            }
-        };
-        let country = match country.map(Country::parse).transpose() {
-            Ok(c) => c,
-            Err(e) => {
-                push(
-                    &mut problems,
-                    m,
-                    m.country.unwrap_or(usize::MAX),
-                    e.to_string(),
-                );
-                None
-            }
-        };
-        let customer_type = match customer_type.map(CustomerType::parse).transpose() {
-            Ok(t) => t,
-            Err(e) => {
-                push(
-                    &mut problems,
-                    m,
-                    m.customer_type.unwrap_or(usize::MAX),
-                    e.to_string(),
-                );
-                None
-            }
-        };
-
-        // A credit note or zero amount is skipped whatever else is wrong with it only
-        // when the amount itself is readable; otherwise it is an ordinary rejection.
-        if let Some(a) = amount_minor
-            && a <= 0
-            && problems.is_empty()
-        {
-            let what = if a < 0 {
-                "a negative amount (credit note)"
-            } else {
-                "a zero amount"
-            };
-            return Checked::Skipped(format!("{what} is not invoiced"));
+        let money = |s: &str| Money::parse(s, sep, money_currency).map(|v| v.minor);
+        Values {
+            reference,
+            email,
+            name,
+            currency,
+            amount: problems.required(m.amount, &f.amount, "the amount is empty", money),
+            outstanding: problems.optional(m.outstanding, f.outstanding.as_deref(), money),
+            due_date: problems.required(m.due_date, &f.due_date, "the due date is empty", |s| {
+                self.due_date(s)
+            }),
+            language: problems.optional(m.language, f.language.as_deref(), Language::parse),
+            country: problems.optional(m.country, f.country.as_deref(), Country::parse),
+            customer_type: problems.optional(
+                m.customer_type,
+                f.customer_type.as_deref(),
+                CustomerType::parse,
+            ),
         }
-        if let (Some(a), Some(o)) = (amount_minor, outstanding_minor)
+    }
+
+    /// The rule between columns: the outstanding balance is at most the amount.
+    fn check_outstanding(&self, f: &Fields, v: &Values, problems: &mut Problems) {
+        if let (Some(a), Some(o)) = (v.amount, v.outstanding)
             && o > a
         {
-            push(
-                &mut problems,
-                m,
-                m.outstanding.unwrap_or(usize::MAX),
+            problems.push(
+                self.map.outstanding,
                 format!(
                     "the outstanding balance {} is more than the amount {}",
-                    quote(outstanding.unwrap_or("")),
-                    quote(amount)
+                    quote(f.outstanding.as_deref().unwrap_or("")),
+                    quote(&f.amount)
                 ),
             );
         }
-        if !problems.is_empty() {
-            return Checked::Rejected(problems);
-        }
+    }
+
+    /// The row that values without a problem make; `status` says whether it is paid.
+    fn row(&self, status: &str, v: Values) -> Checked {
         let (
             Some(reference),
             Some(email),
@@ -486,22 +346,24 @@ impl<'a> Validator<'a> {
             Some(currency),
             Some(amount_minor),
             Some(due_date),
-        ) = (reference, email, name, currency, amount_minor, due_date)
+        ) = (
+            v.reference,
+            v.email,
+            v.name,
+            v.currency,
+            v.amount,
+            v.due_date,
+        )
         else {
             // Every None above pushed a problem, so this is unreachable in practice;
             // refuse rather than guess.
             return Checked::Rejected(vec![Problem {
-                column: m.reference_header().to_string(),
+                column: self.map.reference_header().to_string(),
                 reason: "the row could not be read".into(),
             }]);
         };
-
-        let status_paid = !status.is_empty() && {
-            let s = status.to_lowercase();
-            self.paid_values.contains(&s)
-        };
-        let due_minor = outstanding_minor.unwrap_or(amount_minor);
-        let settled = status_paid || due_minor <= 0;
+        let due_minor = v.outstanding.unwrap_or(amount_minor);
+        let settled = self.is_paid(status) || due_minor <= 0;
         let partial = !settled && due_minor < amount_minor;
         Checked::Row(Row {
             reference: reference.as_str().to_string(),
@@ -517,21 +379,193 @@ impl<'a> Validator<'a> {
                     currency,
                 },
                 due_date,
-                language,
-                country,
-                customer_type,
+                language: v.language,
+                country: v.country,
+                customer_type: v.customer_type,
             },
             settled,
             partial,
         })
     }
+
+    /// Whether the status is one of `csv.paid_values` (case-insensitive).
+    fn is_paid(&self, status: &str) -> bool {
+        !status.is_empty() && self.paid_values.contains(&status.to_lowercase())
+    }
+
+    /// The due date `text` holds, or why it is not one CM can take.
+    fn due_date(&self, text: &str) -> Result<NaiveDate, String> {
+        let date = self.dates.parse(text).ok_or_else(|| {
+            format!(
+                "{} is not a date in any of the formats {}",
+                quote(text),
+                self.settings.date_formats.join(", ")
+            )
+        })?;
+        match self.due_range.check(date, text) {
+            None => Ok(date),
+            Some(why) => Err(why),
+        }
+    }
 }
 
-fn push(problems: &mut Vec<Problem>, m: &ColumnMap, idx: usize, reason: String) {
-    problems.push(Problem {
-        column: m.header(idx).to_string(),
-        reason,
-    });
+/// One record's fields as text, without bidirectional controls and invisible format
+/// characters (what is validated, and stored, and mailed, is what shows) and trimmed. A
+/// field that is not there (a column the file lacks, a short record, bytes that are not
+/// UTF-8) is empty text; the `Option` ones are also `None` when empty.
+struct Fields<'r> {
+    reference: Cow<'r, str>,
+    email: Cow<'r, str>,
+    name: Cow<'r, str>,
+    amount: Cow<'r, str>,
+    outstanding: Option<Cow<'r, str>>,
+    currency: Option<Cow<'r, str>>,
+    due_date: Cow<'r, str>,
+    status: Cow<'r, str>,
+    language: Option<Cow<'r, str>>,
+    country: Option<Cow<'r, str>>,
+    customer_type: Option<Cow<'r, str>>,
+}
+
+impl<'r> Fields<'r> {
+    /// Reads the fields in the column map's order, which is the order a field whose bytes
+    /// are not UTF-8 is reported in.
+    fn read(rec: &'r csv::ByteRecord, m: &ColumnMap, problems: &mut Problems) -> Fields<'r> {
+        let mut text = |idx: Option<usize>| field_text(rec, idx, problems);
+        Fields {
+            reference: text(Some(m.reference)).unwrap_or_default(),
+            email: text(Some(m.email)).unwrap_or_default(),
+            name: text(m.name).unwrap_or_default(),
+            amount: text(Some(m.amount)).unwrap_or_default(),
+            outstanding: non_empty(text(m.outstanding)),
+            currency: non_empty(text(m.currency)),
+            due_date: text(Some(m.due_date)).unwrap_or_default(),
+            status: text(m.status).unwrap_or_default(),
+            language: non_empty(text(m.language)),
+            country: non_empty(text(m.country)),
+            customer_type: non_empty(text(m.customer_type)),
+        }
+    }
+}
+
+/// The text of the field at `idx` (see [`Fields`]); `None` for a column the file lacks,
+/// beyond the record's end, or (a problem) not UTF-8.
+fn field_text<'r>(
+    rec: &'r csv::ByteRecord,
+    idx: Option<usize>,
+    problems: &mut Problems,
+) -> Option<Cow<'r, str>> {
+    let idx = idx?;
+    let Ok(s) = std::str::from_utf8(rec.get(idx)?) else {
+        problems.push(
+            idx,
+            "the value is not valid UTF-8 (set csv.encoding)".into(),
+        );
+        return None;
+    };
+    Some(match strip_invisible(s) {
+        Cow::Borrowed(b) => Cow::Borrowed(b.trim()),
+        Cow::Owned(o) => Cow::Owned(o.trim().to_string()),
+    })
+}
+
+/// The text of an optional field, `None` when empty.
+fn non_empty(text: Option<Cow<'_, str>>) -> Option<Cow<'_, str>> {
+    text.filter(|s| !s.is_empty())
+}
+
+/// What one record's fields hold: `None` where a field has a problem or an optional one
+/// is empty. Amounts are in minor units of the currency.
+struct Values {
+    reference: Option<InvoiceRef>,
+    email: Option<EmailAddress>,
+    name: Option<CustomerName>,
+    currency: Option<Currency>,
+    amount: Option<i64>,
+    outstanding: Option<i64>,
+    due_date: Option<NaiveDate>,
+    language: Option<Language>,
+    country: Option<Country>,
+    customer_type: Option<CustomerType>,
+}
+
+/// Why a credit note or zero amount is skipped: only when nothing else is wrong with the
+/// row (the amount included); otherwise it is an ordinary rejection.
+fn skipped(amount: Option<i64>, problems: &Problems) -> Option<String> {
+    let a = amount.filter(|a| *a <= 0 && problems.found.is_empty())?;
+    let what = if a < 0 {
+        "a negative amount (credit note)"
+    } else {
+        "a zero amount"
+    };
+    Some(format!("{what} is not invoiced"))
+}
+
+/// The problems found in one record, in the order they were found.
+struct Problems<'m> {
+    map: &'m ColumnMap,
+    found: Vec<Problem>,
+}
+
+impl<'m> Problems<'m> {
+    fn new(map: &'m ColumnMap) -> Self {
+        Problems {
+            map,
+            found: Vec::new(),
+        }
+    }
+
+    /// Records `reason` against the column at `column` (`?` for one the file lacks).
+    fn push(&mut self, column: impl Into<Option<usize>>, reason: String) {
+        let idx = column.into().unwrap_or(usize::MAX);
+        self.found.push(Problem {
+            column: self.map.header(idx).to_string(),
+            reason,
+        });
+    }
+
+    /// What `parse` reads from `text`, or `None` with its error recorded against `column`.
+    fn parse<T, E: Display>(
+        &mut self,
+        column: impl Into<Option<usize>>,
+        text: &str,
+        parse: impl FnOnce(&str) -> Result<T, E>,
+    ) -> Option<T> {
+        match parse(text) {
+            Ok(value) => Some(value),
+            Err(e) => {
+                self.push(column, e.to_string());
+                None
+            }
+        }
+    }
+
+    /// [`Problems::parse`] for a field that must hold a value: `empty` is the problem
+    /// when there is no text.
+    fn required<T, E: Display>(
+        &mut self,
+        column: usize,
+        text: &str,
+        empty: &str,
+        parse: impl FnOnce(&str) -> Result<T, E>,
+    ) -> Option<T> {
+        if text.is_empty() {
+            self.push(column, empty.to_string());
+            return None;
+        }
+        self.parse(column, text, parse)
+    }
+
+    /// [`Problems::parse`] for a field that may be left out: no text is no value and no
+    /// problem.
+    fn optional<T, E: Display>(
+        &mut self,
+        column: Option<usize>,
+        text: Option<&str>,
+        parse: impl FnOnce(&str) -> Result<T, E>,
+    ) -> Option<T> {
+        self.parse(column, text?, parse)
+    }
 }
 
 /// The first of `formats` that reads `s` as a whole.
@@ -930,5 +964,143 @@ mod tests {
         let p = problems(&["INV-7", "a@example.com"]);
         let cols: Vec<_> = p.iter().map(|p| p.column.as_str()).collect();
         assert_eq!(cols, ["amount", "due_date"]);
+    }
+
+    /// Problems as (column, reason), for comparing whole lists.
+    fn listed(checked: Checked) -> Vec<(String, String)> {
+        match checked {
+            Checked::Rejected(p) => p.into_iter().map(|p| (p.column, p.reason)).collect(),
+            other => panic!("expected a rejection, got {other:?}"),
+        }
+    }
+
+    /// Checks a good row with `changes` (by column name) made to it, in a file that maps
+    /// every column and has them in another order than the checks go.
+    fn check_changed(changes: &[(&str, &[u8])]) -> Checked {
+        const GOOD: &[(&str, &str)] = &[
+            ("customer_type", "b2c"),
+            ("country_code", "NL"),
+            ("status", "open"),
+            ("due_date", "2026-12-01"),
+            ("amount", "10,00"),
+            ("language", "nl"),
+            ("currency", "EUR"),
+            ("outstanding", ""),
+            ("customer_name", "Ann"),
+            ("customer_email", "a@example.com"),
+            ("invoice_reference", "INV-1"),
+        ];
+        let header: Vec<&str> = GOOD.iter().map(|(column, _)| *column).collect();
+        let fields: Vec<&[u8]> = GOOD
+            .iter()
+            .map(|(column, good)| {
+                changes
+                    .iter()
+                    .find(|(changed, _)| changed == column)
+                    .map_or(good.as_bytes(), |(_, value)| *value)
+            })
+            .collect();
+        let s = CsvSettings::default();
+        let m = map_for(&header, &s);
+        Validator::new(&m, &s, 30).check(&csv::ByteRecord::from(fields))
+    }
+
+    #[test]
+    fn problems_in_every_column_are_all_reported_in_order_under_their_names() {
+        assert!(matches!(check_changed(&[]), Checked::Row(_)));
+        let reference = "R".repeat(101);
+        let name = "N".repeat(201);
+        let p = listed(check_changed(&[
+            ("customer_type", b"b2x"),
+            ("country_code", b"ZZ"),
+            ("status", b"open\xff"),
+            ("due_date", b"tomorrow"),
+            ("amount", b"twelve"),
+            ("language", b"xx"),
+            ("currency", b"EURO"),
+            ("outstanding", b"lots"),
+            ("customer_name", name.as_bytes()),
+            ("customer_email", b"not-an-address"),
+            ("invoice_reference", reference.as_bytes()),
+        ]));
+        let cols: Vec<_> = p.iter().map(|(c, _)| c.as_str()).collect();
+        // Bytes that are not text first (in the column map's order), then each value in
+        // the order it is read: the currency before the amounts it scales.
+        assert_eq!(
+            cols,
+            [
+                "status",
+                "invoice_reference",
+                "customer_email",
+                "customer_name",
+                "currency",
+                "amount",
+                "outstanding",
+                "due_date",
+                "language",
+                "country_code",
+                "customer_type",
+            ]
+        );
+        assert_eq!(p[0].1, "the value is not valid UTF-8 (set csv.encoding)");
+        let formats = CsvSettings::default().date_formats.join(", ");
+        assert_eq!(
+            p[7].1,
+            format!("\"tomorrow\" is not a date in any of the formats {formats}")
+        );
+        // Each reason is about its own column's value.
+        for (i, value) in [
+            (1, "\"RRRR"),
+            (2, "\"not-an-address\""),
+            (3, "\"NNNN"),
+            (4, "\"EURO\""),
+            (5, "\"twelve\""),
+            (6, "\"lots\""),
+            (8, "\"xx\""),
+            (9, "\"ZZ\""),
+            (10, "\"b2x\""),
+        ] {
+            assert!(p[i].1.contains(value), "{i}: {:?}", p[i]);
+        }
+    }
+
+    #[test]
+    fn cross_column_problems_come_after_each_columns_own() {
+        let not_text = "the value is not valid UTF-8 (set csv.encoding)";
+        // Bytes that are not text in the column map's order (the file has the status
+        // first); a due date that is not text is also empty; the outstanding balance above
+        // the amount comes last.
+        let p = listed(check_changed(&[
+            ("status", b"\xff"),
+            ("due_date", b"\xff"),
+            ("language", b"xx"),
+            ("outstanding", b"12,00"),
+        ]));
+        let language = "\"xx\" is not an ISO 639-1 language code (two letters, e.g. \"nl\")";
+        let over = "the outstanding balance \"12,00\" is more than the amount \"10,00\"";
+        assert_eq!(
+            p,
+            [
+                ("due_date", not_text),
+                ("status", not_text),
+                ("due_date", "the due date is empty"),
+                ("language", language),
+                ("outstanding", over),
+            ]
+            .map(|(c, r)| (c.to_string(), r.to_string()))
+        );
+        let p = listed(check_changed(&[("amount", b"\xff")]));
+        assert_eq!(
+            p,
+            [("amount", not_text), ("amount", "the amount is empty")]
+                .map(|(c, r)| (c.to_string(), r.to_string()))
+        );
+        // A credit note is skipped only when nothing else is wrong with the row.
+        let p = listed(check_changed(&[("amount", b"-10,00"), ("language", b"xx")]));
+        assert_eq!(p, [("language".to_string(), language.to_string())]);
+        assert!(matches!(
+            check_changed(&[("amount", b"-10,00")]),
+            Checked::Skipped(why) if why == "a negative amount (credit note) is not invoiced"
+        ));
     }
 }
