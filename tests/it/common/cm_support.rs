@@ -1,7 +1,8 @@
 //! Helpers shared by the CM client and sandbox tests: a log capture (to prove what is
 //! never logged), quick retries, a sandbox on a free port, one HTTP client, the settings,
 //! clients and requests the client tests build, and [`Api`]: the two CM APIs behind one
-//! face, for the tests both must pass alike.
+//! face, for the tests both must pass alike and for raw calls to either side of the
+//! sandbox.
 #![allow(dead_code)]
 
 use std::io::Write;
@@ -74,6 +75,16 @@ pub fn http() -> reqwest::Client {
             reqwest::Client::new()
         })
         .clone()
+}
+
+/// GETs `url` (with a bearer token when given); returns status and body text.
+pub async fn http_get(url: &str, token: Option<&str>) -> (u16, String) {
+    let mut req = http().get(url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
 }
 
 /// The client id the client tests' sandboxes accept.
@@ -236,6 +247,71 @@ impl Api {
             Api::PaymentLinks => "currency_code",
             Api::IdealQr => "language",
         }
+    }
+
+    /// A valid create body, as a raw JSON text.
+    pub const fn valid_body(self) -> &'static str {
+        match self {
+            Api::PaymentLinks => {
+                r#"{"amount": 10.00, "currency_code": "EUR", "merchant_reference": "M-1", "invoice_reference": "INV-1", "invoice_due_date": "2022-02-22T22:00:00+00:00", "language_code": "NL", "country_code": "NL"}"#
+            }
+            Api::IdealQr => {
+                r#"{"reference": "INV-1", "amount": 1200, "currency": "EUR", "purchaseId": "INV-1-r1", "description": "Invoice INV-1", "expiresAt": "2099-01-02T15:04:05Z", "reusable": false, "size": 200, "language": "nl", "returnUrl": "https://merchant.example/paid"}"#
+            }
+        }
+    }
+
+    /// [`Api::valid_body`] without `field`, or with `field` set to the JSON `literal` (kept
+    /// verbatim).
+    pub fn with(self, field: &str, literal: Option<&str>) -> String {
+        let mut v: std::collections::BTreeMap<String, Box<serde_json::value::RawValue>> =
+            serde_json::from_str(self.valid_body()).unwrap();
+        v.remove(field);
+        let mut text = serde_json::to_string(&v).unwrap();
+        if let Some(lit) = literal {
+            text.pop();
+            text.push_str(&format!(",\"{field}\":{lit}}}"));
+        }
+        text
+    }
+
+    /// A token from this API's token endpoint at `sb`, for the sandbox's default
+    /// credentials (`sandbox` / `sandbox`), over plain HTTP.
+    pub async fn token(self, sb: &Sandbox) -> String {
+        let resp = http()
+            .post(format!("{}{}", sb.base_url(), self.token_path()))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", "sandbox"),
+                ("client_secret", "sandbox"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{self:?}");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["token_type"], "bearer", "{self:?}");
+        body["access_token"].as_str().unwrap().to_string()
+    }
+
+    /// POSTs a raw JSON body to this API's create endpoint at `sb` over plain HTTP; returns
+    /// the status and the JSON answer (`null` when there is none).
+    pub async fn create_raw(
+        self,
+        sb: &Sandbox,
+        token: &str,
+        body: &str,
+    ) -> (u16, serde_json::Value) {
+        let resp = http()
+            .post(format!("{}{}", sb.base_url(), self.create_path()))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
     }
 
     /// A sandbox for this API's client (see [`sandbox_for`]).
