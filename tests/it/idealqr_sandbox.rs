@@ -508,8 +508,9 @@ async fn simulated_conditions_log_and_counters_cover_the_qr_api() {
     sb.shutdown().await;
 }
 
+/// Both sides of the sandbox, the links and the QR transactions, in one state file.
 #[tokio::test(flavor = "multi_thread")]
-async fn the_state_file_keeps_transactions_across_restarts() {
+async fn the_state_file_keeps_links_and_transactions_across_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("sandbox-state.json");
     let opts = SandboxOptions {
@@ -522,18 +523,18 @@ async fn the_state_file_keeps_transactions_across_restarts() {
     let open = create_ok(&sb, &t, &with("reference", Some("\"INV-2\""))).await;
     let paid_id = paid["id"].as_str().unwrap().to_string();
     assert_eq!(sb.pay_qr(&paid_id), 200);
-    let links_token = Api::PaymentLinks.token(&sb).await;
-    let resp = http()
-        .post(format!("{}/paymentlink/v1.0", sb.base_url()))
-        .bearer_auth(&links_token)
-        .json(&json!({"amount": 10.00, "merchant_reference": "M-1"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201);
+    let links = Api::PaymentLinks;
+    let links_token = links.token(&sb).await;
+    let (status, link) = links
+        .create_raw(&sb, &links_token, links.valid_body())
+        .await;
+    assert_eq!(status, 201, "{link}");
+    let reference = link["ref"].as_str().unwrap().to_string();
+    assert_eq!(sb.pay(&reference), 200);
     let before = sb.qr_transactions();
     let links_before = sb.links();
     sb.shutdown().await;
+    assert!(file.is_file());
     let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert_eq!(leftovers.len(), 1, "no temporary files left behind");
 
@@ -543,7 +544,11 @@ async fn the_state_file_keeps_transactions_across_restarts() {
         before,
         "same transactions, bodies, URLs"
     );
-    assert_eq!(sb.links(), links_before, "and the links beside them");
+    assert_eq!(
+        sb.links(),
+        links_before,
+        "and the links beside them: same bodies, same URIs"
+    );
     let t = API.token(&sb).await;
     let (_, read) = get(
         &format!("{}{QR_TRANSACTIONS}/{paid_id}", sb.base_url()),
@@ -558,15 +563,19 @@ async fn the_state_file_keeps_transactions_across_restarts() {
     )
     .await;
     assert_eq!(read, open, "an open one still reads as created");
+    let links_token = links.token(&sb).await;
+    let url = format!("{}/paymentlink/v1/{reference}", sb.base_url());
+    let (_, read) = get(&url, Some(&links_token)).await;
+    assert_eq!(read["status"], "paid");
+    assert_eq!(read["uri"], link["uri"]);
     sb.shutdown().await;
 
     // A state file from before iDEAL QR (links only) still loads.
     let old = dir.path().join("old.json");
-    let mut links_only: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
-    links_only
-        .as_object_mut()
-        .unwrap()
-        .remove("qr_transactions");
+    // (Raw values, so the links' amount literals are kept as written.)
+    let mut links_only: std::collections::BTreeMap<String, Box<serde_json::value::RawValue>> =
+        serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    links_only.remove("qr_transactions");
     std::fs::write(&old, serde_json::to_vec(&links_only).unwrap()).unwrap();
     let sb = start(SandboxOptions {
         state_file: Some(old),
