@@ -1,67 +1,29 @@
-//! The CM client against the sandbox, over real HTTP on loopback: what CM receives, how
-//! the token is used, how failures are survived, and that secrets stay secret.
+//! The payment link client against the sandbox, over real HTTP on loopback: what CM
+//! receives, how the token is used, and how links are read, changed and throttled. What
+//! it must do alike with the iDEAL QR client (token refresh, rate limits, 503s, refusals,
+//! wrong credentials, secrets) is tested once for both in `cm_apis`.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use invoice_sync::cm::{CmClient, CmError, CreateLink, LinkStatus, PaymentLink, Throttle};
+use invoice_sync::cm::{CmClient, CmError, LinkStatus, PaymentLink};
 use invoice_sync::config::Cm;
-use invoice_sync::sandbox::{self, Sandbox, SandboxOptions};
-use secrecy::SecretString;
+use invoice_sync::sandbox::{Sandbox, SandboxOptions};
 
-use crate::common::cm_support;
-use cm_support::{fast_retries, logs};
+use crate::common::cm_support::{self, Api, link};
 
-const SECRET: &str = "s3cr3t-Never-Show-Me-42";
+const SECRET: &str = Api::PaymentLinks.secret();
 
 async fn sandbox_with(opts: SandboxOptions) -> Sandbox {
-    logs();
-    let opts = SandboxOptions {
-        client_id: "merchant-1".into(),
-        client_secret: SECRET.into(),
-        ..opts
-    };
-    sandbox::start("127.0.0.1:0".parse().unwrap(), opts)
-        .await
-        .expect("sandbox starts")
+    cm_support::sandbox_for(SECRET, opts).await
 }
 
-fn settings(sb: &Sandbox, rps: u32, burst: u32, max_in_flight: usize) -> Cm {
-    Cm {
-        base_url: sb.base_url(),
-        client_id: "merchant-1".into(),
-        requests_per_second: rps,
-        burst,
-        max_in_flight,
-        timeout_seconds: 5,
-        ..Cm::default()
-    }
+fn settings(sb: &Sandbox, max_in_flight: usize) -> Cm {
+    cm_support::cm_settings(&sb.base_url(), max_in_flight)
 }
 
 fn client(sb: &Sandbox) -> CmClient {
-    client_with(settings(sb, 1000, 1000, 16), SECRET)
-}
-
-fn client_with(cm: Cm, secret: &str) -> CmClient {
-    let throttle = Arc::new(Throttle::from_settings(&cm));
-    CmClient::with_parts(&cm, SecretString::from(secret), throttle, fast_retries())
-        .expect("client builds")
-}
-
-fn link(amount_minor: i64, exponent: u8, currency: &str, merchant_reference: &str) -> CreateLink {
-    CreateLink {
-        amount_minor,
-        exponent,
-        currency_code: currency.into(),
-        invoice_reference: "INV-2024-001".into(),
-        invoice_due_date: "2024-05-01T00:00:00+00:00".into(),
-        merchant_reference: merchant_reference.into(),
-        language_code: "NL".into(),
-        country_code: "NL".into(),
-        expiry_date: None,
-        callback_url: None,
-    }
+    cm_support::links_client(&settings(sb, 16), SECRET)
 }
 
 /// Creates `n` links (amounts 1.00, 1.01, ...) with up to `concurrency` at once.
@@ -202,133 +164,6 @@ async fn an_expiring_token_is_replaced_before_it_lapses() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_revoked_token_is_refreshed_once_and_the_call_succeeds() {
-    let sb = sandbox_with(SandboxOptions::default()).await;
-    let cm = client(&sb);
-    let l = cm.create_link(&link(500, 2, "EUR", "R-1")).await.unwrap();
-    sb.revoke_tokens();
-    let second = cm.create_link(&link(600, 2, "EUR", "R-2")).await.unwrap();
-    assert_eq!(sb.counters().tokens_issued, 2);
-    let log: Vec<_> = sb
-        .requests()
-        .into_iter()
-        .map(|r| (r.method, r.path, r.status))
-        .collect();
-    let create = |status| ("POST".to_string(), "/paymentlink/v1.0".to_string(), status);
-    let token = ("POST".to_string(), "/auth/v1/token".to_string(), 200);
-    assert_eq!(
-        log,
-        [token.clone(), create(201), create(401), token, create(201)],
-        "one refusal, one refresh, one retry"
-    );
-    assert_eq!(
-        sb.links().len(),
-        2,
-        "the refused create did not create a link"
-    );
-    assert_ne!(l.reference, second.reference);
-    sb.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn rate_limited_requests_wait_for_retry_after_and_succeed() {
-    // CM allows 2 requests per second; the client is configured too fast on purpose.
-    let sb = sandbox_with(SandboxOptions {
-        rate_limit: Some(2),
-        ..SandboxOptions::default()
-    })
-    .await;
-    let cm = client(&sb);
-    for i in 0..3 {
-        cm.create_link(&link(100, 2, "EUR", &format!("R-{i}")))
-            .await
-            .unwrap();
-    }
-    assert!(sb.counters().rate_limited >= 1);
-    assert_eq!(sb.links().len(), 3, "each create made exactly one link");
-    let log = sb.requests();
-    let refused = log.iter().position(|r| r.status == 429).unwrap();
-    let next = &log[refused + 1];
-    let waited = next.started.duration_since(log[refused].finished);
-    assert!(
-        waited >= Duration::from_millis(950),
-        "Retry-After: 1 honoured, waited {waited:?}"
-    );
-    sb.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn server_errors_are_retried_without_duplicating_links() {
-    let sb = sandbox_with(SandboxOptions {
-        fail_rate: 0.3,
-        ..SandboxOptions::default()
-    })
-    .await;
-    let cm = client(&sb);
-    let results = create_many(&cm, 40, 8).await;
-    for r in &results {
-        assert!(r.is_ok(), "{r:?}");
-    }
-    assert!(sb.counters().server_errors > 0, "failures were simulated");
-    assert_eq!(sb.links().len(), 40, "one link per create, no duplicates");
-    sb.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_refusal_is_permanent_and_carries_cms_message() {
-    let sb = sandbox_with(SandboxOptions::default()).await;
-    let cm = client(&sb);
-    let err = cm
-        .create_link(&link(100, 2, "eur", "R-1"))
-        .await
-        .unwrap_err();
-    match &err {
-        CmError::Permanent { status, message } => {
-            assert_eq!(*status, 400);
-            assert!(message.contains("currency_code"), "{message}");
-        }
-        other => panic!("expected a permanent error, got {other:?}"),
-    }
-    assert!(!err.is_transient());
-    assert!(!err.maybe_applied());
-    let creates = sb
-        .requests()
-        .iter()
-        .filter(|r| r.path == "/paymentlink/v1.0")
-        .count();
-    assert_eq!(creates, 1, "a 400 is not retried");
-    sb.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn wrong_credentials_are_a_permanent_auth_error_without_the_secret() {
-    let sb = sandbox_with(SandboxOptions::default()).await;
-    let wrong = "wrong-Secret-Value-77";
-    let cm = client_with(settings(&sb, 1000, 1000, 4), wrong);
-    let err = cm
-        .create_link(&link(100, 2, "EUR", "R-1"))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, CmError::Auth { .. }), "{err:?}");
-    assert!(!err.is_transient());
-    let text = format!("{err} {err:?}");
-    assert!(text.contains("merchant-1"), "names the client id: {text}");
-    assert!(!text.contains(wrong), "{text}");
-    assert!(!text.contains(SECRET), "{text}");
-    // Known bad credentials are not tried again and again.
-    assert!(cm.check_credentials().await.is_err());
-    assert_eq!(
-        sb.requests()
-            .iter()
-            .filter(|r| r.path == "/auth/v1/token")
-            .count(),
-        1
-    );
-    assert!(sb.links().is_empty());
-    sb.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
 async fn an_unknown_reference_is_not_found() {
     let sb = sandbox_with(SandboxOptions::default()).await;
     let cm = client(&sb);
@@ -399,7 +234,7 @@ async fn never_more_than_max_in_flight_requests_at_cm() {
         ..SandboxOptions::default()
     })
     .await;
-    let cm = client_with(settings(&sb, 1000, 1000, 4), SECRET);
+    let cm = cm_support::links_client(&settings(&sb, 4), SECRET);
     let results = create_many(&cm, 32, 32).await;
     assert!(results.iter().all(Result::is_ok));
     let c = sb.counters();
@@ -415,7 +250,14 @@ async fn the_limiter_holds_the_configured_rate() {
         ..SandboxOptions::default()
     })
     .await;
-    let cm = client_with(settings(&sb, 40, 1, 16), SECRET);
+    let cm = cm_support::links_client(
+        &Cm {
+            requests_per_second: 40,
+            burst: 1,
+            ..settings(&sb, 16)
+        },
+        SECRET,
+    );
     let l = cm.create_link(&link(100, 2, "EUR", "R-0")).await.unwrap();
     let n = 60;
     let start = Instant::now();
@@ -436,46 +278,4 @@ async fn the_limiter_holds_the_configured_rate() {
     let rate = n as f64 / took.as_secs_f64();
     assert!(rate <= 44.0, "achieved {rate:.1}/s in {took:?}");
     sb.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn secrets_and_tokens_never_reach_errors_or_logs() {
-    let sb = sandbox_with(SandboxOptions::default()).await;
-    let cm = client(&sb);
-    let debug = format!("{cm:?}");
-    assert!(!debug.contains(SECRET), "{debug}");
-
-    let l = cm.create_link(&link(100, 2, "EUR", "R-1")).await.unwrap();
-    let mut errors = vec![
-        cm.create_link(&link(100, 2, "EURO", "R-2"))
-            .await
-            .unwrap_err(),
-        cm.get_link("pml-missing").await.unwrap_err(),
-    ];
-    let mut tokens = sb.tokens();
-    sb.revoke_tokens();
-    cm.link_status(&l.reference).await.unwrap();
-    tokens.extend(sb.tokens());
-    assert_eq!(tokens.len(), 2);
-
-    // A server that is gone: transport errors.
-    let dead = client_with(settings(&sb, 1000, 1000, 4), SECRET);
-    sb.shutdown().await;
-    errors.push(dead.get_link("pml-x").await.unwrap_err());
-    assert!(errors.last().unwrap().is_transient(), "{:?}", errors.last());
-
-    let logs = String::from_utf8(logs().lock().unwrap().clone()).unwrap();
-    assert!(logs.contains("CM request"), "debug lines are captured");
-    for e in &errors {
-        let text = format!("{e} {e:?}");
-        assert!(!text.contains(SECRET), "{text}");
-        for t in &tokens {
-            assert!(!text.contains(t.as_str()), "{text}");
-        }
-    }
-    assert!(!logs.contains(SECRET));
-    for t in &tokens {
-        assert!(!logs.contains(t.as_str()));
-    }
-    assert!(!logs.to_ascii_lowercase().contains("bearer "));
 }

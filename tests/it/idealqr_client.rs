@@ -1,6 +1,8 @@
 //! The iDEAL QR client against the sandbox (and, for what the sandbox never does, a stub
 //! CM), over real HTTP on loopback: what CM receives, where the token comes from, how
-//! failures are survived, the QR image, and that secrets stay secret.
+//! failures are survived, and the QR image. What it must do alike with the payment link
+//! client (token refresh, rate limits, 503s, refusals, wrong credentials, secrets) is
+//! tested once for both in `cm_apis`.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,90 +15,24 @@ use invoice_sync::cm::idealqr::{MAX_AMOUNT_CENTS, amount_in_range, purchase_id};
 use invoice_sync::cm::{
     CmClient, CmError, CreateLink, CreateTransaction, IdealQrClient, QrStatus, Throttle,
 };
-use invoice_sync::config::{Cm, IdealQr};
-use invoice_sync::sandbox::{self, Sandbox, SandboxOptions};
+use invoice_sync::sandbox::{Sandbox, SandboxOptions};
 use proptest::prelude::*;
 use secrecy::SecretString;
 
-use crate::common::cm_support;
-use cm_support::{fast_retries, logs};
+use crate::common::cm_support::{
+    self, Api, QR_TOKEN_PATH, QR_TRANSACTIONS, cm_settings, count, fast_retries, link, logs,
+    qr_client, qr_request, qr_settings, request_log,
+};
 
-const SECRET: &str = "qr-S3cret-Never-Show-Me-99";
-const TOKEN_PATH: &str = "/api/v1/authorization/oauth2/token";
-const TRANSACTIONS: &str = "/api/v1/paymentmethods/idealqr/v1/transactions";
+const SECRET: &str = Api::IdealQr.secret();
 
 async fn sandbox_with(opts: SandboxOptions) -> Sandbox {
-    logs();
-    let opts = SandboxOptions {
-        client_id: "merchant-1".into(),
-        client_secret: SECRET.into(),
-        ..opts
-    };
-    sandbox::start("127.0.0.1:0".parse().unwrap(), opts)
-        .await
-        .expect("sandbox starts")
-}
-
-fn cm_settings(base: &str, max_in_flight: usize) -> Cm {
-    Cm {
-        base_url: base.into(),
-        client_id: "merchant-1".into(),
-        requests_per_second: 1000,
-        burst: 1000,
-        max_in_flight,
-        timeout_seconds: 5,
-        ..Cm::default()
-    }
-}
-
-fn qr_settings(base: &str) -> IdealQr {
-    IdealQr {
-        enabled: true,
-        base_url: base.into(),
-        token_url: format!("{base}{TOKEN_PATH}"),
-        client_id: None,
-        size: 300,
-        return_url: Some("https://merchant.example/paid".into()),
-        ..IdealQr::default()
-    }
-}
-
-fn client_for(qr: &IdealQr, cm: &Cm, secret: &str) -> IdealQrClient {
-    let throttle = Arc::new(Throttle::from_settings(cm));
-    IdealQrClient::new(qr, cm, SecretString::from(secret), throttle, fast_retries())
-        .expect("client builds")
+    cm_support::sandbox_for(SECRET, opts).await
 }
 
 fn client(sb: &Sandbox) -> IdealQrClient {
     let base = sb.base_url();
-    client_for(&qr_settings(&base), &cm_settings(&base, 16), SECRET)
-}
-
-fn request(reference: &str, amount_cents: i64) -> CreateTransaction {
-    CreateTransaction {
-        reference: reference.into(),
-        amount_cents,
-        currency: "EUR".into(),
-        purchase_id: purchase_id(reference, 1),
-        description: format!("Invoice {reference}"),
-        expires_at: "2099-05-15T00:00:00+00:00".into(),
-        size: 300,
-        return_url: "https://merchant.example/paid".into(),
-        language: "NL".into(),
-        webhook_url: None,
-    }
-}
-
-/// The requests the sandbox saw, as (method, path, status).
-fn log(sb: &Sandbox) -> Vec<(String, String, u16)> {
-    sb.requests()
-        .into_iter()
-        .map(|r| (r.method, r.path, r.status))
-        .collect()
-}
-
-fn count(sb: &Sandbox, path: &str) -> usize {
-    sb.requests().iter().filter(|r| r.path == path).count()
+    qr_client(&qr_settings(&base), &cm_settings(&base, 16), SECRET)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -104,7 +40,7 @@ async fn create_sends_every_field_as_the_document_says() {
     let sb = sandbox_with(SandboxOptions::default()).await;
     let qr = client(&sb);
     let reference = "2024/Factuur #0001 — a reference far longer than thirty-five";
-    let mut req = request(reference, 123_456);
+    let mut req = qr_request(reference, 123_456);
     req.webhook_url = Some("https://merchant.example/invoice-sync/callback?qr=1".into());
     let created = qr.create_transaction(&req).await.unwrap();
 
@@ -153,22 +89,25 @@ async fn create_sends_every_field_as_the_document_says() {
     );
 
     // Without a webhook URL, no webhooks at all (not an empty list, not null).
-    let plain = qr.create_transaction(&request("INV-2", 1)).await.unwrap();
+    let plain = qr
+        .create_transaction(&qr_request("INV-2", 1))
+        .await
+        .unwrap();
     let seen = sb.qr_transaction(&plain.id).unwrap();
     assert_eq!(seen.fields["purchaseId"], "\"INV-2-r1\"");
     assert_eq!(seen.fields["amount"], "1");
     for absent in ["webhooks", "null"] {
         assert!(!seen.created_with.contains(absent), "{}", seen.created_with);
     }
-    let creates: Vec<_> = log(&sb)
+    let creates: Vec<_> = request_log(&sb)
         .into_iter()
-        .filter(|(_, p, _)| p == TRANSACTIONS)
+        .filter(|(_, p, _)| p == QR_TRANSACTIONS)
         .collect();
     assert_eq!(
         creates,
         [
-            ("POST".to_string(), TRANSACTIONS.to_string(), 201),
-            ("POST".to_string(), TRANSACTIONS.to_string(), 201)
+            ("POST".to_string(), QR_TRANSACTIONS.to_string(), 201),
+            ("POST".to_string(), QR_TRANSACTIONS.to_string(), 201)
         ]
     );
     sb.shutdown().await;
@@ -182,7 +121,7 @@ async fn the_token_comes_from_the_qr_token_url_and_is_reused() {
         .map(|i| {
             let qr = qr.clone();
             async move {
-                qr.create_transaction(&request(&format!("INV-{i}"), 100 + i))
+                qr.create_transaction(&qr_request(&format!("INV-{i}"), 100 + i))
                     .await
             }
         })
@@ -193,7 +132,7 @@ async fn the_token_comes_from_the_qr_token_url_and_is_reused() {
         let t = r.as_ref().unwrap();
         assert_eq!(qr.get_transaction(&t.id).await.unwrap().id, t.id);
     }
-    assert_eq!(count(&sb, TOKEN_PATH), 1, "one token for 24 calls");
+    assert_eq!(count(&sb, QR_TOKEN_PATH), 1, "one token for 24 calls");
     assert_eq!(count(&sb, "/auth/v1/token"), 0, "not the payment link one");
     assert_eq!(sb.counters().tokens_issued, 1);
 
@@ -202,9 +141,9 @@ async fn the_token_comes_from_the_qr_token_url_and_is_reused() {
     let base = sb.base_url();
     let mut wrong = qr_settings(&base);
     wrong.token_url = format!("{base}/auth/v1/token");
-    let misdirected = client_for(&wrong, &cm_settings(&base, 4), SECRET);
+    let misdirected = qr_client(&wrong, &cm_settings(&base, 4), SECRET);
     let err = misdirected
-        .create_transaction(&request("INV-X", 100))
+        .create_transaction(&qr_request("INV-X", 100))
         .await
         .unwrap_err();
     assert!(matches!(err, CmError::Auth { .. }), "{err:?}");
@@ -219,7 +158,7 @@ async fn credentials_default_to_cm_and_can_be_their_own() {
     let mut own = qr_settings(&base);
     own.client_id = Some("qr-merchant".into());
     // The sandbox knows only merchant-1: a separate id is sent, and refused.
-    let qr = client_for(&own, &cm_settings(&base, 4), SECRET);
+    let qr = qr_client(&own, &cm_settings(&base, 4), SECRET);
     let err = qr.check_credentials().await.unwrap_err();
     match &err {
         CmError::Auth { client_id, message } => {
@@ -228,121 +167,11 @@ async fn credentials_default_to_cm_and_can_be_their_own() {
         }
         other => panic!("{other:?}"),
     }
-    // Wrong secret: named client id, no secret anywhere, asked once.
-    let wrong = "wrong-Secret-Value-77";
-    let qr = client_for(&qr_settings(&base), &cm_settings(&base, 4), wrong);
-    let err = qr
-        .create_transaction(&request("INV-1", 100))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, CmError::Auth { .. }), "{err:?}");
-    let text = format!("{err} {err:?}");
-    assert!(text.contains("merchant-1"), "{text}");
-    assert!(!text.contains(wrong) && !text.contains(SECRET), "{text}");
-    assert!(qr.check_credentials().await.is_err());
-    assert_eq!(count(&sb, TOKEN_PATH), 2, "one refusal each, not retried");
+    assert_eq!(count(&sb, QR_TOKEN_PATH), 1, "one refusal, not retried");
+    // (A wrong secret with the [cm] id: `cm_apis`.)
     // The [cm] id by default works.
     client(&sb).check_credentials().await.unwrap();
     assert!(sb.qr_transactions().is_empty());
-    sb.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_revoked_token_is_refreshed_once_and_the_call_succeeds() {
-    let sb = sandbox_with(SandboxOptions::default()).await;
-    let qr = client(&sb);
-    qr.create_transaction(&request("INV-1", 500)).await.unwrap();
-    sb.revoke_tokens();
-    qr.create_transaction(&request("INV-2", 600)).await.unwrap();
-    let token = ("POST".to_string(), TOKEN_PATH.to_string(), 200);
-    let create = |status| ("POST".to_string(), TRANSACTIONS.to_string(), status);
-    assert_eq!(
-        log(&sb),
-        [token.clone(), create(201), create(401), token, create(201)],
-        "one refusal, one refresh, one retry"
-    );
-    assert_eq!(
-        sb.qr_transactions().len(),
-        2,
-        "the refused create made none"
-    );
-    sb.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn rate_limits_and_unavailability_are_survived_without_duplicates() {
-    let sb = sandbox_with(SandboxOptions {
-        rate_limit: Some(2),
-        ..SandboxOptions::default()
-    })
-    .await;
-    let qr = client(&sb);
-    for i in 0..3 {
-        qr.create_transaction(&request(&format!("INV-{i}"), 100))
-            .await
-            .unwrap();
-    }
-    assert!(sb.counters().rate_limited >= 1);
-    assert_eq!(sb.qr_transactions().len(), 3, "one transaction per create");
-    let log = sb.requests();
-    let refused = log.iter().position(|r| r.status == 429).unwrap();
-    let waited = log[refused + 1]
-        .started
-        .duration_since(log[refused].finished);
-    assert!(waited >= Duration::from_millis(950), "{waited:?}");
-    sb.shutdown().await;
-
-    let sb = sandbox_with(SandboxOptions {
-        fail_rate: 0.3,
-        ..SandboxOptions::default()
-    })
-    .await;
-    let qr = client(&sb);
-    let results = futures_util::stream::iter(0..24)
-        .map(|i| {
-            let qr = qr.clone();
-            async move {
-                let t = qr
-                    .create_transaction(&request(&format!("INV-{i}"), 100 + i))
-                    .await?;
-                qr.get_transaction(&t.id).await
-            }
-        })
-        .buffer_unordered(8)
-        .collect::<Vec<_>>()
-        .await;
-    for r in &results {
-        assert!(r.is_ok(), "{r:?}");
-    }
-    assert!(sb.counters().server_errors > 0, "503s were simulated");
-    assert_eq!(sb.qr_transactions().len(), 24, "no duplicates");
-    sb.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_refusal_is_permanent_and_carries_cms_message() {
-    let sb = sandbox_with(SandboxOptions::default()).await;
-    let qr = client(&sb);
-    let mut req = request("INV-1", 100);
-    req.language = "dutch".into(); // left for CM to judge
-    let err = qr.create_transaction(&req).await.unwrap_err();
-    match &err {
-        CmError::Permanent {
-            status: 400,
-            message,
-        } => {
-            assert!(message.contains("language"), "{message}")
-        }
-        other => panic!("expected a permanent 400, got {other:?}"),
-    }
-    assert!(!err.is_transient() && !err.maybe_applied());
-    assert_eq!(count(&sb, TRANSACTIONS), 1, "a 400 is not retried");
-
-    let missing = qr
-        .get_transaction("00000000-0000-0000-0000-000000000000")
-        .await
-        .unwrap_err();
-    assert!(missing.is_not_found(), "{missing:?}");
     sb.shutdown().await;
 }
 
@@ -366,7 +195,7 @@ async fn what_the_document_forbids_is_refused_before_sending() {
         ("EUR", |t| t.currency = "USD".into()),
     ];
     for (field, change) in cases {
-        let mut req = request("INV-1", 100);
+        let mut req = qr_request("INV-1", 100);
         change(&mut req);
         match qr.create_transaction(&req).await {
             Err(CmError::Invalid(m)) => assert!(m.contains(field), "{field}: {m}"),
@@ -382,7 +211,7 @@ async fn what_the_document_forbids_is_refused_before_sending() {
         "nothing was sent, not even a token"
     );
     // The edges are allowed.
-    let mut edge = request("r", MAX_AMOUNT_CENTS);
+    let mut edge = qr_request("r", MAX_AMOUNT_CENTS);
     edge.description = "é".repeat(255);
     edge.size = 2000;
     edge.purchase_id = "p".repeat(35);
@@ -395,7 +224,7 @@ async fn get_follows_the_status_and_drops_the_qr_when_not_open() {
     let sb = sandbox_with(SandboxOptions::default()).await;
     let qr = client(&sb);
     let t = qr
-        .create_transaction(&request("INV-1", 2500))
+        .create_transaction(&qr_request("INV-1", 2500))
         .await
         .unwrap();
     let open = qr.get_transaction(&t.id).await.unwrap();
@@ -407,13 +236,16 @@ async fn get_follows_the_status_and_drops_the_qr_when_not_open() {
     assert_eq!(paid.qr_url, None, "action only while OPEN");
     assert_eq!(paid.amount_cents, Some(2500));
 
-    let c = qr.create_transaction(&request("INV-2", 100)).await.unwrap();
+    let c = qr
+        .create_transaction(&qr_request("INV-2", 100))
+        .await
+        .unwrap();
     assert_eq!(sb.end_qr(&c.id, "CANCELLED"), 200);
     assert_eq!(
         qr.get_transaction(&c.id).await.unwrap().status,
         QrStatus::Cancelled
     );
-    let mut old = request("INV-3", 100);
+    let mut old = qr_request("INV-3", 100);
     old.expires_at = "2020-01-01T00:00:00Z".into();
     let e = qr.create_transaction(&old).await.unwrap();
     assert_eq!(
@@ -452,7 +284,7 @@ async fn the_qr_image_is_a_png_of_about_the_asked_size_that_scans() {
     let sb = sandbox_with(SandboxOptions::default()).await;
     let qr = client(&sb);
     for size in [100, 300, 1000] {
-        let mut req = request(&format!("INV-{size}"), 100);
+        let mut req = qr_request(&format!("INV-{size}"), 100);
         req.size = size;
         let t = qr.create_transaction(&req).await.unwrap();
         let png = qr.fetch_qr_png(t.qr_url.as_deref().unwrap()).await.unwrap();
@@ -515,7 +347,7 @@ async fn stub() -> Stub {
             }),
         )
         .route(
-            TRANSACTIONS,
+            QR_TRANSACTIONS,
             post({
                 let creates = creates.clone();
                 move || async move {
@@ -525,7 +357,7 @@ async fn stub() -> Stub {
             }),
         )
         .route(
-            &format!("{TRANSACTIONS}/{{id}}"),
+            &format!("{QR_TRANSACTIONS}/{{id}}"),
             get({
                 let gets = gets.clone();
                 move || async move {
@@ -585,7 +417,7 @@ fn include_png() -> Vec<u8> {
 fn stub_client(stub: &Stub) -> IdealQrClient {
     let mut qr = qr_settings(&stub.base);
     qr.token_url = format!("{}/token", stub.base);
-    client_for(&qr, &cm_settings(&stub.base, 4), SECRET)
+    qr_client(&qr, &cm_settings(&stub.base, 4), SECRET)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -593,7 +425,7 @@ async fn a_create_that_may_have_been_applied_is_not_sent_again() {
     let stub = stub().await;
     let qr = stub_client(&stub);
     let err = qr
-        .create_transaction(&request("INV-1", 100))
+        .create_transaction(&qr_request("INV-1", 100))
         .await
         .unwrap_err();
     assert!(err.is_transient(), "{err:?}");
@@ -667,16 +499,8 @@ async fn both_clients_share_one_throttle() {
         async move {
             links
                 .create_link(&CreateLink {
-                    amount_minor: 100,
-                    exponent: 2,
-                    currency_code: "EUR".into(),
                     invoice_reference: format!("INV-{i}"),
-                    invoice_due_date: "2024-05-01T00:00:00+00:00".into(),
-                    merchant_reference: format!("INV-{i}/1"),
-                    language_code: "NL".into(),
-                    country_code: "NL".into(),
-                    expiry_date: None,
-                    callback_url: None,
+                    ..link(100, 2, "EUR", &format!("INV-{i}/1"))
                 })
                 .await
                 .map(|_| ())
@@ -685,7 +509,7 @@ async fn both_clients_share_one_throttle() {
     let qr_calls = (0..8).map(|i| {
         let qr = qr.clone();
         async move {
-            qr.create_transaction(&request(&format!("INV-{i}"), 100))
+            qr.create_transaction(&qr_request(&format!("INV-{i}"), 100))
                 .await
                 .map(|_| ())
         }
@@ -698,48 +522,6 @@ async fn both_clients_share_one_throttle() {
     assert_eq!(sb.counters().max_concurrent, 3, "{:?}", sb.counters());
     assert_eq!(sb.counters().tokens_issued, 2, "one token per API");
     sb.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn secrets_and_tokens_never_reach_errors_debug_or_logs() {
-    let sb = sandbox_with(SandboxOptions::default()).await;
-    let qr = client(&sb);
-    let debug = format!("{qr:?}");
-    assert!(!debug.contains(SECRET), "{debug}");
-    assert!(debug.contains("merchant-1"), "{debug}");
-
-    let t = qr.create_transaction(&request("INV-1", 100)).await.unwrap();
-    let mut bad = request("INV-2", 100);
-    bad.language = "dutch".into();
-    let mut errors = vec![
-        qr.create_transaction(&bad).await.unwrap_err(),
-        qr.get_transaction("missing").await.unwrap_err(),
-    ];
-    let mut tokens = sb.tokens();
-    sb.revoke_tokens();
-    qr.get_transaction(&t.id).await.unwrap();
-    tokens.extend(sb.tokens());
-    assert_eq!(tokens.len(), 2);
-
-    let dead = client(&sb);
-    sb.shutdown().await;
-    errors.push(dead.get_transaction(&t.id).await.unwrap_err());
-    assert!(errors.last().unwrap().is_transient());
-
-    let logs = String::from_utf8(logs().lock().unwrap().clone()).unwrap();
-    assert!(logs.contains("CM request"), "debug lines are captured");
-    for e in &errors {
-        let text = format!("{e} {e:?}");
-        assert!(!text.contains(SECRET), "{text}");
-        for t in &tokens {
-            assert!(!text.contains(t.as_str()), "{text}");
-        }
-    }
-    assert!(!logs.contains(SECRET));
-    for t in &tokens {
-        assert!(!logs.contains(t.as_str()));
-    }
-    assert!(!logs.to_ascii_lowercase().contains("bearer "));
 }
 
 #[test]

@@ -221,17 +221,7 @@ fn a_replaced_invoice_withdraws_its_qr_which_is_still_followed() {
     // the customer scans the old, withdrawn code anyway: the payment is still seen
     assert_eq!(host.sb().pay_qr(&old.id), 200);
     make_due(&env);
-    let r = env.run(&["run"]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    let inv = env.invoice("R-1");
-    assert_eq!(inv["state"], "paid", "{inv}");
-    assert!(
-        inv["last_error"]
-            .as_str()
-            .unwrap()
-            .contains("earlier revision"),
-        "{inv}"
-    );
+    env.run_and_see_paid_by_an_earlier_revision("R-1");
 }
 
 #[test]

@@ -25,15 +25,26 @@ fn report_lines(env: &TestEnv, file: &str) -> Vec<csv::StringRecord> {
         .collect()
 }
 
-fn six_open(env: &TestEnv) {
-    let rows: Vec<(String, String)> = (1..=6)
-        .map(|i| (format!("INV-{i}"), format!("c{i}@example.com")))
+/// INV-1 to INV-`n` at `c<i>@example.com` (`email_of_2` for INV-2 when given), 10,00 each.
+fn invoices(n: usize, email_of_2: Option<&str>) -> String {
+    let rows: Vec<(String, String)> = (1..=n)
+        .map(|i| {
+            let email = match (i, email_of_2) {
+                (2, Some(e)) => e.to_string(),
+                _ => format!("c{i}@example.com"),
+            };
+            (format!("INV-{i}"), email)
+        })
         .collect();
     let rows: Vec<_> = rows
         .iter()
         .map(|(r, e)| (r.as_str(), e.as_str(), "N", "10,00", "2099-12-01"))
         .collect();
-    env.drop_file("1.csv", default_csv(&rows));
+    default_csv(&rows)
+}
+
+fn six_open(env: &TestEnv) {
+    env.drop_file("1.csv", invoices(6, None));
     assert_eq!(env.run(&["run"]).code, 0);
 }
 
@@ -45,16 +56,7 @@ fn a_snapshot_with_a_rejected_row_settles_nothing() {
     let env = env_with(&host, "[csv]\nsettlement = \"snapshot\"\n");
     six_open(&env);
     // INV-2's address is mistyped, INV-6 was paid by bank transfer (missing).
-    env.drop_file(
-        "2.csv",
-        default_csv(&[
-            ("INV-1", "c1@example.com", "N", "10,00", "2099-12-01"),
-            ("INV-2", "c2@example", "N", "10,00", "2099-12-01"),
-            ("INV-3", "c3@example.com", "N", "10,00", "2099-12-01"),
-            ("INV-4", "c4@example.com", "N", "10,00", "2099-12-01"),
-            ("INV-5", "c5@example.com", "N", "10,00", "2099-12-01"),
-        ]),
-    );
+    env.drop_file("2.csv", invoices(5, Some("c2@example")));
     let r = env.run(&["run"]);
     assert_eq!(r.code, 3, "{}", r.stderr);
     assert!(r.stderr.contains("snapshot"), "says why: {}", r.stderr);
@@ -65,16 +67,7 @@ fn a_snapshot_with_a_rejected_row_settles_nothing() {
     }
     assert!(host.sb().links().iter().all(|l| l.active));
     // The fixed export settles what is really missing.
-    env.drop_file(
-        "3.csv",
-        default_csv(&[
-            ("INV-1", "c1@example.com", "N", "10,00", "2099-12-01"),
-            ("INV-2", "c2@example.com", "N", "10,00", "2099-12-01"),
-            ("INV-3", "c3@example.com", "N", "10,00", "2099-12-01"),
-            ("INV-4", "c4@example.com", "N", "10,00", "2099-12-01"),
-            ("INV-5", "c5@example.com", "N", "10,00", "2099-12-01"),
-        ]),
-    );
+    env.drop_file("3.csv", invoices(5, None));
     assert_eq!(env.run(&["run"]).code, 0);
     assert_eq!(env.invoice("INV-6")["state"], "settled_elsewhere");
     assert_eq!(env.invoice("INV-2")["state"], "open");

@@ -235,60 +235,56 @@ async fn a_wrong_password_keeps_mail_queued_and_never_shows_the_password() {
     assert!(server.logins_refused() >= 1);
 }
 
-#[tokio::test]
-async fn starttls_trusts_the_private_ca_from_smtp_ca_file() {
-    let server = SmtpServer::builder().starttls().start();
-    let cfg = server.email_config();
-    assert_eq!(cfg.smtp_tls, SmtpTls::Starttls);
-    sender(&cfg)
-        .send(&mail_for(&cfg, "jan@customer.example"))
+/// Sends one mail to `jan@customer.example` with a sender of its own for `cfg`.
+async fn send_one(cfg: &Email) -> Result<(), SendError> {
+    sender(cfg)
+        .send(&mail_for(cfg, "jan@customer.example"))
         .await
-        .unwrap();
-    assert_eq!(server.message_count(), 1);
-
-    // Without the CA the certificate is unknown: refused, and the mail stays queued.
-    let untrusting = Email {
-        smtp_ca_file: None,
-        ..server.email_config()
-    };
-    let err = sender(&untrusting)
-        .send(&mail_for(&cfg, "jan@customer.example"))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, SendError::Transient(_)), "{err:?}");
-    assert_eq!(server.message_count(), 1);
 }
 
+/// STARTTLS and implicit TLS each deliver when the private CA of `smtp_ca_file` vouches
+/// for the relay's certificate; without it the certificate is unknown: refused, the mail
+/// stays queued (transient) and nothing is sent.
 #[tokio::test]
-async fn starttls_is_required_not_opportunistic() {
-    // A plain server that does not offer STARTTLS: no mail may go out in clear text.
-    let server = SmtpServer::start();
-    let cfg = Email {
-        smtp_tls: SmtpTls::Starttls,
-        ..server.email_config()
-    };
-    let err = sender(&cfg)
-        .send(&mail_for(&cfg, "jan@customer.example"))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, SendError::Transient(_)), "{err:?}");
-    assert_eq!(server.message_count(), 0);
+async fn tls_delivers_and_trusts_only_the_private_ca_from_smtp_ca_file() {
+    type Tls = fn(smtp::SmtpServerBuilder) -> smtp::SmtpServerBuilder;
+    let cases: [(SmtpTls, Tls); 2] = [
+        (SmtpTls::Starttls, |b| b.starttls()),
+        (SmtpTls::Tls, |b| b.implicit_tls()),
+    ];
+    for (tls, serve) in cases {
+        let server = serve(SmtpServer::builder()).start();
+        let cfg = server.email_config();
+        assert_eq!(cfg.smtp_tls, tls);
+        send_one(&cfg).await.unwrap();
+        assert_eq!(server.message_count(), 1, "{tls:?}");
+        let untrusting = Email {
+            smtp_ca_file: None,
+            ..cfg
+        };
+        let err = send_one(&untrusting).await.unwrap_err();
+        assert!(matches!(err, SendError::Transient(_)), "{tls:?}: {err:?}");
+        assert_eq!(server.message_count(), 1, "{tls:?}");
+    }
 }
 
+/// A plain server offers neither STARTTLS nor TLS: with either required, no mail may go
+/// out in clear text, and the send fails transiently.
 #[tokio::test]
-async fn implicit_tls_against_a_plain_server_fails_transiently() {
-    let server = SmtpServer::start();
-    let cfg = Email {
-        smtp_tls: SmtpTls::Tls,
-        smtp_timeout_seconds: 2,
-        ..server.email_config()
-    };
-    let err = sender(&cfg)
-        .send(&mail_for(&cfg, "jan@customer.example"))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, SendError::Transient(_)), "{err:?}");
-    assert_eq!(server.message_count(), 0);
+async fn tls_is_required_not_opportunistic() {
+    // Implicit TLS waits for a handshake the plain server never starts: a short timeout.
+    for (tls, timeout) in [(SmtpTls::Starttls, None), (SmtpTls::Tls, Some(2))] {
+        let server = SmtpServer::start();
+        let plain = server.email_config();
+        let cfg = Email {
+            smtp_tls: tls,
+            smtp_timeout_seconds: timeout.unwrap_or(plain.smtp_timeout_seconds),
+            ..plain
+        };
+        let err = send_one(&cfg).await.unwrap_err();
+        assert!(matches!(err, SendError::Transient(_)), "{tls:?}: {err:?}");
+        assert_eq!(server.message_count(), 0, "{tls:?}");
+    }
 }
 
 #[tokio::test]
@@ -804,27 +800,4 @@ async fn no_mail_waits_for_a_delayed_ack_plain_starttls_or_implicit_tls() {
         assert_eq!(server.message_count(), 61, "{label}");
         assert_eq!(server.connections(), 1, "{label}");
     }
-}
-
-#[tokio::test]
-async fn implicit_tls_delivers_and_checks_the_certificate() {
-    let server = SmtpServer::builder().implicit_tls().start();
-    let cfg = server.email_config();
-    assert_eq!(cfg.smtp_tls, SmtpTls::Tls);
-    sender(&cfg)
-        .send(&mail_for(&cfg, "jan@customer.example"))
-        .await
-        .unwrap();
-    assert_eq!(server.message_count(), 1);
-    // Without the private CA the certificate is not trusted: transient, nothing sent.
-    let untrusted = Email {
-        smtp_ca_file: None,
-        ..cfg
-    };
-    let err = sender(&untrusted)
-        .send(&mail_for(&untrusted, "jan@customer.example"))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, SendError::Transient(_)), "{err:?}");
-    assert_eq!(server.message_count(), 1);
 }

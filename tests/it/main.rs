@@ -7,6 +7,7 @@ mod common;
 
 mod artifact;
 mod check;
+mod cm_apis;
 mod cm_client;
 mod cm_faults;
 mod daemon;

@@ -138,17 +138,7 @@ fn a_link_paid_before_its_replacement_is_recorded_as_paid() {
         "b.csv",
         "invoice_reference,customer_email,amount,due_date\nP-000,c0@example.com,99.00,2099-12-01\n",
     );
-    let r = env.run(&["run"]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    let inv = env.invoice("P-000");
-    assert_eq!(inv["state"], "paid", "{inv}");
-    assert!(
-        inv["last_error"]
-            .as_str()
-            .unwrap()
-            .contains("earlier revision"),
-        "{inv}"
-    );
+    env.run_and_see_paid_by_an_earlier_revision("P-000");
     assert_eq!(
         host.links_for("P-000").len(),
         1,

@@ -10,8 +10,32 @@ use std::time::Duration;
 use common::{SandboxHost, TestEnv, default_csv};
 use invoice_sync::sandbox::{Faults, Misroute, SandboxOptions};
 
-fn env_with(host: &SandboxHost, extra: &str) -> TestEnv {
-    TestEnv::new(&common::merge_toml(&host.cm_toml(), extra))
+/// A sandbox, and an installation with `extra` settings and invoice INV-1 in its inbox.
+fn one_invoice(extra: &str) -> (SandboxHost, TestEnv) {
+    let host = SandboxHost::start(SandboxOptions::default());
+    let env = TestEnv::new(&common::merge_toml(&host.cm_toml(), extra));
+    env.drop_file(
+        "a.csv",
+        default_csv(&[("INV-1", "a@example.com", "Ann", "10,00", "2099-12-01")]),
+    );
+    (host, env)
+}
+
+/// The sandbox's `PATCH`es answered by `fault` (creates work).
+fn patches_fail(host: &SandboxHost, fault: Misroute) {
+    host.sb().set_faults(Faults {
+        api: Some(fault),
+        api_method: Some("PATCH".into()),
+        ..Faults::default()
+    });
+}
+
+/// INV-1's links a customer could pay now.
+fn payable(host: &SandboxHost) -> Vec<invoice_sync::sandbox::LinkRecord> {
+    host.links_for("INV-1")
+        .into_iter()
+        .filter(|l| l.payable)
+        .collect()
 }
 
 fn expiry(l: &invoice_sync::sandbox::LinkRecord) -> String {
@@ -22,12 +46,7 @@ fn expiry(l: &invoice_sync::sandbox::LinkRecord) -> String {
 /// more link; after three slow cycles an invoice had four live, payable links.
 #[test]
 fn links_whose_answer_was_lost_lapse_and_one_payable_link_remains() {
-    let host = SandboxHost::start(SandboxOptions::default());
-    let env = env_with(&host, "[cm]\ntimeout_seconds = 1\n");
-    env.drop_file(
-        "a.csv",
-        default_csv(&[("INV-1", "a@example.com", "Ann", "10,00", "2099-12-01")]),
-    );
+    let (host, env) = one_invoice("[cm]\ntimeout_seconds = 1\n");
     host.sb().set_faults(Faults {
         late_answers: Duration::from_millis(1600),
         ..Faults::default()
@@ -86,11 +105,7 @@ fn links_whose_answer_was_lost_lapse_and_one_payable_link_remains() {
     // Once the provisional window has passed, exactly one link can be paid: the one the
     // merchant knows of.
     host.sb().advance_clock(Duration::from_secs(49 * 3600));
-    let payable: Vec<_> = host
-        .links_for("INV-1")
-        .into_iter()
-        .filter(|l| l.payable)
-        .collect();
+    let payable = payable(&host);
     assert_eq!(payable.len(), 1);
     assert_eq!(payable[0].reference, recorded.reference);
     for l in host.links_for("INV-1") {
@@ -106,18 +121,9 @@ fn links_whose_answer_was_lost_lapse_and_one_payable_link_remains() {
 
 #[test]
 fn no_mail_announces_a_link_before_its_real_expiry_is_set() {
-    let host = SandboxHost::start(SandboxOptions::default());
-    let env = env_with(&host, "[cm]\nlink_expiry_days_after_due = 14\n");
-    env.drop_file(
-        "a.csv",
-        default_csv(&[("INV-1", "a@example.com", "Ann", "10,00", "2099-12-01")]),
-    );
+    let (host, env) = one_invoice("[cm]\nlink_expiry_days_after_due = 14\n");
     // Creates work, the PATCH that sets the real expiry reaches a gateway's page.
-    host.sb().set_faults(Faults {
-        api: Some(Misroute::NotFoundPage),
-        api_method: Some("PATCH".into()),
-        ..Faults::default()
-    });
+    patches_fail(&host, Misroute::NotFoundPage);
     let r = env.run(&["run"]);
     assert_eq!(r.code, 3, "{}", r.stderr);
     let inv = env.invoice("INV-1");
@@ -142,17 +148,8 @@ fn no_mail_announces_a_link_before_its_real_expiry_is_set() {
 
 #[test]
 fn a_recorded_link_that_lapsed_unextended_is_replaced_not_expired() {
-    let host = SandboxHost::start(SandboxOptions::default());
-    let env = env_with(&host, "[cm]\nprovisional_expiry_hours = 1\n");
-    env.drop_file(
-        "a.csv",
-        default_csv(&[("INV-1", "a@example.com", "Ann", "10,00", "2099-12-01")]),
-    );
-    host.sb().set_faults(Faults {
-        api: Some(Misroute::Redirect),
-        api_method: Some("PATCH".into()),
-        ..Faults::default()
-    });
+    let (host, env) = one_invoice("[cm]\nprovisional_expiry_hours = 1\n");
+    patches_fail(&host, Misroute::Redirect);
     assert_eq!(env.run(&["run"]).code, 3);
     // Make the recorded provisional expiry pass, as if the PATCH had failed for hours.
     env.db()
@@ -168,11 +165,7 @@ fn a_recorded_link_that_lapsed_unextended_is_replaced_not_expired() {
     let inv = env.invoice("INV-1");
     assert_eq!(inv["state"], "open", "{inv}");
     assert_eq!(inv["link_active"], true, "{inv}");
-    let payable: Vec<_> = host
-        .links_for("INV-1")
-        .into_iter()
-        .filter(|l| l.payable)
-        .collect();
+    let payable = payable(&host);
     assert_eq!(payable.len(), 1);
     assert_eq!(serde_json::json!(payable[0].reference), inv["link_ref"]);
     assert_eq!(

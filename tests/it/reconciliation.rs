@@ -431,11 +431,16 @@ fn a_day_without_payments_carries_every_currencys_balance_on() {
          U-1,u@example.com,Uma,99.99,USD,2030-12-20\n",
     );
     assert_eq!(at(&env, "2030-12-02T10:00:00Z", &["run"]).code, 0);
+    // `--new` at the end of `day`: validated, well formed; its statements (and the XML).
+    let new_statements = |day: &str, name: &str| {
+        let (out, xml) = statement(&env, &format!("{day}T23:30:00Z"), name, &["--new"]);
+        validates(&out);
+        let doc = Document::parse(&xml).unwrap();
+        check_structure(&doc);
+        (statements(&doc), xml)
+    };
     pay(&host, &env, &["E-1", "U-1"], "2030-12-05T09:00:00Z");
-    let (out, xml) = statement(&env, "2030-12-05T23:30:00Z", "1.xml", &["--new"]);
-    validates(&out);
-    let doc = Document::parse(&xml).unwrap();
-    check_structure(&doc);
+    let (got, xml) = new_statements("2030-12-05", "1.xml");
     let s = |c: &str, seq: &str, o: &str, cl: &str, n: usize| {
         (
             c.to_string(),
@@ -446,19 +451,17 @@ fn a_day_without_payments_carries_every_currencys_balance_on() {
         )
     };
     assert_eq!(
-        statements(&doc),
+        got,
         vec![
             s("EUR", "1", "0.00", "12.50", 1),
             s("USD", "1", "0.00", "99.99", 1)
-        ]
+        ],
+        "{xml}"
     );
     // Nothing paid: both chains go on, each with its own number and balance.
-    let (out, xml) = statement(&env, "2030-12-06T23:30:00Z", "2.xml", &["--new"]);
-    validates(&out);
-    let doc = Document::parse(&xml).unwrap();
-    check_structure(&doc);
+    let (got, xml) = new_statements("2030-12-06", "2.xml");
     assert_eq!(
-        statements(&doc),
+        got,
         vec![
             s("EUR", "2", "12.50", "12.50", 0),
             s("USD", "2", "99.99", "99.99", 0)
@@ -467,12 +470,9 @@ fn a_day_without_payments_carries_every_currencys_balance_on() {
     );
     // Only EUR paid: USD still gets its statement, balance kept.
     pay(&host, &env, &["E-2"], "2030-12-07T09:00:00Z");
-    let (out, xml) = statement(&env, "2030-12-07T23:30:00Z", "3.xml", &["--new"]);
-    validates(&out);
-    let doc = Document::parse(&xml).unwrap();
-    check_structure(&doc);
+    let (got, xml) = new_statements("2030-12-07", "3.xml");
     assert_eq!(
-        statements(&doc),
+        got,
         vec![
             s("EUR", "3", "12.50", "19.75", 1),
             s("USD", "3", "99.99", "99.99", 0)

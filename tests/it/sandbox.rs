@@ -1,6 +1,6 @@
 //! The CM simulator as a client sees it over HTTP: the document's endpoints, codes and
-//! validation, expiring tokens, the pay → callback path, the simulated conditions, and
-//! its state file.
+//! validation, expiring tokens, the pay → callback path, and the simulated conditions
+//! (its state file, which keeps links and QR transactions alike: `idealqr_sandbox`).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -8,66 +8,17 @@ use std::time::Duration;
 use axum::Json;
 use axum::routing::post;
 use clap::Parser;
-use invoice_sync::sandbox::{Sandbox, SandboxArgs, SandboxOptions};
+use invoice_sync::sandbox::{SandboxArgs, SandboxOptions};
 use serde_json::{Value, json};
 
-/// GETs `url` (with a bearer token when given); returns status and body text.
-use crate::common::cm_support;
-use cm_support::{http, start};
+use crate::common::cm_support::{Api, http, http_get, start};
 
-async fn get(url: &str, token: Option<&str>) -> (u16, String) {
-    let mut req = http().get(url);
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let resp = req.send().await.unwrap();
-    (resp.status().as_u16(), resp.text().await.unwrap())
-}
-
-async fn token(sb: &Sandbox) -> String {
-    let resp = http()
-        .post(format!("{}/auth/v1/token", sb.base_url()))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", "sandbox"),
-            ("client_secret", "sandbox"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["token_type"], "bearer");
-    body["access_token"].as_str().unwrap().to_string()
-}
-
-/// POSTs a raw JSON body to the create endpoint; returns status and JSON answer.
-async fn create_raw(sb: &Sandbox, token: &str, body: &str) -> (u16, Value) {
-    let resp = http()
-        .post(format!("{}/paymentlink/v1.0", sb.base_url()))
-        .bearer_auth(token)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
-const VALID: &str = r#"{"amount": 10.00, "currency_code": "EUR", "merchant_reference": "M-1", "invoice_reference": "INV-1", "invoice_due_date": "2022-02-22T22:00:00+00:00", "language_code": "NL", "country_code": "NL"}"#;
+const API: Api = Api::PaymentLinks;
+const VALID: &str = API.valid_body();
 
 /// `VALID` without `field`, or with `field` set to the JSON `literal` (kept verbatim).
 fn with(field: &str, literal: Option<&str>) -> String {
-    let mut v: std::collections::BTreeMap<String, Box<serde_json::value::RawValue>> =
-        serde_json::from_str(VALID).unwrap();
-    v.remove(field);
-    let mut text = serde_json::to_string(&v).unwrap();
-    if let Some(lit) = literal {
-        text.pop();
-        text.push_str(&format!(",\"{field}\":{lit}}}"));
-    }
-    text
+    API.with(field, literal)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -144,9 +95,9 @@ async fn create_echoes_the_request_and_hands_out_a_ref_and_uri() {
         ..SandboxOptions::default()
     })
     .await;
-    let t = token(&sb).await;
+    let t = API.token(&sb).await;
     let body = with("unknown_field", Some("\"ignored\""));
-    let (status, link) = create_raw(&sb, &t, &body).await;
+    let (status, link) = API.create_raw(&sb, &t, &body).await;
     assert_eq!(status, 201, "{link}");
     let reference = link["ref"].as_str().unwrap();
     assert!(
@@ -166,7 +117,7 @@ async fn create_echoes_the_request_and_hands_out_a_ref_and_uri() {
 
     // The amount literal is echoed as sent, on every read.
     let url = format!("{}/paymentlink/v1/{reference}", sb.base_url());
-    let (_, raw) = get(&url, Some(&t)).await;
+    let (_, raw) = http_get(&url, Some(&t)).await;
     assert!(raw.contains("\"amount\":10.00"), "{raw}");
     sb.shutdown().await;
 }
@@ -174,10 +125,10 @@ async fn create_echoes_the_request_and_hands_out_a_ref_and_uri() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_link_uri_opens_a_payment_page() {
     let sb = start(SandboxOptions::default()).await;
-    let t = token(&sb).await;
+    let t = API.token(&sb).await;
     let body = with("invoice_reference", Some("\"<INV & 1>\""));
-    let (_, link) = create_raw(&sb, &t, &body).await;
-    let (_, page) = get(link["uri"].as_str().unwrap(), None).await;
+    let (_, link) = API.create_raw(&sb, &t, &body).await;
+    let (_, page) = http_get(link["uri"].as_str().unwrap(), None).await;
     assert!(page.contains("Invoice &lt;INV &amp; 1&gt;"), "{page}");
     assert!(page.contains("EUR 10.00"), "{page}");
     let reference = link["ref"].as_str().unwrap();
@@ -186,7 +137,7 @@ async fn the_link_uri_opens_a_payment_page() {
         "{page}"
     );
     assert_eq!(sb.pay(reference), 200);
-    let (_, page) = get(link["uri"].as_str().unwrap(), None).await;
+    let (_, page) = http_get(link["uri"].as_str().unwrap(), None).await;
     assert!(page.contains("has been paid"), "{page}");
     sb.shutdown().await;
 }
@@ -194,7 +145,7 @@ async fn the_link_uri_opens_a_payment_page() {
 #[tokio::test(flavor = "multi_thread")]
 async fn create_validation_names_the_field() {
     let sb = start(SandboxOptions::default()).await;
-    let t = token(&sb).await;
+    let t = API.token(&sb).await;
     let cases = [
         (with("amount", Some("\"10.00\"")), "amount"),
         (with("amount", Some("10.001")), "amount"),
@@ -218,12 +169,12 @@ async fn create_validation_names_the_field() {
         (with("callback_url", Some("null")), "callback_url"),
     ];
     for (body, field) in cases {
-        let (status, answer) = create_raw(&sb, &t, &body).await;
+        let (status, answer) = API.create_raw(&sb, &t, &body).await;
         assert_eq!(status, 400, "{body}");
         let message = answer["message"].as_str().unwrap_or_default();
         assert!(message.contains(field), "{body}: {message}");
     }
-    let (status, answer) = create_raw(&sb, &t, "not json").await;
+    let (status, answer) = API.create_raw(&sb, &t, "not json").await;
     assert_eq!(status, 400);
     assert!(answer["message"].is_string());
     assert!(sb.links().is_empty());
@@ -237,7 +188,7 @@ async fn api_calls_need_a_valid_unexpired_token() {
         ..SandboxOptions::default()
     })
     .await;
-    let (status, _) = create_raw(&sb, "made-up", VALID).await;
+    let (status, _) = API.create_raw(&sb, "made-up", VALID).await;
     assert_eq!(status, 401);
     let resp = http()
         .post(format!("{}/paymentlink/v1.0", sb.base_url()))
@@ -247,8 +198,8 @@ async fn api_calls_need_a_valid_unexpired_token() {
         .unwrap();
     assert_eq!(resp.status(), 401, "no token at all");
 
-    let t = token(&sb).await;
-    let (status, link) = create_raw(&sb, &t, VALID).await;
+    let t = API.token(&sb).await;
+    let (status, link) = API.create_raw(&sb, &t, VALID).await;
     assert_eq!(status, 201);
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let url = format!(
@@ -256,11 +207,11 @@ async fn api_calls_need_a_valid_unexpired_token() {
         sb.base_url(),
         link["ref"].as_str().unwrap()
     );
-    assert_eq!(get(&url, Some(&t)).await.0, 401, "the token expired");
+    assert_eq!(http_get(&url, Some(&t)).await.0, 401, "the token expired");
 
-    let t2 = token(&sb).await;
+    let t2 = API.token(&sb).await;
     sb.revoke_tokens();
-    let (status, _) = create_raw(&sb, &t2, VALID).await;
+    let (status, _) = API.create_raw(&sb, &t2, VALID).await;
     assert_eq!(status, 401, "revoked");
     sb.shutdown().await;
 }
@@ -268,8 +219,8 @@ async fn api_calls_need_a_valid_unexpired_token() {
 #[tokio::test(flavor = "multi_thread")]
 async fn update_status_and_unknown_refs() {
     let sb = start(SandboxOptions::default()).await;
-    let t = token(&sb).await;
-    let (_, link) = create_raw(&sb, &t, VALID).await;
+    let t = API.token(&sb).await;
+    let (_, link) = API.create_raw(&sb, &t, VALID).await;
     let url = format!(
         "{}/paymentlink/v1/{}",
         sb.base_url(),
@@ -297,15 +248,18 @@ async fn update_status_and_unknown_refs() {
     assert_eq!(answer["active"], false);
     assert_eq!(answer["amount"], json!(10.0));
 
-    let (_, status) = get(&format!("{url}/status"), Some(&t)).await;
+    let (_, status) = http_get(&format!("{url}/status"), Some(&t)).await;
     assert_eq!(
         serde_json::from_str::<Value>(&status).unwrap(),
         json!({"status": "open"})
     );
 
     let unknown = format!("{}/paymentlink/v1/pml-unknown", sb.base_url());
-    assert_eq!(get(&unknown, Some(&t)).await.0, 404);
-    assert_eq!(get(&format!("{unknown}/status"), Some(&t)).await.0, 404);
+    assert_eq!(http_get(&unknown, Some(&t)).await.0, 404);
+    assert_eq!(
+        http_get(&format!("{unknown}/status"), Some(&t)).await.0,
+        404
+    );
     let resp = http()
         .patch(&unknown)
         .bearer_auth(&t)
@@ -338,13 +292,14 @@ async fn paying_a_link_fires_its_callback() {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
     let sb = start(SandboxOptions::default()).await;
-    let t = token(&sb).await;
-    let (_, link) = create_raw(
-        &sb,
-        &t,
-        &with("callback_url", Some(&format!("\"{merchant}\""))),
-    )
-    .await;
+    let t = API.token(&sb).await;
+    let (_, link) = API
+        .create_raw(
+            &sb,
+            &t,
+            &with("callback_url", Some(&format!("\"{merchant}\""))),
+        )
+        .await;
     let reference = link["ref"].as_str().unwrap().to_string();
 
     let pay = |r: String| {
@@ -363,7 +318,7 @@ async fn paying_a_link_fires_its_callback() {
     assert_eq!(pay(reference.clone()).await, 409, "already paid");
     assert_eq!(pay("pml-unknown".into()).await, 404);
 
-    let (_, other) = create_raw(&sb, &t, VALID).await;
+    let (_, other) = API.create_raw(&sb, &t, VALID).await;
     let other = other["ref"].as_str().unwrap().to_string();
     http()
         .patch(format!("{}/paymentlink/v1/{other}", sb.base_url()))
@@ -378,19 +333,22 @@ async fn paying_a_link_fires_its_callback() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn failures_and_rate_limits_are_simulated() {
-    let sb = start(SandboxOptions {
-        fail_rate: 1.0,
-        ..SandboxOptions::default()
-    })
-    .await;
-    let resp = http()
-        .post(format!("{}/auth/v1/token", sb.base_url()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 503);
-    assert_eq!(sb.counters().server_errors, 1);
-    sb.shutdown().await;
+    // Failures hit the token endpoints of both APIs too.
+    for api in Api::ALL {
+        let sb = start(SandboxOptions {
+            fail_rate: 1.0,
+            ..SandboxOptions::default()
+        })
+        .await;
+        let resp = http()
+            .post(format!("{}{}", sb.base_url(), api.token_path()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 503, "{api:?}");
+        assert_eq!(sb.counters().server_errors, 1, "{api:?}");
+        sb.shutdown().await;
+    }
 
     let sb = start(SandboxOptions {
         rate_limit: Some(3),
@@ -433,35 +391,6 @@ async fn latency_is_added_and_concurrency_observed() {
     );
     assert_eq!(sb.counters().max_concurrent, 5);
     assert_eq!(sb.counters().api_requests, 5);
-    sb.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn the_state_file_keeps_links_across_restarts() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("sandbox-state.json");
-    let opts = SandboxOptions {
-        state_file: Some(file.clone()),
-        ..SandboxOptions::default()
-    };
-    let sb = start(opts.clone()).await;
-    let t = token(&sb).await;
-    let (_, link) = create_raw(&sb, &t, VALID).await;
-    let reference = link["ref"].as_str().unwrap().to_string();
-    assert_eq!(sb.pay(&reference), 200);
-    let before = sb.links();
-    sb.shutdown().await;
-    assert!(file.is_file());
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
-    assert_eq!(leftovers.len(), 1, "no temporary files left behind");
-
-    let sb = start(opts).await;
-    assert_eq!(sb.links(), before, "same links, same bodies, same URIs");
-    let t = token(&sb).await;
-    let url = format!("{}/paymentlink/v1/{reference}", sb.base_url());
-    let read: Value = serde_json::from_str(&get(&url, Some(&t)).await.1).unwrap();
-    assert_eq!(read["status"], "paid");
-    assert_eq!(read["uri"], link["uri"]);
     sb.shutdown().await;
 }
 

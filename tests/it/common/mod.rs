@@ -129,6 +129,22 @@ impl TestEnv {
             .unwrap_or_else(|| panic!("no invoice {reference} in status"))
     }
 
+    /// Runs a cycle, which must succeed, and checks that it recorded `reference` paid
+    /// through the link or QR of an earlier revision (its last error says so).
+    pub fn run_and_see_paid_by_an_earlier_revision(&self, reference: &str) {
+        let r = self.run(&["run"]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let inv = self.invoice(reference);
+        assert_eq!(inv["state"], "paid", "{inv}");
+        assert!(
+            inv["last_error"]
+                .as_str()
+                .unwrap()
+                .contains("earlier revision"),
+            "{inv}"
+        );
+    }
+
     /// The database, opened directly (for counts the CLI does not show).
     pub fn db(&self) -> rusqlite::Connection {
         rusqlite::Connection::open(self.path("state/invoice-sync.db")).expect("open db")
