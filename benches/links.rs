@@ -77,9 +77,15 @@ async fn run(n: usize, burst: u32, max_in_flight: usize) -> Run {
                         amount_minor: 1000 + i as i64,
                         exponent: 2,
                         currency_code: "EUR".into(),
-                        invoice_reference: format!("INV-{i:05}"),
+                        invoice_reference: invoice_sync::domain::InvoiceRef::parse(&format!(
+                            "INV-{i:05}"
+                        ))
+                        .unwrap(),
                         invoice_due_date: "2024-05-01T00:00:00+00:00".into(),
-                        merchant_reference: format!("INV-{i:05}/1"),
+                        merchant_reference: invoice_sync::domain::MerchantRef::parse(&format!(
+                            "INV-{i:05}/1"
+                        ))
+                        .unwrap(),
                         language_code: "NL".into(),
                         country_code: "NL".into(),
                         expiry_date: None,

@@ -22,7 +22,8 @@ use invoice_sync::mail::{MailContext, MailSender, Mailer, Templates, compose};
 
 fn context(i: usize) -> MailContext {
     MailContext {
-        invoice_reference: format!("INV-2026-{i:05}"),
+        invoice_reference: invoice_sync::domain::InvoiceRef::parse(&format!("INV-2026-{i:05}"))
+            .unwrap(),
         customer_name: format!("Customer {i}"),
         customer_email: format!("customer{i}@customer.example"),
         amount_minor: 10_000 + i as i64,

@@ -39,7 +39,7 @@ pub fn write_paid(
     payments::for_each_paid(db, filter, false, |p| {
         each(&p)?;
         w.write_record([
-            neutralise(&p.reference).as_ref(),
+            neutralise(p.reference.as_str()).as_ref(),
             &format_minor(p.amount.minor, p.amount.currency.exponent()),
             p.amount.currency.code(),
             &p.paid_at,
@@ -270,7 +270,7 @@ fn write_entry(out: &mut impl Write, p: &Payment) -> anyhow::Result<()> {
     writeln!(
         out,
         "              <EndToEndId>{}</EndToEndId>",
-        xml(&cut(&p.reference, 35))
+        xml(&cut(p.reference.as_str(), 35))
     )?;
     writeln!(out, "            </Refs>")?;
     writeln!(out, "            <AmtDtls>")?;
@@ -293,7 +293,7 @@ fn write_entry(out: &mut impl Write, p: &Payment) -> anyhow::Result<()> {
     writeln!(
         out,
         "              <Ustrd>{}</Ustrd>",
-        xml(&cut(&p.reference, 140))
+        xml(&cut(p.reference.as_str(), 140))
     )?;
     writeln!(out, "            </RmtInf>")?;
     writeln!(out, "          </TxDtls>")?;
@@ -303,7 +303,7 @@ fn write_entry(out: &mut impl Write, p: &Payment) -> anyhow::Result<()> {
     writeln!(
         out,
         "        <AddtlNtryInf>{}</AddtlNtryInf>",
-        xml(&cut(&p.reference, 500))
+        xml(&cut(p.reference.as_str(), 500))
     )?;
     writeln!(out, "      </Ntry>")?;
     Ok(())

@@ -10,7 +10,9 @@
 //! - [`ingest`]  inbox scan, decoding, column mapping, row validation, rejection reports.
 //! - [`store`]   SQLite: every statement and every transaction; open (WAL, foreign keys,
 //!   busy timeout), migrations from `schema/`, one module per aggregate, the invoice
-//!   state machine, the link work queue, domain values through `ToSql`/`FromSql`.
+//!   state machine, the link work queue, domain values and stored names through
+//!   `ToSql`/`FromSql`. Callers hold a `Store` and do several writes as one fact through
+//!   `Store::write`; nothing outside it names SQLite.
 //! - [`cm`]      the CM clients (payment links, iDEAL QR): one session per API with a
 //!   token cache and retry policy, one shared throttle for every CM request.
 //! - [`mail`]    templates, MIME messages, SMTP / `.eml` transports; never the database.
@@ -31,7 +33,7 @@
 //!   per database), [`logging`] (terminal, journald with priorities, JSON), [`redact`]
 //!   (every spelling of a secret), [`progress`] (proof of progress for the watchdog),
 //!   [`clock`] (the one "now" a cycle reads, settable in tests), [`metrics`] (the
-//!   daemon's counters, `/metrics` and `/healthz`).
+//!   daemon's counters, `/metrics` and `/healthz`; a leaf, fed plain counts).
 //!
 //! # Layering
 //!

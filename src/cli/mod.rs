@@ -259,7 +259,7 @@ fn restrict_umask() {
 fn state_parser() -> impl clap::builder::TypedValueParser<Value = State> {
     use clap::builder::TypedValueParser;
     clap::builder::PossibleValuesParser::new(State::ALL.map(State::as_str))
-        .map(|s| State::from_db(&s).expect("only the listed names get through"))
+        .map(|s| State::named(&s).expect("only the listed names get through"))
 }
 
 /// The one sentence a non-zero exit prints on stderr; under journald with its priority.

@@ -1,6 +1,16 @@
 //! `deactivate` and `resend`: the operator's overrides for one invoice.
 
 use super::*;
+use crate::domain::InvoiceRef;
+
+/// The invoice the operator named, when the database knows it. The name is read as an
+/// export's reference is (trimmed, normalised), so it finds the invoice its export made.
+fn known(db: &crate::store::Store, invoice: &str) -> anyhow::Result<Option<InvoiceRef>> {
+    match InvoiceRef::parse(invoice) {
+        Ok(reference) if invoices::exists(db, &reference)? => Ok(Some(reference)),
+        _ => Ok(None),
+    }
+}
 
 pub(super) fn deactivate(config: &Config, invoice: &str) -> anyhow::Result<Outcome> {
     let Some(_lock) = RunLock::try_acquire(&config.storage.database)? else {
@@ -8,10 +18,10 @@ pub(super) fn deactivate(config: &Config, invoice: &str) -> anyhow::Result<Outco
     };
     let store = open_existing(config)?;
     let db = &store;
-    if !invoices::exists(db, invoice)? {
+    let Some(reference) = known(db, invoice)? else {
         return Ok(no_invoice(invoice));
-    }
-    let Some(target) = links::live_link_of(db, invoice)? else {
+    };
+    let Some(target) = links::live_link_of(db, &reference)? else {
         return Ok(Outcome {
             exit: Exit::Fatal,
             message: Some(format!("the invoice {invoice:?} has no active link")),
@@ -50,10 +60,10 @@ pub(super) fn deactivate(config: &Config, invoice: &str) -> anyhow::Result<Outco
 
 pub(super) fn resend(config: &Config, invoice: &str) -> anyhow::Result<Outcome> {
     let store = open_existing(config)?;
-    if !invoices::exists(&store, invoice)? {
+    let Some(reference) = known(&store, invoice)? else {
         return Ok(no_invoice(invoice));
-    }
-    match crate::store::outbox::requeue(&store, invoice, &crate::store::now_text())? {
+    };
+    match crate::store::outbox::requeue(&store, &reference, &crate::store::now_text())? {
         Some(_) => {
             tracing::info!(invoice, "mail queued again; the next cycle sends it");
             Ok(Outcome::ok())

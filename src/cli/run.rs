@@ -82,12 +82,15 @@ pub(super) fn print_plan(plan: &cycle::Plan, report: &cycle::Report) -> anyhow::
         let why = match d.reason {
             DeactivateReason::Replaced => "replaced by a new revision".to_string(),
             DeactivateReason::Operator => "operator request".to_string(),
-            DeactivateReason::NotOpen => format!("invoice is {}", d.invoice_state),
+            DeactivateReason::NotOpen => format!("invoice is {}", d.invoice_state.as_str()),
+            DeactivateReason::ProvisionalLapsed => "lapsed before its real expiry".to_string(),
+            DeactivateReason::Expired => "past its expiry".to_string(),
+            DeactivateReason::AmountMismatch => "CM recorded another amount".to_string(),
         };
         writeln!(
             out,
             "  deactivate  {}  link {}  ({why})",
-            printable(&d.reference),
+            printable(d.reference.as_str()),
             d.link_ref
         )?;
     }
@@ -100,7 +103,7 @@ pub(super) fn print_plan(plan: &cycle::Plan, report: &cycle::Report) -> anyhow::
         writeln!(
             out,
             "  {verb}  {}  {} {}  due {}  mail to {}",
-            printable(&c.reference),
+            printable(c.reference.as_str()),
             c.data.currency(),
             c.data.due.to_decimal_string(),
             c.data.due_date,
@@ -118,7 +121,7 @@ pub(super) fn print_plan(plan: &cycle::Plan, report: &cycle::Report) -> anyhow::
         writeln!(
             out,
             "  remind      {}  step {:+} days  {}  {} {}  due {}  mail to {}{skipped}",
-            printable(&s.reference),
+            printable(s.reference.as_str()),
             r.step,
             r.kind.as_str(),
             s.data.currency(),

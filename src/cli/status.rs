@@ -6,6 +6,7 @@ use anyhow::Context;
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 use super::*;
+use crate::store::links::LinkState;
 
 pub(super) fn status(
     config: &Config,
@@ -161,11 +162,11 @@ impl<'w, W: Write> Table<'w, W> {
         }
         let dash = |o: Option<&str>| o.map(printable).unwrap_or_else(|| "-".into());
         let amount = format!("{} {}", v.currency, v.amount);
-        let link = dash(v.link_state.as_deref());
+        let link = dash(v.link_state.map(LinkState::as_str));
         let cells: Vec<String> = if self.wide {
             let live = v.link_active == Some(true);
             vec![
-                printable(&v.invoice_reference),
+                printable(v.invoice_reference.as_str()),
                 printable(&customer(v)),
                 amount,
                 v.due_date.clone(),
@@ -190,7 +191,7 @@ impl<'w, W: Write> Table<'w, W> {
                 s => s.as_str(),
             };
             vec![
-                printable(&v.invoice_reference),
+                printable(v.invoice_reference.as_str()),
                 printable(who),
                 amount,
                 v.due_date.clone(),
@@ -287,7 +288,7 @@ fn write_detail(out: &mut impl Write, v: &InvoiceView) -> anyhow::Result<()> {
         (None, _) => "-".into(),
     };
     let fields = [
-        ("invoice", printable(&v.invoice_reference)),
+        ("invoice", printable(v.invoice_reference.as_str())),
         ("customer", printable(&customer(v))),
         ("amount", format!("{} {}", v.currency, v.amount)),
         ("due", v.due_date.clone()),

@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 
 use super::session::{self, Answer, Payload, Session};
 use super::{CmError, RetryPolicy, Throttle};
+use crate::domain::InvoiceRef;
 
 /// The path of the transactions resource under `ideal_qr.base_url`.
 const TRANSACTIONS: [&str; 6] = [
@@ -75,7 +76,7 @@ impl std::fmt::Debug for IdealQrClient {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreateTransaction {
     /// The invoice reference (1..=255 characters); CM adds it to webhook payloads.
-    pub reference: String,
+    pub reference: InvoiceRef,
     /// The amount in cents, sent as a JSON integer; see [`amount_in_range`].
     pub amount_cents: i64,
     /// `EUR`: iDEAL knows no other currency, and the amount is in its cents.
@@ -138,7 +139,7 @@ impl CreateTransaction {
                 self.currency
             ));
         }
-        text_field("reference", &self.reference, 255)?;
+        text_field("reference", self.reference.as_str(), 255)?;
         text_field("description", &self.description, 255)?;
         text_field("purchaseId", &self.purchase_id, MAX_PURCHASE_ID)?;
         if chrono::DateTime::parse_from_rfc3339(&self.expires_at).is_err() {
@@ -162,7 +163,7 @@ impl CreateTransaction {
             http_url("webhook url", url)?;
         }
         let body = CreateBody {
-            reference: &self.reference,
+            reference: self.reference.as_str(),
             amount: self.amount_cents,
             currency: &self.currency,
             purchase_id: &self.purchase_id,
@@ -537,7 +538,7 @@ mod tests {
 
     fn sample() -> CreateTransaction {
         CreateTransaction {
-            reference: "INV-1".into(),
+            reference: InvoiceRef::parse("INV-1").unwrap(),
             amount_cents: 1200,
             currency: "EUR".into(),
             purchase_id: "INV-1-r1".into(),
@@ -578,8 +579,6 @@ mod tests {
             ("amount", |t| t.amount_cents = 0),
             ("amount", |t| t.amount_cents = 100_000_000),
             ("EUR", |t| t.currency = "USD".into()),
-            ("reference", |t| t.reference = " ".into()),
-            ("reference", |t| t.reference = "x".repeat(256)),
             ("description", |t| t.description = String::new()),
             ("description", |t| t.description = "é".repeat(256)),
             ("purchaseId", |t| t.purchase_id = "p".repeat(36)),

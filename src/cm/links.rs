@@ -8,6 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 
 use super::CmError;
+use crate::domain::{InvoiceRef, MerchantRef};
 
 /// What a new payment link asks for. Plain strings, because the caller (the cycle)
 /// already holds validated domain values and formats them once; this type only decides
@@ -22,12 +23,12 @@ pub struct CreateLink {
     /// ISO 4217 code, e.g. `EUR`.
     pub currency_code: String,
     /// The invoice number shown to the payer.
-    pub invoice_reference: String,
+    pub invoice_reference: InvoiceRef,
     /// ISO 8601 timestamp, already formatted (e.g. `2024-05-01T00:00:00+00:00`).
     pub invoice_due_date: String,
     /// Unique per invoice revision, so a link can always be traced to the revision that
     /// asked for it.
-    pub merchant_reference: String,
+    pub merchant_reference: MerchantRef,
     /// ISO 639-1 code of the payment page language.
     pub language_code: String,
     /// ISO 3166-1 alpha-2 code deciding the payment methods shown.
@@ -65,11 +66,6 @@ impl CreateLink {
                 self.amount_minor
             )));
         }
-        if self.merchant_reference.trim().is_empty() {
-            return Err(CmError::Invalid(
-                "a payment link needs a merchant reference".into(),
-            ));
-        }
         let literal = amount_literal(self.amount_minor, self.exponent).ok_or_else(|| {
             CmError::Invalid(format!(
                 "a currency with {} decimals is not supported",
@@ -83,9 +79,9 @@ impl CreateLink {
             currency_code: &self.currency_code,
             expiry_date: self.expiry_date.as_deref(),
             invoice_due_date: &self.invoice_due_date,
-            invoice_reference: &self.invoice_reference,
+            invoice_reference: self.invoice_reference.as_str(),
             language_code: &self.language_code,
-            merchant_reference: &self.merchant_reference,
+            merchant_reference: self.merchant_reference.as_str(),
         };
         Ok(serde_json::to_vec(&body).expect("strings and a raw number serialize"))
     }
@@ -238,9 +234,9 @@ mod tests {
             amount_minor: 10,
             exponent: 2,
             currency_code: "EUR".into(),
-            invoice_reference: "INV-1".into(),
+            invoice_reference: InvoiceRef::parse("INV-1").unwrap(),
             invoice_due_date: "2024-05-01T00:00:00+00:00".into(),
-            merchant_reference: "INV-1/1".into(),
+            merchant_reference: MerchantRef::parse("INV-1/1").unwrap(),
             language_code: "NL".into(),
             country_code: "NL".into(),
             expiry_date: None,
@@ -262,9 +258,8 @@ mod tests {
         let mut zero = sample();
         zero.amount_minor = 0;
         assert!(matches!(zero.to_body(), Err(CmError::Invalid(_))));
-        let mut unnamed = sample();
-        unnamed.merchant_reference = " ".into();
-        assert!(matches!(unnamed.to_body(), Err(CmError::Invalid(_))));
+        // A blank merchant reference cannot be made at all.
+        assert!(MerchantRef::parse(" ").is_err());
     }
 
     #[test]

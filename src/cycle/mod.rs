@@ -48,6 +48,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 use std::path::PathBuf;
 
+use crate::domain::{InvoiceRef, MerchantRef};
 use crate::store::Store;
 use anyhow::Context;
 
@@ -124,10 +125,10 @@ pub struct Report {
     /// Requests that failed transiently and are left for the next cycle.
     pub deferred: u64,
     /// Create intents a crash interrupted, found at the start of this cycle.
-    pub interrupted: Vec<(String, String)>,
+    pub interrupted: Vec<(InvoiceRef, MerchantRef)>,
     /// Creates in this cycle whose answer was lost (timeout, cut connection) although CM
     /// may have carried them out: `(invoice reference, merchant reference)`.
-    pub unanswered: Vec<(String, String)>,
+    pub unanswered: Vec<(InvoiceRef, MerchantRef)>,
     /// iDEAL QR create intents a crash interrupted (purchase ids).
     pub interrupted_qr: Vec<String>,
     /// CM refused the credentials: nothing can work until the config changes.
@@ -155,7 +156,7 @@ pub struct Report {
     /// backs off for it.
     pub mail_server_down: Option<String>,
     /// Invoices paid twice (link and QR) seen in this cycle: the merchant must refund one.
-    pub double_payments: Vec<String>,
+    pub double_payments: Vec<InvoiceRef>,
     /// QR transactions created, and revisions that get none (another currency, an amount
     /// out of range), in this cycle.
     pub qr_created: u64,
@@ -351,7 +352,11 @@ impl Report {
         if !self.double_payments.is_empty() {
             parts.push(format!(
                 "paid twice, through the link and the iDEAL QR code (refund one): {}",
-                self.double_payments.join(", ")
+                self.double_payments
+                    .iter()
+                    .map(InvoiceRef::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
         if let Some(why) = &self.mail_server_down {

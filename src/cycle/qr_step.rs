@@ -1,6 +1,7 @@
 //! The iDEAL QR step: withdraw the codes of revisions that moved on, then give each EUR
 //! revision with an active link its transaction, intent first.
 
+use crate::domain::InvoiceRef;
 use crate::store::Store;
 use anyhow::Context;
 use chrono::{DateTime, Days, NaiveDate, Utc};
@@ -55,11 +56,11 @@ fn qr_request(q: &QrToCreate, cfg: &Config, today: NaiveDate) -> Result<CreateTr
     let description: String = cfg
         .ideal_qr
         .description
-        .replace("{invoice_reference}", &q.reference)
+        .replace("{invoice_reference}", q.reference.as_str())
         .chars()
         .take(255)
         .collect();
-    let purchase_id = idealqr::purchase_id(&q.reference, q.revision);
+    let purchase_id = idealqr::purchase_id(q.reference.as_str(), q.revision);
     let webhook_url = cfg.cm.callback_url.as_ref().map(|u| {
         let sep = if u.contains('?') { '&' } else { '?' };
         format!("{u}{sep}idealqr={purchase_id}")
@@ -109,7 +110,7 @@ enum Done {
     /// Nothing to make (the revision has its code, or moved on).
     Nothing,
     /// No code for this revision (another currency, an amount out of range): recorded.
-    Skipped { reference: String, why: String },
+    Skipped { reference: InvoiceRef, why: String },
     /// The request was sent (its intent committed first).
     Answer {
         q: Box<QrToCreate>,
@@ -184,7 +185,7 @@ fn prepare(db: &Store, cfg: &Config, today: NaiveDate, item: QrItem) -> anyhow::
     };
     match qr_request(&q, cfg, today) {
         Err(why) => {
-            let pid = idealqr::purchase_id(&q.reference, q.revision);
+            let pid = idealqr::purchase_id(q.reference.as_str(), q.revision);
             qr_store::record_skipped(db, &q, &pid, &why, &now_text())?;
             Ok(Prepared::Done(Done::Skipped {
                 reference: q.reference,

@@ -18,7 +18,7 @@ pub mod text;
 
 pub use codes::{Country, Language};
 pub use money::{Currency, DecimalSeparator, Money};
-pub use text::{CustomerName, EmailAddress, InvoiceRef};
+pub use text::{CustomerName, EmailAddress, InvoiceRef, MerchantRef};
 
 /// Why a value was refused, in words for the rejection report.
 ///
@@ -97,16 +97,6 @@ impl ReminderKind {
         }
     }
 
-    /// The inverse of [`ReminderKind::as_str`].
-    pub fn from_db(s: &str) -> Option<ReminderKind> {
-        Some(match s {
-            "before_due" => ReminderKind::BeforeDue,
-            "overdue" => ReminderKind::Overdue,
-            "final_notice" => ReminderKind::FinalNotice,
-            _ => return None,
-        })
-    }
-
     /// Every kind.
     pub const ALL: [ReminderKind; 3] = [
         ReminderKind::BeforeDue,
@@ -139,16 +129,13 @@ impl MailKind {
         }
     }
 
-    /// The inverse of [`MailKind::as_str`]; `None` for a name this program does not know.
-    pub fn from_db(s: &str) -> Option<MailKind> {
-        Some(match s {
-            "link" => MailKind::Link,
-            "replacement" => MailKind::Replacement,
-            "resend" => MailKind::Resend,
-            "reminder" => MailKind::Reminder,
-            _ => return None,
-        })
-    }
+    /// Every kind.
+    pub const ALL: [MailKind; 4] = [
+        MailKind::Link,
+        MailKind::Replacement,
+        MailKind::Resend,
+        MailKind::Reminder,
+    ];
 }
 
 #[cfg(test)]

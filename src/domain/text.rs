@@ -119,6 +119,68 @@ impl fmt::Display for InvoiceRef {
     }
 }
 
+impl serde::Serialize for InvoiceRef {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl PartialEq<str> for InvoiceRef {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for InvoiceRef {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+/// The merchant reference a payment link is created under at CM: unique per link of an
+/// invoice revision and the same for every retry of one create, so that CM (and whoever
+/// reads its dashboard) can tell the links of one invoice apart and an interrupted create
+/// can be found again.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MerchantRef(String);
+
+impl MerchantRef {
+    /// `<reference>/r<revision>`, then `-2`, `-3`, … for the links made after `lapsed`
+    /// earlier links of the revision lapsed unmailed.
+    pub fn of(reference: &InvoiceRef, revision: i64, lapsed: i64) -> MerchantRef {
+        if lapsed > 0 {
+            MerchantRef(format!("{reference}/r{revision}-{}", lapsed + 1))
+        } else {
+            MerchantRef(format!("{reference}/r{revision}"))
+        }
+    }
+
+    /// A merchant reference as stored or as CM echoes it: any text that is not blank.
+    pub fn parse(s: &str) -> Result<MerchantRef, DomainError> {
+        if s.trim().is_empty() {
+            return Err(DomainError("merchant reference is empty".into()));
+        }
+        Ok(MerchantRef(s.to_owned()))
+    }
+
+    /// The reference as sent to CM.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for MerchantRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl serde::Serialize for MerchantRef {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
 /// The customer's name for the mail greeting and the `To:` display name.
 ///
 /// Folded to one line: every run of white space (line breaks, tabs, Unicode line

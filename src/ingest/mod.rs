@@ -20,6 +20,7 @@ pub mod decode;
 pub mod files;
 pub mod rows;
 
+use crate::domain::InvoiceRef;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -190,7 +191,7 @@ impl Report {
                 if !c.paid_changed.is_empty() {
                     parts.push(format!(
                         "invoice(s) paid through their link are listed differently by the export and stay paid: {} (see `status`)",
-                        c.paid_changed.join(", ")
+                        c.paid_changed.iter().map(InvoiceRef::as_str).collect::<Vec<_>>().join(", ")
                     ));
                 }
             }

@@ -137,7 +137,7 @@ impl ColumnMap {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Row {
     /// The invoice reference.
-    pub reference: String,
+    pub reference: InvoiceRef,
     /// What the revision asks of the customer.
     pub data: RevisionData,
     /// The export says it is paid (status in `paid_values`, or nothing outstanding).
@@ -366,7 +366,7 @@ impl<'a> Validator<'a> {
         let settled = self.is_paid(status) || due_minor <= 0;
         let partial = !settled && due_minor < amount_minor;
         Checked::Row(Row {
-            reference: reference.as_str().to_string(),
+            reference,
             data: RevisionData {
                 customer_email: email,
                 customer_name: name,

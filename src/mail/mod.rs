@@ -173,7 +173,7 @@ pub fn compose(
         (Some(n), _) => format!("{}#resend-{n}", ctx.invoice_reference),
         // One id per reminder step: a retry of the same step is recognisable as one.
         (None, Some(r)) => format!("{}#reminder{}", ctx.invoice_reference, r.step),
-        (None, None) => ctx.invoice_reference.clone(),
+        (None, None) => ctx.invoice_reference.to_string(),
     };
     let id = message_id(&key, revision, &email.from);
     let msg = build_message(

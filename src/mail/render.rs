@@ -217,7 +217,7 @@ pub struct QrCode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MailContext {
     /// The invoice reference from the export.
-    pub invoice_reference: String,
+    pub invoice_reference: crate::domain::InvoiceRef,
     /// The customer's name; may be empty (the greeting then has no name).
     pub customer_name: String,
     /// The customer's e-mail address (the only recipient).
@@ -697,7 +697,7 @@ pub fn format_due_date(date: NaiveDate, language: &str) -> String {
 /// Contexts that exercise every branch of a template, for the check at load.
 fn sample_contexts(lang: &str) -> Vec<MailContext> {
     let base = MailContext {
-        invoice_reference: "INV-0001".into(),
+        invoice_reference: crate::domain::InvoiceRef::parse("INV-0001").unwrap(),
         customer_name: "Sample Customer".into(),
         customer_email: "customer@example.com".into(),
         amount_minor: 123_456,

@@ -3,6 +3,7 @@
 //! nothing.
 
 use super::{Result, Store};
+use crate::domain::InvoiceRef;
 use rusqlite::{OptionalExtension, params};
 
 /// Where a file came from: the inbox (moved to the archive afterwards) or a command-line
@@ -16,7 +17,11 @@ pub enum ImportSource {
 }
 
 impl ImportSource {
-    fn as_str(self) -> &'static str {
+    /// Every source.
+    pub const ALL: [ImportSource; 2] = [ImportSource::Inbox, ImportSource::Argument];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
         match self {
             ImportSource::Inbox => "inbox",
             ImportSource::Argument => "argument",
@@ -46,7 +51,7 @@ pub struct ImportCounts {
     /// Why snapshot settlement was held back, in words (not stored).
     pub snapshot_held: Option<String>,
     /// Invoices paid through their link that this export lists with another payment.
-    pub paid_changed: Vec<String>,
+    pub paid_changed: Vec<InvoiceRef>,
 }
 
 /// A previous import of the same content: its file name and time.
@@ -114,7 +119,7 @@ pub fn begin(
     db.conn.execute(
         "INSERT INTO imports (file_name, sha256, source, imported_at, again_of)
          VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![file_name, sha256, source.as_str(), now, again_of],
+        params![file_name, sha256, source, now, again_of],
     )?;
     Ok(db.conn.last_insert_rowid())
 }

@@ -1,7 +1,10 @@
 //! Invoices and their revisions: the statements the ingest applies row by row and the
 //! views `status` shows. Everything here runs inside the caller's transaction.
 
+use super::links::LinkState;
+use super::outbox::MailState;
 use super::{Result, Store};
+use crate::domain::InvoiceRef;
 use rusqlite::{OptionalExtension, Statement, params};
 
 use chrono::NaiveDate;
@@ -48,8 +51,8 @@ impl State {
         }
     }
 
-    /// The inverse of [`State::as_str`].
-    pub fn from_db(s: &str) -> Option<State> {
+    /// The state of this name (the inverse of [`State::as_str`]), for the command line.
+    pub fn named(s: &str) -> Option<State> {
         Some(match s {
             "open" => State::Open,
             "paid" => State::Paid,
@@ -57,21 +60,6 @@ impl State {
             "expired" => State::Expired,
             "failed" => State::Failed,
             _ => return None,
-        })
-    }
-}
-
-impl rusqlite::types::ToSql for State {
-    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
-        Ok(self.as_str().into())
-    }
-}
-
-impl rusqlite::types::FromSql for State {
-    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
-        let text = value.as_str()?;
-        State::from_db(text).ok_or_else(|| {
-            rusqlite::types::FromSqlError::Other(format!("unknown invoice state {text:?}").into())
         })
     }
 }
@@ -159,7 +147,16 @@ pub enum RevisionReason {
 }
 
 impl RevisionReason {
-    fn as_str(self) -> &'static str {
+    /// Every reason.
+    pub const ALL: [RevisionReason; 4] = [
+        RevisionReason::New,
+        RevisionReason::Changed,
+        RevisionReason::PartialPayment,
+        RevisionReason::Reopened,
+    ];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
         match self {
             RevisionReason::New => "new",
             RevisionReason::Changed => "changed",
@@ -251,7 +248,7 @@ impl<'c> Writer<'c> {
     }
 
     /// The invoice with this reference and its current revision, if known.
-    pub fn lookup(&mut self, reference: &str) -> Result<Option<Current>> {
+    pub fn lookup(&mut self, reference: &InvoiceRef) -> Result<Option<Current>> {
         Ok(self
             .lookup
             .query_row([reference], |r| {
@@ -271,7 +268,7 @@ impl<'c> Writer<'c> {
     /// `None` and nothing changes (so a new invoice costs no lookup).
     pub fn insert_new(
         &mut self,
-        reference: &str,
+        reference: &InvoiceRef,
         state: State,
         data: &RevisionData,
         src: Source<'_>,
@@ -311,7 +308,7 @@ impl<'c> Writer<'c> {
             super::types::IsoDate(d.due_date),
             d.language,
             d.country,
-            reason.as_str(),
+            reason,
             src.import_id,
             src.line,
             d.customer_type
@@ -439,7 +436,7 @@ pub fn to_failed(db: &Store, invoice_id: i64, message: &str, now: &str) -> Resul
 }
 
 /// Whether an invoice with this reference is known (a look-up through its index).
-pub fn exists(db: &Store, reference: &str) -> Result<bool> {
+pub fn exists(db: &Store, reference: &InvoiceRef) -> Result<bool> {
     Ok(db.conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM invoices WHERE reference = ?1)",
         [reference],
@@ -502,7 +499,7 @@ pub fn settle_open_unseen(db: &Store, import_id: i64, now: &str) -> Result<usize
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct InvoiceView {
     /// The invoice reference.
-    pub invoice_reference: String,
+    pub invoice_reference: InvoiceRef,
     /// The customer's address.
     pub customer_email: String,
     /// The customer's name.
@@ -524,7 +521,7 @@ pub struct InvoiceView {
     pub link_active: Option<bool>,
     /// Its newest link's state: `creating`, `active`, `deactivating`, `inactive`, `paid`
     /// or `failed`; none when it has none.
-    pub link_state: Option<String>,
+    pub link_state: Option<LinkState>,
     /// The QR image of its offered iDEAL QR transaction.
     pub qr_url: Option<String>,
     /// `none` | `queued` | `sent` | `failed`.
@@ -583,6 +580,8 @@ pub fn for_each_view(
     let mut rows = stmt.query(params![reference, state])?;
     while let Some(r) = rows.next()? {
         let currency: Currency = r.get(4)?;
+        let link_state: Option<LinkState> = r.get(12)?;
+        let mail_state: Option<MailState> = r.get(15)?;
         each(InvoiceView {
             invoice_reference: r.get(0)?,
             customer_email: r.get(1)?,
@@ -593,23 +592,21 @@ pub fn for_each_view(
             state: r.get(6)?,
             link_ref: r.get(10)?,
             link_uri: r.get(11)?,
-            link_active: r
-                .get::<_, Option<String>>(12)?
-                .map(|s| s == "active" || s == "deactivating"),
-            link_state: r.get(12)?,
+            link_active: link_state.map(LinkState::is_live),
+            link_state,
             qr_url: r.get(17)?,
-            mail_state: match r.get::<_, Option<String>>(15)?.as_deref() {
-                Some("queued" | "sending") => "queued",
-                Some("sent") => "sent",
-                Some("failed") => "failed",
-                _ => "none",
+            mail_state: match mail_state {
+                Some(MailState::Queued | MailState::Sending) => "queued",
+                Some(MailState::Sent) => "sent",
+                Some(MailState::Failed) => "failed",
+                Some(MailState::Cancelled) | None => "none",
             }
             .into(),
             last_error: last_error(
                 r.get(7)?,
                 r.get(13)?,
                 r.get::<_, Option<String>>(18)?,
-                r.get::<_, Option<String>>(15)?.as_deref(),
+                mail_state,
                 r.get(16)?,
             ),
             paid_at: r.get(8)?,
@@ -627,11 +624,11 @@ fn last_error(
     invoice: Option<String>,
     link: Option<String>,
     possible_orphans: Option<String>,
-    mail_state: Option<&str>,
+    mail_state: Option<MailState>,
     mail_error: Option<String>,
 ) -> Option<String> {
     let base = match (mail_state, mail_error) {
-        (Some("failed"), Some(m)) => Some(match invoice.or(link) {
+        (Some(MailState::Failed), Some(m)) => Some(match invoice.or(link) {
             Some(b) => format!("{b}; mail: {m}"),
             None => format!("mail: {m}"),
         }),

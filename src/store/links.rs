@@ -6,6 +6,7 @@
 //! link is deactivated.
 
 use super::{Result, Store};
+use crate::domain::{InvoiceRef, MerchantRef};
 use rusqlite::{OptionalExtension, params};
 
 use super::invoices::{REVISION_COLUMNS, REVISION_WIDTH, RevisionData};
@@ -18,7 +19,7 @@ pub struct ToCreate {
     /// The invoice revision it belongs to.
     pub revision: i64,
     /// The invoice reference.
-    pub reference: String,
+    pub reference: InvoiceRef,
     /// What the revision asks of the customer.
     pub data: RevisionData,
     /// The earlier intent for this revision, when a create is being retried.
@@ -32,21 +33,63 @@ pub struct ToCreate {
 }
 
 impl ToCreate {
-    /// Unique per link of an invoice revision, and the same for every retry of one
-    /// create: `<reference>/r<revision>`, then `-2`, `-3`, … after a lapsed link.
-    pub fn merchant_reference(&self) -> String {
-        let base = merchant_reference(&self.reference, self.revision);
-        if self.lapsed > 0 {
-            format!("{base}-{}", self.lapsed + 1)
-        } else {
-            base
-        }
+    /// The merchant reference this create goes out under (see [`MerchantRef::of`]).
+    pub fn merchant_reference(&self) -> MerchantRef {
+        MerchantRef::of(&self.reference, self.revision, self.lapsed)
     }
 }
 
-/// The merchant reference of an invoice revision: `<reference>/r<revision>`.
-pub fn merchant_reference(reference: &str, revision: i64) -> String {
-    format!("{reference}/r{revision}")
+/// Where a payment link is in its life (`links.state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkState {
+    /// The create intent is recorded; CM's answer is not (yet).
+    Creating,
+    /// CM made it; it can be paid.
+    Active,
+    /// Its deactivation was started but not confirmed.
+    Deactivating,
+    /// Deactivated at CM.
+    Inactive,
+    /// Paid.
+    Paid,
+    /// CM refused to make it.
+    Failed,
+}
+
+impl LinkState {
+    /// Every state.
+    pub const ALL: [LinkState; 6] = [
+        LinkState::Creating,
+        LinkState::Active,
+        LinkState::Deactivating,
+        LinkState::Inactive,
+        LinkState::Paid,
+        LinkState::Failed,
+    ];
+
+    /// The stored name, also what `status` shows.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkState::Creating => "creating",
+            LinkState::Active => "active",
+            LinkState::Deactivating => "deactivating",
+            LinkState::Inactive => "inactive",
+            LinkState::Paid => "paid",
+            LinkState::Failed => "failed",
+        }
+    }
+
+    /// Whether the link can still be paid (or is about to be deactivated).
+    pub fn is_live(self) -> bool {
+        matches!(self, LinkState::Active | LinkState::Deactivating)
+    }
+}
+
+impl std::fmt::Display for LinkState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Why a live link must go.
@@ -58,15 +101,34 @@ pub enum DeactivateReason {
     NotOpen,
     /// An operator asked (`deactivate INVOICE`).
     Operator,
+    /// It lapsed at its provisional expiry before it got its real one (never mailed).
+    ProvisionalLapsed,
+    /// It passed its expiry date unpaid.
+    Expired,
+    /// CM recorded another amount than the one asked; switched off, never mailed.
+    AmountMismatch,
 }
 
 impl DeactivateReason {
+    /// Every reason.
+    pub const ALL: [DeactivateReason; 6] = [
+        DeactivateReason::Replaced,
+        DeactivateReason::NotOpen,
+        DeactivateReason::Operator,
+        DeactivateReason::ProvisionalLapsed,
+        DeactivateReason::Expired,
+        DeactivateReason::AmountMismatch,
+    ];
+
     /// Stored in `links.deactivation_reason`.
     pub fn as_str(self) -> &'static str {
         match self {
             DeactivateReason::Replaced => "replaced",
             DeactivateReason::NotOpen => "invoice_not_open",
             DeactivateReason::Operator => "operator",
+            DeactivateReason::ProvisionalLapsed => "provisional_lapsed",
+            DeactivateReason::Expired => "expired",
+            DeactivateReason::AmountMismatch => "amount_mismatch",
         }
     }
 }
@@ -81,11 +143,11 @@ pub struct ToDeactivate {
     /// CM's reference of the link (`pml-…`).
     pub link_ref: String,
     /// The invoice reference.
-    pub reference: String,
+    pub reference: InvoiceRef,
     /// Why, in words or as a kind.
     pub reason: DeactivateReason,
     /// The invoice's state, for the plan.
-    pub invoice_state: String,
+    pub invoice_state: super::invoices::State,
 }
 
 /// Active links whose invoice is no longer open or whose revision is no longer current,
@@ -105,15 +167,15 @@ pub fn plan_deactivations(db: &Store) -> Result<Vec<ToDeactivate>> {
     )?;
     let rows = stmt.query_map([], |r| {
         let current: bool = r.get(4)?;
-        let stored: Option<String> = r.get(5)?;
+        let stored: Option<DeactivateReason> = r.get(5)?;
         Ok(ToDeactivate {
             link_id: r.get(0)?,
             invoice_id: r.get(6)?,
             link_ref: r.get(1)?,
             reference: r.get(2)?,
             invoice_state: r.get(3)?,
-            reason: match stored.as_deref() {
-                Some("operator") => DeactivateReason::Operator,
+            reason: match stored {
+                Some(DeactivateReason::Operator) => DeactivateReason::Operator,
                 _ if current => DeactivateReason::NotOpen,
                 _ => DeactivateReason::Replaced,
             },
@@ -192,13 +254,13 @@ pub fn plan_creates(db: &Store) -> Result<Vec<ToCreate>> {
 
 /// Create requests that a crash interrupted (intent written, no answer recorded): they
 /// become possible orphans. Returns `(invoice reference, merchant reference)` of each.
-pub fn recover_interrupted(db: &Store) -> Result<Vec<(String, String)>> {
+pub fn recover_interrupted(db: &Store) -> Result<Vec<(InvoiceRef, MerchantRef)>> {
     let mut stmt = db.conn.prepare(
         "SELECT i.reference, l.merchant_reference
          FROM links l INDEXED BY links_in_flight JOIN invoices i ON i.id = l.invoice_id
          WHERE l.in_flight = 1 ORDER BY i.reference",
     )?;
-    let found: Vec<(String, String)> = stmt
+    let found: Vec<(InvoiceRef, MerchantRef)> = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
     db.conn.execute(
@@ -271,7 +333,7 @@ pub struct ToExtend {
     /// CM's reference of the link (`pml-…`).
     pub link_ref: String,
     /// The invoice reference.
-    pub reference: String,
+    pub reference: InvoiceRef,
     /// The revision's due date (`YYYY-MM-DD`), from which the real expiry follows.
     pub due_date: String,
 }
@@ -317,7 +379,7 @@ pub struct ToCheck {
     /// The invoice's row id.
     pub invoice_id: i64,
     /// The invoice reference.
-    pub reference: String,
+    pub reference: InvoiceRef,
     /// How many status checks it has had (the back-off step).
     pub status_checks: i64,
     /// Past its expiry date: a last check, then `expired` unless paid.
@@ -492,7 +554,7 @@ pub fn record_create_deferred(
 pub fn mark_deactivating(db: &Store, link_id: i64, reason: DeactivateReason) -> Result<()> {
     db.conn.execute(
         "UPDATE links SET state = 'deactivating', deactivation_reason = ?2 WHERE id = ?1",
-        params![link_id, reason.as_str()],
+        params![link_id, reason],
     )?;
     Ok(())
 }
@@ -517,7 +579,7 @@ pub fn record_link_error(db: &Store, link_id: i64, message: &str) -> Result<()> 
 }
 
 /// The live link of an invoice, for `deactivate INVOICE`.
-pub fn live_link_of(db: &Store, reference: &str) -> Result<Option<ToDeactivate>> {
+pub fn live_link_of(db: &Store, reference: &InvoiceRef) -> Result<Option<ToDeactivate>> {
     Ok(db.conn.query_row(
         "SELECT l.id, l.link_ref, l.invoice_id, i.state FROM links l JOIN invoices i ON i.id = l.invoice_id
          WHERE i.reference = ?1 AND l.state IN ('active', 'deactivating') AND l.link_ref IS NOT NULL",
@@ -527,7 +589,7 @@ pub fn live_link_of(db: &Store, reference: &str) -> Result<Option<ToDeactivate>>
                 link_id: r.get(0)?,
                 link_ref: r.get(1)?,
                 invoice_id: r.get(2)?,
-                reference: reference.to_string(),
+                reference: reference.clone(),
                 reason: DeactivateReason::Operator,
                 invoice_state: r.get(3)?,
             })

@@ -387,7 +387,7 @@ fn migrate_in_transaction(conn: &mut Connection) -> anyhow::Result<()> {
 pub struct Recovered {
     /// Link creates that were in flight: `(invoice reference, merchant reference)`;
     /// each is now a reported possible orphan.
-    pub links: Vec<(String, String)>,
+    pub links: Vec<(crate::domain::InvoiceRef, crate::domain::MerchantRef)>,
     /// iDEAL QR creates that were in flight (purchase ids), likewise.
     pub qr: Vec<String>,
     /// Mails that were being handed over, queued again (a receiver may get one twice).

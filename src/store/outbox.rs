@@ -2,11 +2,49 @@
 //! attempt to send them. Nothing here talks to a mail server.
 
 use super::{Result, Store};
+use crate::domain::InvoiceRef;
 use rusqlite::{OptionalExtension, params};
 
 use super::invoices::{REVISION_COLUMNS, REVISION_WIDTH, RevisionData};
 
 pub use crate::domain::MailKind;
+
+/// Where a mail is on its way out (`outbox.state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailState {
+    /// Waiting for its turn (or for its retry time).
+    Queued,
+    /// Being handed to the relay; a crash leaves it here, and recovery queues it again.
+    Sending,
+    /// The relay accepted it.
+    Sent,
+    /// The relay refused it for good.
+    Failed,
+    /// Not wanted any more (its invoice was settled, paid or replaced).
+    Cancelled,
+}
+
+impl MailState {
+    /// Every state.
+    pub const ALL: [MailState; 5] = [
+        MailState::Queued,
+        MailState::Sending,
+        MailState::Sent,
+        MailState::Failed,
+        MailState::Cancelled,
+    ];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MailState::Queued => "queued",
+            MailState::Sending => "sending",
+            MailState::Sent => "sent",
+            MailState::Failed => "failed",
+            MailState::Cancelled => "cancelled",
+        }
+    }
+}
 
 /// Queues a mail for a link; runs inside the transaction that records the link.
 pub fn enqueue(
@@ -69,7 +107,7 @@ pub struct Pending {
     /// The invoice's row id.
     pub invoice_id: i64,
     /// The invoice reference.
-    pub reference: String,
+    pub reference: InvoiceRef,
     /// The invoice revision it belongs to.
     pub revision: i64,
     /// The link it announces.
@@ -120,17 +158,12 @@ fn pending_select() -> String {
 /// Reads one row of [`pending_select`].
 fn pending_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Pending> {
     let w = REVISION_WIDTH;
-    let kind: String = r.get(1)?;
-    let kind = MailKind::from_db(&kind).ok_or_else(|| unknown(1, "mail kind", &kind))?;
+    let kind: MailKind = r.get(1)?;
     let reminder = match (
         r.get::<_, Option<i64>>(11 + w)?,
-        r.get::<_, Option<String>>(12 + w)?,
+        r.get::<_, Option<super::reminders::ReminderKind>>(12 + w)?,
     ) {
-        (Some(step), Some(name)) => Some((
-            step,
-            super::reminders::ReminderKind::from_db(&name)
-                .ok_or_else(|| unknown(12 + w, "reminder kind", &name))?,
-        )),
+        (Some(step), Some(kind)) => Some((step, kind)),
         _ => None,
     };
     Ok(Pending {
@@ -199,14 +232,6 @@ pub fn pending(db: &Store, id: i64) -> Result<Option<Pending>> {
 
 /// A value read from the database that this program does not know: an error, never a
 /// default.
-fn unknown(column: usize, what: &str, value: &str) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(
-        column,
-        rusqlite::types::Type::Text,
-        format!("unknown {what} {value:?} in the outbox").into(),
-    )
-}
-
 /// Mails waiting in the outbox (queued, or caught mid-send by a crash): what the summary,
 /// the exit-3 sentence and `/metrics` count.
 pub fn count_queued(db: &Store) -> Result<i64> {
@@ -278,7 +303,7 @@ pub fn cancel(db: &Store, id: i64, why: &str) -> Result<()> {
 
 /// Queues the link mail of an invoice again (`resend`): `Ok(None)` when it has no
 /// active link to announce.
-pub fn requeue(db: &Store, reference: &str, now: &str) -> Result<Option<i64>> {
+pub fn requeue(db: &Store, reference: &InvoiceRef, now: &str) -> Result<Option<i64>> {
     let live: Option<(i64, i64, i64)> = db.conn
         .query_row(
             "SELECT l.invoice_id, l.revision, l.id FROM links l JOIN invoices i ON i.id = l.invoice_id

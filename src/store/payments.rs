@@ -2,6 +2,7 @@
 //! Only reads.
 
 use super::Store;
+use crate::domain::InvoiceRef;
 use chrono::NaiveDate;
 use rusqlite::params;
 
@@ -16,6 +17,10 @@ pub enum PaymentKind {
 
 impl PaymentKind {
     /// The stored name.
+    /// Every kind.
+    pub const ALL: [PaymentKind; 2] = [PaymentKind::Link, PaymentKind::Qr];
+
+    /// The stored name.
     pub fn as_str(self) -> &'static str {
         match self {
             PaymentKind::Link => "link",
@@ -28,7 +33,7 @@ impl PaymentKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Payment {
     /// The invoice it paid.
-    pub reference: String,
+    pub reference: InvoiceRef,
     /// The amount paid.
     pub amount: crate::domain::Money,
     /// When it was seen (RFC 3339 UTC).
@@ -98,7 +103,6 @@ pub fn for_each_paid(
     let mut stmt = db.conn.prepare(&format!("{PAID} {order}"))?;
     let mut rows = stmt.query(params![since, before, filter.only_new])?;
     while let Some(r) = rows.next()? {
-        let kind: String = r.get(6)?;
         each(Payment {
             reference: r.get(0)?,
             amount: crate::domain::Money {
@@ -108,11 +112,7 @@ pub fn for_each_paid(
             paid_at: r.get(3)?,
             payment_ref: r.get(4)?,
             customer_name: r.get(5)?,
-            kind: if kind == "qr" {
-                PaymentKind::Qr
-            } else {
-                PaymentKind::Link
-            },
+            kind: r.get(6)?,
             id: r.get(7)?,
         })?;
     }

@@ -4,6 +4,7 @@
 //! moves on it is withdrawn here and still followed until it ends.
 
 use super::{Result, Store};
+use crate::domain::InvoiceRef;
 use rusqlite::{OptionalExtension, params};
 
 use super::invoices::{REVISION_COLUMNS, REVISION_WIDTH, RevisionData};
@@ -18,7 +19,7 @@ pub struct QrToCreate {
     /// The link's row id.
     pub link_id: i64,
     /// The invoice reference.
-    pub reference: String,
+    pub reference: InvoiceRef,
     /// What the revision asks of the customer.
     pub data: RevisionData,
     /// The link's expiry (ISO 8601) when it has one.
@@ -222,7 +223,7 @@ pub struct QrToCheck {
     /// The invoice's row id.
     pub invoice_id: i64,
     /// The invoice reference.
-    pub reference: String,
+    pub reference: InvoiceRef,
     /// How many status checks it has had (the back-off step).
     pub status_checks: i64,
 }

@@ -3,6 +3,7 @@
 //! one invoice, and the one transaction that records a decision with its mail.
 
 use super::{Result, Store};
+use crate::domain::InvoiceRef;
 use rusqlite::{ErrorCode, OptionalExtension, params};
 
 use super::invoices::{REVISION_COLUMNS, RevisionData, State};
@@ -32,7 +33,7 @@ pub struct Subject {
     /// The invoice's row id.
     pub invoice_id: i64,
     /// The invoice reference.
-    pub reference: String,
+    pub reference: InvoiceRef,
     /// Its state.
     pub state: State,
     /// Its current revision.
@@ -85,7 +86,7 @@ pub fn subject(db: &Store, invoice_id: i64) -> Result<Option<Subject>> {
         ))?
         .query_row([invoice_id], |r| {
             Ok((
-                r.get::<_, String>(0)?,
+                r.get::<_, InvoiceRef>(0)?,
                 r.get::<_, State>(1)?,
                 r.get::<_, i64>(2)?,
                 RevisionData::from_row(r, 3)?,

@@ -6,8 +6,13 @@
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 
 use crate::domain::money::Currency;
-use crate::domain::text::{CustomerName, EmailAddress};
-use crate::domain::{Country, CustomerType, Language};
+use crate::domain::text::{CustomerName, EmailAddress, InvoiceRef, MerchantRef};
+use crate::domain::{Country, CustomerType, Language, MailKind, ReminderKind};
+use crate::store::imports::ImportSource;
+use crate::store::invoices::{RevisionReason, State};
+use crate::store::links::{DeactivateReason, LinkState};
+use crate::store::outbox::MailState;
+use crate::store::payments::PaymentKind;
 
 /// Reads a text column through `parse`.
 fn parsed<T, E: std::fmt::Display>(
@@ -35,7 +40,47 @@ macro_rules! text_column {
     };
 }
 
+/// Stores an enum as its name (`as_str`) and reads it back by finding the value of that
+/// name among all of its values: a name this program does not know (a newer program
+/// wrote it, or a hand edit) is an error that names the column's text, never a default.
+macro_rules! name_column {
+    ($ty:ty, $what:literal, $all:expr) => {
+        impl ToSql for $ty {
+            fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+                Ok(ToSqlOutput::from(self.as_str()))
+            }
+        }
+
+        impl FromSql for $ty {
+            fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+                let text = value.as_str()?;
+                $all.into_iter()
+                    .find(|v| v.as_str() == text)
+                    .ok_or_else(|| {
+                        FromSqlError::Other(format!("unknown {} {text:?}", $what).into())
+                    })
+            }
+        }
+    };
+}
+
+name_column!(State, "invoice state", State::ALL);
+name_column!(MailKind, "mail kind", MailKind::ALL);
+name_column!(MailState, "mail state", MailState::ALL);
+name_column!(ReminderKind, "reminder kind", ReminderKind::ALL);
+name_column!(LinkState, "link state", LinkState::ALL);
+name_column!(
+    DeactivateReason,
+    "deactivation reason",
+    DeactivateReason::ALL
+);
+name_column!(PaymentKind, "payment kind", PaymentKind::ALL);
+name_column!(ImportSource, "import source", ImportSource::ALL);
+name_column!(RevisionReason, "revision reason", RevisionReason::ALL);
+
 text_column!(Currency, code, Currency::parse);
+text_column!(InvoiceRef, as_str, InvoiceRef::parse);
+text_column!(MerchantRef, as_str, MerchantRef::parse);
 text_column!(Language, as_str, Language::parse);
 text_column!(Country, as_str, Country::parse);
 text_column!(EmailAddress, as_str, EmailAddress::parse);
@@ -94,6 +139,33 @@ mod tests {
         );
         let bad: rusqlite::Result<Currency> = conn.query_row("SELECT 'XYZ'", [], |r| r.get(0));
         assert!(bad.is_err());
+    }
+
+    #[test]
+    fn every_stored_name_reads_back_and_an_unknown_one_is_an_error() {
+        let conn = Connection::open_in_memory().unwrap();
+        fn round<T: ToSql + FromSql + PartialEq + std::fmt::Debug + Copy>(
+            conn: &Connection,
+            values: &[T],
+        ) {
+            for v in values {
+                let back: T = conn.query_row("SELECT ?1", [v], |r| r.get(0)).unwrap();
+                assert_eq!(back, *v);
+            }
+            let unknown: rusqlite::Result<T> =
+                conn.query_row("SELECT 'no-such-name'", [], |r| r.get(0));
+            let e = unknown.expect_err("an unknown name is an error, not a default");
+            assert!(e.to_string().contains("\"no-such-name\""), "{e}");
+        }
+        round(&conn, &State::ALL);
+        round(&conn, &MailKind::ALL);
+        round(&conn, &MailState::ALL);
+        round(&conn, &ReminderKind::ALL);
+        round(&conn, &LinkState::ALL);
+        round(&conn, &DeactivateReason::ALL);
+        round(&conn, &PaymentKind::ALL);
+        round(&conn, &ImportSource::ALL);
+        round(&conn, &RevisionReason::ALL);
     }
 
     #[test]

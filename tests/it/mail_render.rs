@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
+use invoice_sync::domain::InvoiceRef;
 use invoice_sync::domain::ReminderKind;
 use invoice_sync::mail::{
     MailContext, MailError, QrCode, ReminderContext, RenderedMail, Templates, render,
@@ -15,7 +16,7 @@ use invoice_sync::mail::{
 
 fn ctx(language: &str) -> MailContext {
     MailContext {
-        invoice_reference: "INV-2026-0042".into(),
+        invoice_reference: InvoiceRef::parse("INV-2026-0042").unwrap(),
         customer_name: "Jan de Vries".into(),
         customer_email: "jan@customer.example".into(),
         amount_minor: 123_456,
@@ -398,7 +399,7 @@ fn csv_values_are_escaped_in_html_in_every_language() {
     for lang in ["nl", "en", "de", "fr", "xx"] {
         let mut c = ctx(lang);
         c.customer_name = "<script>alert(1)</script>".into();
-        c.invoice_reference = r#"A"onmouseover="x'&<b>"#.into();
+        c.invoice_reference = InvoiceRef::parse(r#"A"onmouseover="x'&<b>"#).unwrap();
         let m = render(&c, &t).unwrap();
         assert!(!m.html.contains("<script>"), "{lang}: {}", m.html);
         assert!(

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
 use invoice_sync::config::{Email, MailTransport, SmtpTls};
+use invoice_sync::domain::InvoiceRef;
 use invoice_sync::mail::{
     MailContext, MailError, MailSender, Mailer, NO_SMTPUTF8, QrCode, SendError, Templates, compose,
     message_id,
@@ -17,7 +18,7 @@ use smtp::SmtpServer;
 
 fn ctx(email: &str) -> MailContext {
     MailContext {
-        invoice_reference: "INV-2026-0042".into(),
+        invoice_reference: InvoiceRef::parse("INV-2026-0042").unwrap(),
         customer_name: "Jan de Vries".into(),
         customer_email: email.into(),
         amount_minor: 123_456,
@@ -610,10 +611,16 @@ async fn line_breaks_in_name_or_address_are_refused_before_sending() {
     hostile_address.customer_name = "Jan".into();
     let mut lf_only = ctx("jan@customer.example");
     lf_only.customer_name = "Jan\nX-Evil: 1".into();
-    let mut hostile_reference = ctx("jan@customer.example"); // ends up in the subject
-    hostile_reference.invoice_reference = "INV-1\r\nBcc: victim@elsewhere.example".into();
+    // The reference ends up in the subject: one with a line break cannot even be made.
+    let hostile_reference = InvoiceRef::parse("INV-1\r\nBcc: victim@elsewhere.example");
+    assert!(
+        hostile_reference
+            .unwrap_err()
+            .to_string()
+            .contains("line break"),
+    );
 
-    for c in [hostile_name, hostile_address, lf_only, hostile_reference] {
+    for c in [hostile_name, hostile_address, lf_only] {
         let err = compose(&c, 1, None, &templates, &cfg).unwrap_err();
         assert!(matches!(err, MailError::HeaderInjection { .. }), "{err:?}");
         assert!(err.to_string().contains("line break"), "{err}");
@@ -627,7 +634,7 @@ async fn a_hostile_name_stays_one_recipient_and_is_escaped_in_html() {
     let cfg = server.email_config();
     let mut c = ctx("jan@customer.example");
     c.customer_name = r#"<script>alert(1)</script>, "Eve" <eve@evil.example>"#.into();
-    c.invoice_reference = "<img src=x onerror=alert(1)>".into();
+    c.invoice_reference = InvoiceRef::parse("<img src=x onerror=alert(1)>").unwrap();
     let msg = compose(&c, 1, None, &Templates::builtin(), &cfg).unwrap().0;
     sender(&cfg).send(&msg).await.unwrap();
 

@@ -14,6 +14,7 @@ use invoice_sync::cm::{
     CmClient, CmError, CreateLink, CreateTransaction, IdealQrClient, RetryPolicy, Throttle,
 };
 use invoice_sync::config::{Cm, IdealQr};
+use invoice_sync::domain::{InvoiceRef, MerchantRef};
 use invoice_sync::sandbox::{self, Sandbox, SandboxOptions};
 use secrecy::SecretString;
 
@@ -161,9 +162,9 @@ pub fn link(
         amount_minor,
         exponent,
         currency_code: currency.into(),
-        invoice_reference: "INV-2024-001".into(),
+        invoice_reference: InvoiceRef::parse("INV-2024-001").unwrap(),
         invoice_due_date: "2024-05-01T00:00:00+00:00".into(),
-        merchant_reference: merchant_reference.into(),
+        merchant_reference: MerchantRef::parse(merchant_reference).unwrap(),
         language_code: "NL".into(),
         country_code: "NL".into(),
         expiry_date: None,
@@ -174,7 +175,7 @@ pub fn link(
 /// A valid iDEAL QR transaction for invoice `reference`, open until 2099.
 pub fn qr_request(reference: &str, amount_cents: i64) -> CreateTransaction {
     CreateTransaction {
-        reference: reference.into(),
+        reference: InvoiceRef::parse(reference).unwrap(),
         amount_cents,
         currency: "EUR".into(),
         purchase_id: purchase_id(reference, 1),
