@@ -1,317 +1,36 @@
-//! The long-running service (README, *Payment status, the daemon and callbacks*): a cycle at every tick of
-//! `daemon.schedule`, the callback listener, signals and sd_notify.
-//!
-//! One loop owns the database connection and does all the work, so two cycles never run
-//! at once; ticks that pass while a cycle runs coalesce into one more cycle right after
-//! it. The listener only answers and hands the named link refs to the loop, which marks
-//! them due and fetches their status from the API — a callback is never proof of
-//! payment; a link named again within 30 s is not read again, and ticks are served
-//! before callbacks. SIGTERM/SIGINT let the running cycle finish, then the daemon exits
-//! 0; a second SIGINT stops at once; SIGHUP is ignored. The daemon stops when its
-//! database file is removed or replaced, and pings the watchdog only while work
-//! progresses.
+//! The CM callback listener, which may face the internet: `POST <callback_path>` takes
+//! the refs a payment link callback names (or the purchase an iDEAL QR webhook names),
+//! answers at once, coalesces refs named within 30 s, and hands the rest to the loop as
+//! [`Named`]. It bounds its connections (the [`Slots`] they hold, watched for activity
+//! by [`Watched`], busy while a request is in progress by [`Busy`]): at the cap a new
+//! connection evicts the one idle longest, or is answered 503 with `Retry-After`.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
-
-use crate::schedule::Schedule;
 
 use anyhow::Context;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::StatusCode;
-use chrono::Local;
 use tokio::sync::mpsc;
 
-use crate::config::Config;
-use crate::cycle;
-use crate::lock::RunLock;
-use crate::services::Services;
-use crate::store::{Store, links, now_text};
+use super::Listener;
 
 /// The largest callback body accepted; larger ones get 413.
 pub const CALLBACK_BODY_LIMIT: usize = 64 * 1024;
 
-/// sd_notify, when `NOTIFY_SOCKET` is set; failures are logged, never fatal.
-fn notify(states: &[sd_notify::NotifyState<'_>]) {
-    if let Err(e) = sd_notify::notify(states) {
-        tracing::debug!("sd_notify failed: {e}");
-    }
-}
-
-/// Runs the daemon until `shutdown` resolves (or SIGTERM/SIGINT when given
-/// [`signals`]).
-pub async fn serve(config: &Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let schedule = Schedule::parse(&config.daemon.schedule)
-        .map_err(|e| anyhow::anyhow!("daemon.schedule: {e}"))?;
-    let store = Store::open(&config.storage.database)?;
-    let services = Services::open(config).await?;
-    let (tx, mut rx) = mpsc::channel::<Named>(256);
-
-    let listener = match config.daemon.callback_listen {
-        Some(addr) => Some(spawn_listener(addr, &config.daemon.callback_path, tx).await?),
-        None => {
-            drop(tx);
-            None
-        }
-    };
-
-    // Never on the callback listener, which may face the internet.
-    let status = match config.daemon.status_listen {
-        Some(addr) => Some(spawn_status_listener(addr, config, schedule.clone()).await?),
-        None => None,
-    };
-
-    let watchdog = sd_notify::watchdog_enabled().map(|every| {
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every / 2);
-            let mut warned = false;
-            loop {
-                tick.tick().await;
-                match crate::progress::stalled_for() {
-                    Some(stall) if stall >= every => {
-                        if !warned {
-                            tracing::error!(
-                                "the running work has made no progress for {} s; watchdog pings stop, so systemd restarts the daemon",
-                                stall.as_secs()
-                            );
-                            warned = true;
-                        }
-                    }
-                    _ => {
-                        warned = false;
-                        notify(&[sd_notify::NotifyState::Watchdog]);
-                    }
-                }
-            }
-        })
-    });
-    notify(&[
-        sd_notify::NotifyState::Ready,
-        sd_notify::NotifyState::Status("waiting for the first tick"),
-    ]);
-    tracing::info!(schedule = %config.daemon.schedule, callback = ?config.daemon.callback_listen, "daemon started");
-
-    let mut shutdown = std::pin::pin!(shutdown);
-    let mut fatal: Option<anyhow::Error> = None;
-    let mut next = schedule.next_after(Local::now());
-    loop {
-        let wait = next
-            .map(|t| (t - Local::now()).to_std().unwrap_or(Duration::ZERO))
-            .unwrap_or(Duration::from_secs(3600));
-        // Ticks before callbacks: a flood of callbacks never delays a scheduled cycle.
-        let tick = tokio::time::sleep(wait);
-        tokio::select! {
-            biased;
-            _ = &mut shutdown => break,
-            _ = tick, if next.is_some() => {
-                if let Err(e) = database_still_there(&store) {
-                    fatal = Some(e);
-                    break;
-                }
-                let started = Local::now();
-                                crate::progress::set_busy(true);
-                let status = run_cycle(&store, config, services.cycle()).await;
-                crate::progress::set_busy(false);
-                notify(&[sd_notify::NotifyState::Status(&status)]);
-                next = schedule.after_cycle(started, Local::now());
-                // A cycle that stopped because its database went away ends the daemon.
-                if let Err(e) = database_still_there(&store) {
-                    fatal = Some(e);
-                    break;
-                }
-            }
-            Some(first) = rx.recv() => {
-                let mut named = vec![first];
-                while let Ok(more) = rx.try_recv() {
-                    named.push(more);
-                }
-                if let Err(e) = database_still_there(&store) {
-                    fatal = Some(e);
-                    break;
-                }
-                                crate::progress::set_busy(true);
-                check_named(&store, config, services.cycle(), named).await;
-                crate::progress::set_busy(false);
-            }
-        }
-    }
-    notify(&[
-        sd_notify::NotifyState::Stopping,
-        sd_notify::NotifyState::Status("stopping"),
-    ]);
-    tracing::info!("daemon stopping");
-    if let Some(w) = watchdog {
-        w.abort();
-    }
-    for (stop, task) in listener.into_iter().chain(status) {
-        let _ = stop.send(());
-        let _ = task.await;
-    }
-    services.close().await;
-    match fatal {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
-}
-
-/// Whether the database file is still the one the daemon opened.
-fn database_still_there(store: &Store) -> anyhow::Result<()> {
-    match store.identity() {
-        Some(identity) => identity.check(),
-        None => Ok(()),
-    }
-}
-
-/// Resolves at the first SIGTERM or SIGINT, so the running cycle can finish. SIGHUP is
-/// logged and ignored for the whole life of the process (its default would kill the
-/// daemon mid-cycle, leaving false orphan reports). After the first SIGINT or SIGTERM, a
-/// second SIGINT stops the process at once (exit 130), as an operator at a terminal
-/// expects.
-pub async fn signals() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop the daemon with SIGKILL");
-        return std::future::pending().await;
-    };
-    // A task of its own, so signals are answered at once even while a cycle runs.
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let mut stop = Some(stop);
-        loop {
-            tokio::select! {
-                _ = hup.recv() => {
-                    tracing::warn!("SIGHUP ignored (invoice-sync rereads nothing; restart it to apply a new config)");
-                }
-                _ = term.recv() => {
-                    if let Some(stop) = stop.take() {
-                        tracing::info!("SIGTERM: finishing in-flight work (a SIGINT stops at once)");
-                        let _ = stop.send(());
-                    }
-                }
-                _ = int.recv() => match stop.take() {
-                    Some(stop) => {
-                        tracing::info!("SIGINT: finishing in-flight work (a second SIGINT stops at once)");
-                        let _ = stop.send(());
-                    }
-                    None => {
-                        tracing::warn!("second SIGINT: stopping at once; the next run repairs whatever was in flight");
-                        std::process::exit(130);
-                    }
-                },
-            }
-        }
-    });
-    let _ = stopped.await;
-}
-
-/// One scheduled cycle; returns the STATUS= line. Failures are logged, never fatal.
-async fn run_cycle(store: &Store, config: &Config, services: cycle::Services<'_>) -> String {
-    let lock = match RunLock::try_acquire(&config.storage.database) {
-        Ok(Some(l)) => l,
-        Ok(None) => {
-            tracing::warn!("another cycle holds the run lock; this tick is skipped");
-            return "tick skipped: another cycle holds the run lock".into();
-        }
-        Err(e) => {
-            tracing::error!("cannot take the run lock: {e:#}");
-            return format!("cycle failed: {e:#}");
-        }
-    };
-    let opts = cycle::Options {
-        database: store.identity().cloned(),
-        ..cycle::Options::default()
-    };
-    let started = std::time::Instant::now();
-    let status = match cycle::run(store, config, Some(services), &opts).await {
-        Ok(report) => {
-            crate::metrics::cycle_completed(report.counts(), started.elapsed());
-            let summary = report.summary();
-            tracing::info!("cycle: {summary}");
-            if let Some(why) = report.attention() {
-                tracing::warn!("needs attention: {why}");
-            }
-            format!("last cycle: {summary}")
-        }
-        Err(e) => {
-            crate::metrics::cycle_failed(started.elapsed());
-            tracing::error!("cycle failed: {e:#}");
-            format!("last cycle failed: {e:#}")
-        }
-    };
-    drop(lock);
-    status
-}
-
 /// What a callback or webhook named: payment links, or one iDEAL QR transaction.
 #[derive(Debug)]
-enum Named {
+pub(super) enum Named {
     Links(Vec<String>),
     Qr(String),
-}
-
-/// Fetches the status of what callbacks named (unknown ones are ignored): the body is
-/// never proof of payment, the API is asked.
-async fn check_named(
-    store: &Store,
-    config: &Config,
-    services: cycle::Services<'_>,
-    named: Vec<Named>,
-) {
-    let now = now_text();
-    let mut known = 0;
-    for n in &named {
-        let marked = match n {
-            Named::Links(refs) => links::request_check(store, refs, &now),
-            Named::Qr(key) => crate::store::qr::request_check(store, key, &now),
-        };
-        match marked {
-            Ok(k) => known += k,
-            Err(e) => {
-                tracing::error!("cannot record the callback: {e}");
-                return;
-            }
-        }
-    }
-    if known == 0 {
-        tracing::debug!(
-            callbacks = named.len(),
-            "callback names no known open link or transaction"
-        );
-        return;
-    }
-    tracing::info!(
-        callbacks = named.len(),
-        known,
-        "callback: checking the named payments' status"
-    );
-    // A cycle that holds the lock will check them itself (they are due now).
-    let Ok(Some(_lock)) = RunLock::try_acquire(&config.storage.database) else {
-        return;
-    };
-    let mut report = cycle::Report::default();
-    if let Err(e) = cycle::check_statuses(store, config, services, &mut report).await {
-        tracing::error!("status check after a callback failed: {e:#}");
-    } else if report.payments_seen > 0 {
-        tracing::info!(payments = report.payments_seen, "payments seen");
-    }
 }
 
 #[derive(serde::Deserialize)]
 struct CallbackBody {
     paymentlink_refs: Vec<String>,
 }
-
-type Listener = (
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<()>,
-);
 
 /// At most this many callback connections are served at once. A new one at the cap
 /// evicts the connection idle longest; when every one has a request in progress, it is
@@ -537,7 +256,7 @@ async fn refuse(mut stream: tokio::net::TcpStream) {
 /// being refused), so idle or slow clients can never exhaust the daemon's file
 /// descriptors. At the cap a new connection evicts the one idle longest; when all are
 /// mid-request it is answered 503 with `Retry-After`, never closed without a word.
-async fn spawn_listener(
+pub(super) async fn spawn_listener(
     addr: SocketAddr,
     path: &str,
     tx: mpsc::Sender<Named>,
@@ -657,110 +376,6 @@ async fn spawn_listener(
         connections.abort_all();
     });
     Ok((stop, task))
-}
-
-/// What the status listener's handlers share: their own read-only connection to the
-/// database (the loop's is busy with cycles), the schedule, and when the daemon started.
-#[derive(Clone)]
-struct StatusState {
-    db: std::sync::Arc<std::sync::Mutex<Store>>,
-    schedule: Schedule,
-    started: std::time::Instant,
-}
-
-/// Serves `GET /metrics` and `GET /healthz` on `daemon.status_listen`.
-async fn spawn_status_listener(
-    addr: SocketAddr,
-    config: &Config,
-    schedule: Schedule,
-) -> anyhow::Result<Listener> {
-    let db = Store::open_read_only(&config.storage.database).context("for /metrics")?;
-    let state = StatusState {
-        db: std::sync::Arc::new(std::sync::Mutex::new(db)),
-        schedule,
-        started: std::time::Instant::now(),
-    };
-    let app = axum::Router::new()
-        .route("/metrics", axum::routing::get(metrics))
-        .route("/healthz", axum::routing::get(healthz))
-        .with_state(state);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen for /metrics on {addr}"))?;
-    if !addr.ip().is_loopback() {
-        tracing::warn!(
-            listen = %addr,
-            "daemon.status_listen is beyond loopback: it serves /metrics and /healthz to the network unprotected (no password); it belongs on loopback, e.g. 127.0.0.1:9189"
-        );
-    }
-    tracing::info!(addr = %listener.local_addr()?, "status listener ready (/metrics, /healthz)");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await;
-    });
-    Ok((stop, task))
-}
-
-/// The figures `/metrics` and `/healthz` read from the database.
-impl crate::metrics::Stored for Store {
-    fn invoices_by_state(&self) -> anyhow::Result<Vec<(&'static str, i64)>> {
-        Ok(crate::store::invoices::count_by_state(self)?
-            .into_iter()
-            .map(|(state, n)| (state.as_str(), n))
-            .collect())
-    }
-
-    fn mails_queued(&self) -> anyhow::Result<i64> {
-        Ok(crate::store::outbox::count_queued(self)?)
-    }
-
-    fn answers(&self) -> Result<(), String> {
-        self.ping().map_err(|e| e.to_string())
-    }
-}
-
-async fn metrics(State(state): State<StatusState>) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let rendered = tokio::task::spawn_blocking(move || {
-        let db = state.db.lock().unwrap_or_else(|e| e.into_inner());
-        crate::metrics::render(&*db)
-    })
-    .await;
-    match rendered {
-        Ok(Ok(text)) => (
-            [(
-                axum::http::header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
-            )],
-            text,
-        )
-            .into_response(),
-        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}\n")).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
-    }
-}
-
-async fn healthz(State(state): State<StatusState>) -> (StatusCode, String) {
-    // One schedule interval: the gap between the next two ticks.
-    let next = state.schedule.next_after(Local::now());
-    let interval = next
-        .and_then(|a| state.schedule.next_after(a).map(|b| (b - a).to_std().ok()))
-        .flatten()
-        .unwrap_or(Duration::from_secs(3600));
-    let verdict = tokio::task::spawn_blocking(move || {
-        let db = state.db.lock().unwrap_or_else(|e| e.into_inner());
-        crate::metrics::health(&*db, interval, state.started)
-    })
-    .await
-    .unwrap_or_else(|e| Err(e.to_string()));
-    match verdict {
-        Ok(why) => (StatusCode::OK, format!("{why}\n")),
-        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
-    }
 }
 
 /// `POST <callback_path>`: answers at once; the main loop checks what was named. A
