@@ -1,5 +1,6 @@
-//! The long-running service (README, *Payment status, the daemon and callbacks*): a cycle at every tick of
-//! `daemon.schedule`, the callback listener, signals and sd_notify.
+//! The long-running service (README, *Payment status, the daemon and callbacks*): a
+//! cycle at every tick of `daemon.schedule`, the callback listener, signals and
+//! sd_notify.
 //!
 //! One loop owns the database connection and does all the work, so two cycles never run
 //! at once; ticks that pass while a cycle runs coalesce into one more cycle right after
@@ -120,7 +121,7 @@ pub async fn serve(config: &Config, shutdown: impl Future<Output = ()>) -> anyho
                     break;
                 }
                 let started = Local::now();
-                                crate::progress::set_busy(true);
+                crate::progress::set_busy(true);
                 let status = run_cycle(&store, config, services.cycle()).await;
                 crate::progress::set_busy(false);
                 notify(&[sd_notify::NotifyState::Status(&status)]);
@@ -140,7 +141,7 @@ pub async fn serve(config: &Config, shutdown: impl Future<Output = ()>) -> anyho
                     fatal = Some(e);
                     break;
                 }
-                                crate::progress::set_busy(true);
+                crate::progress::set_busy(true);
                 check_named(&store, config, services.cycle(), named).await;
                 crate::progress::set_busy(false);
             }
