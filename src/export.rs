@@ -72,43 +72,28 @@ pub struct Written {
     pub statements: usize,
 }
 
-/// Writes one camt.053.001.02 document with one statement per currency of the payments
-/// the filter selects and per currency that has a statement chain (a currency without
-/// payments this time gets an empty one that carries its balance on; with neither, one
-/// empty EUR statement), numbered and balanced on from the previous statements, and records
-/// the statements (and, with `filter.only_new`, marks the payments) in `db`'s open
-/// transaction: the caller commits once the file is complete. `now` is the creation time.
-pub fn write_camt053(
-    db: &Store,
-    account: &Account<'_>,
-    filter: Filter,
-    now: chrono::DateTime<chrono::Local>,
-    out: impl Write,
-) -> anyhow::Result<Written> {
-    let mut out = std::io::BufWriter::new(out);
-    let created = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, false);
-    let today = now.date_naive();
-    let file_number = statements::next_file_number(db)?;
-    // Numbered, not dated: a file whose commit a crash lost is written again with the
-    // same id, whatever day the next run comes.
-    let msg_id = format!("INVSYNC-{file_number:08}");
-    writeln!(out, r#"<?xml version="1.0" encoding="UTF-8"?>"#)?;
-    writeln!(
-        out,
-        r#"<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.053.001.02" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">"#
-    )?;
-    writeln!(out, "  <BkToCstmrStmt>")?;
-    writeln!(out, "    <GrpHdr>")?;
-    writeln!(out, "      <MsgId>{}</MsgId>", xml(&msg_id))?;
-    writeln!(out, "      <CreDtTm>{created}</CreDtTm>")?;
-    writeln!(out, "    </GrpHdr>")?;
-    let mut written = Written {
-        msg_id: msg_id.clone(),
-        ..Written::default()
-    };
-    // A statement for every currency paid in, and for every currency with a chain even
-    // when nothing was paid in it: the books see each account's day closed, balance kept.
-    // With neither (the very first export, nothing paid), one EUR statement.
+/// One statement of a camt.053 file: one currency's account for the day, numbered and
+/// balanced on from the statement before it in that currency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Statement {
+    /// `<MsgId>-<currency>`.
+    id: String,
+    /// Its currency.
+    currency: crate::domain::Currency,
+    /// Its electronic sequence number: one more than the last in this currency.
+    seq: i64,
+    /// The balance it opens with (the last one's closing balance) and closes with.
+    opening_minor: i64,
+    closing_minor: i64,
+    /// The payments it holds.
+    entries: i64,
+}
+
+/// The statements of the next file, by currency code: one for every currency paid in and
+/// for every currency with a chain even when nothing was paid in it (the books see each
+/// account's day closed, balance kept); with neither (the very first export, nothing
+/// paid), one EUR statement. Reads only.
+fn number_statements(db: &Store, msg_id: &str, filter: Filter) -> anyhow::Result<Vec<Statement>> {
     let mut totals = std::collections::BTreeMap::new();
     for (currency, count, sum) in payments::totals(db, filter)? {
         totals.insert(currency.code().to_string(), (currency, count, sum));
@@ -121,53 +106,158 @@ pub fn write_camt053(
     if totals.is_empty() {
         totals.insert("EUR".into(), (crate::domain::Currency::parse("EUR")?, 0, 0));
     }
-    // The statements in the order they are written: by currency code, as the payments
-    // come.
-    let order: Vec<String> = totals.keys().cloned().collect();
-    let mut ids = std::collections::HashMap::new();
-    for (code, (currency, count, sum)) in &totals {
-        let code = code.as_str();
-        let exp = currency.exponent();
-        let (seq, opening) = statements::last(db, code)?
-            .map(|(seq, closing)| (seq + 1, closing))
-            .unwrap_or((1, 0));
-        let closing = opening + sum;
-        let stmt_id = format!("{msg_id}-{code}");
-        let id = statements::record(
+    totals
+        .into_iter()
+        .map(|(code, (currency, entries, sum))| {
+            let (seq, opening_minor) = statements::last(db, &code)?
+                .map(|(seq, closing)| (seq + 1, closing))
+                .unwrap_or((1, 0));
+            Ok(Statement {
+                id: format!("{msg_id}-{code}"),
+                currency,
+                seq,
+                opening_minor,
+                closing_minor: opening_minor + sum,
+                entries,
+            })
+        })
+        .collect()
+}
+
+/// Writes one camt.053.001.02 document with one statement per currency of the payments
+/// the filter selects and per currency that has a statement chain (see
+/// [`number_statements`]), and records the statements (and, with `filter.only_new`, marks
+/// the payments) in `db`'s open unit of work: the caller keeps it once the file is
+/// complete. `now` is the creation time.
+pub fn write_camt053(
+    db: &Store,
+    account: &Account<'_>,
+    filter: Filter,
+    now: chrono::DateTime<chrono::Local>,
+    out: impl Write,
+) -> anyhow::Result<Written> {
+    let created = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, false);
+    // Numbered, not dated: a file whose commit a crash lost is written again with the
+    // same id, whatever day the next run comes.
+    let msg_id = format!("INVSYNC-{:08}", statements::next_file_number(db)?);
+    let plan = number_statements(db, &msg_id, filter)?;
+    let mut rows = std::collections::HashMap::new();
+    for st in &plan {
+        let row = statements::record(
             db,
             &statements::NewStatement {
                 msg_id: &msg_id,
-                stmt_id: &stmt_id,
-                currency: code,
-                seq,
-                opening_minor: opening,
-                closing_minor: closing,
-                entries: *count,
+                stmt_id: &st.id,
+                currency: st.currency.code(),
+                seq: st.seq,
+                opening_minor: st.opening_minor,
+                closing_minor: st.closing_minor,
+                entries: st.entries,
                 new_only: filter.only_new,
                 created_at: &created,
             },
         )?;
-        ids.insert(code.to_string(), (id, stmt_id, seq, opening, closing, exp));
+        rows.insert(st.currency.code(), row);
     }
-    let mut open: Option<String> = None;
-    let close_stmt =
-        |out: &mut std::io::BufWriter<_>| -> std::io::Result<()> { writeln!(out, "    </Stmt>") };
-    let start_stmt = |out: &mut std::io::BufWriter<_>, code: &str| -> anyhow::Result<()> {
-        let (_, stmt_id, seq, opening, closing, exp) = &ids[code];
+
+    let mut doc = Document {
+        out: std::io::BufWriter::new(out),
+        account,
+        created: &created,
+        today: now.date_naive(),
+    };
+    doc.start(&msg_id)?;
+    let mut written = Written {
+        msg_id: msg_id.clone(),
+        ..Written::default()
+    };
+    // The statements are written by currency code, as the payments come; `next` is the
+    // first of `plan` not yet started.
+    let mut next = 0;
+    payments::for_each_paid(db, filter, true, |p| {
+        let code = p.amount.currency.code();
+        if next == 0 || plan[next - 1].currency.code() != code {
+            if next > 0 {
+                doc.end_statement()?;
+            }
+            // The currencies before this one that had no payment: empty statements.
+            while next < plan.len() && plan[next].currency.code() != code {
+                doc.empty_statement(&plan[next])?;
+                written.statements += 1;
+                next += 1;
+            }
+            let Some(st) = plan.get(next) else {
+                anyhow::bail!(
+                    "payment {} in {code}, a currency its statements do not hold",
+                    p.payment_ref
+                );
+            };
+            doc.start_statement(st)?;
+            written.statements += 1;
+            next += 1;
+        }
+        if filter.only_new {
+            statements::mark(db, p.kind, p.id, Some(rows[code]), &created)?;
+        }
+        doc.entry(&p)?;
+        written.entries += 1;
+        Ok(())
+    })?;
+    if next > 0 {
+        doc.end_statement()?;
+    }
+    // The currencies after the last one paid in: empty statements, balances carried on.
+    for st in &plan[next..] {
+        doc.empty_statement(st)?;
+        written.statements += 1;
+    }
+    doc.finish()?;
+    Ok(written)
+}
+
+/// The XML of one camt.053 document, written as it streams: only formatting, no numbers
+/// of its own.
+struct Document<'a, W: Write> {
+    out: std::io::BufWriter<W>,
+    account: &'a Account<'a>,
+    /// The creation time, as written.
+    created: &'a str,
+    /// The day the balances are dated.
+    today: chrono::NaiveDate,
+}
+
+impl<W: Write> Document<'_, W> {
+    fn start(&mut self, msg_id: &str) -> anyhow::Result<()> {
+        let out = &mut self.out;
+        writeln!(out, r#"<?xml version="1.0" encoding="UTF-8"?>"#)?;
+        writeln!(
+            out,
+            r#"<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.053.001.02" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">"#
+        )?;
+        writeln!(out, "  <BkToCstmrStmt>")?;
+        writeln!(out, "    <GrpHdr>")?;
+        writeln!(out, "      <MsgId>{}</MsgId>", xml(msg_id))?;
+        writeln!(out, "      <CreDtTm>{}</CreDtTm>", self.created)?;
+        writeln!(out, "    </GrpHdr>")?;
+        Ok(())
+    }
+
+    fn start_statement(&mut self, st: &Statement) -> anyhow::Result<()> {
+        let (out, code) = (&mut self.out, st.currency.code());
         writeln!(out, "    <Stmt>")?;
-        writeln!(out, "      <Id>{}</Id>", xml(stmt_id))?;
-        writeln!(out, "      <ElctrncSeqNb>{seq}</ElctrncSeqNb>")?;
-        writeln!(out, "      <CreDtTm>{created}</CreDtTm>")?;
+        writeln!(out, "      <Id>{}</Id>", xml(&st.id))?;
+        writeln!(out, "      <ElctrncSeqNb>{}</ElctrncSeqNb>", st.seq)?;
+        writeln!(out, "      <CreDtTm>{}</CreDtTm>", self.created)?;
         writeln!(out, "      <Acct>")?;
         writeln!(out, "        <Id>")?;
-        writeln!(out, "          <IBAN>{}</IBAN>", xml(account.iban))?;
+        writeln!(out, "          <IBAN>{}</IBAN>", xml(self.account.iban))?;
         writeln!(out, "        </Id>")?;
         writeln!(out, "        <Ccy>{code}</Ccy>")?;
-        if let Some(name) = account.name {
+        if let Some(name) = self.account.name {
             writeln!(out, "        <Nm>{}</Nm>", xml(&cut(name, 70)))?;
         }
         writeln!(out, "      </Acct>")?;
-        for (tp, minor) in [("OPBD", opening), ("CLBD", closing)] {
+        for (tp, minor) in [("OPBD", st.opening_minor), ("CLBD", st.closing_minor)] {
             writeln!(out, "      <Bal>")?;
             writeln!(out, "        <Tp>")?;
             writeln!(out, "          <CdOrPrtry>")?;
@@ -177,57 +267,38 @@ pub fn write_camt053(
             writeln!(
                 out,
                 r#"        <Amt Ccy="{code}">{}</Amt>"#,
-                format_minor(minor.abs(), *exp)
+                format_minor(minor.abs(), st.currency.exponent())
             )?;
-            let sign = if *minor < 0 { "DBIT" } else { "CRDT" };
+            let sign = if minor < 0 { "DBIT" } else { "CRDT" };
             writeln!(out, "        <CdtDbtInd>{sign}</CdtDbtInd>")?;
             writeln!(out, "        <Dt>")?;
-            writeln!(out, "          <Dt>{today}</Dt>")?;
+            writeln!(out, "          <Dt>{}</Dt>", self.today)?;
             writeln!(out, "        </Dt>")?;
             writeln!(out, "      </Bal>")?;
         }
         Ok(())
-    };
-    // The next statement of `order` not yet written.
-    let mut next = 0;
-    payments::for_each_paid(db, filter, true, |p| {
-        let code = p.amount.currency.code();
-        if open.as_deref() != Some(code) {
-            if open.is_some() {
-                close_stmt(&mut out)?;
-            }
-            // The currencies before this one that had no payment: empty statements.
-            while next < order.len() && order[next] != code {
-                start_stmt(&mut out, &order[next])?;
-                close_stmt(&mut out)?;
-                written.statements += 1;
-                next += 1;
-            }
-            start_stmt(&mut out, code)?;
-            next += 1;
-            open = Some(code.to_string());
-            written.statements += 1;
-        }
-        if filter.only_new {
-            statements::mark(db, p.kind, p.id, Some(ids[code].0), &created)?;
-        }
-        write_entry(&mut out, &p)?;
-        written.entries += 1;
+    }
+
+    fn end_statement(&mut self) -> std::io::Result<()> {
+        writeln!(self.out, "    </Stmt>")
+    }
+
+    /// A statement without entries: its balance carried on.
+    fn empty_statement(&mut self, st: &Statement) -> anyhow::Result<()> {
+        self.start_statement(st)?;
+        Ok(self.end_statement()?)
+    }
+
+    fn entry(&mut self, p: &Payment) -> anyhow::Result<()> {
+        write_entry(&mut self.out, p)
+    }
+
+    fn finish(mut self) -> anyhow::Result<()> {
+        writeln!(self.out, "  </BkToCstmrStmt>")?;
+        writeln!(self.out, "</Document>")?;
+        self.out.flush()?;
         Ok(())
-    })?;
-    if open.is_some() {
-        close_stmt(&mut out)?;
     }
-    // The currencies after the last one paid in: empty statements, balances carried on.
-    for code in &order[next.min(order.len())..] {
-        start_stmt(&mut out, code)?;
-        close_stmt(&mut out)?;
-        written.statements += 1;
-    }
-    writeln!(out, "  </BkToCstmrStmt>")?;
-    writeln!(out, "</Document>")?;
-    out.flush()?;
-    Ok(written)
 }
 
 /// One credit entry: booked and valued on the local day of the payment.
