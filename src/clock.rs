@@ -26,6 +26,11 @@ pub fn local_now() -> DateTime<Local> {
     now().with_timezone(&Local)
 }
 
+/// Now, to the second, as every recorded time is kept.
+pub fn timestamp() -> crate::domain::Timestamp {
+    crate::domain::Timestamp::at(now())
+}
+
 /// Now as stored in the database: RFC 3339 UTC to the second.
 pub fn now_text() -> String {
     now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)

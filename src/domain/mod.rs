@@ -15,10 +15,12 @@ pub mod codes;
 pub mod collection;
 pub mod money;
 pub mod text;
+pub mod time;
 
 pub use codes::{Country, Language};
 pub use money::{Currency, DecimalSeparator, Money};
 pub use text::{CustomerName, EmailAddress, InvoiceRef, MerchantRef};
+pub use time::Timestamp;
 
 /// Why a value was refused, in words for the rejection report.
 ///

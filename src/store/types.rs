@@ -7,7 +7,7 @@ use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, 
 
 use crate::domain::money::Currency;
 use crate::domain::text::{CustomerName, EmailAddress, InvoiceRef, MerchantRef};
-use crate::domain::{Country, CustomerType, Language, MailKind, ReminderKind};
+use crate::domain::{Country, CustomerType, Language, MailKind, ReminderKind, Timestamp};
 use crate::store::imports::ImportSource;
 use crate::store::invoices::{RevisionReason, State};
 use crate::store::links::{DeactivateReason, LinkState};
@@ -81,6 +81,18 @@ name_column!(RevisionReason, "revision reason", RevisionReason::ALL);
 text_column!(Currency, code, Currency::parse);
 text_column!(InvoiceRef, as_str, InvoiceRef::parse);
 text_column!(MerchantRef, as_str, MerchantRef::parse);
+
+impl ToSql for Timestamp {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.to_text()))
+    }
+}
+
+impl FromSql for Timestamp {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        parsed(value, Timestamp::parse)
+    }
+}
 text_column!(Language, as_str, Language::parse);
 text_column!(Country, as_str, Country::parse);
 text_column!(EmailAddress, as_str, EmailAddress::parse);
