@@ -81,7 +81,12 @@ fn record_qr_status(
             report.payments_seen += 1;
         }
         Ok(status @ (QrStatus::Cancelled | QrStatus::Expired | QrStatus::Failure)) => {
-            qr_store::record_ended(db, c.id, &status.as_str().to_lowercase())?;
+            let ended = match status {
+                QrStatus::Cancelled => qr_store::QrEnded::Cancelled,
+                QrStatus::Expired => qr_store::QrEnded::Expired,
+                _ => qr_store::QrEnded::Failure,
+            };
+            qr_store::record_ended(db, c.id, ended)?;
             tracing::info!(invoice = %c.reference, transaction = %c.cm_id, status = status.as_str(), "iDEAL QR transaction ended unpaid");
         }
         Ok(_) => {

@@ -268,13 +268,35 @@ pub fn record_checked(db: &Store, id: i64, next_check: &str) -> Result<()> {
     Ok(())
 }
 
-/// Records a final status other than success (`cancelled`, `expired`, `failure`).
-pub fn record_ended(db: &Store, id: i64, state: &str) -> Result<()> {
+/// How an iDEAL QR transaction ended other than paid, as `qr_transactions.state` keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QrEnded {
+    /// The payer cancelled.
+    Cancelled,
+    /// It passed its expiry unpaid.
+    Expired,
+    /// The payment failed.
+    Failure,
+}
+
+impl QrEnded {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QrEnded::Cancelled => "cancelled",
+            QrEnded::Expired => "expired",
+            QrEnded::Failure => "failure",
+        }
+    }
+}
+
+/// Records a final status other than success.
+pub fn record_ended(db: &Store, id: i64, state: QrEnded) -> Result<()> {
     db.conn.execute(
         "UPDATE qr_transactions SET state = ?2, next_check_at = NULL,
                 status_checks = status_checks + 1
          WHERE id = ?1",
-        params![id, state],
+        params![id, state.as_str()],
     )?;
     Ok(())
 }
