@@ -98,10 +98,10 @@ fn number_statements(db: &Store, msg_id: &str, filter: Filter) -> anyhow::Result
     for (currency, count, sum) in payments::totals(db, filter)? {
         totals.insert(currency.code().to_string(), (currency, count, sum));
     }
-    for code in statements::chains(db)? {
-        if !totals.contains_key(&code) {
-            totals.insert(code.clone(), (crate::domain::Currency::parse(&code)?, 0, 0));
-        }
+    for currency in statements::chains(db)? {
+        totals
+            .entry(currency.code().to_string())
+            .or_insert((currency, 0, 0));
     }
     if totals.is_empty() {
         totals.insert("EUR".into(), (crate::domain::Currency::parse("EUR")?, 0, 0));
@@ -109,7 +109,7 @@ fn number_statements(db: &Store, msg_id: &str, filter: Filter) -> anyhow::Result
     totals
         .into_iter()
         .map(|(code, (currency, entries, sum))| {
-            let (seq, opening_minor) = statements::last(db, &code)?
+            let (seq, opening_minor) = statements::last(db, currency)?
                 .map(|(seq, closing)| (seq + 1, closing))
                 .unwrap_or((1, 0));
             Ok(Statement {
@@ -136,7 +136,9 @@ pub fn write_camt053(
     now: chrono::DateTime<chrono::Local>,
     out: impl Write,
 ) -> anyhow::Result<Written> {
+    // The file says the local time; the database keeps the instant.
     let created = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, false);
+    let created_at = crate::domain::Timestamp::at(now.with_timezone(&chrono::Utc));
     // Numbered, not dated: a file whose commit a crash lost is written again with the
     // same id, whatever day the next run comes.
     let msg_id = format!("INVSYNC-{:08}", statements::next_file_number(db)?);
@@ -148,13 +150,13 @@ pub fn write_camt053(
             &statements::NewStatement {
                 msg_id: &msg_id,
                 stmt_id: &st.id,
-                currency: st.currency.code(),
+                currency: st.currency,
                 seq: st.seq,
                 opening_minor: st.opening_minor,
                 closing_minor: st.closing_minor,
                 entries: st.entries,
                 new_only: filter.only_new,
-                created_at: &created,
+                created_at,
             },
         )?;
         rows.insert(st.currency.code(), row);
@@ -197,7 +199,7 @@ pub fn write_camt053(
             next += 1;
         }
         if filter.only_new {
-            statements::mark(db, p.kind, p.id, Some(rows[code]), &created)?;
+            statements::mark(db, p.kind, p.id, Some(rows[code]), created_at)?;
         }
         doc.entry(&p)?;
         written.entries += 1;

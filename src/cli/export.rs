@@ -101,9 +101,9 @@ pub(super) fn export_paid(config: &Config, args: &ExportArgs<'_>) -> anyhow::Res
                         }
                         Ok(())
                     })?;
-                    let now = crate::clock::now_text();
+                    let now = crate::clock::timestamp();
                     for (kind, payment) in marks {
-                        crate::store::statements::mark(tx, kind, payment, None, &now)?;
+                        crate::store::statements::mark(tx, kind, payment, None, now)?;
                     }
                     Ok((n, None))
                 }

@@ -6,9 +6,10 @@ use super::{Result, Store};
 use rusqlite::{OptionalExtension, params};
 
 use super::payments::PaymentKind;
+use crate::domain::{Currency, Timestamp};
 
 /// The last statement of a currency: its sequence number and closing balance.
-pub fn last(db: &Store, currency: &str) -> Result<Option<(i64, i64)>> {
+pub fn last(db: &Store, currency: Currency) -> Result<Option<(i64, i64)>> {
     Ok(db.conn.query_row(
         "SELECT seq, closing_minor FROM statements WHERE currency = ?1 ORDER BY seq DESC LIMIT 1",
         [currency],
@@ -19,7 +20,7 @@ pub fn last(db: &Store, currency: &str) -> Result<Option<(i64, i64)>> {
 
 /// The currencies that have a statement chain (an earlier statement recorded), in code
 /// order: each gets a statement in every export, its balance carried on.
-pub fn chains(db: &Store) -> Result<Vec<String>> {
+pub fn chains(db: &Store) -> Result<Vec<Currency>> {
     let mut stmt = db
         .conn
         .prepare("SELECT DISTINCT currency FROM statements ORDER BY currency")?;
@@ -36,7 +37,7 @@ pub struct NewStatement<'a> {
     /// The statement's own id.
     pub stmt_id: &'a str,
     /// Its currency.
-    pub currency: &'a str,
+    pub currency: Currency,
     /// Its electronic sequence number.
     pub seq: i64,
     /// Opening balance (the previous closing balance).
@@ -47,8 +48,8 @@ pub struct NewStatement<'a> {
     pub entries: i64,
     /// Written by `--new` (its payments are marked).
     pub new_only: bool,
-    /// When (RFC 3339).
-    pub created_at: &'a str,
+    /// When.
+    pub created_at: Timestamp,
 }
 
 /// Records a statement; returns its row id.
@@ -79,14 +80,14 @@ pub fn mark(
     kind: PaymentKind,
     payment_id: i64,
     statement_id: Option<i64>,
-    now: &str,
+    now: Timestamp,
 ) -> Result<()> {
     db.conn
         .prepare_cached(
             "INSERT INTO statement_payments (kind, payment_id, statement_id, exported_at)
          VALUES (?1, ?2, ?3, ?4)",
         )?
-        .execute(params![kind.as_str(), payment_id, statement_id, now])?;
+        .execute(params![kind, payment_id, statement_id, now])?;
     Ok(())
 }
 
