@@ -228,6 +228,17 @@ impl Config {
     }
 }
 
+/// Reads a string value and parses it with `parse`, once, at load: its error, in plain
+/// words, is reported under the key being read (`daemon.schedule`).
+fn parsed<'de, D, T, E>(d: D, parse: impl FnOnce(&str) -> Result<T, E>) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    E: std::fmt::Display,
+{
+    let text = String::deserialize(d)?;
+    parse(&text).map_err(serde::de::Error::custom)
+}
+
 fn one_line(s: &str) -> String {
     plain_types(&s.split_whitespace().collect::<Vec<_>>().join(" "))
 }
