@@ -17,7 +17,8 @@ pub struct Reminders {
     /// allows the next on the 1st + this).
     pub min_gap_days: u32,
     /// `HH:MM-HH:MM`, local time: reminders are queued only inside it.
-    pub send_window: String,
+    #[serde(deserialize_with = "send_window")]
+    pub send_window: SendWindow,
     /// Whether reminders may go out on Saturday and Sunday.
     pub send_weekends: bool,
     /// For consumers, the last step is the statutory notice before collection costs.
@@ -32,7 +33,10 @@ impl Default for Reminders {
             enabled: false,
             days: vec![-3, 7, 21],
             min_gap_days: 3,
-            send_window: "09:00-17:00".into(),
+            send_window: SendWindow {
+                start: 9 * 60,
+                end: 17 * 60,
+            },
             send_weekends: false,
             final_notice: false,
             default_customer_type: crate::domain::CustomerType::B2b,
@@ -40,7 +44,7 @@ impl Default for Reminders {
     }
 }
 
-/// The send window as minutes after local midnight: `[start, end)`.
+/// The send window as minutes after local midnight: `[start, end)`; shown as `HH:MM-HH:MM`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SendWindow {
     /// The first minute inside the window.
@@ -79,17 +83,20 @@ impl SendWindow {
     }
 }
 
-impl Reminders {
-    /// The parsed send window (validated when the config was read).
-    pub fn window(&self) -> SendWindow {
-        SendWindow::parse(&self.send_window).unwrap_or(SendWindow {
-            start: 0,
-            end: 24 * 60,
-        })
+impl std::fmt::Display for SendWindow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (a, b) = (self.start, self.end);
+        write!(f, "{:02}:{:02}-{:02}:{:02}", a / 60, a % 60, b / 60, b % 60)
     }
+}
 
+/// `reminders.send_window`, parsed once as it is read.
+fn send_window<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SendWindow, D::Error> {
+    super::parsed(d, SendWindow::parse)
+}
+
+impl Reminders {
     pub(super) fn validate(&self, merchant: &Merchant) -> Result<(), (&'static str, String)> {
-        SendWindow::parse(&self.send_window).map_err(|e| ("reminders.send_window", e))?;
         if let Some(d) = self.days.iter().find(|d| d.abs() > 3650) {
             return Err((
                 "reminders.days",
@@ -128,5 +135,60 @@ impl Reminders {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use chrono::NaiveTime;
+
+    use super::SendWindow;
+    use crate::config::{Config, ConfigError};
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, Path::new("/etc/x/invoice-sync.toml"))
+    }
+
+    fn hm(h: u32, m: u32) -> NaiveTime {
+        NaiveTime::from_hms_opt(h, m, 0).unwrap()
+    }
+
+    /// The window is read once, into minutes: what the reminder step asks, with no parse
+    /// (and no fallback) later.
+    #[test]
+    fn the_send_window_is_read_into_minutes() {
+        let c = parse("[reminders]\nsend_window = \"8:30-24:00\"\n").unwrap();
+        let w = c.reminders.send_window;
+        assert_eq!(
+            w,
+            SendWindow {
+                start: 510,
+                end: 1440
+            }
+        );
+        assert!(!w.contains(hm(8, 29)) && w.contains(hm(8, 30)) && w.contains(hm(23, 59)));
+        assert_eq!(w.to_string(), "08:30-24:00");
+        let default = parse("").unwrap().reminders.send_window;
+        assert_eq!(default.to_string(), "09:00-17:00");
+        assert!(default.contains(hm(9, 0)) && !default.contains(hm(17, 0)));
+    }
+
+    /// The harm seen: `window()` read the string again on every call and fell back to a
+    /// window of its own when it did not parse; now a bad window never gets past load.
+    #[test]
+    fn a_bad_send_window_is_refused_at_load_with_the_key_named() {
+        for (window, why) in [
+            ("9-17", "is not a window of the form HH:MM-HH:MM"),
+            ("09:00-25:00", "is not a window of the form HH:MM-HH:MM"),
+            ("17:00-09:00", "ends before it starts"),
+            ("", "is not a window of the form HH:MM-HH:MM"),
+        ] {
+            let e = parse(&format!("[reminders]\nsend_window = \"{window}\"\n")).unwrap_err();
+            let msg = e.to_string();
+            assert!(msg.contains("key `reminders.send_window`"), "{msg}");
+            assert!(msg.contains(why), "{msg}");
+        }
     }
 }
