@@ -6,6 +6,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use super::SecretSource;
+use crate::domain::{Country, Language};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -37,9 +38,11 @@ pub struct Cm {
     /// once recorded: a link whose answer was lost stops being payable by itself.
     pub provisional_expiry_hours: u32,
     /// ISO 639-1 language when a row has none (payment page and mail).
-    pub default_language: String,
+    #[serde(deserialize_with = "language")]
+    pub default_language: Language,
     /// ISO 3166-1 alpha-2 country when a row has none (payment methods shown).
-    pub default_country: String,
+    #[serde(deserialize_with = "country")]
+    pub default_country: Country,
 }
 
 impl Default for Cm {
@@ -57,8 +60,8 @@ impl Default for Cm {
             callback_url: None,
             link_expiry_days_after_due: 30,
             provisional_expiry_hours: 48,
-            default_language: "NL".into(),
-            default_country: "NL".into(),
+            default_language: Language::parse("NL").expect("an ISO 639-1 code"),
+            default_country: Country::parse("NL").expect("an ISO 3166-1 code"),
         }
     }
 }
@@ -82,21 +85,6 @@ impl Cm {
         }
         if self.timeout_seconds == 0 {
             return Err(("cm.timeout_seconds", "must be at least 1".into()));
-        }
-        if crate::domain::Language::parse(&self.default_language).is_err() {
-            return Err((
-                "cm.default_language",
-                format!("`{}` is not an ISO 639-1 code", self.default_language),
-            ));
-        }
-        if crate::domain::Country::parse(&self.default_country).is_err() {
-            return Err((
-                "cm.default_country",
-                format!(
-                    "`{}` is not an ISO 3166-1 alpha-2 code",
-                    self.default_country
-                ),
-            ));
         }
         Ok(())
     }
@@ -191,5 +179,61 @@ impl IdealQr {
             env: self.client_secret_env.clone(),
             file: self.client_secret_file.clone(),
         }
+    }
+}
+
+/// `cm.default_language`, parsed once as it is read.
+fn language<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Language, D::Error> {
+    super::parsed(d, |s| {
+        Language::parse(s).map_err(|_| format!("`{s}` is not an ISO 639-1 code"))
+    })
+}
+
+/// `cm.default_country`, parsed once as it is read.
+fn country<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Country, D::Error> {
+    super::parsed(d, |s| {
+        Country::parse(s).map_err(|_| format!("`{s}` is not an ISO 3166-1 alpha-2 code"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::{Config, ConfigError};
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, Path::new("/etc/x/invoice-sync.toml"))
+    }
+
+    /// The defaults are read once into the codes a link and a mail use, in any case.
+    #[test]
+    fn the_default_language_and_country_are_read_into_codes() {
+        let c = parse("[cm]\ndefault_language = \"EN\"\ndefault_country = \"gb\"\n").unwrap();
+        assert_eq!(c.cm.default_language.as_str(), "en");
+        assert_eq!(c.cm.default_country.as_str(), "GB");
+        let c = parse("").unwrap();
+        assert_eq!(
+            (
+                c.cm.default_language.as_str(),
+                c.cm.default_country.as_str()
+            ),
+            ("nl", "NL")
+        );
+    }
+
+    #[test]
+    fn a_bad_default_code_is_refused_at_load_with_the_key_named() {
+        let e = parse("[cm]\ndefault_language = \"nld\"\n").unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("key `cm.default_language`"), "{msg}");
+        assert!(msg.contains("`nld` is not an ISO 639-1 code"), "{msg}");
+        let e = parse("[cm]\ndefault_country = \"UK\"\n").unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("key `cm.default_country`"), "{msg}");
+        assert!(
+            msg.contains("`UK` is not an ISO 3166-1 alpha-2 code"),
+            "{msg}"
+        );
     }
 }
