@@ -1,5 +1,6 @@
 //! `[cm]` and `[ideal_qr]`: the CM accounts, their limits and defaults.
 
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 
 use secrecy::SecretString;
@@ -23,9 +24,11 @@ pub struct Cm {
     /// A file holding the client secret.
     pub client_secret_file: Option<PathBuf>,
     /// The rate all CM requests share.
-    pub requests_per_second: u32,
+    #[serde(deserialize_with = "super::at_least_one")]
+    pub requests_per_second: NonZeroU32,
     /// How many requests may start at once before the rate applies.
-    pub burst: u32,
+    #[serde(deserialize_with = "super::at_least_one")]
+    pub burst: NonZeroU32,
     /// CM requests at once.
     pub max_in_flight: usize,
     /// Per request.
@@ -53,8 +56,8 @@ impl Default for Cm {
             client_secret: None,
             client_secret_env: None,
             client_secret_file: None,
-            requests_per_second: 10,
-            burst: 10,
+            requests_per_second: NonZeroU32::new(10).expect("not zero"),
+            burst: NonZeroU32::new(10).expect("not zero"),
             max_in_flight: 8,
             timeout_seconds: 30,
             callback_url: None,
@@ -68,12 +71,6 @@ impl Default for Cm {
 
 impl Cm {
     pub(super) fn validate(&self) -> Result<(), (&'static str, String)> {
-        if self.requests_per_second == 0 {
-            return Err(("cm.requests_per_second", "must be at least 1".into()));
-        }
-        if self.burst == 0 {
-            return Err(("cm.burst", "must be at least 1".into()));
-        }
         if self.max_in_flight == 0 {
             return Err(("cm.max_in_flight", "must be at least 1".into()));
         }

@@ -1,5 +1,6 @@
 //! `[email]`: how mail is sent, and who it comes from.
 
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 
 use secrecy::SecretString;
@@ -58,7 +59,8 @@ pub struct Email {
     /// Overrides of the built-in templates (see *Mail*).
     pub templates_dir: Option<PathBuf>,
     /// Mail rate limit.
-    pub messages_per_second: u32,
+    #[serde(deserialize_with = "super::at_least_one")]
+    pub messages_per_second: NonZeroU32,
     /// PEM file with extra CA certificates to trust for `starttls` / `tls`, for a relay
     /// whose certificate comes from a private CA. Added to the built-in roots.
     pub smtp_ca_file: Option<PathBuf>,
@@ -82,7 +84,7 @@ impl Default for Email {
             from: String::new(),
             reply_to: None,
             templates_dir: None,
-            messages_per_second: 10,
+            messages_per_second: NonZeroU32::new(10).expect("not zero"),
             smtp_ca_file: None,
             smtp_timeout_seconds: 30,
         }
@@ -91,9 +93,6 @@ impl Default for Email {
 
 impl Email {
     pub(super) fn validate(&self) -> Result<(), (&'static str, String)> {
-        if self.messages_per_second == 0 {
-            return Err(("email.messages_per_second", "must be at least 1".into()));
-        }
         // Read here as the mail step reads them, so that `check` and the first cycle
         // refuse a sender the relay would never see instead of failing every mail.
         for (key, value) in [

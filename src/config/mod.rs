@@ -11,6 +11,7 @@
 //! lives in a submodule (`cm`, `csv`, `daemon`, `mail`, `merchant`, `reminders`,
 //! `secrets`, `storage`) and is re-exported here, so every type is `config::X`.
 
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -228,6 +229,12 @@ impl Config {
     }
 }
 
+/// A count that must be at least 1 (`cm.burst`): zero is refused as it is read.
+fn at_least_one<'de, D: serde::Deserializer<'de>>(d: D) -> Result<NonZeroU32, D::Error> {
+    NonZeroU32::new(u32::deserialize(d)?)
+        .ok_or_else(|| serde::de::Error::custom("must be at least 1"))
+}
+
 /// Reads a string value and parses it with `parse`, once, at load: its error, in plain
 /// words, is reported under the key being read (`daemon.schedule`).
 fn parsed<'de, D, T, E>(d: D, parse: impl FnOnce(&str) -> Result<T, E>) -> Result<T, D::Error>
@@ -293,7 +300,7 @@ mod tests {
         assert_eq!(c.csv.paid_values, ["paid", "betaald", "voldaan"]);
         assert_eq!(c.csv.settlement, Settlement::Status);
         assert_eq!(c.csv.columns.outstanding.0, ["outstanding"]);
-        assert_eq!(c.cm.requests_per_second, 10);
+        assert_eq!(c.cm.requests_per_second.get(), 10);
         assert_eq!(c.cm.max_in_flight, 8);
         assert_eq!(c.daemon.callback_path, "/callback");
         assert_eq!(
@@ -343,6 +350,36 @@ mod tests {
         assert!(e.to_string().contains("csv.settlement"), "{e}");
         let e = parse("[csv]\ndelimiter = \"::\"\n").unwrap_err();
         assert!(e.to_string().contains("csv.delimiter"), "{e}");
+    }
+
+    /// Rates are read into non-zero numbers: the limiters take them as they are, with no
+    /// zero raised to one behind the operator's back.
+    #[test]
+    fn rates_are_non_zero_and_a_zero_is_named() {
+        let c =
+            parse("[cm]\nrequests_per_second = 3\nburst = 2\n[email]\nmessages_per_second = 7\n")
+                .unwrap();
+        assert_eq!(
+            (
+                c.cm.requests_per_second.get(),
+                c.cm.burst.get(),
+                c.email.messages_per_second.get()
+            ),
+            (3, 2, 7)
+        );
+        for key in [
+            "cm.requests_per_second",
+            "cm.burst",
+            "email.messages_per_second",
+        ] {
+            let (section, name) = key.split_once('.').unwrap();
+            let e = parse(&format!("[{section}]\n{name} = 0\n")).unwrap_err();
+            let msg = e.to_string();
+            assert!(msg.contains(&format!("key `{key}`")), "{msg}");
+            assert!(msg.contains("must be at least 1"), "{msg}");
+            let e = parse(&format!("[{section}]\n{name} = -1\n")).unwrap_err();
+            assert!(e.to_string().contains("expected a whole number"), "{e}");
+        }
     }
 
     #[test]

@@ -31,8 +31,8 @@ fn settings(sb: &Sandbox, rps: u32, burst: u32, max_in_flight: usize) -> Cm {
     Cm {
         base_url: sb.base_url(),
         client_id: "merchant-1".into(),
-        requests_per_second: rps,
-        burst,
+        requests_per_second: std::num::NonZeroU32::new(rps).unwrap(),
+        burst: std::num::NonZeroU32::new(burst).unwrap(),
         max_in_flight,
         timeout_seconds: 5,
         ..Cm::default()
