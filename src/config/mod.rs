@@ -309,6 +309,22 @@ mod tests {
         );
     }
 
+    /// The configs the project ships read into the typed values they spell.
+    #[test]
+    fn the_shipped_configs_load_into_typed_values() {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        for file in ["samples/invoice-sync.toml", "packaging/invoice-sync.toml"] {
+            let c = Config::load(&repo.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+            assert_eq!(c.daemon.schedule.to_string(), "0 */5 * * * *", "{file}");
+            assert_eq!(c.reminders.send_window.to_string(), "09:00-17:00", "{file}");
+            assert_eq!(c.cm.default_language.as_str(), "nl", "{file}");
+            assert_eq!(c.cm.default_country.as_str(), "NL", "{file}");
+            assert_eq!(c.cm.requests_per_second.get(), 10, "{file}");
+            assert_eq!(c.cm.burst.get(), 10, "{file}");
+            assert_eq!(c.email.messages_per_second.get(), 10, "{file}");
+        }
+    }
+
     #[test]
     fn relative_paths_resolve_against_the_config_folder() {
         let c =

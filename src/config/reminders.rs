@@ -170,6 +170,10 @@ mod tests {
         );
         assert!(!w.contains(hm(8, 29)) && w.contains(hm(8, 30)) && w.contains(hm(23, 59)));
         assert_eq!(w.to_string(), "08:30-24:00");
+        // The README's "any hour".
+        let any = parse("[reminders]\nsend_window = \"00:00-24:00\"\n").unwrap();
+        let any = any.reminders.send_window;
+        assert!(any.contains(hm(0, 0)) && any.contains(hm(23, 59)));
         let default = parse("").unwrap().reminders.send_window;
         assert_eq!(default.to_string(), "09:00-17:00");
         assert!(default.contains(hm(9, 0)) && !default.contains(hm(17, 0)));
