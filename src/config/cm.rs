@@ -195,13 +195,7 @@ fn country<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Country, D::Error> 
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
-    use crate::config::{Config, ConfigError};
-
-    fn parse(text: &str) -> Result<Config, ConfigError> {
-        Config::from_toml(text, Path::new("/etc/x/invoice-sync.toml"))
-    }
+    use crate::config::testing::{assert_refused, parse};
 
     /// The defaults are read once into the codes a link and a mail use, in any case.
     #[test]
@@ -221,16 +215,15 @@ mod tests {
 
     #[test]
     fn a_bad_default_code_is_refused_at_load_with_the_key_named() {
-        let e = parse("[cm]\ndefault_language = \"nld\"\n").unwrap_err();
-        let msg = e.to_string();
-        assert!(msg.contains("key `cm.default_language`"), "{msg}");
-        assert!(msg.contains("`nld` is not an ISO 639-1 code"), "{msg}");
-        let e = parse("[cm]\ndefault_country = \"UK\"\n").unwrap_err();
-        let msg = e.to_string();
-        assert!(msg.contains("key `cm.default_country`"), "{msg}");
-        assert!(
-            msg.contains("`UK` is not an ISO 3166-1 alpha-2 code"),
-            "{msg}"
+        assert_refused(
+            "cm.default_language",
+            "\"nld\"",
+            "`nld` is not an ISO 639-1 code",
+        );
+        assert_refused(
+            "cm.default_country",
+            "\"UK\"",
+            "`UK` is not an ISO 3166-1 alpha-2 code",
         );
     }
 }

@@ -57,15 +57,9 @@ fn schedule<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Schedule, D::Error
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use chrono::{Local, TimeZone, Timelike};
 
-    use crate::config::Config;
-
-    fn parse(text: &str) -> Result<Config, crate::config::ConfigError> {
-        Config::from_toml(text, Path::new("/etc/x/invoice-sync.toml"))
-    }
+    use crate::config::testing::{assert_refused, parse};
 
     /// The schedule is read once, into a `Schedule`: what the daemon and `check` use.
     #[test]
@@ -90,12 +84,8 @@ mod tests {
             ("0 0 30 2 *", "never fires"),
             ("61 * * * *", "not a valid cron expression"),
         ] {
-            let e = parse(&format!("[daemon]\nschedule = \"{expr}\"\n")).unwrap_err();
-            let msg = e.to_string();
-            assert!(msg.contains("key `daemon.schedule`"), "{msg}");
-            assert!(msg.contains(why), "{msg}");
+            assert_refused("daemon.schedule", &format!("{expr:?}"), why);
         }
-        let e = parse("[daemon]\nschedule = 5\n").unwrap_err();
-        assert!(e.to_string().contains("daemon.schedule"), "{e}");
+        assert_refused("daemon.schedule", "5", "expected a string");
     }
 }

@@ -280,14 +280,34 @@ fn plain_types(s: &str) -> String {
     out
 }
 
+/// What the section tests share.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use secrecy::ExposeSecret;
+mod testing {
+    use std::path::Path;
 
-    fn parse(text: &str) -> Result<Config, ConfigError> {
+    use super::{Config, ConfigError};
+
+    /// `text` read as if from `/etc/x/invoice-sync.toml`.
+    pub(super) fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::from_toml(text, Path::new("/etc/x/invoice-sync.toml"))
     }
+
+    /// Asserts that `key` (`section.name`) set to `value` (TOML) is refused at load, with
+    /// the key named and `why` said.
+    pub(super) fn assert_refused(key: &str, value: &str, why: &str) {
+        let (section, name) = key.split_once('.').expect("section.name");
+        let e = parse(&format!("[{section}]\n{name} = {value}\n")).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains(&format!("key `{key}`")), "{msg}");
+        assert!(msg.contains(why), "{msg}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{assert_refused, parse};
+    use super::*;
+    use secrecy::ExposeSecret;
 
     #[test]
     fn defaults_match_the_product_contract() {
@@ -388,13 +408,8 @@ mod tests {
             "cm.burst",
             "email.messages_per_second",
         ] {
-            let (section, name) = key.split_once('.').unwrap();
-            let e = parse(&format!("[{section}]\n{name} = 0\n")).unwrap_err();
-            let msg = e.to_string();
-            assert!(msg.contains(&format!("key `{key}`")), "{msg}");
-            assert!(msg.contains("must be at least 1"), "{msg}");
-            let e = parse(&format!("[{section}]\n{name} = -1\n")).unwrap_err();
-            assert!(e.to_string().contains("expected a whole number"), "{e}");
+            assert_refused(key, "0", "must be at least 1");
+            assert_refused(key, "-1", "expected a whole number");
         }
     }
 

@@ -140,16 +140,10 @@ impl Reminders {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use chrono::NaiveTime;
 
     use super::SendWindow;
-    use crate::config::{Config, ConfigError};
-
-    fn parse(text: &str) -> Result<Config, ConfigError> {
-        Config::from_toml(text, Path::new("/etc/x/invoice-sync.toml"))
-    }
+    use crate::config::testing::{assert_refused, parse};
 
     fn hm(h: u32, m: u32) -> NaiveTime {
         NaiveTime::from_hms_opt(h, m, 0).unwrap()
@@ -189,10 +183,7 @@ mod tests {
             ("17:00-09:00", "ends before it starts"),
             ("", "is not a window of the form HH:MM-HH:MM"),
         ] {
-            let e = parse(&format!("[reminders]\nsend_window = \"{window}\"\n")).unwrap_err();
-            let msg = e.to_string();
-            assert!(msg.contains("key `reminders.send_window`"), "{msg}");
-            assert!(msg.contains(why), "{msg}");
+            assert_refused("reminders.send_window", &format!("{window:?}"), why);
         }
     }
 }
