@@ -218,7 +218,6 @@ impl Config {
 
     fn check(&self) -> Result<(), (&'static str, String)> {
         self.csv.validate()?;
-        self.inbox.validate()?;
         self.cm.validate()?;
         self.email.validate()?;
         self.merchant.validate()?;
@@ -312,7 +311,7 @@ mod tests {
     #[test]
     fn defaults_match_the_product_contract() {
         let c = parse("").unwrap();
-        assert_eq!(c.inbox.pattern, "*.csv");
+        assert_eq!(c.inbox.pattern.as_str(), "*.csv");
         assert_eq!(c.inbox.settle_seconds, 5);
         assert_eq!(c.csv.delimiter, Delimiter::Auto);
         assert_eq!(c.csv.encoding, Encoding::Auto);

@@ -30,8 +30,9 @@ pub struct Inbox {
     pub archive_dir: PathBuf,
     /// Rejection reports and files set aside.
     pub rejected_dir: PathBuf,
-    /// Glob for inbox file names.
-    pub pattern: String,
+    /// Glob for inbox file names (matched whatever the case).
+    #[serde(deserialize_with = "pattern")]
+    pub pattern: glob::Pattern,
     /// A file modified more recently is left for the next cycle.
     pub settle_seconds: u64,
 }
@@ -42,17 +43,33 @@ impl Default for Inbox {
             dir: "/var/lib/invoice-sync/inbox".into(),
             archive_dir: "/var/lib/invoice-sync/archive".into(),
             rejected_dir: "/var/lib/invoice-sync/rejected".into(),
-            pattern: "*.csv".into(),
+            pattern: glob::Pattern::new("*.csv").expect("a glob"),
             settle_seconds: 5,
         }
     }
 }
 
-impl Inbox {
-    pub(super) fn validate(&self) -> Result<(), (&'static str, String)> {
-        if self.pattern.is_empty() {
-            return Err(("inbox.pattern", "must not be empty".into()));
+/// `inbox.pattern`, compiled once as it is read.
+fn pattern<'de, D: serde::Deserializer<'de>>(d: D) -> Result<glob::Pattern, D::Error> {
+    super::parsed(d, |s| {
+        if s.is_empty() {
+            return Err("must not be empty".to_string());
         }
-        Ok(())
+        glob::Pattern::new(s).map_err(|e| e.msg.to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::testing::{assert_refused, parse};
+
+    /// The pattern is compiled once, at load: a bad one stops the config, not every cycle.
+    #[test]
+    fn the_inbox_pattern_is_compiled_at_load() {
+        let c = parse("[inbox]\npattern = \"export-*.csv\"\n").unwrap();
+        assert!(c.inbox.pattern.matches("export-2026-11.csv"));
+        assert!(!c.inbox.pattern.matches("other.csv"));
+        assert_refused("inbox.pattern", "\"\"", "must not be empty");
+        assert_refused("inbox.pattern", "\"[a-\"", "invalid range pattern");
     }
 }
