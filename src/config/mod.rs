@@ -7,6 +7,13 @@
 //! needs the CM secret, and they are held in [`secrecy::SecretString`], whose `Debug` prints
 //! `[REDACTED]`. This module never logs.
 //!
+//! A value with a shape of its own is parsed once, as it is read, into its type: the
+//! schedule ([`Schedule`](crate::schedule::Schedule)), the send window ([`SendWindow`]),
+//! the default language and country, the rates (never zero), the inbox glob. Its error
+//! names the key. What serde cannot see (ranges, one key against another) is checked
+//! once after, section by section. The daemon, the steps and the limiters take these
+//! values as they are.
+//!
 //! This file holds [`Config`], its loading and the validation pass; each section's type
 //! lives in a submodule (`cm`, `csv`, `daemon`, `mail`, `merchant`, `reminders`,
 //! `secrets`, `storage`) and is re-exported here, so every type is `config::X`.
