@@ -51,8 +51,8 @@ async fn run(n: usize, burst: u32, max_in_flight: usize) -> Run {
     let settings = Cm {
         base_url: sb.base_url(),
         client_id: "sandbox".into(),
-        requests_per_second: RATE,
-        burst,
+        requests_per_second: std::num::NonZeroU32::new(RATE).expect("a rate"),
+        burst: std::num::NonZeroU32::new(burst).expect("a burst"),
         max_in_flight,
         timeout_seconds: 30,
         ..Cm::default()

@@ -155,7 +155,7 @@ fn main() {
 /// a fraction of the configured one.
 async fn configured_rate(server: &smtp::SmtpServer, messages: &[lettre::Message], per_second: u32) {
     let mut cfg = server.email_config();
-    cfg.messages_per_second = per_second;
+    cfg.messages_per_second = std::num::NonZeroU32::new(per_second).expect("a rate");
     let sender = MailSender::from_config(&cfg).unwrap();
     let burst = (per_second as usize).min(messages.len());
     send_all(&sender, &messages[..burst], server).await;

@@ -4,7 +4,8 @@
 //!
 //! The modules read as the data flows:
 //!
-//! - [`config`]  typed settings from the TOML file; secrets wrapped, read lazily.
+//! - [`config`]  typed settings from the TOML file, one submodule per section, validated once
+//!   at load; secrets wrapped, read lazily.
 //! - [`domain`]  validated newtypes (money in integer minor units, references, addresses, codes,
 //!   customer types, reminder kinds), and the statutory collection-cost scale.
 //! - [`ingest`]  inbox scan, decoding, column mapping, row validation, rejection reports.

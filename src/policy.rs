@@ -104,7 +104,7 @@ pub fn reminder_deadline(today: NaiveDate) -> NaiveDate {
 /// `send_weekends`.
 pub fn in_send_window(r: &Reminders, now: DateTime<Local>) -> bool {
     let weekend = matches!(now.weekday(), Weekday::Sat | Weekday::Sun);
-    (r.send_weekends || !weekend) && r.window().contains(now.time())
+    (r.send_weekends || !weekend) && r.send_window.contains(now.time())
 }
 
 /// What is known about one queued mail just before it would be handed to the relay.
@@ -239,7 +239,7 @@ mod tests {
             enabled: true,
             days: vec![-3, 7, 21],
             min_gap_days: 3,
-            send_window: "09:00-17:00".into(),
+            send_window: crate::config::SendWindow::parse("09:00-17:00").unwrap(),
             send_weekends: true,
             final_notice: false,
             default_customer_type: CustomerType::B2b,

@@ -13,10 +13,11 @@ use chrono::{DateTime, Local};
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 
-/// A parsed, firing schedule.
+/// A parsed, firing schedule; shown as it was written.
 #[derive(Debug, Clone)]
 pub struct Schedule {
     cron: Cron,
+    expr: String,
 }
 
 impl Schedule {
@@ -44,7 +45,10 @@ impl Schedule {
         let cron = parser
             .parse(expr)
             .map_err(|e| format!("`{expr}` is not a valid cron expression: {e}"))?;
-        let schedule = Schedule { cron };
+        let schedule = Schedule {
+            cron,
+            expr: expr.to_string(),
+        };
         if schedule.next_after(Local::now()).is_none() {
             return Err(format!(
                 "`{expr}` never fires: no date from now on matches it"
@@ -86,6 +90,12 @@ impl Schedule {
             Some(t) if t <= ended => Some(ended),
             other => other,
         }
+    }
+}
+
+impl std::fmt::Display for Schedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.expr)
     }
 }
 

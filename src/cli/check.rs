@@ -121,19 +121,18 @@ pub(super) fn check(path: &Path) -> anyhow::Result<Outcome> {
     verdict("mail", mail)?;
     verdict(
         "schedule",
-        match crate::schedule::Schedule::parse(&config.daemon.schedule) {
-            Ok(schedule) => Ok(format!(
-                "daemon.schedule `{}` next runs {}",
-                config.daemon.schedule,
-                schedule
-                    .upcoming(chrono::Local::now(), 3)
-                    .iter()
-                    .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
-            Err(e) => Err(format!("daemon.schedule: {e}")),
-        },
+        Ok(format!(
+            "daemon.schedule `{}` next runs {}",
+            config.daemon.schedule,
+            config
+                .daemon
+                .schedule
+                .upcoming(chrono::Local::now(), 3)
+                .iter()
+                .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
     )?;
     drop(out);
     Ok(if failed == 0 {

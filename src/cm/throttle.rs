@@ -33,17 +33,19 @@ pub struct ThrottlePermit<'a> {
 }
 
 impl Throttle {
-    /// A gate for the given limits; zeros are raised to 1 (the config refuses them, and a
-    /// zero would block forever).
-    pub fn new(requests_per_second: u32, burst: u32, max_in_flight: usize) -> Throttle {
-        let rate = NonZeroU32::new(requests_per_second).unwrap_or(NonZeroU32::MIN);
-        let burst_nz = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+    /// A gate for the given limits; a zero `max_in_flight` is raised to 1 (the config
+    /// refuses it, and a zero would block forever).
+    pub fn new(
+        requests_per_second: NonZeroU32,
+        burst: NonZeroU32,
+        max_in_flight: usize,
+    ) -> Throttle {
         let max_in_flight = max_in_flight.max(1);
         Throttle {
             permits: Semaphore::new(max_in_flight),
-            limiter: RateLimiter::direct(Quota::per_second(rate).allow_burst(burst_nz)),
-            requests_per_second: rate.get(),
-            burst: burst_nz.get(),
+            limiter: RateLimiter::direct(Quota::per_second(requests_per_second).allow_burst(burst)),
+            requests_per_second: requests_per_second.get(),
+            burst: burst.get(),
             max_in_flight,
         }
     }
@@ -92,9 +94,13 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::{Duration, Instant};
 
+    fn nz(n: u32) -> NonZeroU32 {
+        NonZeroU32::new(n).unwrap()
+    }
+
     #[tokio::test(flavor = "multi_thread")]
     async fn never_more_than_max_in_flight() {
-        let t = Arc::new(Throttle::new(1000, 1000, 3));
+        let t = Arc::new(Throttle::new(nz(1000), nz(1000), 3));
         let now = Arc::new(AtomicUsize::new(0));
         let max = Arc::new(AtomicUsize::new(0));
         let tasks: Vec<_> = (0..20)
@@ -117,7 +123,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread")]
     async fn holds_the_rate_after_the_burst() {
-        let t = Throttle::new(50, 5, 100);
+        let t = Throttle::new(nz(50), nz(5), 100);
         let start = Instant::now();
         for _ in 0..30 {
             let _p = t.acquire().await;

@@ -143,13 +143,13 @@ pub fn create_request(c: &ToCreate, cfg: &Config, now: DateTime<Utc>) -> CreateL
         .data
         .language
         .map(|l| l.as_str().to_string())
-        .unwrap_or_else(|| cfg.cm.default_language.clone())
+        .unwrap_or_else(|| cfg.cm.default_language.to_string())
         .to_uppercase();
     let country = c
         .data
         .country
         .map(|k| k.as_str().to_string())
-        .unwrap_or_else(|| cfg.cm.default_country.clone())
+        .unwrap_or_else(|| cfg.cm.default_country.to_string())
         .to_uppercase();
     CreateLink {
         amount_minor: c.data.due.minor,

@@ -225,7 +225,7 @@ pub async fn send_one(
         .data
         .language
         .map(|l| l.as_str().to_string())
-        .unwrap_or_else(|| cfg.cm.default_language.to_lowercase());
+        .unwrap_or_else(|| cfg.cm.default_language.to_string());
     let ctx = MailContext {
         invoice_reference: p.reference.clone(),
         customer_name: p.data.customer_name.as_str().to_string(),

@@ -78,7 +78,7 @@ fn qr_request(q: &QrToCreate, cfg: &Config, today: NaiveDate) -> Result<CreateTr
             .data
             .language
             .map(|l| l.as_str().to_string())
-            .unwrap_or_else(|| cfg.cm.default_language.to_lowercase()),
+            .unwrap_or_else(|| cfg.cm.default_language.to_string()),
         webhook_url,
     })
 }

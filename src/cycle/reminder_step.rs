@@ -435,7 +435,7 @@ mod tests {
             enabled: true,
             days: days.to_vec(),
             min_gap_days: 3,
-            send_window: "09:00-17:00".into(),
+            send_window: crate::config::SendWindow::parse("09:00-17:00").unwrap(),
             send_weekends: true,
             final_notice: false,
             default_customer_type: CustomerType::B2b,

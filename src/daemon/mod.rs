@@ -39,7 +39,6 @@ use status::spawn_status_listener;
 use crate::config::Config;
 use crate::cycle;
 use crate::lock::RunLock;
-use crate::schedule::Schedule;
 use crate::services::Services;
 use crate::store::{Store, links, now_text};
 
@@ -53,8 +52,7 @@ fn notify(states: &[sd_notify::NotifyState<'_>]) {
 /// Runs the daemon until `shutdown` resolves (or SIGTERM/SIGINT when given
 /// [`signals()`]).
 pub async fn serve(config: &Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let schedule = Schedule::parse(&config.daemon.schedule)
-        .map_err(|e| anyhow::anyhow!("daemon.schedule: {e}"))?;
+    let schedule = config.daemon.schedule.clone();
     let store = Store::open(&config.storage.database)?;
     let services = Services::open(config).await?;
     let (tx, mut rx) = mpsc::channel::<Named>(256);

@@ -31,13 +31,7 @@ pub struct Inbox {
 
 /// Lists the inbox. A missing or unreadable inbox is an error: a cycle that reads nothing
 /// because `inbox.dir` names no folder must say so, not report zero files.
-pub fn ready_files(dir: &Path, pattern: &str, settle: Duration) -> io::Result<Inbox> {
-    let pattern = glob::Pattern::new(pattern).map_err(|e| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("inbox.pattern: {}", e.msg),
-        )
-    })?;
+pub fn ready_files(dir: &Path, pattern: &glob::Pattern, settle: Duration) -> io::Result<Inbox> {
     let entries = fs::read_dir(dir)?;
     let now = SystemTime::now();
     let mut inbox = Inbox::default();
@@ -369,6 +363,10 @@ pub fn set_aside(
 mod tests {
     use super::*;
 
+    fn csv() -> glob::Pattern {
+        glob::Pattern::new("*.csv").unwrap()
+    }
+
     #[test]
     fn ready_files_skip_hidden_partial_unsettled_and_sort() {
         let d = tempfile::tempdir().unwrap();
@@ -385,7 +383,7 @@ mod tests {
         }
         fs::create_dir(d.path().join("dir.csv")).unwrap();
         std::os::unix::fs::symlink(d.path().join("a.csv"), d.path().join("link.csv")).unwrap();
-        let inbox = ready_files(d.path(), "*.csv", Duration::ZERO).unwrap();
+        let inbox = ready_files(d.path(), &csv(), Duration::ZERO).unwrap();
         let names: Vec<_> = inbox
             .ready
             .iter()
@@ -400,7 +398,7 @@ mod tests {
             ]
         );
         // settle time: everything was just written
-        let inbox = ready_files(d.path(), "*.csv", Duration::from_secs(60)).unwrap();
+        let inbox = ready_files(d.path(), &csv(), Duration::from_secs(60)).unwrap();
         assert!(inbox.ready.is_empty());
         assert_eq!(inbox.settling, ["a.csv", "b.csv"]);
     }
@@ -408,7 +406,7 @@ mod tests {
     #[test]
     fn a_missing_inbox_is_an_error() {
         let d = tempfile::tempdir().unwrap();
-        let e = ready_files(&d.path().join("nope"), "*.csv", Duration::ZERO).unwrap_err();
+        let e = ready_files(&d.path().join("nope"), &csv(), Duration::ZERO).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::NotFound);
     }
 

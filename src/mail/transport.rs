@@ -757,12 +757,11 @@ pub struct MailSender {
 }
 
 impl MailSender {
-    /// `mailer` limited to `messages_per_second` (at least 1), with a burst of as many.
-    pub fn new(mailer: Mailer, messages_per_second: u32) -> MailSender {
-        let rate = NonZeroU32::new(messages_per_second).unwrap_or(NonZeroU32::MIN);
+    /// `mailer` limited to `messages_per_second`, with a burst of as many.
+    pub fn new(mailer: Mailer, messages_per_second: NonZeroU32) -> MailSender {
         MailSender {
             mailer,
-            limiter: RateLimiter::direct(Quota::per_second(rate)),
+            limiter: RateLimiter::direct(Quota::per_second(messages_per_second)),
         }
     }
 

@@ -252,8 +252,8 @@ async fn the_limiter_holds_the_configured_rate() {
     .await;
     let cm = cm_support::links_client(
         &Cm {
-            requests_per_second: 40,
-            burst: 1,
+            requests_per_second: std::num::NonZeroU32::new(40).unwrap(),
+            burst: std::num::NonZeroU32::new(1).unwrap(),
             ..settings(&sb, 16)
         },
         SECRET,

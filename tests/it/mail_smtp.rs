@@ -698,7 +698,7 @@ async fn the_file_transport_writes_one_readable_eml_per_mail() {
 async fn the_sender_holds_to_messages_per_second() {
     let server = SmtpServer::start();
     let cfg = Email {
-        messages_per_second: 20,
+        messages_per_second: std::num::NonZeroU32::new(20).unwrap(),
         ..server.email_config()
     };
     let sender = sender(&cfg);

@@ -116,8 +116,8 @@ pub fn cm_settings(base: &str, max_in_flight: usize) -> Cm {
     Cm {
         base_url: base.into(),
         client_id: CLIENT_ID.into(),
-        requests_per_second: 1000,
-        burst: 1000,
+        requests_per_second: std::num::NonZeroU32::new(1000).unwrap(),
+        burst: std::num::NonZeroU32::new(1000).unwrap(),
         max_in_flight,
         timeout_seconds: 5,
         ..Cm::default()

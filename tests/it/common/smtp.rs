@@ -617,7 +617,7 @@ impl SmtpServer {
             smtp_ca_file: self.ca_file().map(Path::to_path_buf),
             from: TEST_FROM.into(),
             reply_to: Some("billing@merchant.example".into()),
-            messages_per_second: 1_000_000,
+            messages_per_second: std::num::NonZeroU32::new(1_000_000).unwrap(),
             smtp_timeout_seconds: 5,
             ..Email::default()
         }
