@@ -1,0 +1,48 @@
+//! Local days, and the two written forms of an instant.
+//!
+//! Dates are the merchant's local dates (`TZ`), and a link's expiry is the last second of
+//! its day in local time, written with that day's own offset (`23:59:59+01:00` in winter,
+//! `+02:00` in summer for Europe/Amsterdam), so no expiry is ever an earlier instant than
+//! the end of the day it names. CM is sent that form ([`wire`]); the database keeps the
+//! same instant in UTC ([`stored`]), so stored times compare as text.
+
+use chrono::{DateTime, FixedOffset, Local, LocalResult, NaiveDate, TimeZone, Utc};
+
+/// The last second of `day` in local time, with that day's offset.
+pub fn end_of_local_day(day: NaiveDate) -> DateTime<FixedOffset> {
+    let at = day.and_hms_opt(23, 59, 59).unwrap_or_default();
+    match Local.from_local_datetime(&at) {
+        LocalResult::Single(t) => t.fixed_offset(),
+        // Clocks turned back over midnight: the later of the two is the end of the day.
+        LocalResult::Ambiguous(_, later) => later.fixed_offset(),
+        // No zone skips 23:59:59; should one, the start of the next day less a second.
+        LocalResult::None => day
+            .succ_opt()
+            .and_then(|next| next.and_hms_opt(0, 0, 0))
+            .and_then(|t| Local.from_local_datetime(&t).earliest())
+            .map(|t| (t - chrono::Duration::seconds(1)).fixed_offset())
+            .unwrap_or_else(|| Utc.from_utc_datetime(&at).fixed_offset()),
+    }
+}
+
+/// The start (00:00) of `day` in local time, as a UTC instant.
+pub fn start_of_local_day(day: NaiveDate) -> DateTime<Utc> {
+    let at = day.and_hms_opt(0, 0, 0).unwrap_or_default();
+    Local
+        .from_local_datetime(&at)
+        .earliest()
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_else(|| Utc.from_utc_datetime(&at))
+}
+
+/// An expiry as CM is sent it: RFC 3339 with the local offset of its day.
+pub fn wire(at: DateTime<FixedOffset>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
+}
+
+/// An expiry as the database keeps it: the same instant in UTC, so that expiries compare
+/// as text with the other stored times.
+pub fn stored(at: DateTime<FixedOffset>) -> String {
+    at.with_timezone(&Utc)
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
