@@ -28,6 +28,7 @@ mod qr_step;
 mod reminder_step;
 mod status;
 
+pub use crate::policy::ladder::Planned as PlannedReminder;
 pub use links_step::{
     Deactivated, create_request, deactivate_one, expiry_date, provisional_expiry,
 };
@@ -36,10 +37,7 @@ use mail_step::mail_step;
 pub use mail_step::{MAIL_RETRY_FIRST, MAIL_RETRY_MAX, MailOutcome, mail_retry_time, send_one};
 use qr_step::qr_step;
 pub use qr_step::{QR_GRACE_DAYS, qr_expires_at};
-pub use reminder_step::{
-    LINK_DAYS_AFTER_REMINDER, Planned as PlannedReminder, REMINDERS_PER_CYCLE, due_steps, kind_of,
-    ladder_settings, may_send_at, next_on, reminder_expiry,
-};
+pub use reminder_step::REMINDERS_PER_CYCLE;
 pub use status::{
     STATUS_CHECK_FIRST, STATUS_CHECK_MAX, STATUS_CHECKS_PER_CYCLE, check_statuses, check_time,
 };

@@ -46,3 +46,10 @@ pub fn stored(at: DateTime<FixedOffset>) -> String {
     at.with_timezone(&Utc)
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
+
+/// The local date of a stored RFC 3339 time.
+pub fn local_day(at: &str) -> Option<NaiveDate> {
+    DateTime::parse_from_rfc3339(at)
+        .ok()
+        .map(|t| t.with_timezone(&Local).date_naive())
+}

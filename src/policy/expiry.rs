@@ -50,6 +50,18 @@ pub fn reminder_deadline(today: NaiveDate) -> NaiveDate {
         .unwrap_or(today)
 }
 
+/// Whether a link with `expiry` (as stored, RFC 3339) stays payable through the 14 full
+/// days after `today`; no expiry at all does, an unreadable one does not.
+pub fn long_enough(expiry: Option<&str>, today: NaiveDate) -> bool {
+    let deadline = reminder_deadline(today);
+    match expiry {
+        None => true,
+        Some(at) => {
+            DateTime::parse_from_rfc3339(at).is_ok_and(|at| pays_through(Some(at), deadline))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,5 +95,24 @@ mod tests {
             link_expiry(d("2026-01-01"), 14, today).map(|t| t.date_naive()),
             Some(d("2026-12-21"))
         );
+    }
+
+    #[test]
+    fn a_reminders_link_outlives_it_by_fourteen_full_days() {
+        let today = d("2026-12-31");
+        assert_eq!(
+            reminder_expiry(today, d("2026-12-10"), 30).date_naive(),
+            d("2027-01-15")
+        );
+        // The usual expiry is later: kept.
+        assert_eq!(
+            reminder_expiry(d("2026-12-07"), d("2026-12-10"), 30).date_naive(),
+            d("2027-01-09")
+        );
+        let end = |day: &str| stored(end_of_local_day(d(day)));
+        assert!(long_enough(Some(&end("2027-01-14")), today));
+        assert!(!long_enough(Some(&end("2027-01-13")), today));
+        assert!(!long_enough(Some("garbage"), today));
+        assert!(long_enough(None, today));
     }
 }

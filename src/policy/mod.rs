@@ -5,15 +5,20 @@
 //!
 //! Which file answers which question:
 //!
-//! - [`calendar`]: what a local day is (its first and last instant), and the two written
-//!   forms of an instant (to CM with the day's offset, stored in UTC).
+//! - [`calendar`]: what a local day is (its first and last instant, the day of a stored
+//!   time), and the two written forms of an instant (to CM with the day's offset, stored
+//!   in UTC).
 //! - [`expiry`]: until when a link is payable: its real expiry, the expiry a reminder
 //!   needs (14 full days after it), whether a link pays through a given day.
+//! - [`ladder`]: when is a reminder due: which steps are due on a day, what kind of mail
+//!   each is, the date the next one may go (the gap, weekends), whether an invoice is on
+//!   the ladder at all, and the settings those dates depend on.
 //! - [`send`]: may a queued mail leave now ([`may_leave`]: cancel, skip, wait, read the
 //!   link's status, extend it, or send), and is this moment inside the send window.
 
 pub mod calendar;
 pub mod expiry;
+pub mod ladder;
 pub mod send;
 
 pub use calendar::{end_of_local_day, start_of_local_day, stored, wire};
