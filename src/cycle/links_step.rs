@@ -12,9 +12,10 @@ use std::cell::RefCell;
 use futures_util::StreamExt;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
-use super::{Handoff, Report, check_time, fan_out, fan_out_stream, note_failure, queue};
+use super::{Handoff, Report, fan_out, fan_out_stream, note_failure, queue};
 use crate::cm::{CmClient, CmError, CreateLink, LinkStatus};
 use crate::config::Config;
+use crate::policy::backoff::check_time;
 use crate::store::links::{self, ToCreate, ToDeactivate};
 use crate::store::now_text;
 use crate::store::outbox::{self, MailKind};

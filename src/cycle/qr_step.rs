@@ -10,11 +10,12 @@ use std::cell::RefCell;
 use futures_util::StreamExt;
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use super::{Handoff, Report, check_time, fan_out_stream, note_failure, queue};
+use super::{Handoff, Report, fan_out_stream, note_failure, queue};
 use crate::cm::CmError;
 use crate::cm::idealqr::{self, CreateTransaction, IdealQrClient};
 use crate::config::Config;
 use crate::domain::Currency;
+use crate::policy::backoff::check_time;
 use crate::store::now_text;
 use crate::store::qr::{self as qr_store, QrToCreate};
 

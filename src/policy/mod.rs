@@ -5,6 +5,8 @@
 //!
 //! Which file answers which question:
 //!
+//! - [`backoff`]: when is a link's (or iDEAL QR transaction's) status read again, and
+//!   when is a mail the relay deferred tried again: a wait doubling per attempt, capped.
 //! - [`calendar`]: what a local day is (its first and last instant, the day of a stored
 //!   time), and the two written forms of an instant (to CM with the day's offset, stored
 //!   in UTC).
@@ -16,6 +18,7 @@
 //! - [`send`]: may a queued mail leave now ([`may_leave`]: cancel, skip, wait, read the
 //!   link's status, extend it, or send), and is this moment inside the send window.
 
+pub mod backoff;
 pub mod calendar;
 pub mod expiry;
 pub mod ladder;
