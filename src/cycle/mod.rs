@@ -29,14 +29,11 @@ mod reminder_step;
 mod status;
 
 pub use crate::policy::ladder::Planned as PlannedReminder;
-pub use links_step::{
-    Deactivated, create_request, deactivate_one, expiry_date, provisional_expiry,
-};
+pub use links_step::{Deactivated, create_request, deactivate_one};
 use links_step::{create_step, deactivate_step, extend_step};
 use mail_step::mail_step;
 pub use mail_step::{MailOutcome, send_one};
 use qr_step::qr_step;
-pub use qr_step::{QR_GRACE_DAYS, qr_expires_at};
 pub use reminder_step::REMINDERS_PER_CYCLE;
 pub use status::{STATUS_CHECKS_PER_CYCLE, check_statuses};
 

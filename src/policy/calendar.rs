@@ -53,3 +53,14 @@ pub fn local_day(at: &str) -> Option<NaiveDate> {
         .ok()
         .map(|t| t.with_timezone(&Local).date_naive())
 }
+
+/// Whether two ISO 8601 timestamps name the same instant (CM may write `Z` or an offset).
+pub fn same_instant(a: &str, b: &str) -> bool {
+    match (
+        DateTime::parse_from_rfc3339(a),
+        DateTime::parse_from_rfc3339(b),
+    ) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
+}

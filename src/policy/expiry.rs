@@ -1,12 +1,20 @@
-//! When a link stops being payable: its real expiry (days after the due date), and how
-//! long a reminder needs it to last.
+//! When a payment link or iDEAL QR code stops being payable: the provisional expiry a
+//! create asks for, a link's real expiry (days after the due date), how long a reminder
+//! needs its link to last, and a QR transaction's expiry.
 
-use chrono::{DateTime, Days, FixedOffset, NaiveDate};
+use chrono::{DateTime, Days, FixedOffset, NaiveDate, Utc};
 
 use super::calendar::end_of_local_day;
 
 /// A reminder's link stays payable at least this many full days after the day it is sent.
 pub const LINK_DAYS_AFTER_REMINDER: u64 = 14;
+
+/// `hours` from `now`, to the second, as CM's ISO 8601 timestamps are written.
+pub fn provisional_expiry(now: DateTime<Utc>, hours: u32) -> String {
+    (now + chrono::Duration::hours(i64::from(hours)))
+        .format("%Y-%m-%dT%H:%M:%S+00:00")
+        .to_string()
+}
 
 /// A link's real expiry: the end of the day `days` after the due date; for an invoice
 /// already that far overdue, the same number of days from today, so that a link is never
@@ -17,6 +25,13 @@ pub fn link_expiry(due: NaiveDate, days: u32, today: NaiveDate) -> Option<DateTi
         expiry = today.checked_add_days(Days::new(days.max(1).into()))?;
     }
     Some(end_of_local_day(expiry))
+}
+
+/// `days` after the due date, at the end of that local day (see [`link_expiry`]). `None`
+/// for a due date that is not `YYYY-MM-DD`.
+pub fn expiry_date(due: &str, days: u32, today: NaiveDate) -> Option<DateTime<FixedOffset>> {
+    let due = NaiveDate::parse_from_str(due, "%Y-%m-%d").ok()?;
+    link_expiry(due, days, today)
 }
 
 /// The expiry a reminder sent on `today` gives its link when it must extend it: the end of
@@ -62,10 +77,30 @@ pub fn long_enough(expiry: Option<&str>, today: NaiveDate) -> bool {
     }
 }
 
+/// Days after the due date an iDEAL QR code stays payable when links have no expiry.
+pub const QR_GRACE_DAYS: u64 = 14;
+
+/// When an iDEAL QR transaction expires: with the link's expiry, else the due date plus
+/// [`QR_GRACE_DAYS`] (end of day, UTC); never earlier than tomorrow.
+pub fn qr_expires_at(link_expiry: Option<&str>, due: NaiveDate, today: NaiveDate) -> String {
+    if let Some(e) = link_expiry
+        && let Ok(t) = DateTime::parse_from_rfc3339(e)
+    {
+        return t
+            .with_timezone(&Utc)
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    }
+    let date = due
+        .checked_add_days(Days::new(QR_GRACE_DAYS))
+        .filter(|d| *d > today)
+        .unwrap_or_else(|| today + Days::new(QR_GRACE_DAYS));
+    format!("{date}T23:59:59Z")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::calendar::{stored, wire};
+    use crate::policy::calendar::{same_instant, stored, wire};
     use crate::policy::testing::d;
 
     #[test]
@@ -114,5 +149,30 @@ mod tests {
         assert!(!long_enough(Some(&end("2027-01-13")), today));
         assert!(!long_enough(Some("garbage"), today));
         assert!(long_enough(None, today));
+    }
+
+    #[test]
+    fn expiry_is_after_the_due_date_and_never_in_the_past() {
+        let today = NaiveDate::from_ymd_opt(2026, 11, 21).unwrap();
+        assert_eq!(expiry_date("01-12-2026", 14, today), None);
+        let day = |at: Option<DateTime<FixedOffset>>| at.unwrap().date_naive().to_string();
+        assert_eq!(day(expiry_date("2026-12-01", 14, today)), "2026-12-15");
+        assert_eq!(day(expiry_date("2026-01-01", 14, today)), "2026-12-05");
+    }
+
+    #[test]
+    fn provisional_expiry_is_hours_ahead_to_the_second() {
+        let now = DateTime::parse_from_rfc3339("2026-11-21T10:11:12.7Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(provisional_expiry(now, 48), "2026-11-23T10:11:12+00:00");
+        assert!(same_instant(
+            "2026-11-23T10:11:12Z",
+            "2026-11-23T10:11:12+00:00"
+        ));
+        assert!(!same_instant(
+            "2026-11-23T10:11:13Z",
+            "2026-11-23T10:11:12+00:00"
+        ));
     }
 }

@@ -8,10 +8,11 @@
 //! - [`backoff`]: when is a link's (or iDEAL QR transaction's) status read again, and
 //!   when is a mail the relay deferred tried again: a wait doubling per attempt, capped.
 //! - [`calendar`]: what a local day is (its first and last instant, the day of a stored
-//!   time), and the two written forms of an instant (to CM with the day's offset, stored
-//!   in UTC).
-//! - [`expiry`]: until when a link is payable: its real expiry, the expiry a reminder
-//!   needs (14 full days after it), whether a link pays through a given day.
+//!   time), the two written forms of an instant (to CM with the day's offset, stored in
+//!   UTC), and whether two written times are the same instant.
+//! - [`expiry`]: until when a link or QR code is payable: the provisional expiry a create
+//!   asks for, a link's real expiry, the expiry a reminder needs (14 full days after
+//!   it), whether a link pays through a given day, and an iDEAL QR transaction's expiry.
 //! - [`ladder`]: when is a reminder due: which steps are due on a day, what kind of mail
 //!   each is, the date the next one may go (the gap, weekends), whether an invoice is on
 //!   the ladder at all, and the settings those dates depend on.
