@@ -44,11 +44,15 @@ pub fn mail_retry_time(now: DateTime<Utc>, attempts: i64) -> String {
 mod tests {
     use super::*;
 
+    fn utc(at: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(at)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
     #[test]
     fn status_checks_back_off_from_fifteen_minutes_to_a_day() {
-        let t0 = DateTime::parse_from_rfc3339("2026-11-21T00:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
+        let t0 = utc("2026-11-21T00:00:00Z");
         let at = |n| check_time(t0, n);
         assert_eq!(at(0), "2026-11-21T00:15:00Z");
         assert_eq!(at(1), "2026-11-21T00:30:00Z");
@@ -60,13 +64,40 @@ mod tests {
 
     #[test]
     fn mail_retries_back_off_from_two_minutes_to_two_hours() {
-        let t0 = DateTime::parse_from_rfc3339("2026-11-21T00:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
+        let t0 = utc("2026-11-21T00:00:00Z");
         assert_eq!(mail_retry_time(t0, 1), "2026-11-21T00:02:00Z");
         assert_eq!(mail_retry_time(t0, 2), "2026-11-21T00:04:00Z");
         assert_eq!(mail_retry_time(t0, 6), "2026-11-21T01:04:00Z");
         assert_eq!(mail_retry_time(t0, 7), "2026-11-21T02:00:00Z");
         assert_eq!(mail_retry_time(t0, 50), "2026-11-21T02:00:00Z");
+    }
+
+    #[test]
+    fn the_wait_doubles_per_step_and_stops_at_the_cap() {
+        let t0 = utc("2026-11-21T00:00:00Z");
+        let at = |step| {
+            backoff_time(
+                t0,
+                chrono::Duration::minutes(10),
+                chrono::Duration::minutes(45),
+                step,
+            )
+        };
+        assert_eq!(at(0), "2026-11-21T00:10:00Z");
+        assert_eq!(at(1), "2026-11-21T00:20:00Z");
+        assert_eq!(at(2), "2026-11-21T00:40:00Z");
+        // Twice 40 minutes is past the cap.
+        assert_eq!(at(3), "2026-11-21T00:45:00Z");
+        // A step below zero waits the first wait; a huge one neither overflows nor
+        // passes the cap.
+        assert_eq!(at(-1), "2026-11-21T00:10:00Z");
+        assert_eq!(at(i64::MAX), "2026-11-21T00:45:00Z");
+    }
+
+    #[test]
+    fn a_mail_not_yet_tried_waits_the_first_wait() {
+        let t0 = utc("2026-12-31T23:59:00Z");
+        assert_eq!(mail_retry_time(t0, 0), "2027-01-01T00:01:00Z");
+        assert_eq!(check_time(t0, 0), "2027-01-01T00:14:00Z");
     }
 }

@@ -64,3 +64,51 @@ pub fn same_instant(a: &str, b: &str) -> bool {
         _ => a == b,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::testing::d;
+
+    #[test]
+    fn a_local_day_runs_from_its_first_to_its_last_second() {
+        for day in ["2027-01-31", "2027-03-28", "2027-10-31", "2028-02-29"] {
+            let (start, end) = (start_of_local_day(d(day)), end_of_local_day(d(day)));
+            assert_eq!(start.with_timezone(&Local).date_naive(), d(day));
+            assert_eq!(
+                start.with_timezone(&Local).format("%H:%M:%S").to_string(),
+                "00:00:00"
+            );
+            assert!(start < end);
+            // The next day starts one second after this one ends.
+            let next = start_of_local_day(d(day).succ_opt().unwrap());
+            assert_eq!(next - end.with_timezone(&Utc), chrono::Duration::seconds(1));
+        }
+    }
+
+    #[test]
+    fn a_stored_time_is_read_back_as_its_local_day() {
+        let end = end_of_local_day(d("2027-12-31"));
+        assert_eq!(local_day(&stored(end)), Some(d("2027-12-31")));
+        assert_eq!(local_day(&wire(end)), Some(d("2027-12-31")));
+        assert_eq!(local_day("2027-12-31"), None);
+        assert_eq!(local_day("garbage"), None);
+    }
+
+    #[test]
+    fn the_same_instant_may_be_written_with_an_offset_or_in_utc() {
+        let end = end_of_local_day(d("2027-07-15"));
+        assert!(same_instant(&wire(end), &stored(end)));
+        assert!(same_instant(
+            "2027-07-15T23:59:59+02:00",
+            "2027-07-15T21:59:59Z"
+        ));
+        assert!(!same_instant(
+            "2027-07-15T23:59:59+01:00",
+            "2027-07-15T21:59:59Z"
+        ));
+        // What cannot be read as a time is the same only to the letter.
+        assert!(same_instant("soon", "soon"));
+        assert!(!same_instant("soon", "2027-07-15T21:59:59Z"));
+    }
+}

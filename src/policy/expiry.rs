@@ -175,4 +175,56 @@ mod tests {
             "2026-11-23T10:11:12+00:00"
         ));
     }
+
+    #[test]
+    fn a_links_expiry_crosses_month_ends_and_is_never_today() {
+        let today = d("2027-01-10");
+        let day = |at: Option<DateTime<FixedOffset>>| at.map(|t| t.date_naive());
+        // 30 days after 31 January 2027 is 2 March (28 days in February).
+        assert_eq!(
+            day(link_expiry(d("2027-01-31"), 30, today)),
+            Some(d("2027-03-02"))
+        );
+        assert_eq!(
+            day(link_expiry(d("2028-01-31"), 30, today)),
+            Some(d("2028-03-01"))
+        );
+        // Expiring today is expiring too soon: the days count from today instead.
+        assert_eq!(
+            day(link_expiry(d("2026-12-27"), 14, today)),
+            Some(d("2027-01-24"))
+        );
+        // With no days after the due date, a link due today still lasts until tomorrow.
+        assert_eq!(day(link_expiry(today, 0, today)), Some(d("2027-01-11")));
+        assert_eq!(
+            day(link_expiry(d("2027-01-20"), 0, today)),
+            Some(d("2027-01-20"))
+        );
+    }
+
+    #[test]
+    fn a_qr_code_expires_with_its_link_else_fourteen_days_after_the_due_date() {
+        let today = d("2027-01-10");
+        let cases = [
+            // With the link's expiry, the same instant in UTC.
+            (
+                Some("2027-02-15T23:59:59+01:00"),
+                "2027-01-20",
+                "2027-02-15T22:59:59Z",
+            ),
+            // No link expiry (or one that cannot be read): the due date plus 14 days.
+            (None, "2027-01-20", "2027-02-03T23:59:59Z"),
+            (Some("someday"), "2027-01-20", "2027-02-03T23:59:59Z"),
+            // Never today or before: then 14 days from today.
+            (None, "2026-12-27", "2027-01-24T23:59:59Z"),
+            (None, "2026-12-28", "2027-01-11T23:59:59Z"),
+        ];
+        for (link, due, expected) in cases {
+            assert_eq!(
+                qr_expires_at(link, d(due), today),
+                expected,
+                "{link:?} {due}"
+            );
+        }
+    }
 }

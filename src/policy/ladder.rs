@@ -160,7 +160,44 @@ pub fn decide(r: &Reminders, s: Subject, today: NaiveDate) -> Result<Planned, Op
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{Currency, CustomerName, EmailAddress, Money};
     use crate::policy::testing::{d, ladder};
+    use crate::store::invoices::RevisionData;
+    use crate::store::reminders::LiveLink;
+
+    /// An open EUR invoice due on `due` whose link was announced, nothing decided yet,
+    /// its link mail accepted at noon UTC on `mailed`.
+    fn subject(due: &str, mailed: &str) -> Subject {
+        let eur = |minor| Money {
+            minor,
+            currency: Currency::EUR,
+        };
+        Subject {
+            invoice_id: 1,
+            reference: "INV-1".into(),
+            state: State::Open,
+            revision: 1,
+            data: RevisionData {
+                customer_email: EmailAddress::parse("jan@example.nl").unwrap(),
+                customer_name: CustomerName::parse("Jan").unwrap(),
+                amount: eur(12_100),
+                due: eur(12_100),
+                due_date: d(due),
+                language: None,
+                country: None,
+                customer_type: None,
+            },
+            link: Some(LiveLink {
+                id: 1,
+                link_ref: "pml-1".into(),
+                expiry_date: None,
+                provisional: false,
+                announced: true,
+            }),
+            last_step: None,
+            last_mail_at: Some(format!("{mailed}T12:00:00Z")),
+        }
+    }
 
     #[test]
     fn the_next_step_waits_for_its_date_and_the_gap() {
@@ -230,5 +267,118 @@ mod tests {
         assert_eq!(kind_of(&r, 0, b2c, true), ReminderKind::BeforeDue);
         r.final_notice = false;
         assert_eq!(kind_of(&r, 21, b2c, true), ReminderKind::Overdue);
+    }
+
+    #[test]
+    fn a_steps_date_counts_calendar_days_across_month_and_year_ends() {
+        assert_eq!(step_date(d("2027-03-10"), 0), Some(d("2027-03-10")));
+        assert_eq!(step_date(d("2027-01-31"), 1), Some(d("2027-02-01")));
+        assert_eq!(step_date(d("2027-03-02"), -3), Some(d("2027-02-27")));
+        // 2028 is a leap year: the day before 1 March is 29 February.
+        assert_eq!(step_date(d("2028-03-01"), -1), Some(d("2028-02-29")));
+        assert_eq!(step_date(d("2026-12-25"), 7), Some(d("2027-01-01")));
+        assert_eq!(step_date(d("2027-01-02"), -3), Some(d("2026-12-30")));
+        assert_eq!(step_date(NaiveDate::MAX, 1), None);
+    }
+
+    #[test]
+    fn a_step_is_due_from_its_own_day_on_not_the_day_before() {
+        let r = ladder(&[-3, 7, 21]);
+        let due = d("2027-01-31");
+        assert_eq!(due_steps(&r, due, None, d("2027-01-27")), Vec::<i64>::new());
+        assert_eq!(due_steps(&r, due, None, d("2027-01-28")), vec![-3]);
+        assert_eq!(due_steps(&r, due, None, d("2027-01-31")), vec![-3]);
+        // Seven days after 31 January is 7 February.
+        assert_eq!(
+            due_steps(&r, due, Some(-3), d("2027-02-06")),
+            Vec::<i64>::new()
+        );
+        assert_eq!(due_steps(&r, due, Some(-3), d("2027-02-07")), vec![7]);
+        assert_eq!(due_steps(&r, due, Some(-3), d("2027-02-21")), vec![7, 21]);
+    }
+
+    #[test]
+    fn the_gap_and_the_weekend_carry_the_next_date_into_the_next_month() {
+        let mut r = ladder(&[-3, 7, 21]);
+        // Step 7 of an invoice due 23 January 2027 is on Saturday 30 January.
+        assert_eq!(
+            next_on(&r, d("2027-01-23"), Some(-3), None),
+            Some(d("2027-01-30"))
+        );
+        r.send_weekends = false;
+        assert_eq!(
+            next_on(&r, d("2027-01-23"), Some(-3), None),
+            Some(d("2027-02-01"))
+        );
+        // A mail on 27 February 2027 allows the next on 2 March (no 29th that year) ...
+        r.send_weekends = true;
+        assert_eq!(
+            next_on(&r, d("2027-02-20"), Some(-3), Some(d("2027-02-27"))),
+            Some(d("2027-03-02"))
+        );
+        // ... and on 1 March in 2028, a leap year.
+        assert_eq!(
+            next_on(&r, d("2028-02-20"), Some(-3), Some(d("2028-02-27"))),
+            Some(d("2028-03-01"))
+        );
+    }
+
+    #[test]
+    fn the_ladder_settings_name_what_the_dates_depend_on_and_nothing_else() {
+        let mut r = ladder(&[-3, 7, 21]);
+        assert_eq!(
+            ladder_settings(&r),
+            "days=-3,7,21;min_gap_days=3;send_weekends=true"
+        );
+        let same = ladder_settings(&r);
+        r.final_notice = true;
+        r.send_window = "08:00-20:00".into();
+        r.default_customer_type = CustomerType::B2c;
+        assert_eq!(ladder_settings(&r), same);
+        r.min_gap_days = 5;
+        assert_ne!(ladder_settings(&r), same);
+        r.enabled = false;
+        assert_eq!(ladder_settings(&r), "off");
+    }
+
+    #[test]
+    fn only_an_open_invoice_with_an_announced_extended_link_is_on_the_ladder() {
+        let r = ladder(&[-3, 7, 21]);
+        let s = subject("2027-03-10", "2027-03-01");
+        assert_eq!(next_for(&r, &s), Some(d("2027-03-07")));
+        let mut paid = s.clone();
+        paid.state = State::Paid;
+        assert_eq!(next_for(&r, &paid), None);
+        let mut unannounced = s.clone();
+        unannounced.link.as_mut().unwrap().announced = false;
+        assert_eq!(next_for(&r, &unannounced), None);
+        let mut provisional = s.clone();
+        provisional.link.as_mut().unwrap().provisional = true;
+        assert_eq!(next_for(&r, &provisional), None);
+        let mut no_link = s;
+        no_link.link = None;
+        assert_eq!(next_for(&r, &no_link), None);
+    }
+
+    #[test]
+    fn a_decision_mails_the_latest_step_due_and_skips_the_earlier_ones() {
+        let r = ladder(&[-3, 7, 21]);
+        let s = subject("2027-03-10", "2027-03-01");
+        // Not yet: the right date is stored instead.
+        assert!(matches!(
+            decide(&r, s.clone(), d("2027-03-06")),
+            Err(Some(on)) if on == d("2027-03-07")
+        ));
+        let plan = decide(&r, s.clone(), d("2027-03-07")).unwrap();
+        assert_eq!((plan.step, plan.kind), (-3, ReminderKind::BeforeDue));
+        assert!(plan.skipped.is_empty());
+        // A cycle that first runs on 1 April finds all three due: it mails 21.
+        let plan = decide(&r, s.clone(), d("2027-04-01")).unwrap();
+        assert_eq!((plan.step, plan.kind), (21, ReminderKind::Overdue));
+        assert_eq!(plan.skipped, vec![-3, 7]);
+        // Off the ladder: no date at all.
+        let mut paid = s;
+        paid.state = State::Paid;
+        assert!(matches!(decide(&r, paid, d("2027-04-01")), Err(None)));
     }
 }

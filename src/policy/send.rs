@@ -273,4 +273,26 @@ mod tests {
         );
         assert_eq!(may_leave(&q, &ladder(), 30, at("2027-04-04")), Leave::Send);
     }
+
+    #[test]
+    fn the_send_window_includes_its_start_excludes_its_end_and_may_skip_weekends() {
+        let on = |day: &str, hm: (u32, u32)| {
+            Local
+                .from_local_datetime(&d(day).and_hms_opt(hm.0, hm.1, 0).unwrap())
+                .earliest()
+                .unwrap()
+        };
+        let mut r = ladder();
+        // Friday 29 January 2027, 09:00-17:00.
+        assert!(!in_send_window(&r, on("2027-01-29", (8, 59))));
+        assert!(in_send_window(&r, on("2027-01-29", (9, 0))));
+        assert!(in_send_window(&r, on("2027-01-29", (16, 59))));
+        assert!(!in_send_window(&r, on("2027-01-29", (17, 0))));
+        // Saturday 30 and Sunday 31 January, then Monday 1 February.
+        assert!(in_send_window(&r, on("2027-01-30", (10, 0))));
+        r.send_weekends = false;
+        assert!(!in_send_window(&r, on("2027-01-30", (10, 0))));
+        assert!(!in_send_window(&r, on("2027-01-31", (10, 0))));
+        assert!(in_send_window(&r, on("2027-02-01", (10, 0))));
+    }
 }
