@@ -17,8 +17,11 @@
 //! - [`cm`]      the CM clients (payment links, iDEAL QR): one session per API with a
 //!   token cache and retry policy, one shared throttle for every CM request.
 //! - [`mail`]    templates, MIME messages, SMTP / `.eml` transports; never the database.
-//! - [`policy`]  the calendar rules as pure functions: link expiries (the end of the local
-//!   day), and "may this mail leave now" (the send-time checks of every queued mail).
+//! - [`policy`]  the business rules as pure functions over typed values, a file per
+//!   question: `calendar` (local days, an expiry's two forms), `expiry` (link, reminder,
+//!   provisional and iDEAL QR expiries), `ladder` (which reminder step is due when, its
+//!   kind, the next date), `send` ("may this mail leave now", the send window), `backoff`
+//!   (status checks, mail retries). No I/O; the cycle's steps ask them.
 //! - [`cycle`]   one cycle: ingest → status → deactivate → create → extend → iDEAL QR →
 //!   report, with reminders beside create/extend/QR and the mail loop beside them all (a
 //!   link's mail goes once it is extended, a reminder once it is decided); dry runs.
@@ -39,7 +42,7 @@
 //! # Layering
 //!
 //! Imports point one way, down this list: `cli` and `daemon` → `services` → `cycle` →
-//! `ingest`, `cm`, `mail`, `export` → `store` → `domain`, `config`. `sandbox` stands
+//! `policy`, `ingest`, `cm`, `mail`, `export` → `store` → `domain`, `config`. `sandbox` stands
 //! apart (only `services` starts it, for `cm.base_url = "sandbox"`), and the utilities are
 //! used from above. In particular `config` knows no daemon, `store` knows no clap, `cm`
 //! knows no sandbox and `sandbox` knows no mail. ARCHITECTURE.md explains the flow and

@@ -5,16 +5,19 @@
 
 use crate::store::Store;
 use anyhow::Context;
-use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
+use chrono::{DateTime, FixedOffset, Utc};
 
 use std::cell::RefCell;
 
 use futures_util::StreamExt;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
-use super::{Handoff, Report, check_time, fan_out, fan_out_stream, note_failure, queue};
+use super::{Handoff, Report, fan_out, fan_out_stream, note_failure, queue};
 use crate::cm::{CmClient, CmError, CreateLink, LinkStatus};
 use crate::config::Config;
+use crate::policy::backoff::check_time;
+use crate::policy::calendar::same_instant;
+use crate::policy::expiry::{expiry_date, provisional_expiry};
 use crate::store::links::{self, ToCreate, ToDeactivate};
 use crate::store::now_text;
 use crate::store::outbox::{self, MailKind};
@@ -165,20 +168,6 @@ pub fn create_request(c: &ToCreate, cfg: &Config, now: DateTime<Utc>) -> CreateL
     }
 }
 
-/// `hours` from `now`, to the second, as CM's ISO 8601 timestamps are written.
-pub fn provisional_expiry(now: DateTime<Utc>, hours: u32) -> String {
-    (now + chrono::Duration::hours(i64::from(hours)))
-        .format("%Y-%m-%dT%H:%M:%S+00:00")
-        .to_string()
-}
-
-/// `days` after the due date, at the end of that local day (see
-/// [`crate::policy::link_expiry`]). `None` for a due date that is not `YYYY-MM-DD`.
-pub fn expiry_date(due: &str, days: u32, today: NaiveDate) -> Option<DateTime<FixedOffset>> {
-    let due = NaiveDate::parse_from_str(due, "%Y-%m-%d").ok()?;
-    crate::policy::link_expiry(due, days, today)
-}
-
 /// Why an expiry `PATCH` did not take.
 pub(super) enum ExpiryNotSet {
     /// CM answered, and holds this other expiry.
@@ -288,17 +277,6 @@ pub(super) async fn extend_step(
         Ok(())
     })
     .await
-}
-
-/// Whether two ISO 8601 timestamps name the same instant (CM may write `Z` or an offset).
-pub(super) fn same_instant(a: &str, b: &str) -> bool {
-    match (
-        DateTime::parse_from_rfc3339(a),
-        DateTime::parse_from_rfc3339(b),
-    ) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => a == b,
-    }
 }
 
 /// Creates the planned links, each intent committed before its request; each link
@@ -423,34 +401,4 @@ pub(super) async fn create_step(
 fn echoed_amount_differs(link: &crate::cm::PaymentLink, c: &ToCreate) -> bool {
     link.amount.is_some()
         && link.amount_minor(c.data.currency().exponent()) != Some(c.data.due.minor)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn expiry_is_after_the_due_date_and_never_in_the_past() {
-        let today = NaiveDate::from_ymd_opt(2026, 11, 21).unwrap();
-        assert_eq!(expiry_date("01-12-2026", 14, today), None);
-        let day = |at: Option<DateTime<FixedOffset>>| at.unwrap().date_naive().to_string();
-        assert_eq!(day(expiry_date("2026-12-01", 14, today)), "2026-12-15");
-        assert_eq!(day(expiry_date("2026-01-01", 14, today)), "2026-12-05");
-    }
-
-    #[test]
-    fn provisional_expiry_is_hours_ahead_to_the_second() {
-        let now = DateTime::parse_from_rfc3339("2026-11-21T10:11:12.7Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        assert_eq!(provisional_expiry(now, 48), "2026-11-23T10:11:12+00:00");
-        assert!(same_instant(
-            "2026-11-23T10:11:12Z",
-            "2026-11-23T10:11:12+00:00"
-        ));
-        assert!(!same_instant(
-            "2026-11-23T10:11:13Z",
-            "2026-11-23T10:11:12+00:00"
-        ));
-    }
 }

@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::domain::ReminderKind;
 use crate::domain::collection::statutory_collection_costs;
 use crate::mail::{MailContext, QrCode, ReminderContext, SendError};
+use crate::policy::backoff::mail_retry_time;
 use crate::policy::{self, Leave};
 use crate::store::links;
 use crate::store::now_text;
@@ -43,17 +44,6 @@ async fn mail_qr(
         }
     };
     Ok(Some(QrCode { url, png }))
-}
-
-/// A mail that failed for now waits this long, doubling per attempt up to
-/// [`MAIL_RETRY_MAX`].
-pub const MAIL_RETRY_FIRST: chrono::Duration = chrono::Duration::minutes(2);
-/// The longest wait between two attempts at one mail.
-pub const MAIL_RETRY_MAX: chrono::Duration = chrono::Duration::hours(2);
-
-/// When a mail that has had `attempts` attempts is tried again.
-pub fn mail_retry_time(now: DateTime<Utc>, attempts: i64) -> String {
-    super::backoff_time(now, MAIL_RETRY_FIRST, MAIL_RETRY_MAX, attempts - 1)
 }
 
 /// What became of one outbox mail.
@@ -408,21 +398,4 @@ fn back_off(db: &Store, id: i64, attempts: i64, reply: &str) -> anyhow::Result<(
     let next = mail_retry_time(crate::clock::now(), attempts + 1);
     outbox::mark_retry(db, id, reply, &next)?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mail_retries_back_off_from_two_minutes_to_two_hours() {
-        let t0 = DateTime::parse_from_rfc3339("2026-11-21T00:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        assert_eq!(mail_retry_time(t0, 1), "2026-11-21T00:02:00Z");
-        assert_eq!(mail_retry_time(t0, 2), "2026-11-21T00:04:00Z");
-        assert_eq!(mail_retry_time(t0, 6), "2026-11-21T01:04:00Z");
-        assert_eq!(mail_retry_time(t0, 7), "2026-11-21T02:00:00Z");
-        assert_eq!(mail_retry_time(t0, 50), "2026-11-21T02:00:00Z");
-    }
 }

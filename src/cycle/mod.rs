@@ -28,21 +28,14 @@ mod qr_step;
 mod reminder_step;
 mod status;
 
-pub use links_step::{
-    Deactivated, create_request, deactivate_one, expiry_date, provisional_expiry,
-};
+pub use crate::policy::ladder::Planned as PlannedReminder;
+pub use links_step::{Deactivated, create_request, deactivate_one};
 use links_step::{create_step, deactivate_step, extend_step};
 use mail_step::mail_step;
-pub use mail_step::{MAIL_RETRY_FIRST, MAIL_RETRY_MAX, MailOutcome, mail_retry_time, send_one};
+pub use mail_step::{MailOutcome, send_one};
 use qr_step::qr_step;
-pub use qr_step::{QR_GRACE_DAYS, qr_expires_at};
-pub use reminder_step::{
-    LINK_DAYS_AFTER_REMINDER, Planned as PlannedReminder, REMINDERS_PER_CYCLE, due_steps, kind_of,
-    ladder_settings, may_send_at, next_on, reminder_expiry,
-};
-pub use status::{
-    STATUS_CHECK_FIRST, STATUS_CHECK_MAX, STATUS_CHECKS_PER_CYCLE, check_statuses, check_time,
-};
+pub use reminder_step::REMINDERS_PER_CYCLE;
+pub use status::{STATUS_CHECKS_PER_CYCLE, check_statuses};
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
@@ -658,19 +651,6 @@ where
         record(item, answer)?;
     }
     Ok(())
-}
-
-/// The capped doubling back-off of the follow-ups (status checks, mail retries): `first`
-/// after step 0, twice that after step 1, … at most `max`; as an RFC 3339 UTC time.
-fn backoff_time(
-    now: chrono::DateTime<chrono::Utc>,
-    first: chrono::Duration,
-    max: chrono::Duration,
-    step: i64,
-) -> String {
-    let factor = 1i32 << step.clamp(0, 16);
-    let wait = (first * factor).min(max);
-    (now + wait).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 fn note_failure(report: &mut Report, e: &CmError) {

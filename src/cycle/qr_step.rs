@@ -4,40 +4,22 @@
 use crate::domain::InvoiceRef;
 use crate::store::Store;
 use anyhow::Context;
-use chrono::{DateTime, Days, NaiveDate, Utc};
+use chrono::NaiveDate;
 
 use std::cell::RefCell;
 
 use futures_util::StreamExt;
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use super::{Handoff, Report, check_time, fan_out_stream, note_failure, queue};
+use super::{Handoff, Report, fan_out_stream, note_failure, queue};
 use crate::cm::CmError;
 use crate::cm::idealqr::{self, CreateTransaction, IdealQrClient};
 use crate::config::Config;
 use crate::domain::Currency;
+use crate::policy::backoff::check_time;
+use crate::policy::expiry::qr_expires_at;
 use crate::store::now_text;
 use crate::store::qr::{self as qr_store, QrToCreate};
-
-/// When an iDEAL QR transaction expires: with the link's expiry, else the due date plus
-/// [`QR_GRACE_DAYS`] (end of day, UTC); never earlier than tomorrow.
-pub fn qr_expires_at(link_expiry: Option<&str>, due: NaiveDate, today: NaiveDate) -> String {
-    if let Some(e) = link_expiry
-        && let Ok(t) = DateTime::parse_from_rfc3339(e)
-    {
-        return t
-            .with_timezone(&Utc)
-            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    }
-    let date = due
-        .checked_add_days(Days::new(QR_GRACE_DAYS))
-        .filter(|d| *d > today)
-        .unwrap_or_else(|| today + Days::new(QR_GRACE_DAYS));
-    format!("{date}T23:59:59Z")
-}
-
-/// Days after the due date an iDEAL QR code stays payable when links have no expiry.
-pub const QR_GRACE_DAYS: u64 = 14;
 
 /// The QR request for one revision, or why it gets none.
 fn qr_request(q: &QrToCreate, cfg: &Config, today: NaiveDate) -> Result<CreateTransaction, String> {

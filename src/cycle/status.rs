@@ -2,28 +2,18 @@
 //! callback, expiry) are read from the API and their outcome recorded.
 
 use crate::store::Store;
-use chrono::{DateTime, Utc};
 
 use super::{Report, Services, fan_out, note_failure};
 use crate::cm::idealqr::{self, QrStatus};
 use crate::cm::{CmError, LinkStatus};
 use crate::config::Config;
+use crate::policy::backoff::check_time;
 use crate::store::links::{self, ToCheck};
 use crate::store::now_text;
 use crate::store::qr::{self as qr_store, QrToCheck};
 
-/// The first status check of a new link comes after this; each later one after twice
-/// the previous wait, up to [`STATUS_CHECK_MAX`]: often while new, rarely when old.
-pub const STATUS_CHECK_FIRST: chrono::Duration = chrono::Duration::minutes(15);
-/// The longest wait between two status checks of an open link.
-pub const STATUS_CHECK_MAX: chrono::Duration = chrono::Duration::hours(24);
 /// At most this many status checks per cycle; the rest wait for the next one.
 pub const STATUS_CHECKS_PER_CYCLE: usize = 2000;
-
-/// When a link that has had `checks` status checks is next checked.
-pub fn check_time(now: DateTime<Utc>, checks: i64) -> String {
-    super::backoff_time(now, STATUS_CHECK_FIRST, STATUS_CHECK_MAX, checks)
-}
 
 /// Fetches the payment status of every link and QR transaction that is due (back-off,
 /// callback or webhook, expiry) and records what it finds. Also used by the daemon right
@@ -141,23 +131,4 @@ fn record_status(
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn status_checks_back_off_from_fifteen_minutes_to_a_day() {
-        let t0 = DateTime::parse_from_rfc3339("2026-11-21T00:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        let at = |n| check_time(t0, n);
-        assert_eq!(at(0), "2026-11-21T00:15:00Z");
-        assert_eq!(at(1), "2026-11-21T00:30:00Z");
-        assert_eq!(at(2), "2026-11-21T01:00:00Z");
-        assert_eq!(at(6), "2026-11-21T16:00:00Z");
-        assert_eq!(at(7), "2026-11-22T00:00:00Z");
-        assert_eq!(at(40), "2026-11-22T00:00:00Z");
-    }
 }

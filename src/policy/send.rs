@@ -1,104 +1,15 @@
-//! The rules that decide by the calendar, as pure functions over typed values: when a
-//! link expires, and whether a queued mail may leave now (README, *Reminders*, "True when
-//! it leaves"). No I/O: the mail step gathers the facts, asks [`may_leave`], and does what
-//! the verdict says (read the link's status from CM, extend its expiry, wait, skip,
-//! cancel, or send); the dry run asks the same question of the same facts.
-//!
-//! Dates are the merchant's local dates (`TZ`), and a link's expiry is the last second of
-//! its day in local time, written with that day's own offset (`23:59:59+01:00` in winter,
-//! `+02:00` in summer for Europe/Amsterdam), so no expiry is ever an earlier instant than
-//! the end of the day it names.
+//! Whether a queued mail may leave now (README, *Reminders*, "True when it leaves"), and
+//! whether reminders may go out at all at a given moment (the send window). No I/O: the
+//! mail step gathers the facts, asks [`may_leave`], and does what the verdict says (read
+//! the link's status from CM, extend its expiry, wait, skip, cancel, or send); the dry
+//! run asks the same question of the same facts.
 
-use chrono::{
-    DateTime, Datelike, Days, FixedOffset, Local, LocalResult, NaiveDate, TimeZone, Utc, Weekday,
-};
+use chrono::{DateTime, Datelike, Days, FixedOffset, Local, NaiveDate, Utc, Weekday};
 
+use super::calendar::start_of_local_day;
+use super::expiry::{link_expiry, pays_through, reminder_deadline, reminder_expiry};
 use crate::config::Reminders;
 use crate::domain::ReminderKind;
-
-/// A reminder's link stays payable at least this many full days after the day it is sent.
-pub const LINK_DAYS_AFTER_REMINDER: u64 = 14;
-
-/// The last second of `day` in local time, with that day's offset.
-pub fn end_of_local_day(day: NaiveDate) -> DateTime<FixedOffset> {
-    let at = day.and_hms_opt(23, 59, 59).unwrap_or_default();
-    match Local.from_local_datetime(&at) {
-        LocalResult::Single(t) => t.fixed_offset(),
-        // Clocks turned back over midnight: the later of the two is the end of the day.
-        LocalResult::Ambiguous(_, later) => later.fixed_offset(),
-        // No zone skips 23:59:59; should one, the start of the next day less a second.
-        LocalResult::None => day
-            .succ_opt()
-            .and_then(|next| next.and_hms_opt(0, 0, 0))
-            .and_then(|t| Local.from_local_datetime(&t).earliest())
-            .map(|t| (t - chrono::Duration::seconds(1)).fixed_offset())
-            .unwrap_or_else(|| Utc.from_utc_datetime(&at).fixed_offset()),
-    }
-}
-
-/// The start (00:00) of `day` in local time, as a UTC instant.
-pub fn start_of_local_day(day: NaiveDate) -> DateTime<Utc> {
-    let at = day.and_hms_opt(0, 0, 0).unwrap_or_default();
-    Local
-        .from_local_datetime(&at)
-        .earliest()
-        .map(|t| t.with_timezone(&Utc))
-        .unwrap_or_else(|| Utc.from_utc_datetime(&at))
-}
-
-/// An expiry as CM is sent it: RFC 3339 with the local offset of its day.
-pub fn wire(at: DateTime<FixedOffset>) -> String {
-    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
-}
-
-/// An expiry as the database keeps it: the same instant in UTC, so that expiries compare
-/// as text with the other stored times.
-pub fn stored(at: DateTime<FixedOffset>) -> String {
-    at.with_timezone(&Utc)
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
-/// A link's real expiry: the end of the day `days` after the due date; for an invoice
-/// already that far overdue, the same number of days from today, so that a link is never
-/// born expired.
-pub fn link_expiry(due: NaiveDate, days: u32, today: NaiveDate) -> Option<DateTime<FixedOffset>> {
-    let mut expiry = due.checked_add_days(Days::new(days.into()))?;
-    if expiry <= today {
-        expiry = today.checked_add_days(Days::new(days.max(1).into()))?;
-    }
-    Some(end_of_local_day(expiry))
-}
-
-/// The expiry a reminder sent on `today` gives its link when it must extend it: the end of
-/// the 15th day after it (the 14 full days it promises, and a day for a mail read the
-/// next morning), or the usual expiry if that is later.
-pub fn reminder_expiry(
-    today: NaiveDate,
-    due: NaiveDate,
-    days_after_due: u32,
-) -> DateTime<FixedOffset> {
-    let needed = today
-        .checked_add_days(Days::new(LINK_DAYS_AFTER_REMINDER + 1))
-        .unwrap_or(today);
-    let usual = due
-        .checked_add_days(Days::new(days_after_due.into()))
-        .unwrap_or(due);
-    end_of_local_day(needed.max(usual))
-}
-
-/// Whether a link with `expiry` is payable through the end of `day` (local time); a link
-/// without an expiry always is.
-pub fn pays_through(expiry: Option<DateTime<FixedOffset>>, day: NaiveDate) -> bool {
-    expiry.is_none_or(|at| at >= end_of_local_day(day))
-}
-
-/// The last day a reminder sent on `today` promises its link works: 14 full days after
-/// it, which is also the deadline day a final notice sent that day names.
-pub fn reminder_deadline(today: NaiveDate) -> NaiveDate {
-    today
-        .checked_add_days(Days::new(LINK_DAYS_AFTER_REMINDER))
-        .unwrap_or(today)
-}
 
 /// Whether reminders may go out at `now`: inside the window, on a weekday unless
 /// `send_weekends`.
@@ -228,30 +139,13 @@ pub fn may_leave(q: &Queued, r: &Reminders, days_after_due: u32, now: DateTime<L
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::CustomerType;
+    use crate::policy::calendar::end_of_local_day;
+    use crate::policy::testing::{at, d};
+    use chrono::TimeZone;
 
-    fn d(s: &str) -> NaiveDate {
-        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
-    }
-
+    /// Steps 3 days before and 7 and 21 days after the due date.
     fn ladder() -> Reminders {
-        Reminders {
-            enabled: true,
-            days: vec![-3, 7, 21],
-            min_gap_days: 3,
-            send_window: crate::config::SendWindow::parse("09:00-17:00").unwrap(),
-            send_weekends: true,
-            final_notice: false,
-            default_customer_type: CustomerType::B2b,
-        }
-    }
-
-    /// At 10:00 local on `day`.
-    fn at(day: &str) -> DateTime<Local> {
-        Local
-            .from_local_datetime(&d(day).and_hms_opt(10, 0, 0).unwrap())
-            .earliest()
-            .unwrap()
+        crate::policy::testing::ladder(&[-3, 7, 21])
     }
 
     fn reminder(step: i64, kind: ReminderKind) -> Queued {
@@ -381,31 +275,24 @@ mod tests {
     }
 
     #[test]
-    fn expiries_are_the_end_of_the_local_day_in_both_forms() {
-        let at = end_of_local_day(d("2027-04-16"));
-        assert_eq!(at.date_naive(), d("2027-04-16"));
-        assert_eq!(at.format("%H:%M:%S").to_string(), "23:59:59");
-        assert!(wire(at).starts_with("2027-04-16T23:59:59"));
-        assert_eq!(
-            DateTime::parse_from_rfc3339(&stored(at)).unwrap(),
-            DateTime::parse_from_rfc3339(&wire(at)).unwrap()
-        );
-        assert!(stored(at).ends_with('Z'));
-        assert!(pays_through(Some(at), d("2027-04-16")));
-        assert!(!pays_through(Some(at), d("2027-04-17")));
-        assert_eq!(reminder_deadline(d("2027-04-02")), d("2027-04-16"));
-    }
-
-    #[test]
-    fn link_expiry_is_days_after_due_or_from_today_when_overdue() {
-        let today = d("2026-12-07");
-        assert_eq!(
-            link_expiry(d("2026-12-01"), 14, today).map(|t| t.date_naive()),
-            Some(d("2026-12-15"))
-        );
-        assert_eq!(
-            link_expiry(d("2026-01-01"), 14, today).map(|t| t.date_naive()),
-            Some(d("2026-12-21"))
-        );
+    fn the_send_window_includes_its_start_excludes_its_end_and_may_skip_weekends() {
+        let on = |day: &str, hm: (u32, u32)| {
+            Local
+                .from_local_datetime(&d(day).and_hms_opt(hm.0, hm.1, 0).unwrap())
+                .earliest()
+                .unwrap()
+        };
+        let mut r = ladder();
+        // Friday 29 January 2027, 09:00-17:00.
+        assert!(!in_send_window(&r, on("2027-01-29", (8, 59))));
+        assert!(in_send_window(&r, on("2027-01-29", (9, 0))));
+        assert!(in_send_window(&r, on("2027-01-29", (16, 59))));
+        assert!(!in_send_window(&r, on("2027-01-29", (17, 0))));
+        // Saturday 30 and Sunday 31 January, then Monday 1 February.
+        assert!(in_send_window(&r, on("2027-01-30", (10, 0))));
+        r.send_weekends = false;
+        assert!(!in_send_window(&r, on("2027-01-30", (10, 0))));
+        assert!(!in_send_window(&r, on("2027-01-31", (10, 0))));
+        assert!(in_send_window(&r, on("2027-02-01", (10, 0))));
     }
 }
