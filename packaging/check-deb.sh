@@ -26,7 +26,8 @@ for path in \
   ./usr/share/zsh/vendor-completions/_invoice-sync \
   ./usr/share/fish/vendor_completions.d/invoice-sync.fish \
   ./usr/share/doc/invoice-sync/copyright \
-  ./usr/share/doc/invoice-sync/changelog.Debian.gz; do
+  ./usr/share/doc/invoice-sync/changelog.Debian.gz \
+  ./usr/share/lintian/overrides/invoice-sync; do
   if ! grep -q " $path\$" <<<"$contents"; then
     echo "MISSING from the package: $path"
     missing=1
