@@ -16,9 +16,12 @@ mkdir -p "$assets/completions" "$assets/systemd"
 "$bin" completions fish > "$assets/completions/invoice-sync.fish"
 "$bin" manpage | gzip -9n > "$assets/invoice-sync.1.gz"
 # The repository's units start /usr/local/bin/invoice-sync (a hand install); the package
-# puts the binary in /usr/bin.
+# puts the binary in /usr/bin, and installs the man page that Documentation= names
+# (`systemctl help invoice-sync`).
 for unit in systemd/*.service systemd/*.timer; do
-  sed 's|/usr/local/bin/invoice-sync|/usr/bin/invoice-sync|g' "$unit" > "$assets/systemd/$(basename "$unit")"
+  sed -e 's|/usr/local/bin/invoice-sync|/usr/bin/invoice-sync|g' \
+    -e '/^Description=/a Documentation=man:invoice-sync(1)' \
+    "$unit" > "$assets/systemd/$(basename "$unit")"
 done
 # The binary's debug info goes into invoice-sync-dbgsym_*.deb (for reading a crash's
 # backtrace), the binary itself is stripped.
