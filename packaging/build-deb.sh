@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the Debian package: the dist binary (debug info split off into a -dbgsym
 # package), its man page and
-# shell completions, the systemd units pointing at /usr/bin, then `cargo deb`.
+# shell completions, the systemd units pointing at /usr/bin, then `cargo deb`, then adds
+# what cargo-deb leaves out (below).
 # Needs cargo-deb (`cargo install cargo-deb`). The package lands in target/debian/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +24,36 @@ for unit in systemd/*.service systemd/*.timer; do
     -e '/^Description=/a Documentation=man:invoice-sync(1)' \
     "$unit" > "$assets/systemd/$(basename "$unit")"
 done
-# The binary's debug info goes into invoice-sync-dbgsym_*.deb (for reading a crash's
+# The packages' file dates are those of the commit built (reproducible builds).
+if [ -z "${SOURCE_DATE_EPOCH:-}" ] && epoch=$(git log -1 --format=%ct 2>/dev/null); then
+  export SOURCE_DATE_EPOCH=$epoch
+fi
+# The binary's debug info goes into invoice-sync-dbgsym_*.ddeb (for reading a crash's
 # backtrace), the binary itself is stripped.
-cargo deb --profile dist --no-build --dbgsym
-ls -l target/debian/*.deb
+built=$(cargo deb --profile dist --no-build --dbgsym) # the paths of the .deb and the .ddeb
+mapfile -t packages <<<"$built"
+
+# cargo-deb writes no DEBIAN/md5sums, which `dpkg --verify invoice-sync` and debsums
+# check the installed files against (conffiles have none: dpkg keeps their sums itself).
+# Each package is unpacked, given one, and packed again with dpkg-deb (same file dates,
+# same compression).
+finish() {
+  local deb=$1 root
+  root=$(mktemp -d)
+  chmod 0755 "$root"
+  dpkg-deb --raw-extract "$deb" "$root"
+  (
+    cd "$root"
+    find . -path ./DEBIAN -prune -o -type f -printf '%P\n' | LC_ALL=C sort \
+      | { grep -vxF -f <(sed 's|^/||' DEBIAN/conffiles 2>/dev/null) || true; } \
+      | xargs -r -d '\n' md5sum > DEBIAN/md5sums
+  )
+  chmod 0644 "$root/DEBIAN/md5sums"
+  touch -d "@$(stat -c %Y "$root/DEBIAN/control")" "$root/DEBIAN/md5sums"
+  dpkg-deb --root-owner-group -Zxz -z6 --build "$root" "$deb" >/dev/null
+  rm -rf "$root"
+}
+for deb in "${packages[@]}"; do
+  finish "$deb"
+done
+ls -l "${packages[@]}"
