@@ -33,15 +33,27 @@ fi
 built=$(cargo deb --profile dist --no-build --dbgsym) # the paths of the .deb and the .ddeb
 mapfile -t packages <<<"$built"
 
-# cargo-deb writes no DEBIAN/md5sums, which `dpkg --verify invoice-sync` and debsums
-# check the installed files against (conffiles have none: dpkg keeps their sums itself).
-# Each package is unpacked, given one, and packed again with dpkg-deb (same file dates,
-# same compression).
+# What cargo-deb leaves out, added by unpacking each package and packing it again with
+# dpkg-deb (same file dates, same compression):
+# - DEBIAN/md5sums, which `dpkg --verify invoice-sync` and debsums check the installed
+#   files against (not for conffiles: dpkg keeps their sums itself);
+# - in the -dbgsym package, what Debian's own (dh_strip's) have: Priority: optional
+#   (cargo-deb writes "extra", a priority Debian no longer has), a Depends on this very
+#   version of the package (cargo-deb: Recommends), and /usr/share/doc/invoice-sync-dbgsym
+#   as a symlink to the package's (copyright, changelog).
 finish() {
   local deb=$1 root
   root=$(mktemp -d)
   chmod 0755 "$root"
   dpkg-deb --raw-extract "$deb" "$root"
+  if [ "$(dpkg-deb --field "$deb" Package)" = invoice-sync-dbgsym ]; then
+    sed -i -e 's/^Priority: extra$/Priority: optional/' \
+      -e 's/^Recommends: invoice-sync /Depends: invoice-sync /' "$root/DEBIAN/control"
+    mkdir -p "$root/usr/share/doc"
+    ln -s invoice-sync "$root/usr/share/doc/invoice-sync-dbgsym"
+    touch -h -d "@$(stat -c %Y "$root/usr/lib")" "$root/usr/share/doc/invoice-sync-dbgsym" \
+      "$root/usr/share/doc" "$root/usr/share" "$root/usr"
+  fi
   (
     cd "$root"
     find . -path ./DEBIAN -prune -o -type f -printf '%P\n' | LC_ALL=C sort \
