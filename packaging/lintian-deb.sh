@@ -21,5 +21,5 @@ fi
 # A second run only for the list: with --show-overrides, lintian counts an overridden
 # warning towards --fail-on.
 echo "== overridden (packaging/lintian-overrides), with the reasons"
-lintian --allow-root --fail-on none --show-overrides "$deb" | grep -E '^[NO]:' || true
+lintian --allow-root --fail-on none --display-info --show-overrides "$deb" | grep -E '^[NO]:' || true
 echo "lintian ok"
