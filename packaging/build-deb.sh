@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Builds the Debian package: the dist binary (debug info split off into a -dbgsym
-# package), its man page and
-# shell completions, the systemd units pointing at /usr/bin, then `cargo deb`, then adds
-# what cargo-deb leaves out (below).
+# package), its man page and shell completions, the systemd units pointing at /usr/bin,
+# then `cargo deb`, then adds what cargo-deb leaves out (below).
 # Needs cargo-deb (`cargo install cargo-deb`). The package lands in target/debian/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +27,8 @@ done
 if [ -z "${SOURCE_DATE_EPOCH:-}" ] && epoch=$(git log -1 --format=%ct 2>/dev/null); then
   export SOURCE_DATE_EPOCH=$epoch
 fi
+# Only this build's packages in target/debian/, for check-deb.sh and lintian-deb.sh.
+rm -f target/debian/invoice-sync_*.deb target/debian/invoice-sync-dbgsym_*.ddeb
 # The binary's debug info goes into invoice-sync-dbgsym_*.ddeb (for reading a crash's
 # backtrace), the binary itself is stripped.
 built=$(cargo deb --profile dist --no-build --dbgsym) # the paths of the .deb and the .ddeb
