@@ -25,7 +25,9 @@ for path in \
   ./usr/share/bash-completion/completions/invoice-sync \
   ./usr/share/zsh/vendor-completions/_invoice-sync \
   ./usr/share/fish/vendor_completions.d/invoice-sync.fish \
-  ./usr/share/doc/invoice-sync/copyright; do
+  ./usr/share/doc/invoice-sync/copyright \
+  ./usr/share/doc/invoice-sync/changelog.Debian.gz \
+  ./usr/share/lintian/overrides/invoice-sync; do
   if ! grep -q " $path\$" <<<"$contents"; then
     echo "MISSING from the package: $path"
     missing=1
@@ -36,6 +38,14 @@ if [ "$(dpkg-deb --field "$deb" Package)" != invoice-sync ]; then
 fi
 if ! dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles | grep -qx /etc/invoice-sync/invoice-sync.toml; then
   echo "the config is not a conffile"; missing=1
+fi
+# The changelog's top entry must be this version (packaging/changelog, newest first).
+deb_version=$(dpkg-deb --field "$deb" Version)
+logged=$(dpkg-deb --fsys-tarfile "$deb" | tar -xO ./usr/share/doc/invoice-sync/changelog.Debian.gz \
+  | gzip -dc | sed -n '1s/^invoice-sync (\([^)]*\)).*/\1/p') || true
+if [ "$logged" != "$deb_version" ]; then
+  echo "packaging/changelog starts with version '$logged', the package is $deb_version: add an entry"
+  missing=1
 fi
 size=$(grep ' ./usr/bin/invoice-sync$' <<<"$contents" | awk '{print $3}')
 echo "binary: $size bytes"
