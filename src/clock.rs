@@ -31,11 +31,6 @@ pub fn timestamp() -> crate::domain::Timestamp {
     crate::domain::Timestamp::at(now())
 }
 
-/// Now as stored in the database: RFC 3339 UTC to the second.
-pub fn now_text() -> String {
-    now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
 /// How far the clock is set from the system clock (zero unless a debug build is given
 /// `INVOICE_SYNC_NOW`); fixed at the first read, so the set clock runs on in real time.
 fn offset() -> chrono::Duration {

@@ -42,7 +42,7 @@ pub fn write_paid(
             neutralise(p.reference.as_str()).as_ref(),
             &format_minor(p.amount.minor, p.amount.currency.exponent()),
             p.amount.currency.code(),
-            &p.paid_at,
+            &p.paid_at.to_text(),
             neutralise(&p.payment_ref).as_ref(),
         ])?;
         n += 1;
@@ -305,9 +305,7 @@ impl<W: Write> Document<'_, W> {
 
 /// One credit entry: booked and valued on the local day of the payment.
 fn write_entry(out: &mut impl Write, p: &Payment) -> anyhow::Result<()> {
-    let day = chrono::DateTime::parse_from_rfc3339(&p.paid_at)
-        .map(|t| t.with_timezone(&chrono::Local).date_naive())
-        .map_err(|e| anyhow::anyhow!("payment {} has no readable time: {e}", p.payment_ref))?;
+    let day = crate::policy::calendar::local_day(p.paid_at);
     let code = p.amount.currency.code();
     let amount = format_minor(p.amount.minor, p.amount.currency.exponent());
     let entry_ref = entry_ref(&p.payment_ref);

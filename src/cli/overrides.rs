@@ -63,7 +63,7 @@ pub(super) fn resend(config: &Config, invoice: &str) -> anyhow::Result<Outcome> 
     let Some(reference) = known(&store, invoice)? else {
         return Ok(no_invoice(invoice));
     };
-    match crate::store::outbox::requeue(&store, &reference, &crate::store::now_text())? {
+    match crate::store::outbox::requeue(&store, &reference, crate::clock::timestamp())? {
         Some(_) => {
             tracing::info!(invoice, "mail queued again; the next cycle sends it");
             Ok(Outcome::ok())

@@ -304,7 +304,7 @@ fn write_detail(out: &mut impl Write, v: &InvoiceView) -> anyhow::Result<()> {
                 None => format!("{} sent, none planned", v.reminders_sent),
             },
         ),
-        ("paid at", dash(v.paid_at.as_deref())),
+        ("paid at", dash(v.paid_at.map(|t| t.to_text()).as_deref())),
         ("last error", dash(v.last_error.as_deref())),
     ];
     for (name, value) in fields {

@@ -34,7 +34,7 @@ pub struct CreateLink {
     /// ISO 3166-1 alpha-2 code deciding the payment methods shown.
     pub country_code: String,
     /// ISO 8601 timestamp after which the link cannot be paid; none when absent.
-    pub expiry_date: Option<String>,
+    pub expiry_date: Option<chrono::DateTime<chrono::FixedOffset>>,
     /// Where CM announces status changes; CM's merchant default when absent.
     pub callback_url: Option<String>,
 }
@@ -49,7 +49,7 @@ struct CreateBody<'a> {
     country_code: &'a str,
     currency_code: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    expiry_date: Option<&'a str>,
+    expiry_date: Option<String>,
     invoice_due_date: &'a str,
     invoice_reference: &'a str,
     language_code: &'a str,
@@ -77,7 +77,9 @@ impl CreateLink {
             callback_url: self.callback_url.as_deref(),
             country_code: &self.country_code,
             currency_code: &self.currency_code,
-            expiry_date: self.expiry_date.as_deref(),
+            expiry_date: self
+                .expiry_date
+                .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, false)),
             invoice_due_date: &self.invoice_due_date,
             invoice_reference: self.invoice_reference.as_str(),
             language_code: &self.language_code,

@@ -3,6 +3,7 @@
 //! recorded ones their real expiry; a link CM records with another amount is switched
 //! off at once.
 
+use crate::domain::Timestamp;
 use crate::store::Store;
 use anyhow::Context;
 use chrono::{DateTime, FixedOffset, Utc};
@@ -16,10 +17,9 @@ use super::{Handoff, Report, fan_out, fan_out_stream, note_failure, queue};
 use crate::cm::{CmClient, CmError, CreateLink, LinkStatus};
 use crate::config::Config;
 use crate::policy::backoff::check_time;
-use crate::policy::calendar::same_instant;
-use crate::policy::expiry::{expiry_date, provisional_expiry};
+
+use crate::policy::expiry::{link_expiry, provisional_expiry};
 use crate::store::links::{self, ToCreate, ToDeactivate};
-use crate::store::now_text;
 use crate::store::outbox::{self, MailKind};
 
 /// What became of one deactivation, once CM's answer is recorded.
@@ -50,14 +50,14 @@ pub async fn deactivate_one(
     d: &ToDeactivate,
 ) -> anyhow::Result<Deactivated> {
     let result = cm.deactivate_link(&d.link_ref).await;
-    let now = now_text();
+    let now = crate::clock::timestamp();
     Ok(match result {
         Ok(link) if link.status == LinkStatus::Paid => {
-            let double = links::record_paid(db, d.link_id, d.invoice_id, &now)?;
+            let double = links::record_paid(db, d.link_id, d.invoice_id, now)?;
             Deactivated::Paid { double }
         }
         Ok(link) if !link.active => {
-            links::record_deactivated(db, d.link_id, None, &now)?;
+            links::record_deactivated(db, d.link_id, None, now)?;
             Deactivated::Inactive
         }
         Ok(_) => {
@@ -67,7 +67,7 @@ pub async fn deactivate_one(
             Deactivated::Left(message.into())
         }
         Err(e) if e.is_not_found() => {
-            links::record_deactivated(db, d.link_id, Some("CM no longer knows this link"), &now)?;
+            links::record_deactivated(db, d.link_id, Some("CM no longer knows this link"), now)?;
             Deactivated::Unknown
         }
         Err(e) => {
@@ -163,7 +163,11 @@ pub fn create_request(c: &ToCreate, cfg: &Config, now: DateTime<Utc>) -> CreateL
         merchant_reference: c.merchant_reference(),
         language_code: language,
         country_code: country,
-        expiry_date: Some(provisional_expiry(now, cfg.cm.provisional_expiry_hours)),
+        expiry_date: Some(
+            provisional_expiry(now, cfg.cm.provisional_expiry_hours)
+                .instant()
+                .fixed_offset(),
+        ),
         callback_url: cfg.cm.callback_url.clone(),
     }
 }
@@ -191,7 +195,9 @@ pub(super) async fn set_expiry(
         .await
     {
         Ok(link) => match link.expiry_date {
-            Some(held) if !same_instant(&held, &wire) => Err(ExpiryNotSet::Held(held)),
+            Some(held) if Timestamp::parse(&held).ok() != Some(crate::policy::stored(at)) => {
+                Err(ExpiryNotSet::Held(held))
+            }
             _ => Ok(()),
         },
         Err(e) => Err(ExpiryNotSet::Failed(e)),
@@ -220,7 +226,7 @@ pub(super) async fn extend_step(
     let list = futures_util::stream::iter(provisional).chain(queue(created));
     let today = crate::clock::local_now().date_naive();
     let request = |e: links::ToExtend| async move {
-        let expiry = expiry_date(&e.due_date, cfg.cm.link_expiry_days_after_due, today);
+        let expiry = link_expiry(e.due_date, cfg.cm.link_expiry_days_after_due, today);
         let result = match expiry {
             Some(at) => Some(set_expiry(cm, &e.link_ref, at).await),
             None => None,
@@ -236,14 +242,14 @@ pub(super) async fn extend_step(
         handoff.extended.notify_waiters();
         let mut report = report.borrow_mut();
         let (Some(expiry), Some(result)) = (expiry, result) else {
-            let message = format!("the due date {:?} cannot be read", e.due_date);
+            let message = format!("the due date {} leaves no expiry in range", e.due_date);
             links::record_link_error(db, e.link_id, &message)?;
             report.deferred += 1;
             return Ok(());
         };
         match result {
             Ok(()) => {
-                links::record_extended(db, e.link_id, &crate::policy::stored(expiry))?;
+                links::record_extended(db, e.link_id, crate::policy::stored(expiry))?;
                 match &qr {
                     // Held (in the same turn, before the mail side can look) until the
                     // QR stage has made its code.
@@ -308,7 +314,8 @@ pub(super) async fn create_step(
         // Just before the request is built: the intent is committed before anything is
         // sent.
         let request = create_request(&c, cfg, started);
-        let intent = links::record_intent(db, &c, request.expiry_date.as_deref(), &now_text());
+        let provisional = request.expiry_date.map(|at| Timestamp::at(at.to_utc()));
+        let intent = links::record_intent(db, &c, provisional, crate::clock::timestamp());
         let outcome = match intent {
             Ok(link_id) => Ok((link_id, cm.create_link(&request).await)),
             Err(e) => Err(e),
@@ -319,7 +326,7 @@ pub(super) async fn create_step(
         let mut report = report.borrow_mut();
         let (link_id, result) = outcome.context("cannot record the intent to create a link")?;
         crate::failpoint("link-after-create");
-        let now = now_text();
+        let now = crate::clock::timestamp();
         match result {
             Ok(link) if echoed_amount_differs(&link, &c) => {
                 // CM holds another amount than the invoice asks: never announce it.
@@ -335,7 +342,7 @@ pub(super) async fn create_step(
                     &link.reference,
                     &link.uri,
                     &message,
-                    &now,
+                    now,
                 )?;
                 report.links_failed += 1;
                 mismatched = true;
@@ -350,8 +357,8 @@ pub(super) async fn create_step(
                     MailKind::Link
                 };
                 db.write(|tx| {
-                    links::record_created(tx, link_id, &link.reference, &link.uri, &now, &next)?;
-                    outbox::enqueue(tx, c.invoice_id, c.revision, link_id, kind, &now)
+                    links::record_created(tx, link_id, &link.reference, &link.uri, now, next)?;
+                    outbox::enqueue(tx, c.invoice_id, c.revision, link_id, kind, now)
                 })?;
                 report.links_created += 1;
                 // CM just made it: unpaid, its mail needs no status read this cycle.
@@ -367,12 +374,12 @@ pub(super) async fn create_step(
                     link_id,
                     link_ref: link.reference.clone(),
                     reference: c.reference.clone(),
-                    due_date: c.data.due_date.format("%Y-%m-%d").to_string(),
+                    due_date: c.data.due_date,
                 });
             }
             Err(e @ (CmError::Permanent { .. } | CmError::Invalid(_))) => {
                 let message = e.to_string();
-                links::record_create_refused(db, link_id, c.invoice_id, &message, &now)?;
+                links::record_create_refused(db, link_id, c.invoice_id, &message, now)?;
                 report.links_failed += 1;
                 tracing::warn!(invoice = %c.reference, "CM refused the link for this revision: {message}");
             }

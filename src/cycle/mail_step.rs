@@ -1,8 +1,9 @@
 //! The mail step: queued mails that are due, sent one by one over one connection, each
 //! recorded before and after the send.
 
+use crate::domain::Timestamp;
 use crate::store::Store;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::SecondsFormat;
 
 use std::cell::RefCell;
 use std::collections::HashSet;
@@ -18,7 +19,6 @@ use crate::mail::{MailContext, QrCode, ReminderContext, SendError};
 use crate::policy::backoff::mail_retry_time;
 use crate::policy::{self, Leave};
 use crate::store::links;
-use crate::store::now_text;
 use crate::store::outbox::{self, MailKind};
 use crate::store::qr::{self as qr_store};
 use crate::store::reminders as reminder_store;
@@ -80,20 +80,15 @@ pub enum MailOutcome {
 /// What [`policy::may_leave`] is asked about a queued mail: the stored facts, and whether
 /// CM said in this cycle that its link is unpaid (`status_read`).
 pub fn facts(p: &outbox::Pending, status_read: bool) -> policy::Queued {
-    let instant = |s: &str| DateTime::parse_from_rfc3339(s).ok();
     policy::Queued {
         reminder: p.reminder,
         invoice_open: p.invoice_open,
         same_revision: p.same_revision,
         link_live: p.link_live,
         latest_step: p.latest_step,
-        last_accepted: p
-            .last_accepted_at
-            .as_deref()
-            .and_then(instant)
-            .map(|t| t.with_timezone(&Utc)),
+        last_accepted: p.last_accepted_at.map(Timestamp::instant),
         due_date: p.data.due_date,
-        link_expiry: p.link_expiry.as_deref().and_then(instant),
+        link_expiry: p.link_expiry.map(|t| t.instant().fixed_offset()),
         status_read,
     }
 }
@@ -137,14 +132,14 @@ async fn checked_before_leaving(
             }
             Leave::ReadStatus => match cm.link_status(&link_ref).await {
                 Ok(LinkStatus::Open) => {
-                    let now_s = now_text();
-                    links::record_seen_open(db, p.link_id, &now_s)?;
+                    let now_s = crate::clock::timestamp();
+                    links::record_seen_open(db, p.link_id, now_s)?;
                     status_read = true;
                     continue;
                 }
                 Ok(LinkStatus::Paid) => {
                     let twice = db.write(|tx| -> anyhow::Result<bool> {
-                        let twice = links::record_paid(tx, p.link_id, p.invoice_id, &now_text())?;
+                        let twice = links::record_paid(tx, p.link_id, p.invoice_id, crate::clock::timestamp())?;
                         outbox::cancel(
                             tx,
                             p.id,
@@ -167,7 +162,7 @@ async fn checked_before_leaving(
                 let wire = policy::wire(at);
                 match set_expiry(cm, &link_ref, at).await {
                     Ok(()) => {
-                        links::record_extended(db, p.link_id, &policy::stored(at))?;
+                        links::record_extended(db, p.link_id, policy::stored(at))?;
                         tracing::info!(invoice = %p.reference, link = %link_ref, expiry = %wire,
                             "link expiry extended before its mail leaves");
                         p.link_expiry = Some(policy::stored(at));
@@ -258,7 +253,7 @@ pub async fn send_one(
             // The mail and the date of the invoice's next reminder (counted from it) are
             // one fact.
             db.write(|tx| -> anyhow::Result<()> {
-                outbox::mark_sent(tx, p.id, &now_text())?;
+                outbox::mark_sent(tx, p.id, crate::clock::timestamp())?;
                 super::reminder_step::reschedule(tx, cfg, p.invoice_id)
             })?;
             MailOutcome::Sent
@@ -272,7 +267,7 @@ pub async fn send_one(
             MailOutcome::Deferred(reply)
         }
         Err(SendError::Transient(reply)) => {
-            outbox::mark_retry(db, p.id, &reply, &now_text())?;
+            outbox::mark_retry(db, p.id, &reply, crate::clock::timestamp())?;
             MailOutcome::RelayFailed(reply)
         }
     })
@@ -300,7 +295,7 @@ pub(super) async fn mail_step(
     'cycle: loop {
         // Read before the queue: once the link side is done, this read sees all it made.
         let last_round = handoff.done.get();
-        let due: Vec<_> = outbox::due_ids(db, &now_text(), 100_000)?
+        let due: Vec<_> = outbox::due_ids(db, crate::clock::timestamp(), 100_000)?
             .into_iter()
             .filter(|(id, link)| !tried.contains(id) && !handoff.held.borrow().contains(link))
             .collect();
@@ -396,6 +391,6 @@ pub(super) async fn mail_step(
 /// Backs off one mail after a failure that was about it.
 fn back_off(db: &Store, id: i64, attempts: i64, reply: &str) -> anyhow::Result<()> {
     let next = mail_retry_time(crate::clock::now(), attempts + 1);
-    outbox::mark_retry(db, id, reply, &next)?;
+    outbox::mark_retry(db, id, reply, next)?;
     Ok(())
 }

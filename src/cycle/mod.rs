@@ -52,7 +52,6 @@ use crate::ingest;
 use crate::mail::Postman;
 use crate::policy::Leave;
 use crate::store::links::{self, ToCreate, ToDeactivate};
-use crate::store::now_text;
 use crate::store::outbox::{self};
 
 /// How a cycle runs.
@@ -571,14 +570,14 @@ fn dry_run(db: &Store, cfg: &Config, opts: &Options) -> anyhow::Result<Report> {
     let deactivate = links::plan_deactivations(db)?;
     // Assume the deactivations succeed, so that replacements show as creates.
     for d in &deactivate {
-        links::record_deactivated(db, d.link_id, None, &now_text())?;
+        links::record_deactivated(db, d.link_id, None, crate::clock::timestamp())?;
     }
     let create = links::plan_creates(db)?;
     // The same send-time checks as the cycle's, as far as the database can tell (no CM
     // call: a mail whose link must be read or extended first counts as going).
     let (mut mails_due, mut mails_dropped, mut mails_held) = (0, 0, 0);
     let now = crate::clock::local_now();
-    for p in outbox::due(db, &now_text(), 100_000)? {
+    for p in outbox::due(db, crate::clock::timestamp(), 100_000)? {
         let facts = mail_step::facts(&p, false);
         match crate::policy::may_leave(
             &facts,

@@ -18,7 +18,6 @@ use crate::config::Config;
 use crate::domain::Currency;
 use crate::policy::backoff::check_time;
 use crate::policy::expiry::qr_expires_at;
-use crate::store::now_text;
 use crate::store::qr::{self as qr_store, QrToCreate};
 
 /// The QR request for one revision, or why it gets none.
@@ -53,7 +52,7 @@ fn qr_request(q: &QrToCreate, cfg: &Config, today: NaiveDate) -> Result<CreateTr
         currency: "EUR".into(),
         purchase_id,
         description,
-        expires_at: qr_expires_at(q.link_expiry.as_deref(), q.data.due_date, today),
+        expires_at: qr_expires_at(q.link_expiry, q.data.due_date, today).to_text(),
         size: cfg.ideal_qr.size,
         return_url: cfg.ideal_qr.return_url.clone().unwrap_or_default(),
         language: q
@@ -168,16 +167,22 @@ fn prepare(db: &Store, cfg: &Config, today: NaiveDate, item: QrItem) -> anyhow::
     match qr_request(&q, cfg, today) {
         Err(why) => {
             let pid = idealqr::purchase_id(q.reference.as_str(), q.revision);
-            qr_store::record_skipped(db, &q, &pid, &why, &now_text())?;
+            qr_store::record_skipped(db, &q, &pid, &why, crate::clock::timestamp())?;
             Ok(Prepared::Done(Done::Skipped {
                 reference: q.reference,
                 why,
             }))
         }
         Ok(req) => {
-            let id =
-                qr_store::record_intent(db, &q, &req.purchase_id, &req.expires_at, &now_text())
-                    .context("cannot record the intent to create an iDEAL QR transaction")?;
+            let expires = qr_expires_at(q.link_expiry, q.data.due_date, today);
+            let id = qr_store::record_intent(
+                db,
+                &q,
+                &req.purchase_id,
+                expires,
+                crate::clock::timestamp(),
+            )
+            .context("cannot record the intent to create an iDEAL QR transaction")?;
             Ok(Prepared::Send {
                 q: Box::new(q),
                 id,
@@ -201,7 +206,7 @@ fn record(db: &Store, report: &mut Report, done: Done) -> anyhow::Result<()> {
         Ok(t) if t.amount_cents.is_some_and(|a| a != q.data.due.minor) => {
             // Another amount than asked: never offered, still followed (it may be paid).
             let next = check_time(crate::clock::now(), 0);
-            qr_store::record_created(db, id, &t.id, t.qr_url.as_deref(), &next)?;
+            qr_store::record_created(db, id, &t.id, t.qr_url.as_deref(), next)?;
             let why = format!(
                 "CM recorded {} cents for an iDEAL QR transaction that asked {}; it is not offered",
                 t.amount_cents.unwrap_or_default(),
@@ -217,7 +222,7 @@ fn record(db: &Store, report: &mut Report, done: Done) -> anyhow::Result<()> {
                 id,
                 &t.id,
                 t.qr_url.as_deref(),
-                &check_time(crate::clock::now(), 0),
+                check_time(crate::clock::now(), 0),
             )?;
             report.qr_created += 1;
             tracing::info!(invoice = %q.reference, transaction = %t.id, "iDEAL QR transaction created");

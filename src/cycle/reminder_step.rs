@@ -33,10 +33,8 @@ pub fn reschedule(db: &Store, cfg: &Config, invoice_id: i64) -> anyhow::Result<(
     if !cfg.reminders.enabled {
         return Ok(());
     }
-    let next = store::subject(db, invoice_id)?
-        .and_then(|s| next_for(&cfg.reminders, &s))
-        .map(|d| d.to_string());
-    store::schedule(db, invoice_id, next.as_deref())?;
+    let next = store::subject(db, invoice_id)?.and_then(|s| next_for(&cfg.reminders, &s));
+    store::schedule(db, invoice_id, next)?;
     Ok(())
 }
 
@@ -83,13 +81,13 @@ pub fn sync_ladder(db: &Store, cfg: &Config) -> anyhow::Result<()> {
 /// not really due get their right date stored (in the caller's transaction).
 pub fn plan(db: &Store, cfg: &Config, today: NaiveDate) -> anyhow::Result<Vec<Planned>> {
     let mut planned = Vec::new();
-    for id in store::due(db, &today.to_string(), REMINDERS_PER_CYCLE)? {
+    for id in store::due(db, today, REMINDERS_PER_CYCLE)? {
         let Some(subject) = store::subject(db, id)? else {
             continue;
         };
         match decide(&cfg.reminders, subject, today) {
             Ok(p) => planned.push(p),
-            Err(next) => store::schedule(db, id, next.map(|d| d.to_string()).as_deref())?,
+            Err(next) => store::schedule(db, id, next)?,
         }
     }
     Ok(planned)
@@ -107,7 +105,7 @@ pub fn due_now(
     if policy::in_send_window(&cfg.reminders, now) {
         Ok(Ok(plan(db, cfg, today)?))
     } else {
-        let waiting = store::count_due(db, &today.to_string())?;
+        let waiting = store::count_due(db, today)?;
         Ok(Err(u64::try_from(waiting).unwrap_or(0)))
     }
 }
@@ -143,7 +141,7 @@ async fn check_link(cm: &CmClient, cfg: &Config, p: &Planned, today: NaiveDate) 
             return Checked::Wait(why, Some(e));
         }
     }
-    if long_enough(link.expiry_date.as_deref(), today) {
+    if long_enough(link.expiry_date, today) {
         return Checked::Ready { new_expiry: None };
     }
     let expiry = policy::reminder_expiry(
@@ -205,10 +203,10 @@ pub(super) async fn reminder_step(
         let mut report = report.borrow_mut();
         let s = &p.subject;
         let Some(link) = &s.link else { return Ok(()) };
-        let now_s = crate::clock::now_text();
+        let now_s = crate::clock::timestamp();
         match checked {
             Checked::Paid => {
-                if links::record_paid(db, link.id, s.invoice_id, &now_s)? {
+                if links::record_paid(db, link.id, s.invoice_id, now_s)? {
                     report.double_payments.push(s.reference.clone());
                 }
                 report.payments_seen += 1;
@@ -226,16 +224,15 @@ pub(super) async fn reminder_step(
             }
             Checked::Ready { new_expiry } => {
                 // CM said it is unpaid just now: the mail needs no second read this cycle.
-                links::record_seen_open(db, link.id, &now_s)?;
+                links::record_seen_open(db, link.id, now_s)?;
                 report.links_seen_open.insert(link.id);
                 if let Some(expiry) = new_expiry {
-                    links::record_extended(db, link.id, &policy::stored(expiry))?;
+                    links::record_extended(db, link.id, policy::stored(expiry))?;
                     tracing::info!(invoice = %s.reference, link = %link.link_ref,
                         expiry = %policy::wire(expiry), "link expiry extended for its reminder");
                 }
                 crate::failpoint("reminder-before-record");
-                let next = next_on(&cfg.reminders, s.data.due_date, Some(p.step), Some(today))
-                    .map(|d| d.to_string());
+                let next = next_on(&cfg.reminders, s.data.due_date, Some(p.step), Some(today));
                 let decision = store::Decision {
                     invoice_id: s.invoice_id,
                     revision: s.revision,
@@ -243,8 +240,8 @@ pub(super) async fn reminder_step(
                     step: p.step,
                     kind: p.kind,
                     skipped: &p.skipped,
-                    next_on: next.as_deref(),
-                    now: &now_s,
+                    next_on: next,
+                    now: now_s,
                 };
                 match store::record(db, &decision)? {
                     Some(_) => {

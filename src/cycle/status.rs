@@ -9,7 +9,6 @@ use crate::cm::{CmError, LinkStatus};
 use crate::config::Config;
 use crate::policy::backoff::check_time;
 use crate::store::links::{self, ToCheck};
-use crate::store::now_text;
 use crate::store::qr::{self as qr_store, QrToCheck};
 
 /// At most this many status checks per cycle; the rest wait for the next one.
@@ -25,7 +24,7 @@ pub async fn check_statuses(
     report: &mut Report,
 ) -> anyhow::Result<()> {
     let cm = services.cm;
-    let due = links::due_for_check(db, &now_text(), STATUS_CHECKS_PER_CYCLE)?;
+    let due = links::due_for_check(db, crate::clock::timestamp(), STATUS_CHECKS_PER_CYCLE)?;
     fan_out(
         due,
         cfg.cm.max_in_flight,
@@ -37,7 +36,7 @@ pub async fn check_statuses(
     )
     .await?;
     if let Some(qr) = services.qr {
-        let due = qr_store::due_for_check(db, &now_text(), STATUS_CHECKS_PER_CYCLE)?;
+        let due = qr_store::due_for_check(db, crate::clock::timestamp(), STATUS_CHECKS_PER_CYCLE)?;
         fan_out(
             due,
             cfg.cm.max_in_flight,
@@ -59,10 +58,10 @@ fn record_qr_status(
     report: &mut Report,
 ) -> anyhow::Result<()> {
     let now = crate::clock::now();
-    let now_s = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let now_s = crate::domain::Timestamp::at(now);
     match result.map(|t| t.status) {
         Ok(QrStatus::Success) => {
-            if qr_store::record_success(db, c.id, c.invoice_id, &now_s)? {
+            if qr_store::record_success(db, c.id, c.invoice_id, now_s)? {
                 report.double_payments.push(c.reference.clone());
                 tracing::warn!(invoice = %c.reference, "paid twice: through its payment link and its iDEAL QR code; refund one");
             } else {
@@ -80,10 +79,10 @@ fn record_qr_status(
             tracing::info!(invoice = %c.reference, transaction = %c.cm_id, status = status.as_str(), "iDEAL QR transaction ended unpaid");
         }
         Ok(_) => {
-            qr_store::record_checked(db, c.id, &check_time(now, c.status_checks + 1))?;
+            qr_store::record_checked(db, c.id, check_time(now, c.status_checks + 1))?;
         }
         Err(e) if e.is_not_found() => {
-            qr_store::record_checked(db, c.id, &check_time(now, c.status_checks + 1))?;
+            qr_store::record_checked(db, c.id, check_time(now, c.status_checks + 1))?;
             tracing::warn!(invoice = %c.reference, transaction = %c.cm_id, "CM does not know this iDEAL QR transaction");
         }
         Err(e) => {
@@ -101,27 +100,27 @@ fn record_status(
     report: &mut Report,
 ) -> anyhow::Result<()> {
     let now = crate::clock::now();
-    let now_s = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let now_s = crate::domain::Timestamp::at(now);
     match result {
         Ok(LinkStatus::Paid) => {
-            if links::record_paid(db, c.link_id, c.invoice_id, &now_s)? {
+            if links::record_paid(db, c.link_id, c.invoice_id, now_s)? {
                 report.double_payments.push(c.reference.clone());
             }
             report.payments_seen += 1;
             tracing::info!(invoice = %c.reference, link = %c.link_ref, "paid through its payment link");
         }
         Ok(_) if c.expired => {
-            links::record_expired(db, c.link_id, &now_s)?;
+            links::record_expired(db, c.link_id, now_s)?;
             tracing::info!(invoice = %c.reference, link = %c.link_ref, "the link expired unpaid");
         }
         Ok(status) => {
             if status == LinkStatus::Open {
                 report.links_seen_open.insert(c.link_id);
             }
-            links::record_checked(db, c.link_id, &now_s, &check_time(now, c.status_checks + 1))?;
+            links::record_checked(db, c.link_id, now_s, check_time(now, c.status_checks + 1))?;
         }
         Err(e) if e.is_not_found() => {
-            links::record_checked(db, c.link_id, &now_s, &check_time(now, c.status_checks + 1))?;
+            links::record_checked(db, c.link_id, now_s, check_time(now, c.status_checks + 1))?;
             links::record_link_error(db, c.link_id, "CM does not know this link")?;
             tracing::warn!(invoice = %c.reference, link = %c.link_ref, "CM does not know this link");
         }

@@ -40,7 +40,7 @@ use crate::config::Config;
 use crate::cycle;
 use crate::lock::RunLock;
 use crate::services::Services;
-use crate::store::{Store, links, now_text};
+use crate::store::{Store, links};
 
 /// sd_notify, when `NOTIFY_SOCKET` is set; failures are logged, never fatal.
 fn notify(states: &[sd_notify::NotifyState<'_>]) {
@@ -218,12 +218,12 @@ async fn check_named(
     services: cycle::Services<'_>,
     named: Vec<Named>,
 ) {
-    let now = now_text();
+    let now = crate::clock::timestamp();
     let mut known = 0;
     for n in &named {
         let marked = match n {
-            Named::Links(refs) => links::request_check(store, refs, &now),
-            Named::Qr(key) => crate::store::qr::request_check(store, key, &now),
+            Named::Links(refs) => links::request_check(store, refs, now),
+            Named::Qr(key) => crate::store::qr::request_check(store, key, now),
         };
         match marked {
             Ok(k) => known += k,

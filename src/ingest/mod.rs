@@ -32,7 +32,6 @@ use anyhow::Context;
 use crate::config::{Config, Settlement};
 use crate::store::imports::{self, ImportCounts, ImportSource};
 use crate::store::invoices::{self, RevisionReason, Source, State};
-use crate::store::now_text;
 use rows::{Checked, ColumnMap, Validator};
 
 /// How an ingest runs.
@@ -58,7 +57,7 @@ pub enum Outcome {
         /// The earlier file with the same content.
         prior_file: String,
         /// When it was imported.
-        prior_at: String,
+        prior_at: crate::domain::Timestamp,
     },
     /// It cannot be read as CSV or lacks a required column; moved whole to `rejected_dir`.
     /// Moved whole to `rejected_dir` with its reason.
@@ -743,13 +742,13 @@ fn apply(
     let map = ColumnMap::from_header(&header, &cfg.csv.columns).map_err(FileError::Unreadable)?;
     let validator = Validator::new(&map, &cfg.csv, cfg.cm.link_expiry_days_after_due);
 
-    let now = now_text();
+    let now = crate::clock::timestamp();
     let import_id = imports::begin(
         db,
         name,
         &info.sha256,
         source,
-        &now,
+        now,
         again.as_ref().map(|a| a.0),
     )?;
     let open_before = invoices::count_open(db)?;
@@ -771,7 +770,7 @@ fn apply(
         let src = Source {
             import_id,
             line: i64::try_from(line).unwrap_or(i64::MAX),
-            now: &now,
+            now,
         };
         let cut = opened.cut_length(&record);
         // `import --again`: only the rows the last attempt rejected are read.
@@ -892,7 +891,7 @@ fn apply(
                  nothing is settled (a truncated export must not deactivate everything)"
             );
         } else if missing > 0 {
-            let n = invoices::settle_open_unseen(db, import_id, &now)?;
+            let n = invoices::settle_open_unseen(db, import_id, now)?;
             counts.invoices_settled += n as u64;
         }
     }
@@ -974,7 +973,7 @@ fn paid_difference(paid: &invoices::RevisionData, now: &invoices::RevisionData) 
 fn apply_row(
     w: &mut invoices::Writer<'_>,
     row: &rows::Row,
-    src: Source<'_>,
+    src: Source,
     counts: &mut ImportCounts,
 ) -> Result<Option<i64>, FileError> {
     let state = if row.settled {

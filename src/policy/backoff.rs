@@ -5,6 +5,8 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::domain::Timestamp;
+
 /// The first status check of a new link comes after this; each later one after twice
 /// the previous wait, up to [`STATUS_CHECK_MAX`]: often while new, rarely when old.
 pub const STATUS_CHECK_FIRST: chrono::Duration = chrono::Duration::minutes(15);
@@ -18,25 +20,25 @@ pub const MAIL_RETRY_FIRST: chrono::Duration = chrono::Duration::minutes(2);
 pub const MAIL_RETRY_MAX: chrono::Duration = chrono::Duration::hours(2);
 
 /// The capped doubling back-off of the follow-ups (status checks, mail retries): `first`
-/// after step 0, twice that after step 1, … at most `max`; as an RFC 3339 UTC time.
+/// after step 0, twice that after step 1, … at most `max`.
 pub fn backoff_time(
     now: chrono::DateTime<chrono::Utc>,
     first: chrono::Duration,
     max: chrono::Duration,
     step: i64,
-) -> String {
+) -> Timestamp {
     let factor = 1i32 << step.clamp(0, 16);
     let wait = (first * factor).min(max);
-    (now + wait).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    Timestamp::at(now + wait)
 }
 
 /// When a link that has had `checks` status checks is next checked.
-pub fn check_time(now: DateTime<Utc>, checks: i64) -> String {
+pub fn check_time(now: DateTime<Utc>, checks: i64) -> Timestamp {
     backoff_time(now, STATUS_CHECK_FIRST, STATUS_CHECK_MAX, checks)
 }
 
 /// When a mail that has had `attempts` attempts is tried again.
-pub fn mail_retry_time(now: DateTime<Utc>, attempts: i64) -> String {
+pub fn mail_retry_time(now: DateTime<Utc>, attempts: i64) -> Timestamp {
     backoff_time(now, MAIL_RETRY_FIRST, MAIL_RETRY_MAX, attempts - 1)
 }
 
@@ -54,22 +56,22 @@ mod tests {
     fn status_checks_back_off_from_fifteen_minutes_to_a_day() {
         let t0 = utc("2026-11-21T00:00:00Z");
         let at = |n| check_time(t0, n);
-        assert_eq!(at(0), "2026-11-21T00:15:00Z");
-        assert_eq!(at(1), "2026-11-21T00:30:00Z");
-        assert_eq!(at(2), "2026-11-21T01:00:00Z");
-        assert_eq!(at(6), "2026-11-21T16:00:00Z");
-        assert_eq!(at(7), "2026-11-22T00:00:00Z");
-        assert_eq!(at(40), "2026-11-22T00:00:00Z");
+        assert_eq!(at(0).to_text(), "2026-11-21T00:15:00Z");
+        assert_eq!(at(1).to_text(), "2026-11-21T00:30:00Z");
+        assert_eq!(at(2).to_text(), "2026-11-21T01:00:00Z");
+        assert_eq!(at(6).to_text(), "2026-11-21T16:00:00Z");
+        assert_eq!(at(7).to_text(), "2026-11-22T00:00:00Z");
+        assert_eq!(at(40).to_text(), "2026-11-22T00:00:00Z");
     }
 
     #[test]
     fn mail_retries_back_off_from_two_minutes_to_two_hours() {
         let t0 = utc("2026-11-21T00:00:00Z");
-        assert_eq!(mail_retry_time(t0, 1), "2026-11-21T00:02:00Z");
-        assert_eq!(mail_retry_time(t0, 2), "2026-11-21T00:04:00Z");
-        assert_eq!(mail_retry_time(t0, 6), "2026-11-21T01:04:00Z");
-        assert_eq!(mail_retry_time(t0, 7), "2026-11-21T02:00:00Z");
-        assert_eq!(mail_retry_time(t0, 50), "2026-11-21T02:00:00Z");
+        assert_eq!(mail_retry_time(t0, 1).to_text(), "2026-11-21T00:02:00Z");
+        assert_eq!(mail_retry_time(t0, 2).to_text(), "2026-11-21T00:04:00Z");
+        assert_eq!(mail_retry_time(t0, 6).to_text(), "2026-11-21T01:04:00Z");
+        assert_eq!(mail_retry_time(t0, 7).to_text(), "2026-11-21T02:00:00Z");
+        assert_eq!(mail_retry_time(t0, 50).to_text(), "2026-11-21T02:00:00Z");
     }
 
     #[test]
@@ -83,21 +85,21 @@ mod tests {
                 step,
             )
         };
-        assert_eq!(at(0), "2026-11-21T00:10:00Z");
-        assert_eq!(at(1), "2026-11-21T00:20:00Z");
-        assert_eq!(at(2), "2026-11-21T00:40:00Z");
+        assert_eq!(at(0).to_text(), "2026-11-21T00:10:00Z");
+        assert_eq!(at(1).to_text(), "2026-11-21T00:20:00Z");
+        assert_eq!(at(2).to_text(), "2026-11-21T00:40:00Z");
         // Twice 40 minutes is past the cap.
-        assert_eq!(at(3), "2026-11-21T00:45:00Z");
+        assert_eq!(at(3).to_text(), "2026-11-21T00:45:00Z");
         // A step below zero waits the first wait; a huge one neither overflows nor
         // passes the cap.
-        assert_eq!(at(-1), "2026-11-21T00:10:00Z");
-        assert_eq!(at(i64::MAX), "2026-11-21T00:45:00Z");
+        assert_eq!(at(-1).to_text(), "2026-11-21T00:10:00Z");
+        assert_eq!(at(i64::MAX).to_text(), "2026-11-21T00:45:00Z");
     }
 
     #[test]
     fn a_mail_not_yet_tried_waits_the_first_wait() {
         let t0 = utc("2026-12-31T23:59:00Z");
-        assert_eq!(mail_retry_time(t0, 0), "2027-01-01T00:01:00Z");
-        assert_eq!(check_time(t0, 0), "2027-01-01T00:14:00Z");
+        assert_eq!(mail_retry_time(t0, 0).to_text(), "2027-01-01T00:01:00Z");
+        assert_eq!(check_time(t0, 0).to_text(), "2027-01-01T00:14:00Z");
     }
 }

@@ -6,6 +6,7 @@
 //! the end of the day it names. CM is sent that form ([`wire`]); the database keeps the
 //! same instant in UTC ([`stored`]), so stored times compare as text.
 
+use crate::domain::Timestamp;
 use chrono::{DateTime, FixedOffset, Local, LocalResult, NaiveDate, TimeZone, Utc};
 
 /// The last second of `day` in local time, with that day's offset.
@@ -40,29 +41,14 @@ pub fn wire(at: DateTime<FixedOffset>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
 }
 
-/// An expiry as the database keeps it: the same instant in UTC, so that expiries compare
-/// as text with the other stored times.
-pub fn stored(at: DateTime<FixedOffset>) -> String {
-    at.with_timezone(&Utc)
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+/// An expiry as the database keeps it: the same instant, as a [`Timestamp`].
+pub fn stored(at: DateTime<FixedOffset>) -> Timestamp {
+    Timestamp::at(at.with_timezone(&Utc))
 }
 
-/// The local date of a stored RFC 3339 time.
-pub fn local_day(at: &str) -> Option<NaiveDate> {
-    DateTime::parse_from_rfc3339(at)
-        .ok()
-        .map(|t| t.with_timezone(&Local).date_naive())
-}
-
-/// Whether two ISO 8601 timestamps name the same instant (CM may write `Z` or an offset).
-pub fn same_instant(a: &str, b: &str) -> bool {
-    match (
-        DateTime::parse_from_rfc3339(a),
-        DateTime::parse_from_rfc3339(b),
-    ) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => a == b,
-    }
+/// The local date of a recorded time.
+pub fn local_day(at: Timestamp) -> NaiveDate {
+    at.instant().with_timezone(&Local).date_naive()
 }
 
 #[cfg(test)]
@@ -89,26 +75,19 @@ mod tests {
     #[test]
     fn a_stored_time_is_read_back_as_its_local_day() {
         let end = end_of_local_day(d("2027-12-31"));
-        assert_eq!(local_day(&stored(end)), Some(d("2027-12-31")));
-        assert_eq!(local_day(&wire(end)), Some(d("2027-12-31")));
-        assert_eq!(local_day("2027-12-31"), None);
-        assert_eq!(local_day("garbage"), None);
+        assert_eq!(local_day(stored(end)), d("2027-12-31"));
+        let sent = Timestamp::parse(&wire(end)).unwrap();
+        assert_eq!(local_day(sent), d("2027-12-31"));
     }
 
     #[test]
     fn the_same_instant_may_be_written_with_an_offset_or_in_utc() {
         let end = end_of_local_day(d("2027-07-15"));
-        assert!(same_instant(&wire(end), &stored(end)));
-        assert!(same_instant(
-            "2027-07-15T23:59:59+02:00",
-            "2027-07-15T21:59:59Z"
-        ));
-        assert!(!same_instant(
-            "2027-07-15T23:59:59+01:00",
-            "2027-07-15T21:59:59Z"
-        ));
-        // What cannot be read as a time is the same only to the letter.
-        assert!(same_instant("soon", "soon"));
-        assert!(!same_instant("soon", "2027-07-15T21:59:59Z"));
+        assert_eq!(Timestamp::parse(&wire(end)).unwrap(), stored(end));
+        let t = |s: &str| Timestamp::parse(s).unwrap();
+        assert_eq!(t("2027-07-15T23:59:59+02:00"), t("2027-07-15T21:59:59Z"));
+        assert_ne!(t("2027-07-15T23:59:59+01:00"), t("2027-07-15T21:59:59Z"));
+        // What cannot be read as a time is no time at all.
+        assert!(Timestamp::parse("soon").is_err());
     }
 }

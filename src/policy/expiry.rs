@@ -5,15 +5,14 @@
 use chrono::{DateTime, Days, FixedOffset, NaiveDate, Utc};
 
 use super::calendar::end_of_local_day;
+use crate::domain::Timestamp;
 
 /// A reminder's link stays payable at least this many full days after the day it is sent.
 pub const LINK_DAYS_AFTER_REMINDER: u64 = 14;
 
-/// `hours` from `now`, to the second, as CM's ISO 8601 timestamps are written.
-pub fn provisional_expiry(now: DateTime<Utc>, hours: u32) -> String {
-    (now + chrono::Duration::hours(i64::from(hours)))
-        .format("%Y-%m-%dT%H:%M:%S+00:00")
-        .to_string()
+/// `hours` from `now`, to the second.
+pub fn provisional_expiry(now: DateTime<Utc>, hours: u32) -> Timestamp {
+    Timestamp::at(now + chrono::Duration::hours(i64::from(hours)))
 }
 
 /// A link's real expiry: the end of the day `days` after the due date; for an invoice
@@ -25,13 +24,6 @@ pub fn link_expiry(due: NaiveDate, days: u32, today: NaiveDate) -> Option<DateTi
         expiry = today.checked_add_days(Days::new(days.max(1).into()))?;
     }
     Some(end_of_local_day(expiry))
-}
-
-/// `days` after the due date, at the end of that local day (see [`link_expiry`]). `None`
-/// for a due date that is not `YYYY-MM-DD`.
-pub fn expiry_date(due: &str, days: u32, today: NaiveDate) -> Option<DateTime<FixedOffset>> {
-    let due = NaiveDate::parse_from_str(due, "%Y-%m-%d").ok()?;
-    link_expiry(due, days, today)
 }
 
 /// The expiry a reminder sent on `today` gives its link when it must extend it: the end of
@@ -65,16 +57,11 @@ pub fn reminder_deadline(today: NaiveDate) -> NaiveDate {
         .unwrap_or(today)
 }
 
-/// Whether a link with `expiry` (as stored, RFC 3339) stays payable through the 14 full
-/// days after `today`; no expiry at all does, an unreadable one does not.
-pub fn long_enough(expiry: Option<&str>, today: NaiveDate) -> bool {
+/// Whether a link with `expiry` stays payable through the 14 full days after `today`; no
+/// expiry at all does.
+pub fn long_enough(expiry: Option<Timestamp>, today: NaiveDate) -> bool {
     let deadline = reminder_deadline(today);
-    match expiry {
-        None => true,
-        Some(at) => {
-            DateTime::parse_from_rfc3339(at).is_ok_and(|at| pays_through(Some(at), deadline))
-        }
-    }
+    expiry.is_none_or(|at| pays_through(Some(at.instant().fixed_offset()), deadline))
 }
 
 /// Days after the due date an iDEAL QR code stays payable when links have no expiry.
@@ -82,25 +69,25 @@ pub const QR_GRACE_DAYS: u64 = 14;
 
 /// When an iDEAL QR transaction expires: with the link's expiry, else the due date plus
 /// [`QR_GRACE_DAYS`] (end of day, UTC); never earlier than tomorrow.
-pub fn qr_expires_at(link_expiry: Option<&str>, due: NaiveDate, today: NaiveDate) -> String {
-    if let Some(e) = link_expiry
-        && let Ok(t) = DateTime::parse_from_rfc3339(e)
-    {
-        return t
-            .with_timezone(&Utc)
-            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+pub fn qr_expires_at(
+    link_expiry: Option<Timestamp>,
+    due: NaiveDate,
+    today: NaiveDate,
+) -> Timestamp {
+    if let Some(e) = link_expiry {
+        return e;
     }
     let date = due
         .checked_add_days(Days::new(QR_GRACE_DAYS))
         .filter(|d| *d > today)
         .unwrap_or_else(|| today + Days::new(QR_GRACE_DAYS));
-    format!("{date}T23:59:59Z")
+    Timestamp::at(date.and_hms_opt(23, 59, 59).unwrap_or_default().and_utc())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::calendar::{same_instant, stored, wire};
+    use crate::policy::calendar::{stored, wire};
     use crate::policy::testing::d;
 
     #[test]
@@ -109,11 +96,8 @@ mod tests {
         assert_eq!(at.date_naive(), d("2027-04-16"));
         assert_eq!(at.format("%H:%M:%S").to_string(), "23:59:59");
         assert!(wire(at).starts_with("2027-04-16T23:59:59"));
-        assert_eq!(
-            DateTime::parse_from_rfc3339(&stored(at)).unwrap(),
-            DateTime::parse_from_rfc3339(&wire(at)).unwrap()
-        );
-        assert!(stored(at).ends_with('Z'));
+        assert_eq!(Timestamp::parse(&wire(at)).unwrap(), stored(at));
+        assert!(stored(at).to_text().ends_with('Z'));
         assert!(pays_through(Some(at), d("2027-04-16")));
         assert!(!pays_through(Some(at), d("2027-04-17")));
         assert_eq!(reminder_deadline(d("2027-04-02")), d("2027-04-16"));
@@ -145,19 +129,17 @@ mod tests {
             d("2027-01-09")
         );
         let end = |day: &str| stored(end_of_local_day(d(day)));
-        assert!(long_enough(Some(&end("2027-01-14")), today));
-        assert!(!long_enough(Some(&end("2027-01-13")), today));
-        assert!(!long_enough(Some("garbage"), today));
+        assert!(long_enough(Some(end("2027-01-14")), today));
+        assert!(!long_enough(Some(end("2027-01-13")), today));
         assert!(long_enough(None, today));
     }
 
     #[test]
     fn expiry_is_after_the_due_date_and_never_in_the_past() {
         let today = NaiveDate::from_ymd_opt(2026, 11, 21).unwrap();
-        assert_eq!(expiry_date("01-12-2026", 14, today), None);
         let day = |at: Option<DateTime<FixedOffset>>| at.unwrap().date_naive().to_string();
-        assert_eq!(day(expiry_date("2026-12-01", 14, today)), "2026-12-15");
-        assert_eq!(day(expiry_date("2026-01-01", 14, today)), "2026-12-05");
+        assert_eq!(day(link_expiry(d("2026-12-01"), 14, today)), "2026-12-15");
+        assert_eq!(day(link_expiry(d("2026-01-01"), 14, today)), "2026-12-05");
     }
 
     #[test]
@@ -165,15 +147,15 @@ mod tests {
         let now = DateTime::parse_from_rfc3339("2026-11-21T10:11:12.7Z")
             .unwrap()
             .with_timezone(&Utc);
-        assert_eq!(provisional_expiry(now, 48), "2026-11-23T10:11:12+00:00");
-        assert!(same_instant(
-            "2026-11-23T10:11:12Z",
+        assert_eq!(
+            provisional_expiry(now, 48).to_text(),
+            "2026-11-23T10:11:12Z"
+        );
+        // As CM is sent it: the same instant with its offset.
+        assert_eq!(
+            wire(provisional_expiry(now, 48).instant().fixed_offset()),
             "2026-11-23T10:11:12+00:00"
-        ));
-        assert!(!same_instant(
-            "2026-11-23T10:11:13Z",
-            "2026-11-23T10:11:12+00:00"
-        ));
+        );
     }
 
     #[test]
@@ -214,14 +196,14 @@ mod tests {
             ),
             // No link expiry (or one that cannot be read): the due date plus 14 days.
             (None, "2027-01-20", "2027-02-03T23:59:59Z"),
-            (Some("someday"), "2027-01-20", "2027-02-03T23:59:59Z"),
             // Never today or before: then 14 days from today.
             (None, "2026-12-27", "2027-01-24T23:59:59Z"),
             (None, "2026-12-28", "2027-01-11T23:59:59Z"),
         ];
         for (link, due, expected) in cases {
+            let link = link.map(|t| Timestamp::parse(t).unwrap());
             assert_eq!(
-                qr_expires_at(link, d(due), today),
+                qr_expires_at(link, d(due), today).to_text(),
                 expected,
                 "{link:?} {due}"
             );

@@ -114,7 +114,7 @@ pub fn next_for(r: &Reminders, s: &Subject) -> Option<NaiveDate> {
     if !on_the_ladder(s) {
         return None;
     }
-    let last_mail = s.last_mail_at.as_deref().and_then(local_day);
+    let last_mail = s.last_mail_at.map(local_day);
     next_on(r, s.data.due_date, s.last_step, last_mail)
 }
 
@@ -195,7 +195,9 @@ mod tests {
                 announced: true,
             }),
             last_step: None,
-            last_mail_at: Some(format!("{mailed}T12:00:00Z")),
+            last_mail_at: Some(
+                crate::domain::Timestamp::parse(&format!("{mailed}T12:00:00Z")).unwrap(),
+            ),
         }
     }
 

@@ -4,6 +4,7 @@
 
 use super::{Result, Store};
 use crate::domain::InvoiceRef;
+use crate::domain::Timestamp;
 use rusqlite::{OptionalExtension, params};
 
 /// Where a file came from: the inbox (moved to the archive afterwards) or a command-line
@@ -62,7 +63,7 @@ pub struct PriorImport {
     /// The file name it had.
     pub file_name: String,
     /// When it was imported (RFC 3339 UTC).
-    pub imported_at: String,
+    pub imported_at: Timestamp,
     /// The latest attempt at this content (the first import, or its last `--again`).
     pub latest: i64,
 }
@@ -113,7 +114,7 @@ pub fn begin(
     file_name: &str,
     sha256: &str,
     source: ImportSource,
-    now: &str,
+    now: Timestamp,
     again_of: Option<i64>,
 ) -> Result<i64> {
     db.conn.execute(

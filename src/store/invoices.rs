@@ -5,6 +5,7 @@ use super::links::LinkState;
 use super::outbox::MailState;
 use super::{Result, Store};
 use crate::domain::InvoiceRef;
+use crate::domain::Timestamp;
 use rusqlite::{OptionalExtension, Statement, params};
 
 use chrono::NaiveDate;
@@ -185,13 +186,13 @@ pub struct Current {
 
 /// Where a row came from, for the revision's provenance and duplicate detection.
 #[derive(Debug, Clone, Copy)]
-pub struct Source<'a> {
+pub struct Source {
     /// The import the row came from.
     pub import_id: i64,
     /// The physical line the row starts on.
     pub line: i64,
-    /// The time of the import (RFC 3339 UTC).
-    pub now: &'a str,
+    /// The time of the import.
+    pub now: Timestamp,
 }
 
 /// The statements the ingest runs for every row, prepared once per file (a cached
@@ -271,7 +272,7 @@ impl<'c> Writer<'c> {
         reference: &InvoiceRef,
         state: State,
         data: &RevisionData,
-        src: Source<'_>,
+        src: Source,
     ) -> Result<Option<i64>> {
         let settled_at = (state == State::SettledElsewhere).then_some(src.now);
         let inserted = self.insert_invoice.execute(params![
@@ -295,7 +296,7 @@ impl<'c> Writer<'c> {
         revision: i64,
         d: &RevisionData,
         reason: RevisionReason,
-        src: Source<'_>,
+        src: Source,
     ) -> Result<()> {
         self.insert_revision.execute(params![
             invoice_id,
@@ -322,7 +323,7 @@ impl<'c> Writer<'c> {
         cur: &Current,
         data: &RevisionData,
         reason: RevisionReason,
-        src: Source<'_>,
+        src: Source,
     ) -> Result<i64> {
         let revision = cur.revision + 1;
         self.revision(cur.id, revision, data, reason, src)?;
@@ -332,7 +333,7 @@ impl<'c> Writer<'c> {
     }
 
     /// Notes that this import listed the invoice (for duplicates and snapshots).
-    pub fn mark_seen(&mut self, id: i64, src: Source<'_>) -> Result<()> {
+    pub fn mark_seen(&mut self, id: i64, src: Source) -> Result<()> {
         self.mark_seen
             .execute(params![id, src.import_id, src.line])?;
         Ok(())
@@ -345,7 +346,7 @@ impl<'c> Writer<'c> {
         &mut self,
         cur: &Current,
         customer_type: Option<CustomerType>,
-        src: Source<'_>,
+        src: Source,
     ) -> Result<()> {
         self.mark_seen(cur.id, src)?;
         self.db.conn.execute(
@@ -357,7 +358,7 @@ impl<'c> Writer<'c> {
 
     /// Notes on a paid invoice that the export now asks something else: it stays paid,
     /// and `status` shows the difference.
-    pub fn note_paid_changed(&mut self, id: i64, note: &str, src: Source<'_>) -> Result<()> {
+    pub fn note_paid_changed(&mut self, id: i64, note: &str, src: Source) -> Result<()> {
         self.mark_seen(id, src)?;
         self.db.conn.execute(
             "UPDATE invoices SET last_error = ?2, updated_at = ?3 WHERE id = ?1",
@@ -368,7 +369,7 @@ impl<'c> Writer<'c> {
 
     /// Marks an open invoice as settled elsewhere (its link is deactivated by the link
     /// step).
-    pub fn settle(&mut self, id: i64, src: Source<'_>) -> Result<()> {
+    pub fn settle(&mut self, id: i64, src: Source) -> Result<()> {
         self.settle
             .execute(params![id, src.now, src.import_id, src.line])?;
         Ok(())
@@ -383,7 +384,7 @@ impl<'c> Writer<'c> {
 /// already paid invoice sets `double_payment` and says so; a payment for an invoice the
 /// export settled elsewhere says it may be a double payment; otherwise `note` (if any)
 /// becomes the last error. Returns true for a second payment.
-pub fn to_paid(db: &Store, invoice_id: i64, now: &str, note: Option<&str>) -> Result<bool> {
+pub fn to_paid(db: &Store, invoice_id: i64, now: Timestamp, note: Option<&str>) -> Result<bool> {
     let state: String = db.conn.query_row(
         "SELECT state FROM invoices WHERE id = ?1",
         [invoice_id],
@@ -416,7 +417,7 @@ pub fn to_paid(db: &Store, invoice_id: i64, now: &str, note: Option<&str>) -> Re
 
 /// `open` → `expired`: the announced link of the current `revision` expired unpaid. An
 /// invoice that left `open` or moved to another revision meanwhile is left alone.
-pub fn to_expired(db: &Store, invoice_id: i64, revision: i64, now: &str) -> Result<()> {
+pub fn to_expired(db: &Store, invoice_id: i64, revision: i64, now: Timestamp) -> Result<()> {
     db.conn.execute(
         "UPDATE invoices SET state = 'expired', updated_at = ?3
          WHERE id = ?1 AND revision = ?2 AND state = 'open'",
@@ -427,7 +428,7 @@ pub fn to_expired(db: &Store, invoice_id: i64, revision: i64, now: &str) -> Resu
 
 /// → `failed`: CM refused the current revision with its own answer (or holds another
 /// amount than asked); `message` says why, until a later export changes the invoice.
-pub fn to_failed(db: &Store, invoice_id: i64, message: &str, now: &str) -> Result<()> {
+pub fn to_failed(db: &Store, invoice_id: i64, message: &str, now: Timestamp) -> Result<()> {
     db.conn.execute(
         "UPDATE invoices SET state = 'failed', last_error = ?2, updated_at = ?3 WHERE id = ?1",
         params![invoice_id, message, now],
@@ -487,7 +488,7 @@ pub fn count_open_unseen(db: &Store, import_id: i64) -> Result<i64> {
 }
 
 /// Settles every open invoice the given import did not list; returns how many.
-pub fn settle_open_unseen(db: &Store, import_id: i64, now: &str) -> Result<usize> {
+pub fn settle_open_unseen(db: &Store, import_id: i64, now: Timestamp) -> Result<usize> {
     Ok(db.conn.execute(
         "UPDATE invoices SET state = 'settled_elsewhere', settled_at = ?2, updated_at = ?2
          WHERE state = 'open' AND seen_import_id IS NOT ?1",
@@ -529,7 +530,7 @@ pub struct InvoiceView {
     /// What went wrong last, for the operator.
     pub last_error: Option<String>,
     /// When it was paid (RFC 3339 UTC).
-    pub paid_at: Option<String>,
+    pub paid_at: Option<Timestamp>,
     /// Reminder mails the relay accepted for it.
     pub reminders_sent: i64,
     /// The (local) date its next reminder may go (`YYYY-MM-DD`), when one is planned.

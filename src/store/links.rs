@@ -6,6 +6,7 @@
 //! link is deactivated.
 
 use super::{Result, Store};
+use crate::domain::Timestamp;
 use crate::domain::{InvoiceRef, MerchantRef};
 use rusqlite::{OptionalExtension, params};
 
@@ -277,8 +278,8 @@ pub fn recover_interrupted(db: &Store) -> Result<Vec<(InvoiceRef, MerchantRef)>>
 pub fn record_intent(
     db: &Store,
     c: &ToCreate,
-    expiry_date: Option<&str>,
-    now: &str,
+    expiry_date: Option<Timestamp>,
+    now: Timestamp,
 ) -> Result<i64> {
     if let Some(id) = c.link_id {
         db.conn.execute(
@@ -312,8 +313,8 @@ pub fn record_created(
     link_id: i64,
     link_ref: &str,
     uri: &str,
-    now: &str,
-    next_check: &str,
+    now: Timestamp,
+    next_check: Timestamp,
 ) -> Result<()> {
     db.conn.execute(
         "UPDATE links SET state = 'active', in_flight = 0, link_ref = ?2, uri = ?3,
@@ -335,7 +336,7 @@ pub struct ToExtend {
     /// The invoice reference.
     pub reference: InvoiceRef,
     /// The revision's due date (`YYYY-MM-DD`), from which the real expiry follows.
-    pub due_date: String,
+    pub due_date: chrono::NaiveDate,
 }
 
 /// Active links still on their provisional expiry (found through a partial index).
@@ -361,7 +362,7 @@ pub fn provisional_links(db: &Store) -> Result<Vec<ToExtend>> {
 }
 
 /// Records that CM holds the link's real expiry: from now on a mail may announce it.
-pub fn record_extended(db: &Store, link_id: i64, expiry_date: &str) -> Result<()> {
+pub fn record_extended(db: &Store, link_id: i64, expiry_date: Timestamp) -> Result<()> {
     db.conn.execute(
         "UPDATE links SET provisional = 0, expiry_date = ?2, last_error = NULL WHERE id = ?1",
         params![link_id, expiry_date],
@@ -388,7 +389,7 @@ pub struct ToCheck {
 
 /// Active links due for a status check (their back-off time has come, a callback named
 /// them, or they expired), oldest due first, at most `limit`.
-pub fn due_for_check(db: &Store, now: &str, limit: usize) -> Result<Vec<ToCheck>> {
+pub fn due_for_check(db: &Store, now: Timestamp, limit: usize) -> Result<Vec<ToCheck>> {
     let mut stmt = db.conn.prepare(
         "SELECT l.id, l.link_ref, l.invoice_id, i.reference, l.status_checks,
                 l.expiry_date IS NOT NULL AND l.expiry_date < ?1
@@ -413,7 +414,7 @@ pub fn due_for_check(db: &Store, now: &str, limit: usize) -> Result<Vec<ToCheck>
 
 /// Makes the named links due for a check now (a callback named them). Unknown refs are
 /// ignored; returns how many were known.
-pub fn request_check(db: &Store, link_refs: &[String], now: &str) -> Result<usize> {
+pub fn request_check(db: &Store, link_refs: &[String], now: Timestamp) -> Result<usize> {
     let mut stmt = db.conn.prepare_cached(
         "UPDATE links SET next_check_at = ?2 WHERE link_ref = ?1 AND state = 'active'",
     )?;
@@ -425,7 +426,12 @@ pub fn request_check(db: &Store, link_refs: &[String], now: &str) -> Result<usiz
 }
 
 /// Records a status check that found the link still open.
-pub fn record_checked(db: &Store, link_id: i64, now: &str, next_check: &str) -> Result<()> {
+pub fn record_checked(
+    db: &Store,
+    link_id: i64,
+    now: Timestamp,
+    next_check: Timestamp,
+) -> Result<()> {
     db.conn.execute(
         "UPDATE links SET status_checks = status_checks + 1, last_checked_at = ?2,
                 next_check_at = ?3, cm_status = 'open'
@@ -437,7 +443,7 @@ pub fn record_checked(db: &Store, link_id: i64, now: &str, next_check: &str) -> 
 
 /// Records that CM just said the link is unpaid (a read outside the back-off schedule:
 /// before a reminder or a mail): its back-off is left as it was.
-pub fn record_seen_open(db: &Store, link_id: i64, now: &str) -> Result<()> {
+pub fn record_seen_open(db: &Store, link_id: i64, now: Timestamp) -> Result<()> {
     db.conn.execute(
         "UPDATE links SET last_checked_at = ?2, cm_status = 'open' WHERE id = ?1",
         params![link_id, now],
@@ -449,7 +455,7 @@ pub fn record_seen_open(db: &Store, link_id: i64, now: &str) -> Result<()> {
 /// invoice was no longer open (settled elsewhere, replaced), the payment is still what
 /// happened, and `last_error` says why the merchant must look. Returns true when the
 /// invoice had already been paid (through its QR code): a double payment.
-pub fn record_paid(db: &Store, link_id: i64, invoice_id: i64, now: &str) -> Result<bool> {
+pub fn record_paid(db: &Store, link_id: i64, invoice_id: i64, now: Timestamp) -> Result<bool> {
     db.conn.execute(
         "UPDATE links SET state = 'paid', cm_status = 'paid', paid_at = ?2, last_checked_at = ?2,
                 status_checks = status_checks + 1, next_check_at = NULL
@@ -470,7 +476,7 @@ pub fn record_paid(db: &Store, link_id: i64, invoice_id: i64, now: &str) -> Resu
 
 /// Records that an unpaid link passed its expiry date: the link is inactive and, when it
 /// was the current revision's and the invoice still open, the invoice is `expired`.
-pub fn record_expired(db: &Store, link_id: i64, now: &str) -> Result<()> {
+pub fn record_expired(db: &Store, link_id: i64, now: Timestamp) -> Result<()> {
     // A link that lapsed at its provisional expiry was never announced: the invoice is
     // not expired, it needs a new link.
     let lapsed = db.conn.execute(
@@ -506,7 +512,7 @@ pub fn record_amount_mismatch(
     link_ref: &str,
     uri: &str,
     message: &str,
-    now: &str,
+    now: Timestamp,
 ) -> Result<()> {
     db.conn.execute(
         "UPDATE links SET state = 'deactivating', in_flight = 0, link_ref = ?2, uri = ?3,
@@ -524,7 +530,7 @@ pub fn record_create_refused(
     link_id: i64,
     invoice_id: i64,
     message: &str,
-    now: &str,
+    now: Timestamp,
 ) -> Result<()> {
     db.conn.execute(
         "UPDATE links SET state = 'failed', in_flight = 0, last_error = ?2 WHERE id = ?1",
@@ -560,7 +566,12 @@ pub fn mark_deactivating(db: &Store, link_id: i64, reason: DeactivateReason) -> 
 }
 
 /// Records a completed deactivation.
-pub fn record_deactivated(db: &Store, link_id: i64, note: Option<&str>, now: &str) -> Result<()> {
+pub fn record_deactivated(
+    db: &Store,
+    link_id: i64,
+    note: Option<&str>,
+    now: Timestamp,
+) -> Result<()> {
     db.conn.execute(
         "UPDATE links SET state = 'inactive', deactivated_at = ?2, last_error = ?3 WHERE id = ?1",
         params![link_id, now, note],

@@ -55,6 +55,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0009_statements.sql",
         include_str!("../../schema/0009_statements.sql"),
     ),
+    (
+        "0010_one_time_form.sql",
+        include_str!("../../schema/0010_one_time_form.sql"),
+    ),
 ];
 
 /// How long a writer waits for another connection's lock before giving up.
@@ -407,11 +411,6 @@ pub fn recover(db: &Store) -> Result<Recovered> {
     Ok(recovered)
 }
 
-/// Now, as the RFC 3339 UTC text (seconds) every timestamp column holds.
-pub fn now_text() -> String {
-    crate::clock::now_text()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -436,6 +435,46 @@ mod tests {
              {extra}"
         ))
         .unwrap();
+    }
+
+    /// Schema 10 writes every recorded time in the one form: a provisional expiry written
+    /// with `+00:00` and a statement time written with the local offset read back as the
+    /// same instants, ending in `Z`, and through the store's `Timestamp`.
+    #[test]
+    fn schema_10_writes_every_time_in_one_form() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        database_at(
+            &path,
+            9,
+            "INSERT INTO links (id, invoice_id, revision, merchant_reference, state, link_ref,
+                    uri, amount_minor, currency, created_at, expiry_date)
+             VALUES (3, 1, 1, 'INV-1/r1', 'active', 'pml-1', 'https://pay.example/1', 1000,
+                     'EUR', '2026-01-01T00:00:00Z', '2026-01-03T10:11:12+00:00');
+             INSERT INTO statements (id, msg_id, stmt_id, currency, seq, opening_minor,
+                    closing_minor, entries, new_only, created_at)
+             VALUES (1, 'INVSYNC-00000001', 'INVSYNC-00000001-EUR', 'EUR', 1, 0, 0, 0, 0,
+                     '2026-07-01T09:30:00+02:00');",
+        );
+        let s = Store::open(&path).unwrap();
+        let (expiry, created): (String, String) = s
+            .conn
+            .query_row(
+                "SELECT (SELECT expiry_date FROM links WHERE id = 3),
+                        (SELECT created_at FROM statements WHERE id = 1)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(expiry, "2026-01-03T10:11:12Z");
+        assert_eq!(created, "2026-07-01T07:30:00Z");
+        let read: crate::domain::Timestamp = s
+            .conn
+            .query_row("SELECT expiry_date FROM links WHERE id = 3", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(read.to_text(), expiry);
     }
 
     /// Schema 8 rebuilds the outbox (a new kind, a step column): a database of schema 7

@@ -3,6 +3,7 @@
 
 use super::{Result, Store};
 use crate::domain::InvoiceRef;
+use crate::domain::Timestamp;
 use rusqlite::{OptionalExtension, params};
 
 use super::invoices::{REVISION_COLUMNS, REVISION_WIDTH, RevisionData};
@@ -53,7 +54,7 @@ pub fn enqueue(
     revision: i64,
     link_id: i64,
     kind: MailKind,
-    now: &str,
+    now: Timestamp,
 ) -> Result<i64> {
     db.conn.prepare_cached(
         "INSERT INTO outbox (invoice_id, revision, link_id, kind, state, next_attempt_at, created_at)
@@ -71,7 +72,7 @@ pub fn enqueue_reminder(
     revision: i64,
     link_id: i64,
     step: i64,
-    now: &str,
+    now: Timestamp,
 ) -> Result<i64> {
     db.conn
         .prepare_cached(
@@ -119,7 +120,7 @@ pub struct Pending {
     /// CM's reference of the link (`pml-…`).
     pub link_ref: Option<String>,
     /// The link's expiry as stored (RFC 3339), none: no expiry.
-    pub link_expiry: Option<String>,
+    pub link_expiry: Option<Timestamp>,
     /// Whether the invoice is still open.
     pub invoice_open: bool,
     /// Whether the mail belongs to the invoice's current revision.
@@ -131,7 +132,7 @@ pub struct Pending {
     /// The highest reminder step decided to be mailed for the invoice.
     pub latest_step: Option<i64>,
     /// When the relay last accepted a mail to the invoice (RFC 3339 UTC).
-    pub last_accepted_at: Option<String>,
+    pub last_accepted_at: Option<Timestamp>,
 }
 
 /// What every read of a queued mail selects (see [`Pending`]); the reads add their own
@@ -194,7 +195,7 @@ const DUE: &str = "o.state = 'queued' AND o.next_attempt_at <= ?1
 
 /// Queued mails whose time has come, oldest first, with everything about each (the dry
 /// run's read).
-pub fn due(db: &Store, now: &str, limit: usize) -> Result<Vec<Pending>> {
+pub fn due(db: &Store, now: Timestamp, limit: usize) -> Result<Vec<Pending>> {
     let mut stmt = db.conn.prepare_cached(&format!(
         "{} WHERE {DUE} ORDER BY o.next_attempt_at, o.id LIMIT ?2",
         pending_select()
@@ -208,7 +209,7 @@ pub fn due(db: &Store, now: &str, limit: usize) -> Result<Vec<Pending>> {
 /// mail loop reads each time it looks at the queue; each mail is then read whole with
 /// [`pending`] just before it is checked, so that it is judged on what the mails before
 /// it changed.
-pub fn due_ids(db: &Store, now: &str, limit: usize) -> Result<Vec<(i64, i64)>> {
+pub fn due_ids(db: &Store, now: Timestamp, limit: usize) -> Result<Vec<(i64, i64)>> {
     let mut stmt = db.conn.prepare_cached(&format!(
         "SELECT o.id, o.link_id FROM outbox o JOIN links l ON l.id = o.link_id
          WHERE {DUE} ORDER BY o.next_attempt_at, o.id LIMIT ?2"
@@ -265,7 +266,7 @@ pub fn mark_sending(db: &Store, id: i64, message_id: &str) -> Result<()> {
 }
 
 /// The server accepted the mail.
-pub fn mark_sent(db: &Store, id: i64, now: &str) -> Result<()> {
+pub fn mark_sent(db: &Store, id: i64, now: Timestamp) -> Result<()> {
     db.conn.execute(
         "UPDATE outbox SET state = 'sent', sent_at = ?2, last_error = NULL WHERE id = ?1",
         params![id, now],
@@ -274,7 +275,7 @@ pub fn mark_sent(db: &Store, id: i64, now: &str) -> Result<()> {
 }
 
 /// A transient failure: queued again for `next_attempt`.
-pub fn mark_retry(db: &Store, id: i64, error: &str, next_attempt: &str) -> Result<()> {
+pub fn mark_retry(db: &Store, id: i64, error: &str, next_attempt: Timestamp) -> Result<()> {
     db.conn.execute(
         "UPDATE outbox SET state = 'queued', last_error = ?2, next_attempt_at = ?3 WHERE id = ?1",
         params![id, error, next_attempt],
@@ -303,7 +304,7 @@ pub fn cancel(db: &Store, id: i64, why: &str) -> Result<()> {
 
 /// Queues the link mail of an invoice again (`resend`): `Ok(None)` when it has no
 /// active link to announce.
-pub fn requeue(db: &Store, reference: &InvoiceRef, now: &str) -> Result<Option<i64>> {
+pub fn requeue(db: &Store, reference: &InvoiceRef, now: Timestamp) -> Result<Option<i64>> {
     let live: Option<(i64, i64, i64)> = db.conn
         .query_row(
             "SELECT l.invoice_id, l.revision, l.id FROM links l JOIN invoices i ON i.id = l.invoice_id

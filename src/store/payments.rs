@@ -3,6 +3,7 @@
 
 use super::Store;
 use crate::domain::InvoiceRef;
+use crate::domain::Timestamp;
 use chrono::NaiveDate;
 use rusqlite::params;
 
@@ -37,7 +38,7 @@ pub struct Payment {
     /// The amount paid.
     pub amount: crate::domain::Money,
     /// When it was seen (RFC 3339 UTC).
-    pub paid_at: String,
+    pub paid_at: Timestamp,
     /// The link ref, or the iDEAL QR transaction id.
     pub payment_ref: String,
     /// The customer's name on the revision it paid (may be empty).

@@ -5,6 +5,7 @@
 
 use super::{Result, Store};
 use crate::domain::InvoiceRef;
+use crate::domain::Timestamp;
 use rusqlite::{OptionalExtension, params};
 
 use super::invoices::{REVISION_COLUMNS, REVISION_WIDTH, RevisionData};
@@ -23,7 +24,7 @@ pub struct QrToCreate {
     /// What the revision asks of the customer.
     pub data: RevisionData,
     /// The link's expiry (ISO 8601) when it has one.
-    pub link_expiry: Option<String>,
+    pub link_expiry: Option<Timestamp>,
     /// An unfinished earlier intent for this revision.
     pub qr_id: Option<i64>,
 }
@@ -85,7 +86,7 @@ pub fn record_skipped(
     q: &QrToCreate,
     purchase_id: &str,
     why: &str,
-    now: &str,
+    now: Timestamp,
 ) -> Result<()> {
     db.conn.execute(
         "INSERT INTO qr_transactions (invoice_id, revision, link_id, purchase_id, state,
@@ -110,8 +111,8 @@ pub fn record_intent(
     db: &Store,
     q: &QrToCreate,
     purchase_id: &str,
-    expires_at: &str,
-    now: &str,
+    expires_at: Timestamp,
+    now: Timestamp,
 ) -> Result<i64> {
     if let Some(id) = q.qr_id {
         db.conn.execute(
@@ -144,7 +145,7 @@ pub fn record_created(
     id: i64,
     cm_id: &str,
     qr_url: Option<&str>,
-    next_check: &str,
+    next_check: Timestamp,
 ) -> Result<()> {
     db.conn.execute(
         "UPDATE qr_transactions SET state = 'open', in_flight = 0, cm_id = ?2, qr_url = ?3,
@@ -229,7 +230,7 @@ pub struct QrToCheck {
 }
 
 /// Open transactions due for a check (withdrawn ones included), at most `limit`.
-pub fn due_for_check(db: &Store, now: &str, limit: usize) -> Result<Vec<QrToCheck>> {
+pub fn due_for_check(db: &Store, now: Timestamp, limit: usize) -> Result<Vec<QrToCheck>> {
     let mut stmt = db.conn.prepare(
         "SELECT q.id, q.cm_id, q.invoice_id, i.reference, q.status_checks
          FROM qr_transactions q JOIN invoices i ON i.id = q.invoice_id
@@ -250,7 +251,7 @@ pub fn due_for_check(db: &Store, now: &str, limit: usize) -> Result<Vec<QrToChec
 }
 
 /// Makes a transaction due now (a webhook named it by purchase id or CM id).
-pub fn request_check(db: &Store, key: &str, now: &str) -> Result<usize> {
+pub fn request_check(db: &Store, key: &str, now: Timestamp) -> Result<usize> {
     Ok(db.conn.execute(
         "UPDATE qr_transactions SET next_check_at = ?2
          WHERE state = 'open' AND (purchase_id = ?1 OR cm_id = ?1)",
@@ -259,7 +260,7 @@ pub fn request_check(db: &Store, key: &str, now: &str) -> Result<usize> {
 }
 
 /// Records a check that found the transaction still open.
-pub fn record_checked(db: &Store, id: i64, next_check: &str) -> Result<()> {
+pub fn record_checked(db: &Store, id: i64, next_check: Timestamp) -> Result<()> {
     db.conn.execute(
         "UPDATE qr_transactions SET status_checks = status_checks + 1, next_check_at = ?2
          WHERE id = ?1",
@@ -304,7 +305,7 @@ pub fn record_ended(db: &Store, id: i64, state: QrEnded) -> Result<()> {
 /// Records a payment through the QR code: the invoice is paid (its link is then
 /// deactivated by the link step). Returns true when the invoice had already been paid
 /// through its link: a double payment, flagged on the invoice.
-pub fn record_success(db: &Store, id: i64, invoice_id: i64, now: &str) -> Result<bool> {
+pub fn record_success(db: &Store, id: i64, invoice_id: i64, now: Timestamp) -> Result<bool> {
     db.conn.execute(
         "UPDATE qr_transactions SET state = 'success', paid_at = ?2, next_check_at = NULL,
                 status_checks = status_checks + 1

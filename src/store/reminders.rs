@@ -4,10 +4,12 @@
 
 use super::{Result, Store};
 use crate::domain::InvoiceRef;
+use crate::domain::Timestamp;
 use rusqlite::{ErrorCode, OptionalExtension, params};
 
 use super::invoices::{REVISION_COLUMNS, RevisionData, State};
 use super::outbox;
+use super::types::IsoDate;
 
 pub use crate::domain::ReminderKind;
 
@@ -20,7 +22,7 @@ pub struct LiveLink {
     /// CM's reference (`pml-…`).
     pub link_ref: String,
     /// The expiry CM holds (ISO 8601), if any.
-    pub expiry_date: Option<String>,
+    pub expiry_date: Option<Timestamp>,
     /// Still on its provisional expiry (never mailed yet).
     pub provisional: bool,
     /// Whether a link mail (link, replacement or resend) for it was accepted by the relay.
@@ -46,7 +48,7 @@ pub struct Subject {
     pub last_step: Option<i64>,
     /// When the last mail to this invoice went out (RFC 3339 UTC): a sent mail of any
     /// kind, or a reminder still queued.
-    pub last_mail_at: Option<String>,
+    pub last_mail_at: Option<Timestamp>,
 }
 
 /// The read of [`due`]: the condition repeats the partial index's, so SQLite uses it.
@@ -54,23 +56,22 @@ const DUE: &str = "SELECT id FROM invoices
      WHERE next_reminder_on IS NOT NULL AND next_reminder_on <= ?1
      ORDER BY next_reminder_on, id LIMIT ?2";
 
-/// Invoice ids with a reminder date on or before `today` (`YYYY-MM-DD`, local), earliest
-/// first: a range read of the partial index, so only the invoices that have one due are
-/// read.
-pub fn due(db: &Store, today: &str, limit: usize) -> Result<Vec<i64>> {
+/// Invoice ids with a reminder date on or before `today` (local), earliest first: a range
+/// read of the partial index, so only the invoices that have one due are read.
+pub fn due(db: &Store, today: chrono::NaiveDate, limit: usize) -> Result<Vec<i64>> {
     let mut stmt = db.conn.prepare_cached(DUE)?;
-    let rows = stmt.query_map(params![today, limit as i64], |r| r.get(0))?;
+    let rows = stmt.query_map(params![IsoDate(today), limit as i64], |r| r.get(0))?;
     rows.collect::<rusqlite::Result<_>>()
         .map_err(super::Error::from)
 }
 
 /// How many invoices have a reminder date on or before `today` (for "waiting for the
 /// send window").
-pub fn count_due(db: &Store, today: &str) -> Result<i64> {
+pub fn count_due(db: &Store, today: chrono::NaiveDate) -> Result<i64> {
     Ok(db.conn.query_row(
         "SELECT count(*) FROM invoices
          WHERE next_reminder_on IS NOT NULL AND next_reminder_on <= ?1",
-        [today],
+        [IsoDate(today)],
         |r| r.get(0),
     )?)
 }
@@ -135,7 +136,7 @@ pub fn subject(db: &Store, invoice_id: i64) -> Result<Option<Subject>> {
 
 /// When the last mail to an invoice went out: its latest sent mail, or a reminder
 /// decided and still queued (it counts from its decision).
-pub fn last_mail_at(db: &Store, invoice_id: i64) -> Result<Option<String>> {
+pub fn last_mail_at(db: &Store, invoice_id: i64) -> Result<Option<Timestamp>> {
     Ok(db
         .conn
         .prepare_cached(
@@ -148,10 +149,10 @@ pub fn last_mail_at(db: &Store, invoice_id: i64) -> Result<Option<String>> {
 }
 
 /// Sets (or clears) the date an invoice's next step may go.
-pub fn schedule(db: &Store, invoice_id: i64, on: Option<&str>) -> Result<()> {
+pub fn schedule(db: &Store, invoice_id: i64, on: Option<chrono::NaiveDate>) -> Result<()> {
     db.conn
         .prepare_cached("UPDATE invoices SET next_reminder_on = ?2 WHERE id = ?1")?
-        .execute(params![invoice_id, on])?;
+        .execute(params![invoice_id, on.map(IsoDate)])?;
     Ok(())
 }
 
@@ -213,9 +214,9 @@ pub struct Decision<'a> {
     /// Earlier steps due at the same time, recorded as skipped.
     pub skipped: &'a [i64],
     /// The date the next step may go, if any (`YYYY-MM-DD`).
-    pub next_on: Option<&'a str>,
+    pub next_on: Option<chrono::NaiveDate>,
     /// Now (RFC 3339 UTC).
-    pub now: &'a str,
+    pub now: Timestamp,
 }
 
 /// Records a decision and queues its mail in one transaction. `Ok(None)` when one of its
@@ -325,6 +326,10 @@ mod tests {
             "{plan}"
         );
         assert!(!plan.contains("SCAN invoices"), "{plan}");
-        assert!(due(db, "2030-01-01", 10).unwrap().is_empty());
+        assert!(
+            due(db, chrono::NaiveDate::from_ymd_opt(2030, 1, 1).unwrap(), 10)
+                .unwrap()
+                .is_empty()
+        );
     }
 }

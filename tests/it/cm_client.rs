@@ -102,7 +102,8 @@ async fn create_sends_every_field_exactly_as_cm_expects() {
     }
 
     let mut full = link(2500, 2, "EUR", "INV-9/1");
-    full.expiry_date = Some("2024-05-15T00:00:00+00:00".into());
+    full.expiry_date =
+        Some(chrono::DateTime::parse_from_rfc3339("2024-05-15T00:00:00+00:00").unwrap());
     full.callback_url = Some("https://merchant.example/invoice-sync/callback".into());
     let created = cm.create_link(&full).await.unwrap();
     let seen = sb.link(&created.reference).unwrap();

@@ -544,7 +544,12 @@ fn send_one_records_each_outcome() {
             .await
             .unwrap();
         let due = |s: &invoice_sync::store::Store| {
-            invoice_sync::store::outbox::due(s, "9999-01-01T00:00:00Z", 10).unwrap()
+            invoice_sync::store::outbox::due(
+                s,
+                invoice_sync::domain::Timestamp::parse("9999-01-01T00:00:00Z").unwrap(),
+                10,
+            )
+            .unwrap()
         };
         let first = due(&store).into_iter().next().unwrap();
         let outcome = send_one(&store, &config, services.cycle(), &first, false)

@@ -684,8 +684,8 @@ fn a_second_decision_for_the_same_step_writes_nothing() {
         step: 7,
         kind: ReminderKind::Overdue,
         skipped: &[-3],
-        next_on: Some("2031-01-02"),
-        now: "2030-12-19T10:00:00Z",
+        next_on: chrono::NaiveDate::from_ymd_opt(2031, 1, 2),
+        now: invoice_sync::domain::Timestamp::parse("2030-12-19T10:00:00Z").unwrap(),
     };
     // Two connections, as two processes would have.
     let open = || invoice_sync::store::Store::open(&env.path("state/invoice-sync.db")).unwrap();
