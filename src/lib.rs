@@ -6,8 +6,9 @@
 //!
 //! - [`config`]  typed settings from the TOML file, one submodule per section, validated once
 //!   at load; secrets wrapped, read lazily.
-//! - [`domain`]  validated newtypes (money in integer minor units, references, addresses, codes,
-//!   customer types, reminder kinds), and the statutory collection-cost scale.
+//! - [`domain`]  validated newtypes (money in integer minor units, invoice and merchant
+//!   references, addresses, codes, customer types, reminder kinds, the `Timestamp` every
+//!   recorded time is), and the statutory collection-cost scale.
 //! - [`ingest`]  inbox scan, decoding, column mapping, row validation, rejection reports.
 //! - [`store`]   SQLite: every statement and every transaction; open (WAL, foreign keys,
 //!   busy timeout), migrations from `schema/`, one module per aggregate, the invoice

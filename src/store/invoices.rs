@@ -511,7 +511,7 @@ pub struct InvoiceView {
     /// ISO 4217 code.
     pub currency: String,
     /// `YYYY-MM-DD`.
-    pub due_date: String,
+    pub due_date: NaiveDate,
     /// Its state.
     pub state: State,
     /// CM's reference of the link (`pml-…`).
@@ -534,7 +534,7 @@ pub struct InvoiceView {
     /// Reminder mails the relay accepted for it.
     pub reminders_sent: i64,
     /// The (local) date its next reminder may go (`YYYY-MM-DD`), when one is planned.
-    pub next_reminder_on: Option<String>,
+    pub next_reminder_on: Option<NaiveDate>,
     /// The current revision number (not part of the JSON contract's required keys).
     #[serde(skip)]
     pub revision: i64,

@@ -247,10 +247,7 @@ impl Store {
         &self,
         work: impl FnOnce(&Tx<'_>) -> std::result::Result<T, E>,
     ) -> std::result::Result<T, E> {
-        let tx = self.immediate()?;
-        let done = work(&tx)?;
-        tx.commit()?;
-        Ok(done)
+        kept(self.immediate()?, work)
     }
 
     /// [`Store::write`] as a savepoint, so that it also nests inside a [`Store::rehearsal`]
@@ -259,10 +256,7 @@ impl Store {
         &self,
         work: impl FnOnce(&Tx<'_>) -> std::result::Result<T, E>,
     ) -> std::result::Result<T, E> {
-        let tx = self.savepoint()?;
-        let done = work(&tx)?;
-        tx.commit()?;
-        Ok(done)
+        kept(self.savepoint()?, work)
     }
 
     /// A unit of work that is never kept: everything done through the store while it
@@ -343,6 +337,17 @@ impl Store {
             .conn
             .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize)
     }
+}
+
+/// Does `work` in `tx` and keeps it when `work` returns `Ok`; an error (or a panic) drops
+/// `tx` uncommitted, which rolls it back.
+fn kept<T, E: From<Error>>(
+    tx: Tx<'_>,
+    work: impl FnOnce(&Tx<'_>) -> std::result::Result<T, E>,
+) -> std::result::Result<T, E> {
+    let done = work(&tx)?;
+    tx.commit()?;
+    Ok(done)
 }
 
 /// Applies every migration not yet applied, all in one transaction, so that a failure
