@@ -52,10 +52,13 @@ pub struct Email {
     pub smtp_password_file: Option<PathBuf>,
     /// For `transport = "file"`.
     pub file_dir: PathBuf,
-    /// The sender, `Name <address>`; its display name signs the mails.
-    pub from: String,
+    /// The sender, `Name <address>`; its display name signs the mails. Not set (absent or
+    /// blank) is `None`: no mail can go then.
+    #[serde(deserialize_with = "optional_mailbox")]
+    pub from: Option<Mailbox>,
     /// The Reply-To address, when replies should go elsewhere.
-    pub reply_to: Option<String>,
+    #[serde(deserialize_with = "optional_mailbox")]
+    pub reply_to: Option<Mailbox>,
     /// Overrides of the built-in templates (see *Mail*).
     pub templates_dir: Option<PathBuf>,
     /// Mail rate limit.
@@ -81,7 +84,7 @@ impl Default for Email {
             smtp_password_env: None,
             smtp_password_file: None,
             file_dir: "/var/lib/invoice-sync/outbox".into(),
-            from: String::new(),
+            from: None,
             reply_to: None,
             templates_dir: None,
             messages_per_second: NonZeroU32::new(10).expect("not zero"),
@@ -93,18 +96,8 @@ impl Default for Email {
 
 impl Email {
     pub(super) fn validate(&self) -> Result<(), (&'static str, String)> {
-        // Read here as the mail step reads them, so that `check` and the first cycle
-        // refuse a sender the relay would never see instead of failing every mail.
-        for (key, value) in [
-            ("email.from", Some(self.from.as_str())),
-            ("email.reply_to", self.reply_to.as_deref()),
-        ] {
-            if let Some(value) = value.filter(|v| !v.trim().is_empty())
-                && let Some(why) = bad_mailbox(value)
-            {
-                return Err((key, why));
-            }
-        }
+        // The sender and Reply-To were read as mailboxes at load, as the mail step uses
+        // them, so `check` and the first cycle refuse one the relay would never see.
         Ok(())
     }
 
@@ -120,16 +113,52 @@ impl Email {
     }
 }
 
-/// Why `value` is no usable mailbox (`Name <address>` or a bare address), as the mail
-/// step would find; `None` when it is one.
-fn bad_mailbox(value: &str) -> Option<String> {
-    if value.contains(['\r', '\n']) {
-        return Some("must be on one line".into());
+/// A mailbox as `[email]` gives it (`Name <address>` or a bare address), read once, at
+/// load, into what the mail carries in its `From:` or `Reply-To:`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mailbox(lettre::message::Mailbox);
+
+impl Mailbox {
+    /// Reads a mailbox; the reason, in plain words, when it is none a mail can carry.
+    pub fn parse(value: &str) -> Result<Mailbox, String> {
+        if value.contains(['\r', '\n']) {
+            return Err("must be on one line".into());
+        }
+        value.trim().parse().map(Mailbox).map_err(|_| {
+            format!(
+                "{value:?} is not a sender address a mail can carry; write it as `Name <billing@example.com>` (quote a name with a comma: `\"Acme, Inc.\" <billing@example.com>`) or just `billing@example.com`"
+            )
+        })
     }
-    match value.trim().parse::<lettre::message::Mailbox>() {
-        Ok(_) => None,
-        Err(_) => Some(format!(
-            "{value:?} is not a sender address a mail can carry; write it as `Name <billing@example.com>` (quote a name with a comma: `\"Acme, Inc.\" <billing@example.com>`) or just `billing@example.com`"
-        )),
+
+    /// The mailbox, for the message builder.
+    pub fn mailbox(&self) -> &lettre::message::Mailbox {
+        &self.0
     }
+
+    /// The name that signs mails: the display name, else the address.
+    pub fn signature(&self) -> String {
+        self.0
+            .name
+            .clone()
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| self.0.email.to_string())
+    }
+}
+
+impl std::fmt::Display for Mailbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A mailbox key: absent or blank is `None`.
+fn optional_mailbox<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Mailbox>, D::Error> {
+    let text = String::deserialize(d)?;
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    Mailbox::parse(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }

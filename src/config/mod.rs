@@ -37,7 +37,7 @@ pub use csv::{
     ColumnNames, Columns, CsvSettings, DecimalSeparator, Delimiter, Encoding, Settlement,
 };
 pub use daemon::Daemon;
-pub use mail::{Email, MailTransport, SmtpTls};
+pub use mail::{Email, MailTransport, Mailbox, SmtpTls};
 pub use merchant::{Merchant, Reconciliation};
 pub use reminders::{Reminders, SendWindow};
 pub use secrets::{SecretError, SecretSource};

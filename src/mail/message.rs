@@ -61,18 +61,6 @@ fn check_header(field: &'static str, value: &str) -> Result<(), MailError> {
     Ok(())
 }
 
-fn parse_mailbox(field: &'static str, value: &str) -> Result<Mailbox, MailError> {
-    check_header(field, value)?;
-    value
-        .trim()
-        .parse::<Mailbox>()
-        .map_err(|e| MailError::Address {
-            field,
-            value: value.to_string(),
-            reason: e.to_string(),
-        })
-}
-
 /// The header naming the invoice and revision a mail announces (`INV-1 r2`).
 pub const INVOICE_HEADER: &str = "X-Invoice";
 
@@ -85,8 +73,8 @@ pub const INVOICE_HEADER: &str = "X-Invoice";
 pub fn build_message(
     rendered: &RenderedMail,
     ctx: &MailContext,
-    from: &str,
-    reply_to: Option<&str>,
+    from: &Mailbox,
+    reply_to: Option<&Mailbox>,
     message_id: &str,
     revision: i64,
 ) -> Result<Message, MailError> {
@@ -117,7 +105,7 @@ pub fn build_message(
     let to = Mailbox::new((!name.is_empty()).then(|| name.to_string()), address);
 
     let mut builder = Message::builder()
-        .from(parse_mailbox("sender (email.from)", from)?)
+        .from(from.clone())
         .to(to)
         .subject(rendered.subject.as_str())
         .message_id(Some(message_id.to_string()))
@@ -127,8 +115,8 @@ pub fn build_message(
             HeaderName::new_from_ascii_str(INVOICE_HEADER),
             format!("{} r{revision}", ctx.invoice_reference),
         ));
-    if let Some(reply_to) = reply_to.filter(|r| !r.trim().is_empty()) {
-        builder = builder.reply_to(parse_mailbox("reply address (email.reply_to)", reply_to)?);
+    if let Some(reply_to) = reply_to {
+        builder = builder.reply_to(reply_to.clone());
     }
 
     let html = SinglePart::html(rendered.html.clone());

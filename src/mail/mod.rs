@@ -118,7 +118,7 @@ pub struct Postman {
 impl Postman {
     /// Sets up the transport and loads the templates; errors name what is wrong.
     pub fn from_config(email: &crate::config::Email) -> Result<Postman, MailError> {
-        if email.from.trim().is_empty() {
+        if email.from.is_none() {
             return Err(MailError::Config(
                 "`email.from` is not set; mails need a sender address".into(),
             ));
@@ -132,13 +132,11 @@ impl Postman {
 
     /// The name that signs mails: the display name of `email.from`, else its address.
     pub fn sender_name(&self) -> String {
-        match self.settings.from.parse::<lettre::message::Mailbox>() {
-            Ok(m) => m
-                .name
-                .filter(|n| !n.trim().is_empty())
-                .unwrap_or_else(|| m.email.to_string()),
-            Err(_) => self.settings.from.trim().to_string(),
-        }
+        self.settings
+            .from
+            .as_ref()
+            .map(crate::config::Mailbox::signature)
+            .unwrap_or_default()
     }
 
     /// Builds the mail of one outbox row with these templates and settings; see
@@ -175,12 +173,17 @@ pub fn compose(
         (None, Some(r)) => format!("{}#reminder{}", ctx.invoice_reference, r.step),
         (None, None) => ctx.invoice_reference.to_string(),
     };
-    let id = message_id(&key, revision, &email.from);
+    let Some(from) = &email.from else {
+        return Err(MailError::Config(
+            "`email.from` is not set; mails need a sender address".into(),
+        ));
+    };
+    let id = message_id(&key, revision, &from.to_string());
     let msg = build_message(
         &rendered,
         ctx,
-        &email.from,
-        email.reply_to.as_deref(),
+        from.mailbox(),
+        email.reply_to.as_ref().map(crate::config::Mailbox::mailbox),
         &id,
         revision,
     )?;

@@ -37,7 +37,6 @@ use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use lettre::Message;
-use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{
     AsyncSmtpConnection, AsyncTokioStream, Certificate, Tls, TlsParameters,
@@ -156,31 +155,11 @@ impl Mailer {
 }
 
 fn check_sender(cfg: &Email) -> Result<(), MailError> {
-    if cfg.from.trim().is_empty() {
+    // The sender and Reply-To were read as mailboxes when the config was loaded.
+    if cfg.from.is_none() {
         return Err(MailError::Config(
             "`email.from` is not set: mails need a sender such as \"Accounts <billing@merchant.example>\"".into(),
         ));
-    }
-    let parse = |key: &'static str, value: &str| -> Result<(), MailError> {
-        if value.contains(|c: char| c.is_control()) {
-            return Err(MailError::HeaderInjection {
-                field: key,
-                value: value.into(),
-            });
-        }
-        value
-            .trim()
-            .parse::<Mailbox>()
-            .map(drop)
-            .map_err(|e| MailError::Address {
-                field: key,
-                value: value.to_string(),
-                reason: e.to_string(),
-            })
-    };
-    parse("sender (email.from)", &cfg.from)?;
-    if let Some(reply_to) = cfg.reply_to.as_deref().filter(|r| !r.trim().is_empty()) {
-        parse("reply address (email.reply_to)", reply_to)?;
     }
     Ok(())
 }

@@ -275,7 +275,9 @@ fn a_link_template_override_keeps_the_block_the_reminders_replace() {
 #[test]
 fn each_reminder_step_has_its_own_deterministic_message_id() {
     let cfg = invoice_sync::config::Email {
-        from: "Billing <billing@merchant.example>".into(),
+        from: Some(
+            invoice_sync::config::Mailbox::parse("Billing <billing@merchant.example>").unwrap(),
+        ),
         ..Default::default()
     };
     let t = Templates::builtin();

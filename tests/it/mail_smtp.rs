@@ -61,7 +61,7 @@ async fn delivers_a_multipart_mail_with_the_expected_headers() {
     let m = &got[0];
     assert_eq!(m.from, "billing@merchant.example");
     assert_eq!(m.to, ["jan@customer.example"]);
-    let expected_id = message_id("INV-2026-0042", 1, &cfg.from);
+    let expected_id = message_id("INV-2026-0042", 1, &cfg.from.as_ref().unwrap().to_string());
     assert_eq!(
         m.header("Message-ID").as_deref(),
         Some(expected_id.as_str())
@@ -554,7 +554,7 @@ async fn nothing_listening_is_transient() {
     let cfg = Email {
         smtp_host: "127.0.0.1".into(),
         smtp_port: port,
-        from: smtp::TEST_FROM.into(),
+        from: Some(invoice_sync::config::Mailbox::parse(smtp::TEST_FROM).unwrap()),
         ..Email::default()
     };
     let mailer = Mailer::from_config(&cfg).unwrap();
@@ -583,7 +583,7 @@ async fn a_relay_that_never_answers_times_out_transiently() {
         smtp_host: "127.0.0.1".into(),
         smtp_port: port,
         smtp_timeout_seconds: 1,
-        from: smtp::TEST_FROM.into(),
+        from: Some(invoice_sync::config::Mailbox::parse(smtp::TEST_FROM).unwrap()),
         ..Email::default()
     };
     let mailer = Mailer::from_config(&cfg).unwrap();
@@ -657,7 +657,7 @@ async fn the_file_transport_writes_one_readable_eml_per_mail() {
     let cfg = Email {
         transport: MailTransport::File,
         file_dir: out.clone(),
-        from: smtp::TEST_FROM.into(),
+        from: Some(invoice_sync::config::Mailbox::parse(smtp::TEST_FROM).unwrap()),
         ..Email::default()
     };
     let sender = sender(&cfg);
@@ -722,19 +722,19 @@ fn bad_settings_are_named() {
     let e = Mailer::from_config(&no_from).unwrap_err();
     assert!(e.to_string().contains("email.from"), "{e}");
 
-    let bad_reply = Email {
-        from: smtp::TEST_FROM.into(),
-        reply_to: Some("not an address".into()),
-        ..Email::default()
-    };
-    let e = Mailer::from_config(&bad_reply).unwrap_err();
+    // A Reply-To no mail can carry is refused when the config is read, the key named.
+    let e = invoice_sync::config::Config::from_toml(
+        "[email]\nfrom = \"Billing <billing@merchant.example>\"\nreply_to = \"not an address\"\n",
+        std::path::Path::new("bad-reply.toml"),
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("email.reply_to"), "{e}");
 
     let dir = tempfile::tempdir().unwrap();
     let not_pem = dir.path().join("ca.pem");
     std::fs::write(&not_pem, "hello").unwrap();
     let bad_ca = Email {
-        from: smtp::TEST_FROM.into(),
+        from: Some(invoice_sync::config::Mailbox::parse(smtp::TEST_FROM).unwrap()),
         smtp_tls: SmtpTls::Starttls,
         smtp_ca_file: Some(not_pem),
         ..Email::default()
@@ -743,7 +743,7 @@ fn bad_settings_are_named() {
     assert!(e.to_string().contains("smtp_ca_file"), "{e}");
 
     let missing_password = Email {
-        from: smtp::TEST_FROM.into(),
+        from: Some(invoice_sync::config::Mailbox::parse(smtp::TEST_FROM).unwrap()),
         smtp_username: Some("mailer".into()),
         smtp_password_env: Some("INVOICE_SYNC_TEST_UNSET_SMTP_PASSWORD".into()),
         ..Email::default()

@@ -615,8 +615,10 @@ impl SmtpServer {
                 SmtpTls::None
             },
             smtp_ca_file: self.ca_file().map(Path::to_path_buf),
-            from: TEST_FROM.into(),
-            reply_to: Some("billing@merchant.example".into()),
+            from: Some(invoice_sync::config::Mailbox::parse(TEST_FROM).unwrap()),
+            reply_to: Some(
+                invoice_sync::config::Mailbox::parse("billing@merchant.example").unwrap(),
+            ),
             messages_per_second: std::num::NonZeroU32::new(1_000_000).unwrap(),
             smtp_timeout_seconds: 5,
             ..Email::default()
