@@ -172,7 +172,7 @@ impl<'w, W: Write> Table<'w, W> {
                 v.due_date.to_string(),
                 v.state.as_str().to_string(),
                 link,
-                dash(v.link_ref.as_deref()),
+                dash(v.link_ref.as_ref().map(|r| r.as_str())),
                 // A dead link's address is not offered as if it could still be paid.
                 dash(v.link_uri.as_deref().filter(|_| live)),
                 v.mail_state.clone(),
@@ -278,7 +278,10 @@ fn write_detail(out: &mut impl Write, v: &InvoiceView) -> anyhow::Result<()> {
     let link = match (&v.link_state, &v.link_ref) {
         (None, _) => "-".to_string(),
         (Some(state), r) => {
-            let r = r.as_deref().map(printable).unwrap_or_default();
+            let r = r
+                .as_ref()
+                .map(|r| printable(r.as_str()))
+                .unwrap_or_default();
             format!("{state} {r}").trim_end().to_string()
         }
     };

@@ -32,6 +32,7 @@ pub use links::{CreateLink, LinkStatus, PaymentLink};
 pub use retry::RetryPolicy;
 pub use throttle::Throttle;
 
+use crate::domain::LinkRef;
 use session::{Payload, Session};
 
 /// A handle on the CM API for one account. Cheap to clone (an ``Arc`` inside), so one cycle
@@ -131,7 +132,7 @@ impl CmClient {
 
     /// Deactivates a link (`PATCH /paymentlink/v1/<ref>` with `{"active": false}`), when
     /// its invoice was paid elsewhere or replaced. Idempotent, so it is retried freely.
-    pub async fn deactivate_link(&self, reference: &str) -> Result<PaymentLink, CmError> {
+    pub async fn deactivate_link(&self, reference: &LinkRef) -> Result<PaymentLink, CmError> {
         self.update_link(reference, &serde_json::json!({ "active": false }))
             .await
     }
@@ -141,14 +142,14 @@ impl CmClient {
     /// has the effect of setting them once.
     pub async fn update_link(
         &self,
-        reference: &str,
+        reference: &LinkRef,
         changes: &serde_json::Value,
     ) -> Result<PaymentLink, CmError> {
         let body = serde_json::to_vec(changes).expect("a JSON value serializes");
         let answer = self
             .api(
                 Method::PATCH,
-                &["paymentlink", "v1", reference],
+                &["paymentlink", "v1", reference.as_str()],
                 Payload::Json(&body),
                 true,
             )
@@ -158,11 +159,11 @@ impl CmClient {
 
     /// Reads a link (`GET /paymentlink/v1/<ref>`); an unknown reference is a
     /// [`CmError::Permanent`] with status 404 ([`CmError::is_not_found`]).
-    pub async fn get_link(&self, reference: &str) -> Result<PaymentLink, CmError> {
+    pub async fn get_link(&self, reference: &LinkRef) -> Result<PaymentLink, CmError> {
         let answer = self
             .api(
                 Method::GET,
-                &["paymentlink", "v1", reference],
+                &["paymentlink", "v1", reference.as_str()],
                 Payload::Empty,
                 true,
             )
@@ -172,11 +173,11 @@ impl CmClient {
 
     /// The payment status of a link (`GET /paymentlink/v1/<ref>/status`), the only proof
     /// of payment the cycle accepts (a callback merely says "ask").
-    pub async fn link_status(&self, reference: &str) -> Result<LinkStatus, CmError> {
+    pub async fn link_status(&self, reference: &LinkRef) -> Result<LinkStatus, CmError> {
         let answer = self
             .api(
                 Method::GET,
-                &["paymentlink", "v1", reference, "status"],
+                &["paymentlink", "v1", reference.as_str(), "status"],
                 Payload::Empty,
                 true,
             )

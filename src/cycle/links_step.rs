@@ -3,7 +3,7 @@
 //! recorded ones their real expiry; a link CM records with another amount is switched
 //! off at once.
 
-use crate::domain::Timestamp;
+use crate::domain::{LinkRef, Timestamp};
 use crate::store::Store;
 use anyhow::Context;
 use chrono::{DateTime, FixedOffset, Utc};
@@ -186,7 +186,7 @@ pub(super) enum ExpiryNotSet {
 /// a mail's just before it leaves.
 pub(super) async fn set_expiry(
     cm: &CmClient,
-    link_ref: &str,
+    link_ref: &LinkRef,
     at: DateTime<FixedOffset>,
 ) -> Result<(), ExpiryNotSet> {
     let wire = crate::policy::wire(at);
@@ -327,8 +327,17 @@ pub(super) async fn create_step(
         let (link_id, result) = outcome.context("cannot record the intent to create a link")?;
         crate::failpoint("link-after-create");
         let now = crate::clock::timestamp();
+        // CM's reference is the key of every later call: an answer without a usable one
+        // cannot be recorded, and CM may still hold the link it made.
+        let result = result.and_then(|link| match LinkRef::parse(&link.reference) {
+            Ok(link_ref) => Ok((link, link_ref)),
+            Err(e) => Err(CmError::Protocol {
+                status: 200,
+                message: format!("the created link has no usable reference: {e}"),
+            }),
+        });
         match result {
-            Ok(link) if echoed_amount_differs(&link, &c) => {
+            Ok((link, link_ref)) if echoed_amount_differs(&link, &c) => {
                 // CM holds another amount than the invoice asks: never announce it.
                 let message = format!(
                     "CM recorded the amount {} for a link that asked {}; the link is switched off and was not mailed",
@@ -339,16 +348,16 @@ pub(super) async fn create_step(
                     db,
                     link_id,
                     c.invoice_id,
-                    &link.reference,
+                    &link_ref,
                     &link.uri,
                     &message,
                     now,
                 )?;
                 report.links_failed += 1;
                 mismatched = true;
-                tracing::error!(invoice = %c.reference, link = %link.reference, "{message}");
+                tracing::error!(invoice = %c.reference, link = %link_ref, "{message}");
             }
-            Ok(link) => {
+            Ok((link, link_ref)) => {
                 let next = check_time(crate::clock::now(), 0);
                 // The link and the mail announcing it are one fact: one transaction.
                 let kind = if c.replaces {
@@ -357,7 +366,7 @@ pub(super) async fn create_step(
                     MailKind::Link
                 };
                 db.write(|tx| {
-                    links::record_created(tx, link_id, &link.reference, &link.uri, now, next)?;
+                    links::record_created(tx, link_id, &link_ref, &link.uri, now, next)?;
                     outbox::enqueue(tx, c.invoice_id, c.revision, link_id, kind, now)
                 })?;
                 report.links_created += 1;
@@ -366,13 +375,13 @@ pub(super) async fn create_step(
                 if c.replaces {
                     report.links_replaced += 1;
                 }
-                tracing::info!(invoice = %c.reference, link = %link.reference, "link created");
+                tracing::info!(invoice = %c.reference, link = %link_ref, "link created");
                 // Its real expiry next; the extend stage is done only after this one, so
                 // it is still listening.
                 handoff.unextended.set(handoff.unextended.get() + 1);
                 let _ = extend.send(links::ToExtend {
                     link_id,
-                    link_ref: link.reference.clone(),
+                    link_ref,
                     reference: c.reference.clone(),
                     due_date: c.data.due_date,
                 });

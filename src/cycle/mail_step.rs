@@ -113,7 +113,7 @@ async fn checked_before_leaving(
             cfg.cm.link_expiry_days_after_due,
             now,
         );
-        let link_ref = p.link_ref.clone().unwrap_or_default();
+        let link_ref = p.link_ref.clone();
         let (why, error) = match verdict {
             Leave::Send => return Ok(None),
             Leave::Cancel(why) => {
@@ -130,15 +130,17 @@ async fn checked_before_leaving(
                 outbox::hold(db, p.id, &why, until.as_deref())?;
                 return Ok(Some(MailOutcome::Waiting(why)));
             }
-            Leave::ReadStatus => match cm.link_status(&link_ref).await {
-                Ok(LinkStatus::Open) => {
-                    let now_s = crate::clock::timestamp();
-                    links::record_seen_open(db, p.link_id, now_s)?;
-                    status_read = true;
-                    continue;
-                }
-                Ok(LinkStatus::Paid) => {
-                    let twice = db.write(|tx| -> anyhow::Result<bool> {
+            Leave::ReadStatus => match &link_ref {
+                None => (NO_LINK_REF.into(), None),
+                Some(link_ref) => match cm.link_status(link_ref).await {
+                    Ok(LinkStatus::Open) => {
+                        let now_s = crate::clock::timestamp();
+                        links::record_seen_open(db, p.link_id, now_s)?;
+                        status_read = true;
+                        continue;
+                    }
+                    Ok(LinkStatus::Paid) => {
+                        let twice = db.write(|tx| -> anyhow::Result<bool> {
                         let twice = links::record_paid(tx, p.link_id, p.invoice_id, crate::clock::timestamp())?;
                         outbox::cancel(
                             tx,
@@ -147,19 +149,24 @@ async fn checked_before_leaving(
                         )?;
                         Ok(twice)
                     })?;
-                    return Ok(Some(MailOutcome::Paid { twice }));
-                }
-                Ok(LinkStatus::Unknown) => (
-                    "waits: CM answered a payment status this program does not know".into(),
-                    None,
-                ),
-                Err(e) => (
-                    format!("waits: CM could not say whether the link is paid ({e})"),
-                    Some(e),
-                ),
+                        return Ok(Some(MailOutcome::Paid { twice }));
+                    }
+                    Ok(LinkStatus::Unknown) => (
+                        "waits: CM answered a payment status this program does not know".into(),
+                        None,
+                    ),
+                    Err(e) => (
+                        format!("waits: CM could not say whether the link is paid ({e})"),
+                        Some(e),
+                    ),
+                },
             },
             Leave::Extend(at) => {
                 let wire = policy::wire(at);
+                let Some(link_ref) = link_ref else {
+                    outbox::hold(db, p.id, NO_LINK_REF, None)?;
+                    return Ok(Some(MailOutcome::WaitingForCm(NO_LINK_REF.into(), None)));
+                };
                 match set_expiry(cm, &link_ref, at).await {
                     Ok(()) => {
                         links::record_extended(db, p.link_id, policy::stored(at))?;
@@ -184,6 +191,9 @@ async fn checked_before_leaving(
     }
     anyhow::bail!("the send-time checks of mail {} did not settle", p.id)
 }
+
+/// Why a mail waits whose link has no CM reference to read or extend it by.
+const NO_LINK_REF: &str = "waits: the link has no CM reference yet";
 
 /// Sends one due outbox mail and records the outcome. First the checks of "true when it
 /// leaves" ([`policy::may_leave`]): it may be cancelled, skipped, held back, or its link

@@ -16,6 +16,7 @@ use axum::http::StatusCode;
 use tokio::sync::mpsc;
 
 use super::Listener;
+use crate::domain::LinkRef;
 
 /// The largest callback body accepted; larger ones get 413.
 pub const CALLBACK_BODY_LIMIT: usize = 64 * 1024;
@@ -23,7 +24,7 @@ pub const CALLBACK_BODY_LIMIT: usize = 64 * 1024;
 /// What a callback or webhook named: payment links, or one iDEAL QR transaction.
 #[derive(Debug)]
 pub(super) enum Named {
-    Links(Vec<String>),
+    Links(Vec<LinkRef>),
     Qr(String),
 }
 
@@ -64,8 +65,9 @@ struct ListenerState {
 }
 
 impl ListenerState {
-    /// The refs not named within [`CALLBACK_COALESCE`], now remembered as named.
-    fn fresh(&self, refs: Vec<String>) -> Vec<String> {
+    /// The refs (by `key`) not named within [`CALLBACK_COALESCE`], now remembered as
+    /// named.
+    fn fresh<T>(&self, refs: Vec<T>, key: impl Fn(&T) -> &str) -> Vec<T> {
         let now = std::time::Instant::now();
         let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
         if recent.len() >= CALLBACK_REMEMBERED {
@@ -73,13 +75,13 @@ impl ListenerState {
         }
         let mut out = Vec::new();
         for r in refs {
-            match recent.get(&r) {
+            match recent.get(key(&r)) {
                 Some(at) if now.duration_since(*at) < CALLBACK_COALESCE => {}
                 _ if recent.len() >= CALLBACK_REMEMBERED => {
                     // Too many distinct refs at once: the back-off polling finds them.
                 }
                 _ => {
-                    recent.insert(r.clone(), now);
+                    recent.insert(key(&r).to_owned(), now);
                     out.push(r);
                 }
             }
@@ -393,7 +395,7 @@ async fn callback(
             return StatusCode::BAD_REQUEST;
         }
         if state
-            .fresh(vec![format!("idealqr:{purchase_id}")])
+            .fresh(vec![format!("idealqr:{purchase_id}")], String::as_str)
             .is_empty()
         {
             return StatusCode::OK;
@@ -403,13 +405,20 @@ async fn callback(
         let Ok(parsed) = serde_json::from_slice::<CallbackBody>(&body) else {
             return StatusCode::BAD_REQUEST;
         };
-        let refs: Vec<String> = parsed
+        let refs: Vec<LinkRef> = parsed
             .paymentlink_refs
             .into_iter()
             .filter(|r| !r.is_empty() && r.len() <= 200)
+            .filter_map(|r| match LinkRef::parse(&r) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::debug!("callback named a payment link reference that is ignored: {e}");
+                    None
+                }
+            })
             .take(1000)
             .collect();
-        let refs = state.fresh(refs);
+        let refs = state.fresh(refs, LinkRef::as_str);
         if refs.is_empty() {
             return StatusCode::OK;
         }

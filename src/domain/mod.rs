@@ -19,7 +19,7 @@ pub mod time;
 
 pub use codes::{Country, Language};
 pub use money::{Currency, DecimalSeparator, Money};
-pub use text::{CustomerName, EmailAddress, InvoiceRef, MerchantRef};
+pub use text::{CustomerName, EmailAddress, InvoiceRef, LinkRef, MerchantRef};
 pub use time::Timestamp;
 
 /// Why a value was refused, in words for the rejection report.

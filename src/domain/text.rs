@@ -181,6 +181,59 @@ impl serde::Serialize for MerchantRef {
     }
 }
 
+/// CM's reference of a payment link (`pml-…`): the id CM gives a link when it creates
+/// it, stored in `links.link_ref` and named in every later request about the link and in
+/// CM's callbacks.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LinkRef(String);
+
+impl LinkRef {
+    /// A link reference as CM answered it, as stored or as a callback names it: any text
+    /// that is not blank and holds no line break or other control character (it goes
+    /// into request paths and log lines).
+    pub fn parse(s: &str) -> Result<LinkRef, DomainError> {
+        if s.trim().is_empty() {
+            return Err(DomainError("payment link reference is empty".into()));
+        }
+        if s.chars().any(is_breaking) {
+            return Err(DomainError(format!(
+                "payment link reference {} contains a line break or control character",
+                quoted(s)
+            )));
+        }
+        Ok(LinkRef(s.to_owned()))
+    }
+
+    /// The reference as CM gave it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for LinkRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl serde::Serialize for LinkRef {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl PartialEq<str> for LinkRef {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for LinkRef {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
 /// The customer's name for the mail greeting and the `To:` display name.
 ///
 /// Folded to one line: every run of white space (line breaks, tabs, Unicode line
@@ -373,6 +426,18 @@ pub fn escape_html(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn link_ref_any_text_not_blank_nor_broken() {
+        let r = LinkRef::parse("pml-abc123").unwrap();
+        assert_eq!(r.as_str(), "pml-abc123");
+        assert_eq!(r.to_string(), "pml-abc123");
+        assert_eq!(serde_json::to_string(&r).unwrap(), "\"pml-abc123\"");
+        assert!(LinkRef::parse("").is_err());
+        assert!(LinkRef::parse("  ").is_err());
+        let e = LinkRef::parse("pml-1\r\nX-Evil: 1").unwrap_err();
+        assert!(e.0.contains("control character"), "{e}");
+    }
 
     #[test]
     fn invoice_ref_trims_and_keeps() {

@@ -189,7 +189,7 @@ mod tests {
             },
             link: Some(LiveLink {
                 id: 1,
-                link_ref: "pml-1".into(),
+                link_ref: crate::domain::LinkRef::parse("pml-1").unwrap(),
                 expiry_date: None,
                 provisional: false,
                 announced: true,

@@ -515,7 +515,7 @@ pub struct InvoiceView {
     /// Its state.
     pub state: State,
     /// CM's reference of the link (`pml-…`).
-    pub link_ref: Option<String>,
+    pub link_ref: Option<crate::domain::LinkRef>,
     /// The payment page address the mail carries.
     pub link_uri: Option<String>,
     /// Whether its newest link is live (`active` or `deactivating`); none when it has none.

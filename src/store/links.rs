@@ -7,7 +7,7 @@
 
 use super::{Result, Store};
 use crate::domain::Timestamp;
-use crate::domain::{InvoiceRef, MerchantRef};
+use crate::domain::{InvoiceRef, LinkRef, MerchantRef};
 use rusqlite::{OptionalExtension, params};
 
 use super::invoices::{REVISION_COLUMNS, REVISION_WIDTH, RevisionData};
@@ -142,7 +142,7 @@ pub struct ToDeactivate {
     /// The invoice's row id.
     pub invoice_id: i64,
     /// CM's reference of the link (`pml-…`).
-    pub link_ref: String,
+    pub link_ref: LinkRef,
     /// The invoice reference.
     pub reference: InvoiceRef,
     /// Why, in words or as a kind.
@@ -311,7 +311,7 @@ pub fn record_intent(
 pub fn record_created(
     db: &Store,
     link_id: i64,
-    link_ref: &str,
+    link_ref: &LinkRef,
     uri: &str,
     now: Timestamp,
     next_check: Timestamp,
@@ -332,7 +332,7 @@ pub struct ToExtend {
     /// The link's row id.
     pub link_id: i64,
     /// CM's reference of the link (`pml-…`).
-    pub link_ref: String,
+    pub link_ref: LinkRef,
     /// The invoice reference.
     pub reference: InvoiceRef,
     /// The revision's due date (`YYYY-MM-DD`), from which the real expiry follows.
@@ -376,7 +376,7 @@ pub struct ToCheck {
     /// The link's row id.
     pub link_id: i64,
     /// CM's reference of the link (`pml-…`).
-    pub link_ref: String,
+    pub link_ref: LinkRef,
     /// The invoice's row id.
     pub invoice_id: i64,
     /// The invoice reference.
@@ -414,7 +414,7 @@ pub fn due_for_check(db: &Store, now: Timestamp, limit: usize) -> Result<Vec<ToC
 
 /// Makes the named links due for a check now (a callback named them). Unknown refs are
 /// ignored; returns how many were known.
-pub fn request_check(db: &Store, link_refs: &[String], now: Timestamp) -> Result<usize> {
+pub fn request_check(db: &Store, link_refs: &[LinkRef], now: Timestamp) -> Result<usize> {
     let mut stmt = db.conn.prepare_cached(
         "UPDATE links SET next_check_at = ?2 WHERE link_ref = ?1 AND state = 'active'",
     )?;
@@ -509,7 +509,7 @@ pub fn record_amount_mismatch(
     db: &Store,
     link_id: i64,
     invoice_id: i64,
-    link_ref: &str,
+    link_ref: &LinkRef,
     uri: &str,
     message: &str,
     now: Timestamp,

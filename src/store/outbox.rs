@@ -118,7 +118,7 @@ pub struct Pending {
     /// The payment page address the mail carries.
     pub link_uri: Option<String>,
     /// CM's reference of the link (`pml-…`).
-    pub link_ref: Option<String>,
+    pub link_ref: Option<crate::domain::LinkRef>,
     /// The link's expiry as stored (RFC 3339), none: no expiry.
     pub link_expiry: Option<Timestamp>,
     /// Whether the invoice is still open.

@@ -3,8 +3,8 @@
 //! one invoice, and the one transaction that records a decision with its mail.
 
 use super::{Result, Store};
-use crate::domain::InvoiceRef;
 use crate::domain::Timestamp;
+use crate::domain::{InvoiceRef, LinkRef};
 use rusqlite::{ErrorCode, OptionalExtension, params};
 
 use super::invoices::{REVISION_COLUMNS, RevisionData, State};
@@ -20,7 +20,7 @@ pub struct LiveLink {
     /// The row id.
     pub id: i64,
     /// CM's reference (`pml-…`).
-    pub link_ref: String,
+    pub link_ref: LinkRef,
     /// The expiry CM holds (ISO 8601), if any.
     pub expiry_date: Option<Timestamp>,
     /// Still on its provisional expiry (never mailed yet).

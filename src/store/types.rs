@@ -6,7 +6,7 @@
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 
 use crate::domain::money::Currency;
-use crate::domain::text::{CustomerName, EmailAddress, InvoiceRef, MerchantRef};
+use crate::domain::text::{CustomerName, EmailAddress, InvoiceRef, LinkRef, MerchantRef};
 use crate::domain::{Country, CustomerType, Language, MailKind, ReminderKind, Timestamp};
 use crate::store::imports::ImportSource;
 use crate::store::invoices::{RevisionReason, State};
@@ -81,6 +81,7 @@ name_column!(RevisionReason, "revision reason", RevisionReason::ALL);
 text_column!(Currency, code, Currency::parse);
 text_column!(InvoiceRef, as_str, InvoiceRef::parse);
 text_column!(MerchantRef, as_str, MerchantRef::parse);
+text_column!(LinkRef, as_str, LinkRef::parse);
 
 impl ToSql for Timestamp {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {

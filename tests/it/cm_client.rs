@@ -133,7 +133,9 @@ async fn one_token_serves_many_calls() {
     assert!(results.iter().all(Result::is_ok));
     for l in results.into_iter().flatten().take(5) {
         assert_eq!(
-            cm.link_status(&l.reference).await.unwrap(),
+            cm.link_status(&invoice_sync::domain::LinkRef::parse(&l.reference).unwrap())
+                .await
+                .unwrap(),
             LinkStatus::Open
         );
     }
@@ -153,7 +155,9 @@ async fn an_expiring_token_is_replaced_before_it_lapses() {
     let l = cm.create_link(&link(500, 2, "EUR", "R-1")).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(
-        cm.link_status(&l.reference).await.unwrap(),
+        cm.link_status(&invoice_sync::domain::LinkRef::parse(&l.reference).unwrap())
+            .await
+            .unwrap(),
         LinkStatus::Open
     );
     assert_eq!(sb.counters().tokens_issued, 2);
@@ -169,11 +173,19 @@ async fn an_unknown_reference_is_not_found() {
     let sb = sandbox_with(SandboxOptions::default()).await;
     let cm = client(&sb);
     let missing = "pml-00000000-0000-0000-0000-000000000000";
-    let e = cm.get_link(missing).await.unwrap_err();
+    let e = cm
+        .get_link(&invoice_sync::domain::LinkRef::parse(missing).unwrap())
+        .await
+        .unwrap_err();
     assert!(e.is_not_found(), "{e:?}");
-    assert!(cm.link_status(missing).await.unwrap_err().is_not_found());
     assert!(
-        cm.deactivate_link(missing)
+        cm.link_status(&invoice_sync::domain::LinkRef::parse(missing).unwrap())
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+    assert!(
+        cm.deactivate_link(&invoice_sync::domain::LinkRef::parse(missing).unwrap())
             .await
             .unwrap_err()
             .is_not_found()
@@ -189,7 +201,7 @@ async fn deactivate_update_get_and_status_follow_the_document() {
 
     let updated = cm
         .update_link(
-            &l.reference,
+            &invoice_sync::domain::LinkRef::parse(&l.reference).unwrap(),
             &serde_json::json!({ "expiry_date": "2099-06-01T00:00:00+00:00" }),
         )
         .await
@@ -202,15 +214,23 @@ async fn deactivate_update_get_and_status_follow_the_document() {
 
     assert_eq!(sb.pay(&l.reference), 200);
     assert_eq!(
-        cm.link_status(&l.reference).await.unwrap(),
+        cm.link_status(&invoice_sync::domain::LinkRef::parse(&l.reference).unwrap())
+            .await
+            .unwrap(),
         LinkStatus::Paid
     );
 
     let other = cm.create_link(&link(2000, 2, "EUR", "R-2")).await.unwrap();
-    let off = cm.deactivate_link(&other.reference).await.unwrap();
+    let off = cm
+        .deactivate_link(&invoice_sync::domain::LinkRef::parse(&other.reference).unwrap())
+        .await
+        .unwrap();
     assert!(!off.active);
     assert!(!sb.link(&other.reference).unwrap().active);
-    let read = cm.get_link(&other.reference).await.unwrap();
+    let read = cm
+        .get_link(&invoice_sync::domain::LinkRef::parse(&other.reference).unwrap())
+        .await
+        .unwrap();
     assert!(!read.active);
     assert_eq!(read.amount_minor(2), Some(2000));
     let patch = sb
@@ -264,7 +284,10 @@ async fn the_limiter_holds_the_configured_rate() {
     let start = Instant::now();
     let ok = futures_util::stream::iter(0..n)
         .map(|_| {
-            let (cm, r) = (cm.clone(), l.reference.clone());
+            let (cm, r) = (
+                cm.clone(),
+                invoice_sync::domain::LinkRef::parse(&l.reference).unwrap(),
+            );
             async move { cm.link_status(&r).await }
         })
         .buffer_unordered(16)

@@ -393,7 +393,10 @@ impl ApiClient {
     /// Reads one back (`GET` of the link / transaction).
     pub async fn read(&self, id: &str) -> Result<(), CmError> {
         match self {
-            ApiClient::Links(c) => c.get_link(id).await.map(drop),
+            ApiClient::Links(c) => c
+                .get_link(&invoice_sync::domain::LinkRef::parse(id).unwrap())
+                .await
+                .map(drop),
             ApiClient::Qr(c) => c.get_transaction(id).await.map(drop),
         }
     }
