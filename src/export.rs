@@ -126,7 +126,7 @@ fn number_statements(db: &Store, msg_id: &str, filter: Filter) -> anyhow::Result
 
 /// Writes one camt.053.001.02 document with one statement per currency of the payments
 /// the filter selects and per currency that has a statement chain (see
-/// [`number_statements`]), and records the statements (and, with `filter.only_new`, marks
+/// `number_statements`), and records the statements (and, with `filter.only_new`, marks
 /// the payments) in `db`'s open unit of work: the caller keeps it once the file is
 /// complete. `now` is the creation time.
 pub fn write_camt053(

@@ -104,9 +104,10 @@ pub enum Mailer {
 }
 
 impl Mailer {
-    /// The mailer `[email]` describes. Checks `from` and `reply_to`, reads the CA file and
-    /// the SMTP password (when a username is set), creates `file_dir` for the file
-    /// transport. Does not connect: the first send (or [`Mailer::test_connection`]) does.
+    /// The mailer `[email]` describes. Checks that a sender is set (the config read it, and
+    /// `reply_to`, as mailboxes), reads the CA file and the SMTP password (when a username
+    /// is set), creates `file_dir` for the file transport. Does not connect: the first send
+    /// (or [`Mailer::check_relay`]) does.
     pub fn from_config(cfg: &Email) -> Result<Mailer, MailError> {
         check_sender(cfg)?;
         match cfg.transport {
