@@ -68,7 +68,7 @@ pub(super) fn check(path: &Path) -> anyhow::Result<Outcome> {
     )?;
     let rt = runtime()?;
     let (cm, qr) = rt.block_on(async {
-        let db = match CmConnection::open(&config).await {
+        let conn = match CmConnection::open(&config).await {
             Ok(c) => c,
             Err(e) => return (Err(format!("{e:#}")), None),
         };
@@ -78,13 +78,18 @@ pub(super) fn check(path: &Path) -> anyhow::Result<Outcome> {
         } else {
             ""
         };
-        let cm = db
+        let cm = conn
             .client
             .check_credentials()
             .await
-            .map(|()| format!("a token was issued by {}{embedded}", db.client.token_url()))
+            .map(|()| {
+                format!(
+                    "a token was issued by {}{embedded}",
+                    conn.client.token_url()
+                )
+            })
             .map_err(|e| e.to_string());
-        let qr = match &db.qr {
+        let qr = match &conn.qr {
             Some(q) => Some(
                 q.check_credentials()
                     .await
@@ -93,7 +98,7 @@ pub(super) fn check(path: &Path) -> anyhow::Result<Outcome> {
             ),
             None => None,
         };
-        db.close().await;
+        conn.close().await;
         (cm, qr)
     });
     verdict("CM token", cm)?;

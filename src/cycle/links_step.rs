@@ -358,7 +358,7 @@ pub(super) async fn create_step(
                 tracing::error!(invoice = %c.reference, link = %link_ref, "{message}");
             }
             Ok((link, link_ref)) => {
-                let next = check_time(crate::clock::now(), 0);
+                let next = check_time(crate::clock::timestamp(), 0);
                 // The link and the mail announcing it are one fact: one transaction.
                 let kind = if c.replaces {
                     MailKind::Replacement

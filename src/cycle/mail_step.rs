@@ -134,21 +134,17 @@ async fn checked_before_leaving(
                 None => (NO_LINK_REF.into(), None),
                 Some(link_ref) => match cm.link_status(link_ref).await {
                     Ok(LinkStatus::Open) => {
-                        let now_s = crate::clock::timestamp();
-                        links::record_seen_open(db, p.link_id, now_s)?;
+                        links::record_seen_open(db, p.link_id, crate::clock::timestamp())?;
                         status_read = true;
                         continue;
                     }
                     Ok(LinkStatus::Paid) => {
+                        let now = crate::clock::timestamp();
                         let twice = db.write(|tx| -> anyhow::Result<bool> {
-                        let twice = links::record_paid(tx, p.link_id, p.invoice_id, crate::clock::timestamp())?;
-                        outbox::cancel(
-                            tx,
-                            p.id,
-                            "not sent: CM said the link was paid just before the mail would have left",
-                        )?;
-                        Ok(twice)
-                    })?;
+                            let twice = links::record_paid(tx, p.link_id, p.invoice_id, now)?;
+                            outbox::cancel(tx, p.id, PAID_BEFORE_LEAVING)?;
+                            Ok(twice)
+                        })?;
                         return Ok(Some(MailOutcome::Paid { twice }));
                     }
                     Ok(LinkStatus::Unknown) => (
@@ -191,6 +187,10 @@ async fn checked_before_leaving(
     }
     anyhow::bail!("the send-time checks of mail {} did not settle", p.id)
 }
+
+/// Why a mail was cancelled whose link CM said was paid just before the mail would go.
+const PAID_BEFORE_LEAVING: &str =
+    "not sent: CM said the link was paid just before the mail would have left";
 
 /// Why a mail waits whose link has no CM reference to read or extend it by.
 const NO_LINK_REF: &str = "waits: the link has no CM reference yet";
@@ -400,7 +400,7 @@ pub(super) async fn mail_step(
 
 /// Backs off one mail after a failure that was about it.
 fn back_off(db: &Store, id: i64, attempts: i64, reply: &str) -> anyhow::Result<()> {
-    let next = mail_retry_time(crate::clock::now(), attempts + 1);
+    let next = mail_retry_time(crate::clock::timestamp(), attempts + 1);
     outbox::mark_retry(db, id, reply, next)?;
     Ok(())
 }

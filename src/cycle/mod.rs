@@ -344,11 +344,7 @@ impl Report {
         if !self.double_payments.is_empty() {
             parts.push(format!(
                 "paid twice, through the link and the iDEAL QR code (refund one): {}",
-                self.double_payments
-                    .iter()
-                    .map(InvoiceRef::as_str)
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                InvoiceRef::list(&self.double_payments)
             ));
         }
         if let Some(why) = &self.mail_server_down {

@@ -15,13 +15,17 @@ use super::{Handoff, Report, fan_out_stream, note_failure, queue};
 use crate::cm::CmError;
 use crate::cm::idealqr::{self, CreateTransaction, IdealQrClient};
 use crate::config::Config;
-use crate::domain::Currency;
+use crate::domain::{Currency, Timestamp};
 use crate::policy::backoff::check_time;
 use crate::policy::expiry::qr_expires_at;
 use crate::store::qr::{self as qr_store, QrToCreate};
 
-/// The QR request for one revision, or why it gets none.
-fn qr_request(q: &QrToCreate, cfg: &Config, today: NaiveDate) -> Result<CreateTransaction, String> {
+/// The QR request for one revision, expiring at `expires`, or why it gets none.
+fn qr_request(
+    q: &QrToCreate,
+    cfg: &Config,
+    expires: Timestamp,
+) -> Result<CreateTransaction, String> {
     if q.data.currency() != Currency::EUR {
         return Err(format!(
             "no iDEAL QR code: the invoice is in {}, iDEAL QR takes EUR only",
@@ -52,7 +56,7 @@ fn qr_request(q: &QrToCreate, cfg: &Config, today: NaiveDate) -> Result<CreateTr
         currency: "EUR".into(),
         purchase_id,
         description,
-        expires_at: qr_expires_at(q.link_expiry, q.data.due_date, today).to_text(),
+        expires_at: expires.to_text(),
         size: cfg.ideal_qr.size,
         return_url: cfg.ideal_qr.return_url.clone().unwrap_or_default(),
         language: q
@@ -164,7 +168,9 @@ fn prepare(db: &Store, cfg: &Config, today: NaiveDate, item: QrItem) -> anyhow::
             None => return Ok(Prepared::Done(Done::Nothing)),
         },
     };
-    match qr_request(&q, cfg, today) {
+    // Computed once: the expiry asked of CM is the one the intent records.
+    let expires = qr_expires_at(q.link_expiry, q.data.due_date, today);
+    match qr_request(&q, cfg, expires) {
         Err(why) => {
             let pid = idealqr::purchase_id(q.reference.as_str(), q.revision);
             qr_store::record_skipped(db, &q, &pid, &why, crate::clock::timestamp())?;
@@ -174,7 +180,6 @@ fn prepare(db: &Store, cfg: &Config, today: NaiveDate, item: QrItem) -> anyhow::
             }))
         }
         Ok(req) => {
-            let expires = qr_expires_at(q.link_expiry, q.data.due_date, today);
             let id = qr_store::record_intent(
                 db,
                 &q,
@@ -205,7 +210,7 @@ fn record(db: &Store, report: &mut Report, done: Done) -> anyhow::Result<()> {
     match result {
         Ok(t) if t.amount_cents.is_some_and(|a| a != q.data.due.minor) => {
             // Another amount than asked: never offered, still followed (it may be paid).
-            let next = check_time(crate::clock::now(), 0);
+            let next = check_time(crate::clock::timestamp(), 0);
             qr_store::record_created(db, id, &t.id, t.qr_url.as_deref(), next)?;
             let why = format!(
                 "CM recorded {} cents for an iDEAL QR transaction that asked {}; it is not offered",
@@ -222,7 +227,7 @@ fn record(db: &Store, report: &mut Report, done: Done) -> anyhow::Result<()> {
                 id,
                 &t.id,
                 t.qr_url.as_deref(),
-                check_time(crate::clock::now(), 0),
+                check_time(crate::clock::timestamp(), 0),
             )?;
             report.qr_created += 1;
             tracing::info!(invoice = %q.reference, transaction = %t.id, "iDEAL QR transaction created");

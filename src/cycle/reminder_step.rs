@@ -203,10 +203,10 @@ pub(super) async fn reminder_step(
         let mut report = report.borrow_mut();
         let s = &p.subject;
         let Some(link) = &s.link else { return Ok(()) };
-        let now_s = crate::clock::timestamp();
+        let now = crate::clock::timestamp();
         match checked {
             Checked::Paid => {
-                if links::record_paid(db, link.id, s.invoice_id, now_s)? {
+                if links::record_paid(db, link.id, s.invoice_id, now)? {
                     report.double_payments.push(s.reference.clone());
                 }
                 report.payments_seen += 1;
@@ -224,7 +224,7 @@ pub(super) async fn reminder_step(
             }
             Checked::Ready { new_expiry } => {
                 // CM said it is unpaid just now: the mail needs no second read this cycle.
-                links::record_seen_open(db, link.id, now_s)?;
+                links::record_seen_open(db, link.id, now)?;
                 report.links_seen_open.insert(link.id);
                 if let Some(expiry) = new_expiry {
                     links::record_extended(db, link.id, policy::stored(expiry))?;
@@ -241,7 +241,7 @@ pub(super) async fn reminder_step(
                     kind: p.kind,
                     skipped: &p.skipped,
                     next_on: next,
-                    now: now_s,
+                    now,
                 };
                 match store::record(db, &decision)? {
                     Some(_) => {

@@ -57,11 +57,10 @@ fn record_qr_status(
     result: Result<idealqr::QrTransaction, CmError>,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let now = crate::clock::now();
-    let now_s = crate::domain::Timestamp::at(now);
+    let now = crate::clock::timestamp();
     match result.map(|t| t.status) {
         Ok(QrStatus::Success) => {
-            if qr_store::record_success(db, c.id, c.invoice_id, now_s)? {
+            if qr_store::record_success(db, c.id, c.invoice_id, now)? {
                 report.double_payments.push(c.reference.clone());
                 tracing::warn!(invoice = %c.reference, "paid twice: through its payment link and its iDEAL QR code; refund one");
             } else {
@@ -99,28 +98,27 @@ fn record_status(
     result: Result<LinkStatus, CmError>,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let now = crate::clock::now();
-    let now_s = crate::domain::Timestamp::at(now);
+    let now = crate::clock::timestamp();
     match result {
         Ok(LinkStatus::Paid) => {
-            if links::record_paid(db, c.link_id, c.invoice_id, now_s)? {
+            if links::record_paid(db, c.link_id, c.invoice_id, now)? {
                 report.double_payments.push(c.reference.clone());
             }
             report.payments_seen += 1;
             tracing::info!(invoice = %c.reference, link = %c.link_ref, "paid through its payment link");
         }
         Ok(_) if c.expired => {
-            links::record_expired(db, c.link_id, now_s)?;
+            links::record_expired(db, c.link_id, now)?;
             tracing::info!(invoice = %c.reference, link = %c.link_ref, "the link expired unpaid");
         }
         Ok(status) => {
             if status == LinkStatus::Open {
                 report.links_seen_open.insert(c.link_id);
             }
-            links::record_checked(db, c.link_id, now_s, check_time(now, c.status_checks + 1))?;
+            links::record_checked(db, c.link_id, now, check_time(now, c.status_checks + 1))?;
         }
         Err(e) if e.is_not_found() => {
-            links::record_checked(db, c.link_id, now_s, check_time(now, c.status_checks + 1))?;
+            links::record_checked(db, c.link_id, now, check_time(now, c.status_checks + 1))?;
             links::record_link_error(db, c.link_id, "CM does not know this link")?;
             tracing::warn!(invoice = %c.reference, link = %c.link_ref, "CM does not know this link");
         }

@@ -352,21 +352,21 @@ pub(super) async fn spawn_listener(
                             slot: slot.clone(),
                             slots: slots.clone(),
                         };
-                        let db = hyper::server::conn::http1::Builder::new()
+                        let conn = hyper::server::conn::http1::Builder::new()
                             .timer(hyper_util::rt::TokioTimer::new())
                             .header_read_timeout(CALLBACK_HEADER_TIMEOUT)
                             .keep_alive(false)
                             .serve_connection(hyper_util::rt::TokioIo::new(io), service);
-                        let mut db = std::pin::pin!(db);
+                        let mut conn = std::pin::pin!(conn);
                         let deadline = tokio::time::Instant::now() + CALLBACK_CONNECTION_LIMIT;
                         tokio::select! {
-                            _ = db.as_mut() => {}
+                            _ = conn.as_mut() => {}
                             _ = tokio::time::sleep_until(deadline) => {}
                             _ = slot.evict.notified() => {
                                 // Idle: closes at once; a request that just began is
                                 // still answered.
-                                db.as_mut().graceful_shutdown();
-                                let _ = tokio::time::timeout_at(deadline, db).await;
+                                conn.as_mut().graceful_shutdown();
+                                let _ = tokio::time::timeout_at(deadline, conn).await;
                             }
                         }
                         slots.remove(id);

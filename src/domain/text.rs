@@ -106,35 +106,6 @@ impl InvoiceRef {
         }
         Ok(InvoiceRef(t.to_owned()))
     }
-
-    /// The reference as read (trimmed).
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for InvoiceRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl serde::Serialize for InvoiceRef {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0)
-    }
-}
-
-impl PartialEq<str> for InvoiceRef {
-    fn eq(&self, other: &str) -> bool {
-        self.0 == other
-    }
-}
-
-impl PartialEq<&str> for InvoiceRef {
-    fn eq(&self, other: &&str) -> bool {
-        self.0 == *other
-    }
 }
 
 /// The merchant reference a payment link is created under at CM: unique per link of an
@@ -162,23 +133,6 @@ impl MerchantRef {
         }
         Ok(MerchantRef(s.to_owned()))
     }
-
-    /// The reference as sent to CM.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for MerchantRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl serde::Serialize for MerchantRef {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0)
-    }
 }
 
 /// CM's reference of a payment link (`pml-…`): the id CM gives a link when it creates
@@ -203,34 +157,52 @@ impl LinkRef {
         }
         Ok(LinkRef(s.to_owned()))
     }
-
-    /// The reference as CM gave it.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl fmt::Display for LinkRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
+/// What every reference type is besides its own rules: its text (`as_str`, `Display`,
+/// compared with a `&str`), serialised as that text.
+macro_rules! reference_text {
+    ($($ty:ident),+) => {$(
+        impl $ty {
+            /// The reference as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+
+        impl PartialEq<str> for $ty {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $ty {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+    )+};
 }
 
-impl serde::Serialize for LinkRef {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0)
-    }
-}
+reference_text!(InvoiceRef, MerchantRef, LinkRef);
 
-impl PartialEq<str> for LinkRef {
-    fn eq(&self, other: &str) -> bool {
-        self.0 == other
-    }
-}
-
-impl PartialEq<&str> for LinkRef {
-    fn eq(&self, other: &&str) -> bool {
-        self.0 == *other
+impl InvoiceRef {
+    /// References as one list in a sentence: `INV-1, INV-2`.
+    pub fn list(refs: &[InvoiceRef]) -> String {
+        let texts: Vec<&str> = refs.iter().map(InvoiceRef::as_str).collect();
+        texts.join(", ")
     }
 }
 

@@ -190,7 +190,7 @@ impl Report {
                 if !c.paid_changed.is_empty() {
                     parts.push(format!(
                         "invoice(s) paid through their link are listed differently by the export and stay paid: {} (see `status`)",
-                        c.paid_changed.iter().map(InvoiceRef::as_str).collect::<Vec<_>>().join(", ")
+                        InvoiceRef::list(&c.paid_changed)
                     ));
                 }
             }

@@ -3,8 +3,6 @@
 //! ([`backoff_time`]). Retries inside one CM request are the CM client's
 //! (`cm/retry.rs`); the mail rate is the mail sender's (`mail/transport.rs`).
 
-use chrono::{DateTime, Utc};
-
 use crate::domain::Timestamp;
 
 /// The first status check of a new link comes after this; each later one after twice
@@ -22,23 +20,23 @@ pub const MAIL_RETRY_MAX: chrono::Duration = chrono::Duration::hours(2);
 /// The capped doubling back-off of the follow-ups (status checks, mail retries): `first`
 /// after step 0, twice that after step 1, … at most `max`.
 pub fn backoff_time(
-    now: chrono::DateTime<chrono::Utc>,
+    now: Timestamp,
     first: chrono::Duration,
     max: chrono::Duration,
     step: i64,
 ) -> Timestamp {
     let factor = 1i32 << step.clamp(0, 16);
     let wait = (first * factor).min(max);
-    Timestamp::at(now + wait)
+    Timestamp::at(now.instant() + wait)
 }
 
 /// When a link that has had `checks` status checks is next checked.
-pub fn check_time(now: DateTime<Utc>, checks: i64) -> Timestamp {
+pub fn check_time(now: Timestamp, checks: i64) -> Timestamp {
     backoff_time(now, STATUS_CHECK_FIRST, STATUS_CHECK_MAX, checks)
 }
 
 /// When a mail that has had `attempts` attempts is tried again.
-pub fn mail_retry_time(now: DateTime<Utc>, attempts: i64) -> Timestamp {
+pub fn mail_retry_time(now: Timestamp, attempts: i64) -> Timestamp {
     backoff_time(now, MAIL_RETRY_FIRST, MAIL_RETRY_MAX, attempts - 1)
 }
 
@@ -46,10 +44,8 @@ pub fn mail_retry_time(now: DateTime<Utc>, attempts: i64) -> Timestamp {
 mod tests {
     use super::*;
 
-    fn utc(at: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(at)
-            .unwrap()
-            .with_timezone(&Utc)
+    fn utc(at: &str) -> Timestamp {
+        Timestamp::parse(at).unwrap()
     }
 
     #[test]

@@ -103,9 +103,7 @@ pub fn rejected_lines(db: &Store, import_id: i64) -> Result<std::collections::Ha
         .conn
         .prepare("SELECT line FROM rejected_lines WHERE import_id = ?1")?;
     let lines = stmt.query_map([import_id], |r| r.get(0))?;
-    lines
-        .collect::<rusqlite::Result<_>>()
-        .map_err(super::Error::from)
+    Ok(lines.collect::<rusqlite::Result<_>>()?)
 }
 
 /// Records the start of an import inside the file's transaction; returns its id.

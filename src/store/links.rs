@@ -182,8 +182,7 @@ pub fn plan_deactivations(db: &Store) -> Result<Vec<ToDeactivate>> {
             },
         })
     })?;
-    rows.collect::<rusqlite::Result<_>>()
-        .map_err(super::Error::from)
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// Whether invoice `i` needs a link created now: it is open, its current revision has no
@@ -357,8 +356,7 @@ pub fn provisional_links(db: &Store) -> Result<Vec<ToExtend>> {
             due_date: r.get(3)?,
         })
     })?;
-    rows.collect::<rusqlite::Result<_>>()
-        .map_err(super::Error::from)
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// Records that CM holds the link's real expiry: from now on a mail may announce it.
@@ -408,8 +406,7 @@ pub fn due_for_check(db: &Store, now: Timestamp, limit: usize) -> Result<Vec<ToC
             expired: r.get(5)?,
         })
     })?;
-    rows.collect::<rusqlite::Result<_>>()
-        .map_err(super::Error::from)
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// Makes the named links due for a check now (a callback named them). Unknown refs are

@@ -64,6 +64,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
 /// How long a writer waits for another connection's lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a read-only handle (a `/metrics` scrape, a health check) waits for a lock:
+/// shorter, so that a monitor hears "the database does not answer" in time.
+const READ_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// An open, migrated database: the handle every store function takes. Outside this
 /// module nothing sees SQL or SQLite: a caller passes `&Store` (or a [`Tx`], which is one)
 /// and gets domain values back.
@@ -92,17 +96,21 @@ pub struct Tx<'s> {
     end: End<'s>,
 }
 
+/// What ends a unit of work: a transaction's commit or rollback, a savepoint's release or
+/// rollback; `Kept` once it was committed.
 enum End<'s> {
     Transaction(rusqlite::Transaction<'s>),
-    Savepoint { done: bool },
+    Savepoint,
+    Kept,
 }
 
 impl Tx<'_> {
     /// Keeps what was done in this unit of work.
     pub(in crate::store) fn commit(mut self) -> Result<()> {
-        match std::mem::replace(&mut self.end, End::Savepoint { done: true }) {
+        match std::mem::replace(&mut self.end, End::Kept) {
             End::Transaction(tx) => tx.commit()?,
-            End::Savepoint { .. } => self.store.conn.execute_batch("RELEASE invoice_sync_sp")?,
+            End::Savepoint => self.store.conn.execute_batch("RELEASE invoice_sync_sp")?,
+            End::Kept => {}
         }
         Ok(())
     }
@@ -118,7 +126,7 @@ impl std::ops::Deref for Tx<'_> {
 impl Drop for Tx<'_> {
     fn drop(&mut self) {
         // A transaction rolls itself back when dropped; a savepoint is rolled back here.
-        if let End::Savepoint { done: false } = self.end {
+        if let End::Savepoint = self.end {
             let _ = self
                 .store
                 .conn
@@ -233,7 +241,7 @@ impl Store {
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .with_context(|| format!("cannot open the database {} to read", path.display()))?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.busy_timeout(READ_BUSY_TIMEOUT)?;
         Ok(Store {
             conn,
             identity: None,
@@ -289,7 +297,7 @@ impl Store {
         self.conn.execute_batch("SAVEPOINT invoice_sync_sp")?;
         Ok(Tx {
             store: self,
-            end: End::Savepoint { done: false },
+            end: End::Savepoint,
         })
     }
 

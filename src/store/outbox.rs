@@ -201,8 +201,7 @@ pub fn due(db: &Store, now: Timestamp, limit: usize) -> Result<Vec<Pending>> {
         pending_select()
     ))?;
     let rows = stmt.query_map(params![now, limit as i64], pending_row)?;
-    rows.collect::<rusqlite::Result<_>>()
-        .map_err(super::Error::from)
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// The ids and links of the queued mails whose time has come, oldest first: what the
@@ -215,8 +214,7 @@ pub fn due_ids(db: &Store, now: Timestamp, limit: usize) -> Result<Vec<(i64, i64
          WHERE {DUE} ORDER BY o.next_attempt_at, o.id LIMIT ?2"
     ))?;
     let rows = stmt.query_map(params![now, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    rows.collect::<rusqlite::Result<_>>()
-        .map_err(super::Error::from)
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// One queued mail as it stands now; `None` once it is no longer queued.

@@ -75,8 +75,7 @@ fn plan(db: &Store, link_id: Option<i64>) -> Result<Vec<QrToCreate>> {
             qr_id: r.get(5 + REVISION_WIDTH)?,
         })
     })?;
-    rows.collect::<rusqlite::Result<_>>()
-        .map_err(super::Error::from)
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// Records that a revision gets no QR (another currency, an amount out of range), so
@@ -246,8 +245,7 @@ pub fn due_for_check(db: &Store, now: Timestamp, limit: usize) -> Result<Vec<QrT
             status_checks: r.get(4)?,
         })
     })?;
-    rows.collect::<rusqlite::Result<_>>()
-        .map_err(super::Error::from)
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// Makes a transaction due now (a webhook named it by purchase id or CM id).

@@ -61,8 +61,7 @@ const DUE: &str = "SELECT id FROM invoices
 pub fn due(db: &Store, today: chrono::NaiveDate, limit: usize) -> Result<Vec<i64>> {
     let mut stmt = db.conn.prepare_cached(DUE)?;
     let rows = stmt.query_map(params![IsoDate(today), limit as i64], |r| r.get(0))?;
-    rows.collect::<rusqlite::Result<_>>()
-        .map_err(super::Error::from)
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// How many invoices have a reminder date on or before `today` (for "waiting for the
@@ -186,8 +185,7 @@ pub fn announced_open(db: &Store, after: i64, limit: usize) -> Result<Vec<i64>> 
          ORDER BY i.id LIMIT ?2",
     )?;
     let rows = stmt.query_map(params![after, limit as i64], |r| r.get(0))?;
-    rows.collect::<rusqlite::Result<_>>()
-        .map_err(super::Error::from)
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// Clears every stored date (reminders were switched off).

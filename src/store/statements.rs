@@ -25,8 +25,7 @@ pub fn chains(db: &Store) -> Result<Vec<Currency>> {
         .conn
         .prepare("SELECT DISTINCT currency FROM statements ORDER BY currency")?;
     let rows = stmt.query_map([], |r| r.get(0))?;
-    rows.collect::<rusqlite::Result<_>>()
-        .map_err(super::Error::from)
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// One statement about to be written.
