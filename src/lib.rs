@@ -51,6 +51,7 @@
 
 #![warn(missing_docs)]
 
+pub mod bank;
 pub mod cli;
 pub mod clock;
 pub mod cm;

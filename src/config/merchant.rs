@@ -67,7 +67,7 @@ impl Merchant {
 }
 
 /// An IBAN's form and its ISO 13616 check digits (mod 97); spaces are allowed.
-fn iban_is_valid(iban: &str) -> bool {
+pub(super) fn iban_is_valid(iban: &str) -> bool {
     let compact: Vec<u8> = iban
         .bytes()
         .filter(|b| *b != b' ')

@@ -15,7 +15,7 @@
 //! values as they are.
 //!
 //! This file holds [`Config`], its loading and the validation pass; each section's type
-//! lives in a submodule (`cm`, `csv`, `daemon`, `mail`, `merchant`, `reminders`,
+//! lives in a submodule (`bank`, `cm`, `csv`, `daemon`, `mail`, `merchant`, `reminders`,
 //! `secrets`, `storage`) and is re-exported here, so every type is `config::X`.
 
 use std::num::NonZeroU32;
@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+mod bank;
 mod cm;
 mod csv;
 mod daemon;
@@ -32,6 +33,7 @@ mod reminders;
 mod secrets;
 mod storage;
 
+pub use bank::{Bank, normalise_account};
 pub use cm::{Cm, IdealQr};
 pub use csv::{
     ColumnNames, Columns, CsvSettings, DecimalSeparator, Delimiter, Encoding, Settlement,
@@ -112,6 +114,8 @@ pub struct Config {
     pub reminders: Reminders,
     /// `[reconciliation]`: the account camt.053 statements describe.
     pub reconciliation: Reconciliation,
+    /// `[bank]`: the merchant's own bank statements.
+    pub bank: Bank,
     /// `[daemon]`: the schedule and the listeners.
     pub daemon: Daemon,
     /// The file this was read from (not a key).
@@ -193,6 +197,9 @@ impl Config {
         abs(&mut self.inbox.archive_dir);
         abs(&mut self.inbox.rejected_dir);
         abs(&mut self.email.file_dir);
+        abs(&mut self.bank.inbox);
+        abs(&mut self.bank.archive_dir);
+        abs(&mut self.bank.rejected_dir);
         if let Some(p) = &mut self.email.templates_dir {
             if p.as_os_str().is_empty() {
                 self.email.templates_dir = None;
@@ -230,6 +237,7 @@ impl Config {
         self.merchant.validate()?;
         self.reminders.validate(&self.merchant)?;
         self.reconciliation.validate()?;
+        self.bank.validate()?;
         self.ideal_qr.validate()?;
         self.daemon.validate()
     }

@@ -13,11 +13,13 @@
 
 pub mod codes;
 pub mod collection;
+pub mod creditor;
 pub mod money;
 pub mod text;
 pub mod time;
 
 pub use codes::{Country, Language};
+pub use creditor::CreditorRef;
 pub use money::{Currency, DecimalSeparator, Money};
 pub use text::{CustomerName, EmailAddress, InvoiceRef, LinkRef, MerchantRef};
 pub use time::Timestamp;

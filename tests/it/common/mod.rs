@@ -6,6 +6,7 @@
 pub mod cm_support;
 pub mod measure;
 pub mod smtp;
+pub mod testdata;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
