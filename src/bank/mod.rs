@@ -5,7 +5,11 @@
 //! - [`read`]: detection by content and the streaming readers (`camt` for camt.052,
 //!   camt.053 and camt.054; `mt940` for MT940), in bounded memory at any file size.
 
-pub mod entry;
+/// The typed entries every reader produces (kept in [`crate::domain::statement`], as the
+/// store records them).
+pub mod entry {
+    pub use crate::domain::statement::*;
+}
 pub mod read;
 
 pub use entry::{Booking, Direction, Entry, Format, Item, ReadError, StatementHeader};

@@ -15,6 +15,7 @@ pub mod codes;
 pub mod collection;
 pub mod creditor;
 pub mod money;
+pub mod statement;
 pub mod text;
 pub mod time;
 

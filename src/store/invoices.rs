@@ -221,8 +221,8 @@ impl<'c> Writer<'c> {
             ))?,
             insert_invoice: db.conn.prepare(
                 "INSERT INTO invoices (reference, state, revision, settled_at, seen_import_id,
-                                       seen_line)
-                 VALUES (?1, ?2, 1, ?3, ?4, ?5)
+                                       seen_line, creditor_ref)
+                 VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6)
                  ON CONFLICT (reference) DO NOTHING",
             )?,
             insert_revision: db.conn.prepare(
@@ -280,7 +280,8 @@ impl<'c> Writer<'c> {
             state,
             settled_at,
             src.import_id,
-            src.line
+            src.line,
+            crate::domain::CreditorRef::of_invoice(reference.as_str()).as_str()
         ])?;
         if inserted == 0 {
             return Ok(None);

@@ -1,6 +1,6 @@
-//! What a statement reader hands on: one [`Entry`] per booked or pending transaction,
-//! in typed values, whatever the format. The readers (`camt`, `mt940`) produce these;
-//! the matching and the store take nothing else.
+//! A bank statement's entries as typed values: one [`Entry`] per booked or pending
+//! transaction, whatever the format. The readers in `bank` produce these; the matching
+//! and the store take nothing else.
 
 use crate::domain::Money;
 use chrono::NaiveDate;
@@ -41,6 +41,14 @@ pub enum Direction {
 }
 
 impl Direction {
+    /// Every value.
+    pub const ALL: [Direction; 2] = [Direction::Credit, Direction::Debit];
+
+    /// The stored name: the ISO 20022 code.
+    pub fn as_str(self) -> &'static str {
+        self.code()
+    }
+
     /// `CRDT` or `DBIT`.
     pub fn code(self) -> &'static str {
         match self {
@@ -62,6 +70,14 @@ pub enum Booking {
 }
 
 impl Booking {
+    /// Every value.
+    pub const ALL: [Booking; 3] = [Booking::Booked, Booking::Pending, Booking::Information];
+
+    /// The stored name: the ISO 20022 code.
+    pub fn as_str(self) -> &'static str {
+        self.code()
+    }
+
     /// `BOOK`, `PDNG` or `INFO`.
     pub fn code(self) -> &'static str {
         match self {

@@ -1,0 +1,79 @@
+-- invoice-sync schema, version 11: the merchant's own bank statements (README, *Bank
+-- transfers*).
+--
+-- - `invoices.creditor_ref`: the invoice's ISO 11649 creditor reference, derived from its
+--   reference (filled for older rows by the migration runner, which computes it), with an
+--   index: a structured reference and a reference named in a remittance are both found
+--   through it. `paid_by` says what paid it (NULL: derived from its links and QR codes);
+--   `overpaid_minor` is the surplus to refund (NULL: none); `reversed` flags an invoice
+--   a bank reversal reopened.
+-- - `revisions.bank_entry_id`: the transfer a revision subtracts (a partial payment);
+--   `export_due_minor`: the amount the export asked when the revision was made by a
+--   transfer, so that the same export row read again changes nothing.
+-- - `bank_files`: one row per statement file applied; the SHA-256 makes a second read of
+--   the same bytes a no-op.
+-- - `bank_entries`: one row per entry known (`entry_key`: the bank's reference, else the
+--   entry's content and its occurrence in the file), so an entry seen again in another
+--   statement is applied once. `id` is the ENTRY of `bank match`.
+ALTER TABLE invoices ADD COLUMN creditor_ref TEXT;
+ALTER TABLE invoices ADD COLUMN paid_by TEXT
+    CHECK (paid_by IS NULL OR paid_by = 'link' OR paid_by = 'ideal_qr' OR paid_by = 'transfer');
+ALTER TABLE invoices ADD COLUMN overpaid_minor INTEGER;
+ALTER TABLE invoices ADD COLUMN reversed INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX invoices_by_creditor_ref ON invoices(creditor_ref);
+CREATE INDEX invoices_flagged ON invoices(id) WHERE overpaid_minor IS NOT NULL OR reversed = 1;
+
+ALTER TABLE revisions ADD COLUMN bank_entry_id INTEGER;
+ALTER TABLE revisions ADD COLUMN export_due_minor INTEGER;
+
+CREATE TABLE bank_files (
+    id           INTEGER PRIMARY KEY,
+    file_name    TEXT    NOT NULL,
+    sha256       TEXT    NOT NULL UNIQUE,
+    format       TEXT    NOT NULL,
+    entries      INTEGER NOT NULL DEFAULT 0,   -- entries read
+    new_entries  INTEGER NOT NULL DEFAULT 0,   -- of which not known before
+    imported_at  TEXT    NOT NULL
+);
+
+CREATE TABLE bank_entries (
+    id                   INTEGER PRIMARY KEY,
+    entry_key            TEXT    NOT NULL UNIQUE,
+    file_id              INTEGER NOT NULL REFERENCES bank_files(id),
+    line                 INTEGER NOT NULL,
+    account              TEXT    NOT NULL,
+    booking_date         TEXT,                    -- YYYY-MM-DD
+    value_date           TEXT,
+    amount_minor         INTEGER NOT NULL CHECK (amount_minor >= 0),
+    currency             TEXT    NOT NULL,
+    direction            TEXT    NOT NULL CHECK (direction = 'CRDT' OR direction = 'DBIT'),
+    status               TEXT    NOT NULL CHECK (status = 'BOOK' OR status = 'PDNG' OR status = 'INFO'),
+    reversal             INTEGER NOT NULL DEFAULT 0,
+    return_reason        TEXT,
+    counterparty_name    TEXT,
+    counterparty_iban    TEXT,
+    remittance           TEXT,
+    structured_reference TEXT,
+    bank_reference       TEXT,
+    end_to_end_id        TEXT,
+    outcome              TEXT    NOT NULL
+                         CHECK (outcome = 'matched' OR outcome = 'suggested' OR outcome = 'unmatched'
+                                OR outcome = 'reversed' OR outcome = 'ignored'),
+    invoice_id           INTEGER REFERENCES invoices(id),   -- matched (or the one a reversal reopened)
+    suggested_invoice_id INTEGER REFERENCES invoices(id),
+    reason               TEXT,
+    reverses_entry_id    INTEGER REFERENCES bank_entries(id),
+    matched_by           TEXT CHECK (matched_by IS NULL OR matched_by = 'reference'
+                                     OR matched_by = 'remittance' OR matched_by = 'operator'),
+    matched_at           TEXT,
+    seen_at              TEXT    NOT NULL
+);
+CREATE INDEX bank_entries_by_invoice ON bank_entries(invoice_id) WHERE invoice_id IS NOT NULL;
+CREATE INDEX bank_entries_open ON bank_entries(id)
+    WHERE outcome = 'unmatched' OR outcome = 'suggested';
+-- A reversal looks for the credit it undoes among the matched credits of one account
+-- and amount.
+CREATE INDEX bank_entries_credits ON bank_entries(account, amount_minor)
+    WHERE direction = 'CRDT' AND outcome = 'matched';
+-- Suggestions look for open invoices by the amount asked.
+CREATE INDEX revisions_by_due ON revisions(currency, due_minor);
