@@ -10,6 +10,8 @@
 pub mod entry {
     pub use crate::domain::statement::*;
 }
+pub mod import;
+pub mod matching;
 pub mod read;
 
 pub use entry::{Booking, Direction, Entry, Format, Item, ReadError, StatementHeader};

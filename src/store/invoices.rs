@@ -381,26 +381,48 @@ impl<'c> Writer<'c> {
 // `invoices.state` after ingest is one of the transitions below. Ingest's own
 // (`open` for new and changed revisions, `settled_elsewhere`) are the `Writer`'s.
 
-/// `open` (or any state) → `paid`: a payment just seen (link or QR). A second payment for an
-/// already paid invoice sets `double_payment` and says so; a payment for an invoice the
+/// `open` (or any state) → `paid`: a payment of `amount_minor` just seen through `by`
+/// (link or QR). A second payment for an already paid invoice sets `double_payment`,
+/// adds all of it to the invoice's surplus (`overpaid`) and says so; a payment above the
+/// amount the current revision asks adds the difference; a payment for an invoice the
 /// export settled elsewhere says it may be a double payment; otherwise `note` (if any)
 /// becomes the last error. Returns true for a second payment.
-pub fn to_paid(db: &Store, invoice_id: i64, now: Timestamp, note: Option<&str>) -> Result<bool> {
-    let state: String = db.conn.query_row(
-        "SELECT state FROM invoices WHERE id = ?1",
+pub fn to_paid(
+    db: &Store,
+    invoice_id: i64,
+    amount_minor: i64,
+    by: super::bank::PaidBy,
+    now: Timestamp,
+    note: Option<&str>,
+) -> Result<bool> {
+    let (state, due): (State, i64) = db.conn.query_row(
+        "SELECT i.state, r.due_minor FROM invoices i
+         JOIN revisions r ON r.invoice_id = i.id AND r.revision = i.revision
+         WHERE i.id = ?1",
         [invoice_id],
-        |r| r.get(0),
+        |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
-    if state == "paid" {
+    let surplus = |minor: i64| -> Result<()> {
+        if minor > 0 {
+            db.conn.execute(
+                "UPDATE invoices SET overpaid_minor = coalesce(overpaid_minor, 0) + ?2
+                 WHERE id = ?1",
+                params![invoice_id, minor],
+            )?;
+        }
+        Ok(())
+    };
+    if state == State::Paid {
         db.conn.execute(
             "UPDATE invoices SET double_payment = 1, updated_at = ?2,
-                    last_error = 'paid twice (through its payment link and its iDEAL QR code): the merchant must refund one'
+                    last_error = 'paid twice (' || coalesce(paid_by, 'link') || ' and ' || ?3 || '): the merchant must refund one'
              WHERE id = ?1",
-            params![invoice_id, now],
+            params![invoice_id, now, by.as_str()],
         )?;
+        surplus(amount_minor)?;
         return Ok(true);
     }
-    let error = if state == "settled_elsewhere" {
+    let error = if state == State::SettledElsewhere {
         Some(
             "paid through invoice-sync after the export settled it elsewhere: possible double payment, refund one",
         )
@@ -409,10 +431,13 @@ pub fn to_paid(db: &Store, invoice_id: i64, now: Timestamp, note: Option<&str>) 
     };
     db.conn.execute(
         "UPDATE invoices SET state = 'paid', paid_at = coalesce(paid_at, ?2), updated_at = ?2,
-                last_error = coalesce(?3, last_error)
+                last_error = coalesce(?3, last_error), paid_by = ?4
          WHERE id = ?1",
-        params![invoice_id, now, error],
+        params![invoice_id, now, error, by],
     )?;
+    if state != State::SettledElsewhere {
+        surplus(amount_minor - due)?;
+    }
     Ok(false)
 }
 

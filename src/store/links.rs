@@ -468,7 +468,12 @@ pub fn record_paid(db: &Store, link_id: i64, invoice_id: i64, now: Timestamp) ->
     let note = stale.then_some(
         "paid through the link of an earlier revision; the export now asks a different amount: check the balance",
     );
-    super::invoices::to_paid(db, invoice_id, now, note)
+    let amount: i64 = db.conn.query_row(
+        "SELECT amount_minor FROM links WHERE id = ?1",
+        [link_id],
+        |r| r.get(0),
+    )?;
+    super::invoices::to_paid(db, invoice_id, amount, super::bank::PaidBy::Link, now, note)
 }
 
 /// Records that an unpaid link passed its expiry date: the link is inactive and, when it

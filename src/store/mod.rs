@@ -4,6 +4,7 @@
 //! Each submodule owns the statements of one aggregate ([`imports`], [`invoices`]). This
 //! module never talks to the network and never holds a secret.
 
+pub mod bank;
 pub mod imports;
 pub mod invoices;
 pub mod links;

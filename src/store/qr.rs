@@ -319,7 +319,12 @@ pub fn record_success(db: &Store, id: i64, invoice_id: i64, now: Timestamp) -> R
     let note = stale.then_some(
         "paid through the iDEAL QR code of an earlier revision; the export now asks a different amount: check the balance",
     );
-    super::invoices::to_paid(db, invoice_id, now, note)
+    let amount: i64 = db.conn.query_row(
+        "SELECT amount_cents FROM qr_transactions WHERE id = ?1",
+        [id],
+        |r| r.get(0),
+    )?;
+    super::invoices::to_paid(db, invoice_id, amount, super::bank::PaidBy::IdealQr, now, note)
 }
 
 /// The QR of an invoice revision that is offered (open, not withdrawn): `(url, cm id)`.

@@ -8,6 +8,8 @@ use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, 
 use crate::domain::money::Currency;
 use crate::domain::text::{CustomerName, EmailAddress, InvoiceRef, LinkRef, MerchantRef};
 use crate::domain::{Country, CustomerType, Language, MailKind, ReminderKind, Timestamp};
+use crate::domain::statement::{Booking, Direction};
+use crate::store::bank::{MatchedBy, Outcome, PaidBy};
 use crate::store::imports::ImportSource;
 use crate::store::invoices::{RevisionReason, State};
 use crate::store::links::{DeactivateReason, LinkState};
@@ -77,6 +79,11 @@ name_column!(
 name_column!(PaymentKind, "payment kind", PaymentKind::ALL);
 name_column!(ImportSource, "import source", ImportSource::ALL);
 name_column!(RevisionReason, "revision reason", RevisionReason::ALL);
+name_column!(Outcome, "bank entry outcome", Outcome::ALL);
+name_column!(MatchedBy, "way of matching", MatchedBy::ALL);
+name_column!(PaidBy, "way of paying", PaidBy::ALL);
+name_column!(Direction, "credit/debit indicator", Direction::ALL);
+name_column!(Booking, "entry status", Booking::ALL);
 
 text_column!(Currency, code, Currency::parse);
 text_column!(InvoiceRef, as_str, InvoiceRef::parse);
