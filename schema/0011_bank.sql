@@ -77,3 +77,17 @@ CREATE INDEX bank_entries_credits ON bank_entries(account, amount_minor)
     WHERE direction = 'CRDT' AND outcome = 'matched';
 -- Suggestions look for open invoices by the amount asked.
 CREATE INDEX revisions_by_due ON revisions(currency, due_minor);
+
+-- `statement_payments` also marks transfers a `--new` CSV export wrote (rebuilt: SQLite
+-- cannot change a CHECK in place; the runner turns foreign keys off around it).
+CREATE TABLE statement_payments_v11 (
+    kind           TEXT    NOT NULL CHECK (kind = 'link' OR kind = 'qr' OR kind = 'transfer'),
+    payment_id     INTEGER NOT NULL,
+    statement_id   INTEGER REFERENCES statements(id),
+    exported_at    TEXT    NOT NULL,
+    PRIMARY KEY (kind, payment_id)
+) WITHOUT ROWID;
+INSERT INTO statement_payments_v11 SELECT kind, payment_id, statement_id, exported_at
+    FROM statement_payments;
+DROP TABLE statement_payments;
+ALTER TABLE statement_payments_v11 RENAME TO statement_payments;

@@ -17,12 +17,13 @@ use crate::store::payments::{self, Filter, Payment};
 use crate::store::statements;
 
 /// The header, in the contract's order.
-pub const HEADER: [&str; 5] = [
+pub const HEADER: [&str; 6] = [
     "invoice_reference",
     "amount",
     "currency",
     "paid_at",
     "link_ref",
+    "method",
 ];
 
 /// Writes the payments the filter selects as CSV; calls `each` for every payment written
@@ -36,6 +37,10 @@ pub fn write_paid(
     let mut w = csv::Writer::from_writer(out);
     w.write_record(HEADER)?;
     let mut n = 0;
+    let filter = Filter {
+        transfers: true,
+        ..filter
+    };
     payments::for_each_paid(db, filter, false, |p| {
         each(&p)?;
         w.write_record([
@@ -44,6 +49,7 @@ pub fn write_paid(
             p.amount.currency.code(),
             &p.paid_at.to_text(),
             neutralise(&p.payment_ref).as_ref(),
+            p.kind.method(),
         ])?;
         n += 1;
         Ok(())
@@ -94,6 +100,11 @@ struct Statement {
 /// account's day closed, balance kept); with neither (the very first export, nothing
 /// paid), one EUR statement. Reads only.
 fn number_statements(db: &Store, msg_id: &str, filter: Filter) -> anyhow::Result<Vec<Statement>> {
+    // The clearing account's statement never repeats a transfer the bank booked.
+    let filter = Filter {
+        transfers: false,
+        ..filter
+    };
     let mut totals = std::collections::BTreeMap::new();
     for (currency, count, sum) in payments::totals(db, filter)? {
         totals.insert(currency.code().to_string(), (currency, count, sum));
@@ -176,6 +187,10 @@ pub fn write_camt053(
     // The statements are written by currency code, as the payments come; `next` is the
     // first of `plan` not yet started.
     let mut next = 0;
+    let filter = Filter {
+        transfers: false,
+        ..filter
+    };
     payments::for_each_paid(db, filter, true, |p| {
         let code = p.amount.currency.code();
         if next == 0 || plan[next - 1].currency.code() != code {

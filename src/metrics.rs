@@ -25,6 +25,9 @@ pub const CM_OUTCOMES: [&str; 7] = [
     "broken",
 ];
 
+/// The outcomes a bank entry is counted under (README, *Bank transfers*).
+pub const BANK_OUTCOMES: [&str; 5] = ["matched", "suggested", "unmatched", "reversed", "duplicate"];
+
 /// Upper bounds of the cycle duration histogram, in seconds.
 pub const CYCLE_BUCKETS: [f64; 10] = [0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0];
 
@@ -37,6 +40,7 @@ struct Counters {
     reminders_sent: AtomicU64,
     reminders_skipped: AtomicU64,
     callbacks: AtomicU64,
+    bank: [AtomicU64; 5],
     cm: [AtomicU64; 7],
     cycle_buckets: [AtomicU64; 10],
     cycles: AtomicU64,
@@ -55,6 +59,7 @@ static COUNTERS: Counters = Counters {
     reminders_sent: AtomicU64::new(0),
     reminders_skipped: AtomicU64::new(0),
     callbacks: AtomicU64::new(0),
+    bank: [const { AtomicU64::new(0) }; 5],
     cm: [const { AtomicU64::new(0) }; 7],
     cycle_buckets: [const { AtomicU64::new(0) }; 10],
     cycles: AtomicU64::new(0),
@@ -107,6 +112,8 @@ pub struct CycleCounts {
     pub reminders_sent: u64,
     /// Reminder steps skipped.
     pub reminders_skipped: u64,
+    /// Bank entries read, by [`BANK_OUTCOMES`].
+    pub bank: [u64; 5],
 }
 
 /// What the metrics and the health check read from the database, given by the caller:
@@ -118,6 +125,8 @@ pub trait Stored {
     fn mails_queued(&self) -> anyhow::Result<i64>;
     /// Whether the database answers a read; the reason when not.
     fn answers(&self) -> Result<(), String>;
+    /// Invoices paid more than they asked (a surplus to refund).
+    fn overpaid(&self) -> anyhow::Result<i64>;
 }
 
 /// Adds a completed cycle: its counts and how long it took.
@@ -130,6 +139,9 @@ pub fn cycle_completed(counts: CycleCounts, took: Duration) {
     add(&c.mails_failed, counts.mails_failed);
     add(&c.reminders_sent, counts.reminders_sent);
     add(&c.reminders_skipped, counts.reminders_skipped);
+    for (slot, n) in c.bank.iter().zip(counts.bank) {
+        add(slot, n);
+    }
     cycle_finished(took);
 }
 
@@ -264,6 +276,26 @@ pub fn render(db: &dyn Stored) -> anyhow::Result<String> {
             get(v)
         );
     }
+    family(
+        &mut out,
+        "invoice_sync_bank_entries_total",
+        "counter",
+        "Bank statement entries read, by what became of them.",
+    );
+    for (i, outcome) in BANK_OUTCOMES.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "invoice_sync_bank_entries_total{{outcome=\"{outcome}\"}} {}",
+            get(&c.bank[i])
+        );
+    }
+    family(
+        &mut out,
+        "invoice_sync_invoices_overpaid",
+        "gauge",
+        "Invoices paid more than they asked (or twice): a surplus to refund.",
+    );
+    let _ = writeln!(out, "invoice_sync_invoices_overpaid {}", db.overpaid()?);
     family(
         &mut out,
         "invoice_sync_cm_requests_total",

@@ -144,8 +144,8 @@ impl Report {
 pub struct Options {
     /// Keep a note per entry (dry runs print them).
     pub notes: bool,
-    /// Leave the files where they are (dry runs, files named on the command line).
-    pub keep_files: bool,
+    /// Leave the files where they are and write no reason file (dry runs).
+    pub dry_run: bool,
 }
 
 /// Reads `bank.inbox` (when `inbox`) and the named `files`, each file as one unit of work
@@ -177,7 +177,7 @@ pub fn import(
             if path.to_string_lossy().ends_with(".reason.txt") {
                 continue;
             }
-            report.add(import_file(db, cfg, &path, !opts.keep_files, opts)?);
+            report.add(import_file(db, cfg, &path, !opts.dry_run, opts)?);
         }
     }
     for path in named {
@@ -203,7 +203,7 @@ fn import_file(
         Ok(sha) => sha,
         Err(e) => {
             let reason = format!("cannot be read: {e}");
-            refuse(cfg, path, &name, &reason, move_file, &mut report)?;
+            refuse(cfg, path, &name, &reason, move_file, opts, &mut report)?;
             return Ok(report);
         }
     };
@@ -271,7 +271,7 @@ fn import_file(
             tracing::info!(file = %name, "{}", report.summary());
         }
         Err(Refusal::Aside(reason)) => {
-            refuse(cfg, path, &name, &reason, move_file, &mut report)?;
+            refuse(cfg, path, &name, &reason, move_file, opts, &mut report)?;
         }
         Err(Refusal::Fault(e)) => return Err(e),
     }
@@ -310,11 +310,16 @@ fn refuse(
     name: &str,
     reason: &str,
     move_file: bool,
+    opts: Options,
     report: &mut Report,
 ) -> anyhow::Result<()> {
     tracing::warn!(file = %name, "bank statement set aside: {reason}");
-    files::set_aside(path, &cfg.bank.rejected_dir, reason, move_file)?;
-    report.files_refused.push((name.to_string(), reason.to_string()));
+    if !opts.dry_run {
+        files::set_aside(path, &cfg.bank.rejected_dir, reason, move_file)?;
+    }
+    report
+        .files_refused
+        .push((name.to_string(), reason.to_string()));
     Ok(())
 }
 
@@ -357,7 +362,10 @@ fn entry_key(db: &Store, e: &Entry) -> crate::store::Result<String> {
         let content = format!(
             "content\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}",
             e.account,
-            e.booking_date.or(e.value_date).map(|d| d.to_string()).unwrap_or_default(),
+            e.booking_date
+                .or(e.value_date)
+                .map(|d| d.to_string())
+                .unwrap_or_default(),
             e.direction.code(),
             e.amount.minor,
             e.amount.currency.code(),
@@ -396,7 +404,13 @@ fn apply_entry(
         }
         Some(_) => {
             r.duplicate += 1;
-            note(r, opts, file, e, "duplicate: read before in another statement".into());
+            note(
+                r,
+                opts,
+                file,
+                e,
+                "duplicate: read before in another statement".into(),
+            );
             return Ok(false);
         }
         None => stored::insert_entry(db, &key, file_id, e, Outcome::Unmatched, None, now)?,
@@ -464,18 +478,27 @@ fn decide_and_apply(
             id,
             Some(credit.entry_id),
             Some(credit.invoice_id),
-            &format!("reverses bank entry {} (invoice {invoice})", credit.entry_id),
+            &format!(
+                "reverses bank entry {} (invoice {invoice})",
+                credit.entry_id
+            ),
         )?;
         r.reversed += 1;
         r.reopened.push(invoice.clone());
-        return Ok(format!("reverses bank entry {}: invoice {invoice} reopened", credit.entry_id));
+        return Ok(format!(
+            "reverses bank entry {}: invoice {invoice} reopened",
+            credit.entry_id
+        ));
     }
     if e.direction == Direction::Debit {
         return ignore(r, "a debit (money paid out) never pays an invoice");
     }
     match matching::decide(db, e, cfg.bank.suggest)? {
         Decision::Match { invoice, by } => {
-            let date = e.booking_date.or(e.value_date).unwrap_or(now.instant().date_naive());
+            let date = e
+                .booking_date
+                .or(e.value_date)
+                .unwrap_or(now.instant().date_naive());
             let effect = stored::apply_transfer(db, id, &invoice, e.amount, date, by, now)?;
             r.matched += 1;
             let reference = invoice.reference.clone();
@@ -520,26 +543,26 @@ fn decide_and_apply(
 
 /// `bank match ENTRY INVOICE`: the operator assigns a booked credit to an invoice, with
 /// the same effects as a match the statement made.
-pub fn match_by_hand(
-    db: &Store,
-    entry: i64,
-    invoice: &InvoiceRef,
-) -> anyhow::Result<Effect> {
+pub fn match_by_hand(db: &Store, entry: i64, invoice: &InvoiceRef) -> anyhow::Result<Effect> {
     db.write(|tx| {
         let Some(facts) = stored::entry_facts(tx, entry)? else {
             anyhow::bail!("there is no bank entry {entry} (see `bank status`)");
         };
         if facts.direction != Direction::Credit || facts.reversal {
-            anyhow::bail!("bank entry {entry} is not a credit: only money received pays an invoice");
+            anyhow::bail!(
+                "bank entry {entry} is not a credit: only money received pays an invoice"
+            );
         }
         if facts.booking != Booking::Booked {
-            anyhow::bail!("bank entry {entry} is not booked yet: it can be matched once the bank books it");
+            anyhow::bail!(
+                "bank entry {entry} is not booked yet: it can be matched once the bank books it"
+            );
         }
         match facts.outcome {
             Outcome::Unmatched | Outcome::Suggested => {}
-            Outcome::Matched => anyhow::bail!(
-                "bank entry {entry} is already matched; `bank unmatch {entry}` first"
-            ),
+            Outcome::Matched => {
+                anyhow::bail!("bank entry {entry} is already matched; `bank unmatch {entry}` first")
+            }
             other => anyhow::bail!(
                 "bank entry {entry} is {} and cannot be matched",
                 other.as_str()

@@ -117,13 +117,12 @@ pub fn decide(db: &Store, e: &Entry, suggest: bool) -> crate::store::Result<Deci
         ));
     }
     if notes.is_empty() {
-        notes.push("no creditor reference and no open invoice's reference in its remittance".into());
+        notes
+            .push("no creditor reference and no open invoice's reference in its remittance".into());
     }
     let reason = notes.join("; ");
     // Suggestions: never applied.
-    if suggest
-        && let Some(name) = &e.counterparty_name
-    {
+    if suggest && let Some(name) = &e.counterparty_name {
         let mut asking = bank::open_asking(db, e.amount, 2)?;
         if asking.len() == 1 && resembles(name, asking[0].data.customer_name.as_str()) {
             return Ok(Decision::Suggest {

@@ -66,6 +66,9 @@ pub(super) fn check(path: &Path) -> anyhow::Result<Outcome> {
             Err(format!("{} does not exist", inbox.display()))
         },
     )?;
+    if config.bank.enabled {
+        verdict("bank", check_bank(&config))?;
+    }
     let rt = runtime()?;
     let (cm, qr) = rt.block_on(async {
         let conn = match CmConnection::open(&config).await {
@@ -148,4 +151,45 @@ pub(super) fn check(path: &Path) -> anyhow::Result<Outcome> {
             message: Some(format!("{failed} check(s) failed")),
         }
     })
+}
+
+/// `[bank]`: the inbox exists and can be read, the archive and rejected folders can be
+/// made, the accounts are set, and the transfer alternative in mails has its IBAN.
+fn check_bank(config: &Config) -> Result<String, String> {
+    let bank = &config.bank;
+    std::fs::read_dir(&bank.inbox).map_err(|e| {
+        format!(
+            "the bank inbox {} cannot be read: {e}",
+            bank.inbox.display()
+        )
+    })?;
+    for (key, dir) in [
+        ("bank.archive_dir", &bank.archive_dir),
+        ("bank.rejected_dir", &bank.rejected_dir),
+    ] {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("{key} {} cannot be created: {e}", dir.display()))?;
+    }
+    let mut said = format!(
+        "inbox {}, account(s) {}",
+        bank.inbox.display(),
+        bank.accounts.join(", ")
+    );
+    match config
+        .merchant
+        .iban
+        .as_deref()
+        .map(crate::config::normalise_account)
+    {
+        None => {
+            said.push_str("; merchant.iban is not set, so mails do not offer paying by transfer")
+        }
+        Some(iban) if !bank.knows(&iban) => {
+            return Err(format!(
+                "merchant.iban {iban} is not one of bank.accounts: transfers customers make to it would never be read"
+            ));
+        }
+        Some(_) => {}
+    }
+    Ok(said)
 }

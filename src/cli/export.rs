@@ -86,6 +86,7 @@ pub(super) fn export_paid(config: &Config, args: &ExportArgs<'_>) -> anyhow::Res
         since,
         until,
         only_new: args.new,
+        transfers: false,
     };
     let store = open_existing(config)?;
     // One unit of work: the statements' numbers and balances, and the `--new` marks, are

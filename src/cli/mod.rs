@@ -21,12 +21,14 @@ use crate::store::Store;
 use crate::store::invoices::{self, InvoiceView, State};
 use crate::store::links::{self, DeactivateReason};
 
+mod bank;
 mod check;
 mod export;
 mod overrides;
 mod run;
 mod status;
 
+use bank::{BankCommand, bank};
 use check::check;
 use export::{ExportArgs, ExportFormat, export_paid};
 use overrides::{deactivate, resend};
@@ -194,6 +196,12 @@ enum Command {
         #[arg(value_name = "INVOICE")]
         invoice: String,
     },
+    /// Bank statements: read them, see what they paid, match by hand (README, *Bank
+    /// transfers*).
+    Bank {
+        #[command(subcommand)]
+        command: BankCommand,
+    },
     /// Check the setup one step at a time: config, database, CM token, mail server; each
     /// with a plain verdict. Non-zero exit when any fails; no secret is printed.
     Check,
@@ -339,6 +347,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             },
         ),
         Command::Import { files, again } => import(&config, &files, again),
+        Command::Bank { command } => bank(&config, command),
         Command::Status {
             invoice,
             state,

@@ -78,6 +78,25 @@ pub(super) fn print_plan(plan: &cycle::Plan, report: &cycle::Report) -> anyhow::
         out,
         "dry run: nothing is sent, written or moved. The cycle would:"
     )?;
+    if let Some(bank) = &report.bank {
+        for n in &bank.notes {
+            writeln!(
+                out,
+                "  bank entry  {}  {}  → {}",
+                printable(&n.at),
+                printable(&n.what),
+                printable(&n.outcome)
+            )?;
+        }
+        for (name, reason) in &bank.files_refused {
+            writeln!(
+                out,
+                "  set aside   bank statement {}  ({})",
+                printable(name),
+                printable(reason)
+            )?;
+        }
+    }
     for d in &plan.deactivate {
         let why = match d.reason {
             DeactivateReason::Replaced => "replaced by a new revision".to_string(),

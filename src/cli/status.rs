@@ -25,28 +25,15 @@ pub(super) fn status(
     if json {
         // Streamed: each invoice is written as it is read, as the elements of a
         // pretty-printed JSON array.
-        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-        let mut n = 0usize;
-        invoices::for_each_view(&store, invoice, state, |v| {
-            let item = serde_json::to_string_pretty(&v)?;
-            out.write_all(if n == 0 { b"[\n" } else { b",\n" })?;
-            for (i, line) in item.lines().enumerate() {
-                if i > 0 {
-                    out.write_all(b"\n")?;
-                }
-                write!(out, "  {line}")?;
-            }
-            n += 1;
-            Ok(())
-        })
-        .context("cannot write the status")?;
+        let mut array = JsonArray::new(std::io::BufWriter::new(std::io::stdout().lock()));
+        invoices::for_each_view(&store, invoice, state, |v| array.push(&v))
+            .context("cannot write the status")?;
         if let Some(reference) = invoice
-            && n == 0
+            && array.is_empty()
         {
             return Ok(no_such(reference));
         }
-        out.write_all(if n == 0 { b"[]\n" } else { b"\n]\n" })?;
-        out.flush()?;
+        array.finish()?;
         return Ok(Outcome::ok());
     }
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -67,6 +54,47 @@ pub(super) fn status(
     }
     out.flush()?;
     Ok(Outcome::ok())
+}
+
+/// A JSON array written as its elements are read (pretty-printed, two spaces in), so a
+/// listing of any length streams.
+pub(super) struct JsonArray<W: Write> {
+    out: W,
+    n: usize,
+}
+
+impl<W: Write> JsonArray<W> {
+    pub(super) fn new(out: W) -> Self {
+        JsonArray { out, n: 0 }
+    }
+
+    /// Writes one element.
+    pub(super) fn push(&mut self, v: &impl serde::Serialize) -> anyhow::Result<()> {
+        let item = serde_json::to_string_pretty(v)?;
+        self.out
+            .write_all(if self.n == 0 { b"[\n" } else { b",\n" })?;
+        for (i, line) in item.lines().enumerate() {
+            if i > 0 {
+                self.out.write_all(b"\n")?;
+            }
+            write!(self.out, "  {line}")?;
+        }
+        self.n += 1;
+        Ok(())
+    }
+
+    /// Whether nothing was written.
+    pub(super) fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// Closes the array.
+    pub(super) fn finish(mut self) -> anyhow::Result<()> {
+        self.out
+            .write_all(if self.n == 0 { b"[]\n" } else { b"\n]\n" })?;
+        self.out.flush()?;
+        Ok(())
+    }
 }
 
 /// Strips what a terminal would interpret (escape sequences, line breaks).
@@ -254,7 +282,7 @@ fn customer(v: &InvoiceView) -> String {
 }
 
 /// `s` cut to `width` terminal cells (wide characters count two), ending in `…` when cut.
-fn fit(s: &str, width: usize) -> std::borrow::Cow<'_, str> {
+pub(super) fn fit(s: &str, width: usize) -> std::borrow::Cow<'_, str> {
     if s.width() <= width {
         return std::borrow::Cow::Borrowed(s);
     }
@@ -308,10 +336,34 @@ fn write_detail(out: &mut impl Write, v: &InvoiceView) -> anyhow::Result<()> {
             },
         ),
         ("paid at", dash(v.paid_at.map(|t| t.to_text()).as_deref())),
+        ("paid by", dash(v.paid_by.as_deref())),
+        (
+            "received",
+            v.amount_received
+                .as_ref()
+                .map(|a| format!("{} {a}", v.currency))
+                .unwrap_or_else(|| "-".into()),
+        ),
+        (
+            "overpaid",
+            v.overpaid
+                .as_ref()
+                .map(|a| format!("{} {a}: refund it", v.currency))
+                .unwrap_or_else(|| "-".into()),
+        ),
+        (
+            "flags",
+            if v.flags.is_empty() {
+                "-".into()
+            } else {
+                v.flags.join(", ")
+            },
+        ),
+        ("transfer ref", dash(v.creditor_reference.as_deref())),
         ("last error", dash(v.last_error.as_deref())),
     ];
     for (name, value) in fields {
-        writeln!(out, "{name:<11} {value}")?;
+        writeln!(out, "{name:<12} {value}")?;
     }
     Ok(())
 }

@@ -106,6 +106,10 @@ pub struct Plan {
 pub struct Report {
     /// What ingest did.
     pub ingest: ingest::Report,
+    /// What the bank step did (`None`: `bank.enabled` is off).
+    pub bank: Option<crate::bank::import::Report>,
+    /// The bank inbox could not be read: no statement was read this cycle.
+    pub bank_error: Option<String>,
     /// Links created.
     pub links_created: u64,
     /// Links created to replace an earlier revision's.
@@ -183,6 +187,15 @@ impl Report {
             mails_failed: self.mails_failed,
             reminders_sent: self.reminders_sent,
             reminders_skipped: self.reminders_skipped,
+            bank: self.bank.as_ref().map_or([0; 5], |b| {
+                [
+                    b.matched as u64,
+                    b.suggested as u64,
+                    b.unmatched as u64,
+                    b.reversed as u64,
+                    b.duplicate as u64,
+                ]
+            }),
         }
     }
 
@@ -268,12 +281,22 @@ impl Report {
             s.push_str("; snapshot settlement held back");
         }
         s.push_str(&self.ingest.inbox_note());
+        if let Some(bank) = &self.bank {
+            s.push_str("; ");
+            s.push_str(&bank.summary());
+        }
         s
     }
 
     /// Why an operator must look, if they must (exit 3).
     pub fn attention(&self) -> Option<String> {
         let mut parts = self.ingest.attention();
+        if let Some(why) = &self.bank_error {
+            parts.push(format!("no bank statement was read: {why}"));
+        }
+        if let Some(bank) = &self.bank {
+            parts.extend(bank.attention());
+        }
         if let Some(why) = &self.cm_deferred {
             parts.push(format!(
                 "no CM work was done this cycle, nothing was decided ({why})"
@@ -404,6 +427,7 @@ pub async fn run(
         ..Report::default()
     };
     report.ingest = ingest_all(db, cfg, opts)?;
+    bank_step(db, cfg, opts, &mut report)?;
     reminder_step::sync_ladder(db, cfg)?;
     crate::progress::beat();
     crate::hangpoint("cycle-hang").await;
@@ -554,6 +578,31 @@ fn ingest_all(db: &Store, cfg: &Config, opts: &Options) -> anyhow::Result<ingest
     Ok(report)
 }
 
+/// The bank step (README, *Bank transfers*): after the CSV inbox, before links,
+/// reminders and mail, so that an invoice paid by transfer gets no reminder and its link
+/// is deactivated in this same cycle. Off unless `bank.enabled`; an idle cycle with an
+/// empty bank inbox costs one folder listing.
+fn bank_step(db: &Store, cfg: &Config, opts: &Options, report: &mut Report) -> anyhow::Result<()> {
+    if !cfg.bank.enabled {
+        return Ok(());
+    }
+    let bopts = crate::bank::import::Options {
+        notes: opts.dry_run,
+        dry_run: opts.dry_run,
+    };
+    match crate::bank::import::import(db, cfg, true, &[], bopts) {
+        Ok(r) => report.bank = Some(r),
+        Err(e) => {
+            // The bank inbox missing or unreadable: said, and the rest of the cycle goes on.
+            let why = format!("{e:#}");
+            tracing::error!("{why}");
+            report.bank_error = Some(why);
+            report.bank = Some(crate::bank::import::Report::default());
+        }
+    }
+    Ok(())
+}
+
 fn dry_run(db: &Store, cfg: &Config, opts: &Options) -> anyhow::Result<Report> {
     // Dropped without a commit: everything below is rolled back, on success or error.
     let _rollback = db.rehearsal()?;
@@ -562,6 +611,7 @@ fn dry_run(db: &Store, cfg: &Config, opts: &Options) -> anyhow::Result<Report> {
         reminders_on: cfg.reminders.enabled,
         ..Report::default()
     };
+    bank_step(db, cfg, opts, &mut report)?;
     reminder_step::sync_ladder(db, cfg)?;
     let deactivate = links::plan_deactivations(db)?;
     // Assume the deactivations succeed, so that replacements show as creates.

@@ -78,6 +78,10 @@ impl crate::metrics::Stored for Store {
     fn answers(&self) -> Result<(), String> {
         self.ping().map_err(|e| e.to_string())
     }
+
+    fn overpaid(&self) -> anyhow::Result<i64> {
+        Ok(crate::store::bank::count_overpaid(self)?)
+    }
 }
 
 async fn metrics(State(state): State<StatusState>) -> axum::response::Response {

@@ -1010,12 +1010,18 @@ fn apply_row(
         }
         return Ok(None);
     }
-    let differs = cur.data.payment_differs(&row.data);
+    // Transfers matched since the last export made the current revision ask less: the
+    // export's row is compared with what the export asked, so the same row read again
+    // changes nothing (README, *Bank transfers*).
+    let mut as_exported = cur.data.clone();
+    as_exported.due.minor = cur.export_due;
+    let transferred = cur.export_due - cur.data.due.minor;
+    let differs = as_exported.payment_differs(&row.data);
     match cur.state {
         // Paid through a link: the export may lag behind; never ask again.
         State::Paid => {
             if differs {
-                let note = paid_difference(&cur.data, &row.data);
+                let note = paid_difference(&as_exported, &row.data);
                 tracing::warn!(invoice = %row.reference, "{note}");
                 w.note_paid_changed(cur.id, &note, src)?;
                 counts.paid_changed.push(row.reference.clone());
@@ -1034,12 +1040,28 @@ fn apply_row(
             counts.invoices_changed += 1;
         }
         State::Open | State::Failed | State::Expired if differs => {
-            let reason = if row.partial && cur.data.due != row.data.due {
+            let reason = if row.partial && as_exported.due != row.data.due {
                 RevisionReason::PartialPayment
             } else {
                 RevisionReason::Changed
             };
-            w.add_revision(&cur, &row.data, reason, src)?;
+            // An export that lowers the amount due includes every transfer matched
+            // before it arrived; one that does not still owes them: they are subtracted
+            // once, here, and never again.
+            let mut data = row.data.clone();
+            if transferred > 0 && row.data.due.minor >= cur.export_due {
+                data.due.minor -= transferred;
+            }
+            if data.due.minor <= 0 {
+                let note = format!(
+                    "the export asks {} {}, which transfers matched since the last export already paid: check the books",
+                    row.data.due.currency.code(),
+                    row.data.due.to_decimal_string()
+                );
+                w.note_paid_changed(cur.id, &note, src)?;
+                return Ok(None);
+            }
+            w.add_revision(&cur, &data, reason, src)?;
             counts.invoices_changed += 1;
         }
         State::Open | State::Failed | State::Expired

@@ -2,7 +2,7 @@
 //! matched to, and the effects of a transfer on its invoice. Everything here runs inside
 //! the caller's unit of work, so an entry, its match and its effects are one fact.
 
-use super::invoices::{RevisionData, REVISION_COLUMNS, REVISION_WIDTH, State};
+use super::invoices::{REVISION_COLUMNS, RevisionData, State};
 use super::{Result, Store};
 use crate::domain::statement::{Booking, Direction, Entry};
 use crate::domain::{CreditorRef, Currency, InvoiceRef, Money, Timestamp};
@@ -62,7 +62,11 @@ pub enum MatchedBy {
 
 impl MatchedBy {
     /// Every way.
-    pub const ALL: [MatchedBy; 3] = [MatchedBy::Reference, MatchedBy::Remittance, MatchedBy::Operator];
+    pub const ALL: [MatchedBy; 3] = [
+        MatchedBy::Reference,
+        MatchedBy::Remittance,
+        MatchedBy::Operator,
+    ];
 
     /// The stored name.
     pub fn as_str(self) -> &'static str {
@@ -137,7 +141,9 @@ pub fn set_file_format(db: &Store, file_id: i64, format: &str) -> Result<()> {
 pub fn invoice_reference(db: &Store, id: i64) -> Result<InvoiceRef> {
     Ok(db
         .conn
-        .query_row("SELECT reference FROM invoices WHERE id = ?1", [id], |r| r.get(0))?)
+        .query_row("SELECT reference FROM invoices WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })?)
 }
 
 /// Writes a file's counts.
@@ -301,7 +307,11 @@ fn candidate(r: &rusqlite::Row<'_>) -> rusqlite::Result<Candidate> {
     })
 }
 
-fn candidates_where(db: &Store, condition: &str, p: impl rusqlite::Params) -> Result<Vec<Candidate>> {
+fn candidates_where(
+    db: &Store,
+    condition: &str,
+    p: impl rusqlite::Params,
+) -> Result<Vec<Candidate>> {
     let sql = format!(
         "{} {condition}",
         CANDIDATE.replace("{REV}", REVISION_COLUMNS)
@@ -314,7 +324,11 @@ fn candidates_where(db: &Store, condition: &str, p: impl rusqlite::Params) -> Re
 /// The invoices whose creditor reference is `reference` (two only when their references
 /// differ in letter case alone).
 pub fn by_creditor_ref(db: &Store, reference: &CreditorRef) -> Result<Vec<Candidate>> {
-    candidates_where(db, "WHERE i.creditor_ref = ?1 ORDER BY i.id", [reference.as_str()])
+    candidates_where(
+        db,
+        "WHERE i.creditor_ref = ?1 ORDER BY i.id",
+        [reference.as_str()],
+    )
 }
 
 /// The invoice of this reference.
@@ -326,7 +340,6 @@ pub fn by_reference(db: &Store, reference: &InvoiceRef) -> Result<Option<Candida
 
 /// Up to `limit` open invoices whose current revision asks exactly `amount`.
 pub fn open_asking(db: &Store, amount: Money, limit: usize) -> Result<Vec<Candidate>> {
-    let _ = REVISION_WIDTH;
     candidates_where(
         db,
         "WHERE r.currency = ?1 AND r.due_minor = ?2 AND i.state = 'open' ORDER BY i.id LIMIT ?3",
@@ -451,7 +464,14 @@ fn new_revision(
                 due_date, language, country_code, ?4, import_id, source_line, customer_type,
                 ?5, coalesce(export_due_minor, due_minor)
          FROM revisions WHERE invoice_id = ?1 AND revision = ?6",
-        params![invoice.id, revision, data.due.minor, reason, entry_id, invoice.revision],
+        params![
+            invoice.id,
+            revision,
+            data.due.minor,
+            reason,
+            entry_id,
+            invoice.revision
+        ],
     )?;
     db.conn.execute(
         "UPDATE invoices SET revision = ?2, state = 'open', last_error = NULL, paid_at = NULL,
@@ -465,7 +485,9 @@ fn new_revision(
 /// Cancels the invoice's queued mails that ask for money it no longer asks.
 fn cancel_queued(db: &Store, invoice_id: i64, entry_id: i64, effect: &Effect) -> Result<()> {
     let why = match effect {
-        Effect::Partial { .. } => format!("part paid by bank transfer (bank entry {entry_id}): a new link asks for the rest"),
+        Effect::Partial { .. } => format!(
+            "part paid by bank transfer (bank entry {entry_id}): a new link asks for the rest"
+        ),
         _ => format!("paid by bank transfer (bank entry {entry_id})"),
     };
     db.conn.execute(
@@ -616,7 +638,13 @@ pub fn undo_transfer(db: &Store, credit: &MatchedCredit, flag: bool, now: Timest
 }
 
 /// Marks an entry as undone or undoing (`reversed`), naming the other entry.
-pub fn mark_reversed(db: &Store, id: i64, reverses: Option<i64>, invoice_id: Option<i64>, reason: &str) -> Result<()> {
+pub fn mark_reversed(
+    db: &Store,
+    id: i64,
+    reverses: Option<i64>,
+    invoice_id: Option<i64>,
+    reason: &str,
+) -> Result<()> {
     db.conn.execute(
         "UPDATE bank_entries SET outcome = 'reversed', reason = ?2,
                 reverses_entry_id = coalesce(?3, reverses_entry_id),
@@ -675,6 +703,13 @@ pub struct EntryView {
     pub suggested_invoice: Option<InvoiceRef>,
     /// Why it was not applied, or what undid it.
     pub reason: Option<String>,
+}
+
+impl EntryView {
+    /// The outcome's name.
+    pub fn outcome_name(&self) -> &'static str {
+        self.outcome.as_str()
+    }
 }
 
 /// Calls `each` for every entry read (only those needing a look when `unmatched`), in
@@ -809,4 +844,14 @@ pub fn flagged(db: &Store) -> Result<Vec<(InvoiceRef, Option<Money>, bool)>> {
         ))
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// How many invoices carry a surplus to refund (through the partial index).
+pub fn count_overpaid(db: &Store) -> Result<i64> {
+    Ok(db.conn.query_row(
+        "SELECT count(*) FROM invoices
+         WHERE (overpaid_minor IS NOT NULL OR reversed = 1) AND overpaid_minor IS NOT NULL",
+        [],
+        |r| r.get(0),
+    )?)
 }

@@ -182,6 +182,9 @@ pub struct Current {
     pub seen_line: Option<i64>,
     /// What the revision asks of the customer.
     pub data: RevisionData,
+    /// What the export asked when transfers matched since made this revision ask less
+    /// (README, *Bank transfers*); the amount due otherwise.
+    pub export_due: i64,
 }
 
 /// Where a row came from, for the revision's provenance and duplicate detection.
@@ -215,7 +218,7 @@ impl<'c> Writer<'c> {
             db,
             lookup: db.conn.prepare(&format!(
                 "SELECT i.id, i.state, i.revision, i.seen_import_id, i.seen_line,
-                        {REVISION_COLUMNS}
+                        {REVISION_COLUMNS}, coalesce(r.export_due_minor, r.due_minor)
                  FROM invoices i JOIN revisions r ON r.invoice_id = i.id AND r.revision = i.revision
                  WHERE i.reference = ?1",
             ))?,
@@ -260,6 +263,7 @@ impl<'c> Writer<'c> {
                     seen_import_id: r.get(3)?,
                     seen_line: r.get(4)?,
                     data: RevisionData::from_row(r, 5)?,
+                    export_due: r.get(5 + REVISION_WIDTH)?,
                 })
             })
             .optional()?)
@@ -561,6 +565,16 @@ pub struct InvoiceView {
     pub reminders_sent: i64,
     /// The (local) date its next reminder may go (`YYYY-MM-DD`), when one is planned.
     pub next_reminder_on: Option<NaiveDate>,
+    /// The ISO 11649 creditor reference a transfer quotes.
+    pub creditor_reference: Option<String>,
+    /// What paid it: `link`, `ideal_qr`, `transfer` or `elsewhere` (null while unpaid).
+    pub paid_by: Option<String>,
+    /// What links, QR codes and transfers brought in (a decimal string; null: nothing).
+    pub amount_received: Option<String>,
+    /// The surplus to refund (a decimal string), or null.
+    pub overpaid: Option<String>,
+    /// What needs a look for money: `overpaid`, `reversed` (empty when none).
+    pub flags: Vec<&'static str>,
     /// The current revision number (not part of the JSON contract's required keys).
     #[serde(skip)]
     pub revision: i64,
@@ -596,7 +610,21 @@ pub fn for_each_view(
                   WHERE x.invoice_id = i.id AND x.possible_orphan = 1),
                 (SELECT count(*) FROM reminders rm JOIN outbox z ON z.id = rm.outbox_id
                   WHERE rm.invoice_id = i.id AND z.state = 'sent'),
-                i.next_reminder_on
+                i.next_reminder_on,
+                i.creditor_ref,
+                CASE WHEN i.state = 'settled_elsewhere' THEN 'elsewhere'
+                     WHEN i.state = 'paid' THEN coalesce(i.paid_by,
+                         CASE WHEN EXISTS (SELECT 1 FROM qr_transactions q
+                                           WHERE q.invoice_id = i.id AND q.state = 'success')
+                              THEN 'ideal_qr' ELSE 'link' END)
+                END,
+                coalesce((SELECT sum(x.amount_minor) FROM links x
+                           WHERE x.invoice_id = i.id AND x.state = 'paid'), 0)
+                + coalesce((SELECT sum(q.amount_cents) FROM qr_transactions q
+                            WHERE q.invoice_id = i.id AND q.state = 'success'), 0)
+                + coalesce((SELECT sum(b.amount_minor) FROM bank_entries b
+                            WHERE b.invoice_id = i.id AND b.outcome = 'matched'), 0),
+                i.overpaid_minor, i.reversed
          FROM invoices i JOIN revisions r ON r.invoice_id = i.id AND r.revision = i.revision
          LEFT JOIN links l ON l.id = (SELECT max(x.id) FROM links x WHERE x.invoice_id = i.id)
          LEFT JOIN outbox o ON o.id = (SELECT max(y.id) FROM outbox y
@@ -639,6 +667,26 @@ pub fn for_each_view(
             paid_at: r.get(8)?,
             reminders_sent: r.get(19)?,
             next_reminder_on: r.get(20)?,
+            creditor_reference: r.get(21)?,
+            paid_by: r.get(22)?,
+            amount_received: {
+                let received: i64 = r.get(23)?;
+                (received > 0)
+                    .then(|| crate::domain::money::format_minor(received, currency.exponent()))
+            },
+            overpaid: r
+                .get::<_, Option<i64>>(24)?
+                .map(|m| crate::domain::money::format_minor(m, currency.exponent())),
+            flags: {
+                let mut flags = Vec::new();
+                if r.get::<_, Option<i64>>(24)?.is_some() {
+                    flags.push("overpaid");
+                }
+                if r.get::<_, bool>(25)? {
+                    flags.push("reversed");
+                }
+                flags
+            },
             revision: r.get(9)?,
         })?;
     }

@@ -14,18 +14,29 @@ pub enum PaymentKind {
     Link,
     /// An iDEAL QR transaction (its `qr_transactions` row).
     Qr,
+    /// A bank transfer matched from a statement (its `bank_entries` row).
+    Transfer,
 }
 
 impl PaymentKind {
-    /// The stored name.
     /// Every kind.
-    pub const ALL: [PaymentKind; 2] = [PaymentKind::Link, PaymentKind::Qr];
+    pub const ALL: [PaymentKind; 3] = [PaymentKind::Link, PaymentKind::Qr, PaymentKind::Transfer];
 
     /// The stored name.
     pub fn as_str(self) -> &'static str {
         match self {
             PaymentKind::Link => "link",
             PaymentKind::Qr => "qr",
+            PaymentKind::Transfer => "transfer",
+        }
+    }
+
+    /// The `method` column of the CSV export: `link`, `ideal_qr` or `transfer`.
+    pub fn method(self) -> &'static str {
+        match self {
+            PaymentKind::Link => "link",
+            PaymentKind::Qr => "ideal_qr",
+            PaymentKind::Transfer => "transfer",
         }
     }
 }
@@ -58,10 +69,14 @@ pub struct Filter {
     pub until: Option<NaiveDate>,
     /// Only payments no earlier `--new` export wrote.
     pub only_new: bool,
+    /// Also the transfers matched from the merchant's own statements (the CSV lists them;
+    /// the camt.053 of the clearing account never does: the bank's own statement books
+    /// them).
+    pub transfers: bool,
 }
 
-/// The payments, as one query over links and QR transactions (`?1` since, `?2` before,
-/// `?3` only new), with the columns [`for_each_paid`] reads.
+/// The payments, as one query over links, QR transactions and matched transfers (`?1`
+/// since, `?2` before, `?3` only new, `?4` with transfers), with the columns [`for_each_paid`] reads.
 const PAID: &str =
     "SELECT reference, amount, currency, paid_at, payment_ref, customer_name, kind, id FROM (
          SELECT i.reference, l.amount_minor AS amount, l.currency, l.paid_at,
@@ -73,7 +88,14 @@ const PAID: &str =
          SELECT i.reference, q.amount_cents, 'EUR', q.paid_at, q.cm_id, r.customer_name, 'qr', q.id
          FROM qr_transactions q JOIN invoices i ON i.id = q.invoice_id
          JOIN revisions r ON r.invoice_id = q.invoice_id AND r.revision = q.revision
-         WHERE q.state = 'success') p
+         WHERE q.state = 'success'
+         UNION ALL
+         SELECT i.reference, b.amount_minor, b.currency, b.booking_date || 'T00:00:00Z',
+                coalesce(b.bank_reference, 'bank entry ' || b.id), r.customer_name,
+                'transfer', b.id
+         FROM bank_entries b JOIN invoices i ON i.id = b.invoice_id
+         JOIN revisions r ON r.invoice_id = i.id AND r.revision = i.revision
+         WHERE ?4 = 1 AND b.outcome = 'matched') p
      WHERE (?1 IS NULL OR paid_at >= ?1) AND (?2 IS NULL OR paid_at < ?2)
        AND (?3 = 0 OR NOT EXISTS (SELECT 1 FROM statement_payments s
                                   WHERE s.kind = p.kind AND s.payment_id = p.id))";
@@ -102,7 +124,7 @@ pub fn for_each_paid(
         "ORDER BY paid_at, reference"
     };
     let mut stmt = db.conn.prepare(&format!("{PAID} {order}"))?;
-    let mut rows = stmt.query(params![since, before, filter.only_new])?;
+    let mut rows = stmt.query(params![since, before, filter.only_new, filter.transfers])?;
     while let Some(r) = rows.next()? {
         each(Payment {
             reference: r.get(0)?,
@@ -129,8 +151,9 @@ pub fn totals(
     let mut stmt = db.conn.prepare(&format!(
         "SELECT currency, count(*), sum(amount) FROM ({PAID}) GROUP BY currency ORDER BY currency"
     ))?;
-    let rows = stmt.query_map(params![since, before, filter.only_new], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-    })?;
+    let rows = stmt.query_map(
+        params![since, before, filter.only_new, filter.transfers],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

@@ -324,7 +324,14 @@ pub fn record_success(db: &Store, id: i64, invoice_id: i64, now: Timestamp) -> R
         [id],
         |r| r.get(0),
     )?;
-    super::invoices::to_paid(db, invoice_id, amount, super::bank::PaidBy::IdealQr, now, note)
+    super::invoices::to_paid(
+        db,
+        invoice_id,
+        amount,
+        super::bank::PaidBy::IdealQr,
+        now,
+        note,
+    )
 }
 
 /// The QR of an invoice revision that is offered (open, not withdrawn): `(url, cm id)`.

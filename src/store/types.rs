@@ -6,9 +6,9 @@
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 
 use crate::domain::money::Currency;
+use crate::domain::statement::{Booking, Direction};
 use crate::domain::text::{CustomerName, EmailAddress, InvoiceRef, LinkRef, MerchantRef};
 use crate::domain::{Country, CustomerType, Language, MailKind, ReminderKind, Timestamp};
-use crate::domain::statement::{Booking, Direction};
 use crate::store::bank::{MatchedBy, Outcome, PaidBy};
 use crate::store::imports::ImportSource;
 use crate::store::invoices::{RevisionReason, State};
