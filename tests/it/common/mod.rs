@@ -6,6 +6,7 @@
 pub mod cm_support;
 pub mod measure;
 pub mod smtp;
+pub mod statements;
 pub mod testdata;
 
 use std::path::{Path, PathBuf};
@@ -344,4 +345,22 @@ pub fn spawn_sandbox_command(
         .unwrap_or_else(|| panic!("first line: {first:?}"))
         .to_string();
     (child, base)
+}
+
+/// The text part of a mail as written to the outbox (`.eml`), decoded.
+pub fn mail_text(raw: &str) -> String {
+    mail_parser::MessageParser::default()
+        .parse(raw.as_bytes())
+        .and_then(|m| m.body_text(0).map(|b| b.into_owned()))
+        .unwrap_or_default()
+}
+
+/// Makes every live link due for a status check, as if its back-off time had come.
+pub fn make_links_due(env: &TestEnv) {
+    env.db()
+        .execute(
+            "UPDATE links SET next_check_at = '2000-01-01T00:00:00Z' WHERE state = 'active'",
+            [],
+        )
+        .unwrap();
 }
