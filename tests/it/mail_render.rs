@@ -27,6 +27,7 @@ fn ctx(language: &str) -> MailContext {
         link_uri: "https://pay.example/l/abc123?ref=INV-2026-0042&lang=x".into(),
         qr: None,
         replaces_earlier_link: false,
+        received_minor: None,
         sender_name: "Accounts".into(),
         merchant: merchant(),
         reminder: None,
