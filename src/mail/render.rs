@@ -25,8 +25,8 @@
 //! (formatted), `amount_minor`, `currency_code`, `due_date` (formatted), `due_date_iso`,
 //! `language`, `link_uri`, `qr_url` (none when there is no QR code), `qr_inline` (true
 //! when the QR image is attached and shown with `<img src="cid:qr">`),
-//! `replaces_earlier_link`, `sender_name`, and in the text and HTML parts also `subject`. Blocks trim the
-//! newline that follows them (`trim_blocks`, `lstrip_blocks`).
+//! `replaces_earlier_link`, `sender_name`, and in the text and HTML parts also `subject`.
+//! Blocks trim the newline that follows them (`trim_blocks`, `lstrip_blocks`).
 //!
 //! `merchant` holds the `[merchant]` identity: `name` (falls back to `sender_name`),
 //! `address`, `kvk`, `phone`, `website`, `iban` (as configured), and `iban_grouped` (upper
