@@ -107,7 +107,10 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(e.contains("bank.accounts") && e.contains("check digits"), "{e}");
+        assert!(
+            e.contains("bank.accounts") && e.contains("check digits"),
+            "{e}"
+        );
         let e = Config::from_toml("[bank]\nenabled = true\n", Path::new("/x/c.toml"))
             .unwrap_err()
             .to_string();
