@@ -891,8 +891,66 @@ mod tests {
                 assert!(!m.subject.contains('\n'), "{lang}: {}", m.subject);
                 assert!(m.text.contains("https://pay.example/link"), "{lang}");
                 assert!(m.html.contains("INV-0001"), "{lang}");
+                // The transfer paragraph exactly when there is an IBAN to transfer to.
+                let creditor = CreditorRef::of_invoice("INV-0001").grouped();
+                for part in [&m.text, &m.html] {
+                    let iban = ctx.merchant.iban.is_some();
+                    assert_eq!(part.contains("NL91 ABNA 0417 1643 00"), iban, "{lang}");
+                    assert_eq!(part.contains(&creditor), iban, "{lang}: {part}");
+                    if ctx.received_minor.is_some() {
+                        assert!(part.contains(&money(40_000, lang)), "{lang}: {part}");
+                    }
+                }
             }
         }
+    }
+
+    fn money(minor: i64, lang: &str) -> String {
+        format_amount(minor, "EUR", 2, lang)
+    }
+
+    #[test]
+    fn ibans_are_grouped_in_fours() {
+        assert_eq!(grouped_iban("NL91ABNA0417164300"), "NL91 ABNA 0417 1643 00");
+        assert_eq!(
+            grouped_iban(" nl91 abna 0417 1643 00 "),
+            "NL91 ABNA 0417 1643 00"
+        );
+        assert_eq!(
+            grouped_iban("DE89370400440532013000"),
+            "DE89 3704 0044 0532 0130 00"
+        );
+    }
+
+    #[test]
+    fn the_transfer_and_partial_payment_keys_are_in_the_context() {
+        let mut t = Templates::builtin();
+        t.add(
+            "en.subject.txt",
+            "{{ creditor_reference }}|{{ creditor_reference_grouped }}|{{ merchant.iban }}|{{ merchant.iban_grouped }}|{{ amount_received or '-' }}|{{ amount_remaining or '-' }}".into(),
+            "test".into(),
+        )
+        .unwrap();
+        let mut ctx = sample_contexts("en")
+            .into_iter()
+            .find(|c| c.reminder.is_none())
+            .unwrap();
+        ctx.received_minor = None;
+        ctx.invoice_reference = crate::domain::InvoiceRef::parse("F20260042").unwrap();
+        ctx.merchant.iban = Some("nl91 abna 0417164300".into());
+        ctx.amount_minor = 6_000;
+        assert_eq!(
+            render(&ctx, &t).unwrap().subject,
+            "RF69F20260042|RF69 F202 6004 2|nl91 abna 0417164300|NL91 ABNA 0417 1643 00|-|-"
+        );
+        ctx.received_minor = Some(4_000);
+        assert_eq!(
+            render(&ctx, &t).unwrap().subject,
+            "RF69F20260042|RF69 F202 6004 2|nl91 abna 0417164300|NL91 ABNA 0417 1643 00|€40.00|€60.00"
+        );
+        // Nothing received is nothing to say.
+        ctx.received_minor = Some(0);
+        assert!(render(&ctx, &t).unwrap().subject.ends_with("|-|-"));
     }
 
     #[test]

@@ -160,10 +160,22 @@ fn golden_mails_per_language() {
         ("fr-replaces-qr-inline", replacing(with_qr_png(ctx("fr")))),
         ("es-falls-back-to-en", ctx("es")),
         ("nl-no-iban", without_iban(ctx("nl"))),
-        ("nl-partial-payment", replacing(after_partial_payment(ctx("nl")))),
-        ("en-partial-payment", replacing(after_partial_payment(ctx("en")))),
-        ("de-partial-payment", replacing(after_partial_payment(ctx("de")))),
-        ("fr-partial-payment", replacing(after_partial_payment(ctx("fr")))),
+        (
+            "nl-partial-payment",
+            replacing(after_partial_payment(ctx("nl"))),
+        ),
+        (
+            "en-partial-payment",
+            replacing(after_partial_payment(ctx("en"))),
+        ),
+        (
+            "de-partial-payment",
+            replacing(after_partial_payment(ctx("de"))),
+        ),
+        (
+            "fr-partial-payment",
+            replacing(after_partial_payment(ctx("fr"))),
+        ),
         ("en-jpy-no-name-qr-url", {
             let mut c = with_qr_url(ctx("en"));
             c.customer_name = String::new();
@@ -689,7 +701,12 @@ fn every_language_says_what_a_partial_payment_left() {
     for (lang, received, remaining, phrase) in [
         ("nl", "€ 40,00", "€ 60,00", "Wij hebben € 40,00 van factuur"),
         ("en", "€40.00", "€60.00", "We received €40.00 of invoice"),
-        ("de", "40,00 €", "60,00 €", "Wir haben 40,00 € für die Rechnung"),
+        (
+            "de",
+            "40,00 €",
+            "60,00 €",
+            "Wir haben 40,00 € für die Rechnung",
+        ),
         ("fr", "40,00 €", "60,00 €", "Nous avons bien reçu 40,00 €"),
     ] {
         for c in [
@@ -826,7 +843,11 @@ for line in sys.stdin.read().split('\n')[:-1]:
             (ok == "1", formatted.to_string())
         })
         .collect();
-    assert_eq!(verdicts.len(), references.len(), "one verdict per reference");
+    assert_eq!(
+        verdicts.len(),
+        references.len(),
+        "one verdict per reference"
+    );
     verdicts
 }
 
@@ -851,7 +872,11 @@ fn the_reference_in_every_mail_is_valid_for_python_stdnum() {
                 let mail = render(&c, &t).unwrap();
                 for part in [&mail.text, &mail.html] {
                     let found = creditor_references_in(part);
-                    assert_eq!(found, [expected.clone()], "{reference} {lang} {kind}");
+                    assert_eq!(
+                        found,
+                        std::slice::from_ref(&expected),
+                        "{reference} {lang} {kind}"
+                    );
                     printed.extend(found);
                 }
             }
