@@ -34,6 +34,7 @@ fn context(i: usize) -> MailContext {
         link_uri: format!("https://pay.example/l/{i:08x}"),
         qr: None,
         replaces_earlier_link: false,
+        received_minor: None,
         sender_name: "Accounts".into(),
         merchant: Default::default(),
         reminder: None,

@@ -233,6 +233,7 @@ pub async fn send_one(
         link_uri: p.link_uri.clone().unwrap_or_default(),
         qr: mail_qr(db, services.qr, p).await?,
         replaces_earlier_link: p.kind == MailKind::Replacement,
+        received_minor: None,
         sender_name: postman.sender_name(),
         merchant: cfg.merchant.clone(),
         reminder: p.reminder.map(|(step, kind)| ReminderContext {

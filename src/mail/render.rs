@@ -25,8 +25,24 @@
 //! (formatted), `amount_minor`, `currency_code`, `due_date` (formatted), `due_date_iso`,
 //! `language`, `link_uri`, `qr_url` (none when there is no QR code), `qr_inline` (true
 //! when the QR image is attached and shown with `<img src="cid:qr">`),
-//! `replaces_earlier_link`, and in the text and HTML parts also `subject`. Blocks trim the
-//! newline that follows them (`trim_blocks`, `lstrip_blocks`).
+//! `replaces_earlier_link`, `sender_name`, and in the text and HTML parts also `subject`.
+//! Blocks trim the newline that follows them (`trim_blocks`, `lstrip_blocks`).
+//!
+//! `merchant` holds the `[merchant]` identity: `name` (falls back to `sender_name`),
+//! `address`, `kvk`, `phone`, `website`, `iban` (as configured), and `iban_grouped` (upper
+//! case in groups of four, `NL91 ABNA 0417 1643 00`); each is none when not set.
+//! `creditor_reference` is the invoice's ISO 11649 structured creditor reference
+//! ([`CreditorRef::of_invoice`]; `RF69F20260042`) and `creditor_reference_grouped` the
+//! same in groups of four (`RF69 F202 6004 2`), as a customer types it: the reference a
+//! transfer is recognised by. Both are always set. When `merchant.iban` is set, every
+//! built-in mail (link mail, replacement, each reminder) offers paying by transfer: the
+//! amount, `merchant.iban_grouped`, `merchant.name` and `creditor_reference_grouped`, and
+//! asks to quote exactly that reference.
+//!
+//! After a partial payment ([`MailContext::received_minor`]), `amount_received` is what
+//! was received and `amount_remaining` what remains, which is what the link asks for
+//! (`amount`), both formatted like `amount`; both are none otherwise. The built-in link
+//! mail then says what was received and that the rest can be paid through the link.
 //!
 //! Reminders (`<lang>.<kind>.subject.txt`, `.txt`, `.html`, kind `before_due`, `overdue`
 //! or `final_notice`) add `reminder_kind`, `reminder_step`, `days_overdue`, and for the
@@ -44,7 +60,7 @@ use chrono::{Datelike, NaiveDate};
 use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value, context};
 
 use super::MailError;
-use crate::domain::ReminderKind;
+use crate::domain::{CreditorRef, ReminderKind};
 
 /// The languages with built-in templates and formats.
 pub const BUILTIN_LANGUAGES: [&str; 4] = ["nl", "en", "de", "fr"];
@@ -245,6 +261,11 @@ pub struct MailContext {
     /// True when this mail replaces a link sent earlier (amount or due date changed):
     /// the mail then says that the earlier link no longer works.
     pub replaces_earlier_link: bool,
+    /// What was already received by bank transfer, in minor units of the invoice's
+    /// currency, when this revision follows a partial payment: the link mail then says
+    /// what was received and that the rest ([`MailContext::amount_minor`], what the link
+    /// asks for) remains. `None` (or not more than zero) says nothing about it.
+    pub received_minor: Option<i64>,
     /// Set for a reminder: which one, and what it adds.
     pub reminder: Option<ReminderContext>,
 }
@@ -548,6 +569,8 @@ pub fn render(ctx: &MailContext, templates: &Templates) -> Result<RenderedMail, 
     let money = |minor: i64| format_amount(minor, &ctx.currency_code, ctx.currency_exponent, &lang);
     let reminder = ctx.reminder.as_ref();
     let costs = reminder.and_then(|r| r.collection_costs_minor);
+    let received = ctx.received_minor.filter(|&r| r > 0);
+    let creditor = CreditorRef::of_invoice(ctx.invoice_reference.as_str());
     let values = context! {
         reminder_kind => kind.map(ReminderKind::as_str),
         reminder_step => reminder.map(|r| r.step),
@@ -565,6 +588,10 @@ pub fn render(ctx: &MailContext, templates: &Templates) -> Result<RenderedMail, 
         currency_code => ctx.currency_code.trim().to_ascii_uppercase(),
         due_date => format_due_date(ctx.due_date, &lang),
         due_date_iso => ctx.due_date.format("%Y-%m-%d").to_string(),
+        amount_received => received.map(money),
+        amount_remaining => received.map(|_| money(ctx.amount_minor)),
+        creditor_reference => creditor.as_str(),
+        creditor_reference_grouped => creditor.grouped(),
         link_uri => &ctx.link_uri,
         qr_url => ctx.qr.as_ref().map(|q| q.url.as_str()),
         qr_inline => ctx.qr.as_ref().is_some_and(|q| q.png.is_some()),
@@ -578,6 +605,7 @@ pub fn render(ctx: &MailContext, templates: &Templates) -> Result<RenderedMail, 
             phone => ctx.merchant.phone.as_deref().map(str::trim),
             website => ctx.merchant.website.as_deref().map(str::trim),
             iban => ctx.merchant.iban.as_deref().map(str::trim),
+            iban_grouped => ctx.merchant.iban.as_deref().map(grouped_iban),
         },
     };
     let base = format!("{lang}.{}", kind_prefix(kind));
@@ -591,6 +619,21 @@ pub fn render(ctx: &MailContext, templates: &Templates) -> Result<RenderedMail, 
         html: templates.render_part(&format!("{base}html"), &values)?,
         subject,
     })
+}
+
+/// An IBAN as banks print it: upper case, in groups of four (`NL91 ABNA 0417 1643 00`),
+/// whatever spacing it was configured with.
+fn grouped_iban(iban: &str) -> String {
+    let compact: Vec<char> = iban
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .map(|c| c.to_ascii_uppercase())
+        .collect();
+    compact
+        .chunks(4)
+        .map(|group| group.iter().collect::<String>())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn check_url(field: &'static str, url: &str) -> Result<(), MailError> {
@@ -696,6 +739,15 @@ pub fn format_due_date(date: NaiveDate, language: &str) -> String {
 
 /// Contexts that exercise every branch of a template, for the check at load.
 fn sample_contexts(lang: &str) -> Vec<MailContext> {
+    // Every `[merchant]` key set, so the transfer paragraph and the foot's lines render.
+    let merchant = crate::config::Merchant {
+        name: Some("Sample Merchant".into()),
+        address: Some("Sample Street 1, 1234 AB Sample Town".into()),
+        kvk: Some("12345678".into()),
+        phone: Some("+31 20 123 4567".into()),
+        website: Some("https://merchant.example".into()),
+        iban: Some("NL91ABNA0417164300".into()),
+    };
     let base = MailContext {
         invoice_reference: crate::domain::InvoiceRef::parse("INV-0001").unwrap(),
         customer_name: "Sample Customer".into(),
@@ -708,13 +760,15 @@ fn sample_contexts(lang: &str) -> Vec<MailContext> {
         link_uri: "https://pay.example/link".into(),
         qr: None,
         replaces_earlier_link: false,
+        received_minor: None,
         sender_name: "Accounts".into(),
         merchant: Default::default(),
         reminder: None,
     };
     let mut samples: Vec<MailContext> = ReminderKind::ALL
         .iter()
-        .map(|&kind| MailContext {
+        .flat_map(|&kind| [(kind, Default::default()), (kind, merchant.clone())])
+        .map(|(kind, merchant)| MailContext {
             reminder: Some(ReminderContext {
                 kind,
                 step: 7,
@@ -725,6 +779,7 @@ fn sample_contexts(lang: &str) -> Vec<MailContext> {
                 url: "https://pay.example/qr.png".into(),
                 png: None,
             }),
+            merchant,
             ..base.clone()
         })
         .collect();
@@ -737,8 +792,9 @@ fn sample_contexts(lang: &str) -> Vec<MailContext> {
                 png: None,
             }),
             replaces_earlier_link: true,
+            received_minor: Some(40_000),
             sender_name: "Accounts".into(),
-            merchant: Default::default(),
+            merchant,
             ..base.clone()
         },
         MailContext {
@@ -835,8 +891,66 @@ mod tests {
                 assert!(!m.subject.contains('\n'), "{lang}: {}", m.subject);
                 assert!(m.text.contains("https://pay.example/link"), "{lang}");
                 assert!(m.html.contains("INV-0001"), "{lang}");
+                // The transfer paragraph exactly when there is an IBAN to transfer to.
+                let creditor = CreditorRef::of_invoice("INV-0001").grouped();
+                for part in [&m.text, &m.html] {
+                    let iban = ctx.merchant.iban.is_some();
+                    assert_eq!(part.contains("NL91 ABNA 0417 1643 00"), iban, "{lang}");
+                    assert_eq!(part.contains(&creditor), iban, "{lang}: {part}");
+                    if ctx.received_minor.is_some() {
+                        assert!(part.contains(&money(40_000, lang)), "{lang}: {part}");
+                    }
+                }
             }
         }
+    }
+
+    fn money(minor: i64, lang: &str) -> String {
+        format_amount(minor, "EUR", 2, lang)
+    }
+
+    #[test]
+    fn ibans_are_grouped_in_fours() {
+        assert_eq!(grouped_iban("NL91ABNA0417164300"), "NL91 ABNA 0417 1643 00");
+        assert_eq!(
+            grouped_iban(" nl91 abna 0417 1643 00 "),
+            "NL91 ABNA 0417 1643 00"
+        );
+        assert_eq!(
+            grouped_iban("DE89370400440532013000"),
+            "DE89 3704 0044 0532 0130 00"
+        );
+    }
+
+    #[test]
+    fn the_transfer_and_partial_payment_keys_are_in_the_context() {
+        let mut t = Templates::builtin();
+        t.add(
+            "en.subject.txt",
+            "{{ creditor_reference }}|{{ creditor_reference_grouped }}|{{ merchant.iban }}|{{ merchant.iban_grouped }}|{{ amount_received or '-' }}|{{ amount_remaining or '-' }}".into(),
+            "test".into(),
+        )
+        .unwrap();
+        let mut ctx = sample_contexts("en")
+            .into_iter()
+            .find(|c| c.reminder.is_none())
+            .unwrap();
+        ctx.received_minor = None;
+        ctx.invoice_reference = crate::domain::InvoiceRef::parse("F20260042").unwrap();
+        ctx.merchant.iban = Some("nl91 abna 0417164300".into());
+        ctx.amount_minor = 6_000;
+        assert_eq!(
+            render(&ctx, &t).unwrap().subject,
+            "RF69F20260042|RF69 F202 6004 2|nl91 abna 0417164300|NL91 ABNA 0417 1643 00|-|-"
+        );
+        ctx.received_minor = Some(4_000);
+        assert_eq!(
+            render(&ctx, &t).unwrap().subject,
+            "RF69F20260042|RF69 F202 6004 2|nl91 abna 0417164300|NL91 ABNA 0417 1643 00|€40.00|€60.00"
+        );
+        // Nothing received is nothing to say.
+        ctx.received_minor = Some(0);
+        assert!(render(&ctx, &t).unwrap().subject.ends_with("|-|-"));
     }
 
     #[test]

@@ -3,13 +3,16 @@
 //!
 //! Golden files live in `tests/golden/mail/<case>.{subject.txt,txt,html}` and are compared
 //! exactly. After a deliberate change of wording or layout, rewrite them with
-//! `UPDATE_GOLDEN=1 cargo test --test mail_render` and review the diff.
+//! `UPDATE_GOLDEN=1 cargo test --test it -- mail_render` and review the diff.
+//!
+//! The creditor reference a mail quotes is checked by an independent implementation of
+//! ISO 11649: python-stdnum (`python3 -m pip install python-stdnum`; CI installs it).
 
 use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
-use invoice_sync::domain::InvoiceRef;
 use invoice_sync::domain::ReminderKind;
+use invoice_sync::domain::{CreditorRef, InvoiceRef};
 use invoice_sync::mail::{
     MailContext, MailError, QrCode, ReminderContext, RenderedMail, Templates, render,
 };
@@ -27,6 +30,7 @@ fn ctx(language: &str) -> MailContext {
         link_uri: "https://pay.example/l/abc123?ref=INV-2026-0042&lang=x".into(),
         qr: None,
         replaces_earlier_link: false,
+        received_minor: None,
         sender_name: "Accounts".into(),
         merchant: merchant(),
         reminder: None,
@@ -62,6 +66,19 @@ fn with_qr_url(mut c: MailContext) -> MailContext {
 
 fn replacing(mut c: MailContext) -> MailContext {
     c.replaces_earlier_link = true;
+    c
+}
+
+/// The revision after a bank transfer of € 40.00 on an invoice of € 100.00: the link asks
+/// for the € 60.00 that remains.
+fn after_partial_payment(mut c: MailContext) -> MailContext {
+    c.amount_minor = 6_000;
+    c.received_minor = Some(4_000);
+    c
+}
+
+fn without_iban(mut c: MailContext) -> MailContext {
+    c.merchant.iban = None;
     c
 }
 
@@ -108,7 +125,7 @@ fn check_golden(case: &str, mail: &RenderedMail) {
         }
         let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
             panic!(
-                "cannot read {}: {e}; run UPDATE_GOLDEN=1 cargo test --test mail_render",
+                "cannot read {}: {e}; run UPDATE_GOLDEN=1 cargo test --test it -- mail_render",
                 path.display()
             )
         });
@@ -142,6 +159,23 @@ fn golden_mails_per_language() {
         ("de-replaces-qr-inline", replacing(with_qr_png(ctx("de")))),
         ("fr-replaces-qr-inline", replacing(with_qr_png(ctx("fr")))),
         ("es-falls-back-to-en", ctx("es")),
+        ("nl-no-iban", without_iban(ctx("nl"))),
+        (
+            "nl-partial-payment",
+            replacing(after_partial_payment(ctx("nl"))),
+        ),
+        (
+            "en-partial-payment",
+            replacing(after_partial_payment(ctx("en"))),
+        ),
+        (
+            "de-partial-payment",
+            replacing(after_partial_payment(ctx("de"))),
+        ),
+        (
+            "fr-partial-payment",
+            replacing(after_partial_payment(ctx("fr"))),
+        ),
         ("en-jpy-no-name-qr-url", {
             let mut c = with_qr_url(ctx("en"));
             c.customer_name = String::new();
@@ -375,7 +409,8 @@ fn every_mail_shows_the_merchant_and_the_qr_block_says_scan_ideal() {
                 m.kvk.as_deref().unwrap(),
                 m.phone.as_deref().unwrap(),
                 m.website.as_deref().unwrap(),
-                m.iban.as_deref().unwrap(),
+                // The IBAN as banks print it, in the transfer paragraph.
+                "NL91 ABNA 0417 1643 00",
             ] {
                 assert!(part.contains(value), "{lang}: no {value:?} in\n{part}");
             }
@@ -519,4 +554,394 @@ fn a_missing_templates_dir_is_an_error_and_none_means_builtin() {
         render(&ctx("de"), &t).unwrap(),
         render(&ctx("de"), &Templates::builtin()).unwrap()
     );
+}
+
+/// The mail kinds that ask for payment: the link mail, its replacement and each reminder
+/// (the final notice included).
+fn every_kind(lang: &str) -> Vec<(String, MailContext)> {
+    let mut kinds = vec![
+        ("link".to_string(), ctx(lang)),
+        ("replacement".to_string(), replacing(with_qr_png(ctx(lang)))),
+    ];
+    for kind in ReminderKind::ALL {
+        kinds.push((
+            kind.as_str().to_string(),
+            reminding(with_qr_png(ctx(lang)), kind),
+        ));
+    }
+    kinds
+}
+
+/// The transfer paragraph's wording per language: (how the amount is written, the plain
+/// sentence that asks to quote exactly the reference).
+const TRANSFER: [(&str, &str, &str); 4] = [
+    (
+        "nl",
+        "€ 1.234,56",
+        "Vermeld bij uw overboeking precies dit betalingskenmerk",
+    ),
+    (
+        "en",
+        "€1,234.56",
+        "Please quote exactly this reference with your transfer",
+    ),
+    (
+        "de",
+        "1.234,56 €",
+        "Bitte geben Sie bei Ihrer Überweisung genau diese Zahlungsreferenz an",
+    ),
+    (
+        "fr",
+        "1 234,56 €",
+        "Merci d’indiquer exactement cette référence lors de votre virement",
+    ),
+];
+
+/// The paragraph of `part` that holds `needle`: text paragraphs are separated by a blank
+/// line, HTML ones start with `<p`.
+fn paragraph_with<'a>(part: &'a str, needle: &str, html: bool) -> &'a str {
+    let mut paragraphs: Box<dyn Iterator<Item = &str>> = if html {
+        Box::new(part.split("<p"))
+    } else {
+        Box::new(part.split("\n\n"))
+    };
+    paragraphs
+        .find(|p| p.contains(needle))
+        .unwrap_or_else(|| panic!("no paragraph with {needle:?} in\n{part}"))
+}
+
+/// Product contract: every link mail and reminder offers paying by transfer as the
+/// alternative, with the merchant's IBAN (grouped as banks print it) and name, the amount
+/// due and the invoice's creditor reference (grouped), and asks to quote exactly that
+/// reference; without `merchant.iban` there is no such paragraph.
+#[test]
+fn every_mail_offers_the_transfer_with_the_creditor_reference() {
+    let t = Templates::builtin();
+    let creditor = CreditorRef::of_invoice("INV-2026-0042");
+    let grouped = creditor.grouped();
+    assert_eq!(grouped.replace(' ', ""), creditor.as_str());
+    for (lang, amount, quote) in TRANSFER {
+        for (kind, c) in every_kind(lang) {
+            let mail = render(&c, &t).unwrap();
+            for (part, html) in [(&mail.text, false), (&mail.html, true)] {
+                let p = paragraph_with(part, "NL91 ABNA 0417 1643 00", html);
+                for value in [
+                    amount,
+                    "Bloemenhandel Het Tulpje B.V.",
+                    grouped.as_str(),
+                    "IBAN",
+                ] {
+                    assert!(
+                        p.contains(value),
+                        "{lang} {kind}: no {value:?} in the transfer paragraph\n{p}"
+                    );
+                }
+                assert!(part.contains(quote), "{lang} {kind}: {part}");
+                assert_eq!(
+                    part.matches(grouped.as_str()).count(),
+                    1,
+                    "{lang} {kind}: the reference once"
+                );
+                // The old foot line quoted the invoice reference instead.
+                assert!(!part.contains("NL91ABNA0417164300"), "{lang} {kind}");
+            }
+
+            let bare = render(&without_iban(c), &t).unwrap();
+            for part in [&bare.text, &bare.html] {
+                for absent in ["IBAN", "NL91", creditor.as_str(), grouped.as_str(), quote] {
+                    assert!(
+                        !part.contains(absent),
+                        "{lang} {kind}: {absent:?} without merchant.iban\n{part}"
+                    );
+                }
+                assert!(creditor_references_in(part).is_empty(), "{lang} {kind}");
+            }
+        }
+    }
+}
+
+/// The IBAN is printed in groups of four, upper case, however it was configured.
+#[test]
+fn the_iban_is_grouped_as_banks_print_it() {
+    let t = Templates::builtin();
+    let mut c = ctx("de");
+    c.merchant.iban = Some("de89 3704 00440532013000".into());
+    let m = render(&c, &t).unwrap();
+    for part in [&m.text, &m.html] {
+        assert!(part.contains("DE89 3704 0044 0532 0130 00"), "{part}");
+    }
+}
+
+/// The merchant name in the transfer paragraph is escaped in HTML like every value;
+/// plain text shows it as it is.
+#[test]
+fn the_transfer_paragraph_escapes_the_merchant_name() {
+    let t = Templates::builtin();
+    for lang in ["nl", "en", "de", "fr"] {
+        let mut c = ctx(lang);
+        c.merchant.name = Some(r#"Tulpje & "Zn" <B.V.>"#.into());
+        let m = render(&c, &t).unwrap();
+        let p = paragraph_with(&m.html, "NL91 ABNA 0417 1643 00", true);
+        assert!(
+            p.contains("Tulpje &amp; &quot;Zn&quot; &lt;B.V.&gt;"),
+            "{lang}: {p}"
+        );
+        assert!(!m.html.contains("<B.V.>"), "{lang}");
+        let p = paragraph_with(&m.text, "NL91 ABNA 0417 1643 00", false);
+        assert!(p.contains(r#"Tulpje & "Zn" <B.V.>"#), "{lang}: {p}");
+    }
+}
+
+/// A new revision after a partial payment by transfer says, in every language, in the
+/// link mail and its replacement, what was received and what remains (what the link asks
+/// for); without a received amount, or with none above zero, it says nothing of it.
+#[test]
+fn every_language_says_what_a_partial_payment_left() {
+    let t = Templates::builtin();
+    for (lang, received, remaining, phrase) in [
+        ("nl", "€ 40,00", "€ 60,00", "Wij hebben € 40,00 van factuur"),
+        ("en", "€40.00", "€60.00", "We received €40.00 of invoice"),
+        (
+            "de",
+            "40,00 €",
+            "60,00 €",
+            "Wir haben 40,00 € für die Rechnung",
+        ),
+        ("fr", "40,00 €", "60,00 €", "Nous avons bien reçu 40,00 €"),
+    ] {
+        for c in [
+            after_partial_payment(ctx(lang)),
+            replacing(after_partial_payment(ctx(lang))),
+        ] {
+            let m = render(&c, &t).unwrap();
+            for part in [&m.text, &m.html] {
+                let p = paragraph_with(part, received, part == &m.html);
+                assert!(p.contains(remaining), "{lang}: no {remaining:?} in\n{p}");
+                assert!(p.contains("INV-2026-0042"), "{lang}: {p}");
+                let plain = p.replace("<strong>", "").replace("</strong>", "");
+                assert!(plain.contains(phrase), "{lang}: no {phrase:?} in\n{p}");
+            }
+            // The transfer paragraph asks for what remains.
+            let p = paragraph_with(&m.text, "NL91 ABNA 0417 1643 00", false);
+            assert!(p.contains(remaining), "{lang}: {p}");
+        }
+        for received_minor in [None, Some(0), Some(-100)] {
+            let mut c = after_partial_payment(ctx(lang));
+            c.received_minor = received_minor;
+            let m = render(&c, &t).unwrap();
+            for part in [&m.text, &m.html] {
+                assert!(!part.contains(received), "{lang} {received_minor:?}");
+                assert!(
+                    !part
+                        .replace("<strong>", "")
+                        .replace("</strong>", "")
+                        .contains(phrase),
+                    "{lang}"
+                );
+            }
+        }
+    }
+}
+
+/// A custom template can use every new key; `amount_received` and `amount_remaining` are
+/// none unless a received amount is given.
+#[test]
+fn custom_templates_get_the_creditor_reference_and_the_partial_payment() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "en.subject.txt",
+        "{{ creditor_reference }}|{{ creditor_reference_grouped }}|{{ merchant.iban_grouped }}|{{ amount_received or '-' }}|{{ amount_remaining or '-' }}\n",
+    );
+    let t = Templates::load(Some(dir.path())).unwrap();
+    let mut c = ctx("en");
+    c.invoice_reference = InvoiceRef::parse("F20260042").unwrap();
+    assert_eq!(
+        render(&c, &t).unwrap().subject,
+        "RF69F20260042|RF69 F202 6004 2|NL91 ABNA 0417 1643 00|-|-"
+    );
+    let m = render(&after_partial_payment(c), &t).unwrap();
+    assert_eq!(
+        m.subject,
+        "RF69F20260042|RF69 F202 6004 2|NL91 ABNA 0417 1643 00|€40.00|€60.00"
+    );
+}
+
+/// Every creditor reference printed in `part`: `RF`, two digits, then groups of up to
+/// four letters and digits separated by one space (each group but the last full).
+fn creditor_references_in(part: &str) -> Vec<String> {
+    let b = part.as_bytes();
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i + 4 <= b.len() {
+        let starts = &b[i..i + 2] == b"RF"
+            && b[i + 2].is_ascii_digit()
+            && b[i + 3].is_ascii_digit()
+            && (i == 0 || !b[i - 1].is_ascii_alphanumeric());
+        if !starts {
+            i += 1;
+            continue;
+        }
+        let mut end = i + 4;
+        let mut last = 4;
+        while last == 4 && b.get(end) == Some(&b' ') {
+            let group = b[end + 1..]
+                .iter()
+                .take_while(|c| c.is_ascii_alphanumeric())
+                .count();
+            if !(1..=4).contains(&group) {
+                break;
+            }
+            end += 1 + group;
+            last = group;
+        }
+        found.push(part[i..end].to_string());
+        i = end;
+    }
+    found
+}
+
+/// python-stdnum's verdict on each reference, in one python process: whether ISO 11649
+/// holds for it (`is_valid`), and its printed form (`format`, groups of four) when it does.
+fn stdnum_iso11649(references: &[String]) -> Vec<(bool, String)> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    const SCRIPT: &str = r"
+import sys
+from stdnum import iso11649
+for line in sys.stdin.read().split('\n')[:-1]:
+    ok = iso11649.is_valid(line)
+    print(('1' if ok else '0') + '\t' + (iso11649.format(line) if ok else ''))
+";
+    let mut child = Command::new("python3")
+        .args(["-c", SCRIPT])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 is needed to check creditor references with python-stdnum");
+    let mut input = String::new();
+    for r in references {
+        assert!(!r.contains('\n'), "{r:?}");
+        input.push_str(r);
+        input.push('\n');
+    }
+    // A python that fails at start closes its input early: its exit status and message
+    // below say why, not the broken pipe.
+    let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "python-stdnum could not check the references (python3 -m pip install python-stdnum; CI installs it): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let verdicts: Vec<(bool, String)> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (ok, formatted) = l.split_once('\t').expect("verdict<TAB>format");
+            (ok == "1", formatted.to_string())
+        })
+        .collect();
+    assert_eq!(
+        verdicts.len(),
+        references.len(),
+        "one verdict per reference"
+    );
+    verdicts
+}
+
+/// The reference printed in each mail, read back out of the text and HTML parts, is a
+/// valid ISO 11649 reference for python-stdnum, printed as it prints it, and the one
+/// derived from the invoice.
+#[test]
+fn the_reference_in_every_mail_is_valid_for_python_stdnum() {
+    let t = Templates::builtin();
+    let mut printed = Vec::new();
+    for reference in [
+        "INV-2026-0042",
+        "F20260042",
+        "2026/0042 Ä-ß",
+        "a very long invoice reference, with spaces / slashes & <tags> 123",
+        "ABCDEFGHIJKLMNOPQRSTU",
+    ] {
+        for lang in ["nl", "en", "de", "fr"] {
+            for (kind, mut c) in every_kind(lang) {
+                c.invoice_reference = InvoiceRef::parse(reference).unwrap();
+                let expected = CreditorRef::of_invoice(reference).grouped();
+                let mail = render(&c, &t).unwrap();
+                for part in [&mail.text, &mail.html] {
+                    let found = creditor_references_in(part);
+                    assert_eq!(
+                        found,
+                        std::slice::from_ref(&expected),
+                        "{reference} {lang} {kind}"
+                    );
+                    printed.extend(found);
+                }
+            }
+        }
+    }
+    let verdicts = stdnum_iso11649(&printed);
+    for (reference, (valid, formatted)) in printed.iter().zip(verdicts) {
+        assert!(valid, "python-stdnum refuses {reference:?}");
+        assert_eq!(&formatted, reference, "python-stdnum prints it otherwise");
+    }
+}
+
+/// Property: whatever the invoice reference (punctuation, any length, non-ASCII, empty),
+/// its creditor reference is valid for python-stdnum, compact and grouped, and grouped as
+/// python-stdnum groups it. All cases go to one python process.
+#[test]
+fn every_derived_creditor_reference_is_valid_for_python_stdnum() {
+    use proptest::strategy::{Strategy, ValueTree};
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let strategies = [
+        "[A-Za-z0-9]{1,30}".boxed(),
+        "[A-Za-z0-9 ./_#:-]{1,100}".boxed(),
+        r"\PC{0,100}".boxed(),
+        proptest::prelude::any::<String>().boxed(),
+    ];
+    let mut references: Vec<String> = [
+        "",
+        " ",
+        "1",
+        "0",
+        "INV-1",
+        "INV1",
+        "inv 1",
+        "ABCDEFGHIJKLMNOPQRSTU",
+        "ABCDEFGHIJKLMNOPQRSTUV",
+        "ÄÖÜ-ß",
+        "請求書-2026-0042",
+        "🧾🧾🧾",
+        "2026.0042",
+        "f20260042",
+    ]
+    .map(String::from)
+    .to_vec();
+    for strategy in &strategies {
+        for _ in 0..1000 {
+            references.push(strategy.new_tree(&mut runner).unwrap().current());
+        }
+    }
+    let creditors: Vec<CreditorRef> = references
+        .iter()
+        .map(|r| CreditorRef::of_invoice(r))
+        .collect();
+    let mut asked = Vec::with_capacity(creditors.len() * 2);
+    for c in &creditors {
+        assert!(c.as_str().len() <= 25, "{c}");
+        asked.push(c.as_str().to_string());
+        asked.push(c.grouped());
+    }
+    let verdicts = stdnum_iso11649(&asked);
+    for (i, reference) in references.iter().enumerate() {
+        let c = &creditors[i];
+        for (valid, formatted) in &verdicts[2 * i..2 * i + 2] {
+            assert!(valid, "python-stdnum refuses {c} (of {reference:?})");
+            assert_eq!(formatted, &c.grouped(), "{reference:?}");
+        }
+    }
 }

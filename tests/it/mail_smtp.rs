@@ -29,6 +29,7 @@ fn ctx(email: &str) -> MailContext {
         link_uri: "https://pay.example/l/abc123".into(),
         qr: None,
         replaces_earlier_link: false,
+        received_minor: None,
         sender_name: "Accounts".into(),
         merchant: Default::default(),
         reminder: None,
