@@ -233,7 +233,12 @@ pub async fn send_one(
         link_uri: p.link_uri.clone().unwrap_or_default(),
         qr: mail_qr(db, services.qr, p).await?,
         replaces_earlier_link: p.kind == MailKind::Replacement,
-        received_minor: None,
+        // After a partial payment by transfer, the link and replacement mails say what
+        // came in (the link asks for the rest).
+        received_minor: match p.reminder {
+            None => crate::store::bank::received_by_transfer(db, p.invoice_id)?,
+            Some(_) => None,
+        },
         sender_name: postman.sender_name(),
         merchant: cfg.merchant.clone(),
         reminder: p.reminder.map(|(step, kind)| ReminderContext {

@@ -855,3 +855,16 @@ pub fn count_overpaid(db: &Store) -> Result<i64> {
         |r| r.get(0),
     )?)
 }
+
+/// What matched transfers brought in for an invoice (minor units), for its mail after a
+/// partial payment; `None` when nothing.
+pub fn received_by_transfer(db: &Store, invoice_id: i64) -> Result<Option<i64>> {
+    let sum: Option<i64> = db
+        .conn
+        .prepare_cached(
+            "SELECT sum(amount_minor) FROM bank_entries
+             WHERE invoice_id = ?1 AND outcome = 'matched'",
+        )?
+        .query_row([invoice_id], |r| r.get(0))?;
+    Ok(sum.filter(|&s| s > 0))
+}
