@@ -7,9 +7,12 @@
 //! - [`config`]  typed settings from the TOML file, one submodule per section, validated once
 //!   at load; secrets wrapped, read lazily.
 //! - [`domain`]  validated newtypes (money in integer minor units, invoice and merchant
-//!   references, addresses, codes, customer types, reminder kinds, the `Timestamp` every
-//!   recorded time is), and the statutory collection-cost scale.
+//!   references, creditor references, addresses, codes, customer types, reminder kinds,
+//!   statement entries, the `Timestamp` every recorded time is), and the statutory collection-cost scale.
 //! - [`ingest`]  inbox scan, decoding, column mapping, row validation, rejection reports.
+//! - [`bank`]    the merchant's own bank statements: camt.052/053/054 and MT940 read as a
+//!   stream, credits matched to invoices (creditor reference, then the reference named
+//!   in the remittance), each file applied whole, every entry once.
 //! - [`store`]   SQLite: every statement and every transaction; open (WAL, foreign keys,
 //!   busy timeout), migrations from `schema/`, one module per aggregate, the invoice
 //!   state machine, the link work queue, domain values and stored names through
@@ -23,7 +26,7 @@
 //!   provisional and iDEAL QR expiries), `ladder` (which reminder step is due when, its
 //!   kind, the next date), `send` ("may this mail leave now", the send window), `backoff`
 //!   (status checks, mail retries). No I/O; the cycle's steps ask them.
-//! - [`cycle`]   one cycle: ingest → status → deactivate → create → extend → iDEAL QR →
+//! - [`cycle`]   one cycle: ingest → bank statements → status → deactivate → create → extend → iDEAL QR →
 //!   report, with reminders beside create/extend/QR and the mail loop beside them all (a
 //!   link's mail goes once it is extended, a reminder once it is decided); dry runs.
 //! - [`services`] CM clients (and the embedded sandbox) and the mail sender, set up and
@@ -43,7 +46,7 @@
 //! # Layering
 //!
 //! Imports point one way, down this list: `cli` and `daemon` → `services` → `cycle` →
-//! `policy`, `ingest`, `cm`, `mail`, `export` → `store` → `domain`, `config`. `sandbox` stands
+//! `policy`, `ingest`, `bank`, `cm`, `mail`, `export` → `store` → `domain`, `config`. `sandbox` stands
 //! apart (only `services` starts it, for `cm.base_url = "sandbox"`), and the utilities are
 //! used from above. In particular `config` knows no daemon, `store` knows no clap, `cm`
 //! knows no sandbox and `sandbox` knows no mail. ARCHITECTURE.md explains the flow and
