@@ -290,6 +290,27 @@ impl std::fmt::Display for Stop {
 
 impl std::error::Error for Stop {}
 
+/// Whether a file looks like a bank statement (camt XML or MT940) from its first bytes:
+/// `run FILE...` hands such files to the bank step and the others to the CSV ingest.
+pub fn looks_like_statement(path: &Path) -> bool {
+    let mut head = [0u8; 4096];
+    let n = File::open(path)
+        .and_then(|mut f| f.read(&mut head))
+        .unwrap_or(0);
+    let head = &head[..n];
+    let head = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
+    let start = head
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(head.len());
+    let head = &head[start..];
+    let has = |needle: &[u8]| head.windows(needle.len()).any(|w| w == needle);
+    (head.starts_with(b"<") && (has(b"camt.05") || has(b"BkToCstmr")))
+        || head.starts_with(b":20:")
+        || head.starts_with(b"{1:")
+        || (head.starts_with(b":940:") || has(b"\n:20:") && has(b":25:") && has(b":61:"))
+}
+
 /// Why a file's unit of work was rolled back.
 enum Refusal {
     /// The file is set aside for this reason.

@@ -571,8 +571,15 @@ fn ingest_all(db: &Store, cfg: &Config, opts: &Options) -> anyhow::Result<ingest
         again: false,
     };
     let mut report = ingest::ingest_inbox(db, cfg, iopts)?;
-    if !opts.files.is_empty() {
-        let named = ingest::ingest_paths(db, cfg, &opts.files, iopts)?;
+    // Named bank statements go to the bank step (when it is on), not the CSV ingest.
+    let csv: Vec<PathBuf> = opts
+        .files
+        .iter()
+        .filter(|f| !(cfg.bank.enabled && crate::bank::import::looks_like_statement(f)))
+        .cloned()
+        .collect();
+    if !csv.is_empty() {
+        let named = ingest::ingest_paths(db, cfg, &csv, iopts)?;
         report.files.extend(named.files);
     }
     Ok(report)
@@ -590,7 +597,13 @@ fn bank_step(db: &Store, cfg: &Config, opts: &Options, report: &mut Report) -> a
         notes: opts.dry_run,
         dry_run: opts.dry_run,
     };
-    match crate::bank::import::import(db, cfg, true, &[], bopts) {
+    let named: Vec<PathBuf> = opts
+        .files
+        .iter()
+        .filter(|f| crate::bank::import::looks_like_statement(f))
+        .cloned()
+        .collect();
+    match crate::bank::import::import(db, cfg, true, &named, bopts) {
         Ok(r) => report.bank = Some(r),
         Err(e) => {
             // The bank inbox missing or unreadable: said, and the rest of the cycle goes on.

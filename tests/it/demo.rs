@@ -53,17 +53,24 @@ fn the_demo_runs_a_whole_cycle_and_a_second_run_is_a_noop() {
         .iter()
         .map(|e| std::fs::read(tmp.path().join(e)).unwrap())
         .collect();
+    let statement = "samples/statements/2026-12-07-camt053.xml";
     let mut args = vec!["run"];
     args.extend(exports);
+    args.push(statement);
     let (code, _, err) = demo(tmp.path(), &args);
     assert_eq!(code, 0, "{err}");
-    assert!(err.contains("links 9 created"), "{err}");
-    assert!(err.contains("mails 9 sent"), "{err}");
-    assert!(err.contains("iDEAL QR 9 created"), "{err}");
+    // INV-2026-0001 was paid by transfer before any link was made for it.
+    assert!(err.contains("links 8 created"), "{err}");
+    assert!(err.contains("mails 8 sent"), "{err}");
+    assert!(err.contains("iDEAL QR 8 created"), "{err}");
+    assert!(
+        err.contains("bank: 1 file(s) read, 1 matched, 0 suggested, 1 unmatched"),
+        "{err}"
+    );
     let mails = std::fs::read_dir(tmp.path().join("samples/demo-state/outbox"))
         .unwrap()
         .count();
-    assert_eq!(mails, 9, "one .eml per link");
+    assert_eq!(mails, 8, "one .eml per link");
     // Where the README says a newcomer finds them: named after the invoice, with the
     // merchant's identity at the foot.
     let eml = std::fs::read_to_string(
@@ -78,8 +85,15 @@ fn the_demo_runs_a_whole_cycle_and_a_second_run_is_a_noop() {
     let v: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
     assert_eq!(v.len(), 12);
     let linked = v.iter().filter(|i| i["link_active"] == true).count();
-    assert_eq!(linked, 9);
-    assert_eq!(v.iter().filter(|i| !i["qr_url"].is_null()).count(), 9);
+    assert_eq!(linked, 8);
+    assert_eq!(v.iter().filter(|i| !i["qr_url"].is_null()).count(), 8);
+    let by_transfer = v
+        .iter()
+        .find(|i| i["invoice_reference"] == "INV-2026-0001")
+        .unwrap();
+    assert_eq!(by_transfer["state"], "paid");
+    assert_eq!(by_transfer["paid_by"], "transfer");
+    assert_eq!(by_transfer["amount_received"], "249.95");
     let settled = v
         .iter()
         .filter(|i| i["state"] == "settled_elsewhere")
@@ -101,10 +115,12 @@ fn the_demo_runs_a_whole_cycle_and_a_second_run_is_a_noop() {
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("links 0 created"), "{err}");
     assert!(err.contains("0 accepted"), "{err}");
+    assert!(err.contains("1 file(s) already read"), "{err}");
     let (_, out2, _) = demo(tmp.path(), &["status", "--json"]);
     assert_eq!(out2, out, "the second run changed something");
 
-    // the sample exports themselves are untouched
+    // the sample exports and the statement themselves are untouched
+    assert!(tmp.path().join(statement).is_file(), "the statement was not moved");
     for (e, b) in exports.iter().zip(before) {
         assert_eq!(std::fs::read(tmp.path().join(e)).unwrap(), b, "{e} changed");
     }
