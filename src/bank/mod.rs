@@ -5,7 +5,9 @@
 //! - [`read`]: detection by content and the streaming readers (`camt` for camt.052,
 //!   camt.053 and camt.054; `mt940` for MT940), in bounded memory at any file size.
 
+mod camt;
 pub mod entry;
+mod mt940;
 pub mod read;
 
 pub use entry::{Booking, Direction, Entry, Format, Item, ReadError, StatementHeader};
