@@ -5,6 +5,7 @@
 //! - [`read`]: detection by content and the streaming readers (`camt` for camt.052,
 //!   camt.053 and camt.054; `mt940` for MT940), in bounded memory at any file size.
 
+mod camt;
 /// The typed entries every reader produces (kept in [`crate::domain::statement`], as the
 /// store records them).
 pub mod entry {
@@ -12,6 +13,7 @@ pub mod entry {
 }
 pub mod import;
 pub mod matching;
+mod mt940;
 pub mod read;
 
 pub use entry::{Booking, Direction, Entry, Format, Item, ReadError, StatementHeader};
