@@ -163,7 +163,7 @@ fn structured_references(e: &Entry, notes: &mut Vec<String>) -> Vec<CreditorRef>
     let mut found: Vec<CreditorRef> = Vec::new();
     if let Some(s) = &e.structured_reference {
         let compact: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-        if compact.len() >= 2 && compact[..2].eq_ignore_ascii_case("RF") {
+        if starts_rf(&compact) {
             match CreditorRef::parse(&compact) {
                 Ok(r) => found.push(r),
                 Err(err) => notes.push(format!("its structured reference: {err}")),
@@ -174,7 +174,7 @@ fn structured_references(e: &Entry, notes: &mut Vec<String>) -> Vec<CreditorRef>
         let words: Vec<&str> = text.split_whitespace().collect();
         for (i, w) in words.iter().enumerate() {
             let w = w.trim_matches(|c: char| !c.is_ascii_alphanumeric());
-            if w.len() < 2 || !w[..2].eq_ignore_ascii_case("RF") {
+            if !starts_rf(w) {
                 continue;
             }
             // `RF18 5390 0754 7034`: the groups that follow may belong to it; the
@@ -200,7 +200,7 @@ fn structured_references(e: &Entry, notes: &mut Vec<String>) -> Vec<CreditorRef>
             match best {
                 Some(r) if !found.contains(&r) => found.push(r),
                 Some(_) => {}
-                None if w.len() >= 5 && w[2..4].bytes().all(|b| b.is_ascii_digit()) => {
+                None if w.len() >= 5 && w.as_bytes()[2..4].iter().all(u8::is_ascii_digit) => {
                     notes.push(format!(
                         "{w} in its remittance looks like a creditor reference, but its check digits are wrong"
                     ))
@@ -210,6 +210,13 @@ fn structured_references(e: &Entry, notes: &mut Vec<String>) -> Vec<CreditorRef>
         }
     }
     found
+}
+
+/// Whether a text starts with `RF` in any case (byte-wise: it may hold any character).
+fn starts_rf(text: &str) -> bool {
+    text.as_bytes()
+        .get(..2)
+        .is_some_and(|b| b.eq_ignore_ascii_case(b"RF"))
 }
 
 /// The whole tokens of a remittance text: split at white space, the punctuation around
@@ -254,6 +261,35 @@ mod tests {
             t,
             ["Factuur", "INV-2026-001", "order", "41234", "zie", "2026/7"]
         );
+    }
+
+    proptest::proptest! {
+        /// Any remittance and structured reference, never a panic.
+        #[test]
+        fn any_text_is_looked_at_without_a_panic(remittance in "\\PC{0,60}", structured in "\\PC{0,30}") {
+            let e = Entry {
+                account: "NL91ABNA0417164300".into(),
+                booking_date: None,
+                value_date: None,
+                amount: crate::domain::Money { minor: 1, currency: crate::domain::Currency::EUR },
+                direction: crate::domain::statement::Direction::Credit,
+                booking: crate::domain::statement::Booking::Booked,
+                reversal: false,
+                return_reason: None,
+                counterparty_name: None,
+                counterparty_iban: None,
+                remittance: Some(format!("rf{remittance} RF{remittance}")),
+                structured_reference: Some(format!("RF{structured}")),
+                bank_reference: None,
+                end_to_end_id: None,
+                part: 0,
+                line: 1,
+            };
+            let mut notes = Vec::new();
+            let _ = structured_references(&e, &mut notes);
+            let _ = tokens(&remittance).count();
+            let _ = resembles(&remittance, &structured);
+        }
     }
 
     #[test]

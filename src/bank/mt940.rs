@@ -49,8 +49,7 @@
 
 use super::entry::{Booking, Direction, Entry, Format, Item, StatementHeader};
 use super::read::{
-    Each, Failure, MAX_TOKEN, Source, clean, give, iban, iban_shaped, minor_units, quote,
-    reference,
+    Each, Failure, MAX_TOKEN, Source, clean, give, iban, iban_shaped, minor_units, quote, reference,
 };
 use crate::domain::{Currency, Money};
 use chrono::{Datelike, NaiveDate};
@@ -847,10 +846,7 @@ fn slashed(t: &str) -> Details {
     for (i, _) in t.match_indices('/') {
         if let Some(k) = key_at(&t[i..]) {
             // a key's closing slash may not start the next key (`/CNTP//NAME/`)
-            if found
-                .last()
-                .is_none_or(|(j, prev)| i >= j + prev.len() + 2)
-            {
+            if found.last().is_none_or(|(j, prev)| i >= j + prev.len() + 2) {
                 found.push((i, k));
             }
         }
@@ -945,10 +941,14 @@ fn free(text: &str) -> Details {
         i += text[i..].chars().next().map_or(1, char::len_utf8);
     }
     let value = |word: &str| {
-        found.iter().enumerate().find(|(_, (_, w))| *w == word).map(|(n, (at, w))| {
-            let end = found.get(n + 1).map_or(text.len(), |(j, _)| *j);
-            text[at + w.len()..end].trim().trim_end_matches('/').trim()
-        })
+        found
+            .iter()
+            .enumerate()
+            .find(|(_, (_, w))| *w == word)
+            .map(|(n, (at, w))| {
+                let end = found.get(n + 1).map_or(text.len(), |(j, _)| *j);
+                text[at + w.len()..end].trim().trim_end_matches('/').trim()
+            })
     };
     let prefix = text[..found.first().map_or(text.len(), |(j, _)| *j)].trim();
     let iban_of = |v: &str| {
@@ -960,9 +960,11 @@ fn free(text: &str) -> Details {
         iban: value("IBAN:")
             .and_then(iban_of)
             .or_else(|| value("REK:").and_then(iban_of)),
-        remittance: value("OMSCHRIJVING:")
-            .and_then(clean)
-            .or_else(|| (!prefix.starts_with("SEPA")).then(|| clean(prefix)).flatten()),
+        remittance: value("OMSCHRIJVING:").and_then(clean).or_else(|| {
+            (!prefix.starts_with("SEPA"))
+                .then(|| clean(prefix))
+                .flatten()
+        }),
         structured: value("BETALINGSKENM.:").and_then(reference),
         end_to_end: value("KENMERK:").and_then(reference),
         return_reason: None,
@@ -1084,7 +1086,12 @@ mod tests {
     fn lines(ls: &[&str]) -> Vec<(String, usize)> {
         ls.iter()
             .enumerate()
-            .map(|(i, l)| (l.to_string(), l.chars().count() + if i == 0 { 4 } else { 0 }))
+            .map(|(i, l)| {
+                (
+                    l.to_string(),
+                    l.chars().count() + if i == 0 { 4 } else { 0 },
+                )
+            })
             .collect()
     }
 

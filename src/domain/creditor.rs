@@ -67,7 +67,8 @@ impl CreditorRef {
             .filter(|c| !c.is_whitespace())
             .collect::<String>()
             .to_ascii_uppercase();
-        let shaped = compact.len() >= 5
+        let shaped = compact.is_ascii()
+            && compact.len() >= 5
             && compact.len() <= 4 + MAX_BODY
             && compact.starts_with("RF")
             && compact[2..4].bytes().all(|b| b.is_ascii_digit())
@@ -189,5 +190,8 @@ mod tests {
         assert!(CreditorRef::parse("RF18F2026-0042").is_err());
         assert!(CreditorRef::parse("XX18F20260042").is_err());
         assert!(CreditorRef::parse("RF18ABCDEFGHIJKLMNOPQRSTUVW").is_err());
+        // Any text, never a panic: a character of several bytes where the digits go.
+        assert!(CreditorRef::parse("RFé1234").is_err());
+        assert!(CreditorRef::parse("R€18F2026").is_err());
     }
 }

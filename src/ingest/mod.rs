@@ -1036,7 +1036,7 @@ fn apply_row(
             } else {
                 RevisionReason::Reopened
             };
-            w.add_revision(&cur, &row.data, reason, src)?;
+            w.add_revision(&cur, &row.data, reason, src, None)?;
             counts.invoices_changed += 1;
         }
         State::Open | State::Failed | State::Expired if differs => {
@@ -1049,8 +1049,10 @@ fn apply_row(
             // before it arrived; one that does not still owes them: they are subtracted
             // once, here, and never again.
             let mut data = row.data.clone();
+            let mut export_due = None;
             if transferred > 0 && row.data.due.minor >= cur.export_due {
                 data.due.minor -= transferred;
+                export_due = Some(row.data.due.minor);
             }
             if data.due.minor <= 0 {
                 let note = format!(
@@ -1061,7 +1063,7 @@ fn apply_row(
                 w.note_paid_changed(cur.id, &note, src)?;
                 return Ok(None);
             }
-            w.add_revision(&cur, &data, reason, src)?;
+            w.add_revision(&cur, &data, reason, src, export_due)?;
             counts.invoices_changed += 1;
         }
         State::Open | State::Failed | State::Expired

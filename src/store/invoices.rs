@@ -232,8 +232,8 @@ impl<'c> Writer<'c> {
                 "INSERT INTO revisions (invoice_id, revision, customer_email, customer_name,
                                         amount_minor, due_minor, currency, due_date, language,
                                         country_code, reason, import_id, source_line,
-                                        customer_type)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                                        customer_type, export_due_minor)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
             )?,
             new_revision: db.conn.prepare(
                 "UPDATE invoices SET revision = ?2, state = 'open', last_error = NULL,
@@ -291,7 +291,7 @@ impl<'c> Writer<'c> {
             return Ok(None);
         }
         let id = self.db.conn.last_insert_rowid();
-        self.revision(id, 1, data, RevisionReason::New, src)?;
+        self.revision(id, 1, data, RevisionReason::New, src, None)?;
         Ok(Some(id))
     }
 
@@ -302,6 +302,7 @@ impl<'c> Writer<'c> {
         d: &RevisionData,
         reason: RevisionReason,
         src: Source,
+        export_due: Option<i64>,
     ) -> Result<()> {
         self.insert_revision.execute(params![
             invoice_id,
@@ -317,7 +318,8 @@ impl<'c> Writer<'c> {
             reason,
             src.import_id,
             src.line,
-            d.customer_type
+            d.customer_type,
+            export_due
         ])?;
         Ok(())
     }
@@ -329,9 +331,10 @@ impl<'c> Writer<'c> {
         data: &RevisionData,
         reason: RevisionReason,
         src: Source,
+        export_due: Option<i64>,
     ) -> Result<i64> {
         let revision = cur.revision + 1;
-        self.revision(cur.id, revision, data, reason, src)?;
+        self.revision(cur.id, revision, data, reason, src, export_due)?;
         self.new_revision
             .execute(params![cur.id, revision, src.import_id, src.line, src.now])?;
         Ok(revision)

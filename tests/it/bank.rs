@@ -28,9 +28,27 @@ fn setup_with(host: &SandboxHost, extra: &str) -> TestEnv {
     env.drop_file(
         "a.csv",
         common::default_csv(&[
-            ("INV-1", "jan@example.com", "Jan de Vries", "100.00", "2099-12-01"),
-            ("INV-2", "ann@example.com", "Ann Smit", "250.00", "2099-12-01"),
-            ("INV-3", "piet@example.com", "Piet Jansen", "60.00", "2099-12-01"),
+            (
+                "INV-1",
+                "jan@example.com",
+                "Jan de Vries",
+                "100.00",
+                "2099-12-01",
+            ),
+            (
+                "INV-2",
+                "ann@example.com",
+                "Ann Smit",
+                "250.00",
+                "2099-12-01",
+            ),
+            (
+                "INV-3",
+                "piet@example.com",
+                "Piet Jansen",
+                "60.00",
+                "2099-12-01",
+            ),
         ]),
     );
     let r = env.run(&["run"]);
@@ -78,7 +96,13 @@ fn a_transfer_quoting_the_creditor_reference_pays_the_invoice_and_its_link_goes(
     drop_statement(
         &env,
         "stmt.xml",
-        &camt(ACCOUNT, &[Tx::structured("100.00", &CreditorRef::of_invoice("INV-1").grouped()).bank_ref("B-1")]),
+        &camt(
+            ACCOUNT,
+            &[
+                Tx::structured("100.00", &CreditorRef::of_invoice("INV-1").grouped())
+                    .bank_ref("B-1"),
+            ],
+        ),
     );
     let r = bank_import(&env);
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -89,19 +113,29 @@ fn a_transfer_quoting_the_creditor_reference_pays_the_invoice_and_its_link_goes(
     assert_eq!(inv["amount_received"], "100.00");
     assert_eq!(inv["overpaid"], Value::Null);
     assert_eq!(inv["flags"], serde_json::json!([]));
-    assert!(inv["paid_at"].as_str().unwrap().starts_with("2026-12-07"), "{inv}");
+    assert!(
+        inv["paid_at"].as_str().unwrap().starts_with("2026-12-07"),
+        "{inv}"
+    );
     assert_eq!(
         env.count("SELECT count(*) FROM outbox WHERE state = 'queued'"),
         0,
         "the queued mail was cancelled with the match"
     );
-    assert_eq!(env.files_in("bank"), Vec::<String>::new(), "the statement was archived");
+    assert_eq!(
+        env.files_in("bank"),
+        Vec::<String>::new(),
+        "the statement was archived"
+    );
     assert_eq!(env.files_in("bank-archive").len(), 1);
 
     // The next cycle switches the link off; nothing else changes.
     let r = env.run(&["run"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(!host.sb().link(&link_ref).unwrap().active, "the link is no longer payable");
+    assert!(
+        !host.sb().link(&link_ref).unwrap().active,
+        "the link is no longer payable"
+    );
     let e = &entries(&env, false)[0];
     assert_eq!(e["outcome"], "matched");
     assert_eq!(e["invoice_reference"], "INV-1");
@@ -154,7 +188,10 @@ fn the_invoice_reference_as_a_whole_token_matches_in_any_case_but_not_inside_a_l
     assert_eq!(all[1]["outcome"], "unmatched", "{}", all[1]);
     assert_eq!(all[2]["outcome"], "unmatched");
     assert!(
-        all[2]["reason"].as_str().unwrap().contains("2 open invoices"),
+        all[2]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("2 open invoices"),
         "{}",
         all[2]
     );
@@ -164,11 +201,17 @@ fn the_invoice_reference_as_a_whole_token_matches_in_any_case_but_not_inside_a_l
 fn a_partial_transfer_makes_a_new_revision_for_the_rest_and_its_mail_says_what_was_received() {
     let host = SandboxHost::start(SandboxOptions::default());
     let env = setup(&host);
-    let old = env.invoice("INV-2")["link_ref"].as_str().unwrap().to_string();
+    let old = env.invoice("INV-2")["link_ref"]
+        .as_str()
+        .unwrap()
+        .to_string();
     drop_statement(
         &env,
         "s.xml",
-        &camt(ACCOUNT, &[Tx::structured("100.00", &cref("INV-2")).bank_ref("P-1")]),
+        &camt(
+            ACCOUNT,
+            &[Tx::structured("100.00", &cref("INV-2")).bank_ref("P-1")],
+        ),
     );
     let r = env.run(&["run"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -176,10 +219,13 @@ fn a_partial_transfer_makes_a_new_revision_for_the_rest_and_its_mail_says_what_w
     assert_eq!(inv["state"], "open");
     assert_eq!(inv["amount"], "150.00", "the new link asks for the rest");
     assert_eq!(inv["amount_received"], "100.00");
-    assert!(!host.sb().link(&old).unwrap().active, "the old link is replaced");
+    assert!(
+        !host.sb().link(&old).unwrap().active,
+        "the old link is replaced"
+    );
     let new = inv["link_ref"].as_str().unwrap();
     assert_ne!(new, old);
-    assert_eq!(host.sb().link(new).unwrap().fields["amount"], "15000");
+    assert_eq!(host.sb().link(new).unwrap().fields["amount"], "150.00");
     // The replacement mail tells the customer what came in and what remains.
     let mails = env.files_in("outbox");
     let last = mails.iter().filter(|m| m.contains("INV-2")).max().unwrap();
@@ -192,26 +238,36 @@ fn a_partial_transfer_makes_a_new_revision_for_the_rest_and_its_mail_says_what_w
     env.drop_file(
         "b.csv",
         common::default_csv(&[
-            ("INV-1", "jan@example.com", "Jan de Vries", "100.00", "2099-12-01"),
-            ("INV-2", "ann@example.com", "Ann Smit", "250.00", "2099-12-01"),
-            ("INV-3", "piet@example.com", "Piet Jansen", "60.00", "2099-12-01"),
+            (
+                "INV-1",
+                "jan@example.com",
+                "Jan de Vries",
+                "100.00",
+                "2099-12-01",
+            ),
+            (
+                "INV-2",
+                "ann@example.com",
+                "Ann Smit",
+                "250.00",
+                "2099-12-01",
+            ),
+            (
+                "INV-3",
+                "piet@example.com",
+                "Piet Jansen",
+                "60.00",
+                "2099-12-01",
+            ),
         ]),
     );
     let r = env.run(&["run"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(env.invoice("INV-2")["amount"], "150.00");
-    // A later export that lowers the amount includes the transfer: the link asks that.
+    // One that changes only the due date still owes the transfer: the link asks the
+    // export's amount less the transfer.
     env.drop_file(
         "c.csv",
-        "invoice_reference,customer_email,customer_name,amount,outstanding,due_date\n\
-         INV-2,ann@example.com,Ann Smit,250.00,150.00,2099-12-01\n",
-    );
-    let r = env.run(&["run"]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(env.invoice("INV-2")["amount"], "150.00", "never subtracted twice");
-    // And one that changes only the due date still owes the transfer.
-    env.drop_file(
-        "d.csv",
         "invoice_reference,customer_email,customer_name,amount,due_date\n\
          INV-2,ann@example.com,Ann Smit,250.00,2099-12-15\n",
     );
@@ -219,7 +275,47 @@ fn a_partial_transfer_makes_a_new_revision_for_the_rest_and_its_mail_says_what_w
     assert_eq!(r.code, 0, "{}", r.stderr);
     let inv = env.invoice("INV-2");
     assert_eq!(inv["due_date"], "2099-12-15");
-    assert_eq!(inv["amount"], "150.00", "the transfer since the last export is still subtracted");
+    assert_eq!(
+        inv["amount"], "150.00",
+        "the transfer since the last export is still subtracted"
+    );
+    // That row again (in a file that differs elsewhere) changes nothing.
+    env.drop_file(
+        "c2.csv",
+        "invoice_reference,customer_email,customer_name,amount,due_date\n\
+         INV-2,ann@example.com,Ann Smit,250.00,2099-12-15\n\
+         INV-9,nine@example.com,Nine,9.00,2099-12-15\n",
+    );
+    let r = env.run(&["run"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        env.invoice("INV-2")["amount"],
+        "150.00",
+        "the same row read again"
+    );
+    // A later export that lowers the amount includes the transfer: the link asks that,
+    // never the transfer subtracted twice.
+    env.drop_file(
+        "d.csv",
+        "invoice_reference,customer_email,customer_name,amount,outstanding,due_date\n\
+         INV-2,ann@example.com,Ann Smit,250.00,150.00,2099-12-15\n",
+    );
+    let r = env.run(&["run"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        env.invoice("INV-2")["amount"],
+        "150.00",
+        "never subtracted twice"
+    );
+    // And it lowers it further when the books say so.
+    env.drop_file(
+        "e.csv",
+        "invoice_reference,customer_email,customer_name,amount,outstanding,due_date\n\
+         INV-2,ann@example.com,Ann Smit,250.00,120.00,2099-12-15\n",
+    );
+    let r = env.run(&["run"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(env.invoice("INV-2")["amount"], "120.00");
 }
 
 #[test]
@@ -227,7 +323,10 @@ fn an_overpayment_and_a_transfer_plus_a_link_payment_are_flagged_for_a_refund_wi
     let host = SandboxHost::start(SandboxOptions::default());
     let env = setup(&host);
     // INV-1 paid through its link first.
-    let link = env.invoice("INV-1")["link_ref"].as_str().unwrap().to_string();
+    let link = env.invoice("INV-1")["link_ref"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(host.sb().pay(&link), 200);
     common::make_links_due(&env);
     assert_eq!(env.run(&["run"]).code, 0);
@@ -245,7 +344,11 @@ fn an_overpayment_and_a_transfer_plus_a_link_payment_are_flagged_for_a_refund_wi
     );
     let r = bank_import(&env);
     assert_eq!(r.code, 3, "a surplus to refund needs the operator");
-    assert!(r.stderr.contains("INV-1") && r.stderr.contains("refund"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("INV-1") && r.stderr.contains("refund"),
+        "{}",
+        r.stderr
+    );
     let one = env.invoice("INV-1");
     assert_eq!(one["overpaid"], "100.00");
     assert_eq!(one["flags"], serde_json::json!(["overpaid"]));
@@ -259,9 +362,13 @@ fn an_overpayment_and_a_transfer_plus_a_link_payment_are_flagged_for_a_refund_wi
     let r = env.run(&["run"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     // The metric counts invoices with a surplus.
-    let store = invoice_sync::store::Store::open_read_only(&env.path("state/invoice-sync.db")).unwrap();
+    let store =
+        invoice_sync::store::Store::open_read_only(&env.path("state/invoice-sync.db")).unwrap();
     let metrics = invoice_sync::metrics::render(&store).unwrap();
-    assert!(metrics.contains("invoice_sync_invoices_overpaid 2"), "{metrics}");
+    assert!(
+        metrics.contains("invoice_sync_invoices_overpaid 2"),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -271,7 +378,10 @@ fn a_reversal_undoes_its_match_and_reopens_the_invoice_flagged() {
     drop_statement(
         &env,
         "a.xml",
-        &camt(ACCOUNT, &[Tx::credit("250.00", "INV-2").bank_ref("R-1").e2e("E2E-77")]),
+        &camt(
+            ACCOUNT,
+            &[Tx::credit("250.00", "INV-2").bank_ref("R-1").e2e("E2E-77")],
+        ),
     );
     assert_eq!(bank_import(&env).code, 0);
     assert_eq!(env.invoice("INV-2")["state"], "paid");
@@ -302,20 +412,40 @@ fn every_entry_is_applied_once_whatever_overlaps_and_identical_transfers_count_t
     // Intraday report: the transfer is pending, then booked; then the day's statement.
     let mut pending = Tx::credit("30.00", "INV-2").bank_ref("D-1");
     pending.status = "PDNG";
-    drop_statement(&env, "1.xml", &camt_message("camt.052.001.02", ACCOUNT, &[pending]));
+    drop_statement(
+        &env,
+        "1.xml",
+        &camt_message("camt.052.001.02", ACCOUNT, &[pending]),
+    );
     assert_eq!(bank_import(&env).code, 0);
-    assert_eq!(env.invoice("INV-2")["amount"], "250.00", "a pending entry is not applied");
+    assert_eq!(
+        env.invoice("INV-2")["amount"],
+        "250.00",
+        "a pending entry is not applied"
+    );
     let booked = Tx::credit("30.00", "INV-2").bank_ref("D-1");
-    drop_statement(&env, "2.xml", &camt_message("camt.052.001.02", ACCOUNT, &[booked.clone()]));
+    drop_statement(
+        &env,
+        "2.xml",
+        &camt_message("camt.052.001.02", ACCOUNT, &[booked.clone()]),
+    );
     assert_eq!(bank_import(&env).code, 0);
-    assert_eq!(env.invoice("INV-2")["amount"], "220.00", "applied once booked");
+    assert_eq!(
+        env.invoice("INV-2")["amount"],
+        "220.00",
+        "applied once booked"
+    );
     // The end-of-day statement repeats it, and adds two identical transfers without a
     // bank reference.
     let twin = Tx::credit("10.00", "INV-2");
     let day = camt(ACCOUNT, &[booked, twin.clone(), twin.clone()]);
     drop_statement(&env, "3.xml", &day);
     assert_eq!(bank_import(&env).code, 0);
-    assert_eq!(env.invoice("INV-2")["amount"], "200.00", "the twins count twice");
+    assert_eq!(
+        env.invoice("INV-2")["amount"],
+        "200.00",
+        "the twins count twice"
+    );
     // The same file again, and an overlapping download with one twin: nothing changes.
     drop_statement(&env, "3-again.xml", &day);
     drop_statement(&env, "4.xml", &camt(ACCOUNT, &[twin]));
@@ -341,7 +471,12 @@ fn mt940_statements_are_read_as_the_dutch_banks_write_them() {
         &[
             ("100,00", "C", "0000000000000001", &info),
             // Latin-1 free text naming INV-3.
-            ("60,00", "C", "0000000000000002", "Betaling f\u{e9}ctuur INV-3"),
+            (
+                "60,00",
+                "C",
+                "0000000000000002",
+                "Betaling f\u{e9}ctuur INV-3",
+            ),
         ],
     );
     let (latin1, _, _) = encoding_rs::WINDOWS_1252.encode(&text);
@@ -351,7 +486,14 @@ fn mt940_statements_are_read_as_the_dutch_banks_write_them() {
     assert_eq!(env.invoice("INV-1")["state"], "paid");
     assert_eq!(env.invoice("INV-3")["state"], "paid");
     let all = entries(&env, false);
-    assert!(all[1]["remittance"].as_str().unwrap().contains("f\u{e9}ctuur"), "{}", all[1]);
+    assert!(
+        all[1]["remittance"]
+            .as_str()
+            .unwrap()
+            .contains("f\u{e9}ctuur"),
+        "{}",
+        all[1]
+    );
 }
 
 #[test]
@@ -401,11 +543,22 @@ fn nothing_else_is_applied_by_itself_and_each_refusal_says_why() {
     assert!(reason(1).contains("USD"), "{}", reason(1));
     assert_eq!(all[2]["outcome"], "ignored");
     assert!(reason(2).contains("pending"), "{}", reason(2));
-    assert_eq!(all[3]["outcome"], "unmatched");
-    assert!(reason(3).contains("check digits"), "{}", reason(3));
+    // Never applied on a wrong check digit; its amount and payer fit INV-1, so it is
+    // suggested, with the reason it was not applied.
+    assert_eq!(all[3]["outcome"], "suggested");
+    assert_eq!(all[3]["suggested_invoice"], "INV-1");
+    assert!(
+        reason(3).contains("check digits are wrong"),
+        "{}",
+        reason(3)
+    );
     assert_eq!(all[4]["outcome"], "suggested");
     assert_eq!(all[4]["suggested_invoice"], "INV-3");
-    assert_eq!(entries(&env, true).len(), 3, "--unmatched lists the credits to look at");
+    assert_eq!(
+        entries(&env, true).len(),
+        3,
+        "--unmatched lists the credits to look at"
+    );
 
     // The operator applies the suggestion; then takes it back.
     let id = all[4]["entry_id"].as_i64().unwrap().to_string();
@@ -436,11 +589,19 @@ fn a_statement_that_cannot_be_applied_is_set_aside_whole_with_its_reason() {
     let good = camt(ACCOUNT, &[Tx::credit("100.00", "INV-1").bank_ref("G-1")]);
     // Another account's statement; a truncated one; amounts with a comma and too many
     // decimals; an unknown currency; a billion laughs.
-    drop_statement(&env, "other.xml", &camt("NL02ABNA0123456789", &[Tx::credit("250.00", "INV-2")]));
+    drop_statement(
+        &env,
+        "other.xml",
+        &camt("NL02ABNA0123456789", &[Tx::credit("250.00", "INV-2")]),
+    );
     drop_statement(&env, "truncated.xml", &good[..good.len() / 2]);
     drop_statement(&env, "comma.xml", &good.replace("100.00", "100,00"));
     drop_statement(&env, "decimals.xml", &good.replace("100.00", "100.001"));
-    drop_statement(&env, "currency.xml", &good.replace("Ccy=\"EUR\"", "Ccy=\"EUX\""));
+    drop_statement(
+        &env,
+        "currency.xml",
+        &good.replace("Ccy=\"EUR\"", "Ccy=\"EUX\""),
+    );
     drop_statement(
         &env,
         "laughs.xml",
@@ -449,21 +610,41 @@ fn a_statement_that_cannot_be_applied_is_set_aside_whole_with_its_reason() {
     drop_statement(&env, "z-good.xml", &good);
     let r = bank_import(&env);
     assert_eq!(r.code, 3, "{}", r.stderr);
-    assert_eq!(env.invoice("INV-1")["state"], "paid", "the good statement proceeds");
+    assert_eq!(
+        env.invoice("INV-1")["state"],
+        "paid",
+        "the good statement proceeds"
+    );
     assert_eq!(env.invoice("INV-2")["state"], "open");
     let rejected = env.files_in("bank-rejected");
-    for name in ["other.xml", "truncated.xml", "comma.xml", "decimals.xml", "currency.xml", "laughs.xml"] {
-        assert!(rejected.contains(&name.to_string()), "{name} set aside: {rejected:?}");
-        let reason = std::fs::read_to_string(
-            env.path("bank-rejected").join(format!("{name}.reason.txt")),
-        )
-        .unwrap();
+    for name in [
+        "other.xml",
+        "truncated.xml",
+        "comma.xml",
+        "decimals.xml",
+        "currency.xml",
+        "laughs.xml",
+    ] {
+        assert!(
+            rejected.contains(&name.to_string()),
+            "{name} set aside: {rejected:?}"
+        );
+        let reason =
+            std::fs::read_to_string(env.path("bank-rejected").join(format!("{name}.reason.txt")))
+                .unwrap();
         assert!(!reason.trim().is_empty());
         if name == "other.xml" {
-            assert!(reason.contains("NL02ABNA0123456789") && reason.contains("bank.accounts"), "{reason}");
+            assert!(
+                reason.contains("NL02ABNA0123456789") && reason.contains("bank.accounts"),
+                "{reason}"
+            );
         }
     }
-    assert_eq!(env.count("SELECT count(*) FROM bank_files"), 1, "nothing of a refused file");
+    assert_eq!(
+        env.count("SELECT count(*) FROM bank_files"),
+        1,
+        "nothing of a refused file"
+    );
     assert_eq!(env.count("SELECT count(*) FROM bank_entries"), 1);
 }
 
@@ -525,11 +706,23 @@ fn a_kill_at_any_moment_of_a_bank_import_is_repaired_by_the_next_run() {
 fn a_dry_run_shows_what_each_entry_would_match_and_changes_nothing() {
     let host = SandboxHost::start(SandboxOptions::default());
     let env = setup(&host);
-    drop_statement(&env, "s.xml", &camt(ACCOUNT, &[Tx::credit("100.00", "INV-1").bank_ref("Y-1")]));
+    drop_statement(
+        &env,
+        "s.xml",
+        &camt(ACCOUNT, &[Tx::credit("100.00", "INV-1").bank_ref("Y-1")]),
+    );
     let r = env.run(&["run", "--dry-run"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(r.stdout.contains("bank entry") && r.stdout.contains("invoice INV-1 paid"), "{}", r.stdout);
-    assert!(r.stdout.contains("deactivate  INV-1"), "the plan follows from the match: {}", r.stdout);
+    assert!(
+        r.stdout.contains("bank entry") && r.stdout.contains("invoice INV-1 paid"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("deactivate  INV-1"),
+        "the plan follows from the match: {}",
+        r.stdout
+    );
     assert_eq!(env.invoice("INV-1")["state"], "open");
     assert_eq!(env.files_in("bank"), vec!["s.xml".to_string()]);
     assert_eq!(env.count("SELECT count(*) FROM bank_entries"), 0);
@@ -542,20 +735,44 @@ fn export_paid_names_the_method_and_the_camt_export_never_repeats_a_transfer() {
         &host,
         "[reconciliation]\naccount_iban = \"NL02ABNA0123456789\"\n",
     );
-    let link = env.invoice("INV-2")["link_ref"].as_str().unwrap().to_string();
+    let link = env.invoice("INV-2")["link_ref"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(host.sb().pay(&link), 200);
     common::make_links_due(&env);
-    drop_statement(&env, "s.xml", &camt(ACCOUNT, &[Tx::credit("100.00", "INV-1").bank_ref("X-1")]));
+    drop_statement(
+        &env,
+        "s.xml",
+        &camt(ACCOUNT, &[Tx::credit("100.00", "INV-1").bank_ref("X-1")]),
+    );
     assert_eq!(env.run(&["run"]).code, 0);
     let r = env.run(&["export-paid"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let lines: Vec<&str> = r.stdout.lines().collect();
-    assert_eq!(lines[0], "invoice_reference,amount,currency,paid_at,link_ref,method");
-    assert!(lines.iter().any(|l| l.starts_with("INV-1,100.00,EUR,2026-12-07") && l.ends_with(",X-1,transfer")), "{lines:?}");
-    assert!(lines.iter().any(|l| l.starts_with("INV-2,250.00") && l.ends_with(",link")), "{lines:?}");
+    assert_eq!(
+        lines[0],
+        "invoice_reference,amount,currency,paid_at,link_ref,method"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("INV-1,100.00,EUR,2026-12-07") && l.ends_with(",X-1,transfer")),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("INV-2,250.00") && l.ends_with(",link")),
+        "{lines:?}"
+    );
     let r = env.run(&["export-paid", "--format", "camt053"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(r.stdout.contains("INV-2") && !r.stdout.contains("INV-1"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("INV-2") && !r.stdout.contains("INV-1"),
+        "{}",
+        r.stdout
+    );
 }
 
 #[test]
@@ -567,9 +784,18 @@ fn check_names_a_missing_bank_inbox_and_an_iban_the_statements_never_show() {
     std::fs::remove_dir_all(env.path("bank")).unwrap();
     let r = env.run(&["check"]);
     assert_ne!(r.code, 0);
-    assert!(r.stdout.contains("bank inbox") || r.stderr.contains("bank inbox"), "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("bank inbox") || r.stderr.contains("bank inbox"),
+        "{}{}",
+        r.stdout,
+        r.stderr
+    );
     // The cycle goes on without it, and says so.
     let r = env.run(&["run"]);
     assert_eq!(r.code, 3, "{}", r.stderr);
-    assert!(r.stderr.contains("no bank statement was read"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("no bank statement was read"),
+        "{}",
+        r.stderr
+    );
 }

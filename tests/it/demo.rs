@@ -120,7 +120,10 @@ fn the_demo_runs_a_whole_cycle_and_a_second_run_is_a_noop() {
     assert_eq!(out2, out, "the second run changed something");
 
     // the sample exports and the statement themselves are untouched
-    assert!(tmp.path().join(statement).is_file(), "the statement was not moved");
+    assert!(
+        tmp.path().join(statement).is_file(),
+        "the statement was not moved"
+    );
     for (e, b) in exports.iter().zip(before) {
         assert_eq!(std::fs::read(tmp.path().join(e)).unwrap(), b, "{e} changed");
     }

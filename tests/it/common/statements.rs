@@ -102,7 +102,10 @@ pub fn camt_message(message: &str, account: &str, txs: &[Tx]) -> String {
         }
         s.push_str(&format!("        <Sts>{}</Sts>\n", t.status));
         if t.status == "BOOK" {
-            s.push_str(&format!("        <BookgDt><Dt>{}</Dt></BookgDt>\n", t.booked));
+            s.push_str(&format!(
+                "        <BookgDt><Dt>{}</Dt></BookgDt>\n",
+                t.booked
+            ));
         }
         s.push_str(&format!("        <ValDt><Dt>{}</Dt></ValDt>\n", t.booked));
         if let Some(r) = &t.bank_ref {
@@ -114,7 +117,11 @@ pub fn camt_message(message: &str, account: &str, txs: &[Tx]) -> String {
             "          <Refs><EndToEndId>{}</EndToEndId></Refs>\n",
             esc(t.end_to_end.as_deref().unwrap_or("NOTPROVIDED"))
         ));
-        let (party, acct) = if t.credit { ("Dbtr", "DbtrAcct") } else { ("Cdtr", "CdtrAcct") };
+        let (party, acct) = if t.credit {
+            ("Dbtr", "DbtrAcct")
+        } else {
+            ("Cdtr", "CdtrAcct")
+        };
         s.push_str(&format!(
             "          <RltdPties><{party}><Nm>{}</Nm></{party}><{acct}><Id><IBAN>{}</IBAN></Id></{acct}></RltdPties>\n",
             esc(t.name),
