@@ -10,6 +10,7 @@
 -- - `revisions.bank_entry_id`: the transfer a revision subtracts (a partial payment);
 --   `export_due_minor`: the amount the export asked when the revision was made by a
 --   transfer, so that the same export row read again changes nothing.
+-- - `invoices.due_minor`: what the current revision asks (below).
 -- - `bank_files`: one row per statement file applied; the SHA-256 makes a second read of
 --   the same bytes a no-op.
 -- - `bank_entries`: one row per entry known (`entry_key`: the bank's reference, else the
@@ -75,8 +76,13 @@ CREATE INDEX bank_entries_open ON bank_entries(id)
 -- and amount.
 CREATE INDEX bank_entries_credits ON bank_entries(account, amount_minor)
     WHERE direction = 'CRDT' AND outcome = 'matched';
--- Suggestions look for open invoices by the amount asked.
-CREATE INDEX revisions_by_due ON revisions(currency, due_minor);
+-- Suggestions look for open invoices by the amount asked: `invoices.due_minor` repeats
+-- what the current revision asks (written with the revision), so that a partial index
+-- holds the open ones only, however many paid invoices asked the same amount.
+ALTER TABLE invoices ADD COLUMN due_minor INTEGER;
+UPDATE invoices SET due_minor = (SELECT r.due_minor FROM revisions r
+                                 WHERE r.invoice_id = invoices.id AND r.revision = invoices.revision);
+CREATE INDEX invoices_open_by_due ON invoices(due_minor) WHERE state = 'open';
 
 -- `statement_payments` also marks transfers a `--new` CSV export wrote (rebuilt: SQLite
 -- cannot change a CHECK in place; the runner turns foreign keys off around it).

@@ -359,11 +359,11 @@ fn write_detail(out: &mut impl Write, v: &InvoiceView) -> anyhow::Result<()> {
                 v.flags.join(", ")
             },
         ),
-        ("transfer ref", dash(v.creditor_reference.as_deref())),
+        ("transfer", dash(v.creditor_reference.as_deref())),
         ("last error", dash(v.last_error.as_deref())),
     ];
     for (name, value) in fields {
-        writeln!(out, "{name:<12} {value}")?;
+        writeln!(out, "{name:<11} {value}")?;
     }
     Ok(())
 }

@@ -104,6 +104,12 @@ impl PaidBy {
     }
 }
 
+/// Runs one statement through the connection's statement cache: the matching runs these
+/// once per entry of statements of a million entries.
+fn exec(db: &Store, sql: &str, p: impl rusqlite::Params) -> Result<usize> {
+    Ok(db.conn.prepare_cached(sql)?.execute(p)?)
+}
+
 /// Whether the bytes of a statement file were applied before.
 pub fn file_known(db: &Store, sha256: &str) -> Result<bool> {
     Ok(db.conn.query_row(
@@ -121,7 +127,8 @@ pub fn insert_file(
     format: &str,
     now: Timestamp,
 ) -> Result<i64> {
-    db.conn.execute(
+    exec(
+        db,
         "INSERT INTO bank_files (file_name, sha256, format, imported_at) VALUES (?1, ?2, ?3, ?4)",
         params![file_name, sha256, format, now],
     )?;
@@ -130,7 +137,8 @@ pub fn insert_file(
 
 /// Records the format the reader detected.
 pub fn set_file_format(db: &Store, file_id: i64, format: &str) -> Result<()> {
-    db.conn.execute(
+    exec(
+        db,
         "UPDATE bank_files SET format = ?2 WHERE id = ?1",
         params![file_id, format],
     )?;
@@ -148,7 +156,8 @@ pub fn invoice_reference(db: &Store, id: i64) -> Result<InvoiceRef> {
 
 /// Writes a file's counts.
 pub fn finish_file(db: &Store, file_id: i64, entries: u64, new_entries: u64) -> Result<()> {
-    db.conn.execute(
+    exec(
+        db,
         "UPDATE bank_files SET entries = ?2, new_entries = ?3 WHERE id = ?1",
         params![file_id, entries as i64, new_entries as i64],
     )?;
@@ -249,7 +258,8 @@ pub fn insert_entry(
 /// A pending entry read again as booked: its booking date and status are updated, and
 /// it is decided again as if new.
 pub fn mark_booked(db: &Store, id: i64, e: &Entry) -> Result<()> {
-    db.conn.execute(
+    exec(
+        db,
         "UPDATE bank_entries SET status = 'BOOK', booking_date = ?2, value_date = ?3,
                 outcome = 'unmatched', reason = NULL
          WHERE id = ?1",
@@ -342,7 +352,7 @@ pub fn by_reference(db: &Store, reference: &InvoiceRef) -> Result<Option<Candida
 pub fn open_asking(db: &Store, amount: Money, limit: usize) -> Result<Vec<Candidate>> {
     candidates_where(
         db,
-        "WHERE r.currency = ?1 AND r.due_minor = ?2 AND i.state = 'open' ORDER BY i.id LIMIT ?3",
+        "WHERE i.state = 'open' AND i.due_minor = ?2 AND r.currency = ?1 ORDER BY i.id LIMIT ?3",
         params![amount.currency, amount.minor, limit as i64],
     )
 }
@@ -379,7 +389,8 @@ pub fn apply_transfer(
     by: MatchedBy,
     now: Timestamp,
 ) -> Result<Effect> {
-    db.conn.execute(
+    exec(
+        db,
         "UPDATE bank_entries SET outcome = 'matched', invoice_id = ?2, matched_by = ?3,
                 matched_at = ?4, reason = NULL, suggested_invoice_id = NULL
          WHERE id = ?1",
@@ -394,7 +405,8 @@ pub fn apply_transfer(
     } else if amount.minor >= due.minor || invoice.state == State::SettledElsewhere {
         // The export's "paid elsewhere" was most likely this transfer: it stays its
         // payment; only what exceeds the amount due is surplus.
-        db.conn.execute(
+        exec(
+            db,
             "UPDATE invoices SET state = 'paid', paid_by = 'transfer', paid_at = ?2,
                     updated_at = ?3, settled_at = NULL
              WHERE id = ?1",
@@ -455,7 +467,8 @@ fn new_revision(
     now: Timestamp,
 ) -> Result<i64> {
     let revision = invoice.revision + 1;
-    db.conn.execute(
+    exec(
+        db,
         "INSERT INTO revisions (invoice_id, revision, customer_email, customer_name,
                                amount_minor, due_minor, currency, due_date, language,
                                country_code, reason, import_id, source_line, customer_type,
@@ -473,11 +486,12 @@ fn new_revision(
             invoice.revision
         ],
     )?;
-    db.conn.execute(
+    exec(
+        db,
         "UPDATE invoices SET revision = ?2, state = 'open', last_error = NULL, paid_at = NULL,
-                paid_by = NULL, settled_at = NULL, updated_at = ?3
+                paid_by = NULL, settled_at = NULL, updated_at = ?3, due_minor = ?4
          WHERE id = ?1",
-        params![invoice.id, revision, now],
+        params![invoice.id, revision, now, data.due.minor],
     )?;
     Ok(revision)
 }
@@ -490,7 +504,8 @@ fn cancel_queued(db: &Store, invoice_id: i64, entry_id: i64, effect: &Effect) ->
         ),
         _ => format!("paid by bank transfer (bank entry {entry_id})"),
     };
-    db.conn.execute(
+    exec(
+        db,
         "UPDATE outbox SET state = 'cancelled', last_error = ?2
          WHERE invoice_id = ?1 AND state = 'queued'",
         params![invoice_id, why],
@@ -584,7 +599,8 @@ pub fn undo_transfer(db: &Store, credit: &MatchedCredit, flag: bool, now: Timest
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
     if flag {
-        db.conn.execute(
+        exec(
+            db,
             "UPDATE invoices SET reversed = 1, updated_at = ?2 WHERE id = ?1",
             params![credit.invoice_id, now],
         )?;
@@ -592,14 +608,16 @@ pub fn undo_transfer(db: &Store, credit: &MatchedCredit, flag: bool, now: Timest
     let surplus = surplus.unwrap_or(0);
     if surplus >= credit.amount.minor {
         let left = surplus - credit.amount.minor;
-        db.conn.execute(
+        exec(
+            db,
             "UPDATE invoices SET overpaid_minor = ?2, updated_at = ?3 WHERE id = ?1",
             params![credit.invoice_id, (left > 0).then_some(left), now],
         )?;
         return Ok(());
     }
     let owed_again = credit.amount.minor - surplus;
-    db.conn.execute(
+    exec(
+        db,
         "UPDATE invoices SET overpaid_minor = NULL WHERE id = ?1",
         [credit.invoice_id],
     )?;
@@ -612,7 +630,8 @@ pub fn undo_transfer(db: &Store, credit: &MatchedCredit, flag: bool, now: Timest
     if paid_by_this {
         // It paid the invoice: the revision still asks what it asked; reopen it.
         if data.due.minor == owed_again {
-            db.conn.execute(
+            exec(
+                db,
                 "UPDATE invoices SET state = 'open', paid_at = NULL, paid_by = NULL,
                         updated_at = ?2
                  WHERE id = ?1",
@@ -629,7 +648,8 @@ pub fn undo_transfer(db: &Store, credit: &MatchedCredit, flag: bool, now: Timest
     } else {
         // Paid another way since (or settled elsewhere): nothing is asked again; the
         // flag tells the operator to look.
-        db.conn.execute(
+        exec(
+            db,
             "UPDATE invoices SET reversed = 1, updated_at = ?2 WHERE id = ?1",
             params![credit.invoice_id, now],
         )?;
@@ -645,7 +665,8 @@ pub fn mark_reversed(
     invoice_id: Option<i64>,
     reason: &str,
 ) -> Result<()> {
-    db.conn.execute(
+    exec(
+        db,
         "UPDATE bank_entries SET outcome = 'reversed', reason = ?2,
                 reverses_entry_id = coalesce(?3, reverses_entry_id),
                 invoice_id = coalesce(?4, invoice_id)
@@ -657,7 +678,8 @@ pub fn mark_reversed(
 
 /// `bank unmatch`: the entry is unmatched again, recorded with the time.
 pub fn mark_unmatched_by_operator(db: &Store, id: i64, now: Timestamp) -> Result<()> {
-    db.conn.execute(
+    exec(
+        db,
         "UPDATE bank_entries SET outcome = 'unmatched', invoice_id = NULL, matched_by = NULL,
                 matched_at = NULL, reason = ?2
          WHERE id = ?1",

@@ -224,8 +224,8 @@ impl<'c> Writer<'c> {
             ))?,
             insert_invoice: db.conn.prepare(
                 "INSERT INTO invoices (reference, state, revision, settled_at, seen_import_id,
-                                       seen_line, creditor_ref)
-                 VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6)
+                                       seen_line, creditor_ref, due_minor)
+                 VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT (reference) DO NOTHING",
             )?,
             insert_revision: db.conn.prepare(
@@ -237,7 +237,8 @@ impl<'c> Writer<'c> {
             )?,
             new_revision: db.conn.prepare(
                 "UPDATE invoices SET revision = ?2, state = 'open', last_error = NULL,
-                        settled_at = NULL, seen_import_id = ?3, seen_line = ?4, updated_at = ?5
+                        settled_at = NULL, seen_import_id = ?3, seen_line = ?4, updated_at = ?5,
+                        due_minor = ?6
                  WHERE id = ?1",
             )?,
             mark_seen: db
@@ -285,7 +286,8 @@ impl<'c> Writer<'c> {
             settled_at,
             src.import_id,
             src.line,
-            crate::domain::CreditorRef::of_invoice(reference.as_str()).as_str()
+            crate::domain::CreditorRef::of_invoice(reference.as_str()).as_str(),
+            data.due.minor
         ])?;
         if inserted == 0 {
             return Ok(None);
@@ -335,8 +337,14 @@ impl<'c> Writer<'c> {
     ) -> Result<i64> {
         let revision = cur.revision + 1;
         self.revision(cur.id, revision, data, reason, src, export_due)?;
-        self.new_revision
-            .execute(params![cur.id, revision, src.import_id, src.line, src.now])?;
+        self.new_revision.execute(params![
+            cur.id,
+            revision,
+            src.import_id,
+            src.line,
+            src.now,
+            data.due.minor
+        ])?;
         Ok(revision)
     }
 

@@ -37,7 +37,12 @@ fn status_json_has_the_contract_keys_and_values() {
             "last_error": null,
             "paid_at": null,
             "reminders_sent": 0,
-            "next_reminder_on": null
+            "next_reminder_on": null,
+            "creditor_reference": invoice_sync::domain::CreditorRef::of_invoice("INV-1").as_str(),
+            "paid_by": null,
+            "amount_received": null,
+            "overpaid": null,
+            "flags": []
         })]
     );
 }

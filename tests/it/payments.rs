@@ -175,7 +175,8 @@ fn export_paid_lists_payments_with_formulas_neutralised() {
             "amount",
             "currency",
             "paid_at",
-            "link_ref"
+            "link_ref",
+            "method"
         ]
     );
     let mut rows: Vec<Vec<String>> = rdr
@@ -203,6 +204,7 @@ fn export_paid_lists_payments_with_formulas_neutralised() {
         rows[1][3]
     );
     assert_eq!(rows[1][4], env.invoice("P-2")["link_ref"].as_str().unwrap());
+    assert_eq!(rows[1][5], "link", "the method column");
 
     let out = env.path("paid.csv");
     let r = env.run(&[
@@ -215,7 +217,7 @@ fn export_paid_lists_payments_with_formulas_neutralised() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(
         std::fs::read_to_string(&out).unwrap(),
-        "invoice_reference,amount,currency,paid_at,link_ref\n"
+        "invoice_reference,amount,currency,paid_at,link_ref,method\n"
     );
     assert_eq!(env.run(&["export-paid", "--since", "yesterday"]).code, 2);
 }

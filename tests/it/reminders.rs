@@ -309,11 +309,11 @@ fn a_link_paid_since_its_last_check_gets_no_reminder_and_the_payment_is_recorded
     let mut lines = export.stdout.lines();
     assert_eq!(
         lines.next(),
-        Some("invoice_reference,amount,currency,paid_at,link_ref")
+        Some("invoice_reference,amount,currency,paid_at,link_ref,method")
     );
     let row = lines.next().unwrap();
     assert!(row.starts_with("PAID-1,42.00,EUR,"), "{row}");
-    assert!(row.ends_with(&link), "{row}");
+    assert!(row.ends_with(&format!("{link},link")), "{row}");
 }
 
 /// A reminder never carries a link that dies before the customer can use it: the link
