@@ -360,52 +360,131 @@ fn hash(path: &Path) -> std::io::Result<String> {
 }
 
 /// How an entry is known across statements (README, *Bank transfers*): the bank's
-/// reference where it gives one, else its content and its occurrence among identical
-/// entries of this file. Hashed, so the index stays small.
+/// reference where it gives one (with the account, part, direction and amount, as
+/// written: a bank's references mostly rise, so new keys land at the end of the index),
+/// else the hash of its content and its occurrence among identical entries of this file.
 fn entry_key(db: &Store, e: &Entry) -> crate::store::Result<String> {
-    let field = |s: &Option<String>| s.as_deref().unwrap_or("").to_string();
-    let mut h = Sha256::new();
-    let prefix = if let Some(bank_ref) = &e.bank_reference {
-        h.update(
-            format!(
-                "ref\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}",
-                e.account,
-                bank_ref,
-                e.part,
-                e.direction.code(),
-                e.amount.minor,
-                e.amount.currency.code()
-            )
-            .as_bytes(),
-        );
-        "r"
-    } else {
-        let content = format!(
-            "content\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}",
+    if let Some(bank_ref) = &e.bank_reference {
+        return Ok(format!(
+            "r{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}",
             e.account,
-            e.booking_date
-                .or(e.value_date)
-                .map(|d| d.to_string())
-                .unwrap_or_default(),
+            bank_ref,
+            e.part,
             e.direction.code(),
             e.amount.minor,
-            e.amount.currency.code(),
-            field(&e.counterparty_name),
-            field(&e.counterparty_iban),
-            field(&e.remittance),
-            field(&e.structured_reference),
-            field(&e.end_to_end_id),
-            e.part
-        );
-        let digest = hex::encode(&Sha256::digest(content.as_bytes())[..16]);
-        let n = stored::next_occurrence(db, &digest)?;
-        h.update(format!("{digest}\u{1f}{n}").as_bytes());
-        "c"
-    };
-    Ok(format!("{prefix}{}", hex::encode(&h.finalize()[..16])))
+            e.amount.currency.code()
+        ));
+    }
+    let field = |s: &Option<String>| s.as_deref().unwrap_or("").to_string();
+    let content = format!(
+        "{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}",
+        e.account,
+        e.booking_date
+            .or(e.value_date)
+            .map(|d| d.to_string())
+            .unwrap_or_default(),
+        e.direction.code(),
+        e.amount.minor,
+        e.amount.currency.code(),
+        field(&e.counterparty_name),
+        field(&e.counterparty_iban),
+        field(&e.remittance),
+        field(&e.structured_reference),
+        field(&e.end_to_end_id),
+        e.part
+    );
+    let digest = hex::encode(&Sha256::digest(content.as_bytes())[..16]);
+    let n = stored::next_occurrence(db, &digest)?;
+    Ok(format!("c{digest}#{n}"))
 }
 
-/// Records one entry and applies it; returns whether it was new.
+/// What an entry will come to, decided before it is recorded (reads only), so that it is
+/// written once with its outcome.
+enum Plan {
+    /// Never applied, for this reason.
+    Ignore(&'static str),
+    /// A reversal or return of this matched credit.
+    Reverse(stored::MatchedCredit),
+    /// A credit that pays this invoice.
+    Match(Box<stored::Candidate>, MatchedBy),
+    /// Not applied; this invoice fits by amount and name.
+    Suggest(Box<stored::Candidate>, String),
+    /// Not applied, for this reason.
+    Unmatched(String),
+}
+
+impl Plan {
+    /// The entry's row as it is recorded.
+    fn fate(&self) -> stored::Fate<'_> {
+        let mut f = stored::Fate {
+            outcome: Outcome::Unmatched,
+            reason: None,
+            invoice_id: None,
+            suggested_invoice_id: None,
+            matched_by: None,
+            reverses_entry_id: None,
+        };
+        match self {
+            Plan::Ignore(why) => {
+                f.outcome = Outcome::Ignored;
+                f.reason = Some(why);
+            }
+            Plan::Reverse(credit) => {
+                f.outcome = Outcome::Reversed;
+                f.invoice_id = Some(credit.invoice_id);
+                f.reverses_entry_id = Some(credit.entry_id);
+            }
+            Plan::Match(invoice, by) => {
+                f.outcome = Outcome::Matched;
+                f.invoice_id = Some(invoice.id);
+                f.matched_by = Some(*by);
+            }
+            Plan::Suggest(invoice, why) => {
+                f.outcome = Outcome::Suggested;
+                f.reason = Some(why);
+                f.suggested_invoice_id = Some(invoice.id);
+            }
+            Plan::Unmatched(why) => f.reason = Some(why),
+        }
+        f
+    }
+}
+
+/// Decides what an entry is (reads only).
+fn plan(db: &Store, cfg: &Config, e: &Entry) -> crate::store::Result<Plan> {
+    match e.booking {
+        Booking::Pending => {
+            return Ok(Plan::Ignore(
+                "pending: applied once, when the bank books it",
+            ));
+        }
+        Booking::Information => return Ok(Plan::Ignore("information only, not booked")),
+        Booking::Booked => {}
+    }
+    if e.reversal || e.return_reason.is_some() {
+        if e.direction == Direction::Credit {
+            return Ok(Plan::Ignore(
+                "a reversal of a debit: money paid out came back",
+            ));
+        }
+        return Ok(match stored::reversed_credit(db, e)? {
+            Some(credit) => Plan::Reverse(credit),
+            None => Plan::Ignore("a reversal or return of no credit matched here"),
+        });
+    }
+    if e.direction == Direction::Debit {
+        return Ok(Plan::Ignore(
+            "a debit (money paid out) never pays an invoice",
+        ));
+    }
+    Ok(match matching::decide(db, e, cfg.bank.suggest)? {
+        Decision::Match { invoice, by } => Plan::Match(invoice, by),
+        Decision::Suggest { invoice, reason } => Plan::Suggest(invoice, reason),
+        Decision::Unmatched { reason } => Plan::Unmatched(reason),
+    })
+}
+
+/// Records one entry with its outcome and applies it; returns whether it was new.
 #[allow(clippy::too_many_arguments)]
 fn apply_entry(
     db: &Store,
@@ -418,9 +497,12 @@ fn apply_entry(
     r: &mut Report,
 ) -> crate::store::Result<bool> {
     let key = entry_key(db, e)?;
+    let plan = plan(db, cfg, e)?;
     let id = match stored::known_entry(db, &key)? {
+        None => stored::insert_entry(db, &key, file_id, e, &plan.fate(), now)?,
+        // Pending before, booked now: decided and applied now, once.
         Some(k) if k.booking == Booking::Pending && e.booking == Booking::Booked => {
-            stored::mark_booked(db, k.id, e)?;
+            stored::mark_booked(db, k.id, e, &plan.fate(), now)?;
             k.id
         }
         Some(_) => {
@@ -434,9 +516,8 @@ fn apply_entry(
             );
             return Ok(false);
         }
-        None => stored::insert_entry(db, &key, file_id, e, Outcome::Unmatched, None, now)?,
     };
-    let outcome = decide_and_apply(db, cfg, id, e, now, r)?;
+    let outcome = carry_out(db, id, e, plan, now, r)?;
     note(r, opts, file, e, outcome);
     Ok(true)
 }
@@ -457,70 +538,54 @@ fn note(r: &mut Report, opts: Options, file: &str, e: &Entry, outcome: String) {
     }
 }
 
-/// Decides what a new (or newly booked) entry is and applies it; returns the outcome in
-/// words.
-fn decide_and_apply(
+/// Applies what the plan decided to the invoice it names (the entry is recorded with its
+/// outcome already); returns the outcome in words.
+fn carry_out(
     db: &Store,
-    cfg: &Config,
     id: i64,
     e: &Entry,
+    plan: Plan,
     now: Timestamp,
     r: &mut Report,
 ) -> crate::store::Result<String> {
-    let ignore = |r: &mut Report, reason: &str| -> crate::store::Result<String> {
-        stored::set_outcome(db, id, Outcome::Ignored, Some(reason), None)?;
-        r.ignored += 1;
-        Ok(format!("ignored: {reason}"))
-    };
-    match e.booking {
-        Booking::Pending => return ignore(r, "pending: applied once, when the bank books it"),
-        Booking::Information => return ignore(r, "information only, not booked"),
-        Booking::Booked => {}
-    }
-    let undoes = e.reversal || e.return_reason.is_some();
-    if undoes {
-        if e.direction == Direction::Credit {
-            return ignore(r, "a reversal of a debit: money paid out came back");
+    match plan {
+        Plan::Ignore(why) => {
+            r.ignored += 1;
+            Ok(format!("ignored: {why}"))
         }
-        let Some(credit) = stored::reversed_credit(db, e)? else {
-            return ignore(r, "a reversal or return of no credit matched here");
-        };
-        stored::undo_transfer(db, &credit, true, now)?;
-        let invoice = stored::invoice_reference(db, credit.invoice_id)?;
-        stored::mark_reversed(
-            db,
-            credit.entry_id,
-            None,
-            None,
-            &format!("reversed by bank entry {id}"),
-        )?;
-        stored::mark_reversed(
-            db,
-            id,
-            Some(credit.entry_id),
-            Some(credit.invoice_id),
-            &format!(
-                "reverses bank entry {} (invoice {invoice})",
+        Plan::Reverse(credit) => {
+            stored::undo_transfer(db, &credit, true, now)?;
+            let invoice = stored::invoice_reference(db, credit.invoice_id)?;
+            stored::mark_reversed(
+                db,
+                credit.entry_id,
+                None,
+                None,
+                &format!("reversed by bank entry {id}"),
+            )?;
+            stored::mark_reversed(
+                db,
+                id,
+                Some(credit.entry_id),
+                Some(credit.invoice_id),
+                &format!(
+                    "reverses bank entry {} (invoice {invoice})",
+                    credit.entry_id
+                ),
+            )?;
+            r.reversed += 1;
+            r.reopened.push(invoice.clone());
+            Ok(format!(
+                "reverses bank entry {}: invoice {invoice} reopened",
                 credit.entry_id
-            ),
-        )?;
-        r.reversed += 1;
-        r.reopened.push(invoice.clone());
-        return Ok(format!(
-            "reverses bank entry {}: invoice {invoice} reopened",
-            credit.entry_id
-        ));
-    }
-    if e.direction == Direction::Debit {
-        return ignore(r, "a debit (money paid out) never pays an invoice");
-    }
-    match matching::decide(db, e, cfg.bank.suggest)? {
-        Decision::Match { invoice, by } => {
+            ))
+        }
+        Plan::Match(invoice, _) => {
             let date = e
                 .booking_date
                 .or(e.value_date)
                 .unwrap_or(now.instant().date_naive());
-            let effect = stored::apply_transfer(db, id, &invoice, e.amount, date, by, now)?;
+            let effect = stored::transfer_effects(db, id, &invoice, e.amount, date, now)?;
             r.matched += 1;
             let reference = invoice.reference.clone();
             Ok(match effect {
@@ -546,16 +611,14 @@ fn decide_and_apply(
                 }
             })
         }
-        Decision::Suggest { invoice, reason } => {
-            stored::set_outcome(db, id, Outcome::Suggested, Some(&reason), Some(invoice.id))?;
+        Plan::Suggest(invoice, reason) => {
             r.suggested += 1;
             Ok(format!(
                 "not applied ({reason}); suggested: invoice {} (`bank match {id} {}`)",
                 invoice.reference, invoice.reference
             ))
         }
-        Decision::Unmatched { reason } => {
-            stored::set_outcome(db, id, Outcome::Unmatched, Some(&reason), None)?;
+        Plan::Unmatched(reason) => {
             r.unmatched += 1;
             Ok(format!("unmatched: {reason}"))
         }

@@ -210,24 +210,46 @@ pub fn known_entry(db: &Store, key: &str) -> Result<Option<Known>> {
         .optional()?)
 }
 
-/// Records a new entry with its outcome; returns its id.
+/// What an entry is recorded with: its outcome and what it names.
+#[derive(Debug, Clone)]
+pub struct Fate<'a> {
+    /// Its outcome.
+    pub outcome: Outcome,
+    /// Why it was not applied (or what it undid).
+    pub reason: Option<&'a str>,
+    /// The invoice it paid (matched), or the one a reversal reopened.
+    pub invoice_id: Option<i64>,
+    /// The invoice suggested for `bank match`.
+    pub suggested_invoice_id: Option<i64>,
+    /// How it was matched.
+    pub matched_by: Option<MatchedBy>,
+    /// The entry a reversal undoes.
+    pub reverses_entry_id: Option<i64>,
+}
+
+/// Records a new entry with its outcome, in one insert; the caller made sure that no
+/// entry of this key is known ([`known_entry`]). A plain insert: an upsert would make
+/// SQLite copy every page it touches to a statement journal first.
 pub fn insert_entry(
     db: &Store,
     key: &str,
     file_id: i64,
     e: &Entry,
-    outcome: Outcome,
-    reason: Option<&str>,
+    fate: &Fate<'_>,
     now: Timestamp,
 ) -> Result<i64> {
-    db.conn
+    let matched_at = fate.matched_by.map(|_| now);
+    Ok(db
+        .conn
         .prepare_cached(
             "INSERT INTO bank_entries (entry_key, file_id, line, account, booking_date,
                  value_date, amount_minor, currency, direction, status, reversal,
                  return_reason, counterparty_name, counterparty_iban, remittance,
-                 structured_reference, bank_reference, end_to_end_id, outcome, reason, seen_at)
+                 structured_reference, bank_reference, end_to_end_id, outcome, reason,
+                 invoice_id, suggested_invoice_id, matched_by, matched_at, reverses_entry_id,
+                 seen_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                     ?17, ?18, ?19, ?20, ?21)",
+                     ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)",
         )?
         .execute(params![
             key,
@@ -248,44 +270,41 @@ pub fn insert_entry(
             e.structured_reference,
             e.bank_reference,
             e.end_to_end_id,
-            outcome,
-            reason,
+            fate.outcome,
+            fate.reason,
+            fate.invoice_id,
+            fate.suggested_invoice_id,
+            fate.matched_by,
+            matched_at,
+            fate.reverses_entry_id,
             now
-        ])?;
-    Ok(db.conn.last_insert_rowid())
+        ])
+        .map(|_| db.conn.last_insert_rowid())?)
 }
 
-/// A pending entry read again as booked: its booking date and status are updated, and
-/// it is decided again as if new.
-pub fn mark_booked(db: &Store, id: i64, e: &Entry) -> Result<()> {
+/// A pending entry read again as booked: its booking date, status and outcome are
+/// written; the caller applies it as if new.
+pub fn mark_booked(db: &Store, id: i64, e: &Entry, fate: &Fate<'_>, now: Timestamp) -> Result<()> {
     exec(
         db,
         "UPDATE bank_entries SET status = 'BOOK', booking_date = ?2, value_date = ?3,
-                outcome = 'unmatched', reason = NULL
+                outcome = ?4, reason = ?5, invoice_id = ?6, suggested_invoice_id = ?7,
+                matched_by = ?8, matched_at = CASE WHEN ?8 IS NULL THEN NULL ELSE ?10 END,
+                reverses_entry_id = ?9
          WHERE id = ?1",
         params![
             id,
             e.booking_date.map(super::types::IsoDate),
-            e.value_date.map(super::types::IsoDate)
+            e.value_date.map(super::types::IsoDate),
+            fate.outcome,
+            fate.reason,
+            fate.invoice_id,
+            fate.suggested_invoice_id,
+            fate.matched_by,
+            fate.reverses_entry_id,
+            now
         ],
     )?;
-    Ok(())
-}
-
-/// Sets an entry's outcome, its reason and the invoice it names (matched) or suggests.
-pub fn set_outcome(
-    db: &Store,
-    id: i64,
-    outcome: Outcome,
-    reason: Option<&str>,
-    suggested: Option<i64>,
-) -> Result<()> {
-    db.conn
-        .prepare_cached(
-            "UPDATE bank_entries SET outcome = ?2, reason = ?3, suggested_invoice_id = ?4
-             WHERE id = ?1",
-        )?
-        .execute(params![id, outcome, reason, suggested])?;
     Ok(())
 }
 
@@ -396,6 +415,19 @@ pub fn apply_transfer(
          WHERE id = ?1",
         params![entry_id, invoice.id, by, now],
     )?;
+    transfer_effects(db, entry_id, invoice, amount, booking_date, now)
+}
+
+/// The effects of a matched credit on its invoice, for an entry recorded as matched
+/// already (see [`apply_transfer`]).
+pub fn transfer_effects(
+    db: &Store,
+    entry_id: i64,
+    invoice: &Candidate,
+    amount: Money,
+    booking_date: NaiveDate,
+    now: Timestamp,
+) -> Result<Effect> {
     let paid_at = Timestamp::at(booking_date.and_time(chrono::NaiveTime::MIN).and_utc());
     let due = invoice.data.due;
     let asks_money = matches!(invoice.state, State::Open | State::Expired | State::Failed);

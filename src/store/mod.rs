@@ -225,7 +225,8 @@ impl Store {
         conn.execute_batch(
             "PRAGMA synchronous = NORMAL;
              PRAGMA foreign_keys = ON;
-             PRAGMA cache_size = -16384;",
+             PRAGMA cache_size = -16384;
+             PRAGMA temp_store = MEMORY;",
         )?;
         migrate(&mut conn)?;
         Ok(Store {
@@ -260,13 +261,20 @@ impl Store {
         kept(self.immediate()?, work)
     }
 
-    /// [`Store::write`] as a savepoint, so that it also nests inside a [`Store::rehearsal`]
-    /// (the dry run), where it is rolled back with everything else.
+    /// [`Store::write`], but a savepoint when a unit of work is already open, so that it
+    /// also nests inside a [`Store::rehearsal`] (the dry run), where it is rolled back with
+    /// everything else. On its own it is a plain transaction: an outermost savepoint
+    /// would copy every page it changes to a statement journal first, which made a
+    /// statement of 100,000 entries take twice as long.
     pub fn nested<T, E: From<Error>>(
         &self,
         work: impl FnOnce(&Tx<'_>) -> std::result::Result<T, E>,
     ) -> std::result::Result<T, E> {
-        kept(self.savepoint()?, work)
+        if self.conn.is_autocommit() {
+            kept(self.immediate()?, work)
+        } else {
+            kept(self.savepoint()?, work)
+        }
     }
 
     /// A unit of work that is never kept: everything done through the store while it

@@ -427,7 +427,7 @@ fn every_entry_is_applied_once_whatever_overlaps_and_identical_transfers_count_t
     drop_statement(
         &env,
         "2.xml",
-        &camt_message("camt.052.001.02", ACCOUNT, &[booked.clone()]),
+        &camt_message("camt.052.001.02", ACCOUNT, std::slice::from_ref(&booked)),
     );
     assert_eq!(bank_import(&env).code, 0);
     assert_eq!(
