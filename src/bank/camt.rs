@@ -23,8 +23,8 @@
 
 use super::entry::{Booking, Direction, Entry, Format, Item, StatementHeader};
 use super::read::{
-    Each, Failure, MAX_DEPTH, MAX_TOKEN, OverLimit, Source, clean, give, iban, minor_units,
-    quote, reference,
+    Each, Failure, MAX_DEPTH, MAX_TOKEN, OverLimit, Source, clean, give, iban, minor_units, quote,
+    reference,
 };
 use crate::domain::{Currency, Money};
 use chrono::NaiveDate;
@@ -417,6 +417,8 @@ impl CamtReader<'_, '_> {
             Event::DocType(d) => {
                 let s = String::from_utf8_lossy(&d);
                 if s.contains('[') || s.contains("ENTITY") {
+                    // the line of `<!DOCTYPE`
+                    let line = line - memchr::memchr_iter(b'\n', &d).count() as u64;
                     Err(Failure::at(
                         line,
                         "the file declares a DTD with entities (<!DOCTYPE … [ … ]>); a bank \
@@ -429,7 +431,9 @@ impl CamtReader<'_, '_> {
             }
             Event::Decl(d) => {
                 if let Some(enc) = d.encoding() {
-                    let enc = enc.map_err(|e| Failure::at(line, format!("the XML declaration is broken: {e}")))?;
+                    let enc = enc.map_err(|e| {
+                        Failure::at(line, format!("the XML declaration is broken: {e}"))
+                    })?;
                     let enc = String::from_utf8_lossy(&enc).trim().to_ascii_lowercase();
                     if enc != "utf-8" && enc != "utf8" {
                         return Err(Failure::at(
@@ -605,7 +609,10 @@ impl CamtReader<'_, '_> {
             }
             self.text.push_str(s);
         } else if self.stack.is_empty() && !s.trim().is_empty() {
-            return Err(Failure::at(line, "text outside the document's root element"));
+            return Err(Failure::at(
+                line,
+                "text outside the document's root element",
+            ));
         }
         Ok(())
     }
@@ -859,12 +866,18 @@ impl CamtReader<'_, '_> {
             Failure::at(line, "the entry (Ntry) has no CdtDbtInd before its details")
         })?;
         let booking = n.booking.ok_or_else(|| {
-            Failure::at(line, "the entry (Ntry) has no status (Sts) before its details")
+            Failure::at(
+                line,
+                "the entry (Ntry) has no status (Sts) before its details",
+            )
         })?;
         let booking_date = match (n.booking_date, booking) {
             (Some(d), _) => Some(d),
             (None, Booking::Booked) => Some(n.value_date.ok_or_else(|| {
-                Failure::at(line, "the booked entry has neither a booking nor a value date")
+                Failure::at(
+                    line,
+                    "the booked entry has neither a booking nor a value date",
+                )
             })?),
             (None, _) => None,
         };
@@ -1024,7 +1037,10 @@ mod tests {
     fn dates_and_date_times() {
         let d = NaiveDate::from_ymd_opt(2024, 2, 29).unwrap();
         assert_eq!(read_date("2024-02-29", "BookgDt", 1).unwrap(), d);
-        assert_eq!(read_date("2024-02-29T23:59:00+01:00", "BookgDt", 1).unwrap(), d);
+        assert_eq!(
+            read_date("2024-02-29T23:59:00+01:00", "BookgDt", 1).unwrap(),
+            d
+        );
         assert_eq!(read_date("2024-02-29+01:00", "BookgDt", 1).unwrap(), d);
         assert!(read_date("2023-02-29", "BookgDt", 1).is_err());
         assert!(read_date("29-02-2024", "BookgDt", 1).is_err());

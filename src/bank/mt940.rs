@@ -49,8 +49,7 @@
 
 use super::entry::{Booking, Direction, Entry, Format, Item, StatementHeader};
 use super::read::{
-    Each, Failure, MAX_TOKEN, Source, clean, give, iban, iban_shaped, minor_units, quote,
-    reference,
+    Each, Failure, MAX_TOKEN, Source, clean, give, iban, iban_shaped, minor_units, quote, reference,
 };
 use crate::domain::{Currency, Money};
 use chrono::{Datelike, NaiveDate};
@@ -560,12 +559,14 @@ fn balance(value: &str, no: u64, tag: &str) -> Result<Currency, Failure> {
         )
     };
     let b = v.as_bytes();
-    if b.len() < 11 || !matches!(b[0], b'C' | b'D') || !v.is_char_boundary(10) {
+    let (Some(date), Some(code), Some(amount)) = (v.get(1..7), v.get(7..10), v.get(10..)) else {
+        return Err(bad("not D/C, date, currency and amount"));
+    };
+    if b.len() < 11 || !matches!(b[0], b'C' | b'D') {
         return Err(bad("not D/C, date, currency and amount"));
     }
-    yymmdd(&v[1..7]).ok_or_else(|| bad("its date is not a date"))?;
-    let currency = Currency::parse(&v[7..10]).map_err(|e| bad(&e.0))?;
-    let amount = &v[10..];
+    yymmdd(date).ok_or_else(|| bad("its date is not a date"))?;
+    let currency = Currency::parse(code).map_err(|e| bad(&e.0))?;
     let (int, frac) = amount
         .split_once(',')
         .ok_or_else(|| bad("its amount has no decimal comma"))?;
@@ -847,10 +848,7 @@ fn slashed(t: &str) -> Details {
     for (i, _) in t.match_indices('/') {
         if let Some(k) = key_at(&t[i..]) {
             // a key's closing slash may not start the next key (`/CNTP//NAME/`)
-            if found
-                .last()
-                .is_none_or(|(j, prev)| i >= j + prev.len() + 2)
-            {
+            if found.last().is_none_or(|(j, prev)| i >= j + prev.len() + 2) {
                 found.push((i, k));
             }
         }
@@ -945,10 +943,14 @@ fn free(text: &str) -> Details {
         i += text[i..].chars().next().map_or(1, char::len_utf8);
     }
     let value = |word: &str| {
-        found.iter().enumerate().find(|(_, (_, w))| *w == word).map(|(n, (at, w))| {
-            let end = found.get(n + 1).map_or(text.len(), |(j, _)| *j);
-            text[at + w.len()..end].trim().trim_end_matches('/').trim()
-        })
+        found
+            .iter()
+            .enumerate()
+            .find(|(_, (_, w))| *w == word)
+            .map(|(n, (at, w))| {
+                let end = found.get(n + 1).map_or(text.len(), |(j, _)| *j);
+                text[at + w.len()..end].trim().trim_end_matches('/').trim()
+            })
     };
     let prefix = text[..found.first().map_or(text.len(), |(j, _)| *j)].trim();
     let iban_of = |v: &str| {
@@ -960,9 +962,11 @@ fn free(text: &str) -> Details {
         iban: value("IBAN:")
             .and_then(iban_of)
             .or_else(|| value("REK:").and_then(iban_of)),
-        remittance: value("OMSCHRIJVING:")
-            .and_then(clean)
-            .or_else(|| (!prefix.starts_with("SEPA")).then(|| clean(prefix)).flatten()),
+        remittance: value("OMSCHRIJVING:").and_then(clean).or_else(|| {
+            (!prefix.starts_with("SEPA"))
+                .then(|| clean(prefix))
+                .flatten()
+        }),
         structured: value("BETALINGSKENM.:").and_then(reference),
         end_to_end: value("KENMERK:").and_then(reference),
         return_reason: None,
@@ -1084,7 +1088,12 @@ mod tests {
     fn lines(ls: &[&str]) -> Vec<(String, usize)> {
         ls.iter()
             .enumerate()
-            .map(|(i, l)| (l.to_string(), l.chars().count() + if i == 0 { 4 } else { 0 }))
+            .map(|(i, l)| {
+                (
+                    l.to_string(),
+                    l.chars().count() + if i == 0 { 4 } else { 0 },
+                )
+            })
             .collect()
     }
 

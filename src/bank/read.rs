@@ -141,7 +141,10 @@ fn sniff(source: &mut Source<'_>) -> Result<Kind, Failure> {
 }
 
 fn trim_ascii(s: &[u8]) -> &[u8] {
-    let s = &s[s.iter().take_while(|b| b.is_ascii_whitespace() || **b < 0x20).count()..];
+    let s = &s[s
+        .iter()
+        .take_while(|b| b.is_ascii_whitespace() || **b < 0x20)
+        .count()..];
     let end = s.len()
         - s.iter()
             .rev()

@@ -6,6 +6,7 @@
 mod common;
 
 mod artifact;
+mod bank_formats;
 mod check;
 mod cm_apis;
 mod cm_client;
