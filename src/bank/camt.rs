@@ -699,10 +699,8 @@ impl CamtReader<'_, '_> {
             match c.field {
                 Field::StmtId => st.id = reference(text),
                 Field::AcctIban => st.account = Some(iban(text)).filter(|s| !s.is_empty()),
-                Field::AcctOther => {
-                    if st.account.is_none() {
-                        st.account = Some(text.trim().to_owned()).filter(|s| !s.is_empty());
-                    }
+                Field::AcctOther if st.account.is_none() => {
+                    st.account = Some(text.trim().to_owned()).filter(|s| !s.is_empty());
                 }
                 _ => {}
             }

@@ -980,9 +980,9 @@ fn broken_and_foreign_files_are_refused_with_their_reason() {
                 .into_bytes(),
             "the namespace is of camt.052",
         ),
-        (one[..one.len() / 2].as_bytes().to_vec(), "truncated"),
+        (one.as_bytes()[..one.len() / 2].to_vec(), "truncated"),
         (
-            one[..one.find("</Document>").unwrap()].as_bytes().to_vec(),
+            one.as_bytes()[..one.find("</Document>").unwrap()].to_vec(),
             "truncated",
         ),
         (
@@ -1334,7 +1334,7 @@ struct Generated {
 impl Generated {
     fn new(n: u64) -> Generated {
         let head = camt("02", "");
-        let head = head[..head.find("</Stmt>").unwrap()].as_bytes().to_vec();
+        let head = head.as_bytes()[..head.find("</Stmt>").unwrap()].to_vec();
         Generated {
             n,
             next: 0,
@@ -1369,7 +1369,7 @@ impl Generated {
                  </NtryDtls>\n      </Ntry>\n",
                 i % 10_000,
                 i % 100,
-                if i % 7 == 0 { "DBIT" } else { "CRDT" },
+                if i.is_multiple_of(7) { "DBIT" } else { "CRDT" },
                 1 + i % 28,
                 1 + i % 28,
                 i % 10_000,
