@@ -417,6 +417,8 @@ impl CamtReader<'_, '_> {
             Event::DocType(d) => {
                 let s = String::from_utf8_lossy(&d);
                 if s.contains('[') || s.contains("ENTITY") {
+                    // the line of `<!DOCTYPE`
+                    let line = line - memchr::memchr_iter(b'\n', &d).count() as u64;
                     Err(Failure::at(
                         line,
                         "the file declares a DTD with entities (<!DOCTYPE … [ … ]>); a bank \
@@ -697,10 +699,8 @@ impl CamtReader<'_, '_> {
             match c.field {
                 Field::StmtId => st.id = reference(text),
                 Field::AcctIban => st.account = Some(iban(text)).filter(|s| !s.is_empty()),
-                Field::AcctOther => {
-                    if st.account.is_none() {
-                        st.account = Some(text.trim().to_owned()).filter(|s| !s.is_empty());
-                    }
+                Field::AcctOther if st.account.is_none() => {
+                    st.account = Some(text.trim().to_owned()).filter(|s| !s.is_empty());
                 }
                 _ => {}
             }

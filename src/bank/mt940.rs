@@ -559,12 +559,14 @@ fn balance(value: &str, no: u64, tag: &str) -> Result<Currency, Failure> {
         )
     };
     let b = v.as_bytes();
-    if b.len() < 11 || !matches!(b[0], b'C' | b'D') || !v.is_char_boundary(10) {
+    let (Some(date), Some(code), Some(amount)) = (v.get(1..7), v.get(7..10), v.get(10..)) else {
+        return Err(bad("not D/C, date, currency and amount"));
+    };
+    if b.len() < 11 || !matches!(b[0], b'C' | b'D') {
         return Err(bad("not D/C, date, currency and amount"));
     }
-    yymmdd(&v[1..7]).ok_or_else(|| bad("its date is not a date"))?;
-    let currency = Currency::parse(&v[7..10]).map_err(|e| bad(&e.0))?;
-    let amount = &v[10..];
+    yymmdd(date).ok_or_else(|| bad("its date is not a date"))?;
+    let currency = Currency::parse(code).map_err(|e| bad(&e.0))?;
     let (int, frac) = amount
         .split_once(',')
         .ok_or_else(|| bad("its amount has no decimal comma"))?;

@@ -7,7 +7,7 @@
 //! `mt940` module). Anything else is refused with a reason.
 //!
 //! Memory stays bounded whatever the input: the file is read through one fixed buffer
-//! ([`Source`]), no text, attribute, element or line may be longer than [`MAX_TOKEN`],
+//! (`Source`), no text, attribute, element or line may be longer than [`MAX_TOKEN`],
 //! XML may nest no deeper than [`MAX_DEPTH`], and entries go to the caller one at a
 //! time, as soon as they are complete.
 

@@ -106,10 +106,13 @@ def mt940_file(path: Path) -> dict:
                 "bank_reference": text_or_none(d.get("bank_reference")),
                 "extra_details": text_or_none(d.get("extra_details")),
                 "details": text_or_none(d.get("transaction_details")),
-                # German ?-sub-fields (:86: 166?00...), parsed by the package.
+                # German ?-sub-fields (:86: 166?00...), parsed by the package (which
+                # then drops the raw details).
+                "posting_text": text_or_none(d.get("posting_text")),
                 "applicant_name": text_or_none(d.get("applicant_name")),
                 "applicant_iban": text_or_none(d.get("applicant_iban")),
                 "purpose": text_or_none(d.get("purpose")),
+                "additional_purpose": text_or_none(d.get("additional_purpose")),
                 "end_to_end_reference": text_or_none(d.get("end_to_end_reference")),
             }
         )
@@ -238,6 +241,14 @@ def camt_file(path: Path) -> dict:
 
 def main() -> None:
     kind, files = sys.argv[1], sys.argv[2:]
+    try:
+        import camt053  # noqa: F401
+        import mt940  # noqa: F401
+    except ImportError as exc:
+        raise SystemExit(
+            f"the independent readers are not installed ({exc}): "
+            "pip install mt-940==5.1.1 camt053==0.0.23"
+        ) from exc
     read = {"mt940": mt940_file, "camt": camt_file}[kind]
     out = []
     for name in files:

@@ -7,6 +7,7 @@ mod common;
 
 mod artifact;
 mod bank;
+mod bank_formats;
 mod check;
 mod cm_apis;
 mod cm_client;
