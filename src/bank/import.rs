@@ -36,6 +36,10 @@ pub struct EntryNote {
     pub outcome: String,
 }
 
+/// How many invoices a report names in each list (the counts go on): a statement of a
+/// million entries must not hold a million references in memory.
+pub const NAMED: usize = 50;
+
 /// What a bank import did.
 #[derive(Debug, Default, Clone)]
 pub struct Report {
@@ -60,13 +64,18 @@ pub struct Report {
     /// Entries never matched (debits, pending, information).
     pub ignored: usize,
     /// Invoices paid in full by transfer.
-    pub paid: Vec<InvoiceRef>,
+    pub paid: usize,
     /// Invoices paid in part (a new revision asks for the rest).
-    pub partial: Vec<InvoiceRef>,
-    /// Invoices paid more than asked (or twice): `(invoice, surplus)`.
+    pub partial: usize,
+    /// Invoices paid more than asked (or twice): `(invoice, surplus)`, the first
+    /// [`NAMED`] of them (the count is `overpaid_count`).
     pub overpaid: Vec<(InvoiceRef, Money)>,
-    /// Invoices a reversal reopened or flagged.
+    /// How many invoices were paid more than asked.
+    pub overpaid_count: usize,
+    /// Invoices a reversal reopened or flagged, the first [`NAMED`] of them.
     pub reopened: Vec<InvoiceRef>,
+    /// How many invoices a reversal reopened or flagged.
+    pub reopened_count: usize,
     /// Per entry, what happened (kept only when asked: dry runs).
     pub notes: Vec<EntryNote>,
 }
@@ -111,10 +120,22 @@ impl Report {
                 surplus.to_decimal_string()
             ));
         }
-        if !self.reopened.is_empty() {
+        if self.overpaid_count > self.overpaid.len() {
             out.push(format!(
-                "a bank reversal took back the payment of {}: look at it",
-                InvoiceRef::list(&self.reopened)
+                "{} more invoice(s) were overpaid (`bank status` lists them)",
+                self.overpaid_count - self.overpaid.len()
+            ));
+        }
+        if !self.reopened.is_empty() {
+            let more = self.reopened_count - self.reopened.len();
+            out.push(format!(
+                "a bank reversal took back the payment of {}{}: look at it",
+                InvoiceRef::list(&self.reopened),
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
             ));
         }
         out
@@ -131,10 +152,14 @@ impl Report {
         self.reversed += other.reversed;
         self.duplicate += other.duplicate;
         self.ignored += other.ignored;
-        self.paid.extend(other.paid);
-        self.partial.extend(other.partial);
+        self.paid += other.paid;
+        self.partial += other.partial;
+        self.overpaid_count += other.overpaid_count;
+        self.reopened_count += other.reopened_count;
         self.overpaid.extend(other.overpaid);
+        self.overpaid.truncate(NAMED);
         self.reopened.extend(other.reopened);
+        self.reopened.truncate(NAMED);
         self.notes.extend(other.notes);
     }
 }
@@ -498,24 +523,21 @@ fn apply_entry(
 ) -> crate::store::Result<bool> {
     let key = entry_key(db, e)?;
     let plan = plan(db, cfg, e)?;
-    let id = match stored::known_entry(db, &key)? {
-        None => stored::insert_entry(db, &key, file_id, e, &plan.fate(), now)?,
-        // Pending before, booked now: decided and applied now, once.
-        Some(k) if k.booking == Booking::Pending && e.booking == Booking::Booked => {
-            stored::mark_booked(db, k.id, e, &plan.fate(), now)?;
-            k.id
-        }
-        Some(_) => {
-            r.duplicate += 1;
-            note(
-                r,
-                opts,
-                file,
-                e,
-                "duplicate: read before in another statement".into(),
-            );
-            return Ok(false);
-        }
+    let id = match stored::insert_entry(db, &key, file_id, e, &plan.fate(), now)? {
+        Some(id) => id,
+        None => match stored::known_entry(db, &key)? {
+            // Pending before, booked now: decided and applied now, once.
+            Some(k) if k.booking == Booking::Pending && e.booking == Booking::Booked => {
+                stored::mark_booked(db, k.id, e, &plan.fate(), now)?;
+                k.id
+            }
+            _ => {
+                r.duplicate += 1;
+                let said = "duplicate: read before in another statement";
+                note(r, opts, file, e, said.into());
+                return Ok(false);
+            }
+        },
     };
     let outcome = carry_out(db, id, e, plan, now, r)?;
     note(r, opts, file, e, outcome);
@@ -523,7 +545,8 @@ fn apply_entry(
 }
 
 fn note(r: &mut Report, opts: Options, file: &str, e: &Entry, outcome: String) {
-    if opts.notes {
+    // A dry run shows the first thousand entries; the counts cover the rest.
+    if opts.notes && r.notes.len() < 20 * NAMED {
         r.notes.push(EntryNote {
             at: format!("{file}:{}", e.line),
             what: format!(
@@ -574,7 +597,10 @@ fn carry_out(
                 ),
             )?;
             r.reversed += 1;
-            r.reopened.push(invoice.clone());
+            r.reopened_count += 1;
+            if r.reopened.len() < NAMED {
+                r.reopened.push(invoice.clone());
+            }
             Ok(format!(
                 "reverses bank entry {}: invoice {invoice} reopened",
                 credit.entry_id
@@ -590,11 +616,11 @@ fn carry_out(
             let reference = invoice.reference.clone();
             Ok(match effect {
                 Effect::Paid => {
-                    r.paid.push(reference.clone());
+                    r.paid += 1;
                     format!("matched: invoice {reference} paid")
                 }
                 Effect::Partial { rest } => {
-                    r.partial.push(reference.clone());
+                    r.partial += 1;
                     format!(
                         "matched: invoice {reference} paid in part, {} {} still to pay",
                         rest.currency.code(),
@@ -602,7 +628,10 @@ fn carry_out(
                     )
                 }
                 Effect::Overpaid { surplus } => {
-                    r.overpaid.push((reference.clone(), surplus));
+                    r.overpaid_count += 1;
+                    if r.overpaid.len() < NAMED {
+                        r.overpaid.push((reference.clone(), surplus));
+                    }
                     format!(
                         "matched: invoice {reference} overpaid by {} {}",
                         surplus.currency.code(),

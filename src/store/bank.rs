@@ -227,9 +227,9 @@ pub struct Fate<'a> {
     pub reverses_entry_id: Option<i64>,
 }
 
-/// Records a new entry with its outcome, in one insert; the caller made sure that no
-/// entry of this key is known ([`known_entry`]). A plain insert: an upsert would make
-/// SQLite copy every page it touches to a statement journal first.
+/// Records a new entry with its outcome, in one insert; `None` when an entry of this key
+/// is known (the unique index refuses it, nothing is written). A plain insert: an upsert
+/// would make SQLite copy every page it touches to a statement journal first.
 pub fn insert_entry(
     db: &Store,
     key: &str,
@@ -237,9 +237,9 @@ pub fn insert_entry(
     e: &Entry,
     fate: &Fate<'_>,
     now: Timestamp,
-) -> Result<i64> {
+) -> Result<Option<i64>> {
     let matched_at = fate.matched_by.map(|_| now);
-    Ok(db
+    let inserted = db
         .conn
         .prepare_cached(
             "INSERT INTO bank_entries (entry_key, file_id, line, account, booking_date,
@@ -278,8 +278,16 @@ pub fn insert_entry(
             matched_at,
             fate.reverses_entry_id,
             now
-        ])
-        .map(|_| db.conn.last_insert_rowid())?)
+        ]);
+    match inserted {
+        Ok(_) => Ok(Some(db.conn.last_insert_rowid())),
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// A pending entry read again as booked: its booking date, status and outcome are
@@ -338,31 +346,45 @@ fn candidate(r: &rusqlite::Row<'_>) -> rusqlite::Result<Candidate> {
 
 fn candidates_where(
     db: &Store,
-    condition: &str,
+    sql: &std::sync::LazyLock<String>,
     p: impl rusqlite::Params,
 ) -> Result<Vec<Candidate>> {
-    let sql = format!(
-        "{} {condition}",
-        CANDIDATE.replace("{REV}", REVISION_COLUMNS)
-    );
-    let mut stmt = db.conn.prepare_cached(&sql)?;
+    let mut stmt = db.conn.prepare_cached(sql)?;
     let rows = stmt.query_map(p, candidate)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// The candidate query with this condition, written out once (the matching runs it per
+/// entry).
+macro_rules! candidate_sql {
+    ($name:ident, $condition:literal) => {
+        static $name: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            format!(
+                "{} {}",
+                CANDIDATE.replace("{REV}", REVISION_COLUMNS),
+                $condition
+            )
+        });
+    };
+}
+
+candidate_sql!(BY_CREDITOR_REF, "WHERE i.creditor_ref = ?1 ORDER BY i.id");
+candidate_sql!(BY_REFERENCE, "WHERE i.reference = ?1");
+candidate_sql!(BY_ID, "WHERE i.id = ?1");
+candidate_sql!(
+    OPEN_ASKING,
+    "WHERE i.state = 'open' AND i.due_minor = ?2 AND r.currency = ?1 ORDER BY i.id LIMIT ?3"
+);
+
 /// The invoices whose creditor reference is `reference` (two only when their references
 /// differ in letter case alone).
 pub fn by_creditor_ref(db: &Store, reference: &CreditorRef) -> Result<Vec<Candidate>> {
-    candidates_where(
-        db,
-        "WHERE i.creditor_ref = ?1 ORDER BY i.id",
-        [reference.as_str()],
-    )
+    candidates_where(db, &BY_CREDITOR_REF, [reference.as_str()])
 }
 
 /// The invoice of this reference.
 pub fn by_reference(db: &Store, reference: &InvoiceRef) -> Result<Option<Candidate>> {
-    Ok(candidates_where(db, "WHERE i.reference = ?1", [reference])?
+    Ok(candidates_where(db, &BY_REFERENCE, [reference])?
         .into_iter()
         .next())
 }
@@ -371,7 +393,7 @@ pub fn by_reference(db: &Store, reference: &InvoiceRef) -> Result<Option<Candida
 pub fn open_asking(db: &Store, amount: Money, limit: usize) -> Result<Vec<Candidate>> {
     candidates_where(
         db,
-        "WHERE i.state = 'open' AND i.due_minor = ?2 AND r.currency = ?1 ORDER BY i.id LIMIT ?3",
+        &OPEN_ASKING,
         params![amount.currency, amount.minor, limit as i64],
     )
 }
@@ -653,7 +675,7 @@ pub fn undo_transfer(db: &Store, credit: &MatchedCredit, flag: bool, now: Timest
         "UPDATE invoices SET overpaid_minor = NULL WHERE id = ?1",
         [credit.invoice_id],
     )?;
-    let cur = candidates_where(db, "WHERE i.id = ?1", [credit.invoice_id])?
+    let cur = candidates_where(db, &BY_ID, [credit.invoice_id])?
         .into_iter()
         .next()
         .ok_or_else(|| super::Error::from(rusqlite::Error::QueryReturnedNoRows))?;
