@@ -418,7 +418,7 @@ impl CamtReader<'_, '_> {
                 let s = String::from_utf8_lossy(&d);
                 if s.contains('[') || s.contains("ENTITY") {
                     // the line of `<!DOCTYPE`
-                    let line = line - memchr::memchr_iter(b'\n', &d).count() as u64;
+                    let line = line.saturating_sub(memchr::memchr_iter(b'\n', &d).count() as u64);
                     Err(Failure::at(
                         line,
                         "the file declares a DTD with entities (<!DOCTYPE … [ … ]>); a bank \
@@ -457,7 +457,7 @@ impl CamtReader<'_, '_> {
         let raw: &[u8] = e;
         utf8(raw, end_line)?;
         // the line of the `<`: the tag itself may span lines
-        let line = end_line - memchr::memchr_iter(b'\n', raw).count() as u64;
+        let line = end_line.saturating_sub(memchr::memchr_iter(b'\n', raw).count() as u64);
         if memchr::memchr(b'&', raw).is_some() {
             for attr in e.attributes() {
                 let attr = attr.map_err(|err| {
@@ -991,11 +991,9 @@ fn read_date(text: &str, what: &str, line: u64) -> Result<NaiveDate, Failure> {
         return Err(bad());
     }
     let num = |r: std::ops::Range<usize>| -> Result<u32, Failure> {
-        let s = &t[r];
-        if s.bytes().all(|c| c.is_ascii_digit()) {
-            s.parse().map_err(|_| bad())
-        } else {
-            Err(bad())
+        match t.get(r) {
+            Some(s) if s.bytes().all(|c| c.is_ascii_digit()) => s.parse().map_err(|_| bad()),
+            _ => Err(bad()),
         }
     };
     let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
@@ -1043,5 +1041,7 @@ mod tests {
         assert!(read_date("2023-02-29", "BookgDt", 1).is_err());
         assert!(read_date("29-02-2024", "BookgDt", 1).is_err());
         assert!(read_date("2024-02-2x", "BookgDt", 1).is_err());
+        assert!(read_date("2024-01-3é", "BookgDt", 1).is_err());
+        assert!(read_date("2024-01-é", "BookgDt", 1).is_err());
     }
 }

@@ -809,9 +809,13 @@ fn camt_fields_and_line_numbers() {
         .replace("<Document xmlns=", "<c:Document xmlns:c=")
         .replace("</Document>", "</c:Document>");
     assert_eq!(entries(&read(prefixed.as_bytes()).1), all);
-    // a BOM and blank lines before the declaration
+    // a BOM, and blank lines before the declaration (the lines still count)
     let bom = format!("\u{feff}{xml}");
     assert_eq!(entries(&read(bom.as_bytes()).1), all);
+    let blank = format!("\n \r\n{xml}");
+    let moved = entries(&read(blank.as_bytes()).1);
+    assert_eq!(moved.len(), 2);
+    assert_eq!(moved[0].line, all[0].line + 2);
 }
 
 #[test]
