@@ -8,6 +8,13 @@
 //! and only for the entry being read: an `Ntry` is handed on when it closes, the parts
 //! of a batch as each `TxDtls` closes (see [`Entry::part`]).
 //!
+//! The counterparty is the debtor (`Dbtr`, `DbtrAcct`) of a credit and the creditor of
+//! a debit. An `Ntry` whose `TxDtls` all give an amount, two or more of them, is handed
+//! on as one entry per `TxDtls` (parts 1, 2, …, each with its own amount, references and
+//! counterparty); otherwise as one entry with the `Ntry`'s amount and the details of its
+//! first `TxDtls`. A booked entry without `BookgDt` takes its value date as its booking
+//! date; one with neither, or without `Sts` or `CdtDbtInd`, is refused.
+//!
 //! Never honoured, and each refused with its reason: a DTD with an internal subset (so
 //! no entity is ever declared, let alone expanded: billion laughs and external entities
 //! fail before anything is read), a reference to any entity but the five predefined

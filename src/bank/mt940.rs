@@ -3,10 +3,11 @@
 //! by line.
 //!
 //! Our own parser, not a crate's: the `mt940` crate on crates.io (1.1.1, the one MT940
-//! crate) was tried on the published statements in the workspace's testdata and refused
-//! five of twenty-one (ASN and SNS put an 18-character IBAN where SWIFT allows 16,
-//! Triodos' old `>20` sub-fields, Rabobank's pre-SEPA padded lines, a hard-wrapped ING
-//! file); it also needs the whole file as one string and leaves `:86:` unparsed.
+//! crate) was tried on the published bank files the tests read (`tests/it/bank_formats.rs`)
+//! and refused five of twenty-one (ASN and SNS put an 18-character IBAN where SWIFT
+//! allows 16, Triodos' old `>20` sub-fields, Rabobank's pre-SEPA padded lines, a
+//! hard-wrapped ING file); it also needs the whole file as one string (no streaming) and
+//! leaves `:86:` unparsed.
 //!
 //! # What is read
 //!
