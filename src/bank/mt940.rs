@@ -787,9 +787,19 @@ fn details(lines: &[(String, usize)], volksbank: bool) -> Details {
     } else if starts_with_key(t) {
         slashed(t)
     } else if volksbank {
-        Details {
-            remittance: clean(&wrapped(&lines[1..])),
-            ..Details::default()
+        // de Volksbank: the counterparty's IBAN and name on the first line (or nothing,
+        // for a card payment), the description on the lines after it
+        let first = lines[0].0.trim();
+        let token = first.split_whitespace().next().unwrap_or("");
+        if first.is_empty() || iban_shaped(token) {
+            Details {
+                name: clean(&first[token.len()..]),
+                iban: iban_shaped(token).then(|| iban(token)),
+                remittance: clean(&wrapped(&lines[1..])),
+                ..Details::default()
+            }
+        } else {
+            free(&wrapped(lines))
         }
     } else {
         free(&wrapped(lines))
