@@ -185,7 +185,7 @@ struct Mt940<'e, 'x> {
 impl Mt940<'_, '_> {
     fn decode<'a>(&mut self, no: u64, raw: &'a [u8]) -> Result<Cow<'a, str>, Failure> {
         if raw.is_ascii() {
-            // SAFETY-free: ASCII is UTF-8
+            // ASCII reads the same in both encodings and decides nothing
             return Ok(Cow::Borrowed(std::str::from_utf8(raw).unwrap_or_default()));
         }
         match (self.encoding, std::str::from_utf8(raw)) {
