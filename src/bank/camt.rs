@@ -8,6 +8,13 @@
 //! and only for the entry being read: an `Ntry` is handed on when it closes, the parts
 //! of a batch as each `TxDtls` closes (see [`Entry::part`]).
 //!
+//! The counterparty is the debtor (`Dbtr`, `DbtrAcct`) of a credit and the creditor of
+//! a debit. An `Ntry` whose `TxDtls` all give an amount, two or more of them, is handed
+//! on as one entry per `TxDtls` (parts 1, 2, …, each with its own amount, references and
+//! counterparty); otherwise as one entry with the `Ntry`'s amount and the details of its
+//! first `TxDtls`. A booked entry without `BookgDt` takes its value date as its booking
+//! date; one with neither, or without `Sts` or `CdtDbtInd`, is refused.
+//!
 //! Never honoured, and each refused with its reason: a DTD with an internal subset (so
 //! no entity is ever declared, let alone expanded: billion laughs and external entities
 //! fail before anything is read), a reference to any entity but the five predefined
@@ -418,7 +425,7 @@ impl CamtReader<'_, '_> {
                 let s = String::from_utf8_lossy(&d);
                 if s.contains('[') || s.contains("ENTITY") {
                     // the line of `<!DOCTYPE`
-                    let line = line - memchr::memchr_iter(b'\n', &d).count() as u64;
+                    let line = line.saturating_sub(memchr::memchr_iter(b'\n', &d).count() as u64);
                     Err(Failure::at(
                         line,
                         "the file declares a DTD with entities (<!DOCTYPE … [ … ]>); a bank \
@@ -457,7 +464,7 @@ impl CamtReader<'_, '_> {
         let raw: &[u8] = e;
         utf8(raw, end_line)?;
         // the line of the `<`: the tag itself may span lines
-        let line = end_line - memchr::memchr_iter(b'\n', raw).count() as u64;
+        let line = end_line.saturating_sub(memchr::memchr_iter(b'\n', raw).count() as u64);
         if memchr::memchr(b'&', raw).is_some() {
             for attr in e.attributes() {
                 let attr = attr.map_err(|err| {
@@ -991,11 +998,9 @@ fn read_date(text: &str, what: &str, line: u64) -> Result<NaiveDate, Failure> {
         return Err(bad());
     }
     let num = |r: std::ops::Range<usize>| -> Result<u32, Failure> {
-        let s = &t[r];
-        if s.bytes().all(|c| c.is_ascii_digit()) {
-            s.parse().map_err(|_| bad())
-        } else {
-            Err(bad())
+        match t.get(r) {
+            Some(s) if s.bytes().all(|c| c.is_ascii_digit()) => s.parse().map_err(|_| bad()),
+            _ => Err(bad()),
         }
     };
     let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
@@ -1043,5 +1048,7 @@ mod tests {
         assert!(read_date("2023-02-29", "BookgDt", 1).is_err());
         assert!(read_date("29-02-2024", "BookgDt", 1).is_err());
         assert!(read_date("2024-02-2x", "BookgDt", 1).is_err());
+        assert!(read_date("2024-01-3é", "BookgDt", 1).is_err());
+        assert!(read_date("2024-01-é", "BookgDt", 1).is_err());
     }
 }

@@ -321,12 +321,15 @@ pub(super) fn minor_units(
     if int.len() > crate::domain::money::MAX_INTEGER_DIGITS as usize {
         return Err(format!("{} is too large", quote(shown)));
     }
+    let too_large = || format!("{} is too large", quote(shown));
     let mut minor: i64 = 0;
-    for b in int.bytes().chain(kept.bytes()) {
-        minor = minor * 10 + i64::from(b - b'0');
-    }
-    for _ in kept.len()..exp {
-        minor *= 10;
+    let digits = int.bytes().chain(kept.bytes()).map(|b| i64::from(b - b'0'));
+    let pad = std::iter::repeat_n(0, exp - kept.len());
+    for d in digits.chain(pad) {
+        minor = minor
+            .checked_mul(10)
+            .and_then(|m| m.checked_add(d))
+            .ok_or_else(too_large)?;
     }
     Ok(minor)
 }
@@ -399,6 +402,11 @@ mod tests {
         assert!(minor_units("", "", "", eur).is_err());
         assert!(minor_units("1x", "1x", "", eur).is_err());
         assert!(minor_units("1234567890123456", "1234567890123456", "", eur).is_err());
+        // 19 digits in minor units of a 4-decimal currency: past i64, refused
+        let clf = Currency::parse("UYW").unwrap_or(eur);
+        let nines = "999999999999999";
+        let r = minor_units(nines, nines, "9999", clf);
+        assert!(clf.exponent() < 4 || r.is_err(), "{r:?}");
         assert_eq!(
             minor_units("999999999999999.99", "999999999999999", "99", eur),
             Ok(99_999_999_999_999_999)

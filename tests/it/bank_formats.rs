@@ -809,9 +809,13 @@ fn camt_fields_and_line_numbers() {
         .replace("<Document xmlns=", "<c:Document xmlns:c=")
         .replace("</Document>", "</c:Document>");
     assert_eq!(entries(&read(prefixed.as_bytes()).1), all);
-    // a BOM and blank lines before the declaration
+    // a BOM, and blank lines before the declaration (the lines still count)
     let bom = format!("\u{feff}{xml}");
     assert_eq!(entries(&read(bom.as_bytes()).1), all);
+    let blank = format!("\n \r\n{xml}");
+    let moved = entries(&read(blank.as_bytes()).1);
+    assert_eq!(moved.len(), 2);
+    assert_eq!(moved[0].line, all[0].line + 2);
 }
 
 #[test]
@@ -848,6 +852,68 @@ fn mt940_lines_and_reversals() {
     assert_eq!(e.booking_date.unwrap().to_string(), "2024-01-02");
     assert_eq!(e.value_date.unwrap().to_string(), "2023-12-31");
     assert_eq!(e.amount.minor, 500);
+}
+
+#[test]
+fn the_dutch_86_layouts() {
+    let file = mt940(concat!(
+        // ABN AMRO's free text
+        ":61:2401020102C100,00N654NONREF\r\n",
+        ":86:SEPA OVERBOEKING                 IBAN: NL02ABNA0123456789\r\n",
+        "BIC: ABNANL2A                    NAAM: KLANT BV\r\n",
+        "OMSCHRIJVING: FACTUUR 2024-001 KENMERK: E2E-77\r\n",
+        // ING, a structured ISO creditor reference
+        ":61:2401020102C50,00NTRFEREF//0001\r\n/TRCD/00100/\r\n",
+        ":86:/EREF/NOTPROVIDED//CNTP/NL02ABNA0123456789/ABNANL2A/Klant BV/Utr\r\n",
+        "echt//REMI/STRD/ISO/RF18539007547034/\r\n",
+        // Rabobank, free remittance and a CUR creditor reference
+        ":61:240102C000000000025,00N541EREF\r\nNL02ABNA0123456789\r\n",
+        ":86:/EREF/E2E-5/ORDP//NAME/Klant BV/ADDR/Straat 1 Utrecht/REMI/Factuur 20\r\n",
+        "24-002/ISDT/2024-01-02\r\n",
+        ":61:240102C000000000025,00N541NONREF\r\nNL02ABNA0123456789\r\n",
+        ":86:/ORDP//NAME/Klant BV/REMI//CDTRREFTP//CD/SCOR/ISSR/CUR/CDTRREF/1234567890123456\r\n",
+        // plain text
+        ":61:2401020102D1,50NMSCNONREF\r\n",
+        ":86:KOSTEN BETAALREKENING JANUARI\r\n",
+    ));
+    let all = readable(file.as_bytes());
+    assert_eq!(all.len(), 5);
+    let abn = &all[0];
+    assert_eq!(abn.counterparty_name.as_deref(), Some("KLANT BV"));
+    assert_eq!(abn.counterparty_iban.as_deref(), Some("NL02ABNA0123456789"));
+    assert_eq!(abn.remittance.as_deref(), Some("FACTUUR 2024-001"));
+    assert_eq!(abn.end_to_end_id.as_deref(), Some("E2E-77"));
+    let ing = &all[1];
+    assert_eq!(ing.counterparty_name.as_deref(), Some("Klant BV"));
+    assert_eq!(
+        ing.structured_reference.as_deref(),
+        Some("RF18539007547034")
+    );
+    assert_eq!(ing.end_to_end_id, None);
+    assert_eq!(ing.remittance, None);
+    assert_eq!(ing.bank_reference.as_deref(), Some("0001"));
+    let rabo = &all[2];
+    assert_eq!(rabo.counterparty_name.as_deref(), Some("Klant BV"));
+    assert_eq!(
+        rabo.counterparty_iban.as_deref(),
+        Some("NL02ABNA0123456789")
+    );
+    assert_eq!(rabo.remittance.as_deref(), Some("Factuur 2024-002"));
+    assert_eq!(rabo.end_to_end_id.as_deref(), Some("E2E-5"));
+    assert_eq!(
+        rabo.booking_date, rabo.value_date,
+        "no entry date: the value date"
+    );
+    assert_eq!(
+        all[3].structured_reference.as_deref(),
+        Some("1234567890123456")
+    );
+    assert_eq!(all[3].remittance, None);
+    assert_eq!(
+        all[4].remittance.as_deref(),
+        Some("KOSTEN BETAALREKENING JANUARI")
+    );
+    assert_eq!(all[4].counterparty_name, None);
 }
 
 // ------------------------------------------------------------ unreadable, with reasons
