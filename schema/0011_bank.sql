@@ -1,27 +1,28 @@
 -- invoice-sync schema, version 11: the merchant's own bank statements (README, *Bank
 -- transfers*).
 --
--- - `invoices.creditor_ref`: the invoice's ISO 11649 creditor reference, derived from its
---   reference (filled for older rows by the migration runner, which computes it), with an
---   index: a structured reference and a reference named in a remittance are both found
---   through it. `paid_by` says what paid it (NULL: derived from its links and QR codes);
+-- - `invoices.creditor_key`: the body of the invoice's ISO 11649 creditor reference (what
+--   follows `RF` and the check digits), derived from its reference (filled for older rows
+--   by the migration runner, which computes it), with an index: a structured reference
+--   and a reference named in a remittance are both found through it. The body, not the
+--   whole reference: the check digits would scatter consecutive invoices across the
+--   index, and every import would pay for it. `paid_by` says what paid it (NULL: derived from its links and QR codes);
 --   `overpaid_minor` is the surplus to refund (NULL: none); `reversed` flags an invoice
 --   a bank reversal reopened.
 -- - `revisions.bank_entry_id`: the transfer a revision subtracts (a partial payment);
 --   `export_due_minor`: the amount the export asked when the revision was made by a
 --   transfer, so that the same export row read again changes nothing.
--- - `invoices.due_minor`: what the current revision asks (below).
 -- - `bank_files`: one row per statement file applied; the SHA-256 makes a second read of
 --   the same bytes a no-op.
 -- - `bank_entries`: one row per entry known (`entry_key`: the bank's reference, else the
 --   entry's content and its occurrence in the file), so an entry seen again in another
 --   statement is applied once. `id` is the ENTRY of `bank match`.
-ALTER TABLE invoices ADD COLUMN creditor_ref TEXT;
+ALTER TABLE invoices ADD COLUMN creditor_key TEXT;
 ALTER TABLE invoices ADD COLUMN paid_by TEXT
     CHECK (paid_by IS NULL OR paid_by = 'link' OR paid_by = 'ideal_qr' OR paid_by = 'transfer');
 ALTER TABLE invoices ADD COLUMN overpaid_minor INTEGER;
 ALTER TABLE invoices ADD COLUMN reversed INTEGER NOT NULL DEFAULT 0;
-CREATE INDEX invoices_by_creditor_ref ON invoices(creditor_ref);
+CREATE INDEX invoices_by_creditor_key ON invoices(creditor_key);
 CREATE INDEX invoices_flagged ON invoices(id) WHERE overpaid_minor IS NOT NULL OR reversed = 1;
 
 ALTER TABLE revisions ADD COLUMN bank_entry_id INTEGER;
@@ -76,13 +77,21 @@ CREATE INDEX bank_entries_open ON bank_entries(id)
 -- and amount.
 CREATE INDEX bank_entries_credits ON bank_entries(account, amount_minor)
     WHERE direction = 'CRDT' AND outcome = 'matched';
--- Suggestions look for open invoices by the amount asked: `invoices.due_minor` repeats
--- what the current revision asks (written with the revision), so that a partial index
--- holds the open ones only, however many paid invoices asked the same amount.
-ALTER TABLE invoices ADD COLUMN due_minor INTEGER;
-UPDATE invoices SET due_minor = (SELECT r.due_minor FROM revisions r
-                                 WHERE r.invoice_id = invoices.id AND r.revision = invoices.revision);
-CREATE INDEX invoices_open_by_due ON invoices(due_minor) WHERE state = 'open';
+-- Working tables of one statement file, emptied at its start (regular tables, so that
+-- their pages stay in the page cache's bounds at any size):
+-- - `bank_seen`: how often each content (of entries without a bank reference) occurred
+--   in the file so far;
+-- - `bank_open_due`: the open invoices by the amount they ask, made when the file's first
+--   unmatched credit looks for a suggestion (an index on every invoice's amount would
+--   cost every import a random B-tree insert per row).
+CREATE TABLE bank_seen (content TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE bank_open_due (
+    currency    TEXT    NOT NULL,
+    due_minor   INTEGER NOT NULL,
+    invoice_id  INTEGER NOT NULL,
+    PRIMARY KEY (currency, due_minor, invoice_id)
+) WITHOUT ROWID;
+CREATE TABLE bank_open_due_made (only INTEGER PRIMARY KEY CHECK (only = 1));
 
 -- `statement_payments` also marks transfers a `--new` CSV export wrote (rebuilt: SQLite
 -- cannot change a CHECK in place; the runner turns foreign keys off around it).

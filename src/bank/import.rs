@@ -219,10 +219,7 @@ fn import_file(
     move_file: bool,
     opts: Options,
 ) -> anyhow::Result<Report> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| path.display().to_string());
+    let name = files::display_name(path);
     let mut report = Report::default();
     let sha = match hash(path) {
         Ok(sha) => sha,
@@ -247,7 +244,7 @@ fn import_file(
             ..Report::default()
         };
         let file_id = stored::insert_file(tx, &name, &sha, "unknown", now)?;
-        stored::start_occurrences(tx)?;
+        stored::start_file(tx)?;
         let mut entries = 0u64;
         let mut fresh = 0u64;
         let input = File::open(path).map_err(|e| Refusal::Aside(format!("cannot be read: {e}")))?;

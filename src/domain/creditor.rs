@@ -40,16 +40,9 @@ impl CreditorRef {
     /// assert_ne!(CreditorRef::of_invoice("INV-1"), CreditorRef::of_invoice("INV1"));
     /// ```
     pub fn of_invoice(reference: &str) -> CreditorRef {
-        let upper = reference.to_ascii_uppercase();
-        let alnum: String = upper.chars().filter(char::is_ascii_alphanumeric).collect();
-        let body = if alnum.len() == upper.len() && (1..=MAX_BODY).contains(&alnum.len()) {
-            alnum
-        } else {
-            let mut body: String = alnum.chars().take(HASHED_PREFIX).collect();
-            body.push_str(&base36_hash(upper.as_bytes()));
-            body
-        };
-        CreditorRef(format!("RF{:02}{body}", check_digits(&body)))
+        let key = CreditorKey::of_invoice(reference);
+        let body = key.as_str();
+        CreditorRef(format!("RF{:02}{body}", check_digits(body)))
     }
 
     /// Reads a creditor reference as a customer or a bank wrote it: spaces ignored, any
@@ -93,6 +86,12 @@ impl CreditorRef {
         &self.0
     }
 
+    /// The body: what follows `RF` and the check digits (`F20260042`); it alone names
+    /// the invoice, and is what the store indexes.
+    pub fn body(&self) -> &str {
+        &self.0[4..]
+    }
+
     /// The reference in groups of four, as a customer types it (`RF69 F202 6004 2`).
     pub fn grouped(&self) -> String {
         let mut out = String::with_capacity(self.0.len() + self.0.len() / 4);
@@ -118,6 +117,74 @@ impl serde::Serialize for CreditorRef {
     }
 }
 
+/// The body of an invoice's creditor reference (see [`CreditorRef::body`]), made without
+/// allocating: the ingest makes one for every row it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CreditorKey {
+    bytes: [u8; MAX_BODY],
+    len: u8,
+}
+
+impl CreditorKey {
+    /// The body of the creditor reference of `reference` (the rules at the top).
+    ///
+    /// ```
+    /// use invoice_sync::domain::creditor::CreditorKey;
+    /// use invoice_sync::domain::CreditorRef;
+    /// assert_eq!(CreditorKey::of_invoice("f20260042").as_str(), "F20260042");
+    /// assert_eq!(
+    ///     CreditorKey::of_invoice("INV-2026-001").as_str(),
+    ///     CreditorRef::of_invoice("INV-2026-001").body()
+    /// );
+    /// ```
+    pub fn of_invoice(reference: &str) -> CreditorKey {
+        let mut key = CreditorKey {
+            bytes: [0; MAX_BODY],
+            len: 0,
+        };
+        let lossless = reference.bytes().all(|b| b.is_ascii_alphanumeric())
+            && (1..=MAX_BODY).contains(&reference.len());
+        if lossless {
+            for (slot, b) in key.bytes.iter_mut().zip(reference.bytes()) {
+                *slot = b.to_ascii_uppercase();
+            }
+            key.len = reference.len() as u8;
+            return key;
+        }
+        let mut n = 0;
+        for b in reference
+            .bytes()
+            .filter(u8::is_ascii_alphanumeric)
+            .take(HASHED_PREFIX)
+        {
+            key.bytes[n] = b.to_ascii_uppercase();
+            n += 1;
+        }
+        // The hash is of the upper-cased reference (ASCII letters only), fed in pieces.
+        let mut h = Sha256::new();
+        let mut chunk = [0u8; 64];
+        for part in reference.as_bytes().chunks(64) {
+            for (c, b) in chunk.iter_mut().zip(part) {
+                *c = b.to_ascii_uppercase();
+            }
+            h.update(&chunk[..part.len()]);
+        }
+        let digest = h.finalize();
+        let mut v = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
+        for i in (0..HASH_CHARS).rev() {
+            key.bytes[n + i] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"[(v % 36) as usize];
+            v /= 36;
+        }
+        key.len = (n + HASH_CHARS) as u8;
+        key
+    }
+
+    /// The body as text.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).expect("ASCII")
+    }
+}
+
 /// The check digits of a body: 98 − (body + "RF00" as digits) mod 97.
 fn check_digits(body: &str) -> u32 {
     98 - remainder(&format!("{body}RF00"))
@@ -137,18 +204,6 @@ fn remainder(text: &str) -> u32 {
             (rem * 10 + v) % 97
         }
     })
-}
-
-/// The first [`HASH_CHARS`] base-36 digits of the SHA-256 of `bytes`.
-fn base36_hash(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    let mut n = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
-    let mut out = [b'0'; HASH_CHARS];
-    for slot in out.iter_mut().rev() {
-        *slot = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"[(n % 36) as usize];
-        n /= 36;
-    }
-    String::from_utf8(out.to_vec()).expect("ASCII")
 }
 
 #[cfg(test)]
@@ -180,6 +235,25 @@ mod tests {
             assert!(c.as_str().len() <= 25, "{c}");
             assert_eq!(CreditorRef::parse(c.as_str()), Ok(c.clone()), "{r}");
             assert_eq!(CreditorRef::parse(&c.grouped()), Ok(c), "{r}");
+        }
+    }
+
+    #[test]
+    fn the_key_is_the_body_whatever_the_reference() {
+        for r in [
+            "1",
+            "f20260042",
+            "INV-2026-001",
+            "ÄÖÜ-ß",
+            "a b",
+            "",
+            "x".repeat(200).as_str(),
+        ] {
+            let key = CreditorKey::of_invoice(r);
+            if !r.is_empty() {
+                assert_eq!(key.as_str(), CreditorRef::of_invoice(r).body(), "{r:?}");
+            }
+            assert!(key.as_str().len() <= MAX_BODY);
         }
     }
 

@@ -80,6 +80,13 @@ pub fn ready_files(dir: &Path, pattern: &glob::Pattern, settle: Duration) -> io:
     Ok(inbox)
 }
 
+/// A file's name for reports and logs (its whole path when it has no name).
+pub fn display_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
 fn stamp() -> String {
     crate::clock::now().format("%Y%m%dT%H%M%SZ").to_string()
 }

@@ -366,10 +366,7 @@ pub fn ingest_file(
     source: ImportSource,
     opts: Options,
 ) -> anyhow::Result<FileReport> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| path.display().to_string());
+    let name = files::display_name(path);
     let movable = source == ImportSource::Inbox && !opts.dry_run;
     let mut report = FileReport {
         path: path.to_path_buf(),

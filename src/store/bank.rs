@@ -164,27 +164,28 @@ pub fn finish_file(db: &Store, file_id: i64, entries: u64, new_entries: u64) -> 
     Ok(())
 }
 
-/// The per-file tally of entries without a bank reference, by content: the n-th
-/// identical entry of a file is known as the n-th, so two identical transfers on one day
-/// count twice and the same one in an overlapping file counts once. Kept in a temporary
-/// table (on disk when large), so memory stays flat at any statement size.
-pub fn start_occurrences(db: &Store) -> Result<()> {
+/// Empties the working tables of one statement file (see schema 11): the tally of
+/// entries without a bank reference by content (the n-th identical entry of a file is
+/// known as the n-th, so two identical transfers on one day count twice and the same
+/// one in an overlapping file counts once) and the open invoices by amount. Regular
+/// tables, in the file's unit of work: memory stays flat at any statement size.
+pub fn start_file(db: &Store) -> Result<()> {
     db.conn.execute_batch(
-        "CREATE TEMP TABLE IF NOT EXISTS bank_seen (content TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
-         DELETE FROM temp.bank_seen;",
+        "DELETE FROM bank_seen; DELETE FROM bank_open_due; DELETE FROM bank_open_due_made;",
     )?;
     Ok(())
 }
 
 /// The occurrence (1, 2, …) of an entry of this `content` in the file being read.
 pub fn next_occurrence(db: &Store, content: &str) -> Result<i64> {
-    Ok(db.conn.query_row(
-        "INSERT INTO temp.bank_seen VALUES (?1, 1)
-         ON CONFLICT (content) DO UPDATE SET n = n + 1
-         RETURNING n",
-        [content],
-        |r| r.get(0),
-    )?)
+    Ok(db
+        .conn
+        .prepare_cached(
+            "INSERT INTO bank_seen VALUES (?1, 1)
+             ON CONFLICT (content) DO UPDATE SET n = n + 1
+             RETURNING n",
+        )?
+        .query_row([content], |r| r.get(0))?)
 }
 
 /// An entry known before, by its key.
@@ -368,18 +369,24 @@ macro_rules! candidate_sql {
     };
 }
 
-candidate_sql!(BY_CREDITOR_REF, "WHERE i.creditor_ref = ?1 ORDER BY i.id");
+candidate_sql!(BY_CREDITOR_KEY, "WHERE i.creditor_key = ?1 ORDER BY i.id");
 candidate_sql!(BY_REFERENCE, "WHERE i.reference = ?1");
 candidate_sql!(BY_ID, "WHERE i.id = ?1");
-candidate_sql!(
-    OPEN_ASKING,
-    "WHERE i.state = 'open' AND i.due_minor = ?2 AND r.currency = ?1 ORDER BY i.id LIMIT ?3"
-);
-
+static OPEN_ASKING: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    // From the working table's key to the invoice, never the other way round (CROSS JOIN
+    // keeps SQLite from scanning the invoices in id order).
+    format!(
+        "SELECT i.id, i.reference, i.state, i.revision, {REVISION_COLUMNS}
+         FROM bank_open_due o CROSS JOIN invoices i ON i.id = o.invoice_id
+         JOIN revisions r ON r.invoice_id = i.id AND r.revision = i.revision
+         WHERE o.currency = ?1 AND o.due_minor = ?2 AND i.state = 'open' AND r.due_minor = ?2
+         ORDER BY o.invoice_id LIMIT ?3"
+    )
+});
 /// The invoices whose creditor reference is `reference` (two only when their references
 /// differ in letter case alone).
 pub fn by_creditor_ref(db: &Store, reference: &CreditorRef) -> Result<Vec<Candidate>> {
-    candidates_where(db, &BY_CREDITOR_REF, [reference.as_str()])
+    candidates_where(db, &BY_CREDITOR_KEY, [reference.body()])
 }
 
 /// The invoice of this reference.
@@ -389,8 +396,24 @@ pub fn by_reference(db: &Store, reference: &InvoiceRef) -> Result<Option<Candida
         .next())
 }
 
-/// Up to `limit` open invoices whose current revision asks exactly `amount`.
+/// Up to `limit` open invoices whose current revision asks exactly `amount`: through
+/// `bank_open_due`, made from the open invoices when the file first asks (once per
+/// file), each candidate checked against its invoice as it is now (one paid or changed
+/// earlier in the file drops out; one that got a new amount in the file is not seen).
 pub fn open_asking(db: &Store, amount: Money, limit: usize) -> Result<Vec<Candidate>> {
+    let made: bool = db
+        .conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM bank_open_due_made)")?
+        .query_row([], |r| r.get(0))?;
+    if !made {
+        db.conn.execute_batch(
+            "INSERT INTO bank_open_due (currency, due_minor, invoice_id)
+                 SELECT r.currency, r.due_minor, i.id
+                 FROM invoices i JOIN revisions r ON r.invoice_id = i.id AND r.revision = i.revision
+                 WHERE i.state = 'open';
+             INSERT INTO bank_open_due_made VALUES (1);",
+        )?;
+    }
     candidates_where(
         db,
         &OPEN_ASKING,
@@ -487,7 +510,41 @@ pub fn transfer_effects(
         Effect::Partial { rest }
     };
     cancel_queued(db, invoice.id, entry_id, &effect)?;
+    // The file's working table of open invoices by amount follows (when it was made).
+    if asks_money {
+        let now_asks = match effect {
+            Effect::Partial { rest } => Some(rest),
+            _ => None,
+        };
+        open_due_changed(db, invoice.id, Some(due), now_asks)?;
+    }
     Ok(effect)
+}
+
+/// Keeps `bank_open_due` true within a file: the invoice no longer asks `was`, and asks
+/// `asks` now (by the table's key; nothing to do while it is not made).
+fn open_due_changed(
+    db: &Store,
+    invoice_id: i64,
+    was: Option<Money>,
+    asks: Option<Money>,
+) -> Result<()> {
+    if let Some(m) = was {
+        exec(
+            db,
+            "DELETE FROM bank_open_due WHERE currency = ?1 AND due_minor = ?2 AND invoice_id = ?3",
+            params![m.currency, m.minor, invoice_id],
+        )?;
+    }
+    if let Some(m) = asks {
+        exec(
+            db,
+            "INSERT OR IGNORE INTO bank_open_due (currency, due_minor, invoice_id)
+             SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM bank_open_due_made)",
+            params![m.currency, m.minor, invoice_id],
+        )?;
+    }
+    Ok(())
 }
 
 /// Adds to an invoice's surplus; returns the whole surplus.
@@ -543,9 +600,9 @@ fn new_revision(
     exec(
         db,
         "UPDATE invoices SET revision = ?2, state = 'open', last_error = NULL, paid_at = NULL,
-                paid_by = NULL, settled_at = NULL, updated_at = ?3, due_minor = ?4
+                paid_by = NULL, settled_at = NULL, updated_at = ?3
          WHERE id = ?1",
-        params![invoice.id, revision, now, data.due.minor],
+        params![invoice.id, revision, now],
     )?;
     Ok(revision)
 }

@@ -224,8 +224,8 @@ impl<'c> Writer<'c> {
             ))?,
             insert_invoice: db.conn.prepare(
                 "INSERT INTO invoices (reference, state, revision, settled_at, seen_import_id,
-                                       seen_line, creditor_ref, due_minor)
-                 VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6, ?7)
+                                       seen_line, creditor_key)
+                 VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6)
                  ON CONFLICT (reference) DO NOTHING",
             )?,
             insert_revision: db.conn.prepare(
@@ -237,8 +237,7 @@ impl<'c> Writer<'c> {
             )?,
             new_revision: db.conn.prepare(
                 "UPDATE invoices SET revision = ?2, state = 'open', last_error = NULL,
-                        settled_at = NULL, seen_import_id = ?3, seen_line = ?4, updated_at = ?5,
-                        due_minor = ?6
+                        settled_at = NULL, seen_import_id = ?3, seen_line = ?4, updated_at = ?5
                  WHERE id = ?1",
             )?,
             mark_seen: db
@@ -286,8 +285,7 @@ impl<'c> Writer<'c> {
             settled_at,
             src.import_id,
             src.line,
-            crate::domain::CreditorRef::of_invoice(reference.as_str()).as_str(),
-            data.due.minor
+            crate::domain::creditor::CreditorKey::of_invoice(reference.as_str()).as_str()
         ])?;
         if inserted == 0 {
             return Ok(None);
@@ -337,14 +335,8 @@ impl<'c> Writer<'c> {
     ) -> Result<i64> {
         let revision = cur.revision + 1;
         self.revision(cur.id, revision, data, reason, src, export_due)?;
-        self.new_revision.execute(params![
-            cur.id,
-            revision,
-            src.import_id,
-            src.line,
-            src.now,
-            data.due.minor
-        ])?;
+        self.new_revision
+            .execute(params![cur.id, revision, src.import_id, src.line, src.now])?;
         Ok(revision)
     }
 
@@ -622,7 +614,7 @@ pub fn for_each_view(
                 (SELECT count(*) FROM reminders rm JOIN outbox z ON z.id = rm.outbox_id
                   WHERE rm.invoice_id = i.id AND z.state = 'sent'),
                 i.next_reminder_on,
-                i.creditor_ref,
+                NULL,
                 CASE WHEN i.state = 'settled_elsewhere' THEN 'elsewhere'
                      WHEN i.state = 'paid' THEN coalesce(i.paid_by,
                          CASE WHEN EXISTS (SELECT 1 FROM qr_transactions q
@@ -678,7 +670,14 @@ pub fn for_each_view(
             paid_at: r.get(8)?,
             reminders_sent: r.get(19)?,
             next_reminder_on: r.get(20)?,
-            creditor_reference: r.get(21)?,
+            creditor_reference: {
+                let reference: InvoiceRef = r.get(0)?;
+                Some(
+                    crate::domain::CreditorRef::of_invoice(reference.as_str())
+                        .as_str()
+                        .to_string(),
+                )
+            },
             paid_by: r.get(22)?,
             amount_received: {
                 let received: i64 = r.get(23)?;

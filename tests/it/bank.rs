@@ -25,35 +25,37 @@ fn setup_with(host: &SandboxHost, extra: &str) -> TestEnv {
         extra,
     ));
     std::fs::create_dir_all(env.path("bank")).unwrap();
-    env.drop_file(
-        "a.csv",
-        common::default_csv(&[
-            (
-                "INV-1",
-                "jan@example.com",
-                "Jan de Vries",
-                "100.00",
-                "2099-12-01",
-            ),
-            (
-                "INV-2",
-                "ann@example.com",
-                "Ann Smit",
-                "250.00",
-                "2099-12-01",
-            ),
-            (
-                "INV-3",
-                "piet@example.com",
-                "Piet Jansen",
-                "60.00",
-                "2099-12-01",
-            ),
-        ]),
-    );
+    env.drop_file("a.csv", three_invoices());
     let r = env.run(&["run"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     env
+}
+
+/// The export of the three invoices every scenario starts with.
+fn three_invoices() -> String {
+    common::default_csv(&[
+        (
+            "INV-1",
+            "jan@example.com",
+            "Jan de Vries",
+            "100.00",
+            "2099-12-01",
+        ),
+        (
+            "INV-2",
+            "ann@example.com",
+            "Ann Smit",
+            "250.00",
+            "2099-12-01",
+        ),
+        (
+            "INV-3",
+            "piet@example.com",
+            "Piet Jansen",
+            "60.00",
+            "2099-12-01",
+        ),
+    ])
 }
 
 fn drop_statement(env: &TestEnv, name: &str, text: &str) {
@@ -235,32 +237,7 @@ fn a_partial_transfer_makes_a_new_revision_for_the_rest_and_its_mail_says_what_w
 
     // The export catches up with the same row: nothing changes (the transfer stays
     // subtracted, once).
-    env.drop_file(
-        "b.csv",
-        common::default_csv(&[
-            (
-                "INV-1",
-                "jan@example.com",
-                "Jan de Vries",
-                "100.00",
-                "2099-12-01",
-            ),
-            (
-                "INV-2",
-                "ann@example.com",
-                "Ann Smit",
-                "250.00",
-                "2099-12-01",
-            ),
-            (
-                "INV-3",
-                "piet@example.com",
-                "Piet Jansen",
-                "60.00",
-                "2099-12-01",
-            ),
-        ]),
-    );
+    env.drop_file("b.csv", three_invoices());
     let r = env.run(&["run"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(env.invoice("INV-2")["amount"], "150.00");
