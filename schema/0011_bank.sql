@@ -2,11 +2,13 @@
 -- transfers*).
 --
 -- - `invoices.creditor_key`: the body of the invoice's ISO 11649 creditor reference (what
---   follows `RF` and the check digits), derived from its reference (filled for older rows
---   by the migration runner, which computes it), with an index: a structured reference
---   and a reference named in a remittance are both found through it. The body, not the
---   whole reference: the check digits would scatter consecutive invoices across the
---   index, and every import would pay for it. `paid_by` says what paid it (NULL: derived from its links and QR codes);
+--   follows `RF` and the check digits), derived from its reference, with a partial
+--   index: a structured reference and a reference named in a remittance are both found
+--   through it. It is written by the bank import, for every invoice above
+--   `creditor_key_mark` (invoices are never deleted and a reference never changes, so
+--   row ids only grow and a key once written stays true), not by the CSV ingest: an
+--   index insert per imported row would slow every import down for a feature that
+--   reads the keys only when a statement arrives. `paid_by` says what paid it (NULL: derived from its links and QR codes);
 --   `overpaid_minor` is the surplus to refund (NULL: none); `reversed` flags an invoice
 --   a bank reversal reopened.
 -- - `revisions.bank_entry_id`: the transfer a revision subtracts (a partial payment);
@@ -22,7 +24,12 @@ ALTER TABLE invoices ADD COLUMN paid_by TEXT
     CHECK (paid_by IS NULL OR paid_by = 'link' OR paid_by = 'ideal_qr' OR paid_by = 'transfer');
 ALTER TABLE invoices ADD COLUMN overpaid_minor INTEGER;
 ALTER TABLE invoices ADD COLUMN reversed INTEGER NOT NULL DEFAULT 0;
-CREATE INDEX invoices_by_creditor_key ON invoices(creditor_key);
+CREATE INDEX invoices_by_creditor_key ON invoices(creditor_key) WHERE creditor_key IS NOT NULL;
+CREATE TABLE creditor_key_mark (
+    only        INTEGER PRIMARY KEY CHECK (only = 1),
+    invoice_id  INTEGER NOT NULL       -- every invoice up to here has its creditor_key
+);
+INSERT INTO creditor_key_mark VALUES (1, 0);
 CREATE INDEX invoices_flagged ON invoices(id) WHERE overpaid_minor IS NOT NULL OR reversed = 1;
 
 ALTER TABLE revisions ADD COLUMN bank_entry_id INTEGER;

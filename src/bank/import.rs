@@ -245,6 +245,7 @@ fn import_file(
         };
         let file_id = stored::insert_file(tx, &name, &sha, "unknown", now)?;
         stored::start_file(tx)?;
+        stored::fill_creditor_keys(tx)?;
         let mut entries = 0u64;
         let mut fresh = 0u64;
         let input = File::open(path).map_err(|e| Refusal::Aside(format!("cannot be read: {e}")))?;

@@ -164,6 +164,37 @@ pub fn finish_file(db: &Store, file_id: i64, entries: u64, new_entries: u64) -> 
     Ok(())
 }
 
+/// Writes the creditor key of every invoice above `creditor_key_mark` and moves the mark
+/// (schema 11): run before a statement is matched, so that every invoice is found by its
+/// creditor reference; costs what was imported since the last statement. Returns how
+/// many keys were written.
+pub fn fill_creditor_keys(db: &Store) -> Result<usize> {
+    let mut read = db.conn.prepare_cached(
+        "SELECT id, reference FROM invoices
+         WHERE id > (SELECT invoice_id FROM creditor_key_mark) ORDER BY id",
+    )?;
+    let mut write = db
+        .conn
+        .prepare_cached("UPDATE invoices SET creditor_key = ?2 WHERE id = ?1")?;
+    let mut rows = read.query([])?;
+    let mut last = None;
+    let mut n = 0;
+    while let Some(r) = rows.next()? {
+        let id: i64 = r.get(0)?;
+        let reference: String = r.get(1)?;
+        write.execute(params![
+            id,
+            crate::domain::creditor::CreditorKey::of_invoice(&reference).as_str()
+        ])?;
+        last = Some(id);
+        n += 1;
+    }
+    if let Some(id) = last {
+        exec(db, "UPDATE creditor_key_mark SET invoice_id = ?1", [id])?;
+    }
+    Ok(n)
+}
+
 /// Empties the working tables of one statement file (see schema 11): the tally of
 /// entries without a bank reference by content (the n-th identical entry of a file is
 /// known as the n-th, so two identical transfers on one day count twice and the same

@@ -224,8 +224,8 @@ impl<'c> Writer<'c> {
             ))?,
             insert_invoice: db.conn.prepare(
                 "INSERT INTO invoices (reference, state, revision, settled_at, seen_import_id,
-                                       seen_line, creditor_key)
-                 VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6)
+                                       seen_line)
+                 VALUES (?1, ?2, 1, ?3, ?4, ?5)
                  ON CONFLICT (reference) DO NOTHING",
             )?,
             insert_revision: db.conn.prepare(
@@ -284,8 +284,7 @@ impl<'c> Writer<'c> {
             state,
             settled_at,
             src.import_id,
-            src.line,
-            crate::domain::creditor::CreditorKey::of_invoice(reference.as_str()).as_str()
+            src.line
         ])?;
         if inserted == 0 {
             return Ok(None);

@@ -386,9 +386,6 @@ fn migrate_in_transaction(conn: &mut Connection) -> anyhow::Result<()> {
     for (name, sql) in &MIGRATIONS[current..] {
         tx.execute_batch(sql)
             .with_context(|| format!("migration {name} failed"))?;
-        if *name == "0011_bank.sql" {
-            fill_creditor_refs(&tx).with_context(|| format!("migration {name} failed"))?;
-        }
     }
     if current < MIGRATIONS.len() {
         let broken: i64 =
@@ -401,23 +398,6 @@ fn migrate_in_transaction(conn: &mut Connection) -> anyhow::Result<()> {
         tx.pragma_update(None, "user_version", MIGRATIONS.len() as i64)?;
     }
     tx.commit()?;
-    Ok(())
-}
-
-/// Schema 11: the creditor reference of every invoice an older version recorded, computed
-/// here as the ingest computes it for new ones (SQL cannot).
-fn fill_creditor_refs(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
-    let mut read = tx.prepare("SELECT id, reference FROM invoices WHERE creditor_key IS NULL")?;
-    let mut write = tx.prepare("UPDATE invoices SET creditor_key = ?2 WHERE id = ?1")?;
-    let mut rows = read.query([])?;
-    while let Some(r) = rows.next()? {
-        let id: i64 = r.get(0)?;
-        let reference: String = r.get(1)?;
-        write.execute(rusqlite::params![
-            id,
-            crate::domain::CreditorRef::of_invoice(&reference).body()
-        ])?;
-    }
     Ok(())
 }
 
