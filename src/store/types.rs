@@ -186,6 +186,11 @@ mod tests {
         round(&conn, &PaymentKind::ALL);
         round(&conn, &ImportSource::ALL);
         round(&conn, &RevisionReason::ALL);
+        round(&conn, &Outcome::ALL);
+        round(&conn, &MatchedBy::ALL);
+        round(&conn, &PaidBy::ALL);
+        round(&conn, &Direction::ALL);
+        round(&conn, &Booking::ALL);
     }
 
     #[test]
