@@ -426,8 +426,9 @@ pub async fn run(
         reminders_on: cfg.reminders.enabled,
         ..Report::default()
     };
-    report.ingest = ingest_all(db, cfg, opts)?;
-    bank_step(db, cfg, opts, &mut report)?;
+    let (csv, statements) = named_files(cfg, opts);
+    report.ingest = ingest_all(db, cfg, opts, &csv)?;
+    bank_step(db, cfg, opts, &statements, &mut report)?;
     reminder_step::sync_ladder(db, cfg)?;
     crate::progress::beat();
     crate::hangpoint("cycle-hang").await;
@@ -564,22 +565,29 @@ fn queue<T>(
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
-fn ingest_all(db: &Store, cfg: &Config, opts: &Options) -> anyhow::Result<ingest::Report> {
+/// The files named on the command line, split once by their first bytes: CSV exports,
+/// and (when `bank.enabled`) bank statements for the bank step.
+fn named_files(cfg: &Config, opts: &Options) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    opts.files
+        .iter()
+        .cloned()
+        .partition(|f| !(cfg.bank.enabled && crate::bank::import::looks_like_statement(f)))
+}
+
+fn ingest_all(
+    db: &Store,
+    cfg: &Config,
+    opts: &Options,
+    csv: &[PathBuf],
+) -> anyhow::Result<ingest::Report> {
     let iopts = ingest::Options {
         dry_run: opts.dry_run,
         progress: opts.progress,
         again: false,
     };
     let mut report = ingest::ingest_inbox(db, cfg, iopts)?;
-    // Named bank statements go to the bank step (when it is on), not the CSV ingest.
-    let csv: Vec<PathBuf> = opts
-        .files
-        .iter()
-        .filter(|f| !(cfg.bank.enabled && crate::bank::import::looks_like_statement(f)))
-        .cloned()
-        .collect();
     if !csv.is_empty() {
-        let named = ingest::ingest_paths(db, cfg, &csv, iopts)?;
+        let named = ingest::ingest_paths(db, cfg, csv, iopts)?;
         report.files.extend(named.files);
     }
     Ok(report)
@@ -589,7 +597,13 @@ fn ingest_all(db: &Store, cfg: &Config, opts: &Options) -> anyhow::Result<ingest
 /// reminders and mail, so that an invoice paid by transfer gets no reminder and its link
 /// is deactivated in this same cycle. Off unless `bank.enabled`; an idle cycle with an
 /// empty bank inbox costs one folder listing.
-fn bank_step(db: &Store, cfg: &Config, opts: &Options, report: &mut Report) -> anyhow::Result<()> {
+fn bank_step(
+    db: &Store,
+    cfg: &Config,
+    opts: &Options,
+    named: &[PathBuf],
+    report: &mut Report,
+) -> anyhow::Result<()> {
     if !cfg.bank.enabled {
         return Ok(());
     }
@@ -597,13 +611,7 @@ fn bank_step(db: &Store, cfg: &Config, opts: &Options, report: &mut Report) -> a
         notes: opts.dry_run,
         dry_run: opts.dry_run,
     };
-    let named: Vec<PathBuf> = opts
-        .files
-        .iter()
-        .filter(|f| crate::bank::import::looks_like_statement(f))
-        .cloned()
-        .collect();
-    match crate::bank::import::import(db, cfg, true, &named, bopts) {
+    match crate::bank::import::import(db, cfg, true, named, bopts) {
         Ok(r) => report.bank = Some(r),
         Err(e) => {
             // The bank inbox missing or unreadable: said, and the rest of the cycle goes on.
@@ -619,12 +627,13 @@ fn bank_step(db: &Store, cfg: &Config, opts: &Options, report: &mut Report) -> a
 fn dry_run(db: &Store, cfg: &Config, opts: &Options) -> anyhow::Result<Report> {
     // Dropped without a commit: everything below is rolled back, on success or error.
     let _rollback = db.rehearsal()?;
+    let (csv, statements) = named_files(cfg, opts);
     let mut report = Report {
-        ingest: ingest_all(db, cfg, opts)?,
+        ingest: ingest_all(db, cfg, opts, &csv)?,
         reminders_on: cfg.reminders.enabled,
         ..Report::default()
     };
-    bank_step(db, cfg, opts, &mut report)?;
+    bank_step(db, cfg, opts, &statements, &mut report)?;
     reminder_step::sync_ladder(db, cfg)?;
     let deactivate = links::plan_deactivations(db)?;
     // Assume the deactivations succeed, so that replacements show as creates.
